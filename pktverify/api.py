@@ -1,0 +1,55 @@
+"""The library entry points behind ``pktverify trace``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .eval.conntrack import ConntrackTable
+from .eval.node_trace import NodeTracer
+from .model.node import NodeState
+from .model.packet import Packet
+from .model.trace import Trace
+from .packets import packet_from_scapy
+from .parse.node import load_node
+
+__all__ = ["trace", "trace_packet", "load_node", "NodeTracer", "ConntrackTable"]
+
+_TRACERS: dict[int, NodeTracer] = {}
+
+
+def _tracer(node: NodeState) -> NodeTracer:
+    tracer = _TRACERS.get(id(node))
+    if tracer is None or tracer.node is not node:
+        tracer = _TRACERS[id(node)] = NodeTracer(node)
+    return tracer
+
+
+def trace(node: NodeState, packet: Packet, *, in_iface: str | None = None,
+          conntrack: ConntrackTable | None = None) -> Trace:
+    """Return every outcome of ``packet`` on ``node``.
+
+    ``in_iface`` is the interface it arrives on; None means generated on the
+    node itself. ``conntrack`` holds known connections (see :class:`ConntrackTable`).
+
+    >>> node = load_node(iptables="rules/node/iptables-save.txt", addrs="rules/node/ip-addr.json",
+    ...                  routes="rules/node/ip-route.txt")                        # doctest: +SKIP
+    >>> trace(node, packet, in_iface="cbr0").outcomes[0].verdict                  # doctest: +SKIP
+    'forward'
+    """
+    return _tracer(node).trace(packet, in_iface=in_iface, conntrack=conntrack)
+
+
+def trace_packet(node: NodeState, pkt, *, in_iface: str | None = None,
+                 conntrack: ConntrackTable | None = None) -> Trace:
+    """Like :func:`trace`, for a scapy packet (``IP(src=..., dst=...)/TCP(dport=80)``).
+
+    >>> from scapy.layers.inet import IP, TCP                                    # doctest: +SKIP
+    >>> trace_packet(node, IP(src="10.0.0.2", dst="10.96.0.10")/TCP(sport=40000, dport=80),
+    ...              in_iface="cbr0")                                              # doctest: +SKIP
+    """
+    return trace(node, packet_from_scapy(pkt), in_iface=in_iface, conntrack=conntrack)
+
+
+def load(path_iptables: str | Path, path_addrs: str | Path, path_routes: str | Path, **kw) -> NodeState:
+    """Positional shorthand for :func:`load_node`."""
+    return load_node(iptables=path_iptables, addrs=path_addrs, routes=path_routes, **kw)

@@ -1,0 +1,78 @@
+"""Command line: argument parsing and exit codes only (0 ok, 1 violation, 2 bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import InvalidArgument, PktverifyError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:   # argparse's usage errors also exit 2, on one line
+        self.print_usage(sys.stderr)
+        print(f"pktverify: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _build() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pktverify", description="Packet-level verifier for Kubernetes networking.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    t = sub.add_parser("trace", help="trace one packet through one node's netfilter and FIB")
+    t.add_argument("--iptables", required=True, metavar="FILE", help="iptables-save output")
+    t.add_argument("--addrs", required=True, metavar="FILE", help="ip -j addr show / ip -o addr show")
+    t.add_argument("--routes", required=True, metavar="FILE", help="ip -j route / ip route / route add lines")
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--in-iface", metavar="IFACE", help="the packet arrives on this interface")
+    where.add_argument("--local", action="store_true", help="the packet is generated on the node")
+    t.add_argument("--proto", required=True, choices=["tcp", "udp", "sctp", "icmp"])
+    t.add_argument("--src", required=True, metavar="IP")
+    t.add_argument("--sport", type=int, metavar="N")
+    t.add_argument("--dst", required=True, metavar="IP")
+    t.add_argument("--dport", type=int, metavar="N")
+    t.add_argument("--format", choices=["text", "json"], default="text")
+    t.add_argument("--lenient", action="store_true",
+                   help="unknown matches/targets become may-match; affected outcomes are inexact")
+    t.add_argument("--route-localnet", action="store_true",
+                   help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status."""
+    args = _build().parse_args(argv)
+    try:
+        return _trace(args)
+    except PktverifyError as exc:
+        print(f"pktverify: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:     # e.g. an interface the node does not have
+        print(f"pktverify: {exc}", file=sys.stderr)
+        return 2
+
+
+def _trace(args) -> int:
+    from .api import trace
+    from .packets import make_packet
+    from .parse.node import load_node
+    from .report.trace_json import trace_to_json
+    from .report.trace_text import trace_to_text
+
+    packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
+    node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
+                     lenient=args.lenient, route_localnet=args.route_localnet)
+    if args.in_iface and args.in_iface not in node.interfaces:
+        raise InvalidArgument(f"--in-iface {args.in_iface}: the node has no such interface "
+                              f"(it has {', '.join(node.interfaces)})")
+    result = trace(node, packet, in_iface=None if args.local else args.in_iface)
+    for warning in node.warnings:
+        print(f"pktverify: warning: {warning}", file=sys.stderr)
+    out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""The exceptions pktverify raises.
+
+One root (:class:`PktverifyError`) so callers can catch everything the tool
+reports on purpose; :class:`InputError` carries the ``file:line`` and the
+offending text so the CLI can print one line and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PktverifyError", "InputError", "InvalidArgument"]
+
+
+class PktverifyError(Exception):
+    """Root of every error pktverify raises deliberately."""
+
+
+class InputError(PktverifyError):
+    """Input text that pktverify does not understand or that the kernel would reject.
+
+    ``str(err)`` is the one-line report ``FILE:LINE: what is wrong: the offending text``.
+    """
+
+    def __init__(self, source: str, line: int, message: str, text: str = "") -> None:
+        self.source = source
+        self.line = line
+        self.message = message
+        self.text = text
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = self.text if len(self.text) <= 200 else self.text[:200] + "..."
+        return f"{self.source}:{self.line}: {self.message}: {text}"
+
+
+class InvalidArgument(PktverifyError, TypeError):
+    """A library or CLI argument is out of range; the message echoes it and says what is valid."""

@@ -1,0 +1,1 @@
+"""Model + packet → trace: matches, chain walks, NAT, conntrack, FIB and the hook pipeline."""

@@ -1,0 +1,225 @@
+"""Walk a packet through one table's chain for one hook, branching where the rules do.
+
+The walk follows the kernel's traversal: jumps push a return point, gotos do
+not, RETURN (or falling off a user chain) pops, and falling off or RETURN in a
+built-in chain applies its policy. A statistic match splits the walk into a
+matching branch (probability p) and a non-matching one (1 - p); an unknown
+match (``--lenient``) splits it into two inexact branches.
+
+Large chains are indexed by the exact destination a rule requires
+(``-d IP/32``): a rule whose required destination is not the packet's cannot
+match, so the walk visits only rules with no such requirement or the right
+one. The destination cannot change during a table walk (DNAT ends it), so
+the index is sound.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import NamedTuple
+
+from ..model import rules as m
+from ..model.rules import Table
+from . import nat
+from .fib import Fib
+from .matchers import CompiledRule, compile_rule
+from .state import Step, WalkState
+
+__all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
+
+INDEX_THRESHOLD = 16
+
+
+class ChainResult(NamedTuple):
+    """How a table walk ended: ``verdict`` ACCEPT, DROP or REJECT (``detail`` the reject type)."""
+    state: WalkState
+    verdict: str
+    detail: str = ""
+
+
+class _IndexedChain:
+    __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed")
+
+    def __init__(self, chain: m.Chain, fib: Fib) -> None:
+        self.name = chain.name
+        self.policy = chain.policy
+        self.builtin = chain.builtin
+        self.decl = (chain.line, chain.declaration)
+        self.rules = [compile_rule(rule, i, fib) for i, rule in enumerate(chain.rules)]
+        self.indexed = len(self.rules) > INDEX_THRESHOLD
+        self._by_dst: dict[int, list[int]] = {}
+        self._wild: list[int] = []
+        self._cache: dict[int, list[int]] = {}
+        if self.indexed:
+            for r in self.rules:
+                if r.dst_key is None:
+                    self._wild.append(r.position)
+                else:
+                    self._by_dst.setdefault(r.dst_key, []).append(r.position)
+
+    def candidates(self, dst: int) -> list[int] | None:
+        """Positions of the rules that can match destination ``dst``, in order (None: all)."""
+        if not self.indexed:
+            return None
+        hit = self._cache.get(dst)
+        if hit is None:
+            hit = sorted(self._wild + self._by_dst.get(dst, []))
+            if len(self._cache) < 65536:
+                self._cache[dst] = hit
+        return hit
+
+
+class CompiledTable:
+    """One table compiled for one node: walk a packet from any built-in chain."""
+
+    def __init__(self, table: Table, fib: Fib) -> None:
+        self.name = table.name
+        self.fib = fib
+        self.chains = {name: _IndexedChain(chain, fib) for name, chain in table.chains.items()}
+
+    def is_empty(self, hook: str) -> bool:
+        """True when the built-in chain has no rules and policy ACCEPT (a walk changes nothing)."""
+        chain = self.chains[hook]
+        return not chain.rules and chain.policy == "ACCEPT"
+
+    def walk(self, hook: str, st: WalkState, ctx: "NatContext | None" = None) -> list[ChainResult]:
+        """All outcomes of walking ``st`` through built-in chain ``hook``, with probabilities."""
+        results: list[ChainResult] = []
+        self._run(hook, 0, (), st, ctx, results)
+        return results
+
+    # The walk: iterative within a branch, recursive only where it forks.
+    def _run(self, chain_name: str, start: int, stack: tuple, st: WalkState, ctx, results: list,
+             matched: int = -1) -> None:
+        """Walk from ``start``. ``matched`` is a position already decided to match (the
+        matching side of a fork), explored before the other side so outcomes keep rule order."""
+        chains = self.chains
+        while True:
+            chain = chains[chain_name]
+            rules = chain.rules
+            order = chain.candidates(st.pkt.dst)
+            positions = range(start, len(rules)) if order is None else order[bisect_left(order, start):]
+            moved = False
+            for pos in positions:
+                cr = rules[pos]
+                p = cr.probability
+                if pos == matched:
+                    matched = -1
+                else:
+                    ok = True
+                    for pred in cr.preds:
+                        if not pred(st):
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    if cr.unknown or p < 1.0:
+                        if p > 0.0:
+                            hit = st._replace(prob=st.prob * p, exact=st.exact and not cr.unknown)
+                            self._run(chain_name, pos, stack, hit, ctx, results, pos)
+                        st = st._replace(prob=st.prob * (1.0 - p) if p < 1.0 else st.prob,
+                                         exact=st.exact and not cr.unknown)
+                        if st.prob <= 0.0:
+                            return
+                        continue
+                kind, *rest = self._apply(cr, st, ctx, p)
+                if kind == "continue":
+                    st = rest[0]
+                    continue
+                if kind == "final":
+                    results.append(rest[0])
+                    return
+                st = rest[0]
+                if kind == "jump":
+                    stack = stack + ((chain_name, pos + 1),)
+                    chain_name, start = rest[1], 0
+                elif kind == "goto":
+                    chain_name, start = rest[1], 0
+                else:  # RETURN
+                    if not stack:
+                        results.append(self._policy(chain_name, st))
+                        return
+                    (chain_name, start), stack = stack[-1], stack[:-1]
+                moved = True
+                break
+            if moved:
+                continue
+            # Fell off the end of the chain.
+            if chain.builtin:
+                results.append(self._policy(chain_name, st))
+                return
+            if not stack:   # only when a walk starts in a user chain
+                results.append(ChainResult(st, "RETURN"))
+                return
+            (chain_name, start), stack = stack[-1], stack[:-1]
+
+    def _policy(self, chain_name: str, st: WalkState) -> ChainResult:
+        chain = self.chains[chain_name]
+        line, decl = chain.decl
+        policy = chain.policy or "ACCEPT"
+        step = Step(self.name, chain_name, None, line or None, decl or f":{chain_name} {policy}",
+                    f"policy {policy}")
+        st = st._replace(steps=st.steps + (step,))
+        return ChainResult(st, policy)
+
+    def _step(self, cr: CompiledRule, action: str, p: float) -> Step:
+        r = cr.rule
+        return Step(self.name, r.chain, r.index, r.line, r.text, action, r.source,
+                    p if p < 1.0 else None)
+
+    def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float):
+        target = cr.rule.target
+        if target is None:
+            return "continue", st._replace(steps=st.steps + (self._step(cr, "match (no target)", p),))
+        ttype = type(target)
+        if ttype is m.Jump:
+            st = st._replace(steps=st.steps + (self._step(cr, ("goto " if target.goto else "jump ") + target.chain, p),))
+            return ("goto" if target.goto else "jump"), st, target.chain
+        if ttype is m.Verdict:
+            st = st._replace(steps=st.steps + (self._step(cr, target.name, p),))
+            if target.name == "RETURN":
+                return "return", st
+            return "final", ChainResult(st, target.name)
+        if ttype is m.Reject:
+            st = st._replace(steps=st.steps + (self._step(cr, f"REJECT {target.with_}", p),))
+            return "final", ChainResult(st, "REJECT", target.with_)
+        if ttype is m.SetMark:
+            mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.value
+            st = st._replace(mark=mark, steps=st.steps + (self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p),))
+            return "continue", st
+        if ttype is m.NoOp:
+            return "continue", st._replace(steps=st.steps + (self._step(cr, target.name, p),))
+        if ttype is m.UnknownTarget:
+            step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
+            st = st._replace(exact=False, steps=st.steps + (step,))
+            return "final", ChainResult(st, "UNKNOWN")
+        return self._nat(cr, target, st, ctx, p)
+
+    def _nat(self, cr: CompiledRule, target, st: WalkState, ctx, p: float):
+        before = st.pkt
+        ttype = type(target)
+        if ttype is m.Dnat:
+            res, kind = nat.apply_dnat(before, target), "DNAT"
+        elif ttype is m.Redirect:
+            res, kind = nat.apply_redirect(before, target, self.fib, st.in_iface), "REDIRECT"
+        elif ttype is m.Snat:
+            res, kind = nat.apply_snat(before, target), "SNAT"
+        else:
+            res, kind = nat.apply_masquerade(before, target, self.fib, st.out_iface, ctx.next_hop), "MASQUERADE"
+        if res.pkt is None:
+            st = st._replace(steps=st.steps + (self._step(cr, res.note + " → dropped", p),))
+            return "final", ChainResult(st, "DROP", res.note)
+        action = nat.describe_change(before, res.pkt, kind)
+        if res.random_port:
+            fld, lo, hi = res.random_port
+            action += f" ({fld} drawn at random from {lo}-{hi})"
+        st = st._replace(pkt=res.pkt, exact=st.exact and res.exact,
+                         masquerade=st.masquerade or kind == "MASQUERADE",
+                         random_ports=st.random_ports + ((res.random_port,) if res.random_port else ()),
+                         steps=st.steps + (self._step(cr, action, p),))
+        return "final", ChainResult(st, "ACCEPT", kind)
+
+
+class NatContext(NamedTuple):
+    """What source-NAT needs from the routing decision."""
+    next_hop: int

@@ -1,0 +1,67 @@
+"""Conntrack as the evaluator needs it: NEW vs known connections, and un-NAT of replies.
+
+The nat table sees only a connection's first packet; later packets of the
+same connection (either direction) are translated from the stored binding.
+"""
+
+from __future__ import annotations
+
+from ..model.packet import ICMP, TCP, Packet
+from ..model.trace import Connection
+from .state import CT_DNAT, CT_ESTABLISHED, CT_INVALID, CT_NEW, CT_SNAT
+
+__all__ = ["ConntrackTable", "initial_ctbits", "translate_known"]
+
+_VALID_TCP_FLAGS = {  # tcp_valid_flags in nf_conntrack_proto_tcp.c (FIN, SYN, RST, ACK, URG bits)
+    0x02, 0x12, 0x10, 0x11, 0x14, 0x04, 0x18, 0x19, 0x1C, 0x30, 0x31, 0x38, 0x39,
+}
+_NEW_ICMP_TYPES = {8, 13, 15, 17}   # echo, timestamp, info, address-mask requests
+
+
+def _key(p: Packet) -> tuple:
+    return (p.proto, p.src, p.sport, p.dst, p.dport)
+
+
+def initial_ctbits(pkt: Packet) -> int:
+    """The conntrack state of a packet that belongs to no known connection."""
+    if pkt.proto == TCP:
+        flags = pkt.tcp_flags & 0x37
+        if flags not in _VALID_TCP_FLAGS or flags & 0x04:   # RST never creates a connection
+            return CT_INVALID
+        # nf_conntrack_tcp_loose=1: any valid non-RST packet can pick up a connection.
+        return CT_NEW
+    if pkt.proto == ICMP:
+        return CT_NEW if pkt.icmp_type in _NEW_ICMP_TYPES else CT_INVALID
+    return CT_NEW
+
+
+class ConntrackTable:
+    """Known connections, looked up by either direction's tuple."""
+
+    def __init__(self) -> None:
+        self._by_tuple: dict[tuple, tuple[Connection, str]] = {}
+
+    def add(self, conn: Connection) -> None:
+        """Remember ``conn`` (as a node does once its first packet is accepted)."""
+        self._by_tuple[_key(conn.original)] = (conn, "original")
+        self._by_tuple[_key(conn.reply)] = (conn, "reply")
+
+    def lookup(self, pkt: Packet) -> tuple[Connection, str] | None:
+        """The connection and direction ``pkt`` belongs to, or None for a new one."""
+        return self._by_tuple.get(_key(pkt))
+
+    def __len__(self) -> int:
+        return len(self._by_tuple) // 2
+
+
+def known_ctbits(conn: Connection) -> int:
+    """Bits the conntrack match sees for a packet of an established connection."""
+    return CT_ESTABLISHED | (CT_DNAT if conn.dnat else 0) | (CT_SNAT if conn.snat else 0)
+
+
+def translate_known(pkt: Packet, conn: Connection, direction: str, manip: str) -> Packet:
+    """Apply a stored binding at a nat hook: ``manip`` "dst" (PREROUTING/OUTPUT) or "src"."""
+    target = conn.reply.reversed() if direction == "original" else conn.original.reversed()
+    if manip == "dst":
+        return pkt._replace(dst=target.dst, dport=target.dport)
+    return pkt._replace(src=target.src, sport=target.sport)

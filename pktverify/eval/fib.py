@@ -1,0 +1,120 @@
+"""The node's FIB: route lookups and address types, as the kernel computes them.
+
+With the default policy rules the kernel merges the ``local`` and ``main``
+tables into one trie, so a lookup is one longest-prefix match over both
+(``local`` first at equal prefix). Error routes (blackhole, unreachable,
+prohibit, throw) end the lookup with their error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model.addresses import LIMITED_BROADCAST, in_network, is_multicast, is_zeronet
+from ..model.node import NodeState, Route
+
+__all__ = ["Fib", "RouteResult"]
+
+_TABLE_RANK = {"local": 0, "main": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """Where a lookup leads: ``kind`` local/broadcast/unicast or an error kind; ``route`` the winner."""
+    kind: str
+    route: Route | None
+
+    @property
+    def next_hop(self) -> int | None:
+        return self.route.gateway if self.route else None
+
+
+class Fib:
+    """Longest-prefix lookups over a node's local and main tables, indexed by prefix length."""
+
+    def __init__(self, node: NodeState) -> None:
+        self.node = node
+        by_len: dict[int, dict[int, list[Route]]] = {}
+        for route in (*node.local_routes, *node.routes):
+            if route.table not in _TABLE_RANK:
+                continue
+            plen = bin(route.mask).count("1")
+            by_len.setdefault(plen, {}).setdefault(route.network, []).append(route)
+        for buckets in by_len.values():
+            for routes in buckets.values():
+                routes.sort(key=lambda r: (_TABLE_RANK[r.table], r.metric))
+        self._levels = [(((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF) if plen else 0, by_len[plen])
+                        for plen in sorted(by_len, reverse=True)]
+        self._if_addrs = {a.ip for i in node.interfaces.values() for a in i.addresses}
+        self._cache: dict[tuple[int, str | None], RouteResult] = {}
+
+    def lookup(self, ip: int, oif: str | None = None) -> RouteResult:
+        """Route ``ip``; ``oif`` restricts unicast routes to that device (as SO_BINDTODEVICE)."""
+        key = (ip, oif)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        result = RouteResult("unreachable-net", None)   # no route: ENETUNREACH
+        for mask, buckets in self._levels:
+            routes = buckets.get(ip & mask)
+            if not routes:
+                continue
+            for route in routes:
+                if oif is not None and route.kind == "unicast" and route.dev != oif:
+                    continue
+                result = RouteResult(route.kind, route)
+                break
+            else:
+                continue
+            break
+        self._cache[key] = result
+        return result
+
+    def addr_type(self, ip: int, dev: str | None = None) -> str:
+        """What ``-m addrtype`` sees for ``ip`` (``dev`` for --limit-iface-in/out)."""
+        if is_zeronet(ip) or ip == LIMITED_BROADCAST:
+            return "BROADCAST"
+        if is_multicast(ip):
+            return "MULTICAST"
+        result = self.lookup(ip)
+        if result.route is None or result.route.table != "local":
+            return "UNICAST"
+        if dev is not None and result.route.dev != dev:
+            return "UNICAST"
+        return result.kind.upper()
+
+    def is_interface_address(self, ip: int) -> bool:
+        """True if ``ip`` is configured on one of the node's interfaces."""
+        return ip in self._if_addrs
+
+    def masquerade_source(self, out_iface: str, next_hop: int) -> int | None:
+        """The address MASQUERADE picks: ``inet_select_addr(out, nexthop, RT_SCOPE_UNIVERSE)``.
+
+        A primary (never secondary) global-scope address of the outgoing device,
+        preferring one whose subnet holds the next hop; if the device has none, the
+        first such address of any device, in interface order (lo first).
+        """
+        iface = self.node.interfaces.get(out_iface)
+        chosen = None
+        if iface is not None:
+            for addr in iface.addresses:
+                if addr.secondary or addr.scope > 0:
+                    continue
+                if in_network(next_hop, addr.network, addr.mask):
+                    return addr.ip
+                if chosen is None:
+                    chosen = addr.ip
+        if chosen is not None:
+            return chosen
+        for other in self.node.interfaces.values():
+            for addr in other.addresses:
+                if not addr.secondary and addr.scope == 0:
+                    return addr.ip
+        return None
+
+    def redirect_address(self, in_iface: str) -> int | None:
+        """The address REDIRECT uses: the first address in the incoming device's list."""
+        iface = self.node.interfaces.get(in_iface)
+        if iface is None or not iface.addresses:
+            return None
+        return iface.addresses[0].ip

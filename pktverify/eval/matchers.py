@@ -1,0 +1,151 @@
+"""Compile model matches into predicates over a :class:`WalkState`.
+
+Deterministic matches become closures ``pred(state) -> bool``. The two
+probabilistic ones (``statistic`` random and nth) become a probability, and
+an unknown module (``--lenient``) becomes a "may match" flag; the chain
+walker branches on both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..model import rules as m
+from .fib import Fib
+from .state import CT_BITS, WalkState
+
+__all__ = ["CompiledRule", "compile_rule"]
+
+Predicate = Callable[[WalkState], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """A rule ready to evaluate: ``preds`` all true, then match with ``probability``."""
+    rule: m.Rule
+    position: int              # 0-based index in its chain
+    preds: tuple[Predicate, ...]
+    probability: float         # 1.0 unless statistic matches are present
+    unknown: bool              # an unknown match module: may or may not match
+    dst_key: int | None        # the exact /32 destination this rule requires, for the index
+
+
+def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
+    """Turn ``rule``'s matches into predicates, a probability and a may-match flag."""
+    preds: list[Predicate] = []
+    probability = 1.0
+    unknown = False
+    dst_key = None
+    for match in rule.matches:
+        if isinstance(match, m.RandomMatch):
+            probability *= (1.0 - match.probability) if match.invert else match.probability
+        elif isinstance(match, m.NthMatch):
+            share = 1.0 / match.every
+            probability *= (1.0 - share) if match.invert else share
+        elif isinstance(match, m.UnknownMatch):
+            unknown = True
+        elif isinstance(match, m.CommentMatch):
+            continue
+        else:
+            if isinstance(match, m.AddrMatch) and match.field == "dst" and not match.invert \
+                    and match.mask == 0xFFFFFFFF:
+                dst_key = match.network
+            preds.append(_COMPILERS[type(match)](match, fib))
+    return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key)
+
+
+def _addr(mt: m.AddrMatch, fib: Fib) -> Predicate:
+    net, mask, inv = mt.network, mt.mask, mt.invert
+    if mt.field == "src":
+        return lambda st: ((st.pkt.src & mask) == net) != inv
+    return lambda st: ((st.pkt.dst & mask) == net) != inv
+
+
+def _proto(mt: m.ProtoMatch, fib: Fib) -> Predicate:
+    proto, inv = mt.proto, mt.invert
+    return lambda st: (st.pkt.proto == proto) != inv
+
+
+def _iface(mt: m.IfaceMatch, fib: Fib) -> Predicate:
+    name, inv = mt.name, mt.invert
+    attr = "in_iface" if mt.direction == "in" else "out_iface"
+    if mt.prefix:
+        return lambda st: getattr(st, attr).startswith(name) != inv
+    return lambda st: (getattr(st, attr) == name) != inv
+
+
+def _port(mt: m.PortMatch, fib: Fib) -> Predicate:
+    lo, hi, inv = mt.low, mt.high, mt.invert
+    if mt.field == "sport":
+        return lambda st: (lo <= st.pkt.sport <= hi) != inv
+    return lambda st: (lo <= st.pkt.dport <= hi) != inv
+
+
+def _multiport(mt: m.MultiportMatch, fib: Fib) -> Predicate:
+    ranges, inv, fld = mt.ranges, mt.invert, mt.field
+
+    def pred(st: WalkState) -> bool:
+        ports = (st.pkt.sport, st.pkt.dport) if fld == "either" else \
+            (st.pkt.sport,) if fld == "sport" else (st.pkt.dport,)
+        hit = any(lo <= p <= hi for p in ports for lo, hi in ranges)
+        return hit != inv
+    return pred
+
+
+def _tcp_flags(mt: m.TcpFlagsMatch, fib: Fib) -> Predicate:
+    mask, comp, inv = mt.mask, mt.comp, mt.invert
+    return lambda st: ((st.pkt.tcp_flags & mask) == comp) != inv
+
+
+def _addrtype(mt: m.AddrTypeMatch, fib: Fib) -> Predicate:
+    types, inv, limit = mt.types, mt.invert, mt.limit_iface
+    use_src = mt.field == "src"
+
+    def pred(st: WalkState) -> bool:
+        ip = st.pkt.src if use_src else st.pkt.dst
+        dev = None if limit is None else (st.in_iface if limit == "in" else st.out_iface) or None
+        return (fib.addr_type(ip, dev) in types) != inv
+    return pred
+
+
+def _mark(mt: m.MarkMatch, fib: Fib) -> Predicate:
+    value, mask, inv = mt.value, mt.mask, mt.invert
+    return lambda st: ((st.mark & mask) == value) != inv
+
+
+def _ctstate(mt: m.CtStateMatch, fib: Fib) -> Predicate:
+    bits = 0
+    for name in mt.states:
+        bits |= CT_BITS[name]
+    inv = mt.invert
+    return lambda st: bool(st.ctbits & bits) != inv
+
+
+def _iprange(mt: m.IpRangeMatch, fib: Fib) -> Predicate:
+    lo, hi, inv = mt.low, mt.high, mt.invert
+    if mt.field == "src":
+        return lambda st: (lo <= st.pkt.src <= hi) != inv
+    return lambda st: (lo <= st.pkt.dst <= hi) != inv
+
+
+def _icmp(mt: m.IcmpTypeMatch, fib: Fib) -> Predicate:
+    t, lo, hi, inv = mt.icmp_type, mt.code_low, mt.code_high, mt.invert
+    if t == 255:
+        return lambda st: not inv
+    return lambda st: (st.pkt.icmp_type == t and lo <= st.pkt.icmp_code <= hi) != inv
+
+
+def _recent(mt: m.RecentMatch, fib: Fib) -> Predicate:
+    # Recent lists start empty: --set always matches (it records the source);
+    # --rcheck/--update/--remove find nothing. This is a new client's first packet.
+    result = (mt.mode == "set") != mt.invert
+    return lambda st: result
+
+
+_COMPILERS: dict[type, Callable] = {
+    m.AddrMatch: _addr, m.ProtoMatch: _proto, m.IfaceMatch: _iface, m.PortMatch: _port,
+    m.MultiportMatch: _multiport, m.TcpFlagsMatch: _tcp_flags, m.AddrTypeMatch: _addrtype,
+    m.MarkMatch: _mark, m.CtStateMatch: _ctstate, m.IpRangeMatch: _iprange,
+    m.IcmpTypeMatch: _icmp, m.RecentMatch: _recent,
+}

@@ -1,0 +1,304 @@
+"""A packet's path through one node, hook by hook, in the kernel's order.
+
+Arriving on an interface:  PREROUTING (raw, mangle, nat) → routing decision →
+INPUT (mangle, filter, nat) → local socket, or FORWARD (mangle, filter) →
+POSTROUTING (mangle, nat) → out.
+Locally generated: route → OUTPUT (raw, mangle, nat, filter; re-routed when
+mangle or nat changed the destination) → POSTROUTING (mangle, nat) → out, or
+over ``lo`` back through PREROUTING (raw, mangle) and INPUT (mangle, filter).
+
+Assumptions about the node's sysctls (a Kubernetes node's usual ones):
+``ip_forward=1``, ``rp_filter=0``, ``accept_local=0``, ``route_localnet`` as
+the NodeState says (0 by default), no policy-routing rules.
+"""
+
+from __future__ import annotations
+
+from ..model.addresses import LIMITED_BROADCAST, format_ip, is_loopback, is_multicast, is_zeronet
+from ..model.node import NodeState
+from ..model.packet import Packet
+from ..model.trace import Connection, Outcome, Trace
+from .chains import ChainResult, CompiledTable, NatContext
+from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
+from .fib import Fib, RouteResult
+from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, Step, WalkState
+
+__all__ = ["NodeTracer"]
+
+_ROUTE_ERRORS = {
+    "unreachable-net": ("reject", "no route to the destination (ICMP net unreachable)"),
+    "unreachable": ("reject", "unreachable route (ICMP host unreachable)"),
+    "prohibit": ("reject", "prohibit route (ICMP administratively prohibited)"),
+    "blackhole": ("drop", "blackhole route"),
+    "throw": ("reject", "throw route, no further table (ICMP net unreachable)"),
+}
+
+
+class NodeTracer:
+    """Trace packets through one node. Build once per node; ``trace`` is the hot path."""
+
+    def __init__(self, node: NodeState) -> None:
+        self.node = node
+        self.fib = Fib(node)
+        self.tables = {name: CompiledTable(table, self.fib) for name, table in node.ruleset.tables.items()}
+
+    # ------------------------------------------------------------ public
+    def trace(self, pkt: Packet, *, in_iface: str | None = None,
+              conntrack: ConntrackTable | None = None) -> Trace:
+        """Every outcome of ``pkt`` arriving on ``in_iface`` (None: generated on the node).
+
+        With ``conntrack``, a packet of a known connection (either direction) is
+        translated from the stored binding instead of walking the nat chains.
+        """
+        known = conntrack.lookup(pkt) if conntrack is not None else None
+        ctbits = known_ctbits(known[0]) if known else initial_ctbits(pkt)
+        st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, ())
+        self._known = known
+        self._start = pkt
+        finished: list[Outcome] = []
+        if in_iface is None:
+            self._from_local(st, finished)
+        else:
+            if in_iface not in self.node.interfaces:
+                raise ValueError(f"node {self.node.name!r} has no interface {in_iface!r} "
+                                 f"(it has {', '.join(self.node.interfaces)})")
+            self._from_wire(st, finished)
+        return Trace(pkt, in_iface, _merge(finished), self.node.name)
+
+    # ------------------------------------------------------------ paths
+    def _from_wire(self, st: WalkState, finished: list) -> None:
+        states = self._prerouting(st, finished)
+        for st in states:
+            self._route_input(st, finished)
+
+    def _prerouting(self, st: WalkState, finished: list, *, nat: bool = True) -> list[WalkState]:
+        raw_bits = st.ctbits
+        states = self._tables("PREROUTING", ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
+        states = [s._replace(ctbits=raw_bits) for s in states]
+        states = self._tables("PREROUTING", ("mangle",), states, finished)
+        if nat:
+            states = self._nat("PREROUTING", "dst", states, finished)
+        return states
+
+    def _route_input(self, st: WalkState, finished: list) -> None:
+        pkt = st.pkt
+        martian = self._martian_input(pkt, st.in_iface)
+        if martian:
+            finished.append(self._end(st, "drop", martian, route_step=martian))
+            return
+        result = self.fib.lookup(pkt.dst)
+        if result.kind in ("local", "broadcast"):
+            if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
+                finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
+                return
+            st = self._with_step(st, f"route: {result.route.describe()} → local delivery")
+            self._input(st, finished)
+            return
+        if result.kind != "unicast":
+            verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
+            finished.append(self._end(st, verdict, reason, route_step=f"route: {reason}"))
+            return
+        if self.fib.is_interface_address(pkt.src):
+            finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
+            return
+        if pkt.ttl <= 1:
+            finished.append(self._end(st, "reject", "TTL exceeded in transit (ICMP time exceeded)"))
+            return
+        route = result.route
+        st = self._with_step(st, f"route: {route.describe()} → forward out {route.dev}")
+        st = st._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=route.dev or "")
+        next_hop = route.gateway if route.gateway is not None else st.pkt.dst
+        states = self._tables("FORWARD", ("mangle", "filter"), [st], finished)
+        self._postrouting(states, next_hop, finished)
+
+    def _input(self, st: WalkState, finished: list, *, nat: bool = True) -> None:
+        states = self._tables("INPUT", ("mangle", "filter"), [st], finished)
+        if nat:
+            states = self._nat("INPUT", "src", states, finished)
+        for s in states:
+            finished.append(self._end(s, "local", "delivered to a local socket"))
+
+    def _postrouting(self, states: list[WalkState], next_hop: int, finished: list) -> None:
+        states = self._tables("POSTROUTING", ("mangle",), states, finished)
+        states = self._nat("POSTROUTING", "src", states, finished, NatContext(next_hop))
+        for s in states:
+            finished.append(self._end(s, "forward", f"leaves on {s.out_iface}", next_hop=next_hop))
+
+    def _from_local(self, st: WalkState, finished: list) -> None:
+        routed = self._route_output(st, finished, initial=True)
+        if routed is None:
+            return
+        st, result = routed
+        raw_bits = st.ctbits
+        states = self._tables("OUTPUT", ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
+        states = [s._replace(ctbits=raw_bits) for s in states]
+        states = self._tables("OUTPUT", ("mangle",), states, finished)
+        states = self._rerouted(states, st, finished)
+        states = self._nat("OUTPUT", "dst", states, finished)
+        states = self._rerouted(states, st, finished)
+        states = self._tables("OUTPUT", ("filter",), states, finished)
+        for s in states:
+            if s.out_iface == "lo":
+                self._loopback(s, finished)
+            else:
+                result = self.fib.lookup(s.pkt.dst)
+                route = result.route
+                next_hop = route.gateway if route and route.gateway is not None else s.pkt.dst
+                self._postrouting([s], next_hop, finished)
+
+    def _loopback(self, st: WalkState, finished: list) -> None:
+        states = self._tables("POSTROUTING", ("mangle",), [st], finished)
+        states = self._nat("POSTROUTING", "src", states, finished, NatContext(st.pkt.dst))
+        for s in states:
+            s = self._with_step(s._replace(in_iface="lo"), "loopback: back in through lo")
+            # The looped packet keeps its conntrack entry (nat already done) and its route.
+            for s2 in self._prerouting(s, finished, nat=False):
+                self._input(s2, finished, nat=False)
+
+    def _route_output(self, st: WalkState, finished: list, *, initial: bool):
+        pkt = st.pkt
+        if initial and (is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST or is_zeronet(pkt.src)):
+            finished.append(self._end(st, "drop", "invalid source address for a local socket (EINVAL)"))
+            return None
+        result: RouteResult = self.fib.lookup(pkt.dst)
+        if result.kind in ("local", "broadcast"):
+            return self._with_step(st._replace(out_iface="lo"), f"route: {result.route.describe()} → local via lo"), result
+        if result.kind != "unicast":
+            verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
+            if not initial:
+                verdict, reason = "drop", f"re-route after NAT failed: {reason}"
+            finished.append(self._end(st, verdict, reason))
+            return None
+        dev = result.route.dev or ""
+        if is_loopback(pkt.src) and dev != "lo" and not self.node.route_localnet:
+            finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
+                                      f"cannot leave on {dev} (route_localnet=0)"))
+            return None
+        return self._with_step(st._replace(out_iface=dev), f"route: {result.route.describe()} → out {dev}"), result
+
+    def _rerouted(self, states: list[WalkState], original: WalkState, finished: list) -> list[WalkState]:
+        out = []
+        for s in states:
+            if s.pkt.dst == original.pkt.dst and s.mark == original.mark:
+                out.append(s)
+                continue
+            routed = self._route_output(s, finished, initial=False)
+            if routed is not None:
+                out.append(routed[0])
+        return out
+
+    # ------------------------------------------------------------ tables
+    def _tables(self, hook: str, names: tuple[str, ...], states: list[WalkState],
+                finished: list, ctx: NatContext | None = None) -> list[WalkState]:
+        for name in names:
+            table = self.tables[name]
+            if table.is_empty(hook) or not states:
+                continue
+            nxt: list[WalkState] = []
+            for st in states:
+                for res in table.walk(hook, st, ctx):
+                    self._sort(res, name, hook, nxt, finished)
+            states = nxt
+        return states
+
+    def _sort(self, res: ChainResult, table: str, hook: str, nxt: list, finished: list) -> None:
+        verdict = res.verdict
+        if verdict == "ACCEPT":
+            nxt.append(res.state)
+        elif verdict == "DROP":
+            last = res.state.steps[-1] if res.state.steps else None
+            why = f"dropped by {table}/{last.chain} {'policy' if last and last.rule_index is None else f'#{last.rule_index}'}" \
+                if last else f"dropped in {table}/{hook}"
+            if res.detail:
+                why = res.detail
+            finished.append(self._end(res.state, "drop", why))
+        elif verdict == "REJECT":
+            last = res.state.steps[-1]
+            finished.append(self._end(res.state, "reject",
+                                      f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"))
+        else:   # UNKNOWN target: it may stop the packet or let it continue
+            nxt.append(res.state)
+            finished.append(self._end(res.state, "drop", "unknown target may have stopped the packet"))
+
+    def _nat(self, hook: str, manip: str, states: list[WalkState], finished: list,
+             ctx: NatContext | None = None) -> list[WalkState]:
+        if self._known is not None:
+            conn, direction = self._known
+            out = []
+            for st in states:
+                new = translate_known(st.pkt, conn, direction, manip)
+                if new != st.pkt:
+                    st = self._with_step(st._replace(pkt=new),
+                                         f"conntrack: {'un-NAT' if direction == 'reply' else 'NAT'} "
+                                         f"{st.pkt.describe()} → {new.describe()}")
+                out.append(st)
+            return out
+        table = self.tables["nat"]
+        out = []
+        for st in states:
+            if not st.ctbits & CT_NEW:
+                out.append(st)       # no conntrack entry (INVALID): the nat table is not consulted
+                continue
+            if table.is_empty(hook):
+                out.append(st)
+                continue
+            for res in table.walk(hook, st, ctx):
+                if res.verdict != "ACCEPT":
+                    self._sort(res, "nat", hook, out, finished)
+                    continue
+                s = res.state
+                if s.pkt != st.pkt:
+                    s = s._replace(ctbits=s.ctbits | (CT_DNAT if manip == "dst" else CT_SNAT))
+                out.append(s)
+        return out
+
+    # ------------------------------------------------------------ helpers
+    def _martian_input(self, pkt: Packet, in_iface: str) -> str:
+        if is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST:
+            return "martian source (multicast or broadcast source)"
+        if pkt.dst == LIMITED_BROADCAST or (pkt.src == 0 and pkt.dst == 0):
+            return ""
+        if is_zeronet(pkt.src):
+            return "martian source (0.0.0.0/8)"
+        if is_zeronet(pkt.dst):
+            return "martian destination (0.0.0.0/8)"
+        if in_iface == "lo" or self.node.route_localnet:
+            return ""
+        if is_loopback(pkt.dst):
+            return f"martian destination: {format_ip(pkt.dst)} arrived on {in_iface} (route_localnet=0)"
+        if is_loopback(pkt.src):
+            return f"martian source: {format_ip(pkt.src)} arrived on {in_iface} (route_localnet=0)"
+        return ""
+
+    @staticmethod
+    def _with_step(st: WalkState, text: str) -> WalkState:
+        return st._replace(steps=st.steps + (Step(None, None, None, None, "", text),))
+
+    def _end(self, st: WalkState, verdict: str, reason: str, *, next_hop: int | None = None,
+             route_step: str = "") -> Outcome:
+        if route_step:
+            st = self._with_step(st, route_step)
+        conn = None
+        if verdict in ("forward", "local"):
+            if self._known is None:
+                conn = Connection(self._start, st.pkt.reversed())
+            else:
+                conn = self._known[0]
+        return Outcome(verdict, st.prob, st.exact, st.pkt, st.in_iface or None,
+                       st.out_iface or None if verdict == "forward" else None,
+                       next_hop if verdict == "forward" else None, st.masquerade, st.steps,
+                       reason, conn, st.mark, st.random_ports)
+
+
+def _merge(outcomes: list[Outcome]) -> tuple[Outcome, ...]:
+    """Merge outcomes equal for a user; keep the steps of the most probable branch."""
+    merged: dict[tuple, Outcome] = {}
+    for o in outcomes:
+        k = o.key()
+        prev = merged.get(k)
+        if prev is None:
+            merged[k] = o
+        else:
+            keep = prev if prev.probability >= o.probability else o
+            merged[k] = keep._replace(probability=prev.probability + o.probability)
+    return tuple(sorted(merged.values(), key=lambda o: -o.probability))

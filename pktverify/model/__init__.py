@@ -1,0 +1,1 @@
+"""Immutable values: addresses, packets, rules, chains, tables, routes and nodes."""

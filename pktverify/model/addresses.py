@@ -1,0 +1,118 @@
+"""IPv4 addresses as ints, the representation the evaluator works on.
+
+Parsing is strict (``10.1.2.300`` and ``/33`` are errors, ``1.2`` is not an
+address) and cached, because kube-proxy dumps repeat the same few thousand
+addresses across 100k rules. Formatting and anything not on a hot path goes
+through netaddr.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import netaddr
+
+__all__ = [
+    "AddressError",
+    "parse_ip",
+    "parse_network",
+    "format_ip",
+    "prefix_mask",
+    "in_network",
+    "is_loopback",
+    "is_multicast",
+    "is_zeronet",
+    "LIMITED_BROADCAST",
+]
+
+LIMITED_BROADCAST = 0xFFFFFFFF
+
+
+class AddressError(ValueError):
+    """An address or network that is not valid IPv4 notation; the message says why."""
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_ip(text: str) -> int:
+    """Return the dotted-quad ``text`` as an int; raise AddressError if it is not exactly a.b.c.d."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise AddressError(f"not an IPv4 address: {text!r}")
+    value = 0
+    for part in parts:
+        if not part.isdigit() or len(part) > 3 or not part.isascii():
+            raise AddressError(f"not an IPv4 address: {text!r}")
+        octet = int(part)
+        if octet > 255:
+            raise AddressError(f"octet {octet} out of range 0-255 in {text!r}")
+        value = (value << 8) | octet
+    return value
+
+
+def prefix_mask(length: int) -> int:
+    """Return the netmask int of a prefix length 0..32."""
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+
+
+_MASK_TO_LEN = {prefix_mask(n): n for n in range(33)}
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_network(text: str) -> tuple[int, int]:
+    """Return ``(network, mask)`` for ``a.b.c.d``, ``a.b.c.d/len`` or ``a.b.c.d/m.m.m.m``.
+
+    Host bits are cleared as iptables does (``10.85.0.0/15`` is ``10.84.0.0/15``).
+    A dotted mask need not be contiguous for iptables; we accept only contiguous
+    masks and say so, since routes and kube-proxy never write others.
+    """
+    addr, sep, length = text.partition("/")
+    ip = parse_ip(addr)
+    if not sep:
+        return ip, 0xFFFFFFFF
+    if "." in length:
+        mask = parse_ip(length)
+        if mask not in _MASK_TO_LEN:
+            raise AddressError(f"non-contiguous netmask {length!r} is not supported")
+    else:
+        if not length.isdigit() or not length.isascii():
+            raise AddressError(f"prefix length {length!r} is not a number")
+        n = int(length)
+        if n > 32:
+            raise AddressError(f"prefix length /{n} is out of range 0-32")
+        mask = prefix_mask(n)
+    return ip & mask, mask
+
+
+def mask_length(mask: int) -> int:
+    """Return the prefix length of a contiguous netmask int."""
+    return _MASK_TO_LEN[mask]
+
+
+def format_ip(value: int) -> str:
+    """Return the dotted-quad text of an int address."""
+    return str(netaddr.IPAddress(value, 4))
+
+
+def format_network(network: int, mask: int) -> str:
+    """Return ``a.b.c.d/len`` text for a network."""
+    return f"{format_ip(network)}/{mask_length(mask)}"
+
+
+def in_network(ip: int, network: int, mask: int) -> bool:
+    """Return True if ``ip`` lies in ``network/mask``."""
+    return ip & mask == network
+
+
+def is_loopback(ip: int) -> bool:
+    """127.0.0.0/8."""
+    return ip >> 24 == 127
+
+
+def is_multicast(ip: int) -> bool:
+    """224.0.0.0/4."""
+    return ip >> 28 == 0xE
+
+
+def is_zeronet(ip: int) -> bool:
+    """0.0.0.0/8."""
+    return ip >> 24 == 0

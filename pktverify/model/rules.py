@@ -1,0 +1,295 @@
+"""iptables rule sets as immutable data: matches, targets, rules, chains, tables.
+
+Everything here is a plain value; what a match *means* for a packet lives in
+``pktverify.eval``. Every rule remembers the file and line it came from so
+that traces and errors can point back to the source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+__all__ = [
+    "TABLE_CHAINS", "TABLE_ORDER",
+    "AddrMatch", "ProtoMatch", "IfaceMatch", "PortMatch", "MultiportMatch", "TcpFlagsMatch",
+    "CommentMatch", "AddrTypeMatch", "RandomMatch", "NthMatch", "MarkMatch", "CtStateMatch",
+    "IpRangeMatch", "IcmpTypeMatch", "RecentMatch", "UnknownMatch", "Match",
+    "Verdict", "Reject", "Jump", "Dnat", "Snat", "Masquerade", "Redirect", "SetMark", "NoOp",
+    "UnknownTarget", "Target", "Rule", "Chain", "Table", "Ruleset",
+]
+
+# Built-in chains of each table (the kernel's own list; "security" is not modelled).
+TABLE_CHAINS: dict[str, tuple[str, ...]] = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+}
+TABLE_ORDER = ("raw", "mangle", "nat", "filter")
+
+
+# ---------------------------------------------------------------- matches
+@dataclass(frozen=True, slots=True)
+class AddrMatch:
+    """``-s``/``-d``: ``field`` is "src" or "dst"."""
+    field: str
+    network: int
+    mask: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProtoMatch:
+    """``-p``: protocol number; 0 means "all"."""
+    proto: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IfaceMatch:
+    """``-i``/``-o``: ``direction`` "in" or "out"; ``prefix`` true for a trailing ``+``."""
+    direction: str
+    name: str
+    prefix: bool
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PortMatch:
+    """tcp/udp/sctp ``--sport``/``--dport``: inclusive range on ``field`` ("sport"/"dport")."""
+    field: str
+    low: int
+    high: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MultiportMatch:
+    """``-m multiport``: ``field`` "sport", "dport" or "either"; ranges inclusive."""
+    field: str
+    ranges: tuple[tuple[int, int], ...]
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TcpFlagsMatch:
+    """``--tcp-flags MASK COMP`` (``--syn`` is SYN,RST,ACK,FIN SYN)."""
+    mask: int
+    comp: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CommentMatch:
+    """``-m comment``: always matches."""
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddrTypeMatch:
+    """``-m addrtype``: ``field`` "src"/"dst"; ``types`` e.g. {"LOCAL"}."""
+    field: str
+    types: frozenset[str]
+    invert: bool = False
+    limit_iface: str | None = None  # "in" / "out" / None
+
+
+@dataclass(frozen=True, slots=True)
+class RandomMatch:
+    """``-m statistic --mode random``: ``probability`` is the kernel's exact value (k / 2**31)."""
+    probability: float
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NthMatch:
+    """``-m statistic --mode nth``: modelled as its long-run share ``1/every``."""
+    every: int
+    packet: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MarkMatch:
+    """``-m mark --mark VALUE[/MASK]``."""
+    value: int
+    mask: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CtStateMatch:
+    """``-m conntrack --ctstate`` / ``-m state --state``."""
+    states: frozenset[str]
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IpRangeMatch:
+    """``-m iprange --src-range/--dst-range A-B`` (inclusive)."""
+    field: str
+    low: int
+    high: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IcmpTypeMatch:
+    """``-m icmp --icmp-type``; ``icmp_type`` 255 means any; codes inclusive."""
+    icmp_type: int
+    code_low: int
+    code_high: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecentMatch:
+    """``-m recent``: ``mode`` set/rcheck/update/remove. Lists start empty (a fresh client)."""
+    mode: str
+    name: str
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMatch:
+    """A match module we do not model (only with ``--lenient``): "may match"."""
+    module: str
+    text: str
+
+
+Match = Union[AddrMatch, ProtoMatch, IfaceMatch, PortMatch, MultiportMatch, TcpFlagsMatch,
+              CommentMatch, AddrTypeMatch, RandomMatch, NthMatch, MarkMatch, CtStateMatch,
+              IpRangeMatch, IcmpTypeMatch, RecentMatch, UnknownMatch]
+
+
+# ---------------------------------------------------------------- targets
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """ACCEPT, DROP or RETURN."""
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """REJECT; ``with_`` is the ``--reject-with`` type."""
+    with_: str = "icmp-port-unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class Jump:
+    """``-j CHAIN`` (``goto`` false) or ``-g CHAIN`` (``goto`` true) to a user chain."""
+    chain: str
+    goto: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Dnat:
+    """DNAT ``--to-destination [A[-B]][:P[-Q]]``; ``addr_low`` None keeps the address."""
+    addr_low: int | None
+    addr_high: int | None
+    port_low: int | None
+    port_high: int | None
+    random: bool = False
+    persistent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Snat:
+    """SNAT ``--to-source A[-B][:P[-Q]]``."""
+    addr_low: int
+    addr_high: int
+    port_low: int | None
+    port_high: int | None
+    random: bool = False
+    random_fully: bool = False
+    persistent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Masquerade:
+    """MASQUERADE [``--to-ports P[-Q]``]."""
+    port_low: int | None = None
+    port_high: int | None = None
+    random: bool = False
+    random_fully: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """REDIRECT [``--to-ports P[-Q]``]."""
+    port_low: int | None = None
+    port_high: int | None = None
+    random: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SetMark:
+    """MARK, normalised as the kernel stores it: ``mark = (mark & ~mask) ^ value``."""
+    value: int
+    mask: int
+
+
+@dataclass(frozen=True, slots=True)
+class NoOp:
+    """A non-terminating target with no effect on the verdict or headers (LOG, NFLOG)."""
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownTarget:
+    """A target we do not model (only with ``--lenient``)."""
+    name: str
+
+
+Target = Union[Verdict, Reject, Jump, Dnat, Snat, Masquerade, Redirect, SetMark, NoOp,
+               UnknownTarget]
+
+
+# ---------------------------------------------------------------- structure
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``-A`` line: its matches (in order), its target, and where it came from."""
+    table: str
+    chain: str
+    index: int          # 1-based position in the chain, as `iptables -L --line-numbers`
+    source: str
+    line: int
+    text: str
+    matches: tuple[Match, ...]
+    target: Target | None
+
+    def location(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """A chain: ``policy`` is ACCEPT/DROP for built-ins and None for user chains."""
+    name: str
+    policy: str | None
+    rules: tuple[Rule, ...]
+    line: int = 0
+    declaration: str = ""
+
+    @property
+    def builtin(self) -> bool:
+        return self.policy is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One ``*table`` section (several sections of one table are merged by the parser)."""
+    name: str
+    chains: dict[str, Chain] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ruleset:
+    """A node's iptables state: the four tables (missing ones are empty, built-ins ACCEPT)."""
+    source: str
+    tables: dict[str, Table]
+    warnings: tuple[str, ...] = ()
+
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())

@@ -1,0 +1,205 @@
+"""Routes from ``ip -j route show`` (JSON), ``ip route show`` (text) or legacy
+``route add -net N netmask M gw G`` lines. The format is detected from the content.
+
+``ip route`` dumps are taken as the whole main table (and the local table
+when they include it). Legacy ``route add`` lines are what was added on top
+of the kernel's own connected routes, which the node builder then derives.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+from ..errors import InputError
+from ..model.addresses import AddressError, parse_ip, parse_network, prefix_mask
+from ..model.node import SCOPES, Route
+
+__all__ = ["RouteDump", "parse_routes"]
+
+_KINDS = ("unicast", "local", "broadcast", "blackhole", "unreachable", "prohibit", "throw",
+          "multicast", "anycast", "nat")
+_ONE_ARG_IGNORED = {"proto", "protocol", "mtu", "advmss", "rtt", "rttvar", "reordering", "window",
+                    "cwnd", "ssthresh", "realms", "rto_min", "initcwnd", "initrwnd", "features",
+                    "quickack", "congctl", "pref", "expires", "hoplimit", "nhid", "tos", "dsfield",
+                    "fastopen_no_cookie", "ttl-propagate"}
+_FLAGS_IGNORED = {"onlink", "linkdown", "pervasive", "dead", "offload", "trap", "notify",
+                  "rt_offload", "rt_trap", "lock"}
+
+
+class RouteDump(NamedTuple):
+    """Parsed routes; ``legacy`` is True for ``route add`` input (connected routes not included)."""
+    routes: tuple[Route, ...]
+    legacy: bool
+
+
+def parse_routes(text: str, *, source: str = "<ip route>") -> RouteDump:
+    """Parse any of the three route formats into Route values (``dev`` may be None for legacy)."""
+    stripped = text.lstrip()
+    if not stripped:
+        raise InputError(source, 1, "empty input", "")
+    if stripped[0] == "[":
+        return RouteDump(_parse_json(text, source), False)
+    first = next(line.strip() for line in text.split("\n") if line.strip() and not line.strip().startswith("#"))
+    if first.startswith("route ") or first.startswith("/sbin/route ") or first.startswith("sudo route "):
+        return RouteDump(_parse_legacy(text, source), True)
+    return RouteDump(_parse_text(text, source), False)
+
+
+def _net(text: str) -> tuple[int, int]:
+    if text == "default":
+        return 0, 0
+    return parse_network(text)
+
+
+def _parse_json(text: str, source: str) -> tuple[Route, ...]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, exc.lineno, f"invalid JSON: {exc.msg}", text.split("\n")[exc.lineno - 1][:80]) from None
+    if not isinstance(data, list):
+        raise InputError(source, 1, "expected the JSON list that 'ip -j route show' prints", text[:80])
+    routes = []
+    for entry in data:
+        shown = json.dumps(entry)[:160]
+        if not isinstance(entry, dict) or "dst" not in entry:
+            raise InputError(source, 1, "every route needs 'dst' (is this 'ip -j route show' output?)", shown)
+        if "nexthops" in entry or "multipath" in entry:
+            raise InputError(source, 1, "multipath routes are not supported", shown)
+        kind = entry.get("type", "unicast")
+        if kind not in _KINDS:
+            raise InputError(source, 1, f"unknown route type {kind!r}", shown)
+        try:
+            network, mask = _net(entry["dst"])
+            gateway = parse_ip(entry["gateway"]) if entry.get("gateway") else None
+            prefsrc = parse_ip(entry["prefsrc"]) if entry.get("prefsrc") else None
+        except AddressError as exc:
+            raise InputError(source, 1, f"bad address: {exc}", shown) from None
+        scope = entry.get("scope", "global")
+        routes.append(Route(network, mask, kind, gateway, entry.get("dev"), prefsrc,
+                            int(entry.get("metric", 0)), SCOPES.get(scope, 0) if not str(scope).isdigit() else int(scope),
+                            str(entry.get("table", "main")), source, 1))
+    return tuple(routes)
+
+
+def _parse_text(text: str, source: str) -> tuple[Route, ...]:
+    routes = []
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip().rstrip("\r")
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        if words[0] == "nexthop":
+            raise InputError(source, lineno, "multipath routes are not supported", line)
+        kind = "unicast"
+        if words[0] in _KINDS:
+            kind = words.pop(0)
+        if not words:
+            raise InputError(source, lineno, "route without a destination", line)
+        try:
+            network, mask = _net(words[0])
+        except AddressError as exc:
+            raise InputError(source, lineno, f"bad destination: {exc}", line) from None
+        gateway = prefsrc = None
+        dev, metric, scope, table = None, 0, 0, "main"
+        i = 1
+        while i < len(words):
+            word = words[i]
+            arg = words[i + 1] if i + 1 < len(words) else None
+            try:
+                if word == "via" and arg:
+                    if arg == "inet":
+                        i += 1
+                        arg = words[i + 1] if i + 1 < len(words) else None
+                    gateway = parse_ip(arg or "")
+                elif word == "dev" and arg:
+                    dev = arg
+                elif word == "src" and arg:
+                    prefsrc = parse_ip(arg)
+                elif word == "metric" and arg and arg.isdigit():
+                    metric = int(arg)
+                elif word == "scope" and arg:
+                    scope = int(arg) if arg.isdigit() else SCOPES[arg]
+                elif word == "table" and arg:
+                    table = arg
+                elif word in _ONE_ARG_IGNORED and arg:
+                    pass
+                elif word in _FLAGS_IGNORED:
+                    i += 1
+                    continue
+                else:
+                    raise InputError(source, lineno, f"unknown route attribute {word!r}", line)
+            except (AddressError, KeyError) as exc:
+                raise InputError(source, lineno, f"bad value for {word}: {exc}", line) from None
+            i += 2
+        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno))
+    if not routes:
+        raise InputError(source, 1, "no routes found", text[:80])
+    return tuple(routes)
+
+
+def _parse_legacy(text: str, source: str) -> tuple[Route, ...]:
+    routes = []
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip().rstrip("\r")
+        if not line or line.startswith("#"):
+            continue
+        words = line.split()
+        while words and words[0] in ("sudo", "/sbin/route"):
+            words[0:1] = ["route"] if words[0] == "/sbin/route" else []
+        if len(words) < 3 or words[0] != "route" or words[1] != "add":
+            raise InputError(source, lineno, "expected 'route add -net N netmask M gw G'", line)
+        words = words[2:]
+        network = mask = gateway = dev = None
+        metric = 0
+        kind = "unicast"
+        i = 0
+        try:
+            while i < len(words):
+                word = words[i]
+                arg = words[i + 1] if i + 1 < len(words) else None
+                if word == "-net" and arg:
+                    network, mask = parse_network(arg)
+                    i += 2
+                elif word == "-host" and arg:
+                    network, mask = parse_ip(arg), 0xFFFFFFFF
+                    i += 2
+                elif word == "default":
+                    network, mask = 0, 0
+                    i += 1
+                elif word in ("netmask", "genmask") and arg:
+                    nm = parse_ip(arg)
+                    plen = bin(nm).count("1")
+                    if prefix_mask(plen) != nm:
+                        raise InputError(source, lineno, f"non-contiguous netmask {arg}", line)
+                    mask = nm
+                    i += 2
+                elif word in ("gw", "gateway") and arg:
+                    gateway = parse_ip(arg)
+                    i += 2
+                elif word == "dev" and arg:
+                    dev = arg
+                    i += 2
+                elif word == "metric" and arg and arg.isdigit():
+                    metric = int(arg)
+                    i += 2
+                elif word == "reject":
+                    kind = "unreachable"
+                    i += 1
+                elif i == len(words) - 1 and network is not None and dev is None and not word.startswith("-"):
+                    dev = word      # route add -net N netmask M eth0
+                    i += 1
+                else:
+                    raise InputError(source, lineno, f"unknown route option {word!r}", line)
+        except AddressError as exc:
+            raise InputError(source, lineno, f"bad address: {exc}", line) from None
+        if network is None or mask is None:
+            raise InputError(source, lineno, "route add needs -net N netmask M, -host H or default", line)
+        if network & ~mask & 0xFFFFFFFF:
+            raise InputError(source, lineno, "network address has host bits set for this netmask (route refuses it)", line)
+        if gateway is None and dev is None and kind == "unicast":
+            raise InputError(source, lineno, "route add needs gw G or dev D", line)
+        routes.append(Route(network, mask, kind, gateway, dev, None, metric, 0, "main", source, lineno))
+    if not routes:
+        raise InputError(source, 1, "no routes found", text[:80])
+    return tuple(routes)

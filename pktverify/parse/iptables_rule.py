@@ -1,0 +1,428 @@
+"""One ``-A CHAIN ...`` line → matches and a target.
+
+Options come in any order (kube-proxy writes ``-m tcp -p tcp -d X --dport N``).
+Like iptables, an option belongs to the target if it knows it, else to the
+most recently loaded match module that knows it, else to the protocol's
+implicit module (``-p tcp --dport 80`` without ``-m tcp``).  An unknown module,
+target or option is an error, or with ``lenient`` an explicit unknown that the
+evaluator treats as "may match".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model import rules as m
+from ..model.packet import ICMP, SCTP, TCP, UDP
+from . import iptables_values as v
+
+__all__ = ["RuleSyntaxError", "ParsedRule", "parse_rule_args", "MATCH_MODULES", "TARGETS"]
+
+
+class RuleSyntaxError(ValueError):
+    """A rule we cannot accept; the message says what is wrong and what is supported."""
+
+
+# option -> number of arguments, per match module
+MATCH_MODULES: dict[str, dict[str, int]] = {
+    "tcp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1,
+            "--tcp-flags": 2, "--syn": 0},
+    "udp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1},
+    "sctp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1},
+    "multiport": {"--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1,
+                  "--ports": 1},
+    "comment": {"--comment": 1},
+    "addrtype": {"--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0},
+    "statistic": {"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1},
+    "mark": {"--mark": 1},
+    "conntrack": {"--ctstate": 1},
+    "state": {"--state": 1},
+    "iprange": {"--src-range": 1, "--dst-range": 1},
+    "icmp": {"--icmp-type": 1},
+    "recent": {"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0,
+               "--seconds": 1, "--reap": 0, "--hitcount": 1, "--rttl": 0, "--rsource": 0,
+               "--rdest": 0, "--mask": 1},
+}
+
+TARGETS: dict[str, dict[str, int]] = {
+    "ACCEPT": {}, "DROP": {}, "RETURN": {},
+    "REJECT": {"--reject-with": 1},
+    "DNAT": {"--to-destination": 1, "--random": 0, "--persistent": 0},
+    "SNAT": {"--to-source": 1, "--random": 0, "--random-fully": 0, "--persistent": 0},
+    "MASQUERADE": {"--to-ports": 1, "--random": 0, "--random-fully": 0},
+    "REDIRECT": {"--to-ports": 1, "--random": 0},
+    "MARK": {"--set-xmark": 1, "--set-mark": 1, "--or-mark": 1, "--and-mark": 1, "--xor-mark": 1},
+    "LOG": {"--log-prefix": 1, "--log-level": 1, "--log-tcp-sequence": 0,
+            "--log-tcp-options": 0, "--log-ip-options": 0, "--log-uid": 0, "--log-macdecode": 0},
+    "NFLOG": {"--nflog-group": 1, "--nflog-prefix": 1, "--nflog-range": 1,
+              "--nflog-threshold": 1, "--nflog-size": 1},
+}
+
+_PROTO_MODULES = {TCP: "tcp", UDP: "udp", SCTP: "sctp", ICMP: "icmp"}
+
+
+@dataclass
+class _Module:
+    name: str
+    known: bool
+    opts: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRule:
+    """What one rule line says: its matches in order, its target, and what it warns of."""
+    matches: tuple
+    target: object
+    proto: int | None
+    in_iface: bool
+    out_iface: bool
+    warnings: tuple[str, ...]
+
+
+def _arg(args: list[str], i: int, opt: str) -> str:
+    if i >= len(args):
+        raise RuleSyntaxError(f"option {opt} needs an argument")
+    return args[i]
+
+
+def parse_rule_args(args: list[str], *, lenient: bool = False) -> ParsedRule:
+    """Parse the arguments after ``-A CHAIN``; raise RuleSyntaxError on anything unsupported."""
+    items: list[object] = []        # matches and _Module placeholders, in order of appearance
+    modules: list[_Module] = []
+    target_name: str | None = None
+    goto = False
+    target_opts: list[tuple[str, list[str], bool]] = []
+    proto: int | None = None
+    warnings: list[str] = []
+    has_in = has_out = False
+    invert = False
+    i, n = 0, len(args)
+    while i < n:
+        tok = args[i]
+        if tok == "!":
+            if invert:
+                raise RuleSyntaxError("two '!' in a row")
+            invert = True
+            i += 1
+            continue
+        if tok in ("-s", "--source", "--src", "-d", "--destination", "--dst"):
+            net, mask = _value(v.parse_network_text, _arg(args, i + 1, tok))
+            items.append(m.AddrMatch("src" if tok in ("-s", "--source", "--src") else "dst",
+                                     net, mask, invert))
+            i += 2
+        elif tok in ("-p", "--protocol"):
+            if proto is not None:
+                raise RuleSyntaxError("-p given twice")
+            proto = _value(v.parse_protocol, _arg(args, i + 1, tok))
+            if proto == 0 and invert:
+                raise RuleSyntaxError("'! -p all' matches nothing; iptables rejects it")
+            if proto != 0:
+                items.append(m.ProtoMatch(proto, invert))
+            proto = -proto if invert else proto   # negative: negated protocol
+            i += 2
+        elif tok in ("-i", "--in-interface", "-o", "--out-interface"):
+            name, prefix = _value(v.parse_iface, _arg(args, i + 1, tok))
+            direction = "in" if tok in ("-i", "--in-interface") else "out"
+            has_in |= direction == "in"
+            has_out |= direction == "out"
+            if not (prefix and name == "") or invert:
+                items.append(m.IfaceMatch(direction, name, prefix, invert))
+            i += 2
+        elif tok in ("-m", "--match"):
+            if invert:
+                raise RuleSyntaxError("'!' cannot negate a -m module; put it before the module's option")
+            name = _arg(args, i + 1, tok)
+            known = name in MATCH_MODULES
+            if not known and not lenient:
+                raise RuleSyntaxError(
+                    f"unsupported match module {name!r} (supported: {', '.join(sorted(MATCH_MODULES))};"
+                    " --lenient treats it as may-match)")
+            module = _Module(name, known)
+            modules.append(module)
+            items.append(module)
+            i += 2
+        elif tok in ("-j", "--jump", "-g", "--goto"):
+            if invert:
+                raise RuleSyntaxError("'!' cannot negate a target")
+            if target_name is not None:
+                raise RuleSyntaxError("more than one target (-j/-g)")
+            target_name = _arg(args, i + 1, tok)
+            goto = tok in ("-g", "--goto")
+            i += 2
+        elif tok in ("-f", "--fragment"):
+            raise RuleSyntaxError("fragment matching (-f) is not supported")
+        elif tok.startswith("-") and len(tok) > 1:
+            i = _module_option(args, i, invert, target_name, target_opts, modules, items,
+                               proto, lenient)
+        else:
+            raise RuleSyntaxError(f"unexpected argument {tok!r}")
+        invert = False
+    if invert:
+        raise RuleSyntaxError("'!' at the end of the rule negates nothing")
+    matches: list[object] = []
+    for item in items:
+        if isinstance(item, _Module):
+            matches.extend(_build_match(item, proto, warnings))
+        else:
+            matches.append(item)
+    target = _build_target(target_name, goto, target_opts, proto, lenient) if target_name else None
+    return ParsedRule(tuple(matches), target, proto, has_in, has_out, tuple(warnings))
+
+
+def _value(fn, text):
+    try:
+        return fn(text)
+    except ValueError as exc:
+        raise RuleSyntaxError(str(exc)) from None
+
+
+def _module_option(args, i, invert, target_name, target_opts, modules, items, proto, lenient) -> int:
+    """Attach option ``args[i]`` to its owner; return the index after its arguments."""
+    opt = args[i]
+    if target_name is not None and opt in TARGETS.get(target_name, {}):
+        nargs = TARGETS[target_name][opt]
+        target_opts.append((opt, args[i + 1:i + 1 + nargs], invert))
+        _check_count(args, i, nargs, opt)
+        return i + 1 + nargs
+    for module in reversed(modules):
+        if module.known and opt in MATCH_MODULES[module.name]:
+            nargs = MATCH_MODULES[module.name][opt]
+            _check_count(args, i, nargs, opt)
+            module.opts.append((opt, args[i + 1:i + 1 + nargs], invert))
+            return i + 1 + nargs
+    implicit = _PROTO_MODULES.get(proto or 0)
+    if implicit and opt in MATCH_MODULES[implicit]:
+        module = _Module(implicit, True)
+        modules.append(module)
+        items.append(module)
+        return _module_option(args, i, invert, target_name, target_opts, modules, items, proto, lenient)
+    # Options of an unknown module or target (lenient): swallow up to the next option.
+    unknown_owner = next((mod for mod in reversed(modules) if not mod.known), None)
+    if lenient and (unknown_owner is not None or (target_name and target_name not in TARGETS)):
+        j = i + 1
+        while j < len(args) and not args[j].startswith("-") and args[j] != "!":
+            j += 1
+        if unknown_owner is not None and not (target_name and target_name not in TARGETS):
+            unknown_owner.raw.extend(args[i:j])
+        else:
+            target_opts.append((opt, args[i + 1:j], invert))
+        return j
+    if target_name and target_name not in TARGETS:
+        _unknown_target(target_name, [opt], lenient)
+    owner = f"target {target_name}" if target_name else "the loaded match modules"
+    raise RuleSyntaxError(f"unknown option {opt!r} for {owner}")
+
+
+def _check_count(args, i, nargs, opt):
+    if i + nargs >= len(args) + (1 if nargs == 0 else 0):
+        raise RuleSyntaxError(f"option {opt} needs {nargs} argument(s)")
+
+
+# ------------------------------------------------------------------ matches
+def _build_match(module: _Module, proto: int | None, warnings: list[str]) -> list[object]:
+    if not module.known:
+        return [m.UnknownMatch(module.name, " ".join([f"-m {module.name}", *module.raw]))]
+    build = _MATCH_BUILDERS[module.name]
+    return build(module, proto, warnings)
+
+
+def _ports(module: _Module, proto: int | None, warnings) -> list[object]:
+    needed = {"tcp": TCP, "udp": UDP, "sctp": SCTP}[module.name]
+    if proto != needed:
+        raise RuleSyntaxError(f"-m {module.name} needs -p {module.name} in the same rule")
+    out: list[object] = []
+    for opt, vals, inv in module.opts:
+        if opt in ("--sport", "--source-port", "--dport", "--destination-port"):
+            low, high = _value(v.parse_port_range, vals[0])
+            out.append(m.PortMatch("sport" if "s" == opt[2] else "dport", low, high, inv))
+        elif opt == "--syn":
+            out.append(m.TcpFlagsMatch(0x17, 0x02, inv))
+        elif opt == "--tcp-flags":
+            out.append(m.TcpFlagsMatch(_value(v.parse_tcp_flag_list, vals[0]),
+                                       _value(v.parse_tcp_flag_list, vals[1]), inv))
+    return out
+
+
+def _multiport(module: _Module, proto: int | None, warnings) -> list[object]:
+    if proto not in (TCP, UDP, SCTP):
+        raise RuleSyntaxError("-m multiport needs -p tcp, udp or sctp")
+    out: list[object] = []
+    for opt, vals, inv in module.opts:
+        field_name = {"--dports": "dport", "--destination-ports": "dport", "--sports": "sport",
+                      "--source-ports": "sport", "--ports": "either"}[opt]
+        ranges = tuple(_value(v.parse_port_range, part) for part in vals[0].split(","))
+        if sum(1 if lo == hi else 2 for lo, hi in ranges) > 15:
+            raise RuleSyntaxError("multiport takes at most 15 ports (a range counts as two)")
+        out.append(m.MultiportMatch(field_name, ranges, inv))
+    if not out:
+        raise RuleSyntaxError("-m multiport needs --dports, --sports or --ports")
+    return out
+
+
+def _comment(module: _Module, proto, warnings) -> list[object]:
+    return [m.CommentMatch(vals[0]) for _opt, vals, _inv in module.opts]
+
+
+def _addrtype(module: _Module, proto, warnings) -> list[object]:
+    opts = {opt: (vals, inv) for opt, vals, inv in module.opts}
+    limit = "in" if "--limit-iface-in" in opts else "out" if "--limit-iface-out" in opts else None
+    if "--limit-iface-in" in opts and "--limit-iface-out" in opts:
+        raise RuleSyntaxError("addrtype: --limit-iface-in and --limit-iface-out exclude each other")
+    out: list[object] = []
+    for opt, fld in (("--src-type", "src"), ("--dst-type", "dst")):
+        if opt in opts:
+            vals, inv = opts[opt]
+            out.append(m.AddrTypeMatch(fld, _value(lambda t: v.parse_name_list(t, v.ADDRTYPES, "address type"), vals[0]), inv, limit))
+    if not out:
+        raise RuleSyntaxError("-m addrtype needs --src-type or --dst-type")
+    return out
+
+
+def _statistic(module: _Module, proto, warnings) -> list[object]:
+    opts = {opt: (vals, inv) for opt, vals, inv in module.opts}
+    mode = opts.get("--mode", ([""], False))[0][0]
+    invert = any(inv for _o, _v, inv in module.opts)
+    if mode == "random":
+        if "--probability" not in opts:
+            raise RuleSyntaxError("statistic --mode random needs --probability")
+        return [m.RandomMatch(_value(v.parse_probability, opts["--probability"][0][0]), invert)]
+    if mode == "nth":
+        if "--every" not in opts:
+            raise RuleSyntaxError("statistic --mode nth needs --every")
+        every = int(_value(v.parse_port, opts["--every"][0][0]))
+        packet = int(_value(v.parse_port, opts.get("--packet", (["0"], False))[0][0]))
+        if every < 1 or packet >= every:
+            raise RuleSyntaxError("statistic nth needs --every >= 1 and 0 <= --packet < --every")
+        return [m.NthMatch(every, packet, invert)]
+    raise RuleSyntaxError(f"statistic --mode {mode!r} is not supported (use random or nth)")
+
+
+def _mark(module: _Module, proto, warnings) -> list[object]:
+    out = []
+    for _opt, vals, inv in module.opts:
+        value, mask = _value(v.parse_mark, vals[0])
+        out.append(m.MarkMatch(value & mask, mask, inv))
+    return out
+
+
+def _ctstate(module: _Module, proto, warnings) -> list[object]:
+    allowed = v.CTSTATES if module.name == "conntrack" else v.CTSTATES - {"SNAT", "DNAT"}
+    out = []
+    for _opt, vals, inv in module.opts:
+        out.append(m.CtStateMatch(_value(lambda t: v.parse_name_list(t, allowed, "state"), vals[0]), inv))
+    if not out:
+        raise RuleSyntaxError(f"-m {module.name} needs {'--ctstate' if module.name == 'conntrack' else '--state'}")
+    return out
+
+
+def _iprange(module: _Module, proto, warnings) -> list[object]:
+    out = []
+    for opt, vals, inv in module.opts:
+        low_text, dash, high_text = vals[0].partition("-")
+        low = _value(v.parse_addr, low_text)
+        high = _value(v.parse_addr, high_text) if dash else low
+        if high < low:
+            raise RuleSyntaxError(f"iprange {vals[0]!r} has its start after its end")
+        out.append(m.IpRangeMatch("src" if opt == "--src-range" else "dst", low, high, inv))
+    return out
+
+
+def _icmp(module: _Module, proto, warnings) -> list[object]:
+    if proto != ICMP:
+        raise RuleSyntaxError("-m icmp needs -p icmp in the same rule")
+    out = []
+    for _opt, vals, inv in module.opts:
+        t, lo, hi = _value(v.parse_icmp_type, vals[0])
+        out.append(m.IcmpTypeMatch(t, lo, hi, inv))
+    return out
+
+
+def _recent(module: _Module, proto, warnings) -> list[object]:
+    modes = [opt[2:] for opt, _vals, _inv in module.opts if opt in ("--set", "--rcheck", "--update", "--remove")]
+    if len(modes) != 1:
+        raise RuleSyntaxError("-m recent needs exactly one of --set, --rcheck, --update, --remove")
+    name = next((vals[0] for opt, vals, _inv in module.opts if opt == "--name"), "DEFAULT")
+    invert = any(inv for _o, _v, inv in module.opts)
+    return [m.RecentMatch(modes[0], name, invert)]
+
+
+_MATCH_BUILDERS = {"tcp": _ports, "udp": _ports, "sctp": _ports, "multiport": _multiport,
+                   "comment": _comment, "addrtype": _addrtype, "statistic": _statistic,
+                   "mark": _mark, "conntrack": _ctstate, "state": _ctstate, "iprange": _iprange,
+                   "icmp": _icmp, "recent": _recent}
+
+
+# ------------------------------------------------------------------ targets
+def _build_target(name: str, goto: bool, opts, proto: int | None, lenient: bool):
+    if name not in TARGETS:
+        if name.startswith("-") or not name:
+            raise RuleSyntaxError(f"-j needs a target name, got {name!r}")
+        # A user chain takes no options; options mean an unsupported target extension.
+        return m.Jump(name, goto) if not opts else _unknown_target(name, opts, lenient)
+    if goto and name not in ("ACCEPT", "DROP", "RETURN"):
+        raise RuleSyntaxError(f"-g needs a chain, not the target {name}")
+    o = {opt: vals for opt, vals, _inv in opts}
+    if any(inv for _opt, _vals, inv in opts):
+        raise RuleSyntaxError(f"target {name} options cannot be negated with '!'")
+    if name in ("ACCEPT", "DROP", "RETURN"):
+        return m.Verdict(name)
+    if name == "REJECT":
+        kind = o.get("--reject-with", ["icmp-port-unreachable"])[0]
+        if kind not in v.REJECT_TYPES:
+            raise RuleSyntaxError(f"unknown --reject-with {kind!r} (valid: {', '.join(sorted(set(v.REJECT_TYPES.values())))})")
+        if v.REJECT_TYPES[kind] == "tcp-reset" and proto != TCP:
+            raise RuleSyntaxError("--reject-with tcp-reset needs -p tcp")
+        return m.Reject(v.REJECT_TYPES[kind])
+    if name in ("LOG", "NFLOG"):
+        return m.NoOp(name)
+    if name == "MARK":
+        return _mark_target(opts)
+    ports_ok = proto in (TCP, UDP, SCTP)
+    if name == "DNAT":
+        if "--to-destination" not in o:
+            raise RuleSyntaxError("DNAT needs --to-destination")
+        al, ah, pl, ph = _value(lambda t: v.parse_nat_range(t, need_addr=False), o["--to-destination"][0])
+        if pl is not None and not ports_ok:
+            raise RuleSyntaxError("DNAT to a port needs -p tcp, udp or sctp")
+        return m.Dnat(al, ah, pl, ph, "--random" in o, "--persistent" in o)
+    if name == "SNAT":
+        if "--to-source" not in o:
+            raise RuleSyntaxError("SNAT needs --to-source")
+        al, ah, pl, ph = _value(lambda t: v.parse_nat_range(t, need_addr=True), o["--to-source"][0])
+        if pl is not None and not ports_ok:
+            raise RuleSyntaxError("SNAT to a port needs -p tcp, udp or sctp")
+        return m.Snat(al, ah, pl, ph, "--random" in o, "--random-fully" in o, "--persistent" in o)
+    pl = ph = None
+    if "--to-ports" in o:
+        if not ports_ok:
+            raise RuleSyntaxError(f"{name} --to-ports needs -p tcp, udp or sctp")
+        pl, ph = _value(lambda t: v.parse_port_range(t, "-"), o["--to-ports"][0])
+    if name == "MASQUERADE":
+        return m.Masquerade(pl, ph, "--random" in o, "--random-fully" in o)
+    return m.Redirect(pl, ph, "--random" in o)
+
+
+def _unknown_target(name, opts, lenient):
+    if not lenient:
+        raise RuleSyntaxError(
+            f"unsupported target {name!r} (supported: {', '.join(sorted(TARGETS))} and user chains;"
+            " --lenient treats it as unknown)")
+    return m.UnknownTarget(name)
+
+
+def _mark_target(opts) -> m.SetMark:
+    if len(opts) != 1:
+        raise RuleSyntaxError("MARK needs exactly one of --set-xmark, --set-mark, --or-mark, --and-mark, --xor-mark")
+    opt, vals, _inv = opts[0]
+    value, mask = _value(v.parse_mark, vals[0])
+    full = 0xFFFFFFFF
+    if opt == "--set-xmark":
+        return m.SetMark(value, mask)
+    if opt == "--set-mark":
+        return m.SetMark(value, mask | value)
+    if opt == "--and-mark":
+        return m.SetMark(0, ~value & full)
+    if opt == "--or-mark":
+        return m.SetMark(value, value)
+    return m.SetMark(value, 0)  # --xor-mark

@@ -1,0 +1,157 @@
+"""``iptables-save`` text → :class:`~pktverify.model.rules.Ruleset`.
+
+Accepts what ``iptables-save`` writes and what ``iptables-restore`` reads:
+``*table`` sections ended by ``COMMIT``, chain declarations ``:NAME POLICY [p:b]``,
+``-A`` rules (optionally prefixed by ``[p:b]`` counters), ``#`` comments and
+CRLF. Built-in chains that are not declared get policy ACCEPT. The rule set is
+then checked the way the kernel checks it on load (see :mod:`.iptables_checks`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+from ..model.rules import TABLE_CHAINS, Chain, Rule, Ruleset, Table
+from .iptables_checks import check_ruleset
+from .iptables_rule import RuleSyntaxError, parse_rule_args
+from .source import decode_text, read_text
+from .tokens import TokenError, split_args
+
+__all__ = ["parse_iptables_save", "load_iptables_save"]
+
+
+def load_iptables_save(path: str | Path, *, lenient: bool = False, name: str | None = None) -> Ruleset:
+    """Read and parse an iptables-save file; raise InputError naming file:line on bad input."""
+    label = name or str(path)
+    return parse_iptables_save(read_text(path, name=label), source=label, lenient=lenient)
+
+
+class _TableBuilder:
+    def __init__(self, name: str, line: int) -> None:
+        self.name = name
+        self.line = line
+        self.decl: dict[str, tuple[str | None, int, str]] = {}
+        self.rules: dict[str, list[Rule]] = {}
+
+
+def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False) -> Ruleset:
+    """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match."""
+    if isinstance(text, bytes):
+        text = decode_text(text, source)
+    elif not text.strip():
+        raise InputError(source, 1, "empty input", "")
+    tables: dict[str, Table] = {}
+    warnings: list[str] = []
+    current: _TableBuilder | None = None
+    for lineno, raw in enumerate(text.split("\n"), 1):
+        line = raw.rstrip("\r").strip()
+        if not line or line[0] == "#":
+            continue
+        head = line[0]
+        if head == "-" or head == "[":
+            if current is None:
+                raise InputError(source, lineno, "rule before any *table line", line)
+            current_rule = _parse_rule_line(line, lineno, source, current, lenient, warnings)
+            current.rules.setdefault(current_rule.chain, []).append(current_rule)
+        elif head == ":":
+            if current is None:
+                raise InputError(source, lineno, "chain declaration before any *table line", line)
+            _declare_chain(line, lineno, source, current)
+        elif head == "*":
+            if current is not None:
+                raise InputError(source, lineno, f"*table line inside table {current.name} (missing COMMIT)", line)
+            name = line[1:].strip()
+            if name not in TABLE_CHAINS:
+                msg = ("the security table is not modelled" if name == "security"
+                       else f"unknown table {name!r} (valid: {', '.join(TABLE_CHAINS)})")
+                raise InputError(source, lineno, msg, line)
+            if name in tables:
+                raise InputError(source, lineno, f"table {name} appears twice (iptables-restore would"
+                                 " flush the first section)", line)
+            current = _TableBuilder(name, lineno)
+        elif line == "COMMIT":
+            if current is None:
+                raise InputError(source, lineno, "COMMIT without a *table line", line)
+            tables[current.name] = _finish_table(current, source)
+            current = None
+        else:
+            raise InputError(source, lineno, "not an iptables-save line", line)
+    if current is not None:
+        raise InputError(source, current.line, f"table {current.name} has no COMMIT", f"*{current.name}")
+    for name, builtins in TABLE_CHAINS.items():
+        if name not in tables:
+            tables[name] = Table(name, {c: Chain(c, "ACCEPT", ()) for c in builtins})
+    ruleset = Ruleset(source, {name: tables[name] for name in TABLE_CHAINS}, tuple(warnings))
+    check_ruleset(ruleset, lenient=lenient)
+    return ruleset
+
+
+def _declare_chain(line: str, lineno: int, source: str, table: _TableBuilder) -> None:
+    parts = line[1:].split()
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not _is_counter(parts[2])):
+        raise InputError(source, lineno, "chain declaration must be ':NAME POLICY [packets:bytes]'", line)
+    name, policy = parts[0], parts[1]
+    if len(name) > 28 or name.startswith("-") or name == "!":
+        raise InputError(source, lineno, "invalid chain name (at most 28 characters, not starting with '-')", line)
+    if name in table.decl:
+        raise InputError(source, lineno, f"chain {name} declared twice", line)
+    if name in TABLE_CHAINS[table.name]:
+        if policy == "-":
+            policy = "ACCEPT"   # iptables-restore leaves a fresh built-in's policy as it is: ACCEPT
+        elif policy not in ("ACCEPT", "DROP"):
+            raise InputError(source, lineno, f"built-in chain policy must be ACCEPT or DROP, not {policy!r}", line)
+    elif policy != "-":
+        if name in {c for chains in TABLE_CHAINS.values() for c in chains}:
+            raise InputError(source, lineno, f"{name} is not a built-in chain of table {table.name}", line)
+        raise InputError(source, lineno, f"user chain {name} cannot have a policy (write '-')", line)
+    table.decl[name] = (policy if policy != "-" else None, lineno, line)
+
+
+def _is_counter(text: str) -> bool:
+    if not (text.startswith("[") and text.endswith("]")):
+        return False
+    packets, sep, octets = text[1:-1].partition(":")
+    return bool(sep) and packets.isdigit() and octets.isdigit()
+
+
+def _parse_rule_line(line: str, lineno: int, source: str, table: _TableBuilder,
+                     lenient: bool, warnings: list[str]) -> Rule:
+    try:
+        args = split_args(line)
+    except TokenError as exc:
+        raise InputError(source, lineno, str(exc), line) from None
+    if args and args[0].startswith("["):
+        if not _is_counter(args[0]):
+            raise InputError(source, lineno, "bad counter prefix (expected [packets:bytes])", line)
+        args = args[1:]
+    if len(args) < 2 or args[0] not in ("-A", "--append"):
+        what = args[0] if args else line
+        raise InputError(source, lineno, f"only -A rules are supported in iptables-save input, not {what!r}", line)
+    chain = args[1]
+    try:
+        parsed = parse_rule_args(args[2:], lenient=lenient)
+    except RuleSyntaxError as exc:
+        raise InputError(source, lineno, str(exc), line) from None
+    for w in parsed.warnings:
+        warnings.append(f"{source}:{lineno}: {w}")
+    for match in parsed.matches:
+        if type(match).__name__ == "UnknownMatch" or type(parsed.target).__name__ == "UnknownTarget":
+            warnings.append(f"{source}:{lineno}: unsupported match or target treated as may-match: {line}")
+            break
+    index = len(table.rules.get(chain, ())) + 1
+    return Rule(table.name, chain, index, source, lineno, line, parsed.matches, parsed.target)
+
+
+def _finish_table(table: _TableBuilder, source: str) -> Table:
+    chains: dict[str, Chain] = {}
+    for name in TABLE_CHAINS[table.name]:
+        policy, line, text = table.decl.get(name, ("ACCEPT", 0, ""))
+        chains[name] = Chain(name, policy, tuple(table.rules.pop(name, ())), line, text)
+    for name, (policy, line, text) in table.decl.items():
+        if name not in chains:
+            chains[name] = Chain(name, None, tuple(table.rules.pop(name, ())), line, text)
+    for name, rules in table.rules.items():
+        rule = rules[0]
+        raise InputError(source, rule.line, f"rule appended to undeclared chain {name} in table {table.name}", rule.text)
+    return Table(table.name, chains)

@@ -1,0 +1,210 @@
+"""Values that appear inside iptables options: ports, marks, protocol names, NAT ranges.
+
+Every function raises ValueError with a message that says what would be valid;
+the rule parser turns it into an InputError carrying ``file:line``.
+"""
+
+from __future__ import annotations
+
+from math import floor
+
+from ..model.addresses import AddressError, parse_ip, parse_network
+from ..model.packet import PROTO_NUMBERS, TCP_FLAGS
+
+__all__ = [
+    "parse_port", "parse_port_range", "parse_mark", "parse_protocol", "parse_probability",
+    "parse_nat_range", "parse_tcp_flag_list", "parse_icmp_type", "parse_addr", "REJECT_TYPES",
+    "CTSTATES", "ADDRTYPES", "parse_name_list", "parse_iface",
+]
+
+EXTRA_PROTOCOLS = {"all": 0, "udplite": 136, "esp": 50, "ah": 51, "gre": 47, "ipip": 4,
+                   "icmpv6": 58, "dccp": 33}
+
+REJECT_TYPES = {
+    "icmp-net-unreachable": "icmp-net-unreachable", "net-unreach": "icmp-net-unreachable",
+    "icmp-host-unreachable": "icmp-host-unreachable", "host-unreach": "icmp-host-unreachable",
+    "icmp-port-unreachable": "icmp-port-unreachable", "port-unreach": "icmp-port-unreachable",
+    "icmp-proto-unreachable": "icmp-proto-unreachable", "proto-unreach": "icmp-proto-unreachable",
+    "icmp-net-prohibited": "icmp-net-prohibited", "net-prohib": "icmp-net-prohibited",
+    "icmp-host-prohibited": "icmp-host-prohibited", "host-prohib": "icmp-host-prohibited",
+    "icmp-admin-prohibited": "icmp-admin-prohibited", "admin-prohib": "icmp-admin-prohibited",
+    "tcp-reset": "tcp-reset", "tcp-rst": "tcp-reset",
+}
+
+CTSTATES = frozenset({"INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT"})
+ADDRTYPES = frozenset({"UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST",
+                       "BLACKHOLE", "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE"})
+
+# (type, code_low, code_high) for iptables' ICMP type names.
+_ICMP_NAMES: dict[str, tuple[int, int, int]] = {
+    "any": (255, 0, 255), "echo-reply": (0, 0, 255), "pong": (0, 0, 255),
+    "destination-unreachable": (3, 0, 255), "network-unreachable": (3, 0, 0),
+    "host-unreachable": (3, 1, 1), "protocol-unreachable": (3, 2, 2),
+    "port-unreachable": (3, 3, 3), "fragmentation-needed": (3, 4, 4),
+    "source-route-failed": (3, 5, 5), "network-unknown": (3, 6, 6), "host-unknown": (3, 7, 7),
+    "network-prohibited": (3, 9, 9), "host-prohibited": (3, 10, 10),
+    "TOS-network-unreachable": (3, 11, 11), "TOS-host-unreachable": (3, 12, 12),
+    "communication-prohibited": (3, 13, 13), "host-precedence-violation": (3, 14, 14),
+    "precedence-cutoff": (3, 15, 15), "source-quench": (4, 0, 255), "redirect": (5, 0, 255),
+    "network-redirect": (5, 0, 0), "host-redirect": (5, 1, 1),
+    "TOS-network-redirect": (5, 2, 2), "TOS-host-redirect": (5, 3, 3),
+    "echo-request": (8, 0, 255), "ping": (8, 0, 255), "router-advertisement": (9, 0, 255),
+    "router-solicitation": (10, 0, 255), "time-exceeded": (11, 0, 255),
+    "ttl-exceeded": (11, 0, 255), "ttl-zero-during-transit": (11, 0, 0),
+    "ttl-zero-during-reassembly": (11, 1, 1), "parameter-problem": (12, 0, 255),
+    "ip-header-bad": (12, 0, 0), "required-option-missing": (12, 1, 1),
+    "timestamp-request": (13, 0, 255), "timestamp-reply": (14, 0, 255),
+    "address-mask-request": (17, 0, 255), "address-mask-reply": (18, 0, 255),
+}
+
+
+def _c_int(text: str, what: str, limit: int) -> int:
+    """Parse like C's strtoul(base 0): 0x.. hex, 0.. octal, else decimal."""
+    try:
+        if text.lower().startswith("0x"):
+            value = int(text[2:], 16)
+        elif len(text) > 1 and text.startswith("0"):
+            value = int(text[1:], 8)
+        else:
+            if not text.isdigit():
+                raise ValueError
+            value = int(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if value > limit:
+        raise ValueError(f"{what} {text!r} is larger than {limit:#x}")
+    return value
+
+
+def parse_port(text: str) -> int:
+    """A port number 0-65535 (service names are not resolved: say the number)."""
+    if not text.isdigit():
+        raise ValueError(f"port {text!r} is not a number 0-65535 (service names are not resolved)")
+    port = int(text)
+    if port > 65535:
+        raise ValueError(f"port {port} is out of range 0-65535")
+    return port
+
+
+def parse_port_range(text: str, sep: str = ":") -> tuple[int, int]:
+    """``N``, ``A:B``, ``:B`` or ``A:`` (``sep`` is "-" for NAT and multiport-free forms)."""
+    if sep in text:
+        low_text, _, high_text = text.partition(sep)
+        low = parse_port(low_text) if low_text else 0
+        high = parse_port(high_text) if high_text else 65535
+        if low > high:
+            raise ValueError(f"port range {text!r} has its start after its end")
+        return low, high
+    port = parse_port(text)
+    return port, port
+
+
+def parse_mark(text: str) -> tuple[int, int]:
+    """``VALUE[/MASK]`` as ``(value, mask)``; mask defaults to 0xffffffff."""
+    value_text, sep, mask_text = text.partition("/")
+    value = _c_int(value_text, "mark", 0xFFFFFFFF)
+    mask = _c_int(mask_text, "mark mask", 0xFFFFFFFF) if sep else 0xFFFFFFFF
+    return value, mask
+
+
+def parse_protocol(text: str) -> int:
+    """A protocol name iptables knows or a number 0-255; 0 is "all"."""
+    name = text.lower()
+    if name in PROTO_NUMBERS:
+        return PROTO_NUMBERS[name]
+    if name in EXTRA_PROTOCOLS:
+        return EXTRA_PROTOCOLS[name]
+    if name.isdigit() and int(name) <= 255:
+        return int(name)
+    known = ", ".join(sorted([*PROTO_NUMBERS, *EXTRA_PROTOCOLS]))
+    raise ValueError(f"unknown protocol {text!r} (use a number 0-255 or one of {known})")
+
+
+def parse_probability(text: str) -> float:
+    """The kernel's exact probability for ``--probability P``: round(P * 2**31) / 2**31."""
+    try:
+        p = float(text)
+    except ValueError:
+        raise ValueError(f"probability {text!r} is not a number") from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"probability {text!r} is outside 0..1")
+    # libxt_statistic: lround(0x80000000 * p); the kernel matches (rand & 0x7fffffff) < k.
+    return floor(0x80000000 * p + 0.5) / 0x80000000
+
+
+def parse_addr(text: str) -> int:
+    """A single dotted-quad address."""
+    try:
+        return parse_ip(text)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_network_text(text: str) -> tuple[int, int]:
+    """``A``, ``A/len`` or ``A/mask``, host bits cleared."""
+    try:
+        return parse_network(text)
+    except AddressError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse_nat_range(text: str, *, need_addr: bool) -> tuple[int | None, int | None, int | None, int | None]:
+    """``[A[-B]][:P[-Q]]`` as (addr_low, addr_high, port_low, port_high)."""
+    addr_text, sep, port_text = text.partition(":")
+    addr_low = addr_high = port_low = port_high = None
+    if addr_text:
+        low_text, dash, high_text = addr_text.partition("-")
+        addr_low = parse_addr(low_text)
+        addr_high = parse_addr(high_text) if dash else addr_low
+        if addr_high < addr_low:
+            raise ValueError(f"address range {addr_text!r} has its start after its end")
+    elif need_addr:
+        raise ValueError(f"{text!r} needs an address")
+    if sep:
+        port_low, port_high = parse_port_range(port_text, "-")
+    if addr_low is None and port_low is None:
+        raise ValueError(f"{text!r} names neither an address nor a port")
+    return addr_low, addr_high, port_low, port_high
+
+
+def parse_tcp_flag_list(text: str) -> int:
+    """``SYN,ACK``, ``ALL`` or ``NONE`` as a bit mask."""
+    if text == "ALL":
+        return 0xFF
+    if text == "NONE":
+        return 0
+    bits = 0
+    for name in text.split(","):
+        if name not in TCP_FLAGS:
+            raise ValueError(f"unknown TCP flag {name!r} (use {', '.join(TCP_FLAGS)}, ALL, NONE)")
+        bits |= TCP_FLAGS[name]
+    return bits
+
+
+def parse_icmp_type(text: str) -> tuple[int, int, int]:
+    """An ICMP type name, or ``TYPE[/CODE]``, as (type, code_low, code_high)."""
+    if text in _ICMP_NAMES:
+        return _ICMP_NAMES[text]
+    type_text, sep, code_text = text.partition("/")
+    if type_text.isdigit() and int(type_text) <= 255 and (not sep or (code_text.isdigit() and int(code_text) <= 255)):
+        code = int(code_text) if sep else None
+        return int(type_text), (code if code is not None else 0), (code if code is not None else 255)
+    raise ValueError(f"unknown ICMP type {text!r} (use a number, TYPE/CODE, or a name such as echo-request)")
+
+
+def parse_name_list(text: str, allowed: frozenset[str], what: str) -> frozenset[str]:
+    """A comma-separated list of upper-case names from ``allowed``."""
+    names = frozenset(n.upper() for n in text.split(","))
+    bad = sorted(names - allowed)
+    if bad:
+        raise ValueError(f"unknown {what} {', '.join(bad)} (valid: {', '.join(sorted(allowed))})")
+    return names
+
+
+def parse_iface(text: str) -> tuple[str, bool]:
+    """An interface name with an optional trailing ``+`` wildcard, as (name, is_prefix)."""
+    prefix = text.endswith("+")
+    name = text[:-1] if prefix else text
+    if len(name) > 15 or "/" in name or not text:
+        raise ValueError(f"interface name {text!r} is not valid (at most 15 characters)")
+    return name, prefix

@@ -1,0 +1,95 @@
+"""A node's dumps (iptables-save, ip addr, ip route) → :class:`NodeState`.
+
+Completes what the kernel would have without being told: the ``lo``
+interface, the ``local`` table (derived from the addresses exactly as
+``fib_add_ifaddr`` does, unless the route dump includes it) and, for legacy
+``route add`` input, the connected routes. Routes whose gateway is on no
+connected subnet are refused, as the kernel refuses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import InputError
+from ..model.addresses import format_ip, in_network, is_zeronet
+from ..model.node import IfAddr, Interface, NodeState, Route
+from ..model.rules import Ruleset
+from .ipaddr import parse_ip_addr
+from .iproute import parse_routes
+from .iptables_save import parse_iptables_save
+from .source import read_text
+
+__all__ = ["load_node", "build_node", "kernel_routes_for"]
+
+_LO = Interface("lo", (IfAddr(0x7F000001, 8, 254),), loopback=True)
+
+
+def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
+              lenient: bool = False, name: str = "node", route_localnet: bool = False) -> NodeState:
+    """Read a node's three dumps from files; raise InputError (file:line) on bad input."""
+    ruleset = parse_iptables_save(read_text(iptables), source=str(iptables), lenient=lenient)
+    interfaces = parse_ip_addr(read_text(addrs), source=str(addrs))
+    dump = parse_routes(read_text(routes), source=str(routes))
+    return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
+                      route_localnet=route_localnet)
+
+
+def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
+    """The (local, main) routes the kernel adds for these addresses by itself."""
+    local: list[Route] = []
+    main: list[Route] = []
+    for iface in interfaces.values():
+        for a in iface.addresses:
+            local.append(Route(a.ip, 0xFFFFFFFF, "local", None, iface.name, a.ip, 0, 254, "local"))
+            if a.broadcast is not None and a.broadcast != 0xFFFFFFFF:
+                local.append(Route(a.broadcast, 0xFFFFFFFF, "broadcast", None, iface.name, a.ip, 0, 253, "local"))
+            prefix = a.network
+            if a.secondary or is_zeronet(prefix) or (prefix == a.ip and a.prefixlen == 32):
+                continue
+            if iface.loopback:
+                local.append(Route(prefix, a.mask, "local", None, iface.name, a.ip, 0, 254, "local"))
+            else:
+                main.append(Route(prefix, a.mask, "unicast", None, iface.name, a.ip, 0, 253, "main"))
+            if a.prefixlen < 31:
+                bcast = prefix | (~a.mask & 0xFFFFFFFF)
+                local.append(Route(bcast, 0xFFFFFFFF, "broadcast", None, iface.name, a.ip, 0, 253, "local"))
+    return tuple(local), tuple(main)
+
+
+def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route, ...],
+               ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False) -> NodeState:
+    """Assemble a NodeState, deriving the kernel's own routes and checking the given ones."""
+    if "lo" not in interfaces:
+        interfaces = {"lo": _LO, **interfaces}
+    local_derived, connected = kernel_routes_for(interfaces)
+    given_local = tuple(r for r in routes if r.table == "local")
+    main = [r for r in routes if r.table != "local"]
+    if legacy_routes:
+        main = list(connected) + main
+    resolved = tuple(_resolve_dev(r, interfaces, main) for r in main)
+    for r in resolved:
+        if r.dev is not None and r.dev not in interfaces:
+            raise InputError(r.source, r.line, f"route uses device {r.dev}, which has no entry in the address dump",
+                             r.describe())
+    return NodeState(name, interfaces, resolved, given_local or local_derived, ruleset, route_localnet,
+                     tuple(ruleset.warnings))
+
+
+def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
+    """Give a gateway route its device, as the kernel does; refuse unreachable gateways."""
+    if route.gateway is None or route.kind != "unicast":
+        return route
+    devices = [other.dev for other in main
+               if other.gateway is None and other.kind == "unicast" and other.dev
+               and in_network(route.gateway, other.network, other.mask)]
+    devices += [iface.name for iface in interfaces.values() for a in iface.addresses
+                if in_network(route.gateway, a.network, a.mask)]
+    for dev in devices:
+        if route.dev in (None, dev):
+            return replace(route, dev=dev)
+    raise InputError(route.source, route.line,
+                     f"gateway {format_ip(route.gateway)} is on no connected subnet"
+                     f"{' of ' + route.dev if route.dev else ''} (the kernel refuses this route)",
+                     route.describe())

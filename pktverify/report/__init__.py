@@ -1,0 +1,1 @@
+"""Trace and findings → text, JSON (and pcapng, which is where scapy lives)."""

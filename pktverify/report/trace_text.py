@@ -1,0 +1,55 @@
+"""A trace as readable text: one block per outcome, one line per step."""
+
+from __future__ import annotations
+
+from ..model.addresses import format_ip
+from ..model.trace import Trace
+
+__all__ = ["trace_to_text"]
+
+
+def trace_to_text(trace: Trace) -> str:
+    """E.g. ``nat/PREROUTING → KUBE-SERVICES #3 → KUBE-SVC-X (p=0.333) → KUBE-SEP-Y: DNAT ...``."""
+    where = f"on {trace.in_iface}" if trace.in_iface else "generated locally"
+    lines = [f"{trace.packet.describe()} ({where}): {len(trace.outcomes)} outcome(s)"]
+    for n, o in enumerate(trace.outcomes, 1):
+        exact = "" if o.exact else " [INEXACT]"
+        tail = f" out {o.out_iface} via {format_ip(o.next_hop)}" if o.verdict == "forward" else ""
+        lines.append(f"\n[{n}] p={o.probability:.6g} {o.verdict.upper()}{tail}: {o.packet.describe()}"
+                     f"{' (masqueraded)' if o.masquerade else ''}{exact}")
+        lines.append(f"    reason: {o.reason}")
+        for fld, lo, hi in o.random_ports:
+            lines.append(f"    {fld}: drawn by the kernel uniformly from {lo}-{hi} (shown as {lo})")
+        for path in _chain_paths(o.steps):
+            lines.append(f"    {path}")
+    return "\n".join(lines) + "\n"
+
+
+def _chain_paths(steps) -> list[str]:
+    """One line per table walk (``nat/PREROUTING #1 → KUBE-SERVICES #3 → ...``), one per other step."""
+    out: list[str] = []
+    parts: list[str] = []
+    table = chain = None
+    for s in steps:
+        if s.table is None:
+            if parts:
+                out.append(" → ".join(parts))
+            parts, table, chain = [], None, None
+            out.append(f"· {s.action}")
+            continue
+        if s.table != table:
+            if parts:
+                out.append(" → ".join(parts))
+            parts, table, chain = [], s.table, None
+        where = f"#{s.rule_index}" if s.rule_index else "policy"
+        prob = f" (p={s.probability:.3g})" if s.probability is not None else ""
+        what = "" if s.action.startswith(("jump ", "goto ")) else f": {s.action}"
+        text = f"{where}{prob}{what}"
+        if s.chain != chain:
+            parts.append(f"{s.table + '/' if not parts else ''}{s.chain} {text}")
+        else:
+            parts[-1] += f", {text}"
+        chain = s.chain
+    if parts:
+        out.append(" → ".join(parts))
+    return out
