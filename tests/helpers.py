@@ -1,0 +1,47 @@
+"""Small helpers for building nodes and packets in tests."""
+
+from __future__ import annotations
+
+from pktverify.eval.node_trace import NodeTracer
+from pktverify.model.addresses import format_ip, parse_ip
+from pktverify.model.packet import PROTO_NUMBERS, Packet
+from pktverify.parse.ipaddr import parse_ip_addr
+from pktverify.parse.iproute import parse_routes
+from pktverify.parse.iptables_save import parse_iptables_save
+from pktverify.parse.node import build_node
+
+from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
+
+
+def tables(nat: str = "", filter: str = "", mangle: str = "", raw: str = "") -> str:
+    """An iptables-save text with the given rule lines per table (chains declared as needed)."""
+    out = []
+    for name, body in (("raw", raw), ("mangle", mangle), ("nat", nat), ("filter", filter)):
+        if not body.strip():
+            continue
+        lines = [line.strip() for line in body.strip().splitlines()]
+        decls = [line for line in lines if line.startswith(":")]
+        rules = [line for line in lines if not line.startswith(":")]
+        out.append(f"*{name}\n" + "\n".join(decls + rules) + "\nCOMMIT\n")
+    return "".join(out) or "*filter\nCOMMIT\n"
+
+
+def tracer(iptables: str, addrs: str = STANDARD_ADDRS, routes: str = STANDARD_ROUTES, **kw) -> NodeTracer:
+    ruleset = parse_iptables_save(iptables, source="rules.txt", lenient=kw.pop("lenient", False))
+    dump = parse_routes(routes)
+    node = build_node("node", parse_ip_addr(addrs), dump.routes, ruleset, legacy_routes=dump.legacy, **kw)
+    return NodeTracer(node)
+
+
+def pkt(src: str, dst: str, dport: int = 80, proto: str = "tcp", sport: int = 40000, **kw) -> Packet:
+    return Packet(PROTO_NUMBERS[proto], parse_ip(src), parse_ip(dst), sport, dport, **kw)
+
+
+def only(trace):
+    """The single outcome of a deterministic trace."""
+    assert len(trace.outcomes) == 1, [(o.verdict, o.probability, o.packet.describe()) for o in trace.outcomes]
+    return trace.outcomes[0]
+
+
+def endpoint(outcome) -> str:
+    return f"{format_ip(outcome.packet.dst)}:{outcome.packet.dport}"

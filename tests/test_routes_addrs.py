@@ -1,0 +1,77 @@
+"""Route and address dumps in every accepted format, and the kernel's derived routes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pktverify.errors import InputError
+from pktverify.model.addresses import parse_ip
+from pktverify.parse.ipaddr import parse_ip_addr
+from pktverify.parse.iproute import parse_routes
+
+from .helpers import only, pkt, tables, tracer
+
+ADDR_JSON = json.dumps([
+    {"ifindex": 1, "ifname": "lo", "flags": ["LOOPBACK", "UP"], "addr_info": [
+        {"family": "inet", "local": "127.0.0.1", "prefixlen": 8, "scope": "host"}]},
+    {"ifindex": 2, "ifname": "eth0", "flags": ["UP"], "addr_info": [
+        {"family": "inet", "local": "192.168.1.10", "prefixlen": 24, "broadcast": "192.168.1.255", "scope": "global"},
+        {"family": "inet", "local": "192.168.1.11", "prefixlen": 24, "scope": "global", "secondary": True},
+        {"family": "inet6", "local": "fe80::1", "prefixlen": 64, "scope": "link"}]},
+    {"ifindex": 3, "ifname": "cbr0", "flags": ["UP"], "addr_info": [
+        {"family": "inet", "local": "10.1.10.1", "prefixlen": 24, "scope": "global"}]},
+])
+
+
+def test_ip_addr_json_and_text_agree():
+    text = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+            "2: eth0    inet 192.168.1.10/24 brd 192.168.1.255 scope global eth0\\ valid_lft forever\n"
+            "2: eth0    inet 192.168.1.11/24 scope global secondary eth0\n"
+            "2: eth0    inet6 fe80::1/64 scope link\n"
+            "3: cbr0    inet 10.1.10.1/24 scope global cbr0\n")
+    assert parse_ip_addr(ADDR_JSON) == parse_ip_addr(text)
+    assert parse_ip_addr(ADDR_JSON)["eth0"].addresses[1].secondary
+
+
+def test_legacy_route_add_lines_as_in_the_seed_notes():
+    legacy = ("route add -net 10.1.20.0 netmask 255.255.255.0 gw 192.168.1.20\n"
+              "route add -net 10.1.30.0 netmask 255.255.255.0 gw 192.168.1.30\n")
+    dump = parse_routes(legacy)
+    assert dump.legacy and len(dump.routes) == 2
+    t = tracer(tables(), addrs=ADDR_JSON, routes=legacy)
+    out = only(t.trace(pkt("10.1.10.5", "10.1.30.7"), in_iface="cbr0"))
+    assert out.out_iface == "eth0" and out.next_hop == parse_ip("192.168.1.30")
+    # connected routes come from the addresses, as the kernel adds them
+    assert only(t.trace(pkt("192.168.1.20", "10.1.10.5"), in_iface="eth0")).out_iface == "cbr0"
+
+
+def test_ip_route_json_and_text_agree():
+    js = json.dumps([{"dst": "default", "gateway": "192.168.1.1", "dev": "eth0", "flags": []},
+                     {"dst": "192.168.1.0/24", "dev": "eth0", "protocol": "kernel", "scope": "link",
+                      "prefsrc": "192.168.1.10", "flags": []},
+                     {"type": "blackhole", "dst": "10.9.0.0/16", "flags": []}])
+    text = ("default via 192.168.1.1 dev eth0 proto static metric 0\n"
+            "192.168.1.0/24 dev eth0 proto kernel scope link src 192.168.1.10\n"
+            "blackhole 10.9.0.0/16\n")
+    a, b = parse_routes(js).routes, parse_routes(text).routes
+    assert [(r.network, r.mask, r.kind, r.gateway, r.dev, r.metric) for r in a] == \
+        [(r.network, r.mask, r.kind, r.gateway, r.dev, r.metric) for r in b]
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("10.1.2.300/24 dev eth0\n", "bad destination"),
+    ("10.0.0.0/8 dev eth0 frobnicate 3\n", "unknown route attribute"),
+    ("route add -net 10.1.20.5 netmask 255.255.255.0 gw 192.168.1.20\n", "host bits"),
+    ("[{\"dst\": \"10.0.0.0/33\"}]", "bad address"),
+])
+def test_bad_route_input(text, fragment):
+    with pytest.raises(InputError) as info:
+        parse_routes(text, source="r.txt")
+    assert fragment in str(info.value) and str(info.value).startswith("r.txt:1: ")
+
+
+def test_gateway_on_no_connected_subnet_is_refused():
+    with pytest.raises(InputError, match="no connected subnet"):
+        tracer(tables(), addrs=ADDR_JSON, routes="default via 172.31.0.1 dev eth0\n")
