@@ -7,6 +7,8 @@ fast ``str.split`` path, which is what 100k-rule kube-proxy dumps mostly are.
 
 from __future__ import annotations
 
+import re
+
 __all__ = ["split_args", "TokenError"]
 
 
@@ -14,38 +16,20 @@ class TokenError(ValueError):
     """The line cannot be split (an unterminated quote)."""
 
 
+_TOKEN = re.compile(r'(?:[^\s"]+|"(?:[^"\\]|\\.)*")+')
+_LINE = re.compile(r'\s*+(?:(?:[^\s"]++|"(?:[^"\\]|\\.)*+")++\s*+)*+')  # possessive: linear time
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+def _unquote(match: re.Match) -> str:
+    return _ESCAPE.sub(r"\1", match.group(1))
+
+
 def split_args(line: str) -> list[str]:
     """Return the arguments of ``line``; raise TokenError on an unterminated quote."""
     if '"' not in line:
         return line.split()
-    args: list[str] = []
-    buf: list[str] = []
-    in_quote = escaped = False
-    started = False
-    for ch in line:
-        if in_quote:
-            if escaped:
-                buf.append(ch)
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_quote = False
-            else:
-                buf.append(ch)
-            continue
-        if ch == '"':
-            in_quote = started = True
-        elif ch in " \t":
-            if started:
-                args.append("".join(buf))
-                buf.clear()
-                started = False
-        else:
-            buf.append(ch)
-            started = True
-    if in_quote:
+    if _LINE.fullmatch(line) is None:
         raise TokenError("unterminated double quote")
-    if started:
-        args.append("".join(buf))
-    return args
+    return [_QUOTED.sub(_unquote, tok) if '"' in tok else tok for tok in _TOKEN.findall(line)]
