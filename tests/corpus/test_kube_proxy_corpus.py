@@ -89,6 +89,7 @@ def run_trace(tmp_path, capsys, case, flow, *extra) -> list[dict]:
 
 def test_corpus_is_complete(shared):
     """All 25 dumps and 71 flows are present (nothing silently skipped)."""
+    assert CORPUS.is_dir(), f"{CORPUS} is missing"
     cases = _cases()
     assert len({c.values[0] for c in cases}) == 25
     assert len(cases) == 71
