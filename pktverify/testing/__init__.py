@@ -1,0 +1,1 @@
+"""Helpers for testing pktverify against the real kernel."""

@@ -1,0 +1,30 @@
+"""The kernel lab fixture: skips with a reason off CI, fails on CI when the kernel is not usable."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pktverify.testing.kernel_lab import KernelLab, lab_available
+
+
+def pytest_addoption(parser):
+    parser.addoption("--kernel-examples", type=int, default=12,
+                     help="random rule sets to check against the kernel (default 12)")
+
+
+@pytest.fixture(scope="session")
+def kernel_examples(request) -> int:
+    return request.config.getoption("--kernel-examples")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    reason = lab_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"kernel lab unavailable on CI: {reason}")
+        pytest.skip(f"kernel lab unavailable: {reason}")
+    with KernelLab() as kernel_lab:
+        yield kernel_lab
