@@ -8,7 +8,6 @@ from pktverify.cli import main
 from pktverify.errors import InputError
 from pktverify.parse.iptables_save import parse_iptables_save
 
-from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 
 GOOD = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1 -j DROP\nCOMMIT\n"
 
@@ -65,39 +64,35 @@ def test_accepts_what_iptables_save_writes():
     assert rs.tables["raw"].chains["PREROUTING"].policy == "ACCEPT"
 
 
-def _run(tmp_path, capsys, iptables, *args):
-    paths = []
-    for name, text in (("ipt.txt", iptables), ("addr.txt", STANDARD_ADDRS), ("route.txt", STANDARD_ROUTES)):
-        p = tmp_path / name
-        p.write_text(text)
-        paths.append(str(p))
-    status = main(["trace", "--iptables", paths[0], "--addrs", paths[1], "--routes", paths[2], *args])
+def _run(node_files, capsys, iptables, *args):
+    rules, addrs, routes = node_files(iptables)
+    status = main(["trace", "--iptables", str(rules), "--addrs", str(addrs), "--routes", str(routes), *args])
     return status, capsys.readouterr()
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    status, out = _run(tmp_path, capsys, "*filter\n-A INPUT -s 10.1.2.300 -j DROP\nCOMMIT\n",
+def test_cli_bad_input_exits_2_with_one_line(node_files, capsys):
+    status, out = _run(node_files, capsys, "*filter\n-A INPUT -s 10.1.2.300 -j DROP\nCOMMIT\n",
                        "--local", "--proto", "tcp", "--src", "10.0.0.1", "--dst", "10.0.0.2", "--dport", "80")
     assert status == 2 and out.out == ""
     lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and "ipt.txt:2: " in lines[0] and "10.1.2.300" in lines[0]
+    assert len(lines) == 1 and "iptables-save.txt:2: " in lines[0] and "10.1.2.300" in lines[0]
     assert "Traceback" not in out.err
 
 
-def test_cli_lenient_marks_outcomes_inexact(tmp_path, capsys):
+def test_cli_lenient_marks_outcomes_inexact(node_files, capsys):
     import json
     rules = "*filter\n-A FORWARD -m physdev --physdev-in veth0 -j DROP\nCOMMIT\n"
-    status, out = _run(tmp_path, capsys, rules, "--in-iface", "cni0", "--proto", "tcp",
+    status, out = _run(node_files, capsys, rules, "--in-iface", "cni0", "--proto", "tcp",
                        "--src", "10.0.0.9", "--dst", "9.9.9.9", "--dport", "80", "--format", "json")
     assert status == 2 and "physdev" in out.err
-    status, out = _run(tmp_path, capsys, rules, "--lenient", "--in-iface", "cni0", "--proto", "tcp",
+    status, out = _run(node_files, capsys, rules, "--lenient", "--in-iface", "cni0", "--proto", "tcp",
                        "--src", "10.0.0.9", "--dst", "9.9.9.9", "--dport", "80", "--format", "json")
     assert status == 0 and "warning" in out.err
     outcomes = json.loads(out.out)["outcomes"]
     assert {o["verdict"] for o in outcomes} == {"drop", "forward"} and not any(o["exact"] for o in outcomes)
 
 
-def test_cli_unknown_interface_is_bad_input(tmp_path, capsys):
-    status, out = _run(tmp_path, capsys, GOOD, "--in-iface", "eth9", "--proto", "udp",
+def test_cli_unknown_interface_is_bad_input(node_files, capsys):
+    status, out = _run(node_files, capsys, GOOD, "--in-iface", "eth9", "--proto", "udp",
                        "--src", "10.0.0.9", "--dst", "9.9.9.9", "--dport", "53")
     assert status == 2 and "eth9" in out.err

@@ -9,6 +9,7 @@ filter ``REJECT``.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 
@@ -27,7 +28,6 @@ class ServicePort:
 
 def chain_suffix(*parts: str) -> str:
     """kube-proxy's 16-character chain suffix (base32 of a SHA-256, as servicePortChainName does)."""
-    import base64
     digest = hashlib.sha256("".join(parts).encode()).digest()
     return base64.b32encode(digest).decode()[:16]
 

@@ -16,7 +16,7 @@ import pytest
 
 from pktverify.cli import main
 
-from ..conftest import SHARED, STANDARD_ADDRS, STANDARD_ROUTES
+from ..conftest import SHARED
 
 CORPUS = SHARED / "corpus" / "kube-proxy"
 
@@ -65,13 +65,8 @@ def _cases():
     return out
 
 
-def run_trace(tmp_path, capsys, case, flow, *extra) -> list[dict]:
-    rules = tmp_path / "iptables-save.txt"
-    rules.write_text(complete_dump(case))
-    addrs = tmp_path / "ip-addr.txt"
-    addrs.write_text(STANDARD_ADDRS)
-    routes = tmp_path / "ip-route.txt"
-    routes.write_text(STANDARD_ROUTES)
+def run_trace(node_files, capsys, case, flow, *extra) -> list[dict]:
+    rules, addrs, routes = node_files(complete_dump(case))
     src = flow["src"]
     if src in case["node_ips"] or src == "127.0.0.1":
         where = ["--local"]
@@ -96,8 +91,8 @@ def test_corpus_is_complete(shared):
 
 
 @pytest.mark.parametrize("name,case,flow", _cases())
-def test_flow_matches_kube_proxy(shared, tmp_path, capsys, name, case, flow):
-    outcomes = run_trace(tmp_path, capsys, case, flow)
+def test_flow_matches_kube_proxy(shared, node_files, capsys, name, case, flow):
+    outcomes = run_trace(node_files, capsys, case, flow)
     assert abs(sum(o["probability"] for o in outcomes) - 1.0) < 1e-9
     assert all(o["exact"] for o in outcomes)
     expected = flow["expected_output"]
@@ -105,7 +100,7 @@ def test_flow_matches_kube_proxy(shared, tmp_path, capsys, name, case, flow):
         assert [o["verdict"] for o in outcomes] == ["drop"]
         assert "martian" in outcomes[0]["reason"]
         # With route_localnet=1 (what kube-proxy sets for localhost NodePorts) it works as kube-proxy says.
-        outcomes = run_trace(tmp_path, capsys, case, flow, "--route-localnet")
+        outcomes = run_trace(node_files, capsys, case, flow, "--route-localnet")
     verdicts = {o["verdict"] for o in outcomes}
     if expected in ("DROP", "REJECT"):
         assert verdicts == {expected.lower()}
