@@ -23,7 +23,7 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import Step, WalkState
+from .state import Step, WalkState, add_step
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
@@ -159,7 +159,7 @@ class CompiledTable:
         policy = chain.policy or "ACCEPT"
         step = Step(self.name, chain_name, None, line or None, decl or f":{chain_name} {policy}",
                     f"policy {policy}")
-        st = st._replace(steps=st.steps + (step,))
+        st = add_step(st, step)
         return ChainResult(st, policy)
 
     def _step(self, cr: CompiledRule, action: str, p: float) -> Step:
@@ -170,25 +170,25 @@ class CompiledTable:
     def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float):
         target = cr.rule.target
         if target is None:
-            return "continue", st._replace(steps=st.steps + (self._step(cr, "match (no target)", p),))
+            return "continue", add_step(st, self._step(cr, "match (no target)", p))
         ttype = type(target)
         if ttype is m.Jump:
-            st = st._replace(steps=st.steps + (self._step(cr, ("goto " if target.goto else "jump ") + target.chain, p),))
+            st = add_step(st, self._step(cr, ("goto " if target.goto else "jump ") + target.chain, p))
             return ("goto" if target.goto else "jump"), st, target.chain
         if ttype is m.Verdict:
-            st = st._replace(steps=st.steps + (self._step(cr, target.name, p),))
+            st = add_step(st, self._step(cr, target.name, p))
             if target.name == "RETURN":
                 return "return", st
             return "final", ChainResult(st, target.name)
         if ttype is m.Reject:
-            st = st._replace(steps=st.steps + (self._step(cr, f"REJECT {target.with_}", p),))
+            st = add_step(st, self._step(cr, f"REJECT {target.with_}", p))
             return "final", ChainResult(st, "REJECT", target.with_)
         if ttype is m.SetMark:
             mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.value
             st = st._replace(mark=mark, steps=st.steps + (self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p),))
             return "continue", st
         if ttype is m.NoOp:
-            return "continue", st._replace(steps=st.steps + (self._step(cr, target.name, p),))
+            return "continue", add_step(st, self._step(cr, target.name, p))
         if ttype is m.UnknownTarget:
             step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
             st = st._replace(exact=False, steps=st.steps + (step,))
@@ -207,7 +207,7 @@ class CompiledTable:
         else:
             res, kind = nat.apply_masquerade(before, target, self.fib, st.out_iface, ctx.next_hop), "MASQUERADE"
         if res.pkt is None:
-            st = st._replace(steps=st.steps + (self._step(cr, res.note + " → dropped", p),))
+            st = add_step(st, self._step(cr, res.note + " → dropped", p))
             return "final", ChainResult(st, "DROP", res.note)
         action = nat.describe_change(before, res.pkt, kind)
         if res.random_port:

@@ -14,6 +14,7 @@ the NodeState says (0 by default), no policy-routing rules.
 
 from __future__ import annotations
 
+from ..bulk import cyclic_gc_paused
 from ..model.addresses import LIMITED_BROADCAST, format_ip, is_loopback, is_multicast, is_zeronet
 from ..model.node import NodeState
 from ..model.packet import Packet
@@ -21,7 +22,7 @@ from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, Step, WalkState
+from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, Step, WalkState, add_step
 
 __all__ = ["NodeTracer"]
 
@@ -40,7 +41,8 @@ class NodeTracer:
     def __init__(self, node: NodeState) -> None:
         self.node = node
         self.fib = Fib(node)
-        self.tables = {name: CompiledTable(table, self.fib) for name, table in node.ruleset.tables.items()}
+        with cyclic_gc_paused():
+            self.tables = {name: CompiledTable(table, self.fib) for name, table in node.ruleset.tables.items()}
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
@@ -272,7 +274,7 @@ class NodeTracer:
 
     @staticmethod
     def _with_step(st: WalkState, text: str) -> WalkState:
-        return st._replace(steps=st.steps + (Step(None, None, None, None, "", text),))
+        return add_step(st, Step(None, None, None, None, "", text))
 
     def _end(self, st: WalkState, verdict: str, reason: str, *, next_hop: int | None = None,
              route_step: str = "") -> Outcome:

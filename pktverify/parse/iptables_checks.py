@@ -6,50 +6,74 @@ hook it does not support (DNAT outside PREROUTING/OUTPUT, REJECT outside
 INPUT/FORWARD/OUTPUT, NAT targets outside the nat table, ...). We refuse
 the same input, naming the line, instead of tracing something Linux would
 never run.
+
+Hooks are tracked as bit masks (one bit per built-in chain): a 100k-rule dump
+has ~40k chains, and a set per chain costs more than the rest of the check.
 """
 
 from __future__ import annotations
 
 from ..errors import InputError
-from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, Jump, Masquerade, Redirect, Reject,
-                           Rule, Ruleset, Snat, UnknownTarget, Verdict)
+from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, Redirect,
+                           Reject, Rule, Ruleset, Snat, Table, Verdict)
 
 __all__ = ["check_ruleset", "chain_hooks"]
 
+_HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+_BIT = {hook: 1 << i for i, hook in enumerate(_HOOKS)}
+
+
+def _mask(*hooks: str) -> int:
+    out = 0
+    for hook in hooks:
+        out |= _BIT[hook]
+    return out
+
+
+def _names(mask: int) -> list[str]:
+    return [hook for hook in _HOOKS if mask & _BIT[hook]]
+
+
 # Which hooks each target may be used from (the kernel's xt_target.hooks).
 _TARGET_HOOKS = {
-    Dnat: ("PREROUTING", "OUTPUT"),
-    Redirect: ("PREROUTING", "OUTPUT"),
-    Snat: ("POSTROUTING", "INPUT"),
-    Masquerade: ("POSTROUTING",),
-    Reject: ("INPUT", "FORWARD", "OUTPUT"),
+    Dnat: _mask("PREROUTING", "OUTPUT"),
+    Redirect: _mask("PREROUTING", "OUTPUT"),
+    Snat: _mask("POSTROUTING", "INPUT"),
+    Masquerade: _mask("POSTROUTING"),
+    Reject: _mask("INPUT", "FORWARD", "OUTPUT"),
 }
 _NAT_TARGETS = (Dnat, Snat, Masquerade, Redirect)
+_NOT_WITH_IN_IFACE = _mask("POSTROUTING", "OUTPUT")     # -i and --limit-iface-in
+_NOT_WITH_OUT_IFACE = _mask("PREROUTING", "INPUT")      # -o and --limit-iface-out
 
 
-def check_ruleset(ruleset: Ruleset, *, lenient: bool = False) -> None:
+def check_ruleset(ruleset: Ruleset) -> None:
     """Raise InputError if the kernel would refuse ``ruleset``; otherwise return None."""
     for table in ruleset.tables.values():
         builtins = TABLE_CHAINS[table.name]
         for chain in table.chains.values():
             for rule in chain.rules:
-                _check_target(rule, table, builtins, lenient)
-        hooks = chain_hooks(ruleset, table.name)
+                _check_target(rule, table, builtins)
+        masks = _hook_masks(table)
         for chain in table.chains.values():
+            mask = masks.get(chain.name, 0)
             for rule in chain.rules:
-                _check_hooks(rule, hooks.get(chain.name, frozenset()))
+                _check_hooks(rule, mask)
 
 
-def _check_target(rule: Rule, table, builtins, lenient) -> None:
+def chain_hooks(ruleset: Ruleset, table_name: str) -> dict[str, frozenset[str]]:
+    """Map each chain of ``table_name`` to the built-in hooks it is reachable from."""
+    masks = _hook_masks(ruleset.tables[table_name])
+    return {name: frozenset(_names(masks.get(name, 0))) for name in ruleset.tables[table_name].chains}
+
+
+def _check_target(rule: Rule, table: Table, builtins: tuple[str, ...]) -> None:
     target = rule.target
     if isinstance(target, Jump):
         if target.chain in builtins:
             raise InputError(rule.source, rule.line, f"cannot jump to built-in chain {target.chain}", rule.text)
         if target.chain not in table.chains:
             hint = " (or an unsupported target; --lenient treats it as unknown)" if target.chain.isupper() else ""
-            if lenient and target.chain.replace("-", "").isalnum() and target.chain.isupper():
-                object.__setattr__(rule, "target", UnknownTarget(target.chain))
-                return
             raise InputError(rule.source, rule.line,
                              f"jump to undeclared chain {target.chain} in table {table.name}{hint}", rule.text)
     if isinstance(target, _NAT_TARGETS) and table.name != "nat":
@@ -59,78 +83,70 @@ def _check_target(rule: Rule, table, builtins, lenient) -> None:
         raise InputError(rule.source, rule.line, "the nat table does not allow DROP (filter in the filter table)", rule.text)
 
 
-def chain_hooks(ruleset: Ruleset, table_name: str) -> dict[str, frozenset[str]]:
-    """Map each chain to the built-in hooks it is reachable from; raise InputError on a loop."""
-    table = ruleset.tables[table_name]
-    reach: dict[str, set[str]] = {name: set() for name in table.chains}
-    for hook in TABLE_CHAINS[table_name]:
-        state: dict[str, int] = {}   # 1 = on the current path, 2 = done for this hook
-        stack = [(hook, iter(table.chains[hook].rules))]
-        state[hook] = 1
-        reach[hook].add(hook)
-        while stack:
-            name, rules = stack[-1]
-            for rule in rules:
-                target = rule.target
-                if isinstance(target, Jump) and target.chain in table.chains:
-                    nxt = target.chain
-                    if state.get(nxt) == 1:
-                        raise InputError(rule.source, rule.line,
-                                         f"loop between chains: {nxt} is reached again from {name}", rule.text)
-                    reach[nxt].add(hook)
-                    if state.get(nxt) != 2:
-                        state[nxt] = 1
-                        stack.append((nxt, iter(table.chains[nxt].rules)))
-                        break
-            else:
-                state[name] = 2
-                stack.pop()
-    # Chains reachable from no hook are still checked for loops among themselves.
-    _check_unreached_loops(table, reach)
-    return {name: frozenset(h) for name, h in reach.items()}
+def _hook_masks(table: Table) -> dict[str, int]:
+    """Each reachable chain's hook mask; raise InputError on a loop between chains.
+
+    One depth-first walk per built-in chain propagates that hook's bit; then a
+    walk from every chain no hook reaches finds loops among unreachable chains
+    (the kernel refuses those too).
+    """
+    masks: dict[str, int] = {}
+    for hook in TABLE_CHAINS[table.name]:
+        _walk(table, hook, _BIT[hook], masks, {})
+    done: dict[str, int] = {}
+    for name in table.chains:
+        if name not in masks and name not in done:
+            _walk(table, name, 0, masks, done)
+    return masks
 
 
-def _check_unreached_loops(table, reach) -> None:
-    state: dict[str, int] = {}
-    for start in table.chains:
-        if reach[start] or state.get(start):
-            continue
-        stack = [(start, iter(table.chains[start].rules))]
-        state[start] = 1
-        while stack:
-            name, rules = stack[-1]
-            for rule in rules:
-                if isinstance(rule.target, Jump) and rule.target.chain in table.chains:
-                    nxt = rule.target.chain
-                    if state.get(nxt) == 1:
-                        raise InputError(rule.source, rule.line,
-                                         f"loop between chains: {nxt} is reached again from {name}", rule.text)
-                    if not state.get(nxt):
-                        state[nxt] = 1
-                        stack.append((nxt, iter(table.chains[nxt].rules)))
-                        break
-            else:
-                state[name] = 2
-                stack.pop()
+def _walk(table: Table, start: str, bit: int, masks: dict[str, int], state: dict[str, int]) -> None:
+    """Depth-first from ``start``: OR ``bit`` into every chain reached; a back edge is a loop.
+
+    ``state``: 1 = on the current path, 2 = finished (its descendants already have the bit).
+    """
+    chains = table.chains
+    state[start] = 1
+    if bit:
+        masks[start] = masks.get(start, 0) | bit
+    stack = [(start, iter(chains[start].rules))]
+    while stack:
+        name, rules = stack[-1]
+        for rule in rules:
+            target = rule.target
+            if type(target) is Jump and target.chain in chains:
+                nxt = target.chain
+                seen = state.get(nxt)
+                if seen == 1:
+                    raise InputError(rule.source, rule.line,
+                                     f"loop between chains: {nxt} is reached again from {name}", rule.text)
+                if seen is None:
+                    state[nxt] = 1
+                    if bit:
+                        masks[nxt] = masks.get(nxt, 0) | bit
+                    stack.append((nxt, iter(chains[nxt].rules)))
+                    break
+        else:
+            state[name] = 2
+            stack.pop()
 
 
-def _check_hooks(rule: Rule, hooks: frozenset[str]) -> None:
+def _check_hooks(rule: Rule, hooks: int) -> None:
     allowed = _TARGET_HOOKS.get(type(rule.target))
-    if allowed and hooks - set(allowed):
-        bad = ", ".join(sorted(hooks - set(allowed)))
+    if allowed is not None and hooks & ~allowed:
         raise InputError(rule.source, rule.line,
-                         f"{type(rule.target).__name__.upper()} is only valid from {'/'.join(allowed)},"
-                         f" but this chain is reached from {bad}", rule.text)
+                         f"{type(rule.target).__name__.upper()} is only valid from {'/'.join(_names(allowed))},"
+                         f" but this chain is reached from {', '.join(sorted(_names(hooks & ~allowed)))}", rule.text)
     for match in rule.matches:
-        if isinstance(match, AddrTypeMatch) and match.limit_iface:
-            bad_hooks = {"POSTROUTING", "OUTPUT"} if match.limit_iface == "in" else {"PREROUTING", "INPUT"}
-            if hooks & bad_hooks:
+        kind = type(match)
+        if kind is AddrTypeMatch and match.limit_iface:
+            bad = hooks & (_NOT_WITH_IN_IFACE if match.limit_iface == "in" else _NOT_WITH_OUT_IFACE)
+            if bad:
                 raise InputError(rule.source, rule.line,
                                  f"addrtype --limit-iface-{match.limit_iface} is not valid from "
-                                 f"{', '.join(sorted(hooks & bad_hooks))}", rule.text)
-    if rule.chain in ("OUTPUT", "POSTROUTING") and any(
-            type(mt).__name__ == "IfaceMatch" and mt.direction == "in" for mt in rule.matches):
-        raise InputError(rule.source, rule.line, f"-i cannot be used in the {rule.chain} chain", rule.text)
-    if rule.chain in ("PREROUTING", "INPUT") and any(
-            type(mt).__name__ == "IfaceMatch" and mt.direction == "out" for mt in rule.matches):
-        raise InputError(rule.source, rule.line, f"-o cannot be used in the {rule.chain} chain", rule.text)
+                                 f"{', '.join(sorted(_names(bad)))}", rule.text)
+        elif kind is IfaceMatch:
+            if match.direction == "in" and rule.chain in ("OUTPUT", "POSTROUTING"):
+                raise InputError(rule.source, rule.line, f"-i cannot be used in the {rule.chain} chain", rule.text)
+            if match.direction == "out" and rule.chain in ("PREROUTING", "INPUT"):
+                raise InputError(rule.source, rule.line, f"-o cannot be used in the {rule.chain} chain", rule.text)

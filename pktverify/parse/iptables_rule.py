@@ -16,7 +16,7 @@ from ..model import rules as m
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from . import iptables_values as v
 
-__all__ = ["RuleSyntaxError", "ParsedRule", "parse_rule_args", "MATCH_MODULES", "TARGETS"]
+__all__ = ["RuleSyntaxError", "ParsedRule", "RuleParser", "parse_rule_args", "MATCH_MODULES", "TARGETS"]
 
 
 class RuleSyntaxError(ValueError):
@@ -71,103 +71,151 @@ class _Module:
 
 @dataclass(frozen=True, slots=True)
 class ParsedRule:
-    """What one rule line says: its matches in order, its target, and what it warns of."""
+    """What one rule line says: its matches in order and its target."""
     matches: tuple
     target: object
     proto: int | None
-    in_iface: bool
-    out_iface: bool
-    warnings: tuple[str, ...]
 
 
-def _arg(args: list[str], i: int, opt: str) -> str:
-    if i >= len(args):
-        raise RuleSyntaxError(f"option {opt} needs an argument")
-    return args[i]
+# The options iptables itself owns, by meaning.
+_CORE_OPTIONS = {
+    "!": "not",
+    "-s": "src", "--source": "src", "--src": "src",
+    "-d": "dst", "--destination": "dst", "--dst": "dst",
+    "-p": "proto", "--protocol": "proto",
+    "-i": "in", "--in-interface": "in", "-o": "out", "--out-interface": "out",
+    "-m": "match", "--match": "match",
+    "-j": "jump", "--jump": "jump", "-g": "goto", "--goto": "goto",
+    "-f": "fragment", "--fragment": "fragment",
+}
+
+
+class RuleParser:
+    """Parses rule arguments; equal match modules and targets are built once and shared.
+
+    Matches and targets are immutable, and a kube-proxy dump repeats the same
+    ``-m comment``, ``-m statistic`` and ``-j KUBE-MARK-MASQ`` thousands of
+    times, so one parser per file memoises them by their exact option text.
+    """
+
+    def __init__(self, *, lenient: bool = False) -> None:
+        self.lenient = lenient
+        self._matches: dict[tuple, tuple] = {}
+        self._targets: dict[tuple, object] = {}
+        self._comments: dict[str, m.CommentMatch] = {}
+
+    def parse(self, args: list[str]) -> ParsedRule:
+        """Parse the arguments after ``-A CHAIN``; raise RuleSyntaxError on anything unsupported."""
+        lenient = self.lenient
+        items: list[object] = []        # matches and _Module placeholders, in order of appearance
+        modules: list[_Module] = []
+        target_name: str | None = None
+        goto = False
+        target_opts: list[tuple[str, list[str], bool]] = []
+        proto: int | None = None
+        invert = False
+        i, n = 0, len(args)
+        while i < n:
+            tok = args[i]
+            kind = _CORE_OPTIONS.get(tok)
+            if kind == "not":
+                if invert:
+                    raise RuleSyntaxError("two '!' in a row")
+                invert = True
+                i += 1
+                continue
+            if kind is not None and kind != "fragment":
+                if i + 1 >= n:
+                    raise RuleSyntaxError(f"option {tok} needs an argument")
+                value = args[i + 1]
+            if kind == "src" or kind == "dst":
+                net, mask = _value(v.parse_network_text, value)
+                items.append(m.AddrMatch(kind, net, mask, invert))
+                i += 2
+            elif kind == "proto":
+                if proto is not None:
+                    raise RuleSyntaxError("-p given twice")
+                proto = _value(v.parse_protocol, value)
+                if proto == 0 and invert:
+                    raise RuleSyntaxError("'! -p all' matches nothing; iptables rejects it")
+                if proto != 0:
+                    items.append(m.ProtoMatch(proto, invert))
+                proto = -proto if invert else proto   # negative: negated protocol
+                i += 2
+            elif kind == "in" or kind == "out":
+                name, prefix = _value(v.parse_iface, value)
+                if not (prefix and name == "") or invert:
+                    items.append(m.IfaceMatch(kind, name, prefix, invert))
+                i += 2
+            elif kind == "match":
+                if invert:
+                    raise RuleSyntaxError("'!' cannot negate a -m module; put it before the module's option")
+                name = value
+                if name == "comment" and i + 3 < n and args[i + 2] == "--comment" \
+                        and (i + 4 == n or args[i + 4] != "--comment"):
+                    # The most common module by far: one option, no negation, shared objects.
+                    text = args[i + 3]
+                    comment = self._comments.get(text)
+                    if comment is None:
+                        comment = self._comments[text] = m.CommentMatch(text)
+                    items.append(comment)
+                    i += 4
+                    continue
+                known = name in MATCH_MODULES
+                if not known and not lenient:
+                    raise RuleSyntaxError(
+                        f"unsupported match module {name!r} (supported: {', '.join(sorted(MATCH_MODULES))};"
+                        " --lenient treats it as may-match)")
+                module = _Module(name, known)
+                modules.append(module)
+                items.append(module)
+                i += 2
+            elif kind == "jump" or kind == "goto":
+                if invert:
+                    raise RuleSyntaxError("'!' cannot negate a target")
+                if target_name is not None:
+                    raise RuleSyntaxError("more than one target (-j/-g)")
+                target_name = value
+                goto = kind == "goto"
+                i += 2
+            elif kind == "fragment":
+                raise RuleSyntaxError("fragment matching (-f) is not supported")
+            elif tok.startswith("-") and len(tok) > 1:
+                i = _module_option(args, i, invert, target_name, target_opts, modules, items,
+                                   proto, lenient)
+            else:
+                raise RuleSyntaxError(f"unexpected argument {tok!r}")
+            invert = False
+        if invert:
+            raise RuleSyntaxError("'!' at the end of the rule negates nothing")
+        matches: list[object] = []
+        for item in items:
+            if type(item) is _Module:
+                matches.extend(self._match(item, proto))
+            else:
+                matches.append(item)
+        target = self._target(target_name, goto, target_opts, proto) if target_name else None
+        return ParsedRule(tuple(matches), target, proto)
+
+    def _match(self, module: _Module, proto: int | None) -> tuple:
+        key = (module.name, module.known, proto, tuple(module.raw),
+               tuple((opt, tuple(vals), inv) for opt, vals, inv in module.opts))
+        built = self._matches.get(key)
+        if built is None:
+            built = self._matches[key] = tuple(_build_match(module, proto))
+        return built
+
+    def _target(self, name: str, goto: bool, opts, proto: int | None):
+        key = (name, goto, proto, tuple((opt, tuple(vals), inv) for opt, vals, inv in opts))
+        built = self._targets.get(key)
+        if built is None:
+            built = self._targets[key] = _build_target(name, goto, opts, proto, self.lenient)
+        return built
 
 
 def parse_rule_args(args: list[str], *, lenient: bool = False) -> ParsedRule:
-    """Parse the arguments after ``-A CHAIN``; raise RuleSyntaxError on anything unsupported."""
-    items: list[object] = []        # matches and _Module placeholders, in order of appearance
-    modules: list[_Module] = []
-    target_name: str | None = None
-    goto = False
-    target_opts: list[tuple[str, list[str], bool]] = []
-    proto: int | None = None
-    warnings: list[str] = []
-    has_in = has_out = False
-    invert = False
-    i, n = 0, len(args)
-    while i < n:
-        tok = args[i]
-        if tok == "!":
-            if invert:
-                raise RuleSyntaxError("two '!' in a row")
-            invert = True
-            i += 1
-            continue
-        if tok in ("-s", "--source", "--src", "-d", "--destination", "--dst"):
-            net, mask = _value(v.parse_network_text, _arg(args, i + 1, tok))
-            items.append(m.AddrMatch("src" if tok in ("-s", "--source", "--src") else "dst",
-                                     net, mask, invert))
-            i += 2
-        elif tok in ("-p", "--protocol"):
-            if proto is not None:
-                raise RuleSyntaxError("-p given twice")
-            proto = _value(v.parse_protocol, _arg(args, i + 1, tok))
-            if proto == 0 and invert:
-                raise RuleSyntaxError("'! -p all' matches nothing; iptables rejects it")
-            if proto != 0:
-                items.append(m.ProtoMatch(proto, invert))
-            proto = -proto if invert else proto   # negative: negated protocol
-            i += 2
-        elif tok in ("-i", "--in-interface", "-o", "--out-interface"):
-            name, prefix = _value(v.parse_iface, _arg(args, i + 1, tok))
-            direction = "in" if tok in ("-i", "--in-interface") else "out"
-            has_in |= direction == "in"
-            has_out |= direction == "out"
-            if not (prefix and name == "") or invert:
-                items.append(m.IfaceMatch(direction, name, prefix, invert))
-            i += 2
-        elif tok in ("-m", "--match"):
-            if invert:
-                raise RuleSyntaxError("'!' cannot negate a -m module; put it before the module's option")
-            name = _arg(args, i + 1, tok)
-            known = name in MATCH_MODULES
-            if not known and not lenient:
-                raise RuleSyntaxError(
-                    f"unsupported match module {name!r} (supported: {', '.join(sorted(MATCH_MODULES))};"
-                    " --lenient treats it as may-match)")
-            module = _Module(name, known)
-            modules.append(module)
-            items.append(module)
-            i += 2
-        elif tok in ("-j", "--jump", "-g", "--goto"):
-            if invert:
-                raise RuleSyntaxError("'!' cannot negate a target")
-            if target_name is not None:
-                raise RuleSyntaxError("more than one target (-j/-g)")
-            target_name = _arg(args, i + 1, tok)
-            goto = tok in ("-g", "--goto")
-            i += 2
-        elif tok in ("-f", "--fragment"):
-            raise RuleSyntaxError("fragment matching (-f) is not supported")
-        elif tok.startswith("-") and len(tok) > 1:
-            i = _module_option(args, i, invert, target_name, target_opts, modules, items,
-                               proto, lenient)
-        else:
-            raise RuleSyntaxError(f"unexpected argument {tok!r}")
-        invert = False
-    if invert:
-        raise RuleSyntaxError("'!' at the end of the rule negates nothing")
-    matches: list[object] = []
-    for item in items:
-        if isinstance(item, _Module):
-            matches.extend(_build_match(item, proto, warnings))
-        else:
-            matches.append(item)
-    target = _build_target(target_name, goto, target_opts, proto, lenient) if target_name else None
-    return ParsedRule(tuple(matches), target, proto, has_in, has_out, tuple(warnings))
+    """Parse the arguments after ``-A CHAIN`` (one-off; files use one :class:`RuleParser`)."""
+    return RuleParser(lenient=lenient).parse(args)
 
 
 def _value(fn, text):
@@ -189,6 +237,8 @@ def _module_option(args, i, invert, target_name, target_opts, modules, items, pr
         if module.known and opt in MATCH_MODULES[module.name]:
             nargs = MATCH_MODULES[module.name][opt]
             _check_count(args, i, nargs, opt)
+            if any(seen == opt for seen, _vals, _inv in module.opts):
+                raise RuleSyntaxError(f"option {opt} given twice to -m {module.name} (iptables allows it once)")
             module.opts.append((opt, args[i + 1:i + 1 + nargs], invert))
             return i + 1 + nargs
     implicit = _PROTO_MODULES.get(proto or 0)
@@ -220,14 +270,14 @@ def _check_count(args, i, nargs, opt):
 
 
 # ------------------------------------------------------------------ matches
-def _build_match(module: _Module, proto: int | None, warnings: list[str]) -> list[object]:
+def _build_match(module: _Module, proto: int | None) -> list[object]:
     if not module.known:
         return [m.UnknownMatch(module.name, " ".join([f"-m {module.name}", *module.raw]))]
     build = _MATCH_BUILDERS[module.name]
-    return build(module, proto, warnings)
+    return build(module, proto)
 
 
-def _ports(module: _Module, proto: int | None, warnings) -> list[object]:
+def _ports(module: _Module, proto: int | None) -> list[object]:
     needed = {"tcp": TCP, "udp": UDP, "sctp": SCTP}[module.name]
     if proto != needed:
         raise RuleSyntaxError(f"-m {module.name} needs -p {module.name} in the same rule")
@@ -244,7 +294,7 @@ def _ports(module: _Module, proto: int | None, warnings) -> list[object]:
     return out
 
 
-def _multiport(module: _Module, proto: int | None, warnings) -> list[object]:
+def _multiport(module: _Module, proto: int | None) -> list[object]:
     if proto not in (TCP, UDP, SCTP):
         raise RuleSyntaxError("-m multiport needs -p tcp, udp or sctp")
     out: list[object] = []
@@ -260,11 +310,13 @@ def _multiport(module: _Module, proto: int | None, warnings) -> list[object]:
     return out
 
 
-def _comment(module: _Module, proto, warnings) -> list[object]:
+def _comment(module: _Module, proto) -> list[object]:
+    if any(inv for _opt, _vals, inv in module.opts):
+        raise RuleSyntaxError("--comment cannot be negated with '!'")
     return [m.CommentMatch(vals[0]) for _opt, vals, _inv in module.opts]
 
 
-def _addrtype(module: _Module, proto, warnings) -> list[object]:
+def _addrtype(module: _Module, proto) -> list[object]:
     opts = {opt: (vals, inv) for opt, vals, inv in module.opts}
     limit = "in" if "--limit-iface-in" in opts else "out" if "--limit-iface-out" in opts else None
     if "--limit-iface-in" in opts and "--limit-iface-out" in opts:
@@ -279,7 +331,7 @@ def _addrtype(module: _Module, proto, warnings) -> list[object]:
     return out
 
 
-def _statistic(module: _Module, proto, warnings) -> list[object]:
+def _statistic(module: _Module, proto) -> list[object]:
     opts = {opt: (vals, inv) for opt, vals, inv in module.opts}
     mode = opts.get("--mode", ([""], False))[0][0]
     invert = any(inv for _o, _v, inv in module.opts)
@@ -298,7 +350,7 @@ def _statistic(module: _Module, proto, warnings) -> list[object]:
     raise RuleSyntaxError(f"statistic --mode {mode!r} is not supported (use random or nth)")
 
 
-def _mark(module: _Module, proto, warnings) -> list[object]:
+def _mark(module: _Module, proto) -> list[object]:
     out = []
     for _opt, vals, inv in module.opts:
         value, mask = _value(v.parse_mark, vals[0])
@@ -306,7 +358,7 @@ def _mark(module: _Module, proto, warnings) -> list[object]:
     return out
 
 
-def _ctstate(module: _Module, proto, warnings) -> list[object]:
+def _ctstate(module: _Module, proto) -> list[object]:
     allowed = v.CTSTATES if module.name == "conntrack" else v.CTSTATES - {"SNAT", "DNAT"}
     out = []
     for _opt, vals, inv in module.opts:
@@ -316,7 +368,7 @@ def _ctstate(module: _Module, proto, warnings) -> list[object]:
     return out
 
 
-def _iprange(module: _Module, proto, warnings) -> list[object]:
+def _iprange(module: _Module, proto) -> list[object]:
     out = []
     for opt, vals, inv in module.opts:
         low_text, dash, high_text = vals[0].partition("-")
@@ -328,7 +380,7 @@ def _iprange(module: _Module, proto, warnings) -> list[object]:
     return out
 
 
-def _icmp(module: _Module, proto, warnings) -> list[object]:
+def _icmp(module: _Module, proto) -> list[object]:
     if proto != ICMP:
         raise RuleSyntaxError("-m icmp needs -p icmp in the same rule")
     out = []
@@ -338,7 +390,7 @@ def _icmp(module: _Module, proto, warnings) -> list[object]:
     return out
 
 
-def _recent(module: _Module, proto, warnings) -> list[object]:
+def _recent(module: _Module, proto) -> list[object]:
     modes = [opt[2:] for opt, _vals, _inv in module.opts if opt in ("--set", "--rcheck", "--update", "--remove")]
     if len(modes) != 1:
         raise RuleSyntaxError("-m recent needs exactly one of --set, --rcheck, --update, --remove")

@@ -9,12 +9,14 @@ then checked the way the kernel checks it on load (see :mod:`.iptables_checks`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from ..bulk import cyclic_gc_paused
 from ..errors import InputError
-from ..model.rules import TABLE_CHAINS, Chain, Rule, Ruleset, Table
+from ..model.rules import TABLE_CHAINS, Chain, Jump, Rule, Ruleset, Table, UnknownMatch, UnknownTarget
 from .iptables_checks import check_ruleset
-from .iptables_rule import RuleSyntaxError, parse_rule_args
+from .iptables_rule import RuleParser, RuleSyntaxError
 from .source import decode_text, read_text
 from .tokens import TokenError, split_args
 
@@ -37,6 +39,11 @@ class _TableBuilder:
 
 def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False) -> Ruleset:
     """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match."""
+    with cyclic_gc_paused():
+        return _parse(text, source, lenient)
+
+
+def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:
     if isinstance(text, bytes):
         text = decode_text(text, source)
     elif not text.strip():
@@ -44,6 +51,7 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
     tables: dict[str, Table] = {}
     warnings: list[str] = []
     current: _TableBuilder | None = None
+    parser = RuleParser(lenient=lenient)
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.rstrip("\r").strip()
         if not line or line[0] == "#":
@@ -52,7 +60,7 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
         if head == "-" or head == "[":
             if current is None:
                 raise InputError(source, lineno, "rule before any *table line", line)
-            current_rule = _parse_rule_line(line, lineno, source, current, lenient, warnings)
+            current_rule = _parse_rule_line(line, lineno, source, current, parser, warnings)
             current.rules.setdefault(current_rule.chain, []).append(current_rule)
         elif head == ":":
             if current is None:
@@ -73,7 +81,7 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
         elif line == "COMMIT":
             if current is None:
                 raise InputError(source, lineno, "COMMIT without a *table line", line)
-            tables[current.name] = _finish_table(current, source)
+            tables[current.name] = _finish_table(current, source, lenient, warnings)
             current = None
         else:
             raise InputError(source, lineno, "not an iptables-save line", line)
@@ -83,7 +91,7 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
         if name not in tables:
             tables[name] = Table(name, {c: Chain(c, "ACCEPT", ()) for c in builtins})
     ruleset = Ruleset(source, {name: tables[name] for name in TABLE_CHAINS}, tuple(warnings))
-    check_ruleset(ruleset, lenient=lenient)
+    check_ruleset(ruleset)
     return ruleset
 
 
@@ -116,7 +124,7 @@ def _is_counter(text: str) -> bool:
 
 
 def _parse_rule_line(line: str, lineno: int, source: str, table: _TableBuilder,
-                     lenient: bool, warnings: list[str]) -> Rule:
+                     parser: RuleParser, warnings: list[str]) -> Rule:
     try:
         args = split_args(line)
     except TokenError as exc:
@@ -130,20 +138,19 @@ def _parse_rule_line(line: str, lineno: int, source: str, table: _TableBuilder,
         raise InputError(source, lineno, f"only -A rules are supported in iptables-save input, not {what!r}", line)
     chain = args[1]
     try:
-        parsed = parse_rule_args(args[2:], lenient=lenient)
+        parsed = parser.parse(args[2:])
     except RuleSyntaxError as exc:
         raise InputError(source, lineno, str(exc), line) from None
-    for w in parsed.warnings:
-        warnings.append(f"{source}:{lineno}: {w}")
-    for match in parsed.matches:
-        if type(match).__name__ == "UnknownMatch" or type(parsed.target).__name__ == "UnknownTarget":
-            warnings.append(f"{source}:{lineno}: unsupported match or target treated as may-match: {line}")
-            break
+    if parser.lenient and (type(parsed.target) is UnknownTarget
+                           or any(type(match) is UnknownMatch for match in parsed.matches)):
+        warnings.append(f"{source}:{lineno}: unsupported match or target treated as may-match: {line}")
     index = len(table.rules.get(chain, ())) + 1
     return Rule(table.name, chain, index, source, lineno, line, parsed.matches, parsed.target)
 
 
-def _finish_table(table: _TableBuilder, source: str) -> Table:
+def _finish_table(table: _TableBuilder, source: str, lenient: bool, warnings: list[str]) -> Table:
+    if lenient:
+        _unknown_jumps_to_targets(table, warnings)
     chains: dict[str, Chain] = {}
     for name in TABLE_CHAINS[table.name]:
         policy, line, text = table.decl.get(name, ("ACCEPT", 0, ""))
@@ -155,3 +162,21 @@ def _finish_table(table: _TableBuilder, source: str) -> Table:
         rule = rules[0]
         raise InputError(source, rule.line, f"rule appended to undeclared chain {name} in table {table.name}", rule.text)
     return Table(table.name, chains)
+
+
+def _unknown_jumps_to_targets(table: _TableBuilder, warnings: list[str]) -> None:
+    """With --lenient, ``-j NAME`` to an undeclared upper-case NAME is an unknown target extension.
+
+    Without options, ``-j CT`` or ``-j TPROXY`` looks exactly like a jump to a
+    user chain; only the missing declaration tells them apart. Lower-case or
+    odd names stay errors (they are typos, not extensions).
+    """
+    for chain, rules in table.rules.items():
+        for i, rule in enumerate(rules):
+            target = rule.target
+            if (type(target) is Jump and target.chain not in table.decl
+                    and target.chain not in TABLE_CHAINS[table.name]
+                    and target.chain.isupper() and target.chain.replace("-", "").isalnum()):
+                rules[i] = replace(rule, target=UnknownTarget(target.chain))
+                warnings.append(f"{rule.source}:{rule.line}: unsupported target {target.chain} treated as"
+                                f" may-match: {rule.text}")
