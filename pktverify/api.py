@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .eval.conntrack import ConntrackTable
 from .eval.node_trace import NodeTracer
 from .model.node import NodeState
@@ -15,11 +13,15 @@ from .parse.node import load_node
 __all__ = ["trace", "trace_packet", "load_node", "NodeTracer", "ConntrackTable"]
 
 _TRACERS: dict[int, NodeTracer] = {}
+_TRACER_CACHE_SIZE = 8
 
 
 def _tracer(node: NodeState) -> NodeTracer:
+    """The compiled tracer for ``node`` (compiling a 100k-rule node takes ~0.5 s: keep a few)."""
     tracer = _TRACERS.get(id(node))
     if tracer is None or tracer.node is not node:
+        if len(_TRACERS) >= _TRACER_CACHE_SIZE:
+            del _TRACERS[next(iter(_TRACERS))]      # the oldest
         tracer = _TRACERS[id(node)] = NodeTracer(node)
     return tracer
 
@@ -48,8 +50,3 @@ def trace_packet(node: NodeState, pkt, *, in_iface: str | None = None,
     ...              in_iface="cbr0")                                              # doctest: +SKIP
     """
     return trace(node, packet_from_scapy(pkt), in_iface=in_iface, conntrack=conntrack)
-
-
-def load(path_iptables: str | Path, path_addrs: str | Path, path_routes: str | Path, **kw) -> NodeState:
-    """Positional shorthand for :func:`load_node`."""
-    return load_node(iptables=path_iptables, addrs=path_addrs, routes=path_routes, **kw)

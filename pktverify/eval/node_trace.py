@@ -55,17 +55,29 @@ class NodeTracer:
         known = conntrack.lookup(pkt) if conntrack is not None else None
         ctbits = known_ctbits(known[0]) if known else initial_ctbits(pkt)
         st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, ())
-        self._known = known
-        self._start = pkt
         finished: list[Outcome] = []
+        walk = _NodeWalk(self, known, pkt)
         if in_iface is None:
-            self._from_local(st, finished)
+            walk._from_local(st, finished)
         else:
             if in_iface not in self.node.interfaces:
                 raise ValueError(f"node {self.node.name!r} has no interface {in_iface!r} "
                                  f"(it has {', '.join(self.node.interfaces)})")
-            self._from_wire(st, finished)
+            walk._from_wire(st, finished)
         return Trace(pkt, in_iface, _merge(finished), self.node.name)
+
+
+class _NodeWalk:
+    """One call of :meth:`NodeTracer.trace`: the hooks in the kernel's order, with the
+    call's own state (the known conntrack entry, the packet as it started), so one
+    tracer can serve several traces at once."""
+
+    def __init__(self, tracer: NodeTracer, known: tuple | None, start: Packet) -> None:
+        self.node = tracer.node
+        self.fib = tracer.fib
+        self.tables = tracer.tables
+        self._known = known
+        self._start = start
 
     # ------------------------------------------------------------ paths
     def _from_wire(self, st: WalkState, finished: list) -> None:
