@@ -80,3 +80,11 @@ def test_lenient_undeclared_uppercase_jump_becomes_unknown_target_with_warning()
 def test_lenient_keeps_declared_user_chain_jumps():
     rs = parse_iptables_save("*filter\n:CT - [0:0]\n-A INPUT -j CT\nCOMMIT\n", lenient=True)
     assert rs.tables["filter"].chains["INPUT"].rules[0].target == Jump("CT", False)
+
+
+@pytest.mark.parametrize("rule", ["-s 1.1.1.1 -s 2.2.2.2 -j DROP", "-d 1.1.1.1 ! -d 2.2.2.2 -j DROP",
+                                  "-i eth0 -i eth1 -j DROP", "-o eth0 --out-interface eth1 -j DROP"])
+def test_repeated_core_address_and_interface_options_are_refused(rule):
+    # Found by the kernel campaign: iptables-restore says "multiple -s flags not allowed".
+    with pytest.raises(RuleSyntaxError, match="multiple"):
+        parse_rule_args(rule.split())

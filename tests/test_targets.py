@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pktverify.model.addresses import parse_ip
 
 from .conftest import STANDARD_ROUTES
@@ -186,3 +188,26 @@ def test_probabilities_sum_to_one_and_equal_outcomes_merge():
         -A SVC -p tcp -j DNAT --to-destination 10.0.0.5"""))
     out = only(t.trace(pkt("192.168.0.9", "192.168.0.2"), in_iface="eth0"))
     assert out.probability == 1.0
+
+
+# Found by the kernel campaign: REJECT's answer is a locally generated packet (ctstate
+# RELATED) and the OUTPUT chain can stop it; then the client sees nothing, as after DROP.
+@pytest.mark.parametrize("output,answered", [
+    (":OUTPUT DROP [0:0]", False),
+    ("-A OUTPUT -m conntrack --ctstate RELATED -j DROP", False),
+    ("-A OUTPUT -m conntrack --ctstate NEW -j DROP", True),
+    ("-A OUTPUT -s 10.0.0.1 -j DROP", False),         # the ICMP comes from the address towards the client
+    ("-A OUTPUT -s 192.168.0.9 -j DROP", True),       # ... not from the rejected packet's destination
+])
+def test_reject_answer_crosses_output(output, answered):
+    t = tracer(tables(filter=f"-A FORWARD -p tcp -j REJECT\n{output}"))
+    out = only(t.trace(pkt("10.0.0.9", "192.168.0.9"), in_iface="cni0"))
+    assert out.verdict == ("reject" if answered else "drop")
+    if not answered:
+        assert "answer was stopped" in out.reason
+
+
+def test_tcp_reset_answer_comes_from_the_rejected_destination():
+    stop_rst_from_dst = "-A OUTPUT -s 192.168.0.9 -j DROP"
+    t = tracer(tables(filter=f"-A FORWARD -p tcp -j REJECT --reject-with tcp-reset\n{stop_rst_from_dst}"))
+    assert only(t.trace(pkt("10.0.0.9", "192.168.0.9"), in_iface="cni0")).verdict == "drop"

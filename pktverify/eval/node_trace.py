@@ -17,12 +17,12 @@ from __future__ import annotations
 from ..bulk import cyclic_gc_paused
 from ..model.addresses import LIMITED_BROADCAST, format_ip, is_loopback, is_multicast, is_zeronet
 from ..model.node import NodeState
-from ..model.packet import Packet
+from ..model.packet import ICMP, TCP, Packet
 from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, Step, WalkState, add_step
+from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, Step, WalkState, add_step
 
 __all__ = ["NodeTracer"]
 
@@ -228,11 +228,65 @@ class _NodeWalk:
             finished.append(self._end(res.state, "drop", why))
         elif verdict == "REJECT":
             last = res.state.steps[-1]
-            finished.append(self._end(res.state, "reject",
-                                      f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"))
+            why = f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"
+            for answered, st, note in self._reject_answer(res.state, res.detail):
+                if answered:
+                    finished.append(self._end(st, "reject", why))
+                else:
+                    finished.append(self._end(st, "drop", f"{why}, but its answer was stopped: {note}"))
         else:   # UNKNOWN target: it may stop the packet or let it continue
             nxt.append(res.state)
             finished.append(self._end(res.state, "drop", "unknown target may have stopped the packet"))
+
+    def _reject_answer(self, st: WalkState, with_: str) -> list[tuple[bool, WalkState, str]]:
+        """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not)].
+
+        The kernel sends it as a locally generated packet: it crosses OUTPUT
+        (raw, mangle, filter; not nat, as its conntrack state is RELATED to the
+        rejected packet's entry) and mangle POSTROUTING, where a rule can drop
+        it; then the client sees nothing, as after DROP. Checked against the
+        kernel: an OUTPUT ``--ctstate RELATED -j DROP`` silences both kinds.
+        The RST comes from the rejected packet's destination; the ICMP error
+        from that destination when it is local, else from the address routing
+        picks towards the client.
+        """
+        pkt = st.pkt
+        route = self.fib.lookup(pkt.src)
+        dev = route.route.dev if route.route is not None else None
+        if with_ == "tcp-reset":
+            answer = Packet(TCP, pkt.dst, pkt.src, pkt.dport, pkt.sport, tcp_flags=0x14)
+        else:
+            if self.fib.addr_type(pkt.dst) == "LOCAL":
+                src = pkt.dst
+            elif route.route is not None and route.route.prefsrc is not None:
+                src = route.route.prefsrc
+            else:
+                src = self.fib.masquerade_source(dev or "", route.next_hop or pkt.src) or 0
+            answer = Packet(ICMP, src, pkt.src, 0, 0, 0, 3, _ICMP_CODES.get(with_, 3))
+        if route.kind not in ("unicast", "local", "broadcast"):
+            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})")]
+        states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, ())]
+        out: list[tuple[bool, WalkState, str]] = []
+        for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"),
+                           ("POSTROUTING", "mangle")):
+            table = self.tables[name]
+            if table.is_empty(hook):
+                continue
+            passed = []
+            for state in states:
+                for res in table.walk(hook, state):
+                    if res.verdict == "ACCEPT" or res.verdict == "UNKNOWN":
+                        passed.append(res.state if res.verdict == "ACCEPT" else res.state._replace(exact=False))
+                    if res.verdict != "ACCEPT":
+                        # REJECT of an ICMP error or a RST sends nothing more: it is a drop.
+                        last = res.state.steps[-1] if res.state.steps else None
+                        where = f"{name}/{last.chain} #{last.rule_index}" if last and last.rule_index else f"{name}/{hook} policy"
+                        out.append((False, st._replace(prob=res.state.prob, exact=res.state.exact),
+                                    f"{res.verdict} by {where} (the answer: {answer.describe()})"))
+            states = passed
+        for state in states:
+            out.append((True, st._replace(prob=state.prob, exact=state.exact), ""))
+        return out
 
     def _nat(self, hook: str, manip: str, states: list[WalkState], finished: list,
              ctx: NatContext | None = None) -> list[WalkState]:
@@ -302,6 +356,12 @@ class _NodeWalk:
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, st.steps,
                        reason, conn, st.mark, st.random_ports)
+
+
+# ICMP destination-unreachable codes of REJECT --reject-with.
+_ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-proto-unreachable": 2,
+               "icmp-port-unreachable": 3, "icmp-net-prohibited": 9, "icmp-host-prohibited": 10,
+               "icmp-admin-prohibited": 13}
 
 
 def _merge(outcomes: list[Outcome]) -> tuple[Outcome, ...]:

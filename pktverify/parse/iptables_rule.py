@@ -90,6 +90,10 @@ _CORE_OPTIONS = {
 }
 
 
+# Core options iptables refuses to see twice in one rule ("multiple -s flags not allowed").
+_ONCE = {"src": "-s", "dst": "-d", "in": "-i", "out": "-o"}
+
+
 class RuleParser:
     """Parses rule arguments; equal match modules and targets are built once and shared.
 
@@ -114,6 +118,7 @@ class RuleParser:
         target_opts: list[tuple[str, list[str], bool]] = []
         proto: int | None = None
         invert = False
+        seen_once: set[str] = set()
         i, n = 0, len(args)
         while i < n:
             tok = args[i]
@@ -128,6 +133,10 @@ class RuleParser:
                 if i + 1 >= n:
                     raise RuleSyntaxError(f"option {tok} needs an argument")
                 value = args[i + 1]
+                if kind in _ONCE:
+                    if kind in seen_once:
+                        raise RuleSyntaxError(f"multiple {_ONCE[kind]} flags (iptables allows one)")
+                    seen_once.add(kind)
             if kind == "src" or kind == "dst":
                 net, mask = _value(v.parse_network_text, value)
                 items.append(m.AddrMatch(kind, net, mask, invert))

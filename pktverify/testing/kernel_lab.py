@@ -2,44 +2,70 @@
 
 ``node`` has eth0 (192.168.0.2/24, towards ``lan`` 192.168.0.9) and cni0
 (10.0.0.1/24, towards ``pod`` 10.0.0.9). Nothing is linked to the root
-namespace; names are unique per lab and the namespaces are deleted on exit,
-also when a probe fails. A probe loads a rule set with ``iptables-restore``,
-sends one TCP SYN from a client namespace with a bound socket and reads the
-post-NAT tuple from conntrack events (``conntrack -E -e NEW``).
+namespace; names are unique per lab, and the namespaces are deleted on exit,
+also when a probe fails or the run is interrupted.
+
+Each peer namespace owns the upper part of its subnet as local addresses
+(192.168.0.16-255 and 10.0.0.16-255, the "AnyIP" ``local`` route), so a
+packet the node forwards there is answered instead of dying in ARP.
+
+A probe loads a rule set with ``iptables-restore`` and sends one TCP SYN or
+UDP datagram from a bound socket in ``pod``, ``lan`` or the node itself, and
+observes what the kernel did, without adding any rule of its own:
+
+* the post-NAT tuple, from conntrack *events* (``conntrack -E -e NEW``; an
+  entry exists only once the packet has passed every hook, so its presence
+  also says "not dropped");
+* where the packet went, from raw packet sockets on the peers' interfaces
+  (the peer that receives it tells the node's outgoing interface);
+* DROP versus REJECT, from what the client receives (an ICMP unreachable or
+  a TCP RST, versus nothing), or for a local client from the socket's error.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from typing import NamedTuple
 
-__all__ = ["KernelLab", "KernelProbe", "lab_available", "LAB_ADDRS", "LAB_ROUTES"]
+__all__ = ["KernelLab", "KernelObservation", "NodeDump", "lab_available", "CLIENT_ADDRESSES"]
 
-LAB_ADDRS = ("1: lo inet 127.0.0.1/8 scope host lo\n"
-             "2: eth0 inet 192.168.0.2/24 brd 192.168.0.255 scope global eth0\n"
-             "3: cni0 inet 10.0.0.1/24 brd 10.0.0.255 scope global cni0\n")
-LAB_ROUTES = ("default via 192.168.0.9 dev eth0\n"
-              "10.0.0.0/24 dev cni0 proto kernel scope link src 10.0.0.1\n"
-              "192.168.0.0/24 dev eth0 proto kernel scope link src 192.168.0.2\n")
-
-_EVENT = re.compile(r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+).*?src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)")
+# The address each client sends from, and the node interface it arrives on (None: local).
+CLIENT_ADDRESSES = {"pod": ("10.0.0.9", "cni0"), "lan": ("192.168.0.9", "eth0"),
+                    "node": ("192.168.0.2", None)}
+_PEER_IFACE = {"lan": "eth0", "pod": "cni0"}     # the node interface facing each peer
 
 
-class KernelProbe(NamedTuple):
-    """What the kernel did to one SYN: post-NAT (src, sport, dst, dport), or None if untracked."""
+class KernelObservation(NamedTuple):
+    """What the kernel did to one probe.
+
+    ``verdict``: forward / local / drop / reject. ``post_nat``: (src, sport,
+    dst, dport) after NAT, for forward and local. ``out_iface``: the node
+    interface the packet left by (forward only).
+    """
+    verdict: str
     post_nat: tuple[str, int, str, int] | None
+    out_iface: str | None
+    detail: str
+
+
+class NodeDump(NamedTuple):
+    """The node namespace's state as the tools print it."""
+    iptables_save: str
+    ip_addr_json: str
+    ip_route_json: str
 
 
 def lab_available() -> str:
     """Empty string if the lab can run here, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root"
-    for tool in ("ip", "iptables-restore", "conntrack"):
+    for tool in ("ip", "iptables-restore", "iptables-save", "conntrack", "nft"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return ""
@@ -52,12 +78,76 @@ def _run(*cmd: str, check: bool = True, input: str | None = None) -> str:
     return res.stdout
 
 
+# Runs inside a peer namespace: print every IPv4 TCP/UDP/ICMP packet received on peer0
+# as one JSON line; "ready" once the socket is bound. Raw bytes, no scapy: it must be cheap.
+_SNIFFER = r"""
+import json, select, socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+s.bind(("peer0", 0))
+print("ready", flush=True)
+def ports(b, off, proto):
+    if proto in (6, 17) and len(b) >= off + 4:
+        return struct.unpack("!HH", b[off:off + 4])
+    return (0, 0)
+while True:
+    if not select.select([s], [], [], 0.05)[0]:
+        continue
+    b, addr = s.recvfrom(65535)
+    if addr[2] == socket.PACKET_OUTGOING or len(b) < 20:
+        continue
+    ihl = (b[0] & 15) * 4
+    proto = b[9]
+    rec = {"proto": proto, "src": socket.inet_ntoa(b[12:16]), "dst": socket.inet_ntoa(b[16:20])}
+    rec["sport"], rec["dport"] = ports(b, ihl, proto)
+    if proto == 6 and len(b) >= ihl + 14:
+        rec["flags"] = b[ihl + 13]
+    if proto == 1 and len(b) >= ihl + 8:
+        rec["type"], rec["code"] = b[ihl], b[ihl + 1]
+        inner = b[ihl + 8:]
+        if len(inner) >= 20:
+            iihl = (inner[0] & 15) * 4
+            rec["inner"] = [inner[9], socket.inet_ntoa(inner[12:16]), socket.inet_ntoa(inner[16:20]),
+                            *ports(inner, iihl, inner[9])]
+    print(json.dumps(rec), flush=True)
+"""
+
+# Runs in the client namespace: send one SYN / datagram from a bound socket, report the error.
+_CLIENT = r"""
+import errno, socket, sys, time
+proto, src, sport, dst, dport = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(socket.AF_INET, kind)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((src, sport))
+s.setblocking(False)
+try:
+    if proto == "tcp":
+        s.connect((dst, dport))
+    else:
+        s.connect((dst, dport)); s.send(b"pktverify")
+except OSError as e:
+    pass     # EINPROGRESS; EPERM when a local hook dropped it (DROP and REJECT alike)
+time.sleep(0.3)
+# The error that arrives later tells REJECT (its ICMP or RST) from DROP (nothing).
+err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+print(errno.errorcode.get(err, str(err)) if err else "none", flush=True)
+"""
+
+
+_KEEP_CONNTRACK = """table inet pktverify_lab {
+  chain pre { type filter hook prerouting priority -500; ct state new counter; }
+  chain out { type filter hook output priority -500; ct state new counter; }
+}
+"""
+
+
 class KernelLab:
-    """Context manager owning the lab's namespaces."""
+    """Context manager owning the lab's namespaces (see the module docstring)."""
 
     def __init__(self) -> None:
         tag = uuid.uuid4().hex[:6]
         self.node, self.pod, self.lan = f"pv{tag}node", f"pv{tag}pod", f"pv{tag}lan"
+        self._ns_of = {"node": self.node, "pod": self.pod, "lan": self.lan}
 
     def __enter__(self) -> "KernelLab":
         try:
@@ -71,6 +161,7 @@ class KernelLab:
         self.close()
 
     def close(self) -> None:
+        """Delete the namespaces (their interfaces, rules and conntrack go with them)."""
         for ns in (self.node, self.pod, self.lan):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
@@ -81,41 +172,151 @@ class KernelLab:
         for ns in (self.node, self.pod, self.lan):
             _run("ip", "netns", "add", ns)
             self._ns(ns, "ip", "link", "set", "lo", "up")
-        for dev, peer_ns, node_ip, peer_ip in (("eth0", self.lan, "192.168.0.2/24", "192.168.0.9/24"),
-                                               ("cni0", self.pod, "10.0.0.1/24", "10.0.0.9/24")):
+            self._ns(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            self._ns(ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
+        for dev, peer_ns, node_ip, peer_ip, anyip in (
+                ("eth0", self.lan, "192.168.0.2/24", "192.168.0.9/24", "192.168.0.{}"),
+                ("cni0", self.pod, "10.0.0.1/24", "10.0.0.9/24", "10.0.0.{}")):
             _run("ip", "-n", self.node, "link", "add", dev, "type", "veth", "peer", "name", "peer0",
                  "netns", peer_ns)
             _run("ip", "-n", self.node, "addr", "add", node_ip, "brd", "+", "dev", dev)
             _run("ip", "-n", self.node, "link", "set", dev, "up")
             _run("ip", "-n", peer_ns, "addr", "add", peer_ip, "dev", "peer0")
             _run("ip", "-n", peer_ns, "link", "set", "peer0", "up")
+            for net in ("16/28", "32/27", "64/26", "128/25"):     # .16-.255 answer as the peer
+                low, plen = net.split("/")
+                _run("ip", "-n", peer_ns, "route", "add", "local", f"{anyip.format(low)}/{plen}", "dev", "lo")
         _run("ip", "-n", self.pod, "route", "add", "default", "via", "10.0.0.1")
-        _run("ip", "-n", self.lan, "route", "add", "10.0.0.0/8", "via", "192.168.0.2")
+        _run("ip", "-n", self.lan, "route", "add", "10.0.0.0/8", "via", "192.168.0.2")   # lan does not forward: no ping-pong
         _run("ip", "-n", self.node, "route", "add", "default", "via", "192.168.0.9")
+        # No ICMP rate limit: REJECT answers to the same client come in quick succession.
         for key in ("net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-                    "net.ipv4.conf.default.rp_filter=0"):
+                    "net.ipv4.conf.default.rp_filter=0", "net.ipv4.icmp_ratelimit=0",
+                    "net.ipv4.icmp_msgs_per_sec=100000"):
             self._ns(self.node, "sysctl", "-qw", key)
+        # Conntrack runs in a namespace only while something needs it; a kube-proxy node
+        # always has it, and so does pktverify's model. A passive nft table in its own
+        # family keeps it on whatever rule set is loaded (iptables-save does not show it).
+        self._ns(self.node, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
-    def probe(self, rules: str, *, client: str, src: str, sport: int, dst: str, dport: int) -> KernelProbe:
-        """Load ``rules`` on the node, send one TCP SYN from ``client`` ("pod" or "lan")."""
+    # ------------------------------------------------------------ state
+    def load(self, rules: str) -> None:
+        """Replace the node's rule set (``iptables-restore`` without --noflush) and forget connections."""
         self._ns(self.node, "iptables-restore", input=rules)
         self._ns(self.node, "conntrack", "-F", check=False)
-        events = subprocess.Popen(["ip", "netns", "exec", self.node, "conntrack", "-E", "-e", "NEW", "-p", "tcp"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def dump(self) -> NodeDump:
+        """The node as ``iptables-save``, ``ip -j addr`` and ``ip -j route`` print it."""
+        return NodeDump(self._ns(self.node, "iptables-save"),
+                        _run("ip", "-n", self.node, "-j", "addr", "show"),
+                        _run("ip", "-n", self.node, "-j", "route", "show"))
+
+    # ------------------------------------------------------------ probes
+    def probe(self, rules: str, *, client: str, proto: str, sport: int, dst: str, dport: int,
+              src: str | None = None) -> KernelObservation:
+        """Load ``rules``, send one packet from ``client`` (pod, lan or node), observe the kernel."""
+        src = src or CLIENT_ADDRESSES[client][0]
+        self.load(rules)
+        events = self._start_events(proto)
+        sniffers = {peer: self._start_sniffer(peer) for peer in ("pod", "lan")}
         try:
-            time.sleep(0.2)
-            ns = self.pod if client == "pod" else self.lan
-            code = ("import socket;s=socket.socket();s.setblocking(False);"
-                    f"s.bind(('{src}',{sport}))\ntry: s.connect(('{dst}',{dport}))\nexcept OSError: pass\n"
-                    "import time;time.sleep(0.3)")
-            self._ns(ns, "python3", "-c", code)
+            errname = self._ns(self._ns_of[client], sys.executable, "-c", _CLIENT,
+                               proto, src, str(sport), dst, str(dport)).strip()
+            time.sleep(0.15)
+        finally:
+            seen = {peer: _stop(proc) for peer, proc in sniffers.items()}
+            event_text = _stop(events)
+        post_nat = _post_nat(event_text, src, sport)
+        return _classify(proto, client, src, sport, dst, dport, post_nat, seen, errname)
+
+    def post_nat_many(self, rules: str, *, client: str, proto: str, sports: list[int], dst: str,
+                      dport: int) -> list[tuple[str, int, str, int] | None]:
+        """Load ``rules`` once and send one new connection per source port; their post-NAT tuples."""
+        src = CLIENT_ADDRESSES[client][0]
+        self.load(rules)
+        events = self._start_events(proto)
+        code = ("import socket,sys,time\n"
+                f"for p in {sports!r}:\n"
+                f"    s=socket.socket(socket.AF_INET, socket.SOCK_STREAM if {proto!r}=='tcp' else socket.SOCK_DGRAM)\n"
+                f"    s.bind(({src!r}, p)); s.setblocking(False)\n"
+                f"    try: s.connect(({dst!r}, {dport}))\n"
+                "    except OSError: pass\n"
+                f"    if {proto!r} == 'udp': s.send(b'x')\n"
+                "    time.sleep(0.002)\n"
+                "time.sleep(0.3)\n")
+        try:
+            self._ns(self._ns_of[client], sys.executable, "-c", code)
             time.sleep(0.2)
         finally:
-            events.terminate()
-            out, _ = events.communicate(timeout=5)
-        for line in out.splitlines():
-            m = _EVENT.search(line)
-            if m and m.group(1) == src and int(m.group(3)) == sport:
-                # The reply tuple's source is the post-DNAT destination, its destination the post-SNAT source.
-                return KernelProbe((m.group(6), int(m.group(8)), m.group(5), int(m.group(7))))
-        return KernelProbe(None)
+            text = _stop(events)
+        return [_post_nat(text, src, p) for p in sports]
+
+    def _start_events(self, proto: str) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", self.node, "conntrack", "-E", "-e", "NEW", "-p", proto],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        time.sleep(0.15)    # conntrack prints nothing when ready; give it time to subscribe
+        return proc
+
+    def _start_sniffer(self, peer: str) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", self._ns_of[peer], sys.executable, "-u", "-c", _SNIFFER],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            proc.kill()
+            raise RuntimeError(f"packet sniffer in {peer} did not start: {proc.stderr.read().strip()}")
+        return proc
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
+def _post_nat(event_text: str, src: str, sport: int) -> tuple[str, int, str, int] | None:
+    """The post-NAT (src, sport, dst, dport) of the connection ``src:sport`` opened, from NEW events."""
+    for line in event_text.splitlines():
+        fields = [f.split("=", 1) for f in line.split() if "=" in f]
+        orig = [v for k, v in fields if k in ("src", "dst", "sport", "dport")]
+        if len(orig) < 8 or orig[0] != src or int(orig[2]) != sport:
+            continue
+        # The reply tuple's source is the post-DNAT destination, its destination the post-SNAT source.
+        r_src, r_dst, r_sport, r_dport = orig[4:8]
+        return (r_dst, int(r_dport), r_src, int(r_sport))
+    return None
+
+
+def _classify(proto, client, src, sport, dst, dport, post_nat, seen: dict[str, str],
+              errname: str) -> KernelObservation:
+    proto_num = 6 if proto == "tcp" else 17
+    arrived = []            # peers that received the (post-NAT) probe itself
+    answered = ""           # what the client received back
+    for peer, text in seen.items():
+        for line in text.splitlines():
+            rec = json.loads(line)
+            if post_nat and rec["proto"] == proto_num and (rec["src"], rec["sport"], rec["dst"], rec["dport"]) == post_nat:
+                if proto_num == 17 or rec.get("flags", 0) & 0x12 == 0x02:      # a SYN, or the datagram
+                    arrived.append(peer)
+                    continue
+            if peer == client and rec["dst"] == src:
+                if rec["proto"] == 1 and rec.get("type") == 3:
+                    inner = rec.get("inner", [])
+                    if inner[:2] == [proto_num, src] and inner[3:4] == [sport]:
+                        answered = f"icmp unreachable code {rec['code']} from {rec['src']}"
+                elif rec["proto"] == 6 and rec["dport"] == sport and rec.get("flags", 0) & 0x04:
+                    answered = f"tcp reset from {rec['src']}"
+    if post_nat is not None:
+        if arrived:
+            return KernelObservation("forward", post_nat, _PEER_IFACE[arrived[0]], f"received by {arrived[0]}")
+        return KernelObservation("local", post_nat, None, "conntrack entry, no peer received it")
+    if client == "node":
+        if errname in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"):
+            return KernelObservation("reject", None, None, f"socket error {errname}")
+        return KernelObservation("drop", None, None, f"socket error {errname}")
+    if answered:
+        return KernelObservation("reject", None, None, answered)
+    return KernelObservation("drop", None, None, "no conntrack entry, no answer")

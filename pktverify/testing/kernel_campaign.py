@@ -1,0 +1,309 @@
+"""The kernel as oracle: random rule sets and packets, the kernel's answer against ``pktverify trace``.
+
+A *probe* is a rule set plus one packet from one client of the lab
+(:mod:`.kernel_lab`). The kernel's observation is compared with what
+``pktverify trace`` predicts from the node's own dumps (``iptables-save``,
+``ip -j addr``, ``ip -j route``, taken from the namespace after loading):
+
+* the observed verdict, post-NAT tuple and outgoing interface must be one of
+  the predicted outcomes (a probabilistic rule set has several);
+* a rule set the kernel refuses to load must be refused by pktverify too.
+
+Hypothesis draws the rule sets from the matches and targets pktverify
+supports (user chains, RETURN, goto, marks, multiport, negations, addrtype,
+iprange, conntrack state, DNAT/SNAT/MASQUERADE/REDIRECT, filter verdicts and
+policies) over a small pool of addresses and ports that the packets use too,
+so rules both hit and miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .kernel_lab import CLIENT_ADDRESSES, KernelLab, KernelObservation
+
+__all__ = ["Probe", "Prediction", "ProbeResult", "CampaignResult", "predict", "run_probe",
+           "run_campaign", "probes", "binomial_consistent"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A rule set and one packet from one client (pod, lan or node)."""
+    rules: str
+    client: str
+    proto: str
+    sport: int
+    dst: str
+    dport: int
+
+    def reproducer(self) -> str:
+        """Shell commands that replay this probe through pktverify on saved dumps."""
+        src, iface = CLIENT_ADDRESSES[self.client]
+        where = f"--in-iface {iface}" if iface else "--local"
+        return (f"cat > rules.txt <<'EOF'\n{self.rules}EOF\n"
+                f"pktverify trace --iptables rules.txt --addrs ip-addr.json --routes ip-route.json {where} "
+                f"--proto {self.proto} --src {src} --sport {self.sport} --dst {self.dst} --dport {self.dport}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """pktverify's answer: the possible (verdict, post_nat, out_iface, port ranges), or a load error."""
+    outcomes: tuple[dict, ...]
+    load_error: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: Probe
+    kernel: KernelObservation | None        # None: the kernel refused the rule set
+    kernel_error: str
+    prediction: Prediction
+    agrees: bool
+    explanation: str
+
+
+@dataclass
+class CampaignResult:
+    seed: int = 0
+    sent: int = 0
+    agreed: int = 0
+    divergences: list[ProbeResult] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ prediction
+def predict(probe: Probe, dump_dir: Path) -> Prediction:
+    """Run the ``pktverify trace`` command (in-process) on the dumps in ``dump_dir``."""
+    from ..cli import main
+    src, iface = CLIENT_ADDRESSES[probe.client]
+    argv = ["trace", "--iptables", str(dump_dir / "iptables-save.txt"),
+            "--addrs", str(dump_dir / "ip-addr.json"), "--routes", str(dump_dir / "ip-route.json"),
+            *(["--in-iface", iface] if iface else ["--local"]),
+            "--proto", probe.proto, "--src", src, "--sport", str(probe.sport),
+            "--dst", probe.dst, "--dport", str(probe.dport), "--format", "json"]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    if status != 0:
+        return Prediction((), err.getvalue().strip() or f"exit {status}")
+    return Prediction(tuple(json.loads(out.getvalue())["outcomes"]))
+
+
+def _matches(obs: KernelObservation, outcome: dict) -> bool:
+    if obs.verdict != outcome["verdict"]:
+        return False
+    if obs.verdict not in ("forward", "local"):
+        return True
+    p = outcome["packet"]
+    ranges = {"sport": (p["sport"], p["sport"]), "dport": (p["dport"], p["dport"])}
+    for rnd in outcome.get("random_ports", []):
+        ranges[rnd["field"]] = (rnd["low"], rnd["high"])
+    k_src, k_sport, k_dst, k_dport = obs.post_nat
+    if (k_src, k_dst) != (p["src"], p["dst"]):
+        return False
+    if not (ranges["sport"][0] <= k_sport <= ranges["sport"][1] and ranges["dport"][0] <= k_dport <= ranges["dport"][1]):
+        return False
+    return obs.verdict != "forward" or obs.out_iface == outcome["out_iface"]
+
+
+def _describe(outcome: dict) -> str:
+    p = outcome["packet"]
+    where = f" out {outcome['out_iface']}" if outcome.get("out_iface") else ""
+    return (f"{outcome['verdict']} p={outcome['probability']:.3g} {p['src']}:{p['sport']} → "
+            f"{p['dst']}:{p['dport']}{where}")
+
+
+def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
+    """Send ``probe`` through the kernel and through pktverify; say whether they agree and why not."""
+    src = CLIENT_ADDRESSES[probe.client][0]
+    try:
+        obs = lab.probe(probe.rules, client=probe.client, proto=probe.proto, sport=probe.sport,
+                        dst=probe.dst, dport=probe.dport, src=src)
+        kernel_error = ""
+    except RuntimeError as exc:
+        if "iptables-restore" not in str(exc):
+            raise
+        obs, kernel_error = None, str(exc)
+    with tempfile.TemporaryDirectory(prefix="pktverify-kernel-") as tmp:
+        dump_dir = Path(tmp)
+        if obs is not None:
+            dump = lab.dump()
+            (dump_dir / "iptables-save.txt").write_text(dump.iptables_save)
+            (dump_dir / "ip-addr.json").write_text(dump.ip_addr_json)
+            (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
+        else:   # the kernel refused it: does pktverify refuse the same text?
+            lab_dump = lab.dump()
+            (dump_dir / "iptables-save.txt").write_text(probe.rules)
+            (dump_dir / "ip-addr.json").write_text(lab_dump.ip_addr_json)
+            (dump_dir / "ip-route.json").write_text(lab_dump.ip_route_json)
+        prediction = predict(probe, dump_dir)
+    if obs is None:
+        agrees = bool(prediction.load_error)
+        why = "" if agrees else f"kernel refused the rules ({kernel_error}) but pktverify accepted them"
+        return ProbeResult(probe, None, kernel_error, prediction, agrees, why)
+    if prediction.load_error:
+        return ProbeResult(probe, obs, "", prediction, False,
+                           f"kernel loaded the rules but pktverify refused them: {prediction.load_error}")
+    agrees = any(_matches(obs, o) for o in prediction.outcomes)
+    why = "" if agrees else (
+        f"kernel: {obs.verdict} {obs.post_nat or ''} out={obs.out_iface} ({obs.detail}); "
+        f"pktverify: {'; '.join(_describe(o) for o in prediction.outcomes)}")
+    return ProbeResult(probe, obs, "", prediction, agrees, why)
+
+
+# ------------------------------------------------------------------ strategies
+_ADDRS = ["10.0.0.9", "192.168.0.9", "192.168.0.2", "10.0.0.1", "10.96.0.10", "192.168.0.40", "10.0.0.20"]
+# Destinations per client; never one the client's own namespace owns (it would not reach the node).
+_DESTS = {"pod": ["10.96.0.10", "10.96.0.11", "192.168.0.40", "192.168.0.2", "10.0.0.1", "192.168.0.9"],
+          "lan": ["10.96.0.10", "10.96.0.11", "192.168.0.2", "10.0.0.1", "10.0.0.20", "10.0.0.9"],
+          "node": ["10.96.0.10", "192.168.0.40", "10.0.0.20", "192.168.0.2", "127.0.0.1"]}
+_PORTS = [80, 443, 8080, 53]
+
+
+@st.composite
+def _match(draw, hook: str, proto: str) -> str:
+    """One match, valid in ``hook``; ``proto`` is the rule's -p (port matches need it).
+
+    ``hook`` "USER" is a user chain reached from several hooks: neither -i nor -o.
+    """
+    neg = draw(st.sampled_from(["", "! "]))
+    choices = ["src", "dst", "mark", "addrtype", "iprange", "ctstate", "comment"]
+    if hook not in ("OUTPUT", "POSTROUTING", "USER"):
+        choices.append("in")
+    if hook not in ("PREROUTING", "INPUT", "USER"):
+        choices.append("out")
+    if proto:
+        choices += ["dport", "sport", "multiport"]
+    kind = draw(st.sampled_from(choices))
+    if kind in ("src", "dst"):
+        addr = draw(st.sampled_from(_ADDRS))
+        plen = draw(st.sampled_from([32, 24, 16, 8]))
+        return f"{neg}-{kind[0]} {addr}/{plen}"
+    if kind == "in":
+        return f"{neg}-i {draw(st.sampled_from(['eth0', 'cni0', 'eth+']))}"
+    if kind == "out":
+        return f"{neg}-o {draw(st.sampled_from(['eth0', 'cni0', 'c+']))}"
+    if kind == "mark":
+        return f"-m mark {neg}--mark {draw(st.sampled_from(['0x1', '0x1/0x1', '0x2/0x3']))}"
+    if kind == "addrtype":
+        which = draw(st.sampled_from(["--dst-type", "--src-type"]))
+        return f"-m addrtype {neg}{which} {draw(st.sampled_from(['LOCAL', 'UNICAST', 'LOCAL,BROADCAST']))}"
+    if kind == "iprange":
+        which = draw(st.sampled_from(["--src-range", "--dst-range"]))
+        rng = draw(st.sampled_from(["10.0.0.5-10.0.0.10", "192.168.0.1-192.168.0.50", "10.96.0.10-10.96.0.10"]))
+        return f"-m iprange {neg}{which} {rng}"
+    if kind == "ctstate":
+        return f"-m conntrack {neg}--ctstate {draw(st.sampled_from(['NEW', 'DNAT', 'NEW,ESTABLISHED', 'SNAT']))}"
+    if kind == "comment":
+        return '-m comment --comment "pktverify probe"'
+    if kind in ("dport", "sport"):
+        port = draw(st.sampled_from(["80", "443", "8000:9000", "53"]))
+        return f"-m {proto} {neg}--{kind} {port}"
+    return f"-m multiport {neg}--dports {draw(st.sampled_from(['80,443', '53,8080', '1:100']))}"
+
+
+@st.composite
+def _rule(draw, chain: str, hook: str, targets: list[str]) -> str:
+    proto = draw(st.sampled_from(["", "", "tcp", "udp"]))
+    parts = [f"-A {chain}"]
+    if proto:
+        parts.append(f"-p {proto}")
+    parts += draw(st.lists(_match(hook, proto), max_size=2))
+    target = draw(st.sampled_from(targets))
+    if "{port}" in target:
+        target = target.replace("{port}", f":{draw(st.sampled_from([8080, 9000]))}" if proto else "")
+    if target.startswith("REJECT") and "tcp-reset" in target and proto != "tcp":
+        target = "REJECT"
+    if target.startswith(("REDIRECT", "MASQUERADE")) and "--to-ports" in target and not proto:
+        target = target.split(" --to-ports")[0]
+    parts.append(f"-j {target}" if not target.startswith("goto ") else f"-g {target[5:]}")
+    return " ".join(parts)
+
+
+_NAT_PRE = ["DNAT --to-destination 192.168.0.40{port}", "DNAT --to-destination 192.168.0.20-192.168.0.30{port}",
+            "DNAT --to-destination 10.0.0.20{port}", "REDIRECT --to-ports 15001", "RETURN", "ACCEPT", "PV-NAT"]
+_NAT_USER = ["DNAT --to-destination 192.168.0.41{port}", "REDIRECT", "RETURN"]
+_NAT_POST = ["MASQUERADE", "MASQUERADE --to-ports 20000-20100", "SNAT --to-source 192.168.0.60",
+             "SNAT --to-source 10.0.0.60", "RETURN", "ACCEPT"]
+_MANGLE = ["MARK --set-xmark 0x1/0xffffffff", "MARK --or-mark 0x2", "MARK --and-mark 0x0", "ACCEPT", "LOG"]
+_FILTER = ["ACCEPT", "DROP", "REJECT", "REJECT --reject-with icmp-host-prohibited", "REJECT --reject-with tcp-reset",
+           "PV-FILTER", "goto PV-FILTER", "LOG"]
+_FILTER_USER = ["RETURN", "DROP", "ACCEPT", "REJECT", "MARK --set-mark 0x4"]
+
+
+@st.composite
+def rule_sets(draw, client: str) -> str:
+    """A complete iptables-restore text for the lab's node, aimed at probes from ``client``."""
+    def rules(chain, hook, targets, max_size=3):
+        return draw(st.lists(_rule(chain, hook, targets), max_size=max_size))
+
+    mangle = rules("PREROUTING", "PREROUTING", _MANGLE, 2) + rules("OUTPUT", "OUTPUT", _MANGLE, 1)
+    nat = (rules("PREROUTING", "PREROUTING", _NAT_PRE) + rules("OUTPUT", "OUTPUT", _NAT_PRE)
+           + rules("PV-NAT", "USER", _NAT_USER, 2) + rules("POSTROUTING", "POSTROUTING", _NAT_POST))
+    # Locally generated packets to the node itself are confirmed by conntrack before the
+    # INPUT hook, so the lab cannot tell an INPUT drop from delivery: no INPUT rules then.
+    filt = (([] if client == "node" else rules("INPUT", "INPUT", _FILTER))
+            + rules("FORWARD", "FORWARD", _FILTER) + rules("OUTPUT", "OUTPUT", _FILTER)
+            + rules("PV-FILTER", "USER", _FILTER_USER, 2))
+    policies = {c: draw(st.sampled_from(["ACCEPT", "ACCEPT", "DROP"])) for c in ("INPUT", "FORWARD", "OUTPUT")}
+    if client == "node":
+        policies["INPUT"] = "ACCEPT"
+    return ("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+            ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" + "".join(r + "\n" for r in mangle) + "COMMIT\n"
+            "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+            ":PV-NAT - [0:0]\n" + "".join(r + "\n" for r in nat) + "COMMIT\n"
+            f"*filter\n:INPUT {policies['INPUT']} [0:0]\n:FORWARD {policies['FORWARD']} [0:0]\n"
+            f":OUTPUT {policies['OUTPUT']} [0:0]\n:PV-FILTER - [0:0]\n" + "".join(r + "\n" for r in filt)
+            + "COMMIT\n")
+
+
+@st.composite
+def probes(draw) -> Probe:
+    """A random probe: client, rule set, protocol, destination and ports."""
+    client = draw(st.sampled_from(["pod", "lan", "node"]))
+    return Probe(draw(rule_sets(client)), client, draw(st.sampled_from(["tcp", "udp"])),
+                 draw(st.integers(20000, 60000)), draw(st.sampled_from(_DESTS[client])), draw(st.sampled_from(_PORTS)))
+
+
+def run_campaign(lab: KernelLab, examples: int, *, seed: int | None = None) -> CampaignResult:
+    """Run ``examples`` random probes; every probe counts, divergences are kept with their probe."""
+    from hypothesis import seed as hypothesis_seed
+    result = CampaignResult(seed=random.randrange(2 ** 32) if seed is None else seed)
+
+    @hypothesis_seed(result.seed)
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=["generate"])
+    @given(probe=probes())
+    def one(probe: Probe) -> None:
+        res = run_probe(lab, probe)
+        result.sent += 1
+        if res.agrees:
+            result.agreed += 1
+        else:
+            result.divergences.append(res)
+
+    one()
+    return result
+
+
+# ------------------------------------------------------------------ statistics
+def binomial_consistent(hits: int, n: int, p: float, *, sigmas: float = 4.5) -> bool:
+    """True when ``hits`` of ``n`` is within ``sigmas`` standard deviations of ``n*p``.
+
+    At 4.5 sigma a correct model fails about once in 150,000 checks; a wrong
+    probability (0.5 instead of 0.33 over 120 draws) is off by more than 4 sigma.
+    """
+    mean = n * p
+    sd = math.sqrt(n * p * (1 - p))
+    if sd == 0:
+        return hits == round(mean)
+    return abs(hits - mean) <= sigmas * sd
