@@ -37,6 +37,11 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
     t.add_argument("--route-localnet", action="store_true",
                    help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
+    k = sub.add_parser("selftest-kernel",
+                       help="compare pktverify with this machine's kernel on random rule sets (needs root)")
+    k.add_argument("--examples", type=int, default=50, metavar="N", help="random probes to send (default 50)")
+    k.add_argument("--seed", type=int, metavar="S", help="replay the campaign of this seed")
+    k.add_argument("--show", type=int, default=3, metavar="K", help="divergences to print (default 3)")
     return parser
 
 
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _build().parse_args(argv)
     try:
+        if args.command == "selftest-kernel":
+            return _selftest_kernel(args)
         return _trace(args)
     except PktverifyError as exc:
         print(f"pktverify: {exc}", file=sys.stderr)
@@ -72,6 +79,24 @@ def _trace(args) -> int:
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
+
+
+def _selftest_kernel(args) -> int:
+    from .testing.kernel_campaign import run_campaign
+    from .testing.kernel_lab import KernelLab, lab_available
+
+    reason = lab_available()
+    if reason:
+        raise InvalidArgument(f"selftest-kernel cannot build its network namespaces: {reason}")
+    if args.examples < 1:
+        raise InvalidArgument("--examples must be at least 1")
+    with KernelLab() as lab:
+        result = run_campaign(lab, args.examples, seed=args.seed)
+    share = 100.0 * result.agreed / result.sent if result.sent else 0.0
+    print(f"kernel agreement: {result.agreed}/{result.sent} probes ({share:.1f}%), seed {result.seed}")
+    for res in result.divergences[:args.show]:
+        print(f"\ndivergence: {res.explanation}\nreproduce with the lab's dumps:\n{res.probe.reproducer()}")
+    return 0 if not result.divergences else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .kernel_lab import CLIENT_ADDRESSES, KernelLab, KernelObservation
+from .kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES, KernelLab, KernelObservation
 
 __all__ = ["Probe", "Prediction", "ProbeResult", "CampaignResult", "predict", "run_probe",
            "run_campaign", "probes", "binomial_consistent"]
@@ -47,11 +47,13 @@ class Probe:
     dport: int
 
     def reproducer(self) -> str:
-        """Shell commands that replay this probe through pktverify on saved dumps."""
+        """Shell commands that replay this probe through ``pktverify trace`` without the lab."""
         src, iface = CLIENT_ADDRESSES[self.client]
         where = f"--in-iface {iface}" if iface else "--local"
         return (f"cat > rules.txt <<'EOF'\n{self.rules}EOF\n"
-                f"pktverify trace --iptables rules.txt --addrs ip-addr.json --routes ip-route.json {where} "
+                f"cat > addrs.txt <<'EOF'\n{LAB_ADDRS}EOF\n"
+                f"cat > routes.txt <<'EOF'\n{LAB_ROUTES}EOF\n"
+                f"pktverify trace --iptables rules.txt --addrs addrs.txt --routes routes.txt {where} "
                 f"--proto {self.proto} --src {src} --sport {self.sport} --dst {self.dst} --dport {self.dport}")
 
 
@@ -105,8 +107,8 @@ def _matches(obs: KernelObservation, outcome: dict) -> bool:
         return True
     p = outcome["packet"]
     ranges = {"sport": (p["sport"], p["sport"]), "dport": (p["dport"], p["dport"])}
-    for rnd in outcome.get("random_ports", []):
-        ranges[rnd["field"]] = (rnd["low"], rnd["high"])
+    for fld, (low, high) in outcome.get("random_ports", {}).items():
+        ranges[fld] = (low, high)
     k_src, k_sport, k_dst, k_dport = obs.post_nat
     if (k_src, k_dst) != (p["src"], p["dst"]):
         return False
@@ -233,6 +235,7 @@ _NAT_PRE = ["DNAT --to-destination 192.168.0.40{port}", "DNAT --to-destination 1
             "DNAT --to-destination 10.0.0.20{port}", "REDIRECT --to-ports 15001", "RETURN", "ACCEPT", "PV-NAT"]
 _NAT_USER = ["DNAT --to-destination 192.168.0.41{port}", "REDIRECT", "RETURN"]
 _NAT_POST = ["MASQUERADE", "MASQUERADE --to-ports 20000-20100", "SNAT --to-source 192.168.0.60",
+             "SNAT --to-source 192.168.0.60-192.168.0.70", "MASQUERADE --random-fully",
              "SNAT --to-source 10.0.0.60", "RETURN", "ACCEPT"]
 _MANGLE = ["MARK --set-xmark 0x1/0xffffffff", "MARK --or-mark 0x2", "MARK --and-mark 0x0", "ACCEPT", "LOG"]
 _FILTER = ["ACCEPT", "DROP", "REJECT", "REJECT --reject-with icmp-host-prohibited", "REJECT --reject-with tcp-reset",

@@ -33,12 +33,21 @@ import time
 import uuid
 from typing import NamedTuple
 
-__all__ = ["KernelLab", "KernelObservation", "NodeDump", "lab_available", "CLIENT_ADDRESSES"]
+__all__ = ["KernelLab", "KernelObservation", "NodeDump", "lab_available", "CLIENT_ADDRESSES", "LAB_ADDRS",
+           "LAB_ROUTES"]
 
 # The address each client sends from, and the node interface it arrives on (None: local).
 CLIENT_ADDRESSES = {"pod": ("10.0.0.9", "cni0"), "lan": ("192.168.0.9", "eth0"),
                     "node": ("192.168.0.2", None)}
 _PEER_IFACE = {"lan": "eth0", "pod": "cni0"}     # the node interface facing each peer
+
+# The node namespace as `ip -o addr` and `ip route` print it (for reproducers without the lab).
+LAB_ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
+             "2: eth0    inet 192.168.0.2/24 brd 192.168.0.255 scope global eth0\n"
+             "3: cni0    inet 10.0.0.1/24 brd 10.0.0.255 scope global cni0\n")
+LAB_ROUTES = ("default via 192.168.0.9 dev eth0\n"
+              "10.0.0.0/24 dev cni0 proto kernel scope link src 10.0.0.1\n"
+              "192.168.0.0/24 dev eth0 proto kernel scope link src 192.168.0.2\n")
 
 
 class KernelObservation(NamedTuple):

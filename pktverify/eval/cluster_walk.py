@@ -1,0 +1,276 @@
+"""A packet's path across a cluster, hop by hop, and its reply back.
+
+Pod network namespace → veth → the node's bridge → the node tracer (netfilter
+and FIB) → the node network → the next node → ... → a pod, a node, or a
+failure (drop, reject, blackhole, a loop, leaving the cluster). The reply is
+walked back from where the packet arrived, each node un-NATing it with the
+conntrack entries the forward path created on that node.
+
+Userspace kube-proxy: a packet REDIRECTed/DNATed to a node's proxy port is
+delivered to the proxy, which opens a new connection from the node to one of
+the service's endpoints, chosen uniformly; the backend sees the node's
+address, as it really does. The client's reply then comes from the proxy's
+socket, un-NATed by conntrack to ClusterIP:port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..model.addresses import format_ip, in_network
+from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
+from ..model.node import NodeState
+from ..model.packet import Packet
+from ..model.trace import Connection
+from .conntrack import ConntrackTable
+from .node_trace import NodeTracer
+
+__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS"]
+
+MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
+_PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One observation point: ``point`` names it (``pod:default/web-1:eth0``, ``node1:cbr0``,
+    ``wire``, ...); ``packet`` is the packet as it is there; ``note`` says what happened."""
+    point: str
+    packet: Packet
+    note: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a flow starts or ends: a pod, or a node (its own stack)."""
+    kind: str                    # "pod" | "node"
+    name: str                    # pod key ns/name or node name
+    node: str                    # the node it is on
+
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class PathEnd:
+    """One way a flow ends, with its probability.
+
+    ``kind``: ``arrived`` (``at`` is the receiver, ``packet`` as received),
+    or a failure: ``drop``, ``reject``, ``blackhole``, ``loop``, ``left``
+    (left the cluster network). ``conns`` are the conntrack entries each node
+    created, for the reply; ``legs`` > 1 when a userspace proxy relayed it.
+    """
+    kind: str
+    probability: float
+    packet: Packet
+    hops: tuple[Hop, ...]
+    at: Endpoint | None = None
+    reason: str = ""
+    exact: bool = True
+    conns: tuple[tuple[str, Connection], ...] = ()
+    proxied: tuple = ()          # ((node, client-leg packet as delivered to the proxy, its conns)...)
+
+
+@dataclass
+class _Cursor:
+    node: str
+    in_iface: str | None
+    packet: Packet
+    probability: float
+    hops: list[Hop] = field(default_factory=list)
+    conns: list[tuple[str, Connection]] = field(default_factory=list)
+    visits: int = 0
+    exact: bool = True
+
+
+class ClusterWalker:
+    """Walks flows across the cluster's nodes (each node's compiled tracer is built once)."""
+
+    def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
+        self.cluster = cluster
+        self.states = nodes
+        self.tracers = {name: NodeTracer(state) for name, state in nodes.items()}
+        self.specs = {n.name: n for n in cluster.nodes}
+        self.node_by_ip: dict[int, str] = {}
+        for state in nodes.values():
+            for iface in state.interfaces.values():
+                if iface.name != "lo":
+                    for a in iface.addresses:
+                        self.node_by_ip.setdefault(a.ip, state.name)
+        self.pods_by_ip: dict[int, list[PodSpec]] = {}
+        for p in cluster.pods:
+            self.pods_by_ip.setdefault(p.ip, []).append(p)
+        # proxy port -> (service key:port name, protocol, target port, endpoints), per node (userspace)
+        self.proxy_ports: dict[tuple[str, int], tuple[str, str, int, list[tuple[str, int]]]] = {}
+        if cluster.proxy_mode == "userspace":
+            from ..generate.kube_proxy_userspace import proxy_port
+            from ..generate.node_state import service_ports
+            for node in cluster.nodes:
+                for name, _cip, _port, proto, target, eps in service_ports(cluster):
+                    self.proxy_ports[(node.name, proxy_port(node.name, name, proto))] = (name, proto, target, eps)
+
+    # ------------------------------------------------------------ entry points
+    def pod_endpoint(self, pod: PodSpec) -> Endpoint:
+        return Endpoint("pod", pod.key, pod.node)
+
+    def node_endpoint(self, node: NodeSpec) -> Endpoint:
+        return Endpoint("node", node.name, node.name)
+
+    def source_address(self, client: Endpoint, dst: int) -> int:
+        """The source address the client's stack picks to reach ``dst``."""
+        if client.kind == "pod":
+            return next(p.ip for p in self.cluster.pods if p.key == client.name)
+        fib = self.tracers[client.node].fib
+        route = fib.lookup(dst)
+        if route.route is not None and route.route.prefsrc is not None:
+            return route.route.prefsrc
+        if route.kind == "local":
+            return dst
+        dev = route.route.dev if route.route is not None else "eth0"
+        return fib.masquerade_source(dev or "eth0", route.next_hop or dst) or self.specs[client.node].ip
+
+    def walk(self, client: Endpoint, packet: Packet) -> list[PathEnd]:
+        """Every way ``packet`` sent by ``client`` ends (the first packet of a new connection)."""
+        start = self._start(client, packet)
+        if isinstance(start, PathEnd):
+            return [start]
+        return self._run(start, client, tables=None)
+
+    def reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
+        """Walk the reply of an arrived flow back to ``client``; un-NAT with the path's conntrack."""
+        if end.proxied:
+            return self._proxied_reply(end, client)
+        tables: dict[str, ConntrackTable] = {}
+        for node, conn in end.conns:
+            tables.setdefault(node, ConntrackTable()).add(conn)
+        answer = end.packet.reversed()
+        start = self._start(end.at, answer)
+        if isinstance(start, PathEnd):
+            return [start]
+        return self._run(start, end.at, tables=tables)
+
+    # ------------------------------------------------------------ the walk
+    def _start(self, sender: Endpoint, packet: Packet):
+        if sender.kind == "pod":
+            pod = next(p for p in self.cluster.pods if p.key == sender.name)
+            hop = Hop(f"pod:{pod.key}:eth0", packet, f"sent by pod {pod.key}")
+            if packet.dst == pod.ip or (packet.dst >> 24) == 127:
+                # Inside the pod's own network namespace: never leaves it.
+                return PathEnd("arrived", 1.0, packet, (hop,), sender, "delivered inside the pod's network namespace")
+            spec = self.specs[pod.node]
+            bridge = spec.bridge
+            return _Cursor(pod.node, bridge, packet, 1.0, [hop])
+        return _Cursor(sender.node, None, packet, 1.0,
+                       [Hop(f"{sender.node}:local", packet, f"sent by node {sender.node}")])
+
+    def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None) -> list[PathEnd]:
+        ends: list[PathEnd] = []
+        work = [start]
+        while work:
+            cur = work.pop()
+            cur.visits += 1
+            if cur.visits > MAX_NODE_HOPS:
+                ends.append(self._end(cur, "loop", cur.packet, f"more than {MAX_NODE_HOPS} node hops: routing loop"))
+                continue
+            tracer = self.tracers[cur.node]
+            ct = tables.get(cur.node) if tables is not None else None
+            arrive_point = f"{cur.node}:{cur.in_iface}" if cur.in_iface else f"{cur.node}:local"
+            trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct)
+            for o in trace.outcomes:
+                prob = cur.probability * o.probability
+                hops = list(cur.hops)
+                if cur.in_iface:
+                    hops.append(Hop(arrive_point, cur.packet, f"in {cur.in_iface}"))
+                conns = list(cur.conns)
+                if o.connection is not None and tables is None:
+                    conns.append((cur.node, o.connection))
+                nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact)
+                summary = _summary(o)
+                if o.verdict in ("drop", "reject"):
+                    hops.append(Hop(arrive_point, o.packet, f"{o.verdict}: {o.reason}; {summary}"))
+                    ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
+                elif o.verdict == "local":
+                    hops.append(Hop(f"{cur.node}:local", o.packet, f"delivered locally; {summary}"))
+                    ends.extend(self._local(nxt, o.packet, client, tables))
+                else:
+                    hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet, f"out {o.out_iface}; {summary}"))
+                    self._forward(nxt, o, ends, work)
+        return ends
+
+    def _forward(self, cur: _Cursor, o, ends: list[PathEnd], work: list[_Cursor]) -> None:
+        spec = self.specs[cur.node]
+        pkt = o.packet
+        if o.out_iface in (spec.bridge, "docker0"):
+            pods = [p for p in self.pods_by_ip.get(pkt.dst, []) if p.node == cur.node]
+            if not pods:
+                ends.append(self._end(cur, "blackhole", pkt, f"no pod with IP {format_ip(pkt.dst)} behind "
+                                                             f"{cur.node}:{o.out_iface}"))
+                return
+            pod = pods[0]
+            cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"received by pod {pod.key}"))
+            ends.append(self._end(cur, "arrived", pkt, f"received by pod {pod.key}", Endpoint("pod", pod.key, pod.node)))
+            return
+        nh = o.next_hop if o.next_hop is not None else pkt.dst
+        peer = self.node_by_ip.get(nh)
+        if peer is None or peer == cur.node:
+            what = f"next hop {format_ip(nh)} is not a node"
+            if in_network(pkt.dst, *self.cluster.service_cidr):
+                what += f"; a ClusterIP ({format_ip(pkt.dst)}) left {cur.node} un-DNATed"
+            ends.append(self._end(cur, "left", pkt, f"left the cluster network from {cur.node}:{o.out_iface} ({what})"))
+            return
+        cur.hops.append(Hop("wire", pkt, f"{cur.node} → {peer}"))
+        work.append(_Cursor(peer, "eth0", pkt, cur.probability, cur.hops, cur.conns, cur.visits, cur.exact))
+
+    def _local(self, cur: _Cursor, pkt: Packet, client: Endpoint, tables) -> list[PathEnd]:
+        proxy = self.proxy_ports.get((cur.node, pkt.dport)) if tables is None else None
+        if proxy is None:
+            return [self._end(cur, "arrived", pkt, f"received by node {cur.node}",
+                              Endpoint("node", cur.node, cur.node))]
+        name, proto, target, eps = proxy
+        if not eps:
+            return [self._end(cur, "reject", pkt, f"the {cur.node} proxy for {name} has no endpoint: it closes the"
+                                                  " connection")]
+        ends: list[PathEnd] = []
+        me = Endpoint("node", cur.node, cur.node)
+        for _label, ip in eps:
+            leg = Packet(pkt.proto, 0, ip, _PROXY_SPORT, target)
+            leg = leg._replace(src=self.source_address(me, ip))
+            for end in self.walk(me, leg):
+                hops = (*cur.hops, Hop(f"{cur.node}:proxy", leg, f"userspace proxy for {name} connects to "
+                                                                  f"{format_ip(ip)}:{target}"), *end.hops)
+                ends.append(PathEnd(end.kind, cur.probability * end.probability / len(eps), end.packet, hops, end.at,
+                                    end.reason, cur.exact and end.exact, end.conns,
+                                    ((cur.node, pkt, tuple(cur.conns)),) + end.proxied))
+        return ends
+
+    def _proxied_reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
+        """Backend → proxy (leg 2 reply), then proxy socket → client (leg 1 reply)."""
+        inner = PathEnd(end.kind, end.probability, end.packet, end.hops, end.at, end.reason, end.exact, end.conns,
+                        end.proxied[1:])
+        node, delivered, conns = end.proxied[0]
+        me = Endpoint("node", node, node)
+        backs = self.reply(inner, me)
+        out: list[PathEnd] = []
+        for back in backs:
+            if back.kind != "arrived":
+                out.append(back)
+                continue
+            tables: dict[str, ConntrackTable] = {}
+            for n, conn in conns:
+                tables.setdefault(n, ConntrackTable()).add(conn)
+            answer = delivered.reversed()
+            start = _Cursor(node, None, answer, back.probability, [*back.hops, Hop(f"{node}:proxy", answer,
+                                                                                    "the proxy answers the client")])
+            out.extend(self._run(start, client, tables))
+        return out
+
+    @staticmethod
+    def _end(cur: _Cursor, kind: str, pkt: Packet, reason: str, at: Endpoint | None = None) -> PathEnd:
+        return PathEnd(kind, cur.probability, pkt, tuple(cur.hops), at, reason, cur.exact, tuple(cur.conns))
+
+
+def _summary(o) -> str:
+    """The rules that acted on the packet on this node, compactly."""
+    acted = [f"{s.table}/{s.chain} #{s.rule_index}: {s.action}" for s in o.steps
+             if s.table and s.rule_index is not None and not s.action.startswith(("jump", "goto"))]
+    return "; ".join(acted) if acted else "no rule acted"

@@ -1,0 +1,52 @@
+"""kube-proxy userspace-mode rules as it wrote them (iptables-restore input).
+
+Per service port, kube-proxy listens on a proxy port of its own and installs
+``KUBE-PORTALS-CONTAINER`` (PREROUTING: traffic from pods, REDIRECT to the
+proxy port) and ``KUBE-PORTALS-HOST`` (OUTPUT: traffic from the node, DNAT to
+``node-ip:proxy-port``), plus the NodePort chains, as in the seed notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+__all__ = ["PortalPort", "proxy_port", "kube_proxy_userspace_rules"]
+
+
+@dataclass(frozen=True)
+class PortalPort:
+    """One service port on one node: ``name`` is ``namespace/service:port``."""
+    name: str
+    cluster_ip: str
+    port: int
+    protocol: str          # "tcp" | "udp"
+    proxy_port: int
+
+
+def proxy_port(node: str, service_port_name: str, protocol: str) -> int:
+    """The local port kube-proxy listens on for this service port (stable, 30000-60999)."""
+    digest = hashlib.sha256(f"{node}|{service_port_name}|{protocol}".encode()).digest()
+    return 30000 + int.from_bytes(digest[:4], "big") % 31000
+
+
+def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> str:
+    """Return iptables-save text (nat table) for kube-proxy in userspace mode on ``node_ip``."""
+    rules = [
+        '-A PREROUTING -m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules"'
+        " -j KUBE-PORTALS-CONTAINER",
+        '-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "handle service NodePorts; NOTE: this must'
+        ' be the last rule in the chain" -j KUBE-NODEPORT-CONTAINER',
+        '-A OUTPUT -m comment --comment "handle ClusterIPs; NOTE: this must be before the NodePort rules"'
+        " -j KUBE-PORTALS-HOST",
+        '-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "handle service NodePorts; NOTE: this must be'
+        ' the last rule in the chain" -j KUBE-NODEPORT-HOST',
+    ]
+    for p in portals:
+        match = f'-d {p.cluster_ip}/32 -p {p.protocol} -m comment --comment "{p.name}" -m {p.protocol} --dport {p.port}'
+        rules.append(f"-A KUBE-PORTALS-CONTAINER {match} -j REDIRECT --to-ports {p.proxy_port}")
+        rules.append(f"-A KUBE-PORTALS-HOST {match} -j DNAT --to-destination {node_ip}:{p.proxy_port}")
+    chains = ["KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST"]
+    out = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+           ":POSTROUTING ACCEPT [0:0]", *[f":{c} - [0:0]" for c in chains], *rules, "COMMIT", ""]
+    return "\n".join(out)

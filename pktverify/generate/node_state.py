@@ -1,0 +1,122 @@
+"""What each component installs on a node, as the three dumps pktverify reads.
+
+For a node without real dumps in the cluster description: its addresses
+(lo, eth0 on the node network, the pod bridge holding the first host of the
+pod CIDR, and docker0 172.17.0.1/16 in docker's default mode), its routes
+(connected routes, a default route towards the node network's gateway, and
+direct routes to every peer's pod CIDR — the ``route add -net ... gw <peer>``
+scheme), and its rule set (kube-proxy in the cluster's proxy mode, plus
+docker's MASQUERADE in docker mode). Everything is text in the formats
+``ip -o addr``, ``ip route`` and ``iptables-save`` print, and goes through
+the same parsers as real dumps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model.addresses import format_ip, format_network, in_network, mask_length
+from ..model.cluster import ClusterSpec, NodeSpec
+from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
+from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_port
+
+__all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports"]
+
+DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default on every host
+
+
+@dataclass(frozen=True)
+class GeneratedNode:
+    addrs: str
+    routes: str
+    iptables: str
+
+
+def bridge_address(node: NodeSpec) -> int:
+    """The bridge's address: the first host of the node's pod CIDR."""
+    return node.pod_cidr[0] + 1
+
+
+def service_ports(cluster: ClusterSpec) -> list[tuple[str, str, int, str, int, list[tuple[str, int]]]]:
+    """Per service port: (name ns/svc:port, cluster IP, port, protocol, target port, endpoints)."""
+    out = []
+    for svc in cluster.services:
+        eps = cluster.endpoints_of(svc)
+        for p in svc.ports:
+            out.append((f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, p.target_port, eps))
+    return out
+
+
+def generate_node(cluster: ClusterSpec, node: NodeSpec) -> GeneratedNode:
+    """The addresses, routes and iptables-save text ``node`` would have."""
+    return GeneratedNode(_addrs(node), _routes(cluster, node), _iptables(cluster, node))
+
+
+def _addrs(node: NodeSpec) -> str:
+    net_mask = (0xFFFFFFFF << (32 - node.prefixlen)) & 0xFFFFFFFF
+    plen = mask_length(node.pod_cidr[1])
+    lines = ["1: lo    inet 127.0.0.1/8 scope host lo",
+             f"2: eth0    inet {format_ip(node.ip)}/{node.prefixlen} brd "
+             f"{format_ip((node.ip & net_mask) | (~net_mask & 0xFFFFFFFF))} scope global eth0"]
+    if node.bridge != "docker0" or node.pod_cidr != DOCKER_NET:
+        lines.append(f"3: {node.bridge}    inet {format_ip(bridge_address(node))}/{plen} scope global {node.bridge}")
+    if node.docker:
+        lines.append("4: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0")
+    return "\n".join(lines) + "\n"
+
+
+def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
+    net_mask = (0xFFFFFFFF << (32 - node.prefixlen)) & 0xFFFFFFFF
+    network = node.ip & net_mask
+    gateway = network + 1
+    lines = []
+    if all(n.ip != gateway for n in cluster.nodes):
+        lines.append(f"default via {format_ip(gateway)} dev eth0")
+    if node.bridge != "docker0" or node.pod_cidr != DOCKER_NET:
+        lines.append(f"{format_network(*node.pod_cidr)} dev {node.bridge} proto kernel scope link "
+                     f"src {format_ip(bridge_address(node))}")
+    if node.docker:
+        lines.append("172.17.0.0/16 dev docker0 proto kernel scope link src 172.17.0.1")
+    lines.append(f"{format_network(network, net_mask)} dev eth0 proto kernel scope link src {format_ip(node.ip)}")
+    own = [node.pod_cidr] + ([DOCKER_NET] if node.docker else [])
+    for peer in cluster.nodes:
+        if peer.name == node.name:
+            continue
+        # The kernel refuses a route that duplicates a connected one ("File exists"): skip it,
+        # as `route add` on that host would fail.
+        if any(peer.pod_cidr == mine for mine in own):
+            continue
+        lines.append(f"{format_network(*peer.pod_cidr)} via {format_ip(peer.ip)} dev eth0")
+    return "\n".join(lines) + "\n"
+
+
+def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
+    ports = service_ports(cluster)
+    if cluster.proxy_mode == "userspace":
+        portals = [PortalPort(name, cip, port, proto, proxy_port(node.name, name, proto))
+                   for name, cip, port, proto, _target, _eps in ports]
+        text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
+    else:
+        sps = [ServicePort(name, cip, port, proto.upper(),
+                           tuple(f"{format_ip(ip)}:{target}" for _label, ip in eps))
+               for name, cip, port, proto, target, eps in ports]
+        text = kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
+    if node.docker:
+        text = _with_docker_masquerade(text)
+    return text
+
+
+def _with_docker_masquerade(text: str) -> str:
+    """Docker's default bridge mode: masquerade whatever leaves docker0's subnet by another interface."""
+    rule = "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE"
+    if "*nat\n" not in text:
+        return text + ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+                       f":POSTROUTING ACCEPT [0:0]\n{rule}\nCOMMIT\n")
+    head, sep, tail = text.partition("*nat\n")
+    body, commit, rest = tail.partition("COMMIT\n")
+    return head + sep + body + rule + "\n" + commit + rest
+
+
+def in_any(ip: int, nets: list[tuple[int, int]]) -> bool:
+    """True when ``ip`` is inside one of ``nets``."""
+    return any(in_network(ip, n, m) for n, m in nets)
