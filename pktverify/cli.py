@@ -37,6 +37,16 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
     t.add_argument("--route-localnet", action="store_true",
                    help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
+    v = sub.add_parser("verify", help="check a cluster description against the Kubernetes network model")
+    v.add_argument("cluster", metavar="CLUSTER", help="cluster YAML (see rules/seed/cluster.yaml)")
+    v.add_argument("--format", choices=["text", "json"], default="text")
+    v.add_argument("--lenient", action="store_true",
+                   help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
+    g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
+                                        " ip route)")
+    g.add_argument("cluster", metavar="CLUSTER")
+    g.add_argument("--out", metavar="DIR", help="write DIR/<node>/{iptables-save,ip-addr,ip-route}.txt"
+                                                " (default: print to stdout)")
     k = sub.add_parser("selftest-kernel",
                        help="compare pktverify with this machine's kernel on random rule sets (needs root)")
     k.add_argument("--examples", type=int, default=50, metavar="N", help="random probes to send (default 50)")
@@ -51,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "selftest-kernel":
             return _selftest_kernel(args)
+        if args.command == "verify":
+            return _verify(args)
+        if args.command == "generate":
+            return _generate(args)
         return _trace(args)
     except PktverifyError as exc:
         print(f"pktverify: {exc}", file=sys.stderr)
@@ -78,6 +92,41 @@ def _trace(args) -> int:
         print(f"pktverify: warning: {warning}", file=sys.stderr)
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+def _verify(args) -> int:
+    from .check.invariants import check_all
+    from .eval.cluster_walk import ClusterWalker
+    from .parse.cluster_nodes import cluster_nodes
+    from .parse.cluster_yaml import load_cluster
+    from .report.verify_report import verify_to_json, verify_to_text
+
+    cluster = load_cluster(args.cluster)
+    nodes = cluster_nodes(cluster, lenient=args.lenient)
+    results = check_all(cluster, ClusterWalker(cluster, nodes))
+    sys.stdout.write(verify_to_json(results) if args.format == "json" else verify_to_text(results))
+    return 0 if all(r.holds for r in results) else 1
+
+
+def _generate(args) -> int:
+    from pathlib import Path
+
+    from .generate.node_state import generate_node
+    from .parse.cluster_yaml import load_cluster
+
+    cluster = load_cluster(args.cluster)
+    generated = {node.name: generate_node(cluster, node) for node in cluster.nodes}
+    for name, gen in generated.items():
+        files = {"iptables-save.txt": gen.iptables, "ip-addr.txt": gen.addrs, "ip-route.txt": gen.routes}
+        if args.out:
+            folder = Path(args.out) / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for fname, text in files.items():
+                (folder / fname).write_text(text)
+        else:
+            for fname, text in files.items():
+                sys.stdout.write(f"# {name}/{fname}\n{text}")
     return 0
 
 
