@@ -151,7 +151,7 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
             if back.kind != "arrived" or back.at != client or got != expected:
                 res.violations.append(Violation(
                     f"reply from {target.label()} to {client.label()} {back.kind}: "
-                    f"{back.packet.describe()} ({back.reason})", _flow(client, pkt), _path(back)))
+                    f"{back.packet.describe()} ({back.reason})", _flow(client, pkt), _path(end) + _path(back)))
 
 
 def no_nat(cluster: ClusterSpec, walker: ClusterWalker) -> InvariantResult:
@@ -215,7 +215,7 @@ def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected
                 res.violations.append(Violation(
                     f"{name} from {client.label()}: the reply from {end.at.label()} arrives as "
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "
-                    f"{format_ip(pkt.dst)}:{pkt.dport}", flow, _path(back)))
+                    f"{format_ip(pkt.dst)}:{pkt.dport}", flow, _path(end) + _path(back)))
     for ip in expected - set(reached):
         label = next(lbl for lbl, e in eps if e == ip)
         res.violations.append(Violation(f"{name} from {client.label()} never reaches endpoint {label}"
