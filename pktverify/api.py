@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .eval.conntrack import ConntrackTable
 from .eval.node_trace import NodeTracer
 from .model.node import NodeState
@@ -10,7 +12,7 @@ from .model.trace import Trace
 from .packets import packet_from_scapy
 from .parse.node import load_node
 
-__all__ = ["trace", "trace_packet", "load_node", "NodeTracer", "ConntrackTable"]
+__all__ = ["trace", "trace_packet", "trace_to_pcapng", "load_node", "NodeTracer", "ConntrackTable"]
 
 _TRACERS: dict[int, NodeTracer] = {}
 _TRACER_CACHE_SIZE = 8
@@ -50,3 +52,18 @@ def trace_packet(node: NodeState, pkt, *, in_iface: str | None = None,
     ...              in_iface="cbr0")                                              # doctest: +SKIP
     """
     return trace(node, packet_from_scapy(pkt), in_iface=in_iface, conntrack=conntrack)
+
+
+def trace_to_pcapng(node: NodeState, result: Trace, path: str | Path) -> list[Path]:
+    """Write ``result`` (from :func:`trace`) as pcapng: the packet at each interface, its reply
+    and, for TCP, the handshake's ACK. One file per outcome when there are several
+    (``name-1.pcapng``, ``name-2.pcapng``, ... with the probability in the comments)."""
+    from .eval.flows import node_flows
+    from .report.pcap import write_pcapng
+
+    flows = node_flows(_tracer(node), result)
+    path = Path(path)
+    if len(flows) == 1:
+        return [write_pcapng(flows, path)]
+    return [write_pcapng([flow], path.with_name(f"{path.stem}-{n}{path.suffix or '.pcapng'}"))
+            for n, flow in enumerate(flows, 1)]

@@ -35,6 +35,8 @@ def _build() -> argparse.ArgumentParser:
     t.add_argument("--format", choices=["text", "json"], default="text")
     t.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
+    t.add_argument("--pcap", metavar="FILE",
+                   help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
     t.add_argument("--route-localnet", action="store_true",
                    help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
     v = sub.add_parser("verify", help="check a cluster description against the Kubernetes network model")
@@ -42,6 +44,9 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=["text", "json"], default="text")
     v.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
+    v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
+                   help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
+    v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
     g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
                                         " ip route)")
     g.add_argument("cluster", metavar="CLUSTER")
@@ -91,6 +96,10 @@ def _trace(args) -> int:
     for warning in node.warnings:
         print(f"pktverify: warning: {warning}", file=sys.stderr)
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
+    if args.pcap:
+        from .api import trace_to_pcapng
+        for path in trace_to_pcapng(node, result, args.pcap):
+            print(f"pktverify: wrote {path}", file=sys.stderr)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
 
@@ -102,9 +111,16 @@ def _verify(args) -> int:
     from .parse.cluster_yaml import load_cluster
     from .report.verify_report import verify_to_json, verify_to_text
 
+    if args.all and not args.pcap_dir:
+        raise InvalidArgument("--all needs --pcap-dir")
     cluster = load_cluster(args.cluster)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
-    results = check_all(cluster, ClusterWalker(cluster, nodes))
+    walker = ClusterWalker(cluster, nodes)
+    results = check_all(cluster, walker, keep_flows=args.all)
+    if args.pcap_dir:
+        from .report.verify_pcaps import write_verify_pcaps
+        written = write_verify_pcaps(walker, results, args.pcap_dir, all_flows=args.all)
+        print(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}", file=sys.stderr)
     sys.stdout.write(verify_to_json(results) if args.format == "json" else verify_to_text(results))
     return 0 if all(r.holds for r in results) else 1
 

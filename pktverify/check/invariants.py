@@ -35,12 +35,25 @@ _PROBE_PORT = 8080          # destination port for no-nat and routing probes whe
 
 @dataclass(frozen=True)
 class Violation:
+    """A broken promise with its counterexample: the flow, its hops as text, and (for
+    captures) the structured path: the client, the forward PathEnd and its replies."""
     message: str
     flow: str = ""
     path: tuple[str, ...] = ()
+    client: Endpoint | None = field(default=None, compare=False)
+    end: PathEnd | None = field(default=None, compare=False)
+    replies: tuple[PathEnd, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict:
         return {"message": self.message, "flow": self.flow, "path": list(self.path)}
+
+
+@dataclass(frozen=True)
+class CheckedFlow:
+    """One flow an invariant checked, with every way it ended (kept for ``--all`` captures)."""
+    label: str
+    client: Endpoint
+    ends: tuple[tuple[PathEnd, tuple[PathEnd, ...]], ...]     # (forward end, its replies)
 
 
 @dataclass
@@ -49,6 +62,11 @@ class InvariantResult:
     checked: int = 0
     violations: list[Violation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    flows: list[CheckedFlow] | None = None       # filled when check_all(keep_flows=True)
+
+    def keep(self, label: str, client: Endpoint, ends: list[tuple[PathEnd, tuple[PathEnd, ...]]]) -> None:
+        if self.flows is not None:
+            self.flows.append(CheckedFlow(label, client, tuple(ends)))
 
     @property
     def holds(self) -> bool:
@@ -59,10 +77,17 @@ class InvariantResult:
                 "violations": [v.to_json() for v in self.violations], "notes": self.notes}
 
 
-def check_all(cluster: ClusterSpec, walker: ClusterWalker) -> list[InvariantResult]:
-    """Run the four invariants; each result lists its violations with flows and paths."""
-    return [pod_ip_uniqueness(cluster), no_nat(cluster, walker), service_reachability(cluster, walker),
-            routing(cluster, walker)]
+def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False) -> list[InvariantResult]:
+    """Run the four invariants; each result lists its violations with flows and paths.
+
+    ``keep_flows`` also keeps every checked flow's paths (for ``--all`` captures).
+    """
+    results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
+    pod_ip_uniqueness(cluster, results[0])
+    no_nat(cluster, walker, results[1])
+    service_reachability(cluster, walker, results[2])
+    routing(cluster, walker, results[3])
+    return results
 
 
 # ------------------------------------------------------------------ helpers
@@ -85,8 +110,7 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 # ------------------------------------------------------------------ pod-ip-uniqueness
-def pod_ip_uniqueness(cluster: ClusterSpec) -> InvariantResult:
-    res = InvariantResult("pod-ip-uniqueness")
+def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantResult:
     seen: dict[int, str] = {}
     nodes = {n.name: n for n in cluster.nodes}
     for pod in cluster.pods:
@@ -130,32 +154,45 @@ def _pod_port(pod) -> int:
     return pod.ports[0] if pod.ports else _PROBE_PORT
 
 
+def _walk(walker: ClusterWalker, res: InvariantResult, client: Endpoint,
+          pkt: Packet) -> list[tuple[PathEnd, tuple[PathEnd, ...]]]:
+    """Every end of the flow, each with its replies (arrived ends only), kept for captures."""
+    res.checked += 1
+    out = [(end, tuple(walker.reply(end, client)) if end.kind == "arrived" else ())
+           for end in walker.walk(client, pkt)]
+    res.keep(_flow(client, pkt), client, out)
+    return out
+
+
+def _violation(message: str, client: Endpoint, pkt: Packet, end: PathEnd,
+               back: PathEnd | None = None) -> Violation:
+    path = _path(end) + (_path(back) if back is not None else ())
+    return Violation(message, _flow(client, pkt), path, client, end, (back,) if back is not None else ())
+
+
 def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, pkt: Packet,
                  target: Endpoint) -> None:
-    res.checked += 1
-    ends = walker.walk(client, pkt)
-    for end in ends:
+    for end, backs in _walk(walker, res, client, pkt):
         if end.kind != "arrived" or end.at != target:
             where = end.at.label() if end.at else end.kind
-            res.violations.append(Violation(f"{_flow(client, pkt)} does not reach {target.label()}: {end.reason}"
-                                            f" (ends: {where})", _flow(client, pkt), _path(end)))
+            res.violations.append(_violation(f"{_flow(client, pkt)} does not reach {target.label()}: {end.reason}"
+                                             f" (ends: {where})", client, pkt, end))
             continue
         if (end.packet.src, end.packet.dst) != (pkt.src, pkt.dst):
-            res.violations.append(Violation(
+            res.violations.append(_violation(
                 f"NAT between {client.label()} and {target.label()}: sent {pkt.describe()}, arrived "
-                f"{end.packet.describe()}", _flow(client, pkt), _path(end)))
+                f"{end.packet.describe()}", client, pkt, end, backs[0] if backs else None))
             continue
-        for back in walker.reply(end, client):
+        for back in backs:
             expected = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
             got = (back.packet.src, back.packet.sport, back.packet.dst, back.packet.dport)
             if back.kind != "arrived" or back.at != client or got != expected:
-                res.violations.append(Violation(
+                res.violations.append(_violation(
                     f"reply from {target.label()} to {client.label()} {back.kind}: "
-                    f"{back.packet.describe()} ({back.reason})", _flow(client, pkt), _path(end) + _path(back)))
+                    f"{back.packet.describe()} ({back.reason})", client, pkt, end, back))
 
 
-def no_nat(cluster: ClusterSpec, walker: ClusterWalker) -> InvariantResult:
-    res = InvariantResult("no-nat")
+def no_nat(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
     pods = [p for p in cluster.pods]
     for src in pods:
         for dst in pods:
@@ -174,8 +211,7 @@ def no_nat(cluster: ClusterSpec, walker: ClusterWalker) -> InvariantResult:
 
 
 # ------------------------------------------------------------------ service-reachability
-def service_reachability(cluster: ClusterSpec, walker: ClusterWalker) -> InvariantResult:
-    res = InvariantResult("service-reachability")
+def service_reachability(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
     clients = [walker.pod_endpoint(p) for p in cluster.pods] + [walker.node_endpoint(n) for n in cluster.nodes]
     for svc in cluster.services:
         eps = cluster.endpoints_of(svc)
@@ -185,7 +221,6 @@ def service_reachability(cluster: ClusterSpec, walker: ClusterWalker) -> Invaria
                 res.notes.append(f"service {name} has no ready endpoints")
             expected = {ip for _label, ip in eps}
             for client in clients:
-                res.checked += 1
                 src = walker.source_address(client, svc.cluster_ip)
                 pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
                 _service_flow(cluster, walker, res, client, pkt, name, sp.target_port, expected, eps)
@@ -193,54 +228,55 @@ def service_reachability(cluster: ClusterSpec, walker: ClusterWalker) -> Invaria
 
 
 def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected, eps) -> None:
-    flow = _flow(client, pkt)
-    ends = walker.walk(client, pkt)
+    walked = _walk(walker, res, client, pkt)
     reached: dict[int, float] = {}
-    for end in ends:
+    for end, backs in walked:
         if end.kind != "arrived":
             if expected or end.kind == "left":
-                res.violations.append(Violation(f"{name} from {client.label()}: {end.kind} ({end.reason})"
-                                                f" with probability {end.probability:.6g}", flow, _path(end)))
+                res.violations.append(_violation(f"{name} from {client.label()}: {end.kind} ({end.reason})"
+                                                 f" with probability {end.probability:.6g}", client, pkt, end))
             continue
         if end.packet.dst not in expected or end.packet.dport != target_port:
-            res.violations.append(Violation(f"{name} from {client.label()} reached {end.at.label()} at "
-                                            f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is not a ready "
-                                            f"endpoint:{target_port}", flow, _path(end)))
+            res.violations.append(_violation(f"{name} from {client.label()} reached {end.at.label()} at "
+                                             f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is not a ready "
+                                             f"endpoint:{target_port}", client, pkt, end))
             continue
         reached[end.packet.dst] = reached.get(end.packet.dst, 0.0) + end.probability
-        for back in walker.reply(end, client):
+        for back in backs:
             want = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
             got = (back.packet.src, back.packet.sport, back.packet.dst, back.packet.dport)
             if back.kind != "arrived" or back.at != client or got != want:
-                res.violations.append(Violation(
+                res.violations.append(_violation(
                     f"{name} from {client.label()}: the reply from {end.at.label()} arrives as "
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "
-                    f"{format_ip(pkt.dst)}:{pkt.dport}", flow, _path(end) + _path(back)))
+                    f"{format_ip(pkt.dst)}:{pkt.dport}", client, pkt, end, back))
+    first = walked[0][0] if walked else None
     for ip in expected - set(reached):
         label = next(lbl for lbl, e in eps if e == ip)
-        res.violations.append(Violation(f"{name} from {client.label()} never reaches endpoint {label}"
-                                        f" ({format_ip(ip)})", flow, _path(ends) if ends else ()))
+        message = f"{name} from {client.label()} never reaches endpoint {label} ({format_ip(ip)})"
+        res.violations.append(_violation(message, client, pkt, first) if first else Violation(message, _flow(client, pkt)))
     if cluster.proxy_mode == "iptables" and reached and len(reached) == len(expected):
         share = 1.0 / len(expected)
-        for ip, p in reached.items():
-            if abs(p - share) > UNIFORMITY_TOLERANCE:
-                res.violations.append(Violation(f"{name} from {client.label()}: endpoint {format_ip(ip)} gets"
-                                                f" p={p:.9f}, not the uniform {share:.9f}", flow, _path(ends)))
+        for end, backs in walked:
+            p = reached.get(end.packet.dst)
+            if end.kind == "arrived" and p is not None and abs(p - share) > UNIFORMITY_TOLERANCE:
+                res.violations.append(_violation(
+                    f"{name} from {client.label()}: endpoint {format_ip(end.packet.dst)} gets p={p:.9f}, not the"
+                    f" uniform {share:.9f}", client, pkt, end, backs[0] if backs else None))
+                reached.pop(end.packet.dst)
 
 
 # ------------------------------------------------------------------ routing
-def routing(cluster: ClusterSpec, walker: ClusterWalker) -> InvariantResult:
-    res = InvariantResult("routing")
+def routing(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
     for node in cluster.nodes:
         me = walker.node_endpoint(node)
         for other in cluster.nodes:
-            res.checked += 1
             dst = bridge_address(other)
             pkt = Packet(6, walker.source_address(me, dst), dst, _CLIENT_SPORT, _PROBE_PORT)
             target = walker.node_endpoint(other)
-            for end in walker.walk(me, pkt):
+            for end, _backs in _walk(walker, res, me, pkt):
                 if end.kind != "arrived" or end.at != target:
-                    res.violations.append(Violation(
+                    res.violations.append(_violation(
                         f"node {node.name} cannot reach node {other.name}'s pod CIDR {_net(other.pod_cidr)}"
-                        f" ({end.kind}: {end.reason})", _flow(me, pkt), _path(end)))
+                        f" ({end.kind}: {end.reason})", me, pkt, end))
     return res

@@ -25,7 +25,7 @@ from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .node_trace import NodeTracer
 
-__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS"]
+__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "rules_summary"]
 
 MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
 _PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
@@ -140,14 +140,18 @@ class ClusterWalker:
         """Walk the reply of an arrived flow back to ``client``; un-NAT with the path's conntrack."""
         if end.proxied:
             return self._proxied_reply(end, client)
+        return self.follow(end.at, end.packet.reversed(), end.conns)
+
+    def follow(self, sender: Endpoint, packet: Packet, conns: tuple[tuple[str, Connection], ...]) -> list[PathEnd]:
+        """A packet of an established connection, sent by ``sender``; each node applies the
+        conntrack entries ``conns`` (node, connection) that the connection's first packet made."""
         tables: dict[str, ConntrackTable] = {}
-        for node, conn in end.conns:
+        for node, conn in conns:
             tables.setdefault(node, ConntrackTable()).add(conn)
-        answer = end.packet.reversed()
-        start = self._start(end.at, answer)
+        start = self._start(sender, packet)
         if isinstance(start, PathEnd):
             return [start]
-        return self._run(start, end.at, tables=tables)
+        return self._run(start, sender, tables=tables)
 
     # ------------------------------------------------------------ the walk
     def _start(self, sender: Endpoint, packet: Packet):
@@ -185,7 +189,7 @@ class ClusterWalker:
                 if o.connection is not None and tables is None:
                     conns.append((cur.node, o.connection))
                 nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact)
-                summary = _summary(o)
+                summary = rules_summary(o)
                 if o.verdict in ("drop", "reject"):
                     hops.append(Hop(arrive_point, o.packet, f"{o.verdict}: {o.reason}; {summary}"))
                     ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
@@ -269,8 +273,18 @@ class ClusterWalker:
         return PathEnd(kind, cur.probability, pkt, tuple(cur.hops), at, reason, cur.exact, tuple(cur.conns))
 
 
-def _summary(o) -> str:
-    """The rules that acted on the packet on this node, compactly."""
-    acted = [f"{s.table}/{s.chain} #{s.rule_index}: {s.action}" for s in o.steps
-             if s.table and s.rule_index is not None and not s.action.startswith(("jump", "goto"))]
+def rules_summary(o) -> str:
+    """What acted on the packet on this node: rules (``nat/KUBE-SEP-Y #2 (line 41): DNAT ...``),
+    policies, routes and conntrack, compactly; jumps are left out."""
+    acted = []
+    for s in o.steps:
+        if s.table is None:
+            acted.append(s.action)
+        elif s.action.startswith(("jump", "goto")):
+            continue
+        elif s.rule_index is None:
+            acted.append(f"{s.table}/{s.chain} {s.action}")
+        else:
+            line = f" (line {s.line})" if s.line else ""
+            acted.append(f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}")
     return "; ".join(acted) if acted else "no rule acted"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -258,13 +259,29 @@ class KernelLab:
             time.sleep(0.2)
         finally:
             text = _stop(events)
-        return [_post_nat(text, src, p) for p in sports]
+        # Events can be lost under a burst (netlink buffer); entries still listed fill the gaps.
+        listed = self._ns(self.node, "conntrack", "-L", "-p", proto, check=False)
+        out = []
+        for p in sports:
+            out.append(_post_nat(text, src, p) or _post_nat(listed, src, p))
+        return out
 
     def _start_events(self, proto: str) -> subprocess.Popen:
+        """Start ``conntrack -E`` and return once it is subscribed (it says nothing when ready:
+        insert a sentinel entry until its NEW event shows up, then delete it)."""
         proc = subprocess.Popen(["ip", "netns", "exec", self.node, "conntrack", "-E", "-e", "NEW", "-p", proto],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        time.sleep(0.15)    # conntrack prints nothing when ready; give it time to subscribe
-        return proc
+        sentinel = ["-p", proto, "-s", "198.51.100.1", "-d", "198.51.100.2", "--sport", "9", "--dport", "9",
+                    "-t", "30", *(["--state", "ESTABLISHED"] if proto == "tcp" else [])]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            self._ns(self.node, "conntrack", "-I", *sentinel, check=False)
+            if select.select([proc.stdout], [], [], 0.1)[0] and "198.51.100.1" in proc.stdout.readline():
+                self._ns(self.node, "conntrack", "-D", "-p", proto, "-s", "198.51.100.1", check=False)
+                return proc
+            self._ns(self.node, "conntrack", "-D", "-p", proto, "-s", "198.51.100.1", check=False)
+        proc.kill()
+        raise RuntimeError("conntrack -E did not report events within 5 s")
 
     def _start_sniffer(self, peer: str) -> subprocess.Popen:
         proc = subprocess.Popen(["ip", "netns", "exec", self._ns_of[peer], sys.executable, "-u", "-c", _SNIFFER],
