@@ -68,7 +68,7 @@ class PathEnd:
     reason: str = ""
     exact: bool = True
     conns: tuple[tuple[str, Connection], ...] = ()
-    proxied: tuple = ()          # ((node, client-leg packet as delivered to the proxy, its conns)...)
+    proxied: tuple = ()          # ((node, client leg as delivered to the proxy, its conns, the proxy's SYN), ...)
 
 
 @dataclass
@@ -244,14 +244,14 @@ class ClusterWalker:
                                                                   f"{format_ip(ip)}:{target}"), *end.hops)
                 ends.append(PathEnd(end.kind, cur.probability * end.probability / len(eps), end.packet, hops, end.at,
                                     end.reason, cur.exact and end.exact, end.conns,
-                                    ((cur.node, pkt, tuple(cur.conns)),) + end.proxied))
+                                    ((cur.node, pkt, tuple(cur.conns), leg),) + end.proxied))
         return ends
 
     def _proxied_reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
         """Backend → proxy (leg 2 reply), then proxy socket → client (leg 1 reply)."""
         inner = PathEnd(end.kind, end.probability, end.packet, end.hops, end.at, end.reason, end.exact, end.conns,
                         end.proxied[1:])
-        node, delivered, conns = end.proxied[0]
+        node, delivered, conns, _leg = end.proxied[0]
         me = Endpoint("node", node, node)
         backs = self.reply(inner, me)
         out: list[PathEnd] = []

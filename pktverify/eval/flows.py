@@ -78,11 +78,18 @@ def cluster_flow(walker: ClusterWalker, client: Endpoint, end: PathEnd, *, title
             answered = (back.packet.src, back.packet.sport, back.packet.dst, back.packet.dport) == \
                 (first.dst, first.dport, first.src, first.sport)
             # The client completes the handshake only when the SYN-ACK is the one it expects.
-            if back.kind == "arrived" and back.at == client and answered and first.proto == TCP and not end.proxied:
-                hops.extend(_established(walker, client, end, first._replace(tcp_flags=_ACK)))
+            if back.kind == "arrived" and back.at == client and answered and first.proto == TCP:
+                if not end.proxied:
+                    hops.extend(_established(walker, client, end.conns, first._replace(tcp_flags=_ACK)))
+                else:
+                    # Both connections complete: the client's to the proxy, the proxy's to the backend.
+                    node, _delivered, client_conns, proxy_syn = end.proxied[0]
+                    hops.extend(_established(walker, client, client_conns, first._replace(tcp_flags=_ACK)))
+                    proxy = Endpoint("node", node, node)
+                    hops.extend(_established(walker, proxy, end.conns, proxy_syn._replace(tcp_flags=_ACK)))
     return Flow(title or f"{client.label()} → {end.kind}", end.probability, tuple(hops))
 
 
-def _established(walker: ClusterWalker, client: Endpoint, end: PathEnd, ack: Packet) -> list[Hop]:
-    ends = walker.follow(client, ack, end.conns)
+def _established(walker: ClusterWalker, sender: Endpoint, conns, ack: Packet) -> list[Hop]:
+    ends = walker.follow(sender, ack, conns)
     return list(ends[0].hops) if ends else []
