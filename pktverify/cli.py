@@ -47,6 +47,10 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
+    v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
+                                                  "{iptables-save.txt,ip-addr.json,ip-route.txt} (default: its folder)")
+    v.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
+    v.add_argument("--service-cidr", metavar="CIDR", help="kubectl JSON input: --service-cluster-ip-range")
     g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
                                         " ip route)")
     g.add_argument("cluster", metavar="CLUSTER")
@@ -108,12 +112,11 @@ def _verify(args) -> int:
     from .check.invariants import check_all
     from .eval.cluster_walk import ClusterWalker
     from .parse.cluster_nodes import cluster_nodes
-    from .parse.cluster_yaml import load_cluster
     from .report.verify_report import verify_to_json, verify_to_text
 
     if args.all and not args.pcap_dir:
         raise InvalidArgument("--all needs --pcap-dir")
-    cluster = load_cluster(args.cluster)
+    cluster = _load_any_cluster(args)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
     walker = ClusterWalker(cluster, nodes)
     results = check_all(cluster, walker, keep_flows=args.all)
@@ -123,6 +126,22 @@ def _verify(args) -> int:
         print(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}", file=sys.stderr)
     sys.stdout.write(verify_to_json(results) if args.format == "json" else verify_to_text(results))
     return 0 if all(r.holds for r in results) else 1
+
+
+def _load_any_cluster(args):
+    """The YAML cluster description, or kubectl JSON plus per-node dumps (detected by content)."""
+    from .parse.cluster_kubectl import load_kubectl_cluster, looks_like_kubectl
+    from .parse.cluster_yaml import load_cluster
+    from .parse.source import read_text
+
+    if not looks_like_kubectl(read_text(args.cluster)):
+        return load_cluster(args.cluster)
+    if not (args.cluster_cidr and args.service_cidr):
+        raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"
+                              " --service-cidr (the values of kube-controller-manager --cluster-cidr and"
+                              " kube-apiserver --service-cluster-ip-range)")
+    return load_kubectl_cluster(args.cluster, dumps=args.dumps, cluster_cidr=args.cluster_cidr,
+                                service_cidr=args.service_cidr)
 
 
 def _generate(args) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .errors import InvalidArgument
 from .model.addresses import AddressError, parse_ip
-from .model.packet import ICMP, PROTO_NUMBERS, SCTP, TCP, Packet
+from .model.packet import ICMP, PROTO_NUMBERS, SCTP, TCP, UDP, Packet
 
 __all__ = ["packet_from_scapy", "make_packet"]
 

@@ -102,3 +102,13 @@ def test_statistic_nth_is_its_long_run_share():
         -A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.7"""))
     outs = t.trace(pkt("192.168.0.9", "192.168.0.2"), in_iface="eth0").outcomes
     assert sorted(round(o.probability, 9) for o in outs) == [round(1 / 3, 9)] * 3
+
+
+def test_scapy_udp_and_icmp_packets_convert():
+    # A UDP scapy packet once crashed the converter (an import was missing).
+    from scapy.layers.inet import ICMP, IP, UDP
+    from pktverify.packets import packet_from_scapy
+    udp = packet_from_scapy(IP(src="10.0.0.9", dst="10.96.0.10") / UDP(sport=5353, dport=53))
+    assert (udp.proto, udp.sport, udp.dport) == (17, 5353, 53)
+    icmp = packet_from_scapy(IP(src="10.0.0.9", dst="10.96.0.10") / ICMP(type=8, id=7))
+    assert (icmp.proto, icmp.icmp_type, icmp.sport) == (1, 8, 7)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..eval.cluster_walk import ClusterWalker, Endpoint, PathEnd
 from ..generate.node_state import bridge_address
-from ..model.addresses import format_ip, format_network, in_network
+from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec
 from ..model.packet import PROTO_NUMBERS, Packet
 
@@ -104,11 +104,6 @@ def _net(n: tuple[int, int]) -> str:
     return format_network(*n)
 
 
-def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    mask = a[1] & b[1]
-    return (a[0] & mask) == (b[0] & mask)
-
-
 # ------------------------------------------------------------------ pod-ip-uniqueness
 def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantResult:
     seen: dict[int, str] = {}
@@ -125,10 +120,10 @@ def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantRe
     node_ips = {n.ip: n.name for n in cluster.nodes}
     for i, a in enumerate(cluster.nodes):
         res.checked += 1
-        if not (_overlap(a.pod_cidr, cluster.cidr) and a.pod_cidr[1] >= cluster.cidr[1]):
+        if not network_within(a.pod_cidr, cluster.cidr):
             res.violations.append(Violation(f"node {a.name} pod CIDR {_net(a.pod_cidr)} is not inside the cluster"
                                             f" CIDR {_net(cluster.cidr)}"))
-        if _overlap(a.pod_cidr, cluster.service_cidr):
+        if networks_overlap(a.pod_cidr, cluster.service_cidr):
             res.violations.append(Violation(f"node {a.name} pod CIDR {_net(a.pod_cidr)} overlaps the service CIDR"
                                             f" {_net(cluster.service_cidr)}"))
         for ip, name in node_ips.items():
@@ -136,11 +131,11 @@ def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantRe
                 res.violations.append(Violation(f"node {a.name} pod CIDR {_net(a.pod_cidr)} contains node {name}'s"
                                                 f" address {format_ip(ip)}"))
         for b in cluster.nodes[i + 1:]:
-            if _overlap(a.pod_cidr, b.pod_cidr):
+            if networks_overlap(a.pod_cidr, b.pod_cidr):
                 res.violations.append(Violation(f"nodes {a.name} and {b.name} have overlapping pod CIDRs"
                                                 f" {_net(a.pod_cidr)} and {_net(b.pod_cidr)}"))
             for x, y in ((a, b), (b, a)):
-                if x.docker and (y.docker or _overlap((0xAC110000, 0xFFFF0000), y.pod_cidr)):
+                if x.docker and (y.docker or networks_overlap((0xAC110000, 0xFFFF0000), y.pod_cidr)):
                     res.violations.append(Violation(
                         f"node {x.name}'s docker0 (172.17.0.0/16) collides with node {y.name}'s "
                         f"{'docker0' if y.docker else 'pod CIDR'}: docker's default bridge is the same subnet on"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.packet import TCP, Packet
-from ..model.trace import Outcome, Trace
+from ..model.trace import Trace
 from .cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, rules_summary
 from .conntrack import ConntrackTable
 from .node_trace import NodeTracer

@@ -2,8 +2,8 @@
 
 Parsing is strict (``10.1.2.300`` and ``/33`` are errors, ``1.2`` is not an
 address) and cached, because kube-proxy dumps repeat the same few thousand
-addresses across 100k rules. Formatting and anything not on a hot path goes
-through netaddr.
+addresses across 100k rules. CIDR relations off the hot path (overlap and
+containment of pod, service and cluster networks) go through netaddr.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ __all__ = [
     "parse_ip",
     "parse_network",
     "format_ip",
+    "networks_overlap",
+    "network_within",
     "prefix_mask",
     "in_network",
     "is_loopback",
@@ -117,3 +119,18 @@ def is_multicast(ip: int) -> bool:
 def is_zeronet(ip: int) -> bool:
     """0.0.0.0/8."""
     return ip >> 24 == 0
+
+
+def _netaddr_network(net: tuple[int, int]) -> netaddr.IPNetwork:
+    return netaddr.IPNetwork((net[0], mask_length(net[1])))
+
+
+def networks_overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """True when the (network, mask) pairs ``a`` and ``b`` share an address."""
+    na, nb = _netaddr_network(a), _netaddr_network(b)
+    return na.first <= nb.last and nb.first <= na.last
+
+
+def network_within(inner: tuple[int, int], outer: tuple[int, int]) -> bool:
+    """True when every address of ``inner`` is in ``outer``."""
+    return _netaddr_network(inner) in _netaddr_network(outer)

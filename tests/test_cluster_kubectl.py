@@ -1,0 +1,98 @@
+"""A real cluster as kubectl prints it, plus per-node dumps: the same verification as the YAML."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pktverify.cli import main
+from pktverify.parse.cluster_kubectl import load_kubectl_cluster
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+
+
+def _node(name, ip, cidr):
+    return {"kind": "Node", "metadata": {"name": name}, "spec": {"podCIDR": cidr},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}]}}
+
+
+def _pod(name, node, ip, labels, port=8080, ready=True, host_network=False):
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"nodeName": node, "hostNetwork": host_network,
+                     "containers": [{"name": "c", "ports": [{"containerPort": port, "name": "http"}]}]},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def kubectl_dump(tmp_path: Path) -> Path:
+    """kubectl JSON for the seed cluster (iptables mode) and its nodes' dumps from `pktverify generate`."""
+    assert main(["generate", str(RULES / "seed" / "cluster-iptables.yaml"), "--out", str(tmp_path / "gen")]) == 0
+    for node in ("node1", "node2", "node3"):
+        (tmp_path / node).mkdir()
+        for src, dst in (("iptables-save.txt", "iptables-save.txt"), ("ip-addr.txt", "ip-addr.json"),
+                         ("ip-route.txt", "ip-route.txt")):
+            (tmp_path / node / dst).write_text((tmp_path / "gen" / node / src).read_text())
+    items = [
+        _node("node1", "192.168.1.10", "10.1.10.0/24"), _node("node2", "192.168.1.20", "10.1.20.0/24"),
+        _node("node3", "192.168.1.30", "10.1.30.0/24"),
+        _pod("web-1", "node1", "10.1.10.5", {"app": "web"}), _pod("web-2", "node2", "10.1.20.5", {"app": "web"}),
+        _pod("backend-1", "node3", "10.1.30.7", {"app": "default-http-backend"}),
+        _pod("apiserver-proxy", "node1", "10.1.10.9", {"app": "apiserver"}, port=6443),
+        _pod("kube-proxy-x", "node2", "192.168.1.20", {"k8s-app": "kube-proxy"}, host_network=True),
+        {"kind": "Service", "metadata": {"name": "http-svc", "namespace": "default"},
+         "spec": {"clusterIP": "10.152.183.164", "selector": {"app": "web"},
+                  "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}},
+        {"kind": "Service", "metadata": {"name": "default-http-backend", "namespace": "default"},
+         "spec": {"clusterIP": "10.152.183.69", "selector": {"app": "default-http-backend"},
+                  "ports": [{"name": "", "port": 80, "targetPort": 8080, "protocol": "TCP"}]}},
+        {"kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default"},
+         "spec": {"clusterIP": "10.152.183.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}},
+        {"kind": "Service", "metadata": {"name": "headless", "namespace": "default"},
+         "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"port": 80}]}},
+        {"kind": "EndpointSlice", "metadata": {"name": "http-svc-abc", "namespace": "default",
+                                               "labels": {"kubernetes.io/service-name": "http-svc"}},
+         "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["10.1.10.5"], "conditions": {"ready": True},
+                        "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "default"}},
+                       {"addresses": ["10.1.20.5"], "conditions": {"ready": True},
+                        "targetRef": {"kind": "Pod", "name": "web-2", "namespace": "default"}}]},
+        {"kind": "EndpointSlice", "metadata": {"name": "kubernetes", "namespace": "default",
+                                               "labels": {"kubernetes.io/service-name": "kubernetes"}},
+         "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["10.1.10.9"], "conditions": {"ready": True},
+                        "targetRef": {"kind": "Pod", "name": "apiserver-proxy", "namespace": "default"}}]},
+    ]
+    path = tmp_path / "cluster.json"
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=2))
+    return path
+
+
+def test_kubectl_cluster_reads_like_the_yaml(tmp_path):
+    cluster = load_kubectl_cluster(kubectl_dump(tmp_path), cluster_cidr="10.1.0.0/16", service_cidr="10.152.183.0/24")
+    assert [n.name for n in cluster.nodes] == ["node1", "node2", "node3"]
+    assert all(n.prefixlen == 24 and n.bridge == "cbr0" and n.iptables for n in cluster.nodes)
+    assert "kube-proxy-x" not in {p.name for p in cluster.pods}          # host network: the node itself
+    svc = {s.name: s for s in cluster.services}
+    assert "headless" not in svc
+    assert [p.target_port for p in svc["http-svc"].ports] == [8080]      # the named port, resolved by the slice
+    assert [ep for ep, _ip in cluster.endpoints_of(svc["http-svc"])] == ["default/web-1", "default/web-2"]
+
+
+def test_kubectl_cluster_verifies_clean(tmp_path, capsys):
+    path = kubectl_dump(tmp_path)
+    assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]) == 0
+    assert "FAILS" not in capsys.readouterr().out
+
+
+def test_kubectl_input_needs_the_networks(tmp_path, capsys):
+    path = kubectl_dump(tmp_path)
+    assert main(["verify", str(path)]) == 2
+    assert "--cluster-cidr" in capsys.readouterr().err
+
+
+def test_kubectl_node_without_dumps_names_the_line(tmp_path, capsys):
+    path = kubectl_dump(tmp_path)
+    (tmp_path / "node3" / "ip-route.txt").unlink()
+    assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]) == 2
+    err = capsys.readouterr().err
+    line = next(n for n, text in enumerate(path.read_text().split("\n"), 1) if '"node3"' in text)
+    assert err.startswith(f"pktverify: {path}:{line}: node node3 has no routes dump"), err
