@@ -17,12 +17,13 @@ Every violation carries a concrete flow and its hop-by-hop path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from ..eval.address_classes import AddressClasses
 from ..eval.cluster_walk import ClusterWalker, Endpoint, PathEnd
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
-from ..model.cluster import ClusterSpec
+from ..model.cluster import ClusterSpec, PodSpec
 from ..model.packet import PROTO_NUMBERS, Packet
 
 __all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMITY_TOLERANCE"]
@@ -43,6 +44,8 @@ class Violation:
     client: Endpoint | None = field(default=None, compare=False)
     end: PathEnd | None = field(default=None, compare=False)
     replies: tuple[PathEnd, ...] = field(default=(), compare=False)
+    covers: int = 1                                   # flows of the same class this stands for
+    members: tuple = field(default=(), compare=False)  # (client group, server group) of the class
 
     def to_json(self) -> dict:
         return {"message": self.message, "flow": self.flow, "path": list(self.path)}
@@ -77,17 +80,51 @@ class InvariantResult:
                 "violations": [v.to_json() for v in self.violations], "notes": self.notes}
 
 
-def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False) -> list[InvariantResult]:
+def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
+              exhaustive: bool = False) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
-    ``keep_flows`` also keeps every checked flow's paths (for ``--all`` captures).
+    Flows are checked once per class of equivalent flows (see
+    :mod:`pktverify.eval.address_classes` for why that is sound) unless
+    ``exhaustive``, or unless the rule sets make the classes unsound; ``checked``
+    counts every flow either way. ``keep_flows`` keeps each checked flow's
+    paths (for ``--all`` captures) and implies ``exhaustive``.
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
+    classes = None
+    if not (exhaustive or keep_flows):
+        classes = AddressClasses(cluster, walker.states)
+        if not classes.sound:
+            results[1].notes.append(f"every flow checked one by one: {classes.unsound_reason}")
+            classes = None
     pod_ip_uniqueness(cluster, results[0])
-    no_nat(cluster, walker, results[1])
-    service_reachability(cluster, walker, results[2])
+    no_nat(cluster, walker, results[1], classes)
+    service_reachability(cluster, walker, results[2], classes)
     routing(cluster, walker, results[3])
     return results
+
+
+def _groups(cluster: ClusterSpec, atom, *, by_port: bool) -> list[list[PodSpec]]:
+    """Pods that no test can tell apart: same node, same address atom (and same probe port).
+    ``atom`` maps an address to its class (None: every pod on its own)."""
+    if atom is None:
+        return [[p] for p in cluster.pods]
+    groups: dict[tuple, list[PodSpec]] = {}
+    for p in cluster.pods:
+        key = (p.node, atom(p.ip), _pod_port(p) if by_port else 0)
+        groups.setdefault(key, []).append(p)
+    return list(groups.values())
+
+
+def _as_class(res: InvariantResult, start: int, weight: int, members: tuple) -> None:
+    """Count a representative flow for its whole class; say so on its violations."""
+    res.checked += weight - 1
+    if weight == 1:
+        return
+    for i in range(start, len(res.violations)):
+        v = res.violations[i]
+        res.violations[i] = replace(v, message=f"{v.message} (this flow stands for {weight} equivalent flows)",
+                                    covers=weight, members=members)
 
 
 # ------------------------------------------------------------------ helpers
@@ -187,38 +224,58 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
                     f"{back.packet.describe()} ({back.reason})", client, pkt, end, back))
 
 
-def no_nat(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
-    pods = [p for p in cluster.pods]
-    for src in pods:
-        for dst in pods:
-            if src is dst:
+def no_nat(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
+           classes: AddressClasses | None = None) -> InvariantResult:
+    atom = classes.atom if classes is not None else None
+    sources, targets = _groups(cluster, atom, by_port=False), _groups(cluster, atom, by_port=True)
+    for gs in sources:
+        for gd in targets:
+            shared = len({id(p) for p in gs} & {id(p) for p in gd})
+            weight = len(gs) * len(gd) - shared
+            if weight == 0:
                 continue
+            src = next(s for s in gs if any(d is not s for d in gd))
+            dst = next(d for d in gd if d is not src)
+            start = len(res.violations)
             pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
             _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
+            _as_class(res, start, weight, (gs, gd))
     for node in cluster.nodes:
         me = walker.node_endpoint(node)
-        for pod in pods:
+        for group in targets:
+            pod = group[0]
+            start = len(res.violations)
             pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
             _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
+            _as_class(res, start, len(group), ((node,), group))
+        for group in sources:
+            pod = group[0]
+            start = len(res.violations)
             pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
             _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
+            _as_class(res, start, len(group), (group, (node,)))
     return res
 
 
 # ------------------------------------------------------------------ service-reachability
-def service_reachability(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
-    clients = [walker.pod_endpoint(p) for p in cluster.pods] + [walker.node_endpoint(n) for n in cluster.nodes]
+def service_reachability(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
+                         classes: AddressClasses | None = None) -> InvariantResult:
+    nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
     for svc in cluster.services:
+        atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
+        clients = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)] + nodes
         eps = cluster.endpoints_of(svc)
         for sp in svc.ports:
             name = f"{svc.key}:{sp.name or sp.port}"
             if not eps:
                 res.notes.append(f"service {name} has no ready endpoints")
             expected = {ip for _label, ip in eps}
-            for client in clients:
+            for client, group in clients:
                 src = walker.source_address(client, svc.cluster_ip)
                 pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
+                start = len(res.violations)
                 _service_flow(cluster, walker, res, client, pkt, name, sp.target_port, expected, eps)
+                _as_class(res, start, len(group), (group, None))
     return res
 
 

@@ -103,11 +103,13 @@ class ClusterWalker:
         # proxy port -> (service key:port name, protocol, target port, endpoints), per node (userspace)
         self.proxy_ports: dict[tuple[str, int], tuple[str, str, int, list[tuple[str, int]]]] = {}
         if cluster.proxy_mode == "userspace":
-            from ..generate.kube_proxy_userspace import proxy_port
+            from ..generate.kube_proxy_userspace import proxy_ports
             from ..generate.node_state import service_ports
+            ports = service_ports(cluster)
             for node in cluster.nodes:
-                for name, _cip, _port, proto, target, eps in service_ports(cluster):
-                    self.proxy_ports[(node.name, proxy_port(node.name, name, proto))] = (name, proto, target, eps)
+                chosen = proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _t, _e in ports])
+                for name, _cip, _port, proto, target, eps in ports:
+                    self.proxy_ports[(node.name, chosen[(name, proto)])] = (name, proto, target, eps)
 
     # ------------------------------------------------------------ entry points
     def pod_endpoint(self, pod: PodSpec) -> Endpoint:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-__all__ = ["PortalPort", "proxy_port", "kube_proxy_userspace_rules"]
+__all__ = ["PortalPort", "proxy_ports", "kube_proxy_userspace_rules"]
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,26 @@ class PortalPort:
     proxy_port: int
 
 
-def proxy_port(node: str, service_port_name: str, protocol: str) -> int:
-    """The local port kube-proxy listens on for this service port (stable, 30000-60999)."""
-    digest = hashlib.sha256(f"{node}|{service_port_name}|{protocol}".encode()).digest()
-    return 30000 + int.from_bytes(digest[:4], "big") % 31000
+_PORT_LOW, _PORT_COUNT = 30000, 31000
+
+
+def proxy_ports(node: str, service_ports: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The local port kube-proxy listens on for each (service port name, protocol) on ``node``.
+
+    kube-proxy picks a free random port per service port, so two never share
+    one on a node. Here: a stable hash of (node, name, protocol) in 30000-60999,
+    moved to the next free port on a collision.
+    """
+    taken: set[int] = set()
+    out: dict[tuple[str, str], int] = {}
+    for name, proto in sorted(set(service_ports)):
+        digest = hashlib.sha256(f"{node}|{name}|{proto}".encode()).digest()
+        offset = int.from_bytes(digest[:4], "big") % _PORT_COUNT
+        while _PORT_LOW + offset in taken:
+            offset = (offset + 1) % _PORT_COUNT
+        taken.add(_PORT_LOW + offset)
+        out[(name, proto)] = _PORT_LOW + offset
+    return out
 
 
 def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> str:

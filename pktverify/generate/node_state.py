@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..model.addresses import format_ip, format_network, in_network, mask_length
 from ..model.cluster import ClusterSpec, NodeSpec
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
-from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_port
+from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_ports
 
 __all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports"]
 
@@ -93,7 +93,8 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
     ports = service_ports(cluster)
     if cluster.proxy_mode == "userspace":
-        portals = [PortalPort(name, cip, port, proto, proxy_port(node.name, name, proto))
+        chosen = proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _target, _eps in ports])
+        portals = [PortalPort(name, cip, port, proto, chosen[(name, proto)])
                    for name, cip, port, proto, _target, _eps in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
     else:

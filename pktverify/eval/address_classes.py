@@ -1,0 +1,263 @@
+"""Address classes: addresses that no test on a flow's path can tell apart.
+
+Why flows may be grouped (the soundness argument the fast path rests on).
+Everything the evaluator decides about an address is one of:
+
+* a rule's address test: ``-s/-d`` prefixes, ``iprange``, ``addrtype`` (which
+  compares with the node's local and broadcast addresses);
+* a route lookup (longest prefix over the node's routes), a martian check
+  (0/8, 127/8, multicast, limited broadcast), an interface address;
+* a NAT result: DNAT/SNAT to constant addresses, MASQUERADE/REDIRECT to an
+  interface's address — none of which reads the packet's own address — *except*
+  an address *range*, whose choice hashes the packet's addresses (jhash). A NAT
+  target is a cut too (where its rule can be walked): a client that is itself
+  the target (a hairpin) then sits in a class of its own;
+* conntrack: lookups by the flow's own tuple, consistent under renaming;
+* the walker's delivery: "is there a pod with this IP behind this bridge",
+  true for every pod of a class on that node.
+
+Cut the address space at every prefix, range and NAT target above, and set
+apart every address a test names exactly (a /32): inside one resulting class
+every test gives the same answer.
+Two flows whose clients and servers sit on the same nodes, in the same atoms,
+with the same ports and protocol, take the same path with the same
+probabilities, and their packets differ only by the renaming of client and
+server addresses; the invariants compare addresses with the flow's own, so
+they hold for one exactly when they hold for the other.
+
+Which rules can test a flow's addresses at all. The nat table is walked only
+by a connection's first packet on each node, and only with a destination the
+flows can have: the flow's destinations, their NAT targets, and the clients
+(a reply is new on a node the request did not cross). A nat chain that is
+entered only by jumps whose rule requires a destination outside that set (the
+``-d ClusterIP/32 -j KUBE-SVC-...`` dispatch of kube-proxy) is never walked,
+so the ``-s endpoint/32`` tests in the KUBE-SEP chains behind it need no cut
+for pod-to-pod flows. Reachability here ignores every other condition of a
+jump (it over-approximates the chains walked), so it can only add cuts, never
+miss one. Other tables are taken whole.
+
+When a rule set uses something whose answer depends on the exact address
+beyond all that (NAT to an address range, ``-m recent``), :attr:`sound` is
+False and callers check every flow.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+from ..model import rules as m
+from ..model.cluster import ClusterSpec
+from ..model.node import NodeState
+
+__all__ = ["AddressClasses"]
+
+_SPECIAL = [(0x00000000, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xE0000000, 0xEFFFFFFF),
+            (0xF0000000, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF)]
+Interval = tuple[int, int]
+
+
+class _Points:
+    """A set of addresses/intervals with a fast "does it meet [low, high]?" test."""
+
+    def __init__(self, intervals: list[Interval]) -> None:
+        self.intervals = sorted(intervals)
+        self._starts = [low for low, _high in self.intervals]
+        self._max_end: list[int] = []
+        best = -1
+        for _low, high in self.intervals:
+            best = max(best, high)
+            self._max_end.append(best)
+
+    def meets(self, low: int, high: int) -> bool:
+        i = bisect_right(self._starts, high)
+        return i > 0 and self._max_end[i - 1] >= low
+
+
+class _NatChains:
+    """One node's nat table as a jump graph with each jump's destination condition."""
+
+    def __init__(self, table: m.Table) -> None:
+        self.table = table
+        self.jumps: dict[str, list[tuple[Interval | None, str]]] = {}
+        self.exact: dict[str, dict[int, list[str]]] = {}
+        for chain in table.chains.values():
+            plain, exact = [], {}
+            for rule in chain.rules:
+                if not isinstance(rule.target, m.Jump) or rule.target.chain not in table.chains:
+                    continue
+                cond = _dst_condition(rule)
+                if cond is not None and cond[0] == cond[1]:
+                    exact.setdefault(cond[0], []).append(rule.target.chain)
+                else:
+                    plain.append((cond, rule.target.chain))
+            self.jumps[chain.name] = plain
+            self.exact[chain.name] = exact
+
+    def reachable(self, dsts: _Points, start: set[str] | None = None, single: int | None = None) -> set[str]:
+        """Chains walked for some destination in ``dsts`` (or exactly ``single``) from ``start``."""
+        seen = set(start) if start is not None else set(m.TABLE_CHAINS["nat"])
+        todo = list(seen)
+        while todo:
+            name = todo.pop()
+            nxt: list[str] = []
+            for cond, target in self.jumps.get(name, ()):
+                if cond is None or (dsts.meets(*cond) if single is None else cond[0] <= single <= cond[1]):
+                    nxt.append(target)
+            exact = self.exact.get(name, {})
+            if single is None:
+                for key, targets in exact.items():
+                    if dsts.meets(key, key):
+                        nxt += targets
+            else:
+                nxt += exact.get(single, [])
+            for target in nxt:
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return seen
+
+
+def _dst_condition(rule: m.Rule) -> Interval | None:
+    """The destination interval a rule requires (from its positive -d/--dst-range), or None."""
+    low, high = 0, 0xFFFFFFFF
+    found = False
+    for match in rule.matches:
+        if isinstance(match, m.AddrMatch) and match.field == "dst" and not match.invert:
+            lo, hi = _interval(match.network, match.mask)
+        elif isinstance(match, m.IpRangeMatch) and match.field == "dst" and not match.invert:
+            lo, hi = match.low, match.high
+        else:
+            continue
+        found = True
+        low, high = max(low, lo), min(high, hi)
+    if not found:
+        return None
+    return (low, high) if low <= high else (1, 0)     # (1, 0) meets nothing: the rule never matches
+
+
+class AddressClasses:
+    """The atoms of the address space for the cluster's pod/node flows; ``atom(ip)`` names one."""
+
+    def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
+        self.unsound_reason = ""
+        base: list[Interval] = list(_SPECIAL)
+        for net in (cluster.cidr, cluster.service_cidr, *(n.pod_cidr for n in cluster.nodes)):
+            base.append(_interval(*net))
+        endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
+        for node in nodes.values():
+            for iface in node.interfaces.values():
+                for a in iface.addresses:
+                    base += [(a.ip, a.ip), _interval(a.ip, a.mask)]
+                    endpoints.append((a.ip, a.ip))
+                    if a.broadcast is not None:
+                        base.append((a.broadcast, a.broadcast))
+            for route in (*node.routes, *node.local_routes):
+                base.append(_interval(route.network, route.mask))
+                base += [(p, p) for p in (route.gateway, route.prefsrc) if p is not None]
+            for table in node.ruleset.tables.values():
+                for chain in table.chains.values():
+                    for rule in chain.rules:
+                        self._check_sound(rule, node.name)
+                        if table.name != "nat":
+                            base += _tests(rule)
+        self._nat = {name: _NatChains(node.ruleset.tables["nat"]) for name, node in nodes.items()}
+        # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
+        self._flow_dsts = endpoints
+        self._reached, extra = self._nat_tests(_Points(endpoints))
+        self._classify = _Classifier(base + extra)
+
+    @property
+    def sound(self) -> bool:
+        """False when some rule's answer depends on exact addresses (then check every flow)."""
+        return not self.unsound_reason
+
+    def atom(self, ip: int) -> tuple[int, int]:
+        """The class of ``ip`` for flows between pods and nodes (equal: no test tells them apart)."""
+        return self._classify(ip)
+
+    def for_destination(self, dst: int):
+        """A classifier for flows to ``dst`` (a ClusterIP): adds the tests of the nat chains only
+        that destination reaches (its KUBE-SVC/KUBE-SEP chains). Returns ``ip -> atom key``."""
+        extra: list[Interval] = []
+        for name, graph in self._nat.items():
+            reached = graph.reachable(_Points([]), start=self._reached[name], single=dst)
+            new = reached - self._reached[name]
+            targets = [iv for chain in new for rule in graph.table.chains[chain].rules for iv in _targets(rule)]
+            if targets:    # their NAT targets' own chains (closure over one more destination set)
+                reached |= graph.reachable(_Points(targets), start=reached)
+                new = reached - self._reached[name]
+            extra += [iv for chain in new for rule in graph.table.chains[chain].rules
+                      for iv in _tests(rule) + _targets(rule)]
+        more, base = _Classifier(extra), self._classify
+        return lambda ip: (base(ip), more(ip))
+
+    def _nat_tests(self, dsts: _Points) -> tuple[dict[str, set[str]], list[Interval]]:
+        """Per node the nat chains walked for ``dsts`` (closed under NAT targets), and their tests."""
+        reached: dict[str, set[str]] = {}
+        tests: list[Interval] = []
+        for name, graph in self._nat.items():
+            points = dsts
+            chains = graph.reachable(points)
+            while True:      # DNAT targets become destinations too
+                targets = [iv for c in chains for rule in graph.table.chains[c].rules for iv in _targets(rule)]
+                more = [iv for iv in targets if not points.meets(*iv)]
+                if not more:
+                    break
+                points = _Points(points.intervals + more)
+                chains = graph.reachable(points)
+            reached[name] = chains
+            tests += [iv for c in chains for rule in graph.table.chains[c].rules for iv in _tests(rule) + _targets(rule)]
+        return reached, tests
+
+    def _check_sound(self, rule: m.Rule, node: str) -> None:
+        if self.unsound_reason:
+            return
+        if any(isinstance(mt, m.RecentMatch) for mt in rule.matches):
+            self.unsound_reason = f"{node}: -m recent remembers exact addresses ({rule.location()})"
+        target = rule.target
+        if isinstance(target, (m.Dnat, m.Snat)) and target.addr_low is not None \
+                and target.addr_low != target.addr_high:
+            self.unsound_reason = (f"{node}: NAT to an address range picks by a hash of the packet's addresses"
+                                   f" ({rule.location()})")
+
+
+def _tests(rule: m.Rule) -> list[Interval]:
+    out = []
+    for match in rule.matches:
+        if isinstance(match, m.AddrMatch):
+            out.append(_interval(match.network, match.mask))
+        elif isinstance(match, m.IpRangeMatch):
+            out.append((match.low, match.high))
+    return out
+
+
+def _targets(rule: m.Rule) -> list[Interval]:
+    target = rule.target
+    if isinstance(target, (m.Dnat, m.Snat)) and target.addr_low is not None:
+        return [(target.addr_low, target.addr_high)]
+    return []
+
+
+class _Classifier:
+    """Maps an address to its class: the interval between cuts of the ranges, and the address
+    itself when it is one of the single-address tests (``-s 10.1.2.3/32``). Two addresses on
+    either side of a single-address test answer every test alike, so a point does not cut."""
+
+    def __init__(self, intervals: list[Interval]) -> None:
+        cuts: set[int] = set()
+        self.points: set[int] = set()
+        for low, high in intervals:
+            if low == high:
+                self.points.add(low)
+                continue
+            cuts.add(low)
+            if high < 0xFFFFFFFF:
+                cuts.add(high + 1)
+        self.cuts = sorted(cuts)
+
+    def __call__(self, ip: int) -> tuple[int, int]:
+        return bisect_right(self.cuts, ip), ip if ip in self.points else -1
+
+
+def _interval(network: int, mask: int) -> Interval:
+    return network & mask, (network & mask) | (~mask & 0xFFFFFFFF)
