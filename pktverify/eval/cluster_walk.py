@@ -31,13 +31,30 @@ MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
 _PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
 
 
-@dataclass(frozen=True)
 class Hop:
     """One observation point: ``point`` names it (``pod:default/web-1:eth0``, ``node1:cbr0``,
-    ``wire``, ...); ``packet`` is the packet as it is there; ``note`` says what happened."""
-    point: str
-    packet: Packet
-    note: str
+    ``wire``, ...); ``packet`` is the packet as it is there; ``note`` says what happened.
+
+    ``note`` may be given as a function: most walks are checked and thrown away, and
+    describing every rule that acted costs more than the walk, so the text is made
+    (once) only when someone reads it.
+    """
+    __slots__ = ("point", "packet", "_note")
+
+    def __init__(self, point: str, packet: Packet, note) -> None:
+        self.point = point
+        self.packet = packet
+        self._note = note
+
+    @property
+    def note(self) -> str:
+        note = self._note
+        if not isinstance(note, str):
+            note = self._note = note()
+        return note
+
+    def __repr__(self) -> str:
+        return f"Hop({self.point!r}, {self.packet.describe()!r}, {self.note!r})"
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,7 @@ class ClusterWalker:
                 if iface.name != "lo":
                     for a in iface.addresses:
                         self.node_by_ip.setdefault(a.ip, state.name)
+        self.pods_by_key: dict[str, PodSpec] = {p.key: p for p in cluster.pods}
         self.pods_by_ip: dict[int, list[PodSpec]] = {}
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
@@ -121,7 +139,7 @@ class ClusterWalker:
     def source_address(self, client: Endpoint, dst: int) -> int:
         """The source address the client's stack picks to reach ``dst``."""
         if client.kind == "pod":
-            return next(p.ip for p in self.cluster.pods if p.key == client.name)
+            return self.pods_by_key[client.name].ip
         fib = self.tracers[client.node].fib
         route = fib.lookup(dst)
         if route.route is not None and route.route.prefsrc is not None:
@@ -158,7 +176,7 @@ class ClusterWalker:
     # ------------------------------------------------------------ the walk
     def _start(self, sender: Endpoint, packet: Packet):
         if sender.kind == "pod":
-            pod = next(p for p in self.cluster.pods if p.key == sender.name)
+            pod = self.pods_by_key[sender.name]
             hop = Hop(f"pod:{pod.key}:eth0", packet, f"sent by pod {pod.key}")
             if packet.dst == pod.ip or (packet.dst >> 24) == 127:
                 # Inside the pod's own network namespace: never leaves it.
@@ -191,15 +209,16 @@ class ClusterWalker:
                 if o.connection is not None and tables is None:
                     conns.append((cur.node, o.connection))
                 nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact)
-                summary = rules_summary(o)
+                summary = _Summary(o)
                 if o.verdict in ("drop", "reject"):
-                    hops.append(Hop(arrive_point, o.packet, f"{o.verdict}: {o.reason}; {summary}"))
+                    hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}"))
                     ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
                 elif o.verdict == "local":
-                    hops.append(Hop(f"{cur.node}:local", o.packet, f"delivered locally; {summary}"))
+                    hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}"))
                     ends.extend(self._local(nxt, o.packet, client, tables))
                 else:
-                    hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet, f"out {o.out_iface}; {summary}"))
+                    hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
+                                    lambda o=o, s=summary: f"out {o.out_iface}; {s}"))
                     self._forward(nxt, o, ends, work)
         return ends
 
@@ -273,6 +292,17 @@ class ClusterWalker:
     @staticmethod
     def _end(cur: _Cursor, kind: str, pkt: Packet, reason: str, at: Endpoint | None = None) -> PathEnd:
         return PathEnd(kind, cur.probability, pkt, tuple(cur.hops), at, reason, cur.exact, tuple(cur.conns))
+
+
+class _Summary:
+    """``rules_summary(o)`` made when printed."""
+    __slots__ = ("outcome",)
+
+    def __init__(self, outcome) -> None:
+        self.outcome = outcome
+
+    def __str__(self) -> str:
+        return rules_summary(self.outcome)
 
 
 def rules_summary(o) -> str:
