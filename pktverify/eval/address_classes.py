@@ -72,6 +72,18 @@ class _Points:
         i = bisect_right(self._starts, high)
         return i > 0 and self._max_end[i - 1] >= low
 
+    def lookup(self, exact: dict[int, list[str]]) -> list[str]:
+        """The values of ``exact`` whose key is in the set (from whichever side is smaller)."""
+        out: list[str] = []
+        if all(low == high for low, high in self.intervals) and len(self.intervals) < len(exact):
+            for low, _high in self.intervals:
+                out += exact.get(low, ())
+            return out
+        for key, targets in exact.items():
+            if self.meets(key, key):
+                out += targets
+        return out
+
 
 class _NatChains:
     """One node's nat table as a jump graph with each jump's destination condition."""
@@ -104,12 +116,10 @@ class _NatChains:
                 if cond is None or (dsts.meets(*cond) if single is None else cond[0] <= single <= cond[1]):
                     nxt.append(target)
             exact = self.exact.get(name, {})
-            if single is None:
-                for key, targets in exact.items():
-                    if dsts.meets(key, key):
-                        nxt += targets
-            else:
+            if single is not None:
                 nxt += exact.get(single, [])
+            elif exact:
+                nxt += dsts.lookup(exact)
             for target in nxt:
                 if target not in seen:
                     seen.add(target)

@@ -47,6 +47,14 @@ class Fib:
                         for plen in sorted(by_len, reverse=True)]
         self._if_addrs = {a.ip for i in node.interfaces.values() for a in i.addresses}
         self._cache: dict[tuple[int, str | None], RouteResult] = {}
+        self._texts: dict[int, str] = {}
+
+    def route_text(self, route: Route) -> str:
+        """``route.describe()``, made once per route (every traced packet names its route)."""
+        text = self._texts.get(id(route))
+        if text is None:
+            text = self._texts[id(route)] = route.describe()
+        return text
 
     def lookup(self, ip: int, oif: str | None = None) -> RouteResult:
         """Route ``ip``; ``oif`` restricts unicast routes to that device (as SO_BINDTODEVICE)."""

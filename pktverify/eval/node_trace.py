@@ -105,7 +105,7 @@ class _NodeWalk:
             if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
                 finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
                 return
-            st = self._with_step(st, f"route: {result.route.describe()} → local delivery")
+            st = self._with_step(st, f"route: {self.fib.route_text(result.route)} → local delivery")
             self._input(st, finished)
             return
         if result.kind != "unicast":
@@ -119,7 +119,7 @@ class _NodeWalk:
             finished.append(self._end(st, "reject", "TTL exceeded in transit (ICMP time exceeded)"))
             return
         route = result.route
-        st = self._with_step(st, f"route: {route.describe()} → forward out {route.dev}")
+        st = self._with_step(st, f"route: {self.fib.route_text(route)} → forward out {route.dev}")
         st = st._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=route.dev or "")
         next_hop = route.gateway if route.gateway is not None else st.pkt.dst
         states = self._tables("FORWARD", ("mangle", "filter"), [st], finished)
@@ -176,7 +176,7 @@ class _NodeWalk:
             return None
         result: RouteResult = self.fib.lookup(pkt.dst)
         if result.kind in ("local", "broadcast"):
-            return self._with_step(st._replace(out_iface="lo"), f"route: {result.route.describe()} → local via lo"), result
+            return self._with_step(st._replace(out_iface="lo"), f"route: {self.fib.route_text(result.route)} → local via lo"), result
         if result.kind != "unicast":
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
             if not initial:
@@ -188,7 +188,7 @@ class _NodeWalk:
             finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
                                       f"cannot leave on {dev} (route_localnet=0)"))
             return None
-        return self._with_step(st._replace(out_iface=dev), f"route: {result.route.describe()} → out {dev}"), result
+        return self._with_step(st._replace(out_iface=dev), f"route: {self.fib.route_text(result.route)} → out {dev}"), result
 
     def _rerouted(self, states: list[WalkState], original: WalkState, finished: list) -> list[WalkState]:
         out = []

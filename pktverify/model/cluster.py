@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .addresses import format_ip
 
@@ -79,14 +80,24 @@ class ClusterSpec:
     def node(self, name: str) -> NodeSpec:
         return next(n for n in self.nodes if n.name == name)
 
+    @cached_property
+    def _pods_by_label(self) -> dict[tuple[str, str, str], list[PodSpec]]:
+        """Ready pods by (namespace, label, value), for selectors (built once)."""
+        index: dict[tuple[str, str, str], list[PodSpec]] = {}
+        for p in self.pods:
+            if p.ready:
+                for k, v in p.labels:
+                    index.setdefault((p.namespace, k, v), []).append(p)
+        return index
+
     def endpoints_of(self, svc: ServiceSpec) -> list[tuple[str, int]]:
         """The service's ready endpoints as (label, ip): selected pods, explicit pods, explicit IPs."""
         out: list[tuple[str, int]] = []
-        by_key = {p.key: p for p in self.pods}
-        if svc.selector is not None:
-            sel = dict(svc.selector)
-            out += [(p.key, p.ip) for p in self.pods
-                    if p.ready and p.namespace == svc.namespace and all(dict(p.labels).get(k) == v for k, v in sel.items())]
+        if svc.selector:
+            first, *rest = svc.selector
+            candidates = self._pods_by_label.get((svc.namespace, *first), [])
+            out += [(p.key, p.ip) for p in candidates if all(dict(p.labels).get(k) == v for k, v in rest)]
+        by_key = {p.key: p for p in self.pods} if svc.endpoints else {}
         for key in svc.endpoints or ():
             pod = by_key.get(key)
             if pod is not None and pod.ready:
