@@ -172,7 +172,6 @@ class AddressClasses:
                             base += _tests(rule)
         self._nat = {name: _NatChains(node.ruleset.tables["nat"]) for name, node in nodes.items()}
         # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
-        self._flow_dsts = endpoints
         self._reached, extra = self._nat_tests(_Points(endpoints))
         self._classify = _Classifier(base + extra)
 

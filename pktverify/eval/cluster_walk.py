@@ -85,7 +85,7 @@ class PathEnd:
     reason: str = ""
     exact: bool = True
     conns: tuple[tuple[str, Connection], ...] = ()
-    proxied: tuple = ()          # ((node, client leg as delivered to the proxy, its conns, the proxy's SYN), ...)
+    proxied: tuple = ()   # ((node, client leg as delivered to the proxy, its conns, the proxy's SYN, its end), ...)
 
 
 @dataclass
@@ -115,6 +115,9 @@ class ClusterWalker:
                     for a in iface.addresses:
                         self.node_by_ip.setdefault(a.ip, state.name)
         self.pods_by_key: dict[str, PodSpec] = {p.key: p for p in cluster.pods}
+        # Userspace proxies' own connections (and their replies), shared by every client.
+        self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
+        self._leg_replies: dict[int, list[PathEnd]] = {}
         self.pods_by_ip: dict[int, list[PodSpec]] = {}
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
@@ -258,23 +261,25 @@ class ClusterWalker:
         ends: list[PathEnd] = []
         me = Endpoint("node", cur.node, cur.node)
         for _label, ip in eps:
-            leg = Packet(pkt.proto, 0, ip, _PROXY_SPORT, target)
-            leg = leg._replace(src=self.source_address(me, ip))
-            for end in self.walk(me, leg):
+            leg = Packet(pkt.proto, self.source_address(me, ip), ip, _PROXY_SPORT, target)
+            legs = self._proxy_legs.get((cur.node, leg))
+            if legs is None:    # the proxy's own connection does not depend on the client: walk it once
+                legs = self._proxy_legs[(cur.node, leg)] = self.walk(me, leg)
+            for end in legs:
                 hops = (*cur.hops, Hop(f"{cur.node}:proxy", leg, f"userspace proxy for {name} connects to "
                                                                   f"{format_ip(ip)}:{target}"), *end.hops)
                 ends.append(PathEnd(end.kind, cur.probability * end.probability / len(eps), end.packet, hops, end.at,
                                     end.reason, cur.exact and end.exact, end.conns,
-                                    ((cur.node, pkt, tuple(cur.conns), leg),) + end.proxied))
+                                    ((cur.node, pkt, tuple(cur.conns), leg, end),) + end.proxied))
         return ends
 
     def _proxied_reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
         """Backend → proxy (leg 2 reply), then proxy socket → client (leg 1 reply)."""
-        inner = PathEnd(end.kind, end.probability, end.packet, end.hops, end.at, end.reason, end.exact, end.conns,
-                        end.proxied[1:])
-        node, delivered, conns, _leg = end.proxied[0]
+        node, delivered, conns, _leg, leg_end = end.proxied[0]
         me = Endpoint("node", node, node)
-        backs = self.reply(inner, me)
+        backs = self._leg_replies.get(id(leg_end))
+        if backs is None:
+            backs = self._leg_replies[id(leg_end)] = self.reply(leg_end, me)
         out: list[PathEnd] = []
         for back in backs:
             if back.kind != "arrived":

@@ -83,7 +83,7 @@ def cluster_flow(walker: ClusterWalker, client: Endpoint, end: PathEnd, *, title
                     hops.extend(_established(walker, client, end.conns, first._replace(tcp_flags=_ACK)))
                 else:
                     # Both connections complete: the client's to the proxy, the proxy's to the backend.
-                    node, _delivered, client_conns, proxy_syn = end.proxied[0]
+                    node, _delivered, client_conns, proxy_syn, _leg_end = end.proxied[0]
                     hops.extend(_established(walker, client, client_conns, first._replace(tcp_flags=_ACK)))
                     proxy = Endpoint("node", node, node)
                     hops.extend(_established(walker, proxy, end.conns, proxy_syn._replace(tcp_flags=_ACK)))

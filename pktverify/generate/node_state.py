@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model.addresses import format_ip, format_network, in_network, mask_length
+from ..model.addresses import format_ip, format_network, mask_length
 from ..model.cluster import ClusterSpec, NodeSpec
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
 from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_ports
@@ -116,8 +116,3 @@ def _with_docker_masquerade(text: str) -> str:
     head, sep, tail = text.partition("*nat\n")
     body, commit, rest = tail.partition("COMMIT\n")
     return head + sep + body + rule + "\n" + commit + rest
-
-
-def in_any(ip: int, nets: list[tuple[int, int]]) -> bool:
-    """True when ``ip`` is inside one of ``nets``."""
-    return any(in_network(ip, n, m) for n, m in nets)

@@ -137,16 +137,12 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
         obs, kernel_error = None, str(exc)
     with tempfile.TemporaryDirectory(prefix="pktverify-kernel-") as tmp:
         dump_dir = Path(tmp)
-        if obs is not None:
-            dump = lab.dump()
-            (dump_dir / "iptables-save.txt").write_text(dump.iptables_save)
-            (dump_dir / "ip-addr.json").write_text(dump.ip_addr_json)
-            (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
-        else:   # the kernel refused it: does pktverify refuse the same text?
-            lab_dump = lab.dump()
-            (dump_dir / "iptables-save.txt").write_text(probe.rules)
-            (dump_dir / "ip-addr.json").write_text(lab_dump.ip_addr_json)
-            (dump_dir / "ip-route.json").write_text(lab_dump.ip_route_json)
+        dump = lab.dump()
+        # What the kernel loaded, as iptables-save prints it; if it refused the rules,
+        # the text itself: pktverify must refuse it too.
+        (dump_dir / "iptables-save.txt").write_text(dump.iptables_save if obs is not None else probe.rules)
+        (dump_dir / "ip-addr.json").write_text(dump.ip_addr_json)
+        (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
         prediction = predict(probe, dump_dir)
     if obs is None:
         agrees = bool(prediction.load_error)

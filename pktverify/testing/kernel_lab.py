@@ -237,7 +237,7 @@ class KernelLab:
             seen = {peer: _stop(proc) for peer, proc in sniffers.items()}
             event_text = _stop(events)
         post_nat = _post_nat(event_text, src, sport)
-        return _classify(proto, client, src, sport, dst, dport, post_nat, seen, errname)
+        return _classify(proto, client, src, sport, post_nat, seen, errname)
 
     def post_nat_many(self, rules: str, *, client: str, proto: str, sports: list[int], dst: str,
                       dport: int) -> list[tuple[str, int, str, int] | None]:
@@ -316,8 +316,9 @@ def _post_nat(event_text: str, src: str, sport: int) -> tuple[str, int, str, int
     return None
 
 
-def _classify(proto, client, src, sport, dst, dport, post_nat, seen: dict[str, str],
+def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dict[str, str],
               errname: str) -> KernelObservation:
+    """The kernel's verdict from what was seen: conntrack's entry, the peers' captures, the client's error."""
     proto_num = 6 if proto == "tcp" else 17
     arrived = []            # peers that received the (post-NAT) probe itself
     answered = ""           # what the client received back
