@@ -59,9 +59,16 @@ def known_ctbits(conn: Connection) -> int:
     return CT_ESTABLISHED | (CT_DNAT if conn.dnat else 0) | (CT_SNAT if conn.snat else 0)
 
 
+_new_packet = tuple.__new__
+
+
 def translate_known(pkt: Packet, conn: Connection, direction: str, manip: str) -> Packet:
     """Apply a stored binding at a nat hook: ``manip`` "dst" (PREROUTING/OUTPUT) or "src"."""
-    target = conn.reply.reversed() if direction == "original" else conn.original.reversed()
+    # The packet must look like the reverse of the other direction's tuple.
+    other = conn.reply if direction == "original" else conn.original
+    proto, src, dst, sport, dport, *rest = pkt
     if manip == "dst":
-        return pkt._replace(dst=target.dst, dport=target.dport)
-    return pkt._replace(src=target.src, sport=target.sport)
+        dst, dport = other.src, other.sport
+    else:
+        src, sport = other.dst, other.dport
+    return _new_packet(Packet, (proto, src, dst, sport, dport, *rest))

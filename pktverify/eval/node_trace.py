@@ -86,9 +86,7 @@ class _NodeWalk:
             self._route_input(st, finished)
 
     def _prerouting(self, st: WalkState, finished: list, *, nat: bool = True) -> list[WalkState]:
-        raw_bits = st.ctbits
-        states = self._tables("PREROUTING", ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
-        states = [s._replace(ctbits=raw_bits) for s in states]
+        states = self._raw("PREROUTING", st, finished)
         states = self._tables("PREROUTING", ("mangle",), states, finished)
         if nat:
             states = self._nat("PREROUTING", "dst", states, finished)
@@ -143,9 +141,7 @@ class _NodeWalk:
         if routed is None:
             return
         st, result = routed
-        raw_bits = st.ctbits
-        states = self._tables("OUTPUT", ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
-        states = [s._replace(ctbits=raw_bits) for s in states]
+        states = self._raw("OUTPUT", st, finished)
         states = self._tables("OUTPUT", ("mangle",), states, finished)
         states = self._rerouted(states, st, finished)
         states = self._nat("OUTPUT", "dst", states, finished)
@@ -202,6 +198,14 @@ class _NodeWalk:
         return out
 
     # ------------------------------------------------------------ tables
+    def _raw(self, hook: str, st: WalkState, finished: list) -> list[WalkState]:
+        """The raw table runs before conntrack: its rules see no connection state (INVALID)."""
+        if self.tables["raw"].is_empty(hook):
+            return [st]
+        bits = st.ctbits
+        states = self._tables(hook, ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
+        return [s._replace(ctbits=bits) for s in states]
+
     def _tables(self, hook: str, names: tuple[str, ...], states: list[WalkState],
                 finished: list, ctx: NatContext | None = None) -> list[WalkState]:
         for name in names:

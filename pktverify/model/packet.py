@@ -46,10 +46,12 @@ class Packet(NamedTuple):
 
     def reversed(self) -> "Packet":
         """The reply direction of this packet's tuple (SYN becomes SYN-ACK, echo-request echo-reply)."""
-        flags = 0x12 if self.proto == TCP and self.tcp_flags == 0x02 else self.tcp_flags
-        icmp_type = 0 if self.proto == ICMP and self.icmp_type == 8 else self.icmp_type
-        return self._replace(src=self.dst, dst=self.src, sport=self.dport, dport=self.sport,
-                             tcp_flags=flags, icmp_type=icmp_type, ttl=64)
+        proto, src, dst, sport, dport, flags, icmp_type, icmp_code, _ttl = self
+        if proto == TCP and flags == 0x02:
+            flags = 0x12
+        if proto == ICMP and icmp_type == 8:
+            icmp_type = 0
+        return tuple.__new__(Packet, (proto, dst, src, dport, sport, flags, icmp_type, icmp_code, 64))
 
     def to_json(self) -> dict:
         """The ``packet`` object of the trace JSON contract."""
