@@ -14,16 +14,26 @@ __all__ = ["cluster_nodes"]
 
 
 def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, NodeState]:
-    """NodeState per node name; generated nodes name their inputs ``<generated NODE iptables>``."""
+    """NodeState per node name. Generated rule sets that are the same text on several nodes
+    (kube-proxy's iptables mode writes no node-specific rule) are parsed once and shared;
+    their source reads ``<generated iptables of node1, node2, ...>``."""
+    generated = {node.name: generate_node(cluster, node) for node in cluster.nodes if not node.iptables}
+    holders: dict[str, list[str]] = {}
+    for name, gen in generated.items():
+        holders.setdefault(gen.iptables, []).append(name)
+    rulesets = {}
+    for text, names in holders.items():
+        label = ", ".join(names) if len(names) <= 3 else f"{len(names)} nodes ({names[0]}, ...)"
+        rulesets[text] = parse_iptables_save(text, source=f"<generated iptables of {label}>")
     out: dict[str, NodeState] = {}
     for node in cluster.nodes:
         if node.iptables:
             out[node.name] = load_node(iptables=node.iptables, addrs=node.addrs, routes=node.routes,
                                        lenient=lenient, name=node.name)
             continue
-        gen = generate_node(cluster, node)
-        ruleset = parse_iptables_save(gen.iptables, source=f"<generated {node.name} iptables>")
+        gen = generated[node.name]
         addrs = parse_ip_addr(gen.addrs, source=f"<generated {node.name} addrs>")
         routes = parse_routes(gen.routes, source=f"<generated {node.name} routes>")
-        out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy)
+        out[node.name] = build_node(node.name, addrs, routes.routes, rulesets[gen.iptables],
+                                    legacy_routes=routes.legacy)
     return out
