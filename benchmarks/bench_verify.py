@@ -1,6 +1,6 @@
 """Benchmark: verify a generated cluster (all four invariants).
 
-Run:  python benchmarks/bench_verify.py [--nodes 100] [--services 1000] [--pods 3000]
+Run:  python benchmarks/bench_verify.py [--nodes 100] [--services 1000] [--pods 3000] [--mode userspace] [--jobs 2]
 Target (issue #4): 100 nodes, 1,000 services, 3,000 pods in under 60 s.
 """
 
@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=3000)
     ap.add_argument("--mode", default="iptables", choices=["iptables", "userspace"])
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (pktverify verify --jobs)")
     args = ap.parse_args()
     cluster = synthetic_cluster(args.nodes, args.services, args.pods, proxy_mode=args.mode)
     t0 = time.perf_counter()
@@ -28,7 +29,7 @@ def main() -> None:
     walker = ClusterWalker(cluster, nodes)
     t1 = time.perf_counter()
     print(f"generate+parse+compile {args.nodes} nodes: {t1 - t0:.1f} s")
-    results = check_all(cluster, walker)
+    results = check_all(cluster, walker, jobs=args.jobs)
     t2 = time.perf_counter()
     for r in results:
         print(f"  {r.name}: {'holds' if r.holds else 'FAILS'}, {r.checked} checked, {len(r.violations)} violations")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import InvalidArgument, PktverifyError
@@ -47,6 +48,8 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
+    v.add_argument("--jobs", type=int, default=0, metavar="N",
+                   help="worker processes for large clusters (default: one per CPU)")
     v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
                                                   "{iptables-save.txt,ip-addr.json,ip-route.txt} (default: its folder)")
     v.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
@@ -119,7 +122,8 @@ def _verify(args) -> int:
     cluster = _load_any_cluster(args)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
     walker = ClusterWalker(cluster, nodes)
-    results = check_all(cluster, walker, keep_flows=args.all)
+    jobs = args.jobs if args.jobs > 0 else len(os.sched_getaffinity(0))
+    results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)
     if args.pcap_dir:
         from .report.verify_pcaps import write_verify_pcaps
         written = write_verify_pcaps(walker, results, args.pcap_dir, all_flows=args.all)

@@ -110,3 +110,21 @@ def test_synthetic_userspace_cluster_verifies_clean():
     from pktverify.parse.cluster_nodes import cluster_nodes
     results = check_all(cluster, ClusterWalker(cluster, cluster_nodes(cluster)))
     assert all(r.holds for r in results), [(r.name, r.violations[:1]) for r in results]
+
+
+def test_parallel_workers_give_the_same_results(monkeypatch):
+    from pathlib import Path
+    from pktverify.check import invariants
+    monkeypatch.setattr(invariants, "_MIN_PARALLEL_TASKS", 1)      # also fork for the small broken cluster
+    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.parse.cluster_yaml import load_cluster
+    rules = Path(__file__).resolve().parent.parent / "rules"
+    for cluster in (synthetic_cluster(4, 40, 30), load_cluster(rules / "broken" / "stale-endpoint.yaml")):
+        walker = ClusterWalker(cluster, cluster_nodes(cluster))
+        one = check_all(cluster, walker)
+        two = check_all(cluster, walker, jobs=2)
+        assert not invariants._PARALLEL_TASKS
+        assert [(r.name, r.checked, r.notes, [v.message for v in r.violations], [v.path for v in r.violations])
+                for r in one] == \
+               [(r.name, r.checked, r.notes, [v.message for v in r.violations], [v.path for v in r.violations])
+                for r in two]

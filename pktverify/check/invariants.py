@@ -81,14 +81,16 @@ class InvariantResult:
 
 
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
-              exhaustive: bool = False) -> list[InvariantResult]:
+              exhaustive: bool = False, jobs: int = 1) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
     :mod:`pktverify.eval.address_classes` for why that is sound) unless
     ``exhaustive``, or unless the rule sets make the classes unsound; ``checked``
     counts every flow either way. ``keep_flows`` keeps each checked flow's
-    paths (for ``--all`` captures) and implies ``exhaustive``.
+    paths (for ``--all`` captures) and implies ``exhaustive``. ``jobs`` > 1 spreads
+    the flows over that many forked processes; the results are the same, in the
+    same order.
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
     classes = None
@@ -98,10 +100,47 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
             results[1].notes.append(f"every flow checked one by one: {classes.unsound_reason}")
             classes = None
     pod_ip_uniqueness(cluster, results[0])
-    no_nat(cluster, walker, results[1], classes)
-    service_reachability(cluster, walker, results[2], classes)
+    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)]
+    tasks += [(2, t) for t in service_tasks(cluster, walker, classes)]
+    if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
+        _run_parallel(tasks, results, jobs)
+    else:
+        for index, task in tasks:
+            task(results[index])
     routing(cluster, walker, results[3])
     return results
+
+
+_MIN_PARALLEL_TASKS = 64      # below this, forking costs more than it saves
+_PARALLEL_TASKS: list = []    # what forked workers run (inherited, not pickled)
+
+
+def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int) -> None:
+    """Run ``tasks`` in ``jobs`` forked workers; merge their results in task order."""
+    import multiprocessing
+
+    global _PARALLEL_TASKS
+    _PARALLEL_TASKS = tasks
+    try:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            parts = pool.map(_run_share, [(w, jobs) for w in range(jobs)])
+    finally:
+        _PARALLEL_TASKS = []
+    for index, checked, violations, notes in sorted((item for part in parts for item in part), key=lambda x: x[0]):
+        res = results[tasks[index][0]]
+        res.checked += checked
+        res.violations += violations
+        res.notes += notes
+
+
+def _run_share(share: tuple[int, int]) -> list[tuple[int, int, list[Violation], list[str]]]:
+    worker, jobs = share
+    out = []
+    for index in range(worker, len(_PARALLEL_TASKS), jobs):
+        res = InvariantResult("")
+        _PARALLEL_TASKS[index][1](res)
+        out.append((index, res.checked, res.violations, res.notes))
+    return out
 
 
 def _groups(cluster: ClusterSpec, atom, *, by_port: bool) -> list[list[PodSpec]]:
@@ -230,57 +269,82 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
 
 def no_nat(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
            classes: AddressClasses | None = None) -> InvariantResult:
+    for task in no_nat_tasks(cluster, walker, classes):
+        task(res)
+    return res
+
+
+def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
+    """The no-nat checks as independent tasks: one per source class, one per node."""
     atom = classes.atom if classes is not None else None
     sources, targets = _groups(cluster, atom, by_port=False), _groups(cluster, atom, by_port=True)
-    for gs in sources:
-        for gd in targets:
-            shared = len({id(p) for p in gs} & {id(p) for p in gd})
-            weight = len(gs) * len(gd) - shared
-            if weight == 0:
-                continue
-            src = next(s for s in gs if any(d is not s for d in gd))
-            dst = next(d for d in gd if d is not src)
-            start = len(res.violations)
-            pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
-            _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
-            _as_class(res, start, weight, (gs, gd))
-    for node in cluster.nodes:
-        me = walker.node_endpoint(node)
-        for group in targets:
-            pod = group[0]
-            start = len(res.violations)
-            pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
-            _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
-            _as_class(res, start, len(group), ((node,), group))
-        for group in sources:
-            pod = group[0]
-            start = len(res.violations)
-            pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
-            _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
-            _as_class(res, start, len(group), (group, (node,)))
-    return res
+
+    def from_pods(gs: list[PodSpec]):
+        def run(res: InvariantResult) -> None:
+            for gd in targets:
+                shared = len({id(p) for p in gs} & {id(p) for p in gd})
+                weight = len(gs) * len(gd) - shared
+                if weight == 0:
+                    continue
+                src = next(s for s in gs if any(d is not s for d in gd))
+                dst = next(d for d in gd if d is not src)
+                start = len(res.violations)
+                pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
+                _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
+                _as_class(res, start, weight, (gs, gd))
+        return run
+
+    def with_node(node):
+        def run(res: InvariantResult) -> None:
+            me = walker.node_endpoint(node)
+            for group in targets:
+                pod = group[0]
+                start = len(res.violations)
+                pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
+                _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
+                _as_class(res, start, len(group), ((node,), group))
+            for group in sources:
+                pod = group[0]
+                start = len(res.violations)
+                pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
+                _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
+                _as_class(res, start, len(group), (group, (node,)))
+        return run
+
+    return [from_pods(gs) for gs in sources] + [with_node(node) for node in cluster.nodes]
 
 
 # ------------------------------------------------------------------ service-reachability
 def service_reachability(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
                          classes: AddressClasses | None = None) -> InvariantResult:
-    nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
-    for svc in cluster.services:
-        atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
-        clients = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)] + nodes
-        eps = cluster.endpoints_of(svc)
-        for sp in svc.ports:
-            name = f"{svc.key}:{sp.name or sp.port}"
-            if not eps:
-                res.notes.append(f"service {name} has no ready endpoints")
-            expected = {ip for _label, ip in eps}
-            for client, group in clients:
-                src = walker.source_address(client, svc.cluster_ip)
-                pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
-                start = len(res.violations)
-                _service_flow(cluster, walker, res, client, pkt, name, sp.target_port, expected, eps)
-                _as_class(res, start, len(group), (group, None))
+    for task in service_tasks(cluster, walker, classes):
+        task(res)
     return res
+
+
+def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
+    """The service-reachability checks as independent tasks: one per service."""
+    nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
+
+    def for_service(svc):
+        def run(res: InvariantResult) -> None:
+            atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
+            clients = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)] + nodes
+            eps = cluster.endpoints_of(svc)
+            for sp in svc.ports:
+                name = f"{svc.key}:{sp.name or sp.port}"
+                if not eps:
+                    res.notes.append(f"service {name} has no ready endpoints")
+                expected = {ip for _label, ip in eps}
+                for client, group in clients:
+                    src = walker.source_address(client, svc.cluster_ip)
+                    pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
+                    start = len(res.violations)
+                    _service_flow(cluster, walker, res, client, pkt, name, sp.target_port, expected, eps)
+                    _as_class(res, start, len(group), (group, None))
+        return run
+
+    return [for_service(svc) for svc in cluster.services]
 
 
 def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected, eps) -> None:

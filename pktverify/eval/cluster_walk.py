@@ -56,6 +56,9 @@ class Hop:
     def __repr__(self) -> str:
         return f"Hop({self.point!r}, {self.packet.describe()!r}, {self.note!r})"
 
+    def __reduce__(self):
+        return Hop, (self.point, self.packet, self.note)      # the text, not the function that makes it
+
 
 @dataclass(frozen=True)
 class Endpoint:
