@@ -102,12 +102,12 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     pod_ip_uniqueness(cluster, results[0])
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)]
     tasks += [(2, t) for t in service_tasks(cluster, walker, classes)]
+    tasks += [(3, t) for t in routing_tasks(cluster, walker)]
     if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
         _run_parallel(tasks, results, jobs)
     else:
         for index, task in tasks:
             task(results[index])
-    routing(cluster, walker, results[3])
     return results
 
 
@@ -116,14 +116,17 @@ _PARALLEL_TASKS: list = []    # what forked workers run (inherited, not pickled)
 
 
 def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int) -> None:
-    """Run ``tasks`` in ``jobs`` forked workers; merge their results in task order."""
+    """Run ``tasks`` in ``jobs`` forked workers, handed out in small chunks as workers free up;
+    merge the results in task order (the same output as one process)."""
     import multiprocessing
 
     global _PARALLEL_TASKS
     _PARALLEL_TASKS = tasks
+    size = max(1, len(tasks) // (jobs * 16))
+    chunks = [range(i, min(i + size, len(tasks))) for i in range(0, len(tasks), size)]
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            parts = pool.map(_run_share, [(w, jobs) for w in range(jobs)])
+            parts = list(pool.imap_unordered(_run_chunk, chunks))
     finally:
         _PARALLEL_TASKS = []
     for index, checked, violations, notes in sorted((item for part in parts for item in part), key=lambda x: x[0]):
@@ -133,10 +136,9 @@ def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int) -> Non
         res.notes += notes
 
 
-def _run_share(share: tuple[int, int]) -> list[tuple[int, int, list[Violation], list[str]]]:
-    worker, jobs = share
+def _run_chunk(indexes: range) -> list[tuple[int, int, list[Violation], list[str]]]:
     out = []
-    for index in range(worker, len(_PARALLEL_TASKS), jobs):
+    for index in indexes:
         res = InvariantResult("")
         _PARALLEL_TASKS[index][1](res)
         out.append((index, res.checked, res.violations, res.notes))
@@ -226,10 +228,10 @@ def _pod_port(pod) -> int:
 
 
 def _walk(walker: ClusterWalker, res: InvariantResult, client: Endpoint,
-          pkt: Packet) -> list[tuple[PathEnd, tuple[PathEnd, ...]]]:
+          pkt: Packet, *, replies: bool = True) -> list[tuple[PathEnd, tuple[PathEnd, ...]]]:
     """Every end of the flow, each with its replies (arrived ends only), kept for captures."""
     res.checked += 1
-    out = [(end, tuple(walker.reply(end, client)) if end.kind == "arrived" else ())
+    out = [(end, tuple(walker.reply(end, client)) if replies and end.kind == "arrived" else ())
            for end in walker.walk(client, pkt)]
     res.keep(_flow(client, pkt), client, out)
     return out
@@ -386,15 +388,25 @@ def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected
 
 # ------------------------------------------------------------------ routing
 def routing(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
-    for node in cluster.nodes:
-        me = walker.node_endpoint(node)
-        for other in cluster.nodes:
-            dst = bridge_address(other)
-            pkt = Packet(6, walker.source_address(me, dst), dst, _CLIENT_SPORT, _PROBE_PORT)
-            target = walker.node_endpoint(other)
-            for end, _backs in _walk(walker, res, me, pkt):
-                if end.kind != "arrived" or end.at != target:
-                    res.violations.append(_violation(
-                        f"node {node.name} cannot reach node {other.name}'s pod CIDR {_net(other.pod_cidr)}"
-                        f" ({end.kind}: {end.reason})", me, pkt, end))
+    for task in routing_tasks(cluster, walker):
+        task(res)
     return res
+
+
+def routing_tasks(cluster: ClusterSpec, walker: ClusterWalker):
+    """The routing checks as independent tasks: one per node (to every node's pod CIDR)."""
+    def from_node(node):
+        def run(res: InvariantResult) -> None:
+            me = walker.node_endpoint(node)
+            for other in cluster.nodes:
+                dst = bridge_address(other)
+                pkt = Packet(6, walker.source_address(me, dst), dst, _CLIENT_SPORT, _PROBE_PORT)
+                target = walker.node_endpoint(other)
+                for end, _backs in _walk(walker, res, me, pkt, replies=False):
+                    if end.kind != "arrived" or end.at != target:
+                        res.violations.append(_violation(
+                            f"node {node.name} cannot reach node {other.name}'s pod CIDR {_net(other.pod_cidr)}"
+                            f" ({end.kind}: {end.reason})", me, pkt, end))
+        return run
+
+    return [from_node(node) for node in cluster.nodes]
