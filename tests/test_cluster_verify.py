@@ -137,3 +137,17 @@ def test_generated_dumps_parse_back_and_match_the_seed_notes(tmp_path):
     assert "-j DNAT --to-destination 192.168.1.10:" in rules
     cluster = parse_cluster((RULES / "seed" / "cluster.yaml").read_text())
     assert set(cluster_nodes(cluster)) == {"node1", "node2", "node3"}
+
+
+def test_clusterip_leaving_a_node_un_dnated_is_a_violation(tmp_path, capsys):
+    # node1 has no kube-proxy rules at all: its pods' ClusterIP traffic follows the default route.
+    assert main(["generate", str(RULES / "seed" / "cluster-iptables.yaml"), "--out", str(tmp_path)]) == 0
+    (tmp_path / "node1" / "iptables-save.txt").write_text("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+    text = (RULES / "seed" / "cluster-iptables.yaml").read_text().replace(
+        "{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.txt, "
+                            "routes: node1/ip-route.txt, name: node1, ip:")
+    (tmp_path / "cluster.yaml").write_text(text)
+    status, out = verify_json(tmp_path / "cluster.yaml", capsys)
+    assert status == 1
+    service = next(i for i in out["invariants"] if i["name"] == "service-reachability")
+    assert any("10.152.183.164) left node1 un-DNATed" in v["message"] for v in service["violations"])
