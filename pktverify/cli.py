@@ -41,7 +41,9 @@ def _build() -> argparse.ArgumentParser:
     t.add_argument("--route-localnet", action="store_true",
                    help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
     v = sub.add_parser("verify", help="check a cluster description against the Kubernetes network model")
-    v.add_argument("cluster", metavar="CLUSTER", help="cluster YAML (see rules/seed/cluster.yaml)")
+    v.add_argument("cluster", metavar="CLUSTER",
+                   help="cluster YAML (see rules/seed/cluster.yaml), or kubectl get nodes,pods,services,"
+                        "endpointslices -A -o json")
     v.add_argument("--format", choices=["text", "json"], default="text")
     v.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
