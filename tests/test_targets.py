@@ -211,3 +211,13 @@ def test_tcp_reset_answer_comes_from_the_rejected_destination():
     stop_rst_from_dst = "-A OUTPUT -s 192.168.0.9 -j DROP"
     t = tracer(tables(filter=f"-A FORWARD -p tcp -j REJECT --reject-with tcp-reset\n{stop_rst_from_dst}"))
     assert only(t.trace(pkt("10.0.0.9", "192.168.0.9"), in_iface="cni0")).verdict == "drop"
+
+
+def test_reject_answer_to_the_node_itself_leaves_by_lo():
+    # Found by the kernel campaign (seed 77): a locally generated packet rejected in OUTPUT gets
+    # its ICMP answer through lo, where "! -o eth0 -j REJECT" stops the answer too: a drop.
+    t = tracer(tables(filter="-A OUTPUT ! -o eth0 -j REJECT --reject-with icmp-host-prohibited"))
+    out = only(t.trace(pkt("10.0.0.1", "10.0.0.20", 443)))
+    assert out.verdict == "drop" and "answer was stopped" in out.reason
+    t = tracer(tables(filter="-A OUTPUT -o cni0 -j REJECT"))
+    assert only(t.trace(pkt("10.0.0.1", "10.0.0.20", 443))).verdict == "reject"

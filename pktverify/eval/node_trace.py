@@ -257,6 +257,8 @@ class _NodeWalk:
         pkt = st.pkt
         route = self.fib.lookup(pkt.src)
         dev = route.route.dev if route.route is not None else None
+        if route.kind == "local":
+            dev = "lo"          # an answer to the node itself leaves by lo, as every local delivery does
         if with_ == "tcp-reset":
             answer = Packet(TCP, pkt.dst, pkt.src, pkt.dport, pkt.sport, tcp_flags=0x14)
         else:

@@ -63,6 +63,9 @@ FIXED = [
     (filt("-A FORWARD -j REJECT", policies=":OUTPUT DROP [0:0]\n"), "pod", "tcp", 40019, "192.168.0.40", 80),
     (filt("-A FORWARD -j REJECT", "-A OUTPUT -m conntrack --ctstate RELATED -j DROP"), "pod", "udp", 40020,
      "192.168.0.40", 80),
+    # ... and the answer to a local packet leaves by lo (campaign seed 77).
+    (filt("-A OUTPUT ! -o eth0 -j REJECT --reject-with icmp-host-prohibited"), "node", "tcp", 40022, "10.0.0.20", 443),
+    (filt("-A OUTPUT -o cni0 -j REJECT --reject-with icmp-host-prohibited"), "node", "tcp", 40023, "10.0.0.20", 443),
 ]
 
 
