@@ -12,11 +12,20 @@ from pktverify.testing.kernel_lab import KernelLab, lab_available
 def pytest_addoption(parser):
     parser.addoption("--kernel-examples", type=int, default=12,
                      help="random rule sets to check against the kernel (default 12)")
+    parser.addoption("--kernel-seed", default="2026",
+                     help="seed of the random kernel campaign (default 2026, so CI is reproducible;"
+                          " 'random' draws a new one)")
 
 
 @pytest.fixture(scope="session")
 def kernel_examples(request) -> int:
     return request.config.getoption("--kernel-examples")
+
+
+@pytest.fixture(scope="session")
+def kernel_seed(request) -> int | None:
+    seed = request.config.getoption("--kernel-seed")
+    return None if seed == "random" else int(seed)
 
 
 @pytest.fixture(scope="module")

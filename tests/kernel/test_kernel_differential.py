@@ -82,8 +82,8 @@ def test_kernel_refusal_is_pktverify_refusal(lab):
     assert res.kernel is None and res.prediction.load_error and res.agrees, res.explanation
 
 
-def test_random_rule_sets_agree_with_kernel(lab, kernel_examples):
-    result = run_campaign(lab, kernel_examples)
+def test_random_rule_sets_agree_with_kernel(lab, kernel_examples, kernel_seed):
+    result = run_campaign(lab, kernel_examples, seed=kernel_seed)
     assert result.sent == kernel_examples
     first = result.divergences[0] if result.divergences else None
     assert result.agreed == result.sent, (
