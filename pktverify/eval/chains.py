@@ -72,10 +72,20 @@ class _IndexedChain:
 class CompiledTable:
     """One table compiled for one node: walk a packet from any built-in chain."""
 
-    def __init__(self, table: Table, fib: Fib) -> None:
+    def __init__(self, table: Table, fib: Fib, shared: dict[int, _IndexedChain] | None = None) -> None:
+        """``shared``: compiled chains of other nodes, by model chain; a chain none of whose rules
+        asks the node anything (no ``addrtype``) compiles the same everywhere and is reused."""
         self.name = table.name
         self.fib = fib
-        self.chains = {name: _IndexedChain(chain, fib) for name, chain in table.chains.items()}
+        self.chains = {}
+        for name, chain in table.chains.items():
+            compiled = shared.get(id(chain)) if shared is not None else None
+            if compiled is None:
+                compiled = _IndexedChain(chain, fib)
+                if shared is not None and not any(isinstance(mt, m.AddrTypeMatch)
+                                                  for rule in chain.rules for mt in rule.matches):
+                    shared[id(chain)] = compiled
+            self.chains[name] = compiled
 
     def is_empty(self, hook: str) -> bool:
         """True when the built-in chain has no rules and policy ACCEPT (a walk changes nothing)."""

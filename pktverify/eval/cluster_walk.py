@@ -109,7 +109,8 @@ class ClusterWalker:
     def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
         self.cluster = cluster
         self.states = nodes
-        self.tracers = {name: NodeTracer(state) for name, state in nodes.items()}
+        shared: dict = {}      # nodes that share a parsed rule set share its compiled chains
+        self.tracers = {name: NodeTracer(state, shared_chains=shared) for name, state in nodes.items()}
         self.specs = {n.name: n for n in cluster.nodes}
         self.node_by_ip: dict[int, str] = {}
         for state in nodes.values():

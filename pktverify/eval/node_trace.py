@@ -38,11 +38,14 @@ _ROUTE_ERRORS = {
 class NodeTracer:
     """Trace packets through one node. Build once per node; ``trace`` is the hot path."""
 
-    def __init__(self, node: NodeState) -> None:
+    def __init__(self, node: NodeState, *, shared_chains: dict | None = None) -> None:
+        """``shared_chains``: one dict passed to the tracers of several nodes lets nodes with the
+        same rule set object share their compiled chains (see :class:`CompiledTable`)."""
         self.node = node
         self.fib = Fib(node)
         with cyclic_gc_paused():
-            self.tables = {name: CompiledTable(table, self.fib) for name, table in node.ruleset.tables.items()}
+            self.tables = {name: CompiledTable(table, self.fib, shared_chains)
+                           for name, table in node.ruleset.tables.items()}
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,

@@ -14,6 +14,7 @@ the same parsers as real dumps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..model.addresses import format_ip, format_network, mask_length
 from ..model.cluster import ClusterSpec, NodeSpec
@@ -91,20 +92,25 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
 
 
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
-    ports = service_ports(cluster)
     if cluster.proxy_mode == "userspace":
+        ports = service_ports(cluster)
         chosen = proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _target, _eps in ports])
         portals = [PortalPort(name, cip, port, proto, chosen[(name, proto)])
                    for name, cip, port, proto, _target, _eps in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
     else:
-        sps = [ServicePort(name, cip, port, proto.upper(),
-                           tuple(f"{format_ip(ip)}:{target}" for _label, ip in eps))
-               for name, cip, port, proto, target, eps in ports]
-        text = kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
+        text = _iptables_mode_rules(cluster)
     if node.docker:
         text = _with_docker_masquerade(text)
     return text
+
+
+@lru_cache(maxsize=4)
+def _iptables_mode_rules(cluster: ClusterSpec) -> str:
+    """kube-proxy's iptables mode writes the same rules on every node: make them once per cluster."""
+    sps = [ServicePort(name, cip, port, proto.upper(), tuple(f"{format_ip(ip)}:{target}" for _label, ip in eps))
+           for name, cip, port, proto, target, eps in service_ports(cluster)]
+    return kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
 
 
 def _with_docker_masquerade(text: str) -> str:
