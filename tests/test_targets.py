@@ -221,3 +221,12 @@ def test_reject_answer_to_the_node_itself_leaves_by_lo():
     assert out.verdict == "drop" and "answer was stopped" in out.reason
     t = tracer(tables(filter="-A OUTPUT -o cni0 -j REJECT"))
     assert only(t.trace(pkt("10.0.0.1", "10.0.0.20", 443))).verdict == "reject"
+
+
+@pytest.mark.parametrize("user_chain", ["-A PV -p udp -j ACCEPT", "-A PV -j RETURN"])
+def test_goto_chain_ending_applies_the_builtin_policy(user_chain):
+    # Found by the kernel campaign (seed 4242): after -g there is no caller to return to, so
+    # falling off the end (or RETURN) of the goto'd chain applies the built-in chain's policy.
+    t = tracer(tables(filter=f":FORWARD DROP [0:0]\n:PV - [0:0]\n{user_chain}\n-A FORWARD -g PV\n-A FORWARD -j ACCEPT"))
+    out = only(t.trace(pkt("10.0.0.9", "192.168.0.9"), in_iface="cni0"))
+    assert out.verdict == "drop" and "FORWARD policy" in out.reason

@@ -95,11 +95,11 @@ class CompiledTable:
     def walk(self, hook: str, st: WalkState, ctx: "NatContext | None" = None) -> list[ChainResult]:
         """All outcomes of walking ``st`` through built-in chain ``hook``, with probabilities."""
         results: list[ChainResult] = []
-        self._run(hook, 0, (), st, ctx, results)
+        self._run(hook, hook, 0, (), st, ctx, results)
         return results
 
     # The walk: iterative within a branch, recursive only where it forks.
-    def _run(self, chain_name: str, start: int, stack: tuple, st: WalkState, ctx, results: list,
+    def _run(self, hook: str, chain_name: str, start: int, stack: tuple, st: WalkState, ctx, results: list,
              matched: int = -1) -> None:
         """Walk from ``start``. ``matched`` is a position already decided to match (the
         matching side of a fork), explored before the other side so outcomes keep rule order."""
@@ -126,7 +126,7 @@ class CompiledTable:
                     if cr.unknown or p < 1.0:
                         if p > 0.0:
                             hit = st._replace(prob=st.prob * p, exact=st.exact and not cr.unknown)
-                            self._run(chain_name, pos, stack, hit, ctx, results, pos)
+                            self._run(hook, chain_name, pos, stack, hit, ctx, results, pos)
                         st = st._replace(prob=st.prob * (1.0 - p) if p < 1.0 else st.prob,
                                          exact=st.exact and not cr.unknown)
                         if st.prob <= 0.0:
@@ -146,8 +146,8 @@ class CompiledTable:
                 elif kind == "goto":
                     chain_name, start = rest[1], 0
                 else:  # RETURN
-                    if not stack:
-                        results.append(self._policy(chain_name, st))
+                    if not stack:   # from the built-in chain itself, or a chain entered by -g from it
+                        results.append(self._policy(hook, st))
                         return
                     (chain_name, start), stack = stack[-1], stack[:-1]
                 moved = True
@@ -158,8 +158,8 @@ class CompiledTable:
             if chain.builtin:
                 results.append(self._policy(chain_name, st))
                 return
-            if not stack:   # only when a walk starts in a user chain
-                results.append(ChainResult(st, "RETURN"))
+            if not stack:   # a chain entered by -g from the built-in chain: the kernel applies its policy
+                results.append(self._policy(hook, st))
                 return
             (chain_name, start), stack = stack[-1], stack[:-1]
 

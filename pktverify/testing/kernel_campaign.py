@@ -6,7 +6,8 @@ A *probe* is a rule set plus one packet from one client of the lab
 ``ip -j addr``, ``ip -j route``, taken from the namespace after loading):
 
 * the observed verdict, post-NAT tuple and outgoing interface must be one of
-  the predicted outcomes (a probabilistic rule set has several);
+  the predicted outcomes (a probabilistic rule set has several), and the
+  predicted probabilities must sum to 1 (no spurious branch);
 * a rule set the kernel refuses to load must be refused by pktverify too.
 
 Hypothesis draws the rule sets from the matches and targets pktverify
@@ -151,6 +152,11 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
     if prediction.load_error:
         return ProbeResult(probe, obs, "", prediction, False,
                            f"kernel loaded the rules but pktverify refused them: {prediction.load_error}")
+    total = sum(o["probability"] for o in prediction.outcomes)
+    if abs(total - 1.0) > 1e-9:      # a spurious or missing branch would hide behind "one of them agrees"
+        return ProbeResult(probe, obs, "", prediction, False,
+                           f"pktverify's outcomes do not sum to probability 1 ({total}): "
+                           f"{'; '.join(_describe(o) for o in prediction.outcomes)}")
     agrees = any(_matches(obs, o) for o in prediction.outcomes)
     why = "" if agrees else (
         f"kernel: {obs.verdict} {obs.post_nat or ''} out={obs.out_iface} ({obs.detail}); "

@@ -63,6 +63,11 @@ FIXED = [
     (filt("-A FORWARD -j REJECT", policies=":OUTPUT DROP [0:0]\n"), "pod", "tcp", 40019, "192.168.0.40", 80),
     (filt("-A FORWARD -j REJECT", "-A OUTPUT -m conntrack --ctstate RELATED -j DROP"), "pod", "udp", 40020,
      "192.168.0.40", 80),
+    # A chain entered by -g from a built-in chain ends with the built-in's policy (seed 4242).
+    (filt("-A PV -p udp -j ACCEPT", "-A FORWARD -g PV", policies=":FORWARD DROP [0:0]\n:PV - [0:0]\n"),
+     "pod", "tcp", 40024, "192.168.0.40", 80),
+    (filt("-A PV -j RETURN", "-A FORWARD -g PV", "-A FORWARD -j ACCEPT",
+          policies=":FORWARD DROP [0:0]\n:PV - [0:0]\n"), "pod", "tcp", 40025, "192.168.0.40", 80),
     # ... and the answer to a local packet leaves by lo (campaign seed 77).
     (filt("-A OUTPUT ! -o eth0 -j REJECT --reject-with icmp-host-prohibited"), "node", "tcp", 40022, "10.0.0.20", 443),
     (filt("-A OUTPUT -o cni0 -j REJECT --reject-with icmp-host-prohibited"), "node", "tcp", 40023, "10.0.0.20", 443),
