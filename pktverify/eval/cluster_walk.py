@@ -122,6 +122,7 @@ class ClusterWalker:
         # Userspace proxies' own connections (and their replies), shared by every client.
         self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
         self._leg_replies: dict[int, list[PathEnd]] = {}
+        self._last_answer: tuple = (None, [])
         self.pods_by_ip: dict[int, list[PodSpec]] = {}
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
@@ -289,14 +290,23 @@ class ClusterWalker:
             if back.kind != "arrived":
                 out.append(back)
                 continue
+            for a in self._proxy_answer(node, delivered, conns, client):
+                out.append(PathEnd(a.kind, back.probability * a.probability, a.packet, (*back.hops, *a.hops), a.at,
+                                   a.reason, back.exact and a.exact, a.conns, a.proxied))
+        return out
+
+    def _proxy_answer(self, node: str, delivered: Packet, conns: tuple, client: Endpoint) -> list[PathEnd]:
+        """The proxy's answer to the client, from its socket back through the node. It is the same
+        whichever backend replied, so the last one is kept (a flow's ends are replied in a row)."""
+        key = (node, delivered, conns, client)
+        if self._last_answer[0] != key:
             tables: dict[str, ConntrackTable] = {}
             for n, conn in conns:
                 tables.setdefault(n, ConntrackTable()).add(conn)
             answer = delivered.reversed()
-            start = _Cursor(node, None, answer, back.probability, [*back.hops, Hop(f"{node}:proxy", answer,
-                                                                                    "the proxy answers the client")])
-            out.extend(self._run(start, client, tables))
-        return out
+            start = _Cursor(node, None, answer, 1.0, [Hop(f"{node}:proxy", answer, "the proxy answers the client")])
+            self._last_answer = (key, self._run(start, client, tables))
+        return self._last_answer[1]
 
     @staticmethod
     def _end(cur: _Cursor, kind: str, pkt: Packet, reason: str, at: Endpoint | None = None) -> PathEnd:
