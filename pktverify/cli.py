@@ -86,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:     # e.g. an interface the node does not have
         print(f"pktverify: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:        # a capture or generated file that cannot be written
+        print(f"pktverify: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
 
 
 def _trace(args) -> int:

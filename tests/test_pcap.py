@@ -133,3 +133,11 @@ def test_probabilistic_trace_writes_one_file_per_outcome(tshark, tmp_path):
     assert written == ["svc-1.pcapng", "svc-2.pcapng", "svc-3.pcapng"]
     comments = fields(tshark, tmp_path / "svc-2.pcapng", "frame.comment")
     assert "outcome 2/3 (p=0.333333)" in comments[0][0]
+
+
+def test_unwritable_capture_directory_is_one_line_and_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["verify", str(SEED), "--pcap-dir", str(blocker / "pcaps"), "--all"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pktverify: cannot write ") and str(blocker) in err[0]
