@@ -269,13 +269,6 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
                     f"{back.packet.describe()} ({back.reason})", client, pkt, end, back))
 
 
-def no_nat(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
-           classes: AddressClasses | None = None) -> InvariantResult:
-    for task in no_nat_tasks(cluster, walker, classes):
-        task(res)
-    return res
-
-
 def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
     """The no-nat checks as independent tasks: one per source class, one per node."""
     atom = classes.atom if classes is not None else None
@@ -317,13 +310,6 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
 
 
 # ------------------------------------------------------------------ service-reachability
-def service_reachability(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult,
-                         classes: AddressClasses | None = None) -> InvariantResult:
-    for task in service_tasks(cluster, walker, classes):
-        task(res)
-    return res
-
-
 def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
     """The service-reachability checks as independent tasks: one per service."""
     nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
@@ -387,12 +373,6 @@ def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected
 
 
 # ------------------------------------------------------------------ routing
-def routing(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult) -> InvariantResult:
-    for task in routing_tasks(cluster, walker):
-        task(res)
-    return res
-
-
 def routing_tasks(cluster: ClusterSpec, walker: ClusterWalker):
     """The routing checks as independent tasks: one per node (to every node's pod CIDR)."""
     def from_node(node):
