@@ -78,7 +78,7 @@ class PathEnd:
     ``kind``: ``arrived`` (``at`` is the receiver, ``packet`` as received),
     or a failure: ``drop``, ``reject``, ``blackhole``, ``loop``, ``left``
     (left the cluster network). ``conns`` are the conntrack entries each node
-    created, for the reply; ``legs`` > 1 when a userspace proxy relayed it.
+    created, for the reply; ``proxied`` is non-empty when a userspace proxy relayed it.
     """
     kind: str
     probability: float
@@ -118,7 +118,7 @@ class ClusterWalker:
                 if iface.name != "lo":
                     for a in iface.addresses:
                         self.node_by_ip.setdefault(a.ip, state.name)
-        self.pods_by_key: dict[str, PodSpec] = {p.key: p for p in cluster.pods}
+        self.pods_by_key = cluster.pods_by_key
         # Userspace proxies' own connections (and their replies), shared by every client.
         self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
         self._leg_replies: dict[int, list[PathEnd]] = {}
@@ -127,13 +127,12 @@ class ClusterWalker:
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
         # proxy port -> (service key:port name, protocol, target port, endpoints), per node (userspace)
-        self.proxy_ports: dict[tuple[str, int], tuple[str, str, int, list[tuple[str, int]]]] = {}
+        self.proxy_ports: dict[tuple[str, int], tuple[str, str, int, tuple[tuple[str, int], ...]]] = {}
         if cluster.proxy_mode == "userspace":
-            from ..generate.kube_proxy_userspace import proxy_ports
-            from ..generate.node_state import service_ports
+            from ..generate.node_state import service_ports, userspace_proxy_ports
             ports = service_ports(cluster)
             for node in cluster.nodes:
-                chosen = proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _t, _e in ports])
+                chosen = userspace_proxy_ports(node, ports)
                 for name, _cip, _port, proto, target, eps in ports:
                     self.proxy_ports[(node.name, chosen[(name, proto)])] = (name, proto, target, eps)
 
@@ -173,9 +172,7 @@ class ClusterWalker:
     def follow(self, sender: Endpoint, packet: Packet, conns: tuple[tuple[str, Connection], ...]) -> list[PathEnd]:
         """A packet of an established connection, sent by ``sender``; each node applies the
         conntrack entries ``conns`` (node, connection) that the connection's first packet made."""
-        tables: dict[str, ConntrackTable] = {}
-        for node, conn in conns:
-            tables.setdefault(node, ConntrackTable()).add(conn)
+        tables = _conntrack_tables(conns)
         start = self._start(sender, packet)
         if isinstance(start, PathEnd):
             return [start]
@@ -300,9 +297,7 @@ class ClusterWalker:
         whichever backend replied, so the last one is kept (a flow's ends are replied in a row)."""
         key = (node, delivered, conns, client)
         if self._last_answer[0] != key:
-            tables: dict[str, ConntrackTable] = {}
-            for n, conn in conns:
-                tables.setdefault(n, ConntrackTable()).add(conn)
+            tables = _conntrack_tables(conns)
             answer = delivered.reversed()
             start = _Cursor(node, None, answer, 1.0, [Hop(f"{node}:proxy", answer, "the proxy answers the client")])
             self._last_answer = (key, self._run(start, client, tables))
@@ -322,6 +317,14 @@ class _Summary:
 
     def __str__(self) -> str:
         return rules_summary(self.outcome)
+
+
+def _conntrack_tables(conns) -> dict[str, ConntrackTable]:
+    """Each node's conntrack table holding the entries ``conns`` (node, connection)."""
+    tables: dict[str, ConntrackTable] = {}
+    for node, conn in conns:
+        tables.setdefault(node, ConntrackTable()).add(conn)
+    return tables
 
 
 def rules_summary(o) -> str:

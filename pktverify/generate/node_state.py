@@ -21,7 +21,8 @@ from ..model.cluster import ClusterSpec, NodeSpec
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
 from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_ports
 
-__all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports"]
+__all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports",
+           "userspace_proxy_ports"]
 
 DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default on every host
 
@@ -38,14 +39,16 @@ def bridge_address(node: NodeSpec) -> int:
     return node.pod_cidr[0] + 1
 
 
-def service_ports(cluster: ClusterSpec) -> list[tuple[str, str, int, str, int, list[tuple[str, int]]]]:
-    """Per service port: (name ns/svc:port, cluster IP, port, protocol, target port, endpoints)."""
+@lru_cache(maxsize=4)
+def service_ports(cluster: ClusterSpec) -> tuple[tuple[str, str, int, str, int, tuple[tuple[str, int], ...]], ...]:
+    """Per service port: (name ns/svc:port, cluster IP, port, protocol, target port, endpoints).
+    The same for every node of the cluster, so made once per cluster."""
     out = []
     for svc in cluster.services:
-        eps = cluster.endpoints_of(svc)
+        eps = tuple(cluster.endpoints_of(svc))
         for p in svc.ports:
             out.append((f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, p.target_port, eps))
-    return out
+    return tuple(out)
 
 
 def generate_node(cluster: ClusterSpec, node: NodeSpec) -> GeneratedNode:
@@ -91,10 +94,16 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def userspace_proxy_ports(node: NodeSpec, ports: tuple) -> dict[tuple[str, str], int]:
+    """The proxy port of each (service port name, protocol) on ``node``: the one mapping both the
+    generated KUBE-PORTALS rules and the cluster walk's proxy use."""
+    return proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _target, _eps in ports])
+
+
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
     if cluster.proxy_mode == "userspace":
         ports = service_ports(cluster)
-        chosen = proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _target, _eps in ports])
+        chosen = userspace_proxy_ports(node, ports)
         portals = [PortalPort(name, cip, port, proto, chosen[(name, proto)])
                    for name, cip, port, proto, _target, _eps in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))

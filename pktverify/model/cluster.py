@@ -81,6 +81,11 @@ class ClusterSpec:
         return next(n for n in self.nodes if n.name == name)
 
     @cached_property
+    def pods_by_key(self) -> dict[str, PodSpec]:
+        """Pods by ``namespace/name`` (built once)."""
+        return {p.key: p for p in self.pods}
+
+    @cached_property
     def _pods_by_label(self) -> dict[tuple[str, str, str], list[PodSpec]]:
         """Ready pods by (namespace, label, value), for selectors (built once)."""
         index: dict[tuple[str, str, str], list[PodSpec]] = {}
@@ -97,9 +102,8 @@ class ClusterSpec:
             first, *rest = svc.selector
             candidates = self._pods_by_label.get((svc.namespace, *first), [])
             out += [(p.key, p.ip) for p in candidates if all(dict(p.labels).get(k) == v for k, v in rest)]
-        by_key = {p.key: p for p in self.pods} if svc.endpoints else {}
         for key in svc.endpoints or ():
-            pod = by_key.get(key)
+            pod = self.pods_by_key.get(key)
             if pod is not None and pod.ready:
                 out.append((pod.key, pod.ip))
         out += [(f"ip {format_ip(ip)}", ip) for ip in svc.endpoint_ips]

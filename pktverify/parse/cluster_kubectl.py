@@ -77,7 +77,9 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
         svc = meta.get("labels", {}).get("kubernetes.io/service-name")
         if svc:
             slices.setdefault((meta.get("namespace", "default"), svc), []).append(s)
-    services = tuple(s for s in (_service(src, s, slices, pods) for s in by_kind.get("Service", [])) if s is not None)
+    pod_keys = {p.key for p in pods}
+    services = tuple(s for s in (_service(src, s, slices, pod_keys) for s in by_kind.get("Service", []))
+                     if s is not None)
     return ClusterSpec(str(path), cidr, svc_cidr, "iptables", "direct", nodes, pods, services)
 
 
@@ -128,7 +130,7 @@ def _pod(src: _Src, item: dict, node_ips: set[int]) -> PodSpec | None:
                    tuple(sorted((meta.get("labels") or {}).items())), ports, ready)
 
 
-def _service(src: _Src, item: dict, slices: dict, pods: tuple[PodSpec, ...]) -> ServiceSpec | None:
+def _service(src: _Src, item: dict, slices: dict, pod_keys: set[str]) -> ServiceSpec | None:
     meta, spec = item.get("metadata", {}), item.get("spec", {})
     cip = spec.get("clusterIP")
     if not cip or cip == "None":
@@ -153,7 +155,6 @@ def _service(src: _Src, item: dict, slices: dict, pods: tuple[PodSpec, ...]) -> 
         selector = spec.get("selector")
         return ServiceSpec(name, ns, cluster_ip, tuple(ports),
                            tuple(sorted(selector.items())) if selector else None, None, (), 0)
-    pod_keys = {p.key for p in pods}
     endpoints, ips = [], []
     for s in own:
         for ep in s.get("endpoints", []):
