@@ -105,6 +105,22 @@ class _NatChains:
             self.jumps[chain.name] = plain
             self.exact[chain.name] = exact
 
+    def rules_of(self, chains: set[str]):
+        """The rules of ``chains``."""
+        return (rule for name in chains for rule in self.table.chains[name].rules)
+
+    def walked(self, dsts: _Points, start: set[str] | None = None, single: int | None = None) -> set[str]:
+        """:meth:`reachable`, closed under NAT: a reached DNAT/SNAT target becomes a destination
+        too, until no new target appears."""
+        chains = self.reachable(dsts, start, single)
+        points = dsts
+        while True:
+            more = [iv for rule in self.rules_of(chains) for iv in _targets(rule) if not points.meets(*iv)]
+            if not more:
+                return chains
+            points = _Points(points.intervals + more)
+            chains = self.reachable(points, start=chains)
+
     def reachable(self, dsts: _Points, start: set[str] | None = None, single: int | None = None) -> set[str]:
         """Chains walked for some destination in ``dsts`` (or exactly ``single``) from ``start``."""
         seen = set(start) if start is not None else set(m.TABLE_CHAINS["nat"])
@@ -189,14 +205,8 @@ class AddressClasses:
         that destination reaches (its KUBE-SVC/KUBE-SEP chains). Returns ``ip -> atom key``."""
         extra: list[Interval] = []
         for name, graph in self._nat.items():
-            reached = graph.reachable(_Points([]), start=self._reached[name], single=dst)
-            new = reached - self._reached[name]
-            targets = [iv for chain in new for rule in graph.table.chains[chain].rules for iv in _targets(rule)]
-            if targets:    # their NAT targets' own chains (closure over one more destination set)
-                reached |= graph.reachable(_Points(targets), start=reached)
-                new = reached - self._reached[name]
-            extra += [iv for chain in new for rule in graph.table.chains[chain].rules
-                      for iv in _tests(rule) + _targets(rule)]
+            new = graph.walked(_Points([]), start=self._reached[name], single=dst) - self._reached[name]
+            extra += [iv for rule in graph.rules_of(new) for iv in _tests(rule) + _targets(rule)]
         more, base = _Classifier(extra), self._classify
         return lambda ip: (base(ip), more(ip))
 
@@ -205,17 +215,8 @@ class AddressClasses:
         reached: dict[str, set[str]] = {}
         tests: list[Interval] = []
         for name, graph in self._nat.items():
-            points = dsts
-            chains = graph.reachable(points)
-            while True:      # DNAT targets become destinations too
-                targets = [iv for c in chains for rule in graph.table.chains[c].rules for iv in _targets(rule)]
-                more = [iv for iv in targets if not points.meets(*iv)]
-                if not more:
-                    break
-                points = _Points(points.intervals + more)
-                chains = graph.reachable(points)
-            reached[name] = chains
-            tests += [iv for c in chains for rule in graph.table.chains[c].rules for iv in _tests(rule) + _targets(rule)]
+            chains = reached[name] = graph.walked(dsts)
+            tests += [iv for rule in graph.rules_of(chains) for iv in _tests(rule) + _targets(rule)]
         return reached, tests
 
     def _check_sound(self, rule: m.Rule, node: str) -> None:
