@@ -237,12 +237,6 @@ def _walk(walker: ClusterWalker, res: InvariantResult, client: Endpoint,
     return out
 
 
-def _reply_ok(back: PathEnd, client: Endpoint, pkt: Packet) -> bool:
-    """The reply reached the client exactly as the reverse of what the client sent."""
-    got = (back.packet.src, back.packet.sport, back.packet.dst, back.packet.dport)
-    return back.kind == "arrived" and back.at == client and got == (pkt.dst, pkt.dport, pkt.src, pkt.sport)
-
-
 def _violation(message: str, client: Endpoint, pkt: Packet, end: PathEnd,
                back: PathEnd | None = None) -> Violation:
     path = _path(end) + (_path(back) if back is not None else ())
@@ -263,7 +257,7 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
                 f"{end.packet.describe()}", client, pkt, end, backs[0] if backs else None))
             continue
         for back in backs:
-            if not _reply_ok(back, client, pkt):
+            if not back.answers(client, pkt):
                 res.violations.append(_violation(
                     f"reply from {target.label()} to {client.label()} {back.kind}: "
                     f"{back.packet.describe()} ({back.reason})", client, pkt, end, back))
@@ -351,7 +345,7 @@ def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected
             continue
         reached[end.packet.dst] = reached.get(end.packet.dst, 0.0) + end.probability
         for back in backs:
-            if not _reply_ok(back, client, pkt):
+            if not back.answers(client, pkt):
                 res.violations.append(_violation(
                     f"{name} from {client.label()}: the reply from {end.at.label()} arrives as "
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "

@@ -90,6 +90,11 @@ class PathEnd:
     conns: tuple[tuple[str, Connection], ...] = ()
     proxied: tuple = ()   # ((node, client leg as delivered to the proxy, its conns, the proxy's SYN, its end), ...)
 
+    def answers(self, client: Endpoint, sent: Packet) -> bool:
+        """For a reply: it reached ``client`` exactly as the reverse of what the client ``sent``."""
+        got = (self.packet.src, self.packet.sport, self.packet.dst, self.packet.dport)
+        return self.kind == "arrived" and self.at == client and got == (sent.dst, sent.dport, sent.src, sent.sport)
+
 
 @dataclass
 class _Cursor:

@@ -75,10 +75,8 @@ def cluster_flow(walker: ClusterWalker, client: Endpoint, end: PathEnd, *, title
             back = backs[0]
             hops.extend(back.hops)
             first = end.hops[0].packet
-            answered = (back.packet.src, back.packet.sport, back.packet.dst, back.packet.dport) == \
-                (first.dst, first.dport, first.src, first.sport)
             # The client completes the handshake only when the SYN-ACK is the one it expects.
-            if back.kind == "arrived" and back.at == client and answered and first.proto == TCP:
+            if back.answers(client, first) and first.proto == TCP:
                 if not end.proxied:
                     hops.extend(_established(walker, client, end.conns, first._replace(tcp_flags=_ACK)))
                 else:
