@@ -227,11 +227,7 @@ class _NodeWalk:
         if verdict == "ACCEPT":
             nxt.append(res.state)
         elif verdict == "DROP":
-            last = res.state.steps[-1] if res.state.steps else None
-            why = f"dropped by {table}/{last.chain} {'policy' if last and last.rule_index is None else f'#{last.rule_index}'}" \
-                if last else f"dropped in {table}/{hook}"
-            if res.detail:
-                why = res.detail
+            why = res.detail or f"dropped by {_stopped_at(table, hook, res.state)}"
             finished.append(self._end(res.state, "drop", why))
         elif verdict == "REJECT":
             last = res.state.steps[-1]
@@ -260,6 +256,8 @@ class _NodeWalk:
         pkt = st.pkt
         route = self.fib.lookup(pkt.src)
         dev = route.route.dev if route.route is not None else None
+        if route.kind not in ("unicast", "local", "broadcast"):
+            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})")]
         if route.kind == "local":
             dev = "lo"          # an answer to the node itself leaves by lo, as every local delivery does
         if with_ == "tcp-reset":
@@ -272,8 +270,6 @@ class _NodeWalk:
             else:
                 src = self.fib.masquerade_source(dev or "", route.next_hop or pkt.src) or 0
             answer = Packet(ICMP, src, pkt.src, 0, 0, 0, 3, _ICMP_CODES.get(with_, 3))
-        if route.kind not in ("unicast", "local", "broadcast"):
-            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})")]
         states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, ())]
         out: list[tuple[bool, WalkState, str]] = []
         for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"),
@@ -288,10 +284,9 @@ class _NodeWalk:
                         passed.append(res.state if res.verdict == "ACCEPT" else res.state._replace(exact=False))
                     if res.verdict != "ACCEPT":
                         # REJECT of an ICMP error or a RST sends nothing more: it is a drop.
-                        last = res.state.steps[-1] if res.state.steps else None
-                        where = f"{name}/{last.chain} #{last.rule_index}" if last and last.rule_index else f"{name}/{hook} policy"
                         out.append((False, st._replace(prob=res.state.prob, exact=res.state.exact),
-                                    f"{res.verdict} by {where} (the answer: {answer.describe()})"))
+                                    f"{res.verdict} by {_stopped_at(name, hook, res.state)}"
+                                    f" (the answer: {answer.describe()})"))
             states = passed
         for state in states:
             out.append((True, st._replace(prob=state.prob, exact=state.exact), ""))
@@ -365,6 +360,14 @@ class _NodeWalk:
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, st.steps,
                        reason, conn, st.mark, st.random_ports)
+
+
+def _stopped_at(table: str, hook: str, st: WalkState) -> str:
+    """Where a table walk stopped the packet: ``filter/KUBE-X #3`` or ``filter/FORWARD policy``."""
+    last = st.steps[-1] if st.steps else None
+    if last is None:
+        return f"{table}/{hook}"
+    return f"{table}/{last.chain} {'policy' if last.rule_index is None else f'#{last.rule_index}'}"
 
 
 # ICMP destination-unreachable codes of REJECT --reject-with.
