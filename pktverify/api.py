@@ -65,5 +65,8 @@ def trace_to_pcapng(node: NodeState, result: Trace, path: str | Path) -> list[Pa
     path = Path(path)
     if len(flows) == 1:
         return [write_pcapng(flows, path)]
+    if not path.name:
+        from .report.files import OutputError
+        raise OutputError(f"refusing to write {str(path)!r}: give a file name, not a folder")
     return [write_pcapng([flow], path.with_name(f"{path.stem}-{n}{path.suffix or '.pcapng'}"))
             for n, flow in enumerate(flows, 1)]

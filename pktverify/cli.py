@@ -154,23 +154,22 @@ def _load_any_cluster(args):
 
 
 def _generate(args) -> int:
-    from pathlib import Path
-
     from .generate.node_state import generate_node
     from .parse.cluster_yaml import load_cluster
+    from .report.files import OutputDir
 
     cluster = load_cluster(args.cluster)
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes}
-    for name, gen in generated.items():
-        files = {"iptables-save.txt": gen.iptables, "ip-addr.txt": gen.addrs, "ip-route.txt": gen.routes}
-        if args.out:
-            folder = Path(args.out) / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for fname, text in files.items():
-                (folder / fname).write_text(text)
-        else:
-            for fname, text in files.items():
+    if not args.out:
+        for name, gen in generated.items():
+            for fname, text in gen.files().items():
                 sys.stdout.write(f"# {name}/{fname}\n{text}")
+        return 0
+    with OutputDir(args.out) as out:
+        for name, gen in generated.items():      # node names are DNS-1123 subdomains: one plain component
+            with out.subdir(name) as folder:
+                for fname, text in gen.files().items():
+                    folder.write(fname, text.encode())
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import InvalidArgument
 from .model.addresses import AddressError, parse_ip
 from .model.packet import ICMP, PROTO_NUMBERS, SCTP, TCP, UDP, Packet
+from .scapy_quiet import import_scapy
 
 __all__ = ["packet_from_scapy", "make_packet"]
 
@@ -20,6 +21,7 @@ def packet_from_scapy(pkt) -> Packet:
     Every address must be set explicitly: an unset ``IP().src`` would make
     scapy consult the host's routes.
     """
+    import_scapy()
     from scapy.layers.inet import ICMP as SICMP, IP, TCP as STCP, UDP as SUDP
     from scapy.layers.sctp import SCTP as SSCTP
 

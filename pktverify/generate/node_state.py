@@ -33,6 +33,10 @@ class GeneratedNode:
     routes: str
     iptables: str
 
+    def files(self) -> dict[str, str]:
+        """The node's dumps by the file name ``generate --out`` writes them under."""
+        return {"iptables-save.txt": self.iptables, "ip-addr.txt": self.addrs, "ip-route.txt": self.routes}
+
 
 def bridge_address(node: NodeSpec) -> int:
     """The bridge's address: the first host of the node's pod CIDR."""

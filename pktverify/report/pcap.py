@@ -16,13 +16,16 @@ give a byte-identical file.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 from ..eval.flows import Flow
 from ..model.addresses import format_ip
 from ..model.packet import ICMP, SCTP, TCP, UDP, Packet
+from ..scapy_quiet import import_scapy
+from .files import OutputDir, write_file
 
-__all__ = ["write_pcapng", "EPOCH", "STEP", "mac_for"]
+__all__ = ["write_pcapng", "pcapng_bytes", "EPOCH", "STEP", "mac_for"]
 
 EPOCH = 1_767_225_600          # 2026-01-01T00:00:00Z: a fixed, recognisable start
 STEP = 0.001                    # one millisecond per observation
@@ -36,24 +39,40 @@ def mac_for(point: str) -> str:
     return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
-def write_pcapng(flows: list[Flow], path: str | Path) -> Path:
-    """Write ``flows`` (one after the other) to ``path`` as pcapng; return the path."""
+def write_pcapng(flows: list[Flow], path: str | Path, *, folder: OutputDir | None = None) -> Path:
+    """Write ``flows`` (one after the other) as pcapng; return the path written.
+
+    ``path`` is a file path, or with ``folder`` a plain file name inside that
+    folder. Either way the file is written safely (see :mod:`.files`): never
+    through a symlink, never over a device or FIFO, never half-written.
+    """
+    data = pcapng_bytes(flows)
+    if folder is not None:
+        return folder.write(str(path), data)
+    return write_file(path, data)
+
+
+def pcapng_bytes(flows: list[Flow]) -> bytes:
+    """The pcapng file of ``flows``, as bytes."""
+    import_scapy()
     from scapy.utils import PcapNgWriter
 
     class _Writer(PcapNgWriter):
-        """Only named interfaces: no anonymous interface 0 in the header."""
+        """Into memory (scapy's own constructor opens a file by name), and only named
+        interfaces: no anonymous interface 0 in the header."""
 
-        def __init__(self, filename: str) -> None:
-            super().__init__(filename)
+        def __init__(self, sink) -> None:      # what RawPcapNgWriter.__init__ sets, but our sink
+            self.header_present = False
+            self.tsresol = 1000000
             self.interfaces2id = {None: -1}
+            self.endian, self.endian_magic = "<", b"\x4d\x3c\x2b\x1a"
+            self.filename, self.f = "<memory>", sink
 
         def _write_header(self, pkt) -> None:
             if not self.header_present:
                 self.header_present = True
                 self._write_block_shb()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     frames = []
     t = 0
     for n, flow in enumerate(flows):
@@ -67,15 +86,12 @@ def write_pcapng(flows: list[Flow], path: str | Path) -> Path:
             t += 1
             frames.append(frame)
             prev_point = hop.point
-    tmp = path.with_name(path.name + ".partial")
-    writer = _Writer(str(tmp))
-    try:
-        for frame in frames:
-            writer.write(frame)
-    finally:
-        writer.close()
-    tmp.replace(path)         # nothing half-written under the real name
-    return path
+    sink = io.BytesIO()
+    writer = _Writer(sink)
+    for frame in frames:
+        writer.write(frame)
+    writer.flush()
+    return sink.getvalue()
 
 
 def _frame(pkt: Packet, src_point: str, dst_point: str, *, ipid: int):

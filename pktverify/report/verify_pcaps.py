@@ -8,6 +8,7 @@ from pathlib import Path
 from ..check.invariants import InvariantResult
 from ..eval.cluster_walk import ClusterWalker
 from ..eval.flows import cluster_flow
+from .files import OutputDir
 from .pcap import write_pcapng
 
 __all__ = ["write_verify_pcaps"]
@@ -21,7 +22,12 @@ def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], di
                        all_flows: bool = False) -> list[Path]:
     """Write ``<invariant>-violation-<n>.pcapng`` per violation with a path; with ``all_flows``
     also ``flow-<invariant>-<n>-<flow>[-p<k>].pcapng`` per checked flow (one file per outcome)."""
-    out_dir = Path(directory)
+    with OutputDir(directory) as folder:
+        return _write_all(walker, results, folder, all_flows)
+
+
+def _write_all(walker: ClusterWalker, results: list[InvariantResult], folder: OutputDir,
+               all_flows: bool) -> list[Path]:
     written: list[Path] = []
     for res in results:
         for n, v in enumerate(res.violations, 1):
@@ -30,12 +36,12 @@ def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], di
             flow = cluster_flow(walker, v.client, v.end, title=f"{res.name} violation {n}: {v.flow}",
                                 replies=list(v.replies) if v.replies else None,
                                 comment=f"invariant {res.name} violated: {v.message}")
-            written.append(write_pcapng([flow], out_dir / f"{res.name}-violation-{n}.pcapng"))
+            written.append(write_pcapng([flow], f"{res.name}-violation-{n}.pcapng", folder=folder))
         for n, checked in enumerate(res.flows or [], 1):
             many = len(checked.ends) > 1
             for k, (end, backs) in enumerate(checked.ends, 1):
                 title = f"{res.name}: {checked.label}" + (f" (outcome {k}, p={end.probability:.6g})" if many else "")
                 flow = cluster_flow(walker, checked.client, end, title=title, replies=list(backs))
                 name = f"flow-{res.name}-{n}-{_slug(checked.label)}" + (f"-p{k}" if many else "")
-                written.append(write_pcapng([flow], out_dir / f"{name}.pcapng"))
+                written.append(write_pcapng([flow], f"{name}.pcapng", folder=folder))
     return written
