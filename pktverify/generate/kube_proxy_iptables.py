@@ -13,6 +13,8 @@ import base64
 import hashlib
 from dataclasses import dataclass
 
+from .rule_text import quote
+
 __all__ = ["ServicePort", "kube_proxy_iptables_rules", "chain_suffix"]
 
 
@@ -55,24 +57,29 @@ def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str)
         proto = svc.protocol.lower()
         if not svc.endpoints:
             filter_rules.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p {proto} -m comment --comment '
-                                f'"{svc.name} has no endpoints" -m {proto} --dport {svc.port} '
+                                f'{quote(svc.name + " has no endpoints")} -m {proto} --dport {svc.port} '
                                 "-j REJECT --reject-with icmp-port-unreachable")
             continue
         svc_chain = "KUBE-SVC-" + chain_suffix(svc.name, proto)
         nat_chains.append(svc_chain)
         dispatch.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p {proto} -m comment --comment '
-                        f'"{svc.name} cluster IP" -m {proto} --dport {svc.port} -j {svc_chain}')
+                        f'{quote(svc.name + " cluster IP")} -m {proto} --dport {svc.port} -j {svc_chain}')
         bodies.append(f'-A {svc_chain} ! -s {cluster_cidr} -d {svc.cluster_ip}/32 -p {proto} -m comment '
-                      f'--comment "{svc.name} cluster IP" -m {proto} --dport {svc.port} -j KUBE-MARK-MASQ')
-        n = len(svc.endpoints)
-        for i, ep in enumerate(svc.endpoints):
+                      f'--comment {quote(svc.name + " cluster IP")} -m {proto} --dport {svc.port} -j KUBE-MARK-MASQ')
+        # kube-proxy writes one KUBE-SEP chain per distinct endpoint address: two pods sharing an
+        # address (docker's default 172.17.0.0/16 on every node) are one endpoint to it, and the
+        # invariants, not the generator, report the shared address.
+        endpoints = tuple(dict.fromkeys(svc.endpoints))
+        n = len(endpoints)
+        for i, ep in enumerate(endpoints):
             sep = "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)
             nat_chains.append(sep)
             stat = f" -m statistic --mode random --probability {1.0 / (n - i):.11f}" if i < n - 1 else ""
-            bodies.append(f'-A {svc_chain} -m comment --comment "{svc.name} -> {ep}"{stat} -j {sep}')
+            bodies.append(f'-A {svc_chain} -m comment --comment {quote(f"{svc.name} -> {ep}")}{stat} -j {sep}')
             ip = ep.rsplit(":", 1)[0]
-            bodies.append(f'-A {sep} -s {ip}/32 -m comment --comment "{svc.name}" -j KUBE-MARK-MASQ')
-            bodies.append(f'-A {sep} -p {proto} -m comment --comment "{svc.name}" -m {proto} -j DNAT --to-destination {ep}')
+            bodies.append(f'-A {sep} -s {ip}/32 -m comment --comment {quote(svc.name)} -j KUBE-MARK-MASQ')
+            bodies.append(f'-A {sep} -p {proto} -m comment --comment {quote(svc.name)} -m {proto} '
+                          f'-j DNAT --to-destination {ep}')
     dispatch.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
                     'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
     out = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",

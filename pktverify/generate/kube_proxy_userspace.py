@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from .rule_text import quote
+
 __all__ = ["PortalPort", "proxy_ports", "kube_proxy_userspace_rules"]
 
 
@@ -59,7 +61,7 @@ def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> st
         ' the last rule in the chain" -j KUBE-NODEPORT-HOST',
     ]
     for p in portals:
-        match = f'-d {p.cluster_ip}/32 -p {p.protocol} -m comment --comment "{p.name}" -m {p.protocol} --dport {p.port}'
+        match = f'-d {p.cluster_ip}/32 -p {p.protocol} -m comment --comment {quote(p.name)} -m {p.protocol} --dport {p.port}'
         rules.append(f"-A KUBE-PORTALS-CONTAINER {match} -j REDIRECT --to-ports {p.proxy_port}")
         rules.append(f"-A KUBE-PORTALS-HOST {match} -j DNAT --to-destination {node_ip}:{p.proxy_port}")
     chains = ["KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST"]

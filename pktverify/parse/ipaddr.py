@@ -6,11 +6,10 @@ models IPv4); the order of addresses is kept, because REDIRECT uses the first.
 
 from __future__ import annotations
 
-import json
-
 from ..errors import InputError
 from ..model.addresses import AddressError, parse_ip
 from ..model.node import SCOPES, IfAddr, Interface
+from .json_input import line_of, load_json
 
 __all__ = ["parse_ip_addr"]
 
@@ -26,39 +25,39 @@ def parse_ip_addr(text: str, *, source: str = "<ip addr>") -> dict[str, Interfac
 
 
 def _parse_json(text: str, source: str) -> dict[str, Interface]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source, exc.lineno, f"invalid JSON: {exc.msg}", text.split("\n")[exc.lineno - 1][:80]) from None
-    if not isinstance(data, list):
-        raise InputError(source, 1, "expected the JSON list that 'ip -j addr show' prints", text[:80])
+    doc = load_json(text, source, expect="ip -j addr show")
     interfaces: dict[str, Interface] = {}
-    for entry in data:
-        if not isinstance(entry, dict) or "ifname" not in entry:
-            raise InputError(source, 1, "every entry needs 'ifname' (is this 'ip -j addr show' output?)", str(entry)[:80])
-        name = entry["ifname"]
-        flags = entry.get("flags", [])
+    for entry in doc.items():
+        if not isinstance(entry.value, dict) or "ifname" not in entry.value:
+            raise entry.error("every entry needs 'ifname' (is this 'ip -j addr show' output?)")
+        name = entry.str("ifname", required=True)
+        if not name or "\0" in name or "/" in name:
+            raise entry.child("ifname").error(f"bad interface name {name!r}")
+        flags = entry.get("flags", list, default=[])
+        if not all(isinstance(f, str) for f in flags):
+            raise entry.child("flags").error("flags must be a list of strings")
         addrs = []
-        for info in entry.get("addr_info", []):
-            if info.get("family") != "inet":
+        for info in entry.list("addr_info"):
+            if info.get("family", str) != "inet":
                 continue
             try:
-                ip = parse_ip(str(info.get("local")))
-                plen = int(info.get("prefixlen"))
+                ip = parse_ip(info.str("local", required=True, what=f"an address of {name}"))
+                plen = info.int("prefixlen", required=True, what=f"an address of {name}")
                 if not 0 <= plen <= 32:
                     raise AddressError(f"prefix length /{plen} is out of range 0-32")
-                brd = parse_ip(info["broadcast"]) if info.get("broadcast") else None
-            except (AddressError, TypeError, ValueError) as exc:
-                raise InputError(source, 1, f"bad address on {name}: {exc}", json.dumps(info)[:120]) from None
-            scope = _scope(str(info.get("scope", "global")), source, json.dumps(info)[:120])
-            addrs.append(IfAddr(ip, plen, scope, bool(info.get("secondary")), brd))
+                brd = parse_ip(info.str("broadcast")) if info.has("broadcast") else None
+            except AddressError as exc:
+                raise info.error(f"bad address on {name}: {exc}") from None
+            scope = info.get("scope", (str, int), default="global")
+            scope = scope if isinstance(scope, int) else _scope(scope, source, "", line_of(text, info.path))
+            addrs.append(IfAddr(ip, plen, scope, bool(info.get("secondary", bool, default=False)), brd))
         interfaces[name] = Interface(name, tuple(addrs), "LOOPBACK" in flags or name == "lo",
                                      "UP" in flags or not flags)
     return interfaces
 
 
 def _scope(text: str, source: str, line: str, lineno: int = 1) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 3:
         return int(text)
     if text not in SCOPES:
         raise InputError(source, lineno, f"unknown scope {text!r} (valid: {', '.join(SCOPES)})", line)
@@ -73,8 +72,10 @@ def _parse_text(text: str, source: str) -> dict[str, Interface]:
             continue
         body = line.split("\\")[0].split()
         # "2: eth0    inet 10.0.0.1/24 brd 10.0.0.255 scope global eth0"
-        if len(body) < 4 or not body[0].endswith(":") or not body[0][:-1].isdigit():
-            raise InputError(source, lineno, "not an 'ip -o addr show' line", line)
+        if len(body) < 4 or not body[0].endswith(":") or not body[0][:-1].isascii() \
+                or not body[0][:-1].isdigit():
+            # Before the first good line the file may be anything (a wrong path): do not echo it.
+            raise InputError(source, lineno, "not an 'ip -o addr show' line", line if collected else "")
         name = body[1].split("@")[0]
         family = body[2]
         if family == "inet6":
@@ -85,6 +86,8 @@ def _parse_text(text: str, source: str) -> dict[str, Interface]:
         try:
             ip_text, _, plen_text = body[3].partition("/")
             ip = parse_ip(ip_text)
+            if plen_text and not (plen_text.isascii() and plen_text.isdigit() and len(plen_text) <= 2):
+                raise AddressError(f"prefix length {plen_text!r} is not a number 0-32")
             plen = int(plen_text) if plen_text else 32
             if not 0 <= plen <= 32:
                 raise AddressError(f"prefix length /{plen} is out of range 0-32")
@@ -111,5 +114,5 @@ def _parse_text(text: str, source: str) -> dict[str, Interface]:
                 i += 1   # label, flags (dynamic, noprefixroute, ...)
         collected.setdefault(name, []).append(IfAddr(ip, plen, scope, secondary, brd))
     if not collected:
-        raise InputError(source, 1, "no interfaces found", text[:80])
+        raise InputError(source, 1, "no interfaces found", "")
     return {name: Interface(name, tuple(addrs), name == "lo") for name, addrs in collected.items()}

@@ -8,12 +8,13 @@ of the kernel's own connected routes, which the node builder then derives.
 
 from __future__ import annotations
 
-import json
+import re
 from typing import NamedTuple
 
 from ..errors import InputError
 from ..model.addresses import AddressError, parse_ip, parse_network, prefix_mask
 from ..model.node import SCOPES, Route
+from .json_input import element_lines, load_json
 
 __all__ = ["RouteDump", "parse_routes"]
 
@@ -27,6 +28,9 @@ _FLAGS_IGNORED = {"onlink", "linkdown", "pervasive", "dead", "offload", "trap", 
                   "rt_offload", "rt_trap", "lock"}
 
 
+_ASCII_NUMBER = re.compile(r"[0-9]{1,10}\Z")
+
+
 class RouteDump(NamedTuple):
     """Parsed routes; ``legacy`` is True for ``route add`` input (connected routes not included)."""
     routes: tuple[Route, ...]
@@ -35,15 +39,21 @@ class RouteDump(NamedTuple):
 
 def parse_routes(text: str, *, source: str = "<ip route>") -> RouteDump:
     """Parse any of the three route formats into Route values (``dev`` may be None for legacy)."""
-    stripped = text.lstrip()
-    if not stripped:
-        raise InputError(source, 1, "empty input", "")
-    if stripped[0] == "[":
+    lines = [(n, line.strip()) for n, line in enumerate(text.split("\n"), 1)]
+    content = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not content:
+        raise InputError(source, 1, "no routes found (the file is empty or only comments)", "")
+    first_line, first = content[0]
+    if first[0] == "[":
         return RouteDump(_parse_json(text, source), False)
-    first = next(line.strip() for line in text.split("\n") if line.strip() and not line.strip().startswith("#"))
-    if first.startswith("route ") or first.startswith("/sbin/route ") or first.startswith("sudo route "):
-        return RouteDump(_parse_legacy(text, source), True)
-    return RouteDump(_parse_text(text, source), False)
+    legacy = first.startswith(("route ", "/sbin/route ", "sudo route "))
+    try:
+        return RouteDump(_parse_legacy(text, source) if legacy else _parse_text(text, source), legacy)
+    except InputError as exc:
+        if exc.line != first_line:
+            raise
+        # The very first line is not a route: perhaps not a route dump at all; do not echo it.
+        raise InputError(source, exc.line, f"not 'ip route' or 'route add' output ({exc.message})", "") from None
 
 
 def _net(text: str) -> tuple[int, int]:
@@ -53,32 +63,34 @@ def _net(text: str) -> tuple[int, int]:
 
 
 def _parse_json(text: str, source: str) -> tuple[Route, ...]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(source, exc.lineno, f"invalid JSON: {exc.msg}", text.split("\n")[exc.lineno - 1][:80]) from None
-    if not isinstance(data, list):
-        raise InputError(source, 1, "expected the JSON list that 'ip -j route show' prints", text[:80])
+    doc = load_json(text, source, expect="ip -j route show")
     routes = []
-    for entry in data:
-        shown = json.dumps(entry)[:160]
-        if not isinstance(entry, dict) or "dst" not in entry:
-            raise InputError(source, 1, "every route needs 'dst' (is this 'ip -j route show' output?)", shown)
-        if "nexthops" in entry or "multipath" in entry:
-            raise InputError(source, 1, "multipath routes are not supported", shown)
-        kind = entry.get("type", "unicast")
+    lines = element_lines(text)
+    for n, entry in enumerate(doc.items()):
+        if not isinstance(entry.value, dict) or "dst" not in entry.value:
+            raise entry.error("every route needs 'dst' (is this 'ip -j route show' output?)")
+        if entry.has("nexthops") or entry.has("multipath"):
+            raise entry.error("multipath routes are not supported")
+        kind = entry.str("type", default="unicast")
         if kind not in _KINDS:
-            raise InputError(source, 1, f"unknown route type {kind!r}", shown)
+            raise entry.child("type").error(f"unknown route type {kind!r}")
         try:
-            network, mask = _net(entry["dst"])
-            gateway = parse_ip(entry["gateway"]) if entry.get("gateway") else None
-            prefsrc = parse_ip(entry["prefsrc"]) if entry.get("prefsrc") else None
+            network, mask = _net(entry.str("dst", required=True))
+            gateway = parse_ip(entry.str("gateway")) if entry.has("gateway") else None
+            prefsrc = parse_ip(entry.str("prefsrc")) if entry.has("prefsrc") else None
         except AddressError as exc:
-            raise InputError(source, 1, f"bad address: {exc}", shown) from None
-        scope = entry.get("scope", "global")
-        routes.append(Route(network, mask, kind, gateway, entry.get("dev"), prefsrc,
-                            int(entry.get("metric", 0)), SCOPES.get(scope, 0) if not str(scope).isdigit() else int(scope),
-                            str(entry.get("table", "main")), source, 1))
+            raise entry.error(f"bad address: {exc}") from None
+        metric = entry.int("metric", default=0)
+        if not 0 <= metric <= 0xFFFFFFFF:
+            raise entry.child("metric").error(f"metric {metric} is out of range")
+        scope = entry.get("scope", (str, int), default="global")
+        if isinstance(scope, str) and not _ASCII_NUMBER.match(scope) and scope not in SCOPES:
+            raise entry.child("scope").error(f"unknown scope {scope!r} (valid: {', '.join(SCOPES)})")
+        scope = int(scope) if isinstance(scope, int) or _ASCII_NUMBER.match(scope) else SCOPES[scope]
+        table = entry.get("table", (str, int), default="main")
+        dev = entry.str("dev")
+        line = lines[n] if n < len(lines) else 1
+        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, str(table), source, line))
     return tuple(routes)
 
 
@@ -116,10 +128,10 @@ def _parse_text(text: str, source: str) -> tuple[Route, ...]:
                     dev = arg
                 elif word == "src" and arg:
                     prefsrc = parse_ip(arg)
-                elif word == "metric" and arg and arg.isdigit():
+                elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
                     metric = int(arg)
                 elif word == "scope" and arg:
-                    scope = int(arg) if arg.isdigit() else SCOPES[arg]
+                    scope = int(arg) if _ASCII_NUMBER.match(arg) else SCOPES[arg]
                 elif word == "table" and arg:
                     table = arg
                 elif word in _ONE_ARG_IGNORED and arg:
@@ -134,7 +146,7 @@ def _parse_text(text: str, source: str) -> tuple[Route, ...]:
             i += 2
         routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno))
     if not routes:
-        raise InputError(source, 1, "no routes found", text[:80])
+        raise InputError(source, 1, "no routes found", "")
     return tuple(routes)
 
 
@@ -180,7 +192,7 @@ def _parse_legacy(text: str, source: str) -> tuple[Route, ...]:
                 elif word == "dev" and arg:
                     dev = arg
                     i += 2
-                elif word == "metric" and arg and arg.isdigit():
+                elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
                     metric = int(arg)
                     i += 2
                 elif word == "reject":
@@ -201,5 +213,5 @@ def _parse_legacy(text: str, source: str) -> tuple[Route, ...]:
             raise InputError(source, lineno, "route add needs gw G or dev D", line)
         routes.append(Route(network, mask, kind, gateway, dev, None, metric, 0, "main", source, lineno))
     if not routes:
-        raise InputError(source, 1, "no routes found", text[:80])
+        raise InputError(source, 1, "no routes found", "")
     return tuple(routes)

@@ -9,6 +9,7 @@ then checked the way the kernel checks it on load (see :mod:`.iptables_checks`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from .source import decode_text, read_text
 from .tokens import TokenError, split_args
 
 __all__ = ["parse_iptables_save", "load_iptables_save"]
+
+# What an iptables-save line looks like; before the first one, nothing of the file is echoed.
+_IPTABLES_SHAPE = re.compile(r"(?:\[\d+:\d+\]\s+)?-[AI]\s+\S+|:\S+\s+\S+|COMMIT\Z")
 
 
 def load_iptables_save(path: str | Path, *, lenient: bool = False, name: str | None = None) -> Ruleset:
@@ -52,11 +56,19 @@ def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:
     warnings: list[str] = []
     current: _TableBuilder | None = None
     parser = RuleParser(lenient=lenient)
+    recognised = False
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.rstrip("\r").strip()
         if not line or line[0] == "#":
             continue
         head = line[0]
+        if not recognised:
+            if head != "*" and not _IPTABLES_SHAPE.match(line):
+                # Not iptables-save output at all (perhaps a wrong path in a cluster file): say so
+                # without echoing the content of a file that may be anything the user can read.
+                raise InputError(source, lineno, "not iptables-save output (the first line that is not a "
+                                 "'#' comment must be a *table line such as *nat)", "")
+            recognised = True
         if head == "-" or head == "[":
             if current is None:
                 raise InputError(source, lineno, "rule before any *table line", line)

@@ -1,22 +1,69 @@
-"""Reading input files: UTF-8 text only, with line numbers, CRLF tolerated."""
+"""Reading input files: regular files of bounded size, UTF-8 text only, with line numbers, CRLF tolerated.
+
+A path from a cluster description may name anything the user can open, so
+reading refuses what is not a regular file (``/dev/zero`` would never end, a
+FIFO would block, a folder has no text) and files larger than
+``MAX_INPUT_BYTES``, before reading a byte of them.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["read_lines", "read_text"]
+__all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES"]
+
+MAX_INPUT_BYTES = 512 * 1024 * 1024     # a 100k-rule kube-proxy dump is ~25 MB; kubectl JSON of 30k pods ~300 MB
+
+
+def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The content of the regular file ``path`` (at most ``limit`` bytes); InputError otherwise."""
+    label = name or str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:      # ValueError: a NUL byte in the path
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(label, 0, "cannot read file", why) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(label, 0, "not a regular file (pktverify reads files, not devices, FIFOs or "
+                             "folders)", _kind(info.st_mode))
+        if info.st_size > limit:
+            raise InputError(label, 0, f"file larger than the {limit // 2**20} MiB input limit",
+                             f"{info.st_size:,} bytes")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise InputError(label, 0, f"file larger than the {limit // 2**20} MiB input limit", "")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise InputError(label, 0, "cannot read file", exc.strerror or str(exc)) from None
+    finally:
+        os.close(fd)
 
 
 def read_text(path: str | Path, *, name: str | None = None) -> str:
-    """Return the file's text; raise InputError for a missing, empty, binary or non-UTF-8 file."""
+    """Return the file's text; raise InputError for a missing, empty, binary, non-UTF-8 or
+    non-regular file."""
     label = name or str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(label, 0, "cannot read file", exc.strerror or str(exc)) from None
-    return decode_text(data, label)
+    return decode_text(read_bytes(path, name=label), label)
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def decode_text(data: bytes, label: str) -> str:
