@@ -12,10 +12,25 @@ __all__ = ["main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:   # argparse's usage errors also exit 2, on one line
-        self.print_usage(sys.stderr)
-        print(f"pktverify: error: {message}", file=sys.stderr)
+    def error(self, message: str) -> None:   # argparse's usage errors exit 2 too, on one line
+        print(f"pktverify: error: {message} (see '{self.prog} --help')", file=sys.stderr)
         sys.exit(2)
+
+
+def _number(low: int, high: int | None = None):
+    """An argparse type: a plain ASCII decimal in [low, high] (int() would take '٣' or '1_0')."""
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or len(text) > 12:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        value = int(text)
+        if value < low or (high is not None and value > high):
+            allowed = f"{low}-{high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed: {allowed})")
+        return value
+    return parse
+
+
+_PORT = _number(0, 65535)
 
 
 def _build() -> argparse.ArgumentParser:
@@ -30,9 +45,9 @@ def _build() -> argparse.ArgumentParser:
     where.add_argument("--local", action="store_true", help="the packet is generated on the node")
     t.add_argument("--proto", required=True, choices=["tcp", "udp", "sctp", "icmp"])
     t.add_argument("--src", required=True, metavar="IP")
-    t.add_argument("--sport", type=int, metavar="N")
+    t.add_argument("--sport", type=_PORT, metavar="N")
     t.add_argument("--dst", required=True, metavar="IP")
-    t.add_argument("--dport", type=int, metavar="N")
+    t.add_argument("--dport", type=_PORT, metavar="N")
     t.add_argument("--format", choices=["text", "json"], default="text")
     t.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
@@ -50,8 +65,9 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
-    v.add_argument("--jobs", type=int, default=0, metavar="N",
-                   help="worker processes for large clusters (default: one per CPU)")
+    v.add_argument("--jobs", type=_number(1), metavar="N",
+                   help="worker processes for large clusters (default: one per CPU; more than the CPUs is "
+                        "clamped to the CPUs)")
     v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
                                                   "{iptables-save.txt,ip-addr.json,ip-route.txt} (default: its folder)")
     v.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
@@ -63,9 +79,10 @@ def _build() -> argparse.ArgumentParser:
                                                 " (default: print to stdout)")
     k = sub.add_parser("selftest-kernel",
                        help="compare pktverify with this machine's kernel on random rule sets (needs root)")
-    k.add_argument("--examples", type=int, default=50, metavar="N", help="random probes to send (default 50)")
-    k.add_argument("--seed", type=int, metavar="S", help="replay the campaign of this seed")
-    k.add_argument("--show", type=int, default=3, metavar="K", help="divergences to print (default 3)")
+    k.add_argument("--examples", type=_number(1, 100_000), default=50, metavar="N",
+                   help="random probes to send (default 50)")
+    k.add_argument("--seed", type=_number(0), metavar="S", help="replay the campaign of this seed")
+    k.add_argument("--show", type=_number(0), default=3, metavar="K", help="divergences to print (default 3)")
     return parser
 
 
@@ -88,6 +105,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:        # a capture or generated file that cannot be written
         print(f"pktverify: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pktverify: interrupted", file=sys.stderr)
+        return 130
+    except (RecursionError, MemoryError) as exc:
+        print(f"pktverify: the input needs more {'nesting' if isinstance(exc, RecursionError) else 'memory'} "
+              "than pktverify allows; it is refused (please report the input if it is a real node's)",
+              file=sys.stderr)
+        return 2
+    except Exception as exc:      # a bug: one line, never a traceback (PKTVERIFY_DEBUG=1 shows it)
+        if os.environ.get("PKTVERIFY_DEBUG"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        at = f" at {os.path.basename(where.tb_frame.f_code.co_filename)}:{where.tb_lineno}" if where else ""
+        print(f"pktverify: internal error (a bug in pktverify, please report it with the input): "
+              f"{type(exc).__name__}: {str(exc)[:200]}{at}; PKTVERIFY_DEBUG=1 shows the traceback", file=sys.stderr)
         return 2
 
 
@@ -127,7 +162,8 @@ def _verify(args) -> int:
     cluster = _load_any_cluster(args)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
     walker = ClusterWalker(cluster, nodes)
-    jobs = args.jobs if args.jobs > 0 else len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
+    jobs = min(args.jobs, cpus) if args.jobs else cpus
     results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)
     if args.pcap_dir:
         from .report.verify_pcaps import write_verify_pcaps

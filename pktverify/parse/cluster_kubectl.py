@@ -13,13 +13,14 @@ CIDRs, so they are given on the command line.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..errors import InputError
-from ..model.addresses import AddressError, in_network, parse_ip, parse_network
+from ..errors import InvalidArgument
+from ..model.addresses import AddressError, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .ipaddr import parse_ip_addr
+from .json_input import JsonNode, load_json
+from .k8s_names import KINDS, dns1123_label, iana_svc_name, label_key, label_value
 from .source import read_text
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
@@ -32,74 +33,106 @@ def looks_like_kubectl(text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
-class _Src:
-    def __init__(self, source: str, text: str) -> None:
-        self.source, self.text = source, text
-
-    def error(self, needle: str, message: str) -> InputError:
-        """An error at the first line mentioning ``needle`` (kubectl JSON has one key per line)."""
-        at = self.text.find(needle) if needle else -1
-        line = self.text.count("\n", 0, at) + 1 if at >= 0 else 1
-        text = self.text.split("\n")[line - 1].strip()
-        return InputError(self.source, line, message, text)
-
-
 def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, cluster_cidr: str,
                          service_cidr: str) -> ClusterSpec:
     """Read kubectl JSON and the per-node dumps under ``dumps`` (default: the JSON's directory)."""
     text = read_text(path)
-    src = _Src(str(path), text)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), exc.lineno, f"invalid JSON: {exc.msg}",
-                         text.split("\n")[exc.lineno - 1].strip()) from None
-    items = doc.get("items") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise src.error('"kind"', "expected kubectl's List output (an object with items)")
+    doc = load_json(text, str(path), expect="kubectl get ... -o json")
+    if not isinstance(doc.value, dict) or not isinstance(doc.value.get("items"), list):
+        raise doc.error("expected kubectl's List output (an object with items): kubectl get nodes,pods,services,"
+                        "endpointslices -A -o json")
     base = Path(dumps) if dumps else Path(path).parent
-    try:
-        cidr, svc_cidr = parse_network(cluster_cidr), parse_network(service_cidr)
-    except AddressError as exc:
-        raise InputError("<command line>", 0, f"bad --cluster-cidr/--service-cidr: {exc}", "") from None
-    by_kind: dict[str, list[dict]] = {}
-    for item in items:
-        if isinstance(item, dict):
-            by_kind.setdefault(item.get("kind", ""), []).append(item)
-    nodes = tuple(_node(src, n, base) for n in by_kind.get("Node", []))
+    cidr = _cidr_argument("--cluster-cidr", cluster_cidr)
+    svc_cidr = _cidr_argument("--service-cidr", service_cidr)
+    by_kind: dict[str, list[JsonNode]] = {}
+    for item in doc.list("items"):
+        by_kind.setdefault(item.str("kind", default=""), []).append(item)
+    nodes = _unique([_node(n, base) for n in by_kind.get("Node", [])], "Node")
     if not nodes:
-        raise src.error('"items"', "no Node objects: run kubectl get nodes,pods,services,endpointslices -A -o json")
-    node_ips = {n.ip for n in nodes}
-    pods = tuple(p for p in (_pod(src, p, node_ips) for p in by_kind.get("Pod", [])) if p is not None)
-    slices: dict[tuple[str, str], list[dict]] = {}
+        raise doc.error("no Node objects: run kubectl get nodes,pods,services,endpointslices -A -o json")
+    node_ips = {n.ip for n, _item in nodes}
+    node_names = {n.name for n, _item in nodes}
+    pods = _unique([p for p in (_pod(item, node_ips, node_names) for item in by_kind.get("Pod", [])) if p],
+                   "Pod")
+    slices: dict[tuple[str, str], list[JsonNode]] = {}
     for s in by_kind.get("EndpointSlice", []):
-        meta = s.get("metadata", {})
-        svc = meta.get("labels", {}).get("kubernetes.io/service-name")
+        meta = s.obj("metadata")
+        svc = meta.obj("labels").str("kubernetes.io/service-name")
         if svc:
-            slices.setdefault((meta.get("namespace", "default"), svc), []).append(s)
-    pod_keys = {p.key for p in pods}
-    services = tuple(s for s in (_service(src, s, slices, pod_keys) for s in by_kind.get("Service", []))
-                     if s is not None)
-    return ClusterSpec(str(path), cidr, svc_cidr, "iptables", "direct", nodes, pods, services)
+            slices.setdefault((meta.str("namespace", default="default"), svc), []).append(s)
+    pod_keys = {p.key for p, _item in pods}
+    services = _unique([s for s in (_service(item, slices, pod_keys) for item in by_kind.get("Service", [])) if s],
+                       "Service")
+    return ClusterSpec(str(path), cidr, svc_cidr, "iptables", "direct", tuple(n for n, _ in nodes),
+                       tuple(p for p, _ in pods), tuple(s for s, _ in services))
 
 
-def _node(src: _Src, item: dict, base: Path) -> NodeSpec:
-    name = item.get("metadata", {}).get("name", "")
-    internal = [a.get("address") for a in item.get("status", {}).get("addresses", []) if a.get("type") == "InternalIP"]
-    if not internal:
-        raise src.error(f'"{name}"', f"node {name} has no InternalIP address")
-    pod_cidr = item.get("spec", {}).get("podCIDR")
-    if not pod_cidr:
-        raise src.error(f'"{name}"', f"node {name} has no spec.podCIDR (pktverify needs each node's pod CIDR)")
+def _cidr_argument(option: str, text: str) -> tuple[int, int]:
     try:
-        ip = parse_ip(internal[0])
-        net = parse_network(pod_cidr)
+        net = parse_network(text)
     except AddressError as exc:
-        raise src.error(f'"{name}"', f"node {name}: {exc}") from None
-    paths = {key: base / name / fname for key, fname in _DUMP_FILES.items()}
+        raise InvalidArgument(f"{option} {text}: {exc}") from None
+    if "/" not in text or parse_ip(text.split("/")[0]) != net[0]:
+        raise InvalidArgument(f"{option} {text} must be a network in CIDR form without host bits "
+                              f"(did you mean {format_network(*net)}?)")
+    return net
+
+
+def _unique(objects: list, kind: str) -> list:
+    """Refuse two objects of one kind with the same namespace/name, as the API server would."""
+    seen: dict[str, JsonNode] = {}
+    for obj, item in objects:
+        key = obj.key if hasattr(obj, "key") else obj.name
+        if key in seen:
+            raise item.error(f"{kind} {key} appears twice (also on line {seen[key].line()})")
+        seen[key] = item
+    return objects
+
+
+def _checked_name(node: JsonNode, key: str, kind: str, *, default: str | None = None) -> str:
+    """``node[key]`` as a Kubernetes name of ``kind`` (see :mod:`.k8s_names`)."""
+    value = node.str(key, required=default is None, default=default, what=node.where())
+    why = KINDS[kind](value)
+    if why:
+        raise node.child(key).error(f"{kind} {value!r} {why}") if node.has(key) else node.error(f"{kind} {why}")
+    return value
+
+
+def _meta(item: JsonNode, name_kind: str) -> tuple[JsonNode, str, str]:
+    meta = item.obj("metadata", required=True)
+    return meta, _checked_name(meta, "name", name_kind), _checked_name(meta, "namespace", "namespace",
+                                                                       default="default")
+
+
+def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
+    meta = item.obj("metadata", required=True)
+    name = _checked_name(meta, "name", "node name")       # a folder name under --dumps: validated first
+    addresses = item.obj("status").list("addresses")
+    internal = [a for a in addresses if a.str("type") == "InternalIP"]
+    if not internal:
+        raise item.error(f"node {name} has no InternalIP address in status.addresses")
+    spec = item.obj("spec")
+    if not spec.has("podCIDR"):
+        raise item.error(f"node {name} has no spec.podCIDR (pktverify needs each node's pod CIDR: is the "
+                         "controller manager's --allocate-node-cidrs on?)")
+    try:
+        ip = parse_ip(internal[0].str("address", required=True))
+    except AddressError as exc:
+        raise internal[0].error(f"node {name}: {exc}") from None
+    cidr_text = spec.str("podCIDR")
+    try:
+        net = parse_network(cidr_text)
+    except AddressError as exc:
+        raise spec.child("podCIDR").error(f"node {name}: {exc}") from None
+    if "/" not in cidr_text or parse_ip(cidr_text.split("/")[0]) != net[0]:
+        raise spec.child("podCIDR").error(f"node {name}: podCIDR {cidr_text} has host bits set or no prefix "
+                                          f"length (did you mean {format_network(*net)}?)")
+    folder = base / name
+    paths = {key: folder / fname for key, fname in _DUMP_FILES.items()}
     for key, p in paths.items():
         if not p.is_file():
-            raise src.error(f'"{name}"', f"node {name} has no {key} dump: {p} does not exist")
+            raise meta.child("name").error(f"node {name} has no {key} dump: {p} does not exist or is not a "
+                                           "regular file")
     interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
     prefixlen, bridge = 32, "cbr0"
     for iface in interfaces.values():
@@ -109,62 +142,115 @@ def _node(src: _Src, item: dict, base: Path) -> NodeSpec:
             if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
                 bridge = iface.name
     return NodeSpec(name, ip, prefixlen, net, bridge, str(paths["iptables"]), str(paths["addrs"]),
-                    str(paths["routes"]))
+                    str(paths["routes"])), item
 
 
-def _pod(src: _Src, item: dict, node_ips: set[int]) -> PodSpec | None:
-    meta, spec, status = item.get("metadata", {}), item.get("spec", {}), item.get("status", {})
-    ip_text = status.get("podIP")
-    if not ip_text or spec.get("hostNetwork"):
-        return None                   # not scheduled yet, or the node's own network namespace
+def _pod(item: JsonNode, node_ips: set[int], node_names: set[str]) -> tuple[PodSpec, JsonNode] | None:
+    meta, name, ns = _meta(item, "pod name")
+    spec, status = item.obj("spec"), item.obj("status")
+    if not status.has("podIP") or spec.bool("hostNetwork", default=False):
+        return None                   # not running yet, or the node's own network namespace
     try:
-        ip = parse_ip(ip_text)
+        ip = parse_ip(status.str("podIP"))
     except AddressError as exc:
-        raise src.error(f'"{ip_text}"', f"pod {meta.get('name')}: {exc}") from None
+        raise status.child("podIP").error(f"pod {ns}/{name}: {exc}") from None
     if ip in node_ips:
         return None
-    ports = tuple(p["containerPort"] for c in spec.get("containers", []) for p in c.get("ports", [])
-                  if isinstance(p.get("containerPort"), int))
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
-    return PodSpec(meta.get("name", ""), meta.get("namespace", "default"), spec.get("nodeName", ""), ip,
-                   tuple(sorted((meta.get("labels") or {}).items())), ports, ready)
+    node = spec.str("nodeName")
+    if not node:
+        raise spec.error(f"pod {ns}/{name} has a pod IP but no spec.nodeName: kubectl's output is inconsistent "
+                         "(re-run kubectl get), or remove the pod from the file")
+    if node not in node_names:
+        raise spec.child("nodeName").error(
+            f"pod {ns}/{name} runs on node {node!r}, which has no Node object in this file: include the nodes "
+            "(kubectl get nodes,pods,services,endpointslices -A -o json) or remove the pod")
+    ports = []
+    for c in spec.list("containers"):
+        if c.has("name"):
+            _checked_name(c, "name", "container name")
+        for p in c.list("ports"):
+            number = p.int("containerPort", required=True, what="a container port")
+            if not 0 < number < 65536:
+                raise p.child("containerPort").error(f"container port {number} is not a port number 1-65535")
+            ports.append(number)
+    ready = any(c.str("type") == "Ready" and c.str("status") == "True" for c in status.list("conditions"))
+    labels = _labels(meta, "labels")
+    return PodSpec(name, ns, node, ip, labels, tuple(ports), ready), item
 
 
-def _service(src: _Src, item: dict, slices: dict, pod_keys: set[str]) -> ServiceSpec | None:
-    meta, spec = item.get("metadata", {}), item.get("spec", {})
-    cip = spec.get("clusterIP")
+def _labels(meta: JsonNode, key: str) -> tuple[tuple[str, str], ...]:
+    labels = meta.obj(key)
+    out = []
+    for k in labels.value:
+        v = labels.str(k, default="")
+        why = label_key(k) or label_value(v)
+        if why:
+            raise labels.child(k).error(f"label {k}={v!r}: {why}")
+        out.append((k, v))
+    return tuple(sorted(out))
+
+
+def _service(item: JsonNode, slices: dict, pod_keys: set[str]) -> tuple[ServiceSpec, JsonNode] | None:
+    meta, name, ns = _meta(item, "service name")
+    spec = item.obj("spec")
+    cip = spec.str("clusterIP")
     if not cip or cip == "None":
         return None                   # headless: no ClusterIP to check
-    name, ns = meta.get("name", ""), meta.get("namespace", "default")
     try:
         cluster_ip = parse_ip(cip)
     except AddressError as exc:
-        raise src.error(f'"{cip}"', f"service {ns}/{name}: {exc}") from None
+        raise spec.child("clusterIP").error(f"service {ns}/{name}: {exc}") from None
     own = slices.get((ns, name), [])
     ports = []
-    for p in spec.get("ports", []):
-        target = p.get("targetPort", p.get("port"))
-        if not isinstance(target, int):     # a named port: the slices say the number
-            numbers = [sp.get("port") for s in own for sp in s.get("ports", []) if sp.get("name") == p.get("name", "")]
+    for p in spec.list("ports"):
+        port_name = p.str("name", default="")
+        if port_name and dns1123_label(port_name):
+            raise p.child("name").error(f"service port name {port_name!r} {dns1123_label(port_name)}")
+        port = p.int("port", required=True, what=f"a port of service {ns}/{name}")
+        target = p.get("targetPort", (int, str), default=port)
+        protocol = p.str("protocol", default="TCP")
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            raise p.child("protocol").error(f"protocol must be TCP, UDP or SCTP, not {protocol!r}")
+        if isinstance(target, str):     # a named port: the slices say the number
+            why = iana_svc_name(target)
+            if why:
+                raise p.child("targetPort").error(f"target port name {target!r} {why}")
+            numbers = [sp.int("port") for s in own for sp in s.list("ports") if sp.str("name", default="") == port_name]
             if not numbers:
-                raise src.error(f'"{name}"', f"service {ns}/{name} port {p.get('name')!r} has a named target port"
-                                             " and no EndpointSlice that resolves it")
+                raise p.error(f"service {ns}/{name} port {port_name!r} has a named target port ({target}) and no "
+                              "EndpointSlice that resolves it")
             target = numbers[0]
-        ports.append(ServicePortSpec(p.get("name", ""), p.get("port"), target, p.get("protocol", "TCP").lower()))
+        for what, value, node in (("port", port, p.child("port")), ("target port", target, p)):
+            if not isinstance(value, int) or not 0 < value < 65536:
+                raise node.error(f"service {ns}/{name}: {what} {value} is not a port number 1-65535")
+        if protocol == "SCTP":
+            raise p.child("protocol").error(f"service {ns}/{name}: SCTP services are not modelled")
+        ports.append(ServicePortSpec(port_name, port, target, protocol.lower()))
+    line = 0       # found only when an error needs it (line_of reads the whole text)
     if not own:
-        selector = spec.get("selector")
-        return ServiceSpec(name, ns, cluster_ip, tuple(ports),
-                           tuple(sorted(selector.items())) if selector else None, None, (), 0)
+        selector = _labels(spec, "selector") if spec.has("selector") else None
+        return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line), item
     endpoints, ips = [], []
     for s in own:
-        for ep in s.get("endpoints", []):
-            if ep.get("conditions", {}).get("ready") is False:
+        for ep in s.list("endpoints"):
+            if ep.obj("conditions").bool("ready") is False:
                 continue
-            ref = ep.get("targetRef") or {}
-            key = f"{ref.get('namespace', ns)}/{ref.get('name')}"
-            if ref.get("kind") == "Pod" and key in pod_keys:
-                endpoints.append(key)
-            else:
-                for addr in ep.get("addresses", []):
-                    ips.append(parse_ip(addr))
-    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), 0)
+            ref = ep.obj("targetRef")
+            key = f"{ref.str('namespace', default=ns)}/{ref.str('name', default='')}"
+            if ref.str("kind") == "Pod" and key in pod_keys:
+                if key not in endpoints:
+                    endpoints.append(key)
+                continue
+            for addr in ep.list("addresses"):
+                text = addr.value
+                if not isinstance(text, str):
+                    raise addr.error("an endpoint address must be a string")
+                try:
+                    ip = parse_ip(text)
+                except AddressError as exc:
+                    if ":" in text:     # IPv6 (dual-stack): not modelled, skipped
+                        continue
+                    raise addr.error(f"service {ns}/{name}: {exc}") from None
+                if ip not in ips:
+                    ips.append(ip)
+    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line), item

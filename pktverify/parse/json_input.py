@@ -80,8 +80,12 @@ class JsonNode:
     # ---------------------------------------------------------------- errors
     def error(self, message: str) -> InputError:
         """An InputError at this value's line."""
-        line = line_of(self._text, self.path)
+        line = self.line()
         return InputError(self.source, line, message, _line(self._text, line))
+
+    def line(self) -> int:
+        """The line this value starts on (reads the text: for errors)."""
+        return line_of(self._text, self.path)
 
     def where(self) -> str:
         return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(self.path)) \
