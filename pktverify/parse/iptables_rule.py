@@ -404,6 +404,13 @@ def _recent(module: _Module, proto) -> list[object]:
     if len(modes) != 1:
         raise RuleSyntaxError("-m recent needs exactly one of --set, --rcheck, --update, --remove")
     name = next((vals[0] for opt, vals, _inv in module.opts if opt == "--name"), "DEFAULT")
+    if not 0 < len(name) < 200:
+        raise RuleSyntaxError("recent --name must be 1 to 199 characters")
+    for opt, vals, _inv in module.opts:
+        if opt in ("--seconds", "--hitcount"):
+            _value(lambda t: v.c_uint(t, opt, 0xFFFFFFFF), vals[0])
+        elif opt == "--mask":
+            _value(v.parse_addr, vals[0])
     invert = any(inv for _o, _v, inv in module.opts)
     return [m.RecentMatch(modes[0], name, invert)]
 
@@ -436,6 +443,7 @@ def _build_target(name: str, goto: bool, opts, proto: int | None, lenient: bool)
             raise RuleSyntaxError("--reject-with tcp-reset needs -p tcp")
         return m.Reject(v.REJECT_TYPES[kind])
     if name in ("LOG", "NFLOG"):
+        _check_log_options(name, o)
         return m.NoOp(name)
     if name == "MARK":
         return _mark_target(opts)
@@ -462,6 +470,24 @@ def _build_target(name: str, goto: bool, opts, proto: int | None, lenient: bool)
     if name == "MASQUERADE":
         return m.Masquerade(pl, ph, "--random" in o, "--random-fully" in o)
     return m.Redirect(pl, ph, "--random" in o)
+
+
+_LOG_LEVELS = {"emerg", "panic", "alert", "crit", "err", "error", "warn", "warning", "notice", "info", "debug"}
+# NFLOG's numeric options and their ranges (libxt_NFLOG: XTTYPE_UINT16 / XTTYPE_UINT32).
+_NFLOG_NUMBERS = {"--nflog-group": 0xFFFF, "--nflog-threshold": 0xFFFF, "--nflog-range": 0xFFFFFFFF,
+                  "--nflog-size": 0xFFFFFFFF}
+
+
+def _check_log_options(name: str, o: dict) -> None:
+    """Refuse the LOG/NFLOG option values iptables refuses (they do not change the packet's path)."""
+    if name == "LOG":
+        level = o.get("--log-level", ["4"])[0]
+        if level.lower() not in _LOG_LEVELS:
+            _value(lambda t: v.c_uint(t, "--log-level", 7), level)
+        return
+    for opt, limit in _NFLOG_NUMBERS.items():
+        if opt in o:
+            _value(lambda t: v.c_uint(t, opt, limit), o[opt][0])
 
 
 def _unknown_target(name, opts, lenient):

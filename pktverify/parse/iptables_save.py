@@ -132,7 +132,7 @@ def _is_counter(text: str) -> bool:
     if not (text.startswith("[") and text.endswith("]")):
         return False
     packets, sep, octets = text[1:-1].partition(":")
-    return bool(sep) and packets.isdigit() and octets.isdigit()
+    return bool(sep) and packets.isascii() and packets.isdigit() and octets.isascii() and octets.isdigit()
 
 
 def _parse_rule_line(line: str, lineno: int, source: str, table: _TableBuilder,

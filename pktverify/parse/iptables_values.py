@@ -6,6 +6,8 @@ the rule parser turns it into an InputError carrying ``file:line``.
 
 from __future__ import annotations
 
+import re
+
 from math import floor
 
 from ..model.addresses import AddressError, parse_ip, parse_network
@@ -58,27 +60,32 @@ _ICMP_NAMES: dict[str, tuple[int, int, int]] = {
 }
 
 
-def _c_int(text: str, what: str, limit: int) -> int:
-    """Parse like C's strtoul(base 0): 0x.. hex, 0.. octal, else decimal."""
-    try:
-        if text.lower().startswith("0x"):
-            value = int(text[2:], 16)
-        elif len(text) > 1 and text.startswith("0"):
-            value = int(text[1:], 8)
-        else:
-            if not text.isdigit():
-                raise ValueError
-            value = int(text)
-    except ValueError:
-        raise ValueError(f"{what} {text!r} is not a number") from None
+# What C's strtoul(base 0) reads whole, as xtables_strtoui does: an optional '+', then 0x.. hex,
+# 0.. octal or decimal, ASCII only (Python's int() would also take '٣', '1_0' and '-1').
+_STRTOUL = re.compile(r"\+?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
+_DECIMAL = re.compile(r"[0-9]+\Z")
+_FLOAT = re.compile(r"[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+
+
+def c_uint(text: str, what: str, limit: int) -> int:
+    """Parse like xtables_strtoui (strtoul base 0, the whole word): 0x.. hex, 0.. octal, else decimal."""
+    if not _STRTOUL.match(text):
+        raise ValueError(f"{what} {text!r} is not a number")
+    digits = text.lstrip("+")
+    if digits[:2].lower() == "0x":
+        value = int(digits[2:], 16)
+    elif len(digits) > 1 and digits[0] == "0":
+        value = int(digits[1:], 8)
+    else:
+        value = int(digits)
     if value > limit:
-        raise ValueError(f"{what} {text!r} is larger than {limit:#x}")
+        raise ValueError(f"{what} {text!r} is larger than {limit} ({limit:#x})")
     return value
 
 
 def parse_port(text: str) -> int:
     """A port number 0-65535 (service names are not resolved: say the number)."""
-    if not text.isdigit():
+    if not _DECIMAL.match(text):
         raise ValueError(f"port {text!r} is not a number 0-65535 (service names are not resolved)")
     port = int(text)
     if port > 65535:
@@ -102,8 +109,8 @@ def parse_port_range(text: str, sep: str = ":") -> tuple[int, int]:
 def parse_mark(text: str) -> tuple[int, int]:
     """``VALUE[/MASK]`` as ``(value, mask)``; mask defaults to 0xffffffff."""
     value_text, sep, mask_text = text.partition("/")
-    value = _c_int(value_text, "mark", 0xFFFFFFFF)
-    mask = _c_int(mask_text, "mark mask", 0xFFFFFFFF) if sep else 0xFFFFFFFF
+    value = c_uint(value_text, "mark", 0xFFFFFFFF)
+    mask = c_uint(mask_text, "mark mask", 0xFFFFFFFF) if sep else 0xFFFFFFFF
     return value, mask
 
 
@@ -114,7 +121,7 @@ def parse_protocol(text: str) -> int:
         return PROTO_NUMBERS[name]
     if name in EXTRA_PROTOCOLS:
         return EXTRA_PROTOCOLS[name]
-    if name.isdigit() and int(name) <= 255:
+    if _DECIMAL.match(name) and int(name) <= 255:
         return int(name)
     known = ", ".join(sorted([*PROTO_NUMBERS, *EXTRA_PROTOCOLS]))
     raise ValueError(f"unknown protocol {text!r} (use a number 0-255 or one of {known})")
@@ -122,10 +129,9 @@ def parse_protocol(text: str) -> int:
 
 def parse_probability(text: str) -> float:
     """The kernel's exact probability for ``--probability P``: round(P * 2**31) / 2**31."""
-    try:
-        p = float(text)
-    except ValueError:
-        raise ValueError(f"probability {text!r} is not a number") from None
+    if not _FLOAT.match(text):
+        raise ValueError(f"probability {text!r} is not a number")
+    p = float(text)
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"probability {text!r} is outside 0..1")
     # libxt_statistic: lround(0x80000000 * p); the kernel matches (rand & 0x7fffffff) < k.
@@ -186,7 +192,8 @@ def parse_icmp_type(text: str) -> tuple[int, int, int]:
     if text in _ICMP_NAMES:
         return _ICMP_NAMES[text]
     type_text, sep, code_text = text.partition("/")
-    if type_text.isdigit() and int(type_text) <= 255 and (not sep or (code_text.isdigit() and int(code_text) <= 255)):
+    if _DECIMAL.match(type_text) and int(type_text) <= 255 \
+            and (not sep or (_DECIMAL.match(code_text) and int(code_text) <= 255)):
         code = int(code_text) if sep else None
         return int(type_text), (code if code is not None else 0), (code if code is not None else 255)
     raise ValueError(f"unknown ICMP type {text!r} (use a number, TYPE/CODE, or a name such as echo-request)")
