@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .eval.conntrack import ConntrackTable
 from .eval.node_trace import NodeTracer
+from .limits import MAX_BRANCHES
 from .model.node import NodeState
 from .model.packet import Packet
 from .model.trace import Trace
@@ -29,18 +30,20 @@ def _tracer(node: NodeState) -> NodeTracer:
 
 
 def trace(node: NodeState, packet: Packet, *, in_iface: str | None = None,
-          conntrack: ConntrackTable | None = None) -> Trace:
+          conntrack: ConntrackTable | None = None, max_branches: int = MAX_BRANCHES) -> Trace:
     """Return every outcome of ``packet`` on ``node``.
 
     ``in_iface`` is the interface it arrives on; None means generated on the
     node itself. ``conntrack`` holds known connections (see :class:`ConntrackTable`).
+    ``max_branches`` bounds the distinct branches of the walk (LimitExceeded past it).
 
     >>> node = load_node(iptables="rules/node/iptables-save.txt", addrs="rules/node/ip-addr.json",
     ...                  routes="rules/node/ip-route.txt")                        # doctest: +SKIP
     >>> trace(node, packet, in_iface="cbr0").outcomes[0].verdict                  # doctest: +SKIP
     'forward'
     """
-    return _tracer(node).trace(packet, in_iface=in_iface, conntrack=conntrack)
+    tracer = _tracer(node) if max_branches == MAX_BRANCHES else NodeTracer(node, max_branches=max_branches)
+    return tracer.trace(packet, in_iface=in_iface, conntrack=conntrack)
 
 
 def trace_packet(node: NodeState, pkt, *, in_iface: str | None = None,

@@ -7,6 +7,7 @@ import os
 import sys
 
 from .errors import InvalidArgument, PktverifyError
+from .limits import MAX_BRANCHES, MAX_PATHS
 
 __all__ = ["main"]
 
@@ -53,6 +54,8 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
     t.add_argument("--pcap", metavar="FILE",
                    help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
+    t.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
+                   help=f"most distinct branches one packet may take on the node (default {MAX_BRANCHES:,})")
     t.add_argument("--route-localnet", action="store_true",
                    help="the node has net.ipv4.conf.all.route_localnet=1 (kube-proxy sets it for localhost NodePorts)")
     v = sub.add_parser("verify", help="check a cluster description against the Kubernetes network model")
@@ -68,6 +71,10 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=_number(1), metavar="N",
                    help="worker processes for large clusters (default: one per CPU; more than the CPUs is "
                         "clamped to the CPUs)")
+    v.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
+                   help=f"most distinct branches one packet may take on one node (default {MAX_BRANCHES:,})")
+    v.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
+                   help=f"most paths one flow may take across the cluster (default {MAX_PATHS:,})")
     v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
                                                   "{iptables-save.txt,ip-addr.json,ip-route.txt} (default: its folder)")
     v.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
@@ -139,7 +146,7 @@ def _trace(args) -> int:
     if args.in_iface and args.in_iface not in node.interfaces:
         raise InvalidArgument(f"--in-iface {args.in_iface}: the node has no such interface "
                               f"(it has {', '.join(node.interfaces)})")
-    result = trace(node, packet, in_iface=None if args.local else args.in_iface)
+    result = trace(node, packet, in_iface=None if args.local else args.in_iface, max_branches=args.max_branches)
     for warning in node.warnings:
         print(f"pktverify: warning: {warning}", file=sys.stderr)
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
@@ -161,7 +168,7 @@ def _verify(args) -> int:
         raise InvalidArgument("--all needs --pcap-dir")
     cluster = _load_any_cluster(args)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
-    walker = ClusterWalker(cluster, nodes)
+    walker = ClusterWalker(cluster, nodes, max_branches=args.max_branches, max_paths=args.max_paths)
     cpus = len(os.sched_getaffinity(0))
     jobs = min(args.jobs, cpus) if args.jobs else cpus
     results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)

@@ -16,6 +16,7 @@ the index is sound.
 from __future__ import annotations
 
 from bisect import bisect_left
+from heapq import heappop, heappush
 from typing import NamedTuple
 
 from ..model import rules as m
@@ -23,7 +24,7 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import Step, WalkState, add_step
+from .state import Budget, Step, WalkState, add_step, last_step, state_key
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
@@ -92,76 +93,15 @@ class CompiledTable:
         chain = self.chains[hook]
         return not chain.rules and chain.policy == "ACCEPT"
 
-    def walk(self, hook: str, st: WalkState, ctx: "NatContext | None" = None) -> list[ChainResult]:
-        """All outcomes of walking ``st`` through built-in chain ``hook``, with probabilities."""
-        results: list[ChainResult] = []
-        self._run(hook, hook, 0, (), st, ctx, results)
-        return results
+    def walk(self, hook: str, st: WalkState, ctx: "NatContext | None" = None,
+             budget: Budget | None = None) -> list[ChainResult]:
+        """All outcomes of walking ``st`` through built-in chain ``hook``, with probabilities.
 
-    # The walk: iterative within a branch, recursive only where it forks.
-    def _run(self, hook: str, chain_name: str, start: int, stack: tuple, st: WalkState, ctx, results: list,
-             matched: int = -1) -> None:
-        """Walk from ``start``. ``matched`` is a position already decided to match (the
-        matching side of a fork), explored before the other side so outcomes keep rule order."""
-        chains = self.chains
-        while True:
-            chain = chains[chain_name]
-            rules = chain.rules
-            order = chain.candidates(st.pkt.dst)
-            positions = range(start, len(rules)) if order is None else order[bisect_left(order, start):]
-            moved = False
-            for pos in positions:
-                cr = rules[pos]
-                p = cr.probability
-                if pos == matched:
-                    matched = -1
-                else:
-                    ok = True
-                    for pred in cr.preds:
-                        if not pred(st):
-                            ok = False
-                            break
-                    if not ok:
-                        continue
-                    if cr.unknown or p < 1.0:
-                        if p > 0.0:
-                            hit = st._replace(prob=st.prob * p, exact=st.exact and not cr.unknown)
-                            self._run(hook, chain_name, pos, stack, hit, ctx, results, pos)
-                        st = st._replace(prob=st.prob * (1.0 - p) if p < 1.0 else st.prob,
-                                         exact=st.exact and not cr.unknown)
-                        if st.prob <= 0.0:
-                            return
-                        continue
-                kind, *rest = self._apply(cr, st, ctx, p)
-                if kind == "continue":
-                    st = rest[0]
-                    continue
-                if kind == "final":
-                    results.append(rest[0])
-                    return
-                st = rest[0]
-                if kind == "jump":
-                    stack = stack + ((chain_name, pos + 1),)
-                    chain_name, start = rest[1], 0
-                elif kind == "goto":
-                    chain_name, start = rest[1], 0
-                else:  # RETURN
-                    if not stack:   # from the built-in chain itself, or a chain entered by -g from it
-                        results.append(self._policy(hook, st))
-                        return
-                    (chain_name, start), stack = stack[-1], stack[:-1]
-                moved = True
-                break
-            if moved:
-                continue
-            # Fell off the end of the chain.
-            if chain.builtin:
-                results.append(self._policy(chain_name, st))
-                return
-            if not stack:   # a chain entered by -g from the built-in chain: the kernel applies its policy
-                results.append(self._policy(hook, st))
-                return
-            (chain_name, start), stack = stack[-1], stack[:-1]
+        Branches whose futures are equal are merged where they meet, so a run of
+        probabilistic rules whose targets continue (LOG, a MARK already set) costs linear,
+        not exponential, work; ``budget`` bounds the branches that remain distinct.
+        """
+        return _Walk(self, hook, ctx, budget or Budget()).run(st)
 
     def _policy(self, chain_name: str, st: WalkState) -> ChainResult:
         chain = self.chains[chain_name]
@@ -195,13 +135,13 @@ class CompiledTable:
             return "final", ChainResult(st, "REJECT", target.with_)
         if ttype is m.SetMark:
             mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.value
-            st = st._replace(mark=mark, steps=st.steps + (self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p),))
+            st = add_step(st._replace(mark=mark), self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p))
             return "continue", st
         if ttype is m.NoOp:
             return "continue", add_step(st, self._step(cr, target.name, p))
         if ttype is m.UnknownTarget:
             step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
-            st = st._replace(exact=False, steps=st.steps + (step,))
+            st = add_step(st._replace(exact=False), step)
             return "final", ChainResult(st, "UNKNOWN")
         return self._nat(cr, target, st, ctx, p)
 
@@ -223,11 +163,156 @@ class CompiledTable:
         if res.random_port:
             fld, lo, hi = res.random_port
             action += f" ({fld} drawn at random from {lo}-{hi})"
-        st = st._replace(pkt=res.pkt, exact=st.exact and res.exact,
-                         masquerade=st.masquerade or kind == "MASQUERADE",
-                         random_ports=st.random_ports + ((res.random_port,) if res.random_port else ()),
-                         steps=st.steps + (self._step(cr, action, p),))
+        st = add_step(st._replace(pkt=res.pkt, exact=st.exact and res.exact,
+                                  masquerade=st.masquerade or kind == "MASQUERADE",
+                                  random_ports=st.random_ports + ((res.random_port,) if res.random_port else ())),
+                      self._step(cr, action, p))
         return "final", ChainResult(st, "ACCEPT", kind)
+
+
+class _Walk:
+    """One table walk: a worklist of branches ordered by program point, merged where they meet.
+
+    A branch's program point is the list of rule positions that led to it (the
+    jump or goto rule at each level, then the current position). Every move —
+    to a later rule, into a jumped-to chain, back to the caller — makes that key
+    strictly larger, so when the smallest key is taken from the heap no other
+    branch can still reach it: branches at equal keys with equal state (see
+    :func:`~.state.state_key`) have equal futures and are merged there. A branch
+    runs on by itself, cheaply, while no other branch waits at an earlier key.
+    ``order`` is the branch's place in the kernel's rule order (the matching side
+    of a fork first); results are returned in that order, as a depth-first walk
+    would find them.
+    """
+    __slots__ = ("table", "hook", "ctx", "budget", "heap", "results", "seq")
+
+    def __init__(self, table: CompiledTable, hook: str, ctx, budget: Budget) -> None:
+        self.table, self.hook, self.ctx, self.budget = table, hook, ctx, budget
+        self.heap: list = []
+        self.results: list = []
+        self.seq = 0
+
+    def run(self, st: WalkState) -> list[ChainResult]:
+        self._advance((), self.hook, 0, (), st, ())
+        heap = self.heap
+        while heap:
+            key = heap[0][0]
+            group = []
+            while heap and heap[0][0] == key:
+                group.append(heappop(heap))
+            for entry in _merge_entries(group):
+                _key, order, _seq, prefix, chain_name, start, stack, st = entry
+                self._advance(prefix, chain_name, start, stack, st, order)
+        return self._finish()
+
+    def _push(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState, order: tuple) -> None:
+        self.budget.spend()
+        self.seq += 1
+        heappush(self.heap, (prefix + (start,), order, self.seq, prefix, chain_name, start, stack, st))
+
+    def _finish(self) -> list[ChainResult]:
+        """Results in rule order; equal ones (same verdict, state and stopping rule) merged."""
+        self.results.sort(key=lambda r: r[0])
+        merged: dict[tuple, ChainResult] = {}
+        for _order, res in self.results:
+            last = last_step(res.state.steps)
+            key = (res.verdict, res.detail, state_key(res.state),
+                   None if res.verdict == "ACCEPT" or last is None else (last.table, last.chain, last.rule_index))
+            prev = merged.get(key)
+            if prev is None:
+                merged[key] = res
+            else:
+                keep = prev if prev.state.prob >= res.state.prob else res
+                merged[key] = keep._replace(state=keep.state._replace(prob=prev.state.prob + res.state.prob))
+        return list(merged.values())
+
+    def _advance(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState,
+                 order: tuple) -> None:
+        """Run one branch from rule ``start`` until it ends, or until another branch waits at an
+        earlier or equal program point (then it is queued there, before that rule is tested)."""
+        table = self.table
+        chains = table.chains
+        heap = self.heap
+        while True:
+            chain = chains[chain_name]
+            rules = chain.rules
+            order_ix = chain.candidates(st.pkt.dst)
+            positions = range(start, len(rules)) if order_ix is None else order_ix[bisect_left(order_ix, start):]
+            moved = False
+            for pos in positions:
+                if heap and prefix + (pos,) >= heap[0][0]:
+                    self._push(prefix, chain_name, pos, stack, st, order)
+                    return
+                cr = rules[pos]
+                p = cr.probability
+                ok = True
+                for pred in cr.preds:
+                    if not pred(st):
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                if cr.unknown or p < 1.0:
+                    # A fork: the non-matching side waits at the next rule; the matching side
+                    # (first in rule order) goes on here.
+                    exact = st.exact and not cr.unknown
+                    miss = st._replace(prob=st.prob * (1.0 - p) if p < 1.0 else st.prob, exact=exact)
+                    if miss.prob > 0.0:
+                        self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
+                    if p <= 0.0:
+                        return
+                    st = st._replace(prob=st.prob * p, exact=exact)
+                    order = order + (0,)
+                kind, *rest = table._apply(cr, st, self.ctx, p)
+                if kind == "continue":
+                    st = rest[0]
+                    continue
+                if kind == "final":
+                    self.budget.spend()
+                    self.results.append((order, rest[0]))
+                    return
+                st = rest[0]
+                if kind == "jump":
+                    stack = stack + ((chain_name, pos + 1, prefix),)
+                    prefix, chain_name, start = prefix + (pos,), rest[1], 0
+                elif kind == "goto":
+                    prefix, chain_name, start = prefix + (pos,), rest[1], 0
+                else:  # RETURN
+                    if not stack:   # from the built-in chain itself, or a chain entered by -g from it
+                        self.results.append((order, table._policy(self.hook, st)))
+                        return
+                    (chain_name, start, prefix), stack = stack[-1], stack[:-1]
+                moved = True
+                break
+            if moved:
+                continue
+            # Fell off the end of the chain.
+            if chain.builtin:
+                self.results.append((order, table._policy(chain_name, st)))
+                return
+            if not stack:   # a chain entered by -g from the built-in chain: the kernel applies its policy
+                self.results.append((order, table._policy(self.hook, st)))
+                return
+            (chain_name, start, prefix), stack = stack[-1], stack[:-1]
+
+
+def _merge_entries(group: list) -> list:
+    """Queued branches at one program point: those with equal state are merged (probabilities
+    add; the steps of the most probable, the earlier on a tie, are kept), in rule order."""
+    if len(group) == 1:
+        return group
+    merged: dict[tuple, tuple] = {}
+    for entry in sorted(group, key=lambda e: e[1]):
+        st = entry[7]
+        ident = (entry[4], entry[6], state_key(st))
+        prev = merged.get(ident)
+        if prev is None:
+            merged[ident] = entry
+            continue
+        pst = prev[7]
+        keep = prev if pst.prob >= st.prob else entry
+        merged[ident] = keep[:1] + (prev[1],) + keep[2:7] + (keep[7]._replace(prob=pst.prob + st.prob),)
+    return list(merged.values())
 
 
 class NatContext(NamedTuple):

@@ -24,10 +24,12 @@ from ..model.packet import Packet
 from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .node_trace import NodeTracer
+from .state import MAX_BRANCHES, LimitExceeded
 
-__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "rules_summary"]
+__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary"]
 
 MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
+MAX_PATHS = 10_000            # paths of one flow across the cluster (--max-paths)
 _PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
 
 
@@ -106,16 +108,30 @@ class _Cursor:
     conns: list[tuple[str, Connection]] = field(default_factory=list)
     visits: int = 0
     exact: bool = True
+    seen: frozenset = frozenset()     # (node, in_iface, packet with TTL 0) this path has been at
+
+    def here(self) -> tuple:
+        """Where the packet is, as a loop check compares it (the TTL falls on every hop)."""
+        return (self.node, self.in_iface, self.packet._replace(ttl=0))
+
+    def identity(self) -> tuple:
+        """Two cursors with equal identity have equal futures and equal histories but for hops."""
+        return (self.node, self.in_iface, self.packet, self.exact, tuple(self.conns), self.seen)
 
 
 class ClusterWalker:
     """Walks flows across the cluster's nodes (each node's compiled tracer is built once)."""
 
-    def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
+    def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState], *, max_branches: int = MAX_BRANCHES,
+                 max_paths: int = MAX_PATHS) -> None:
+        """``max_branches`` bounds the branches of one packet on one node, ``max_paths`` the paths of
+        one flow across the cluster (LimitExceeded, naming the option that raises it, past either)."""
         self.cluster = cluster
         self.states = nodes
+        self.max_paths = max_paths
         shared: dict = {}      # nodes that share a parsed rule set share its compiled chains
-        self.tracers = {name: NodeTracer(state, shared_chains=shared) for name, state in nodes.items()}
+        self.tracers = {name: NodeTracer(state, shared_chains=shared, max_branches=max_branches)
+                        for name, state in nodes.items()}
         self.specs = {n.name: n for n in cluster.nodes}
         self.node_by_ip: dict[int, str] = {}
         for state in nodes.values():
@@ -198,39 +214,60 @@ class ClusterWalker:
                        [Hop(f"{sender.node}:local", packet, f"sent by node {sender.node}")])
 
     def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None) -> list[PathEnd]:
+        """Walk hop by hop, all paths one node visit at a time: cursors with equal identity
+        (same place, packet, connections and history of places) are merged, so paths that
+        fork and meet again cost no more than one; a path that comes back to a place it
+        has been (same node, interface and packet, TTL aside) is a routing loop and ends
+        there — the kernel would match the conntrack entry of the first pass and go round
+        the same way until the TTL runs out."""
         ends: list[PathEnd] = []
-        work = [start]
-        while work:
-            cur = work.pop()
-            cur.visits += 1
-            if cur.visits > MAX_NODE_HOPS:
-                ends.append(self._end(cur, "loop", cur.packet, f"more than {MAX_NODE_HOPS} node hops: routing loop"))
-                continue
-            tracer = self.tracers[cur.node]
-            ct = tables.get(cur.node) if tables is not None else None
-            arrive_point = f"{cur.node}:{cur.in_iface}" if cur.in_iface else f"{cur.node}:local"
-            trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct)
-            for o in trace.outcomes:
-                prob = cur.probability * o.probability
-                hops = list(cur.hops)
-                if cur.in_iface:
-                    hops.append(Hop(arrive_point, cur.packet, f"in {cur.in_iface}"))
-                conns = list(cur.conns)
-                if o.connection is not None and tables is None:
-                    conns.append((cur.node, o.connection))
-                nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact)
-                summary = _Summary(o)
-                if o.verdict in ("drop", "reject"):
-                    hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}"))
-                    ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
-                elif o.verdict == "local":
-                    hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}"))
-                    ends.extend(self._local(nxt, o.packet, client, tables))
-                else:
-                    hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
-                                    lambda o=o, s=summary: f"out {o.out_iface}; {s}"))
-                    self._forward(nxt, o, ends, work)
+        level = [start]
+        made = 1
+        while level:
+            work: list[_Cursor] = []
+            for cur in level:
+                self._step(cur, client, tables, ends, work)
+            made += len(work)
+            if made > self.max_paths:
+                raise LimitExceeded(f"a flow from {client.label()} has more than {self.max_paths:,} paths across the "
+                                    "cluster (probabilistic NAT on several nodes); raise the limit with --max-paths N")
+            level = _merge_cursors(work)
         return ends
+
+    def _step(self, cur: _Cursor, client: Endpoint, tables, ends: list[PathEnd], work: list[_Cursor]) -> None:
+        """One node visit of ``cur``: trace it there; ends go to ``ends``, next hops to ``work``."""
+        cur.visits += 1
+        here = cur.here()
+        if here in cur.seen or cur.visits > MAX_NODE_HOPS:
+            again = f"came back to {cur.node}:{cur.in_iface or 'local'} as {cur.packet.describe()}" \
+                if here in cur.seen else f"more than {MAX_NODE_HOPS} node hops"
+            ends.append(self._end(cur, "loop", cur.packet, f"routing loop: the packet {again}"))
+            return
+        cur.seen = cur.seen | {here}
+        tracer = self.tracers[cur.node]
+        ct = tables.get(cur.node) if tables is not None else None
+        arrive_point = f"{cur.node}:{cur.in_iface}" if cur.in_iface else f"{cur.node}:local"
+        trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct)
+        for o in trace.outcomes:
+            prob = cur.probability * o.probability
+            hops = list(cur.hops)
+            if cur.in_iface:
+                hops.append(Hop(arrive_point, cur.packet, f"in {cur.in_iface}"))
+            conns = list(cur.conns)
+            if o.connection is not None and tables is None:
+                conns.append((cur.node, o.connection))
+            nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact, cur.seen)
+            summary = _Summary(o)
+            if o.verdict in ("drop", "reject"):
+                hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}"))
+                ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
+            elif o.verdict == "local":
+                hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}"))
+                ends.extend(self._local(nxt, o.packet, client, tables))
+            else:
+                hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
+                                lambda o=o, s=summary: f"out {o.out_iface}; {s}"))
+                self._forward(nxt, o, ends, work)
 
     def _forward(self, cur: _Cursor, o, ends: list[PathEnd], work: list[_Cursor]) -> None:
         spec = self.specs[cur.node]
@@ -254,7 +291,7 @@ class ClusterWalker:
             ends.append(self._end(cur, "left", pkt, f"left the cluster network from {cur.node}:{o.out_iface} ({what})"))
             return
         cur.hops.append(Hop("wire", pkt, f"{cur.node} → {peer}"))
-        work.append(_Cursor(peer, "eth0", pkt, cur.probability, cur.hops, cur.conns, cur.visits, cur.exact))
+        work.append(_Cursor(peer, "eth0", pkt, cur.probability, cur.hops, cur.conns, cur.visits, cur.exact, cur.seen))
 
     def _local(self, cur: _Cursor, pkt: Packet, client: Endpoint, tables) -> list[PathEnd]:
         proxy = self.proxy_ports.get((cur.node, pkt.dport)) if tables is None else None
@@ -322,6 +359,23 @@ class _Summary:
 
     def __str__(self) -> str:
         return rules_summary(self.outcome)
+
+
+def _merge_cursors(cursors: list[_Cursor]) -> list[_Cursor]:
+    """Cursors with equal identity merged: probabilities add, the hops of the most probable kept."""
+    if len(cursors) < 2:
+        return cursors
+    merged: dict[tuple, _Cursor] = {}
+    for cur in cursors:
+        key = cur.identity()
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = cur
+        else:
+            keep = prev if prev.probability >= cur.probability else cur
+            keep.probability = prev.probability + cur.probability
+            merged[key] = keep
+    return list(merged.values())
 
 
 def _conntrack_tables(conns) -> dict[str, ConntrackTable]:

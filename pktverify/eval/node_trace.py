@@ -22,7 +22,8 @@ from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, Step, WalkState, add_step
+from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, MAX_BRANCHES, Budget, Step, WalkState,
+                    add_step, last_step, merge_states, steps_tuple)
 
 __all__ = ["NodeTracer"]
 
@@ -38,10 +39,13 @@ _ROUTE_ERRORS = {
 class NodeTracer:
     """Trace packets through one node. Build once per node; ``trace`` is the hot path."""
 
-    def __init__(self, node: NodeState, *, shared_chains: dict | None = None) -> None:
+    def __init__(self, node: NodeState, *, shared_chains: dict | None = None,
+                 max_branches: int = MAX_BRANCHES) -> None:
         """``shared_chains``: one dict passed to the tracers of several nodes lets nodes with the
-        same rule set object share their compiled chains (see :class:`CompiledTable`)."""
+        same rule set object share their compiled chains (see :class:`CompiledTable`).
+        ``max_branches``: the most distinct branches one trace may create (LimitExceeded past it)."""
         self.node = node
+        self.max_branches = max_branches
         self.fib = Fib(node)
         with cyclic_gc_paused():
             self.tables = {name: CompiledTable(table, self.fib, shared_chains)
@@ -81,6 +85,8 @@ class _NodeWalk:
         self.tables = tracer.tables
         self._known = known
         self._start = start
+        where = f" on node {tracer.node.name}" if tracer.node.name else ""
+        self.budget = Budget(tracer.max_branches, where)
 
     # ------------------------------------------------------------ paths
     def _from_wire(self, st: WalkState, finished: list) -> None:
@@ -217,9 +223,9 @@ class _NodeWalk:
                 continue
             nxt: list[WalkState] = []
             for st in states:
-                for res in table.walk(hook, st, ctx):
+                for res in table.walk(hook, st, ctx, self.budget):
                     self._sort(res, name, hook, nxt, finished)
-            states = nxt
+            states = merge_states(nxt)
         return states
 
     def _sort(self, res: ChainResult, table: str, hook: str, nxt: list, finished: list) -> None:
@@ -230,7 +236,7 @@ class _NodeWalk:
             why = res.detail or f"dropped by {_stopped_at(table, hook, res.state)}"
             finished.append(self._end(res.state, "drop", why))
         elif verdict == "REJECT":
-            last = res.state.steps[-1]
+            last = last_step(res.state.steps)
             why = f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"
             for answered, st, note in self._reject_answer(res.state, res.detail):
                 if answered:
@@ -279,7 +285,7 @@ class _NodeWalk:
                 continue
             passed = []
             for state in states:
-                for res in table.walk(hook, state):
+                for res in table.walk(hook, state, None, self.budget):
                     if res.verdict == "ACCEPT" or res.verdict == "UNKNOWN":
                         passed.append(res.state if res.verdict == "ACCEPT" else res.state._replace(exact=False))
                     if res.verdict != "ACCEPT":
@@ -314,7 +320,7 @@ class _NodeWalk:
             if table.is_empty(hook):
                 out.append(st)
                 continue
-            for res in table.walk(hook, st, ctx):
+            for res in table.walk(hook, st, ctx, self.budget):
                 if res.verdict != "ACCEPT":
                     self._sort(res, "nat", hook, out, finished)
                     continue
@@ -358,13 +364,13 @@ class _NodeWalk:
                 conn = self._known[0]
         return Outcome(verdict, st.prob, st.exact, st.pkt, st.in_iface or None,
                        st.out_iface or None if verdict == "forward" else None,
-                       next_hop if verdict == "forward" else None, st.masquerade, st.steps,
+                       next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
                        reason, conn, st.mark, st.random_ports)
 
 
 def _stopped_at(table: str, hook: str, st: WalkState) -> str:
     """Where a table walk stopped the packet: ``filter/KUBE-X #3`` or ``filter/FORWARD policy``."""
-    last = st.steps[-1] if st.steps else None
+    last = last_step(st.steps)
     if last is None:
         return f"{table}/{hook}"
     return f"{table}/{last.chain} {'policy' if last.rule_index is None else f'#{last.rule_index}'}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..errors import PktverifyError
 from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
-           "CT_DNAT", "CT_BITS", "Step", "WalkState"]
+           "CT_DNAT", "CT_BITS", "Step", "WalkState", "add_step", "steps_tuple", "last_step", "state_key",
+           "merge_states", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
@@ -32,7 +34,12 @@ class Step(NamedTuple):
 
 
 class WalkState(NamedTuple):
-    """Everything that can differ between branches while a packet crosses a node."""
+    """Everything that can differ between branches while a packet crosses a node.
+
+    ``steps`` is a cons list, ``(earlier_steps, last_step)`` or ``()``: appending is O(1), so
+    a packet that matches 100k LOG rules costs linear time (a tuple copy per step was
+    quadratic). :func:`steps_tuple` flattens it for an Outcome.
+    """
     pkt: Packet
     in_iface: str         # "" when there is none (locally generated)
     out_iface: str        # "" until routed
@@ -52,4 +59,64 @@ def add_step(st: WalkState, step: Step) -> WalkState:
     """``st`` with ``step`` appended (the hot path: ~8x cheaper than ``_replace``)."""
     pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade, random_ports = st
     return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, exact,
-                                  steps + (step,), masquerade, random_ports))
+                                  (steps, step), masquerade, random_ports))
+
+
+def steps_tuple(steps: tuple) -> tuple[Step, ...]:
+    """The cons list ``steps`` as a flat tuple, first step first (iterative: no recursion)."""
+    out = []
+    while steps:
+        steps, step = steps
+        out.append(step)
+    out.reverse()
+    return tuple(out)
+
+
+def last_step(steps: tuple) -> Step | None:
+    """The most recent step of a cons list, or None."""
+    return steps[1] if steps else None
+
+
+def state_key(st: WalkState) -> tuple:
+    """Everything about a branch that decides its future: all of it but its probability and steps."""
+    return (st.pkt, st.in_iface, st.out_iface, st.mark, st.ctbits, st.exact, st.masquerade, st.random_ports)
+
+
+def merge_states(states: list[WalkState]) -> list[WalkState]:
+    """Merge branches with the same future (equal :func:`state_key`): probabilities add, the steps
+    of the most probable one are kept (the earlier on a tie), order of first appearance kept."""
+    if len(states) < 2:
+        return states
+    merged: dict[tuple, WalkState] = {}
+    for st in states:
+        key = state_key(st)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = st
+        else:
+            keep = prev if prev.prob >= st.prob else st
+            merged[key] = keep._replace(prob=prev.prob + st.prob)
+    return list(merged.values()) if len(merged) < len(states) else states
+
+
+MAX_BRANCHES = 100_000
+
+
+class LimitExceeded(PktverifyError):
+    """A bound on the work for one packet or flow was reached; the message names it and how to raise it."""
+
+
+class Budget:
+    """How many more branch states one trace may create (``--max-branches``)."""
+    __slots__ = ("left", "limit", "where")
+
+    def __init__(self, limit: int = MAX_BRANCHES, where: str = "") -> None:
+        self.left = self.limit = limit
+        self.where = where
+
+    def spend(self, n: int = 1) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise LimitExceeded(
+                f"a packet{self.where} has more than {self.limit:,} distinct branches (probabilistic or unknown "
+                f"rules whose outcomes differ, e.g. marks); raise the limit with --max-branches N")
