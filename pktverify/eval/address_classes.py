@@ -46,6 +46,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 from ..model import rules as m
+from ..model.addresses import format_ip
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
 
@@ -166,13 +167,28 @@ class AddressClasses:
 
     def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
         self.unsound_reason = ""
+        # A class stands for flows that differ only by a renaming of addresses; two endpoints that
+        # share one address cannot be renamed apart (a flow to one may reach the other).
+        owners: dict[int, str] = {}
+        for p in cluster.pods:
+            if p.ip in owners and not self.unsound_reason:
+                self.unsound_reason = (f"pods {owners[p.ip]} and {p.key} share the address {format_ip(p.ip)}")
+            owners.setdefault(p.ip, p.key)
         base: list[Interval] = list(_SPECIAL)
         for net in (cluster.cidr, cluster.service_cidr, *(n.pod_cidr for n in cluster.nodes)):
             base.append(_interval(*net))
         endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
+        node_owner: dict[int, str] = {}
         for node in nodes.values():
             for iface in node.interfaces.values():
                 for a in iface.addresses:
+                    if iface.name != "lo" and not self.unsound_reason:
+                        if a.ip in owners:
+                            self.unsound_reason = (f"pod {owners[a.ip]} has the address of node {node.name} "
+                                                   f"({format_ip(a.ip)})")
+                        elif node_owner.setdefault(a.ip, node.name) != node.name:
+                            self.unsound_reason = (f"nodes {node_owner[a.ip]} and {node.name} share the address "
+                                                   f"{format_ip(a.ip)}")
                     base += [(a.ip, a.ip), _interval(a.ip, a.mask)]
                     endpoints.append((a.ip, a.ip))
                     if a.broadcast is not None:
