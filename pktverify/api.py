@@ -64,12 +64,14 @@ def trace_to_pcapng(node: NodeState, result: Trace, path: str | Path) -> list[Pa
     from .eval.flows import node_flows
     from .report.pcap import write_pcapng
 
-    flows = node_flows(_tracer(node), result)
+    from .report.files import OutputError, refuse_special
+
     path = Path(path)
+    refuse_special(path)
+    if not path.name or str(path).endswith("/"):
+        raise OutputError(f"refusing to write {str(path)!r}: give a file name, not a folder")
+    flows = node_flows(_tracer(node), result)
     if len(flows) == 1:
         return [write_pcapng(flows, path)]
-    if not path.name:
-        from .report.files import OutputError
-        raise OutputError(f"refusing to write {str(path)!r}: give a file name, not a folder")
     return [write_pcapng([flow], path.with_name(f"{path.stem}-{n}{path.suffix or '.pcapng'}"))
             for n, flow in enumerate(flows, 1)]

@@ -112,8 +112,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def _load_yaml(text: str, ctx: "_Ctx"):
     """The document, or InputError naming the line for anything YAML or our bounds refuse."""
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)        # the reader checks every character here
         try:
             root = loader.get_single_node()
         except RecursionError:
@@ -134,7 +135,8 @@ def _load_yaml(text: str, ctx: "_Ctx"):
     except yaml.YAMLError as exc:
         raise ctx.error(1, f"invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_cluster(path: str | Path) -> ClusterSpec:

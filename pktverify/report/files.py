@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import PktverifyError
 
-__all__ = ["OutputError", "OutputDir", "write_file", "check_component"]
+__all__ = ["OutputError", "OutputDir", "write_file", "check_component", "refuse_special"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -124,6 +124,17 @@ class OutputDir:
                 raise OutputError(f"cannot write {target}: {exc.strerror}") from None
             raise
         return target
+
+
+def refuse_special(path: str | Path) -> None:
+    """Refuse a path the user named that exists and is not a regular file (even when what is
+    written goes to names derived from it, such as ``NAME-1.pcapng``)."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(found.st_mode):
+        raise OutputError(f"refusing to write {path}: it exists and is not a regular file ({_kind(found.st_mode)})")
 
 
 def write_file(path: str | Path, data: bytes) -> Path:

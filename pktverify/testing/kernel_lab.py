@@ -34,6 +34,8 @@ import time
 import uuid
 from typing import NamedTuple
 
+from ..model.rules import TABLE_CHAINS
+
 __all__ = ["KernelLab", "KernelObservation", "NodeDump", "lab_available", "CLIENT_ADDRESSES", "LAB_ADDRS",
            "LAB_ROUTES"]
 
@@ -214,7 +216,15 @@ class KernelLab:
 
     # ------------------------------------------------------------ state
     def load(self, rules: str) -> None:
-        """Replace the node's rule set (``iptables-restore`` without --noflush) and forget connections."""
+        """Replace the node's whole rule set and forget connections.
+
+        ``iptables-restore`` replaces only the tables its input names (and keeps built-in
+        policies it does not declare), so every table the input leaves out is reset to
+        empty with ACCEPT policies first: no rule or policy of an earlier probe survives
+        into the next one, whatever the order or number of probes."""
+        reset = "".join(f"*{table}\n" + "".join(f":{chain} ACCEPT [0:0]\n" for chain in chains) + "COMMIT\n"
+                        for table, chains in TABLE_CHAINS.items())
+        self._ns(self.node, "iptables-restore", input=reset)
         self._ns(self.node, "iptables-restore", input=rules)
         self._ns(self.node, "conntrack", "-F", check=False)
 

@@ -28,8 +28,10 @@ def kernel_seed(request) -> int | None:
     return None if seed == "random" else int(seed)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def lab():
+    """A fresh lab for every test (~0.1 s to build): no rule, connection or socket of one test
+    can leak into the next."""
     reason = lab_available()
     if reason:
         if os.environ.get("CI"):
