@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .errors import InvalidArgument, PktverifyError
+from .errors import InvalidArgument, PktverifyError, one_line
 from .limits import MAX_BRANCHES, MAX_PATHS
 
 __all__ = ["main"]
@@ -14,7 +14,7 @@ __all__ = ["main"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:   # argparse's usage errors exit 2 too, on one line
-        print(f"pktverify: error: {message} (see '{self.prog} --help')", file=sys.stderr)
+        print(one_line(f"pktverify: error: {message} (see '{self.prog} --help')"), file=sys.stderr)
         sys.exit(2)
 
 
@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         return _trace(args)
     except PktverifyError as exc:
-        print(f"pktverify: {exc}", file=sys.stderr)
+        print(f"pktverify: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except ValueError as exc:     # e.g. an interface the node does not have
-        print(f"pktverify: {exc}", file=sys.stderr)
+        print(f"pktverify: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:        # a capture or generated file that cannot be written
-        print(f"pktverify: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        print(one_line(f"pktverify: cannot write {exc.filename}: {exc.strerror}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pktverify: interrupted", file=sys.stderr)
@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         while where is not None and where.tb_next is not None:
             where = where.tb_next
         at = f" at {os.path.basename(where.tb_frame.f_code.co_filename)}:{where.tb_lineno}" if where else ""
-        print(f"pktverify: internal error (a bug in pktverify, please report it with the input): "
-              f"{type(exc).__name__}: {str(exc)[:200]}{at}; PKTVERIFY_DEBUG=1 shows the traceback", file=sys.stderr)
+        print(one_line(f"pktverify: internal error (a bug in pktverify, please report it with the input): "
+                       f"{type(exc).__name__}: {str(exc)[:200]}{at}; PKTVERIFY_DEBUG=1 shows the traceback"),
+              file=sys.stderr)
         return 2
 
 
@@ -148,7 +149,7 @@ def _trace(args) -> int:
                               f"(it has {', '.join(node.interfaces)})")
     result = trace(node, packet, in_iface=None if args.local else args.in_iface, max_branches=args.max_branches)
     for warning in node.warnings:
-        print(f"pktverify: warning: {warning}", file=sys.stderr)
+        print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
     if args.pcap:
         from .api import trace_to_pcapng

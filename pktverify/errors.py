@@ -7,7 +7,15 @@ offending text so the CLI can print one line and exit 2 without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["PktverifyError", "InputError", "InvalidArgument"]
+__all__ = ["PktverifyError", "InputError", "InvalidArgument", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` safe to print as part of one terminal line: line breaks, control characters and
+    other unprintable characters (which could end the line or drive the terminal) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] if c != "'" else c for c in text)
 
 
 class PktverifyError(Exception):
@@ -29,7 +37,7 @@ class InputError(PktverifyError):
 
     def __str__(self) -> str:
         text = self.text if len(self.text) <= 200 else self.text[:200] + "..."
-        return f"{self.source}:{self.line}: {self.message}: {text}"
+        return one_line(f"{self.source}:{self.line}: {self.message}: {text}")
 
 
 class InvalidArgument(PktverifyError, TypeError):

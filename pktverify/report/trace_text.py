@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import one_line
 from ..model.addresses import format_ip
 from ..model.trace import Trace
 
@@ -22,7 +23,7 @@ def trace_to_text(trace: Trace) -> str:
             lines.append(f"    {fld}: drawn by the kernel uniformly from {lo}-{hi} (shown as {lo})")
         for path in _chain_paths(o.steps):
             lines.append(f"    {path}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(one_line(line) for line in lines) + "\n"      # rule text may hold escapes
 
 
 def _chain_paths(steps) -> list[str]:

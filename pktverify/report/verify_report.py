@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..errors import one_line
 from ..check.invariants import InvariantResult
 
 __all__ = ["verify_to_json", "verify_to_text"]
@@ -32,4 +33,4 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 20) 
                 lines.append(f"    {hop}")
         if len(r.violations) > max_violations:
             lines.append(f"\n{r.name}: {len(r.violations) - max_violations} more violation(s); --format json lists all")
-    return "\n".join(lines) + "\n"
+    return "\n".join(one_line(line) for line in lines) + "\n"      # rule text may hold escapes
