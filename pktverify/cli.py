@@ -168,15 +168,20 @@ def _verify(args) -> int:
     if args.all and not args.pcap_dir:
         raise InvalidArgument("--all needs --pcap-dir")
     cluster = _load_any_cluster(args)
+    folder = None
+    if args.pcap_dir:        # refuse an unusable folder before the work, not after it
+        from .report.files import OutputDir
+        folder = OutputDir(args.pcap_dir)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
     walker = ClusterWalker(cluster, nodes, max_branches=args.max_branches, max_paths=args.max_paths)
     cpus = len(os.sched_getaffinity(0))
     jobs = min(args.jobs, cpus) if args.jobs else cpus
     results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)
-    if args.pcap_dir:
+    if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
-        written = write_verify_pcaps(walker, results, args.pcap_dir, all_flows=args.all)
-        print(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}", file=sys.stderr)
+        with folder:
+            written = write_verify_pcaps(walker, results, folder, all_flows=args.all)
+        print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
     sys.stdout.write(verify_to_json(results) if args.format == "json" else verify_to_text(results))
     return 0 if all(r.holds for r in results) else 1
 
@@ -188,6 +193,11 @@ def _load_any_cluster(args):
     from .parse.source import read_text
 
     if not looks_like_kubectl(read_text(args.cluster)):
+        for option, value in (("--dumps", args.dumps), ("--cluster-cidr", args.cluster_cidr),
+                              ("--service-cidr", args.service_cidr)):
+            if value is not None:
+                raise InvalidArgument(f"{option} is for kubectl JSON input; a cluster YAML says it itself "
+                                      "(cluster: cidr/service_cidr, a node's dump paths)")
         return load_cluster(args.cluster)
     if not (args.cluster_cidr and args.service_cidr):
         raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"

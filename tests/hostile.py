@@ -53,6 +53,18 @@ def assert_verdict_or_refusal(result: Run, *, names: tuple[str, ...] = ()) -> No
         assert any(name in lines[0] for name in names), lines[0]
 
 
+def write_node_dumps(cluster, folder: Path) -> None:
+    """Each node's generated dumps under ``folder/<node>/`` with the file names kubectl input reads."""
+    from pktverify.generate.node_state import generate_node
+
+    for node in cluster.nodes:
+        gen = generate_node(cluster, node)
+        (folder / node.name).mkdir(parents=True, exist_ok=True)
+        (folder / node.name / "iptables-save.txt").write_text(gen.iptables)
+        (folder / node.name / "ip-addr.json").write_text(gen.addrs)
+        (folder / node.name / "ip-route.txt").write_text(gen.routes)
+
+
 def tree(folder: Path) -> set[str]:
     """Every path below ``folder`` (relative), to see what a command wrote."""
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}

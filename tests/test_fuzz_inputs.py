@@ -18,8 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .hostile import RULES, assert_verdict_or_refusal, run
-from pktverify.generate.node_state import generate_node
+from .hostile import RULES, assert_verdict_or_refusal, run, write_node_dumps
 from pktverify.parse.cluster_yaml import load_cluster
 
 NODE = RULES / "kube-node"
@@ -27,7 +26,6 @@ IPTABLES = (NODE / "iptables-save.txt").read_bytes()
 ADDRS_JSON = (NODE / "ip-addr.json").read_bytes()
 ROUTES_TEXT = (NODE / "ip-route.txt").read_bytes()
 SEED_YAML = (RULES / "seed" / "cluster.yaml").read_text()
-_GEN = generate_node(load_cluster(RULES / "seed" / "cluster.yaml"), load_cluster(RULES / "seed" / "cluster.yaml").nodes[0])
 
 # CI runs a fixed, derandomized sample; PKTVERIFY_FUZZ_EXAMPLES=2000 runs a long random campaign.
 _LONG = int(os.environ.get("PKTVERIFY_FUZZ_EXAMPLES", "0"))
@@ -206,13 +204,7 @@ def _kubectl_doc() -> dict:
 
 
 def _kubectl_dumps(tmp) -> None:
-    cluster = load_cluster(RULES / "seed" / "cluster-iptables.yaml")
-    for node in cluster.nodes:
-        gen = generate_node(cluster, node)
-        (tmp / node.name).mkdir(exist_ok=True)
-        (tmp / node.name / "iptables-save.txt").write_text(gen.iptables)
-        (tmp / node.name / "ip-addr.json").write_text(gen.addrs)
-        (tmp / node.name / "ip-route.txt").write_text(gen.routes)
+    write_node_dumps(load_cluster(RULES / "seed" / "cluster-iptables.yaml"), tmp)
 
 
 @FUZZ

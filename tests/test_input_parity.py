@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from pktverify.check.invariants import check_all
 from pktverify.cli import main
 from pktverify.eval.cluster_walk import ClusterWalker
-from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
 from pktverify.model.addresses import format_ip, format_network
 from pktverify.parse.cluster_nodes import cluster_nodes
+
+from .hostile import write_node_dumps
 
 
 @st.composite
@@ -37,15 +38,6 @@ def clusters(draw):
     if draw(st.booleans()):
         pods[0] = dataclasses.replace(pods[0], ports=())
     return dataclasses.replace(cluster, pods=tuple(pods))
-
-
-def _write_dumps(cluster, folder: Path) -> None:
-    for node in cluster.nodes:
-        gen = generate_node(cluster, node)
-        (folder / node.name).mkdir(parents=True)
-        (folder / node.name / "iptables-save.txt").write_text(gen.iptables)
-        (folder / node.name / "ip-addr.json").write_text(gen.addrs)
-        (folder / node.name / "ip-route.txt").write_text(gen.routes)
 
 
 def _yaml(cluster, folder: Path) -> Path:
@@ -105,7 +97,7 @@ def _verify_json(capsys, *argv) -> dict:
 @given(clusters())
 def test_yaml_and_kubectl_give_the_same_answer(tmp_path_factory, capsys, cluster):
     folder = tmp_path_factory.mktemp("parity")
-    _write_dumps(cluster, folder)
+    write_node_dumps(cluster, folder)
     from_yaml = _verify_json(capsys, str(_yaml(cluster, folder)))
     from_kubectl = _verify_json(capsys, str(_kubectl(cluster, folder)), "--cluster-cidr",
                                 format_network(*cluster.cidr), "--service-cidr", format_network(*cluster.service_cidr))

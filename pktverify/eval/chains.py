@@ -24,7 +24,7 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import Budget, Step, WalkState, add_step, last_step, state_key
+from .state import Budget, Step, WalkState, add_step, last_step, merge_equal, state_key
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
@@ -213,18 +213,8 @@ class _Walk:
     def _finish(self) -> list[ChainResult]:
         """Results in rule order; equal ones (same verdict, state and stopping rule) merged."""
         self.results.sort(key=lambda r: r[0])
-        merged: dict[tuple, ChainResult] = {}
-        for _order, res in self.results:
-            last = last_step(res.state.steps)
-            key = (res.verdict, res.detail, state_key(res.state),
-                   None if res.verdict == "ACCEPT" or last is None else (last.table, last.chain, last.rule_index))
-            prev = merged.get(key)
-            if prev is None:
-                merged[key] = res
-            else:
-                keep = prev if prev.state.prob >= res.state.prob else res
-                merged[key] = keep._replace(state=keep.state._replace(prob=prev.state.prob + res.state.prob))
-        return list(merged.values())
+        return merge_equal([res for _order, res in self.results], _result_key, lambda r: r.state.prob,
+                           lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
 
     def _advance(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState,
                  order: tuple) -> None:
@@ -296,23 +286,23 @@ class _Walk:
             (chain_name, start, prefix), stack = stack[-1], stack[:-1]
 
 
+def _result_key(res: ChainResult) -> tuple:
+    """Results equal for everything downstream: verdict, state and, when the walk stopped the
+    packet, the rule that stopped it (it is named in the outcome's reason)."""
+    last = last_step(res.state.steps)
+    stopped_by = None if res.verdict == "ACCEPT" or last is None else (last.table, last.chain, last.rule_index)
+    return res.verdict, res.detail, state_key(res.state), stopped_by
+
+
 def _merge_entries(group: list) -> list:
-    """Queued branches at one program point: those with equal state are merged (probabilities
-    add; the steps of the most probable, the earlier on a tie, are kept), in rule order."""
+    """Queued branches at one program point, in rule order: those in the same chain and call
+    stack with equal state have equal futures and are merged (the merged one keeps the earliest
+    place in rule order)."""
     if len(group) == 1:
         return group
-    merged: dict[tuple, tuple] = {}
-    for entry in sorted(group, key=lambda e: e[1]):
-        st = entry[7]
-        ident = (entry[4], entry[6], state_key(st))
-        prev = merged.get(ident)
-        if prev is None:
-            merged[ident] = entry
-            continue
-        pst = prev[7]
-        keep = prev if pst.prob >= st.prob else entry
-        merged[ident] = keep[:1] + (prev[1],) + keep[2:7] + (keep[7]._replace(prob=pst.prob + st.prob),)
-    return list(merged.values())
+    group.sort(key=lambda e: e[1])
+    return merge_equal(group, lambda e: (e[4], e[6], state_key(e[7])), lambda e: e[7].prob,
+                       lambda e, p, first: (e[0], first[1], *e[2:7], e[7]._replace(prob=p)))
 
 
 class NatContext(NamedTuple):

@@ -15,6 +15,7 @@ socket, un-NATed by conntrack to ClusterIP:port.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ..model.addresses import format_ip, in_network
@@ -24,7 +25,7 @@ from ..model.packet import Packet
 from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .node_trace import NodeTracer
-from .state import MAX_BRANCHES, LimitExceeded
+from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
 __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary"]
 
@@ -363,19 +364,8 @@ class _Summary:
 
 def _merge_cursors(cursors: list[_Cursor]) -> list[_Cursor]:
     """Cursors with equal identity merged: probabilities add, the hops of the most probable kept."""
-    if len(cursors) < 2:
-        return cursors
-    merged: dict[tuple, _Cursor] = {}
-    for cur in cursors:
-        key = cur.identity()
-        prev = merged.get(key)
-        if prev is None:
-            merged[key] = cur
-        else:
-            keep = prev if prev.probability >= cur.probability else cur
-            keep.probability = prev.probability + cur.probability
-            merged[key] = keep
-    return list(merged.values())
+    return merge_equal(cursors, _Cursor.identity, lambda c: c.probability,
+                       lambda c, p, _first: dataclasses.replace(c, probability=p))
 
 
 def _conntrack_tables(conns) -> dict[str, ConntrackTable]:

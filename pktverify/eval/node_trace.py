@@ -23,7 +23,7 @@ from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
 from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, MAX_BRANCHES, Budget, Step, WalkState,
-                    add_step, last_step, merge_states, steps_tuple)
+                    add_step, last_step, merge_equal, merge_states, steps_tuple)
 
 __all__ = ["NodeTracer"]
 
@@ -384,13 +384,5 @@ _ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-prot
 
 def _merge(outcomes: list[Outcome]) -> tuple[Outcome, ...]:
     """Merge outcomes equal for a user; keep the steps of the most probable branch."""
-    merged: dict[tuple, Outcome] = {}
-    for o in outcomes:
-        k = o.key()
-        prev = merged.get(k)
-        if prev is None:
-            merged[k] = o
-        else:
-            keep = prev if prev.probability >= o.probability else o
-            merged[k] = keep._replace(probability=prev.probability + o.probability)
-    return tuple(sorted(merged.values(), key=lambda o: -o.probability))
+    merged = merge_equal(outcomes, Outcome.key, lambda o: o.probability, lambda o, p, _first: o._replace(probability=p))
+    return tuple(sorted(merged, key=lambda o: -o.probability))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable, Hashable
+from typing import NamedTuple, TypeVar
 
 from ..errors import PktverifyError
 from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
            "CT_DNAT", "CT_BITS", "Step", "WalkState", "add_step", "steps_tuple", "last_step", "state_key",
-           "merge_states", "Budget", "LimitExceeded", "MAX_BRANCHES"]
+           "merge_states", "merge_equal", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
@@ -53,6 +54,7 @@ class WalkState(NamedTuple):
 
 
 _new_tuple = tuple.__new__
+T = TypeVar("T")
 
 
 def add_step(st: WalkState, step: Step) -> WalkState:
@@ -82,21 +84,37 @@ def state_key(st: WalkState) -> tuple:
     return (st.pkt, st.in_iface, st.out_iface, st.mark, st.ctbits, st.exact, st.masquerade, st.random_ports)
 
 
-def merge_states(states: list[WalkState]) -> list[WalkState]:
-    """Merge branches with the same future (equal :func:`state_key`): probabilities add, the steps
-    of the most probable one are kept (the earlier on a tie), order of first appearance kept."""
-    if len(states) < 2:
-        return states
-    merged: dict[tuple, WalkState] = {}
-    for st in states:
-        key = state_key(st)
-        prev = merged.get(key)
+def merge_equal(items: list[T], key: Callable[[T], Hashable], prob: Callable[[T], float],
+                with_prob: Callable[[T, float, T], T]) -> list[T]:
+    """Merge the items with equal ``key``: their probabilities add, the most probable one (the
+    earlier on a tie) stands for them all, in the order of first appearance. The one rule every
+    merge of branches, outcomes and cluster paths follows. ``with_prob(kept, probability,
+    first)`` makes the merged item (``first``: the one that appeared first)."""
+    if len(items) < 2:
+        return items
+    merged: dict = {}
+    for item in items:
+        k = key(item)
+        prev = merged.get(k)
         if prev is None:
-            merged[key] = st
+            merged[k] = item
         else:
-            keep = prev if prev.prob >= st.prob else st
-            merged[key] = keep._replace(prob=prev.prob + st.prob)
-    return list(merged.values()) if len(merged) < len(states) else states
+            p, q = prob(prev), prob(item)
+            merged[k] = with_prob(prev if p >= q else item, p + q, prev)
+    return list(merged.values()) if len(merged) < len(items) else items
+
+
+def merge_states(states: list[WalkState]) -> list[WalkState]:
+    """Merge branches with the same future (equal :func:`state_key`), steps of the most probable kept."""
+    return merge_equal(states, state_key, _prob, _with_prob)
+
+
+def _prob(st: WalkState) -> float:
+    return st.prob
+
+
+def _with_prob(st: WalkState, prob: float, _first: WalkState) -> WalkState:
+    return st._replace(prob=prob)
 
 
 MAX_BRANCHES = 100_000

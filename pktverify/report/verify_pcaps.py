@@ -18,10 +18,12 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "_", text).strip("_")[:80]
 
 
-def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], directory: str | Path, *,
-                       all_flows: bool = False) -> list[Path]:
+def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], directory: str | Path | OutputDir,
+                       *, all_flows: bool = False) -> list[Path]:
     """Write ``<invariant>-violation-<n>.pcapng`` per violation with a path; with ``all_flows``
     also ``flow-<invariant>-<n>-<flow>[-p<k>].pcapng`` per checked flow (one file per outcome)."""
+    if isinstance(directory, OutputDir):
+        return _write_all(walker, results, directory, all_flows)
     with OutputDir(directory) as folder:
         return _write_all(walker, results, folder, all_flows)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ..errors import one_line
 from ..check.invariants import InvariantResult
+from ..errors import one_line
 
 __all__ = ["verify_to_json", "verify_to_text"]
 
