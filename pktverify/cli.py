@@ -54,6 +54,15 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets become may-match; affected outcomes are inexact")
     t.add_argument("--pcap", metavar="FILE",
                    help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
+    t.add_argument("--ipsets", metavar="FILE", help="ipset save output, for -m set rules")
+    t.add_argument("--uid", type=_number(0, 2**32 - 1), default=0, metavar="N",
+                   help="--local: the sending socket's owner uid for -m owner (default 0)")
+    t.add_argument("--gid", type=_number(0, 2**32 - 1), default=0, metavar="N",
+                   help="--local: the sending socket's group for -m owner (default 0)")
+    t.add_argument("--physdev-in", default="", metavar="PORT",
+                   help="the packet was bridged in from this bridge port (-m physdev; --in-iface is the bridge)")
+    t.add_argument("--physdev-out", default="", metavar="PORT",
+                   help="with --physdev-in: the bridge port it leaves by")
     t.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
                    help=f"most distinct branches one packet may take on the node (default {MAX_BRANCHES:,})")
     t.add_argument("--route-localnet", action="store_true",
@@ -143,11 +152,14 @@ def _trace(args) -> int:
 
     packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
     node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
-                     lenient=args.lenient, route_localnet=args.route_localnet)
+                     lenient=args.lenient, route_localnet=args.route_localnet, ipsets=args.ipsets)
+    if args.physdev_out and not args.physdev_in:
+        raise InvalidArgument("--physdev-out needs --physdev-in (a bridged packet enters by a port)")
     if args.in_iface and args.in_iface not in node.interfaces:
         raise InvalidArgument(f"--in-iface {args.in_iface}: the node has no such interface "
                               f"(it has {', '.join(node.interfaces)})")
-    result = trace(node, packet, in_iface=None if args.local else args.in_iface, max_branches=args.max_branches)
+    result = trace(node, packet, in_iface=None if args.local else args.in_iface, max_branches=args.max_branches,
+                   uid=args.uid, gid=args.gid, physdev_in=args.physdev_in, physdev_out=args.physdev_out)
     for warning in node.warnings:
         print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
     out = trace_to_json(result) if args.format == "json" else trace_to_text(result)

@@ -13,10 +13,10 @@ from pktverify.parse.node import build_node
 from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 
 
-def tables(nat: str = "", filter: str = "", mangle: str = "", raw: str = "") -> str:
+def tables(nat: str = "", filter: str = "", mangle: str = "", raw: str = "", security: str = "") -> str:
     """An iptables-save text with the given rule lines per table (chains declared as needed)."""
     out = []
-    for name, body in (("raw", raw), ("mangle", mangle), ("nat", nat), ("filter", filter)):
+    for name, body in (("raw", raw), ("mangle", mangle), ("nat", nat), ("filter", filter), ("security", security)):
         if not body.strip():
             continue
         lines = [line.strip() for line in body.strip().splitlines()]

@@ -175,7 +175,7 @@ def test_output_dnat_reroutes_and_local_traffic_loops_through_input():
 
 
 def test_lenient_unknown_match_explores_both_branches_inexact():
-    t = tracer(tables(filter="-A FORWARD -m physdev --physdev-in veth0 -j DROP"), lenient=True)
+    t = tracer(tables(filter="-A FORWARD -m nosuchmodule --foo veth0 -j DROP"), lenient=True)
     outs = t.trace(pkt("10.0.0.9", "9.9.9.9"), in_iface="cni0").outcomes
     assert {o.verdict for o in outs} == {"drop", "forward"} and not any(o.exact for o in outs)
 

@@ -24,7 +24,7 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import Budget, Step, WalkState, add_step, last_step, merge_equal, state_key
+from .state import CT_UNTRACKED, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
@@ -83,8 +83,7 @@ class CompiledTable:
             compiled = shared.get(id(chain)) if shared is not None else None
             if compiled is None:
                 compiled = _IndexedChain(chain, fib)
-                if shared is not None and not any(isinstance(mt, m.AddrTypeMatch)
-                                                  for rule in chain.rules for mt in rule.matches):
+                if shared is not None and not any(_reads_node(mt) for rule in chain.rules for mt in rule.matches):
                     shared[id(chain)] = compiled
             self.chains[name] = compiled
 
@@ -138,12 +137,55 @@ class CompiledTable:
             st = add_step(st._replace(mark=mark), self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p))
             return "continue", st
         if ttype is m.NoOp:
-            return "continue", add_step(st, self._step(cr, target.name, p))
+            action = f"{target.name} ({target.note}, not modelled; the packet goes on)" if target.note else target.name
+            return "continue", add_step(st, self._step(cr, action, p))
+        if ttype is m.SetTtl:
+            ttl = st.pkt.ttl
+            new = {"set": target.value, "dec": max(ttl - target.value, 0), "inc": min(ttl + target.value, 255)}[target.op]
+            st = add_step(st._replace(pkt=st.pkt._replace(ttl=new)), self._step(cr, f"TTL {ttl} → {new}", p))
+            return "continue", st
+        if ttype is m.ConnMark:
+            return "continue", self._connmark(cr, target, st, p)
+        if ttype is m.NoTrack:
+            st = add_step(st._replace(ctbits=CT_UNTRACKED), self._step(cr, "NOTRACK: no connection (UNTRACKED)", p))
+            return "continue", st
+        if ttype is m.Tproxy:
+            return "final", self._tproxy(cr, target, st, p)
+        if ttype is m.Nfqueue:
+            step = self._step(cr, f"NFQUEUE {target.num}: a userspace program decides (accept assumed; it may drop)", p)
+            return "final", ChainResult(add_step(st._replace(exact=False), step), "QUEUE")
         if ttype is m.UnknownTarget:
+            if target.name in m.NON_TERMINATING_TARGETS:
+                step = self._step(cr, f"{target.name} (not modelled; non-terminating: the packet goes on)", p)
+                return "continue", add_step(st._replace(exact=False), step)
             step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
             st = add_step(st._replace(exact=False), step)
             return "final", ChainResult(st, "UNKNOWN")
         return self._nat(cr, target, st, ctx, p)
+
+    def _connmark(self, cr: CompiledRule, target: m.ConnMark, st: WalkState, p: float) -> WalkState:
+        """CONNMARK as xt_connmark does it (the ctmark lives with the connection: a reply sees it)."""
+        mark, ctmark = st.mark, st.ctmark
+        if target.op == "set":
+            ctmark = (ctmark & ~target.mask & 0xFFFFFFFF) ^ target.value
+            action = f"CONNMARK ctmark {st.ctmark:#x} → {ctmark:#x}"
+        elif target.op == "save":
+            ctmark = (ctmark & ~target.ctmask & 0xFFFFFFFF) ^ (mark & target.nfmask)
+            action = f"CONNMARK save mark {mark:#x}: ctmark {st.ctmark:#x} → {ctmark:#x}"
+        else:
+            mark = (mark & ~target.nfmask & 0xFFFFFFFF) ^ (ctmark & target.ctmask)
+            action = f"CONNMARK restore: mark {st.mark:#x} → {mark:#x}"
+        if st.ctbits & CT_UNTRACKED:
+            return add_step(st, self._step(cr, "CONNMARK: the packet has no connection (untracked), nothing kept", p))
+        return add_step(st._replace(mark=mark, ctmark=ctmark), self._step(cr, action, p))
+
+    def _tproxy(self, cr: CompiledRule, target: m.Tproxy, st: WalkState, p: float) -> ChainResult:
+        """TPROXY hands the packet to a local socket (and marks it) or, with none, drops it; no dump
+        says whether the socket exists, so the accepted outcome is marked inexact."""
+        mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.mark
+        step = self._step(cr, f"TPROXY to port {target.port}: taken by a local socket if one listens (mark "
+                              f"{st.mark:#x} → {mark:#x}), else dropped", p)
+        return ChainResult(add_step(st._replace(mark=mark, exact=False), step), "ACCEPT", "TPROXY")
 
     def _nat(self, cr: CompiledRule, target, st: WalkState, ctx, p: float):
         before = st.pkt
@@ -242,17 +284,43 @@ class _Walk:
                         break
                 if not ok:
                     continue
-                if cr.unknown or p < 1.0:
+                maybe = cr.unknown
+                for tri in cr.maybes:
+                    answer = tri(st)
+                    if answer is False:
+                        ok = False
+                        break
+                    if answer is None:
+                        maybe = True
+                if not ok:
+                    continue
+                if maybe:
+                    # The dumps cannot say whether this rule matches: follow both worlds, each
+                    # remembering what it assumed (the same question gets the same answer later,
+                    # and where both worlds meet again with equal state the assumption is dropped).
+                    decision = (table.name, chain_name, pos, st.pkt, st.mark, st.ctmark)
+                    if (decision, False) in st.assume:
+                        continue
+                    if (decision, True) not in st.assume:
+                        note = f"{cr.rule.location()} ({table.name}/{chain_name} #{pos + 1})"
+                        miss = add_step(st._replace(assume=st.assume | {(decision, False)}),
+                                        Step(None, None, None, None, "", f"assumed {note} does not match: {cr.why}"))
+                        self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
+                        st = add_step(st._replace(assume=st.assume | {(decision, True)}),
+                                      Step(None, None, None, None, "", f"assumed {note} matches: {cr.why}"))
+                        order = order + (0,)
+                if p < 1.0:
                     # A fork: the non-matching side waits at the next rule; the matching side
                     # (first in rule order) goes on here.
-                    exact = st.exact and not cr.unknown
-                    miss = st._replace(prob=st.prob * (1.0 - p) if p < 1.0 else st.prob, exact=exact)
+                    miss = st._replace(prob=st.prob * (1.0 - p))
                     if miss.prob > 0.0:
                         self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
                     if p <= 0.0:
                         return
-                    st = st._replace(prob=st.prob * p, exact=exact)
+                    st = st._replace(prob=st.prob * p)
                     order = order + (0,)
+                if cr.fixed:
+                    st = add_step(st, Step(None, None, None, None, "", f"fresh flow: {cr.fixed}"))
                 kind, *rest = table._apply(cr, st, self.ctx, p)
                 if kind == "continue":
                     st = rest[0]
@@ -303,6 +371,13 @@ def _merge_entries(group: list) -> list:
     group.sort(key=lambda e: e[1])
     return merge_equal(group, lambda e: (e[4], e[6], state_key(e[7])), lambda e: e[7].prob,
                        lambda e, p, first: (e[0], first[1], *e[2:7], e[7]._replace(prob=p)))
+
+
+def _reads_node(match) -> bool:
+    """True for matches whose answer depends on the node (its addresses, routes or ipsets), so a
+    chain holding one cannot share its compiled form with another node's."""
+    kind = type(match)
+    return kind in (m.AddrTypeMatch, m.SetMatch, m.RpFilterMatch) or (kind is m.FactMatch and match.fact == "pkttype")
 
 
 class NatContext(NamedTuple):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..model.addresses import LIMITED_BROADCAST, in_network, is_multicast, is_zeronet
 from ..model.node import NodeState, Route
+from .ipsets import IpSets
 
 __all__ = ["Fib", "RouteResult"]
 
@@ -34,6 +35,7 @@ class Fib:
 
     def __init__(self, node: NodeState) -> None:
         self.node = node
+        self.ipsets = IpSets(node.ipsets) if node.ipsets is not None else None   # for -m set
         by_len: dict[int, dict[int, list[Route]]] = {}
         for route in (*node.local_routes, *node.routes):
             if route.table not in _TABLE_RANK:

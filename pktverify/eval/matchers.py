@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..model import rules as m
+from .facts import (TriPredicate, compile_fact, compile_length, compile_owner, compile_physdev, compile_rpfilter,
+                    compile_set)
 from .fib import Fib
 from .state import CT_BITS, WalkState
 
@@ -22,37 +24,72 @@ Predicate = Callable[[WalkState], bool]
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule ready to evaluate: ``preds`` all true, then match with ``probability``."""
+    """A rule ready to evaluate: ``preds`` all true, ``maybes`` not false, then match with
+    ``probability``. A ``maybes`` predicate answers None when the dumps cannot say (the walk
+    then follows both branches, inexact); ``unknown`` is a module never modelled (--lenient)."""
     rule: m.Rule
     position: int              # 0-based index in its chain
     preds: tuple[Predicate, ...]
     probability: float         # 1.0 unless statistic matches are present
     unknown: bool              # an unknown match module: may or may not match
     dst_key: int | None        # the exact /32 destination this rule requires, for the index
+    maybes: tuple[TriPredicate, ...] = ()
+    why: str = ""              # why the answer may be unknown (for the trace step)
+    fixed: str = ""            # what a fresh-flow answer assumed (for the trace step)
 
 
 def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
-    """Turn ``rule``'s matches into predicates, a probability and a may-match flag."""
+    """Turn ``rule``'s matches into predicates, a probability and may-match conditions."""
     preds: list[Predicate] = []
+    maybes: list[TriPredicate] = []
+    whys: list[str] = []
+    fixed: list[str] = []
     probability = 1.0
     unknown = False
     dst_key = None
     for match in rule.matches:
-        if isinstance(match, m.RandomMatch):
+        kind = type(match)
+        if kind is m.RandomMatch:
             probability *= (1.0 - match.probability) if match.invert else match.probability
-        elif isinstance(match, m.NthMatch):
+        elif kind is m.NthMatch:
             share = 1.0 / match.every
             probability *= (1.0 - share) if match.invert else share
-        elif isinstance(match, m.UnknownMatch):
+        elif kind is m.UnknownMatch:
             unknown = True
-        elif isinstance(match, m.CommentMatch):
+            whys.append(f"-m {match.module} is not modelled")
+        elif kind is m.CommentMatch:
             continue
+        elif kind is m.MaybeMatch:
+            maybes.append(_maybe)
+            whys.append(f"-m {match.module}: {match.why}")
+        elif kind is m.FixedMatch:
+            fixed.append(match.why)
+            if not match.matches:
+                preds.append(_never)
+        elif kind is m.LengthMatch:
+            maybes.append(compile_length(match, fib))
+            whys.append("-m length: the first packet's size is a range")
+        elif kind is m.SetMatch:
+            sets = fib.ipsets
+            maybes.append(compile_set(match, fib, sets))
+            whys.append(f"-m set {match.name}: " + (
+                "its counters are in no dump" if match.counters else
+                "the set's contents are not known (give `ipset save` output: trace --ipsets FILE, or ipsets: "
+                "per node in the cluster YAML)" if sets is None or match.name not in sets.sets else ""))
         else:
-            if isinstance(match, m.AddrMatch) and match.field == "dst" and not match.invert \
-                    and match.mask == 0xFFFFFFFF:
+            if kind is m.AddrMatch and match.field == "dst" and not match.invert and match.mask == 0xFFFFFFFF:
                 dst_key = match.network
-            preds.append(_COMPILERS[type(match)](match, fib))
-    return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key)
+            preds.append(_COMPILERS[kind](match, fib))
+    return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key, tuple(maybes),
+                        "; ".join(w for w in whys if w), "; ".join(fixed))
+
+
+def _maybe(st: WalkState) -> None:
+    return None
+
+
+def _never(st: WalkState) -> bool:
+    return False
 
 
 def _addr(mt: m.AddrMatch, fib: Fib) -> Predicate:
@@ -147,5 +184,6 @@ _COMPILERS: dict[type, Callable] = {
     m.AddrMatch: _addr, m.ProtoMatch: _proto, m.IfaceMatch: _iface, m.PortMatch: _port,
     m.MultiportMatch: _multiport, m.TcpFlagsMatch: _tcp_flags, m.AddrTypeMatch: _addrtype,
     m.MarkMatch: _mark, m.CtStateMatch: _ctstate, m.IpRangeMatch: _iprange,
-    m.IcmpTypeMatch: _icmp, m.RecentMatch: _recent,
+    m.IcmpTypeMatch: _icmp, m.RecentMatch: _recent, m.FactMatch: compile_fact,
+    m.RpFilterMatch: compile_rpfilter, m.PhysdevMatch: compile_physdev, m.OwnerMatch: compile_owner,
 }

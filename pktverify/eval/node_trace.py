@@ -22,8 +22,8 @@ from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, MAX_BRANCHES, Budget, Step, WalkState,
-                    add_step, last_step, merge_equal, merge_states, steps_tuple)
+from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, Budget, Step,
+                    TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states, steps_tuple)
 
 __all__ = ["NodeTracer"]
 
@@ -53,15 +53,22 @@ class NodeTracer:
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
-              conntrack: ConntrackTable | None = None) -> Trace:
+              conntrack: ConntrackTable | None = None, uid: int = 0, gid: int = 0,
+              physdev_in: str = "", physdev_out: str = "") -> Trace:
         """Every outcome of ``pkt`` arriving on ``in_iface`` (None: generated on the node).
 
         With ``conntrack``, a packet of a known connection (either direction) is
         translated from the stored binding instead of walking the nat chains.
+        ``uid``/``gid`` own a locally generated packet's socket (``-m owner``);
+        ``physdev_in``/``physdev_out`` are the bridge ports of a bridged packet (``-m physdev``).
         """
         known = conntrack.lookup(pkt) if conntrack is not None else None
         ctbits = known_ctbits(known[0]) if known else initial_ctbits(pkt)
-        st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, ())
+        meta = TraceMeta(known[0].original if known else pkt, bool(known and known[1] == "reply"),
+                         uid if in_iface is None else None, gid if in_iface is None else None,
+                         physdev_in, physdev_out)
+        st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, (), ctmark=known[0].ctmark if known else 0,
+                       meta=meta)
         finished: list[Outcome] = []
         walk = _NodeWalk(self, known, pkt)
         if in_iface is None:
@@ -129,11 +136,11 @@ class _NodeWalk:
         st = self._with_step(st, f"route: {self.fib.route_text(route)} → forward out {route.dev}")
         st = st._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=route.dev or "")
         next_hop = route.gateway if route.gateway is not None else st.pkt.dst
-        states = self._tables("FORWARD", ("mangle", "filter"), [st], finished)
+        states = self._tables("FORWARD", ("mangle", "filter", "security"), [st], finished)
         self._postrouting(states, next_hop, finished)
 
     def _input(self, st: WalkState, finished: list, *, nat: bool = True) -> None:
-        states = self._tables("INPUT", ("mangle", "filter"), [st], finished)
+        states = self._tables("INPUT", ("mangle", "filter", "security"), [st], finished)
         if nat:
             states = self._nat("INPUT", "src", states, finished)
         for s in states:
@@ -155,7 +162,7 @@ class _NodeWalk:
         states = self._rerouted(states, st, finished)
         states = self._nat("OUTPUT", "dst", states, finished)
         states = self._rerouted(states, st, finished)
-        states = self._tables("OUTPUT", ("filter",), states, finished)
+        states = self._tables("OUTPUT", ("filter", "security"), states, finished)
         for s in states:
             if s.out_iface == "lo":
                 self._loopback(s, finished)
@@ -213,7 +220,8 @@ class _NodeWalk:
             return [st]
         bits = st.ctbits
         states = self._tables(hook, ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
-        return [s._replace(ctbits=bits) for s in states]
+        # CT --notrack / NOTRACK leaves the packet UNTRACKED: conntrack then gives it no connection.
+        return [s if s.ctbits == CT_UNTRACKED else s._replace(ctbits=bits) for s in states]
 
     def _tables(self, hook: str, names: tuple[str, ...], states: list[WalkState],
                 finished: list, ctx: NatContext | None = None) -> list[WalkState]:
@@ -243,9 +251,12 @@ class _NodeWalk:
                     finished.append(self._end(st, "reject", why))
                 else:
                     finished.append(self._end(st, "drop", f"{why}, but its answer was stopped: {note}"))
-        else:   # UNKNOWN target: it may stop the packet or let it continue
-            nxt.append(res.state)
-            finished.append(self._end(res.state, "drop", "unknown target may have stopped the packet"))
+        else:   # UNKNOWN target or NFQUEUE: it may stop the packet or let it continue
+            st = res.state._replace(exact=False)
+            nxt.append(st)
+            why = ("a userspace program (NFQUEUE) may have dropped the packet" if verdict == "QUEUE"
+                   else "unknown target may have stopped the packet")
+            finished.append(self._end(st, "drop", why))
 
     def _reject_answer(self, st: WalkState, with_: str) -> list[tuple[bool, WalkState, str]]:
         """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not)].
@@ -278,7 +289,7 @@ class _NodeWalk:
             answer = Packet(ICMP, src, pkt.src, 0, 0, 0, 3, _ICMP_CODES.get(with_, 3))
         states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, ())]
         out: list[tuple[bool, WalkState, str]] = []
-        for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"),
+        for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
                            ("POSTROUTING", "mangle")):
             table = self.tables[name]
             if table.is_empty(hook):
@@ -357,12 +368,12 @@ class _NodeWalk:
         if route_step:
             st = self._with_step(st, route_step)
         conn = None
-        if verdict in ("forward", "local"):
+        if verdict in ("forward", "local") and not st.ctbits & CT_UNTRACKED:
             if self._known is None:
-                conn = Connection(self._start, st.pkt.reversed())
+                conn = Connection(self._start, st.pkt.reversed(), st.ctmark)
             else:
                 conn = self._known[0]
-        return Outcome(verdict, st.prob, st.exact, st.pkt, st.in_iface or None,
+        return Outcome(verdict, st.prob, st.exact and not st.assume, st.pkt, st.in_iface or None,
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
                        reason, conn, st.mark, st.random_ports)
@@ -385,4 +396,7 @@ _ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-prot
 def _merge(outcomes: list[Outcome]) -> tuple[Outcome, ...]:
     """Merge outcomes equal for a user; keep the steps of the most probable branch."""
     merged = merge_equal(outcomes, Outcome.key, lambda o: o.probability, lambda o, p, _first: o._replace(probability=p))
+    # An inexact outcome's probability is an upper bound (its worlds are alternatives, not shares):
+    # never above 1.
+    merged = [o if o.exact or o.probability <= 1.0 else o._replace(probability=1.0) for o in merged]
     return tuple(sorted(merged, key=lambda o: -o.probability))

@@ -9,7 +9,7 @@ from ..errors import PktverifyError
 from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
-           "CT_DNAT", "CT_BITS", "Step", "WalkState", "add_step", "steps_tuple", "last_step", "state_key",
+           "CT_DNAT", "CT_BITS", "Step", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
            "merge_states", "merge_equal", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
@@ -34,6 +34,18 @@ class Step(NamedTuple):
                 "line": self.line, "rule": self.rule, "action": self.action}
 
 
+class TraceMeta(NamedTuple):
+    """What stays the same for one trace: the connection's original tuple (for ``--ctorig*``),
+    whether the packet is of the reply direction, the local socket's owner (locally generated
+    packets; None for none) and the bridge ports it crossed (``--physdev-in``/``-out``)."""
+    orig: Packet
+    reply: bool = False
+    uid: int | None = 0
+    gid: int | None = 0
+    physdev_in: str = ""
+    physdev_out: str = ""
+
+
 class WalkState(NamedTuple):
     """Everything that can differ between branches while a packet crosses a node.
 
@@ -51,6 +63,9 @@ class WalkState(NamedTuple):
     steps: tuple
     masquerade: bool = False
     random_ports: tuple = ()   # (field, low, high) for ports the kernel draws at random
+    ctmark: int = 0            # the connection's mark (CONNMARK, -m connmark)
+    assume: frozenset = frozenset()   # answers assumed for may-match rules: {(decision, matched)}
+    meta: TraceMeta | None = None
 
 
 _new_tuple = tuple.__new__
@@ -59,9 +74,9 @@ T = TypeVar("T")
 
 def add_step(st: WalkState, step: Step) -> WalkState:
     """``st`` with ``step`` appended (the hot path: ~8x cheaper than ``_replace``)."""
-    pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade, random_ports = st
+    pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade, random_ports, ctmark, assume, meta = st
     return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, exact,
-                                  (steps, step), masquerade, random_ports))
+                                  (steps, step), masquerade, random_ports, ctmark, assume, meta))
 
 
 def steps_tuple(steps: tuple) -> tuple[Step, ...]:
@@ -81,7 +96,8 @@ def last_step(steps: tuple) -> Step | None:
 
 def state_key(st: WalkState) -> tuple:
     """Everything about a branch that decides its future: all of it but its probability and steps."""
-    return (st.pkt, st.in_iface, st.out_iface, st.mark, st.ctbits, st.exact, st.masquerade, st.random_ports)
+    return (st.pkt, st.in_iface, st.out_iface, st.mark, st.ctbits, st.exact, st.masquerade, st.random_ports,
+            st.ctmark, st.assume)
 
 
 def merge_equal(items: list[T], key: Callable[[T], Hashable], prob: Callable[[T], float],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .addresses import format_ip, mask_length, prefix_mask
+from .ipsets import IpSetDump
 from .rules import Ruleset
 
 __all__ = ["IfAddr", "Interface", "Route", "NodeState", "SCOPES"]
@@ -87,6 +88,7 @@ class NodeState:
     ruleset: Ruleset
     route_localnet: bool = False
     warnings: tuple[str, ...] = field(default=())
+    ipsets: IpSetDump | None = None     # ``ipset save`` contents; None: not given (-m set may match)
 
     def local_addresses(self) -> frozenset[int]:
         """Every address configured on an interface (what the kernel calls ifaddrs)."""

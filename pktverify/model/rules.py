@@ -14,19 +14,29 @@ __all__ = [
     "TABLE_CHAINS", "TABLE_ORDER",
     "AddrMatch", "ProtoMatch", "IfaceMatch", "PortMatch", "MultiportMatch", "TcpFlagsMatch",
     "CommentMatch", "AddrTypeMatch", "RandomMatch", "NthMatch", "MarkMatch", "CtStateMatch",
-    "IpRangeMatch", "IcmpTypeMatch", "RecentMatch", "UnknownMatch", "Match",
+    "IpRangeMatch", "IcmpTypeMatch", "RecentMatch", "UnknownMatch", "FactMatch", "MaybeMatch",
+    "FixedMatch", "LengthMatch", "RpFilterMatch", "PhysdevMatch", "OwnerMatch", "SetMatch", "Match",
     "Verdict", "Reject", "Jump", "Dnat", "Snat", "Masquerade", "Redirect", "SetMark", "NoOp",
-    "UnknownTarget", "Target", "Rule", "Chain", "Table", "Ruleset",
+    "SetTtl", "ConnMark", "NoTrack", "Tproxy", "Nfqueue", "UnknownTarget", "Target", "Rule", "Chain",
+    "Table", "Ruleset", "NON_TERMINATING_TARGETS",
 ]
 
-# Built-in chains of each table (the kernel's own list; "security" is not modelled).
+# Built-in chains of each table (the kernel's own list).
 TABLE_CHAINS: dict[str, tuple[str, ...]] = {
     "raw": ("PREROUTING", "OUTPUT"),
     "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
     "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
     "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
 }
-TABLE_ORDER = ("raw", "mangle", "nat", "filter")
+TABLE_ORDER = ("raw", "mangle", "nat", "filter", "security")
+
+# Targets the kernel documents as non-terminating: a rule with one of them lets the packet go
+# on to the next rule (iptables-extensions(8)). An unknown target of this list continues.
+NON_TERMINATING_TARGETS = frozenset({
+    "AUDIT", "CHECKSUM", "CLASSIFY", "CONNMARK", "CONNSECMARK", "CT", "DSCP", "ECN", "HL", "HMARK",
+    "IDLETIMER", "LED", "LOG", "MARK", "NFLOG", "RATEEST", "SECMARK", "SET", "TCPMSS", "TCPOPTSTRIP",
+    "TEE", "TOS", "TRACE", "TTL", "ULOG"})
 
 
 # ---------------------------------------------------------------- matches
@@ -158,9 +168,86 @@ class UnknownMatch:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class FactMatch:
+    """A test of one number the packet, its connection or its socket has (``fact``, see
+    ``pktverify.eval.facts``): ``(fact & mask)`` within one of ``ranges`` (inclusive).
+    ``module`` is the -m module it came from (ttl, connmark, conntrack, tos, dscp, ...)."""
+    module: str
+    fact: str
+    ranges: tuple[tuple[int, int], ...]
+    mask: int = 0xFFFFFFFF
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MaybeMatch:
+    """A match whose answer depends on something no dump holds (``why``): it may match or not,
+    so both branches are followed and the outcomes are inexact. Not an error, even without --lenient."""
+    module: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class FixedMatch:
+    """A match whose answer is fixed for the first packet of a fresh flow (``limit``, ``quota``,
+    ``connlimit``, ``policy --pol none``, ...): ``matches``, and ``why`` for the trace step."""
+    module: str
+    matches: bool
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class LengthMatch:
+    """``-m length --length A:B``: the IP total length, decided where the packet's size is."""
+    low: int
+    high: int
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RpFilterMatch:
+    """``-m rpfilter``: the reverse-path test against the FIB, as xt_rpfilter makes it."""
+    loose: bool = False
+    validmark: bool = False
+    accept_local: bool = False
+    invert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PhysdevMatch:
+    """``-m physdev``: bridge ports. Each option is None (not given) or (value, inverted)."""
+    physdev_in: tuple[str, bool, bool] | None = None      # (name, prefix '+', inverted)
+    physdev_out: tuple[str, bool, bool] | None = None
+    is_in: bool | None = None        # None: not given; else "inverted"
+    is_out: bool | None = None
+    is_bridged: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerMatch:
+    """``-m owner``: the local socket's uid/gid range (each (low, high, inverted) or None), or
+    ``--socket-exists`` (its inversion flag, or None)."""
+    uid: tuple[int, int, bool] | None = None
+    gid: tuple[int, int, bool] | None = None
+    socket_exists: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetMatch:
+    """``-m set --match-set NAME FLAGS``: ``dirs`` says, per dimension of the set, whether it is
+    taken from the packet's source (True) or destination (False)."""
+    name: str
+    dirs: tuple[bool, ...]
+    invert: bool = False
+    return_nomatch: bool = False
+    counters: str = ""            # counter conditions given (their answer is not in any dump)
+
+
 Match = Union[AddrMatch, ProtoMatch, IfaceMatch, PortMatch, MultiportMatch, TcpFlagsMatch,
               CommentMatch, AddrTypeMatch, RandomMatch, NthMatch, MarkMatch, CtStateMatch,
-              IpRangeMatch, IcmpTypeMatch, RecentMatch, UnknownMatch]
+              IpRangeMatch, IcmpTypeMatch, RecentMatch, UnknownMatch, FactMatch, MaybeMatch,
+              FixedMatch, LengthMatch, RpFilterMatch, PhysdevMatch, OwnerMatch, SetMatch]
 
 
 # ---------------------------------------------------------------- targets
@@ -232,8 +319,52 @@ class SetMark:
 
 @dataclass(frozen=True, slots=True)
 class NoOp:
-    """A non-terminating target with no effect on the verdict or headers (LOG, NFLOG)."""
+    """A non-terminating target with no effect on what pktverify models (LOG, NFLOG, CHECKSUM,
+    TCPMSS, ...): the packet goes on to the next rule. ``note`` says what it does that is not
+    modelled (a header field, a counter), for the trace step."""
     name: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTtl:
+    """TTL ``--ttl-set/--ttl-dec/--ttl-inc``: ``op`` "set", "dec" or "inc"."""
+    op: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnMark:
+    """CONNMARK. ``op`` "set": ctmark = (ctmark & ~mask) ^ value; "save": ctmark = (ctmark & ~ctmask)
+    ^ (mark & nfmask); "restore": mark = (mark & ~nfmask) ^ (ctmark & ctmask)."""
+    op: str
+    value: int = 0
+    mask: int = 0
+    nfmask: int = 0xFFFFFFFF
+    ctmask: int = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class NoTrack:
+    """``CT --notrack`` / ``NOTRACK`` (raw table): the packet gets no connection (state UNTRACKED, no NAT)."""
+    name: str = "CT"
+
+
+@dataclass(frozen=True, slots=True)
+class Tproxy:
+    """TPROXY (mangle PREROUTING): hands the packet to a local socket on ``port`` (``addr``, 0: the
+    incoming interface's) and sets the mark; with no such socket the kernel drops it."""
+    port: int
+    addr: int = 0
+    mark: int = 0
+    mask: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Nfqueue:
+    """NFQUEUE/QUEUE: a userspace program decides; ``bypass`` accepts when none listens."""
+    num: int = 0
+    bypass: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +373,8 @@ class UnknownTarget:
     name: str
 
 
-Target = Union[Verdict, Reject, Jump, Dnat, Snat, Masquerade, Redirect, SetMark, NoOp,
-               UnknownTarget]
+Target = Union[Verdict, Reject, Jump, Dnat, Snat, Masquerade, Redirect, SetMark, NoOp, SetTtl, ConnMark,
+               NoTrack, Tproxy, Nfqueue, UnknownTarget]
 
 
 # ---------------------------------------------------------------- structure

@@ -19,6 +19,7 @@ class Connection(NamedTuple):
     """
     original: Packet
     reply: Packet
+    ctmark: int = 0          # the connection's mark when its first packet was accepted (CONNMARK)
 
     @property
     def dnat(self) -> bool:

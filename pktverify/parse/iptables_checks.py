@@ -14,8 +14,9 @@ has ~40k chains, and a set per chain costs more than the rest of the check.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, Redirect,
-                           Reject, Rule, Ruleset, Snat, Table, Verdict)
+from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, NoOp, NoTrack,
+                           OwnerMatch, Redirect, Reject, RpFilterMatch, Rule, Ruleset, SetTtl, Snat, Table, Tproxy,
+                           Verdict)
 
 __all__ = ["check_ruleset", "chain_hooks"]
 
@@ -41,7 +42,17 @@ _TARGET_HOOKS = {
     Snat: _mask("POSTROUTING", "INPUT"),
     Masquerade: _mask("POSTROUTING"),
     Reject: _mask("INPUT", "FORWARD", "OUTPUT"),
+    Tproxy: _mask("PREROUTING"),
 }
+# Which tables a target may be used in (the kernel's xt_target.table), by model type or by name.
+_TARGET_TABLES = {NoTrack: ("raw",), Tproxy: ("mangle",), SetTtl: ("mangle",)}
+_NAMED_TARGET_TABLES = {"CT": ("raw",), "CHECKSUM": ("mangle",), "DSCP": ("mangle",),
+                        "TOS": ("mangle",), "ECN": ("mangle",), "CLASSIFY": ("mangle",),
+                        "SECMARK": ("mangle", "security"), "CONNSECMARK": ("mangle", "security")}
+_NAMED_TARGET_HOOKS = {"CLASSIFY": _mask("OUTPUT", "FORWARD", "POSTROUTING"),
+                       "TCPMSS": _mask("FORWARD", "OUTPUT", "POSTROUTING")}
+# Matches valid from some hooks only (xt_match.hooks) and tables (xt_match.table).
+_MATCH_HOOKS = {OwnerMatch: _mask("OUTPUT", "POSTROUTING"), RpFilterMatch: _mask("PREROUTING")}
 _NAT_TARGETS = (Dnat, Snat, Masquerade, Redirect)
 _NOT_WITH_IN_IFACE = _mask("POSTROUTING", "OUTPUT")     # -i and --limit-iface-in
 _NOT_WITH_OUT_IFACE = _mask("PREROUTING", "INPUT")      # -o and --limit-iface-out
@@ -79,6 +90,15 @@ def _check_target(rule: Rule, table: Table, builtins: tuple[str, ...]) -> None:
     if isinstance(target, _NAT_TARGETS) and table.name != "nat":
         raise InputError(rule.source, rule.line,
                          f"{type(target).__name__.upper()} is only valid in the nat table, not {table.name}", rule.text)
+    tables = _TARGET_TABLES.get(type(target)) or (_NAMED_TARGET_TABLES.get(target.name) if type(target) is NoOp else None)
+    if tables and table.name not in tables:
+        name = target.name if hasattr(target, "name") else type(target).__name__.upper()
+        raise InputError(rule.source, rule.line, f"{name} is only valid in the {'/'.join(tables)} table, "
+                                                 f"not {table.name}", rule.text)
+    for match in rule.matches:
+        if type(match) is RpFilterMatch and table.name not in ("raw", "mangle"):
+            raise InputError(rule.source, rule.line, f"rpfilter is only valid in the raw and mangle tables, "
+                                                     f"not {table.name}", rule.text)
     if table.name == "nat" and isinstance(target, Verdict) and target.name == "DROP":
         raise InputError(rule.source, rule.line, "the nat table does not allow DROP (filter in the filter table)", rule.text)
 
@@ -132,13 +152,23 @@ def _walk(table: Table, start: str, bit: int, masks: dict[str, int], state: dict
 
 
 def _check_hooks(rule: Rule, hooks: int) -> None:
-    allowed = _TARGET_HOOKS.get(type(rule.target))
+    target = rule.target
+    allowed = _TARGET_HOOKS.get(type(target))
+    if allowed is None and type(target) is NoOp:
+        allowed = _NAMED_TARGET_HOOKS.get(target.name)
     if allowed is not None and hooks & ~allowed:
+        name = target.name if type(target) is NoOp else type(target).__name__.upper()
         raise InputError(rule.source, rule.line,
-                         f"{type(rule.target).__name__.upper()} is only valid from {'/'.join(_names(allowed))},"
+                         f"{name} is only valid from {'/'.join(_names(allowed))},"
                          f" but this chain is reached from {', '.join(sorted(_names(hooks & ~allowed)))}", rule.text)
     for match in rule.matches:
         kind = type(match)
+        allowed = _MATCH_HOOKS.get(kind)
+        if allowed is not None and hooks & ~allowed:
+            raise InputError(rule.source, rule.line,
+                             f"-m {'owner' if kind is OwnerMatch else 'rpfilter'} is only valid from "
+                             f"{'/'.join(_names(allowed))}, but this chain is reached from "
+                             f"{', '.join(sorted(_names(hooks & ~allowed)))}", rule.text)
         if kind is AddrTypeMatch and match.limit_iface:
             bad = hooks & (_NOT_WITH_IN_IFACE if match.limit_iface == "in" else _NOT_WITH_OUT_IFACE)
             if bad:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from ..model import rules as m
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from . import iptables_values as v
+from .iptables_ext import (CONNTRACK_OPTIONS, EXT_MATCH_BUILDERS, EXT_MATCH_MODULES, EXT_TARGETS, ExtSyntaxError,
+                           build_ext_target, conntrack_extra)
 
 __all__ = ["RuleSyntaxError", "ParsedRule", "RuleParser", "parse_rule_args", "MATCH_MODULES", "TARGETS"]
 
@@ -35,13 +37,14 @@ MATCH_MODULES: dict[str, dict[str, int]] = {
     "addrtype": {"--src-type": 1, "--dst-type": 1, "--limit-iface-in": 0, "--limit-iface-out": 0},
     "statistic": {"--mode": 1, "--probability": 1, "--every": 1, "--packet": 1},
     "mark": {"--mark": 1},
-    "conntrack": {"--ctstate": 1},
+    "conntrack": dict(CONNTRACK_OPTIONS),
     "state": {"--state": 1},
     "iprange": {"--src-range": 1, "--dst-range": 1},
     "icmp": {"--icmp-type": 1},
     "recent": {"--name": 1, "--set": 0, "--rcheck": 0, "--update": 0, "--remove": 0,
                "--seconds": 1, "--reap": 0, "--hitcount": 1, "--rttl": 0, "--rsource": 0,
                "--rdest": 0, "--mask": 1},
+    **EXT_MATCH_MODULES,
 }
 
 TARGETS: dict[str, dict[str, int]] = {
@@ -56,6 +59,7 @@ TARGETS: dict[str, dict[str, int]] = {
             "--log-tcp-options": 0, "--log-ip-options": 0, "--log-uid": 0, "--log-macdecode": 0},
     "NFLOG": {"--nflog-group": 1, "--nflog-prefix": 1, "--nflog-range": 1,
               "--nflog-threshold": 1, "--nflog-size": 1},
+    **EXT_TARGETS,
 }
 
 _PROTO_MODULES = {TCP: "tcp", UDP: "udp", SCTP: "sctp", ICMP: "icmp"}
@@ -283,7 +287,10 @@ def _build_match(module: _Module, proto: int | None) -> list[object]:
     if not module.known:
         return [m.UnknownMatch(module.name, " ".join([f"-m {module.name}", *module.raw]))]
     build = _MATCH_BUILDERS[module.name]
-    return build(module, proto)
+    try:
+        return build(module, proto)
+    except ExtSyntaxError as exc:
+        raise RuleSyntaxError(str(exc)) from None
 
 
 def _ports(module: _Module, proto: int | None) -> list[object]:
@@ -369,11 +376,14 @@ def _mark(module: _Module, proto) -> list[object]:
 
 def _ctstate(module: _Module, proto) -> list[object]:
     allowed = v.CTSTATES if module.name == "conntrack" else v.CTSTATES - {"SNAT", "DNAT"}
-    out = []
-    for _opt, vals, inv in module.opts:
-        out.append(m.CtStateMatch(_value(lambda t: v.parse_name_list(t, allowed, "state"), vals[0]), inv))
+    out: list[object] = []
+    for opt, vals, inv in module.opts:
+        if opt in ("--ctstate", "--state"):
+            out.append(m.CtStateMatch(_value(lambda t: v.parse_name_list(t, allowed, "state"), vals[0]), inv))
+    if module.name == "conntrack":
+        out += conntrack_extra(module, proto)
     if not out:
-        raise RuleSyntaxError(f"-m {module.name} needs {'--ctstate' if module.name == 'conntrack' else '--state'}")
+        raise RuleSyntaxError(f"-m {module.name} needs {'an option' if module.name == 'conntrack' else '--state'}")
     return out
 
 
@@ -418,7 +428,7 @@ def _recent(module: _Module, proto) -> list[object]:
 _MATCH_BUILDERS = {"tcp": _ports, "udp": _ports, "sctp": _ports, "multiport": _multiport,
                    "comment": _comment, "addrtype": _addrtype, "statistic": _statistic,
                    "mark": _mark, "conntrack": _ctstate, "state": _ctstate, "iprange": _iprange,
-                   "icmp": _icmp, "recent": _recent}
+                   "icmp": _icmp, "recent": _recent, **EXT_MATCH_BUILDERS}
 
 
 # ------------------------------------------------------------------ targets
@@ -445,6 +455,11 @@ def _build_target(name: str, goto: bool, opts, proto: int | None, lenient: bool)
     if name in ("LOG", "NFLOG"):
         _check_log_options(name, o)
         return m.NoOp(name)
+    if name in EXT_TARGETS:
+        try:
+            return build_ext_target(name, opts, proto)
+        except ValueError as exc:
+            raise RuleSyntaxError(str(exc)) from None
     if name == "MARK":
         return _mark_target(opts)
     ports_ok = proto in (TCP, UDP, SCTP)

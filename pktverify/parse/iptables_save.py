@@ -83,8 +83,7 @@ def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:
                 raise InputError(source, lineno, f"*table line inside table {current.name} (missing COMMIT)", line)
             name = line[1:].strip()
             if name not in TABLE_CHAINS:
-                msg = ("the security table is not modelled" if name == "security"
-                       else f"unknown table {name!r} (valid: {', '.join(TABLE_CHAINS)})")
+                msg = f"unknown table {name!r} (valid: {', '.join(TABLE_CHAINS)})"
                 raise InputError(source, lineno, msg, line)
             if name in tables:
                 raise InputError(source, lineno, f"table {name} appears twice (iptables-restore would"
@@ -153,6 +152,13 @@ def _parse_rule_line(line: str, lineno: int, source: str, table: _TableBuilder,
         parsed = parser.parse(args[2:])
     except RuleSyntaxError as exc:
         raise InputError(source, lineno, str(exc), line) from None
+    if parsed.target is not None and type(parsed.target) is not Jump and "-j" in args:
+        word = args[args.index("-j") + 1] if args.index("-j") + 1 < len(args) else ""
+        if word in table.decl and args[-1] == word:
+            # iptables resolves -j NAME to the declared chain of that name before the target
+            # extension (the kernel loads `:CT - ... -A INPUT -j CT` in filter, where the CT
+            # target would be refused).
+            parsed = replace(parsed, target=Jump(word, False))
     if parser.lenient and (type(parsed.target) is UnknownTarget
                            or any(type(match) is UnknownMatch for match in parsed.matches)):
         warnings.append(f"{source}:{lineno}: unsupported match or target treated as may-match: {line}")

@@ -15,9 +15,11 @@ from pathlib import Path
 from ..errors import InputError
 from ..model.addresses import format_ip, in_network, is_zeronet
 from ..model.node import IfAddr, Interface, NodeState, Route
-from ..model.rules import Ruleset
+from ..model.ipsets import IpSetDump
+from ..model.rules import Ruleset, SetMatch
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
+from .ipset_save import parse_ipset_save
 from .iptables_save import parse_iptables_save
 from .source import read_text
 
@@ -27,13 +29,16 @@ _LO = Interface("lo", (IfAddr(0x7F000001, 8, 254),), loopback=True)
 
 
 def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
-              lenient: bool = False, name: str = "node", route_localnet: bool = False) -> NodeState:
-    """Read a node's three dumps from files; raise InputError (file:line) on bad input."""
+              lenient: bool = False, name: str = "node", route_localnet: bool = False,
+              ipsets: str | Path | None = None) -> NodeState:
+    """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
+    InputError (file:line) on bad input."""
     ruleset = parse_iptables_save(read_text(iptables), source=str(iptables), lenient=lenient)
     interfaces = parse_ip_addr(read_text(addrs), source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
+    sets = parse_ipset_save(read_text(ipsets), source=str(ipsets)) if ipsets is not None else None
     return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
-                      route_localnet=route_localnet)
+                      route_localnet=route_localnet, ipsets=sets)
 
 
 def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
@@ -59,7 +64,8 @@ def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ..
 
 
 def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route, ...],
-               ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False) -> NodeState:
+               ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False,
+               ipsets: IpSetDump | None = None) -> NodeState:
     """Assemble a NodeState, deriving the kernel's own routes and checking the given ones."""
     if "lo" not in interfaces:
         interfaces = {"lo": _LO, **interfaces}
@@ -73,8 +79,17 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
         if r.dev is not None and r.dev not in interfaces:
             raise InputError(r.source, r.line, f"route uses device {r.dev}, which has no entry in the address dump",
                              r.describe())
+    warnings = tuple(ruleset.warnings) + (ipsets.notes if ipsets is not None else ())
+    if ipsets is None and _uses_sets(ruleset):
+        warnings += (f"{ruleset.source}: -m set rules may match or not (inexact) without the sets' contents: "
+                     "give `ipset save` output (trace --ipsets FILE, ipsets: in the cluster YAML)",)
     return NodeState(name, interfaces, resolved, given_local or local_derived, ruleset, route_localnet,
-                     tuple(ruleset.warnings))
+                     warnings, ipsets)
+
+
+def _uses_sets(ruleset: Ruleset) -> bool:
+    return any(type(mt) is SetMatch for t in ruleset.tables.values() for c in t.chains.values()
+               for r in c.rules for mt in r.matches)
 
 
 def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
