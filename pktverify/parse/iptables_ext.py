@@ -418,10 +418,9 @@ def conntrack_extra(module, proto) -> list:
                 if name != "NONE" and name not in CT_STATUS_BITS:
                     raise ExtSyntaxError(f"unknown --ctstatus {name!r}")
                 bits |= CT_STATUS_BITS.get(name, 0)
-            if "NONE" in names:      # xt_conntrack: NONE means none of the bits is set
-                out.append(m.FactMatch("conntrack", "ctstatus", ((0, 0),), 0xF, inv))
-            else:                     # any of the listed bits
-                out.append(m.FactMatch("conntrack", "ctstatus_any", ((1, 1),), bits, inv))
+            # xt_conntrack tests whether any listed bit is set; NONE lists no bit, so it never
+            # matches (and ! --ctstatus NONE always does): checked against the kernel.
+            out.append(m.FactMatch("conntrack", "ctstatus_any", ((1, 1),), bits, inv))
         elif opt == "--ctdir":
             if text not in ("ORIGINAL", "REPLY"):
                 raise ExtSyntaxError("--ctdir is ORIGINAL or REPLY")

@@ -46,6 +46,7 @@ class Probe:
     sport: int
     dst: str
     dport: int
+    ipsets: str = ""            # ``ipset restore`` input loaded before the rules
 
     def reproducer(self) -> str:
         """Shell commands that replay this probe through ``pktverify trace`` without the lab."""
@@ -88,8 +89,10 @@ def predict(probe: Probe, dump_dir: Path) -> Prediction:
     """Run the ``pktverify trace`` command (in-process) on the dumps in ``dump_dir``."""
     from ..cli import main
     src, iface = CLIENT_ADDRESSES[probe.client]
+    sets = dump_dir / "ipset-save.txt"
     argv = ["trace", "--iptables", str(dump_dir / "iptables-save.txt"),
             "--addrs", str(dump_dir / "ip-addr.json"), "--routes", str(dump_dir / "ip-route.json"),
+            *(["--ipsets", str(sets)] if sets.exists() else []),
             *(["--in-iface", iface] if iface else ["--local"]),
             "--proto", probe.proto, "--src", src, "--sport", str(probe.sport),
             "--dst", probe.dst, "--dport", str(probe.dport), "--format", "json"]
@@ -130,7 +133,7 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
     src = CLIENT_ADDRESSES[probe.client][0]
     try:
         obs = lab.probe(probe.rules, client=probe.client, proto=probe.proto, sport=probe.sport,
-                        dst=probe.dst, dport=probe.dport, src=src)
+                        dst=probe.dst, dport=probe.dport, src=src, ipsets=probe.ipsets)
         kernel_error = ""
     except RuntimeError as exc:
         if "iptables-restore" not in str(exc):
@@ -144,6 +147,8 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
         (dump_dir / "iptables-save.txt").write_text(dump.iptables_save if obs is not None else probe.rules)
         (dump_dir / "ip-addr.json").write_text(dump.ip_addr_json)
         (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
+        if dump.ipset_save.strip():
+            (dump_dir / "ipset-save.txt").write_text(dump.ipset_save)
         prediction = predict(probe, dump_dir)
     if obs is None:
         agrees = bool(prediction.load_error)
@@ -153,6 +158,9 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
         return ProbeResult(probe, obs, "", prediction, False,
                            f"kernel loaded the rules but pktverify refused them: {prediction.load_error}")
     total = sum(o["probability"] for o in prediction.outcomes)
+    exact = all(o["exact"] for o in prediction.outcomes)
+    if not exact and all(0.0 < o["probability"] <= 1.0 for o in prediction.outcomes):
+        total = 1.0       # inexact outcomes are alternatives, each an upper bound: each at most 1
     if abs(total - 1.0) > 1e-9:      # a spurious or missing branch would hide behind "one of them agrees"
         return ProbeResult(probe, obs, "", prediction, False,
                            f"pktverify's outcomes do not sum to probability 1 ({total}): "

@@ -71,13 +71,14 @@ class NodeDump(NamedTuple):
     iptables_save: str
     ip_addr_json: str
     ip_route_json: str
+    ipset_save: str = ""
 
 
 def lab_available() -> str:
     """Empty string if the lab can run here, else the reason it cannot."""
     if os.geteuid() != 0:
         return "needs root"
-    for tool in ("ip", "iptables-restore", "iptables-save", "conntrack", "nft"):
+    for tool in ("ip", "iptables-restore", "iptables-save", "conntrack", "nft", "ipset"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
     return ""
@@ -215,8 +216,9 @@ class KernelLab:
         self._ns(self.node, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     # ------------------------------------------------------------ state
-    def load(self, rules: str) -> None:
-        """Replace the node's whole rule set and forget connections.
+    def load(self, rules: str, ipsets: str = "") -> None:
+        """Replace the node's whole rule set (and its ipsets, ``ipset restore`` input) and forget
+        connections.
 
         ``iptables-restore`` replaces only the tables its input names (and keeps built-in
         policies it does not declare), so every table the input leaves out is reset to
@@ -225,6 +227,9 @@ class KernelLab:
         reset = "".join(f"*{table}\n" + "".join(f":{chain} ACCEPT [0:0]\n" for chain in chains) + "COMMIT\n"
                         for table, chains in TABLE_CHAINS.items())
         self._ns(self.node, "iptables-restore", input=reset)
+        self._ns(self.node, "ipset", "destroy", check=False)
+        if ipsets:
+            self._ns(self.node, "ipset", "restore", input=ipsets)
         self._ns(self.node, "iptables-restore", input=rules)
         self._ns(self.node, "conntrack", "-F", check=False)
 
@@ -232,14 +237,16 @@ class KernelLab:
         """The node as ``iptables-save``, ``ip -j addr`` and ``ip -j route`` print it."""
         return NodeDump(self._ns(self.node, "iptables-save"),
                         _run("ip", "-n", self.node, "-j", "addr", "show"),
-                        _run("ip", "-n", self.node, "-j", "route", "show"))
+                        _run("ip", "-n", self.node, "-j", "route", "show"),
+                        self._ns(self.node, "ipset", "save", check=False))
 
     # ------------------------------------------------------------ probes
     def probe(self, rules: str, *, client: str, proto: str, sport: int, dst: str, dport: int,
-              src: str | None = None) -> KernelObservation:
-        """Load ``rules``, send one packet from ``client`` (pod, lan or node), observe the kernel."""
+              src: str | None = None, ipsets: str = "") -> KernelObservation:
+        """Load ``rules`` (and ``ipsets``), send one packet from ``client`` (pod, lan or node),
+        observe the kernel."""
         src = src or CLIENT_ADDRESSES[client][0]
-        self.load(rules)
+        self.load(rules, ipsets)
         events = self._start_events(proto)
         sniffers = {peer: self._start_sniffer(peer) for peer in ("pod", "lan")}
         try:
@@ -334,25 +341,35 @@ def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dic
     """The kernel's verdict from what was seen: conntrack's entry, the peers' captures, the client's error."""
     proto_num = 6 if proto == "tcp" else 17
     arrived = []            # peers that received the (post-NAT) probe itself
+    untracked = None        # without a conntrack entry (NOTRACK): the probe as a peer received it
     answered = ""           # what the client received back
     for peer, text in seen.items():
         for line in text.splitlines():
             rec = json.loads(line)
+            first = proto_num == 17 or rec.get("flags", 0) & 0x12 == 0x02      # a SYN, or the datagram
             if post_nat and rec["proto"] == proto_num and (rec["src"], rec["sport"], rec["dst"], rec["dport"]) == post_nat:
-                if proto_num == 17 or rec.get("flags", 0) & 0x12 == 0x02:      # a SYN, or the datagram
+                if first:
                     arrived.append(peer)
                     continue
+            if post_nat is None and peer != client and rec["proto"] == proto_num and first \
+                    and (rec["src"], rec["sport"]) == (src, sport) and untracked is None:
+                untracked = ((rec["src"], rec["sport"], rec["dst"], rec["dport"]), peer)
+                continue
             if peer == client and rec["dst"] == src:
-                if rec["proto"] == 1 and rec.get("type") == 3:
+                if rec["proto"] == 1 and rec.get("type") in (3, 11):
                     inner = rec.get("inner", [])
                     if inner[:2] == [proto_num, src] and inner[3:4] == [sport]:
-                        answered = f"icmp unreachable code {rec['code']} from {rec['src']}"
+                        what = "unreachable" if rec["type"] == 3 else "time exceeded"
+                        answered = f"icmp {what} code {rec['code']} from {rec['src']}"
                 elif rec["proto"] == 6 and rec["dport"] == sport and rec.get("flags", 0) & 0x04:
                     answered = f"tcp reset from {rec['src']}"
     if post_nat is not None:
         if arrived:
             return KernelObservation("forward", post_nat, _PEER_IFACE[arrived[0]], f"received by {arrived[0]}")
         return KernelObservation("local", post_nat, None, "conntrack entry, no peer received it")
+    if untracked is not None:         # forwarded without a connection: untracked, so not NATed
+        tuple_, peer = untracked
+        return KernelObservation("forward", tuple_, _PEER_IFACE[peer], f"received by {peer}, no conntrack entry")
     if client == "node":
         if errname in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"):
             return KernelObservation("reject", None, None, f"socket error {errname}")
