@@ -162,7 +162,7 @@ def _trace(args) -> int:
                    uid=args.uid, gid=args.gid, physdev_in=args.physdev_in, physdev_out=args.physdev_out)
     for warning in node.warnings:
         print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
-    out = trace_to_json(result) if args.format == "json" else trace_to_text(result)
+    out = trace_to_json(result, notes=node.warnings) if args.format == "json" else trace_to_text(result)
     if args.pcap:
         from .api import trace_to_pcapng
         for path in trace_to_pcapng(node, result, args.pcap):

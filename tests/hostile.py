@@ -58,11 +58,9 @@ def write_node_dumps(cluster, folder: Path) -> None:
     from pktverify.generate.node_state import generate_node
 
     for node in cluster.nodes:
-        gen = generate_node(cluster, node)
         (folder / node.name).mkdir(parents=True, exist_ok=True)
-        (folder / node.name / "iptables-save.txt").write_text(gen.iptables)
-        (folder / node.name / "ip-addr.json").write_text(gen.addrs)
-        (folder / node.name / "ip-route.txt").write_text(gen.routes)
+        for name, text in generate_node(cluster, node).files().items():
+            (folder / node.name / name).write_text(text)
 
 
 def tree(folder: Path) -> set[str]:

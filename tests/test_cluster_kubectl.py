@@ -28,8 +28,8 @@ def kubectl_dump(tmp_path: Path) -> Path:
     assert main(["generate", str(RULES / "seed" / "cluster-iptables.yaml"), "--out", str(tmp_path / "gen")]) == 0
     for node in ("node1", "node2", "node3"):
         (tmp_path / node).mkdir()
-        for src, dst in (("iptables-save.txt", "iptables-save.txt"), ("ip-addr.txt", "ip-addr.json"),
-                         ("ip-route.txt", "ip-route.txt")):
+        for src, dst in (("iptables-save.txt", "iptables-save.txt"), ("ip-addr.json", "ip-addr.json"),
+                         ("ip-route.json", "ip-route.json")):
             (tmp_path / node / dst).write_text((tmp_path / "gen" / node / src).read_text())
     items = [
         _node("node1", "192.168.1.10", "10.1.10.0/24"), _node("node2", "192.168.1.20", "10.1.20.0/24"),
@@ -91,7 +91,7 @@ def test_kubectl_input_needs_the_networks(tmp_path, capsys):
 
 def test_kubectl_node_without_dumps_names_the_line(tmp_path, capsys):
     path = kubectl_dump(tmp_path)
-    (tmp_path / "node3" / "ip-route.txt").unlink()
+    (tmp_path / "node3" / "ip-route.json").unlink()
     assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]) == 2
     err = capsys.readouterr().err
     line = next(n for n, text in enumerate(path.read_text().split("\n"), 1) if '"node3"' in text)

@@ -87,13 +87,17 @@ def test_routing_loop_is_detected(tmp_path):
     assert main(["generate", str(seed), "--out", str(tmp_path / "gen")]) == 0
     for node, via in (("node1", "192.168.1.20"), ("node2", "192.168.1.10")):
         (tmp_path / node).mkdir()
-        for f in ("iptables-save.txt", "ip-addr.txt", "ip-route.txt"):
-            text = (tmp_path / "gen" / node / f).read_text()
-            (tmp_path / node / f).write_text(text.replace("10.1.30.0/24 via 192.168.1.30", f"10.1.30.0/24 via {via}"))
+        for f in ("iptables-save.txt", "ip-addr.json"):
+            (tmp_path / node / f).write_text((tmp_path / "gen" / node / f).read_text())
+        routes = json.loads((tmp_path / "gen" / node / "ip-route.json").read_text())
+        for r in routes:
+            if r["dst"] == "10.1.30.0/24":
+                r["gateway"] = via
+        (tmp_path / node / "ip-route.json").write_text(json.dumps(routes))
     yaml_text = seed.read_text()
     for node in ("node1", "node2"):
         yaml_text = yaml_text.replace(f"{{name: {node}, ip:", f"{{iptables: {node}/iptables-save.txt, addrs: "
-                                      f"{node}/ip-addr.txt, routes: {node}/ip-route.txt, name: {node}, ip:")
+                                      f"{node}/ip-addr.json, routes: {node}/ip-route.json, name: {node}, ip:")
     (tmp_path / "cluster.yaml").write_text(yaml_text)
     cluster = load_cluster(tmp_path / "cluster.yaml")
     assert cluster.node("node1").iptables and cluster.node("node2").routes
@@ -130,8 +134,9 @@ def test_bad_cluster_yaml_names_file_and_line(tmp_path, capsys, text, line, frag
 
 def test_generated_dumps_parse_back_and_match_the_seed_notes(tmp_path):
     assert main(["generate", str(RULES / "seed" / "cluster.yaml"), "--out", str(tmp_path)]) == 0
-    routes = (tmp_path / "node1" / "ip-route.txt").read_text()
-    assert "10.1.20.0/24 via 192.168.1.20 dev eth0" in routes and "10.1.30.0/24 via 192.168.1.30 dev eth0" in routes
+    routes = json.loads((tmp_path / "node1" / "ip-route.json").read_text())     # as `ip -j route` prints it
+    assert {"dst": "10.1.20.0/24", "gateway": "192.168.1.20", "dev": "eth0", "flags": []} in routes
+    assert {"dst": "10.1.30.0/24", "gateway": "192.168.1.30", "dev": "eth0", "flags": []} in routes
     rules = (tmp_path / "node1" / "iptables-save.txt").read_text()
     assert "-A KUBE-PORTALS-CONTAINER -d 10.152.183.164/32 -p tcp" in rules
     assert "-j DNAT --to-destination 192.168.1.10:" in rules
@@ -144,8 +149,8 @@ def test_clusterip_leaving_a_node_un_dnated_is_a_violation(tmp_path, capsys):
     assert main(["generate", str(RULES / "seed" / "cluster-iptables.yaml"), "--out", str(tmp_path)]) == 0
     (tmp_path / "node1" / "iptables-save.txt").write_text("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
     text = (RULES / "seed" / "cluster-iptables.yaml").read_text().replace(
-        "{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.txt, "
-                            "routes: node1/ip-route.txt, name: node1, ip:")
+        "{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
+                            "routes: node1/ip-route.json, name: node1, ip:")
     (tmp_path / "cluster.yaml").write_text(text)
     status, out = verify_json(tmp_path / "cluster.yaml", capsys)
     assert status == 1

@@ -46,7 +46,7 @@ def _yaml(cluster, folder: Path) -> Path:
     for n in cluster.nodes:
         lines.append(f"  - {{name: {n.name}, ip: {format_ip(n.ip)}/{n.prefixlen}, pod_cidr: {format_network(*n.pod_cidr)},"
                      f" iptables: {n.name}/iptables-save.txt, addrs: {n.name}/ip-addr.json,"
-                     f" routes: {n.name}/ip-route.txt}}")
+                     f" routes: {n.name}/ip-route.json}}")
     lines.append("pods:" if cluster.pods else "pods: []")
     for p in cluster.pods:
         labels = ", ".join(f"{k}: {v}" for k, v in p.labels)

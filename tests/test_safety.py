@@ -333,7 +333,7 @@ def _loop_cluster(tmp_path: Path, k: int) -> Path:
         dnat += f"-A PREROUTING -p tcp -j DNAT --to-destination {other}.{100 + k - 1}\n"
         path.write_text(path.read_text().replace(":POSTROUTING ACCEPT [0:0]\n", ":POSTROUTING ACCEPT [0:0]\n" + dnat, 1))
         text = text.replace(f"{{name: {node}, ", f"{{name: {node}, iptables: gen/{node}/iptables-save.txt, "
-                                                 f"addrs: gen/{node}/ip-addr.txt, routes: gen/{node}/ip-route.txt, ")
+                                                 f"addrs: gen/{node}/ip-addr.json, routes: gen/{node}/ip-route.json, ")
     (tmp_path / "loop.yaml").write_text(text)
     return tmp_path / "loop.yaml"
 
@@ -347,3 +347,11 @@ def test_a_routing_loop_with_random_dnat_ends_each_path_once(tmp_path):
 def test_paths_past_the_limit_stop_with_one_line(tmp_path):
     result = run(["verify", str(_loop_cluster(tmp_path, 3)), "--jobs", "1", "--max-paths", "20"])
     assert result.status == 2 and len(result.err_lines) == 1 and "--max-paths" in result.err, result.err
+
+
+def test_text_reports_keep_their_line_breaks():
+    """Escaping control characters must not escape the reports' own line breaks."""
+    out = run(_trace_argv()).out
+    assert "\\n" not in out and out.count("\n") > 5
+    verify = run(["verify", str(RULES / "broken" / "stale-endpoint.yaml"), "--jobs", "1"]).out
+    assert "\\n" not in verify and "service-reachability violation 1" in verify.split("\n")[7]

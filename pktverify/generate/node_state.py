@@ -34,8 +34,15 @@ class GeneratedNode:
     iptables: str
 
     def files(self) -> dict[str, str]:
-        """The node's dumps by the file name ``generate --out`` writes them under."""
-        return {"iptables-save.txt": self.iptables, "ip-addr.txt": self.addrs, "ip-route.txt": self.routes}
+        """The node's dumps by file name, in the node folder layout every reader shares
+        (:data:`~.ip_json.NODE_FILES`): addresses and routes as ``ip -j`` JSON."""
+        from ..parse.ipaddr import parse_ip_addr
+        from ..parse.iproute import parse_routes
+        from .ip_json import NODE_FILES, addrs_to_json, routes_to_json
+
+        interfaces = parse_ip_addr(self.addrs, source="<generated addrs>")
+        return {NODE_FILES["iptables"]: self.iptables, NODE_FILES["addrs"]: addrs_to_json(interfaces),
+                NODE_FILES["routes"]: routes_to_json(parse_routes(self.routes, source="<generated routes>").routes)}
 
 
 def bridge_address(node: NodeSpec) -> int:

@@ -23,6 +23,7 @@ class NodeSpec:
     routes: str | None = None
     docker: bool = False                # docker's default bridge mode: docker0 172.17.0.0/16 + MASQUERADE
     line: int = 0
+    ipsets: str | None = None           # ``ipset save`` output (optional)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Route:
     table: str = "main"
     source: str = ""
     line: int = 0
+    onlink: bool = False      # the gateway is on the link even though no subnet says so (flannel VXLAN)
 
     def describe(self) -> str:
         dst = "default" if self.mask == 0 and self.network == 0 else \
@@ -70,6 +71,8 @@ class Route:
             parts += ["src", format_ip(self.prefsrc)]
         if self.metric:
             parts += ["metric", str(self.metric)]
+        if self.onlink:
+            parts.append("onlink")
         return " ".join(parts)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .ipaddr import parse_ip_addr
@@ -25,7 +26,8 @@ from .source import read_text
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
 
-_DUMP_FILES = {"iptables": "iptables-save.txt", "addrs": "ip-addr.json", "routes": "ip-route.txt"}
+# The node folder layout (NODE_FILES); earlier releases read ip-route.txt, still accepted.
+_FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
 
 
 def looks_like_kubectl(text: str) -> bool:
@@ -128,11 +130,16 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
         raise spec.child("podCIDR").error(f"node {name}: podCIDR {cidr_text} has host bits set or no prefix "
                                           f"length (did you mean {format_network(*net)}?)")
     folder = base / name
-    paths = {key: folder / fname for key, fname in _DUMP_FILES.items()}
-    for key, p in paths.items():
+    paths = {}
+    for key in ("iptables", "addrs", "routes"):
+        p = folder / NODE_FILES[key]
+        if not p.is_file() and key in _FALLBACK and (folder / _FALLBACK[key]).is_file():
+            p = folder / _FALLBACK[key]
         if not p.is_file():
-            raise meta.child("name").error(f"node {name} has no {key} dump: {p} does not exist or is not a "
-                                           "regular file")
+            raise meta.child("name").error(f"node {name} has no {key} dump: {folder / NODE_FILES[key]} does not exist "
+                                           "or is not a regular file (scripts/collect-node writes the folder)")
+        paths[key] = p
+    ipsets = folder / NODE_FILES["ipsets"]
     interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
     prefixlen, bridge = 32, "cbr0"
     for iface in interfaces.values():
@@ -142,7 +149,7 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
             if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
                 bridge = iface.name
     return NodeSpec(name, ip, prefixlen, net, bridge, str(paths["iptables"]), str(paths["addrs"]),
-                    str(paths["routes"])), item
+                    str(paths["routes"]), ipsets=str(ipsets) if ipsets.is_file() else None), item
 
 
 def _pod(item: JsonNode, node_ips: set[int], node_names: set[str]) -> tuple[PodSpec, JsonNode] | None:

@@ -32,9 +32,11 @@ _ASCII_NUMBER = re.compile(r"[0-9]{1,10}\Z")
 
 
 class RouteDump(NamedTuple):
-    """Parsed routes; ``legacy`` is True for ``route add`` input (connected routes not included)."""
+    """Parsed routes; ``legacy`` is True for ``route add`` input (connected routes not included);
+    ``notes`` say what was skipped (IPv6 routes)."""
     routes: tuple[Route, ...]
     legacy: bool
+    notes: tuple[str, ...] = ()
 
 
 def parse_routes(text: str, *, source: str = "<ip route>") -> RouteDump:
@@ -45,15 +47,21 @@ def parse_routes(text: str, *, source: str = "<ip route>") -> RouteDump:
         raise InputError(source, 1, "no routes found (the file is empty or only comments)", "")
     first_line, first = content[0]
     if first[0] == "[":
-        return RouteDump(_parse_json(text, source), False)
+        return _with_notes(_parse_json(text, source), False, source)
     legacy = first.startswith(("route ", "/sbin/route ", "sudo route "))
     try:
-        return RouteDump(_parse_legacy(text, source) if legacy else _parse_text(text, source), legacy)
+        return _with_notes(_parse_legacy(text, source) if legacy else _parse_text(text, source), legacy, source)
     except InputError as exc:
         if exc.line != first_line:
             raise
         # The very first line is not a route: perhaps not a route dump at all; do not echo it.
         raise InputError(source, exc.line, f"not 'ip route' or 'route add' output ({exc.message})", "") from None
+
+
+def _with_notes(parsed: tuple[tuple[Route, ...], int], legacy: bool, source: str) -> RouteDump:
+    routes, skipped = parsed
+    notes = (f"{source}: {skipped} IPv6 route(s) skipped (pktverify models IPv4)",) if skipped else ()
+    return RouteDump(routes, legacy, notes)
 
 
 def _net(text: str) -> tuple[int, int]:
@@ -62,13 +70,17 @@ def _net(text: str) -> tuple[int, int]:
     return parse_network(text)
 
 
-def _parse_json(text: str, source: str) -> tuple[Route, ...]:
+def _parse_json(text: str, source: str) -> tuple[tuple[Route, ...], int]:
     doc = load_json(text, source, expect="ip -j route show")
     routes = []
+    skipped = 0
     lines = element_lines(text)
     for n, entry in enumerate(doc.items()):
         if not isinstance(entry.value, dict) or "dst" not in entry.value:
             raise entry.error("every route needs 'dst' (is this 'ip -j route show' output?)")
+        if ":" in str(entry.value.get("dst")) or ":" in str(entry.value.get("gateway", "")):
+            skipped += 1                  # IPv6 (table all, dual stack): pktverify models IPv4
+            continue
         if entry.has("nexthops") or entry.has("multipath"):
             raise entry.error("multipath routes are not supported")
         kind = entry.str("type", default="unicast")
@@ -90,12 +102,15 @@ def _parse_json(text: str, source: str) -> tuple[Route, ...]:
         table = entry.get("table", (str, int), default="main")
         dev = entry.str("dev")
         line = lines[n] if n < len(lines) else 1
-        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, str(table), source, line))
-    return tuple(routes)
+        flags = entry.get("flags", list, default=[])
+        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, str(table), source, line,
+                            "onlink" in flags))
+    return tuple(routes), skipped
 
 
-def _parse_text(text: str, source: str) -> tuple[Route, ...]:
+def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
     routes = []
+    skipped = 0
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip().rstrip("\r")
         if not line or line.startswith("#"):
@@ -108,12 +123,16 @@ def _parse_text(text: str, source: str) -> tuple[Route, ...]:
             kind = words.pop(0)
         if not words:
             raise InputError(source, lineno, "route without a destination", line)
+        if ":" in words[0] or "inet6" in words or any(":" in w for w in words[1:3] if w not in ("via",)):
+            skipped += 1                  # IPv6 (ip route show table all, dual stack): pktverify models IPv4
+            continue
         try:
             network, mask = _net(words[0])
         except AddressError as exc:
             raise InputError(source, lineno, f"bad destination: {exc}", line) from None
         gateway = prefsrc = None
         dev, metric, scope, table = None, 0, 0, "main"
+        onlink = "onlink" in words
         i = 1
         while i < len(words):
             word = words[i]
@@ -144,13 +163,13 @@ def _parse_text(text: str, source: str) -> tuple[Route, ...]:
             except (AddressError, KeyError) as exc:
                 raise InputError(source, lineno, f"bad value for {word}: {exc}", line) from None
             i += 2
-        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno))
+        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno, onlink))
     if not routes:
         raise InputError(source, 1, "no routes found", "")
-    return tuple(routes)
+    return tuple(routes), skipped
 
 
-def _parse_legacy(text: str, source: str) -> tuple[Route, ...]:
+def _parse_legacy(text: str, source: str) -> tuple[tuple[Route, ...], int]:
     routes = []
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip().rstrip("\r")
@@ -214,4 +233,4 @@ def _parse_legacy(text: str, source: str) -> tuple[Route, ...]:
         routes.append(Route(network, mask, kind, gateway, dev, None, metric, 0, "main", source, lineno))
     if not routes:
         raise InputError(source, 1, "no routes found", "")
-    return tuple(routes)
+    return tuple(routes), 0

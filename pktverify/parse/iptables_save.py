@@ -49,9 +49,8 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
 
 def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:
     if isinstance(text, bytes):
-        text = decode_text(text, source)
-    elif not text.strip():
-        raise InputError(source, 1, "empty input", "")
+        text = decode_text(text, source, allow_empty=True)
+    # An empty dump is a node without rules (iptables-save prints nothing): every table empty.
     tables: dict[str, Table] = {}
     warnings: list[str] = []
     current: _TableBuilder | None = None

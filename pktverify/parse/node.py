@@ -33,12 +33,12 @@ def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
               ipsets: str | Path | None = None) -> NodeState:
     """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
     InputError (file:line) on bad input."""
-    ruleset = parse_iptables_save(read_text(iptables), source=str(iptables), lenient=lenient)
+    ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient)
     interfaces = parse_ip_addr(read_text(addrs), source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
-    sets = parse_ipset_save(read_text(ipsets), source=str(ipsets)) if ipsets is not None else None
+    sets = parse_ipset_save(read_text(ipsets, allow_empty=True), source=str(ipsets)) if ipsets is not None else None
     return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
-                      route_localnet=route_localnet, ipsets=sets)
+                      route_localnet=route_localnet, ipsets=sets, notes=dump.notes)
 
 
 def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
@@ -65,7 +65,7 @@ def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ..
 
 def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route, ...],
                ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False,
-               ipsets: IpSetDump | None = None) -> NodeState:
+               ipsets: IpSetDump | None = None, notes: tuple[str, ...] = ()) -> NodeState:
     """Assemble a NodeState, deriving the kernel's own routes and checking the given ones."""
     if "lo" not in interfaces:
         interfaces = {"lo": _LO, **interfaces}
@@ -79,7 +79,7 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
         if r.dev is not None and r.dev not in interfaces:
             raise InputError(r.source, r.line, f"route uses device {r.dev}, which has no entry in the address dump",
                              r.describe())
-    warnings = tuple(ruleset.warnings) + (ipsets.notes if ipsets is not None else ())
+    warnings = tuple(ruleset.warnings) + (ipsets.notes if ipsets is not None else ()) + tuple(notes)
     if ipsets is None and _uses_sets(ruleset):
         warnings += (f"{ruleset.source}: -m set rules may match or not (inexact) without the sets' contents: "
                      "give `ipset save` output (trace --ipsets FILE, ipsets: in the cluster YAML)",)
@@ -93,8 +93,13 @@ def _uses_sets(ruleset: Ruleset) -> bool:
 
 
 def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
-    """Give a gateway route its device, as the kernel does; refuse unreachable gateways."""
+    """Give a gateway route its device, as the kernel does; refuse unreachable gateways (an
+    ``onlink`` route says its gateway is on its device, which the kernel then takes as it is)."""
     if route.gateway is None or route.kind != "unicast":
+        return route
+    if route.onlink:
+        if route.dev is None:
+            raise InputError(route.source, route.line, "an onlink route needs a device (dev)", route.describe())
         return route
     devices = [other.dev for other in main
                if other.gateway is None and other.kind == "unicast" and other.dev

@@ -51,11 +51,11 @@ def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_IN
         os.close(fd)
 
 
-def read_text(path: str | Path, *, name: str | None = None) -> str:
-    """Return the file's text; raise InputError for a missing, empty, binary, non-UTF-8 or
-    non-regular file."""
+def read_text(path: str | Path, *, name: str | None = None, allow_empty: bool = False) -> str:
+    """Return the file's text; raise InputError for a missing, binary, non-UTF-8 or non-regular
+    file, and an empty one unless ``allow_empty`` (an empty iptables-save: a node without rules)."""
     label = name or str(path)
-    return decode_text(read_bytes(path, name=label), label)
+    return decode_text(read_bytes(path, name=label), label, allow_empty=allow_empty)
 
 
 def _kind(mode: int) -> str:
@@ -66,9 +66,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def decode_text(data: bytes, label: str) -> str:
+def decode_text(data: bytes, label: str, *, allow_empty: bool = False) -> str:
     """Decode ``data`` as UTF-8 text, rejecting NUL bytes and empty input with the line they are on."""
-    if not data.strip():
+    if not data.strip() and not allow_empty:
         raise InputError(label, 1, "empty input", "")
     nul = data.find(b"\0")
     if nul >= 0:

@@ -36,6 +36,9 @@ def _path_entry(step) -> str:
     return f"{where}: {step.action}"
 
 
-def trace_to_json(trace: Trace) -> str:
+def trace_to_json(trace: Trace, *, notes: tuple[str, ...] = ()) -> str:
     """``{"outcomes": [...]}`` as stable, indented JSON."""
-    return json.dumps({"outcomes": [outcome_to_json(o) for o in trace.outcomes]}, indent=2)
+    doc: dict = {"outcomes": [outcome_to_json(o) for o in trace.outcomes]}
+    if notes:
+        doc["notes"] = list(notes)     # what was skipped or may-match (IPv6 routes, sets without contents)
+    return json.dumps(doc, indent=2)

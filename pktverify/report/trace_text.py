@@ -23,7 +23,8 @@ def trace_to_text(trace: Trace) -> str:
             lines.append(f"    {fld}: drawn by the kernel uniformly from {lo}-{hi} (shown as {lo})")
         for path in _chain_paths(o.steps):
             lines.append(f"    {path}")
-    return "\n".join(one_line(line) for line in lines) + "\n"      # rule text may hold escapes
+    # Rule text and names may hold control characters: each printed line is escaped on its own.
+    return "\n".join(one_line(line) for line in "\n".join(lines).split("\n")) + "\n"
 
 
 def _chain_paths(steps) -> list[str]:

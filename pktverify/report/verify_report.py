@@ -33,4 +33,5 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 20) 
                 lines.append(f"    {hop}")
         if len(r.violations) > max_violations:
             lines.append(f"\n{r.name}: {len(r.violations) - max_violations} more violation(s); --format json lists all")
-    return "\n".join(one_line(line) for line in lines) + "\n"      # rule text may hold escapes
+    # Rule text and names may hold control characters: each printed line is escaped on its own.
+    return "\n".join(one_line(line) for line in "\n".join(lines).split("\n")) + "\n"
