@@ -19,8 +19,18 @@ __all__ = [
     "CTSTATES", "ADDRTYPES", "parse_name_list", "parse_iface",
 ]
 
-EXTRA_PROTOCOLS = {"all": 0, "udplite": 136, "esp": 50, "ah": 51, "gre": 47, "ipip": 4,
-                   "icmpv6": 58, "dccp": 33}
+# iptables' own protocol names, then /etc/protocols (IANA's names, as getprotobyname finds them:
+# iptables-save prints these, e.g. "-p ipencap" for 4 and "-p ipip" for 94).
+EXTRA_PROTOCOLS = {
+    "all": 0, "icmpv6": 58, "mh": 135, "ipv6-mh": 135,
+    "ip": 0, "hopopt": 0, "igmp": 2, "ggp": 3, "ipencap": 4, "st": 5, "egp": 8, "igp": 9, "pup": 12, "hmp": 20,
+    "xns-idp": 22, "rdp": 27, "iso-tp4": 29, "dccp": 33, "xtp": 36, "ddp": 37, "idpr-cmtp": 38, "ipv6": 41,
+    "ipv6-route": 43, "ipv6-frag": 44, "idrp": 45, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "skip": 57,
+    "ipv6-icmp": 58, "ipv6-nonxt": 59, "ipv6-opts": 60, "rspf": 73, "vmtp": 81, "eigrp": 88, "ospf": 89,
+    "ax.25": 93, "ipip": 94, "etherip": 97, "encap": 98, "pim": 103, "ipcomp": 108, "vrrp": 112, "l2tp": 115,
+    "isis": 124, "fc": 133, "mobility-header": 135, "udplite": 136, "mpls-in-ip": 137, "manet": 138, "hip": 139,
+    "shim6": 140, "wesp": 141, "rohc": 142, "ethernet": 143,
+}
 
 REJECT_TYPES = {
     "icmp-net-unreachable": "icmp-net-unreachable", "net-unreach": "icmp-net-unreachable",
