@@ -16,6 +16,7 @@ the index is sound.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 from heapq import heappop, heappush
 from typing import NamedTuple
 
@@ -116,7 +117,7 @@ class CompiledTable:
         return Step(self.name, r.chain, r.index, r.line, r.text, action, r.source,
                     p if p < 1.0 else None)
 
-    def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float):
+    def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float, hook: str = ""):
         target = cr.rule.target
         if target is None:
             return "continue", add_step(st, self._step(cr, "match (no target)", p))
@@ -161,7 +162,7 @@ class CompiledTable:
             step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
             st = add_step(st._replace(exact=False), step)
             return "final", ChainResult(st, "UNKNOWN")
-        return self._nat(cr, target, st, ctx, p)
+        return self._nat(cr, target, st, ctx, p, hook)
 
     def _connmark(self, cr: CompiledRule, target: m.ConnMark, st: WalkState, p: float) -> WalkState:
         """CONNMARK as xt_connmark does it (the ctmark lives with the connection: a reply sees it)."""
@@ -187,10 +188,13 @@ class CompiledTable:
                               f"{st.mark:#x} → {mark:#x}), else dropped", p)
         return ChainResult(add_step(st._replace(mark=mark, exact=False), step), "ACCEPT", "TPROXY")
 
-    def _nat(self, cr: CompiledRule, target, st: WalkState, ctx, p: float):
+    def _nat(self, cr: CompiledRule, target, st: WalkState, ctx, p: float, hook: str = ""):
         before = st.pkt
         ttype = type(target)
-        if ttype is m.Dnat:
+        if ttype is m.Netmap:
+            # NETMAP rewrites the destination at PREROUTING/OUTPUT, the source at POSTROUTING/INPUT.
+            res, kind = nat.apply_netmap(before, target, hook in ("PREROUTING", "OUTPUT")), "NETMAP"
+        elif ttype is m.Dnat:
             res, kind = nat.apply_dnat(before, target), "DNAT"
         elif ttype is m.Redirect:
             res, kind = nat.apply_redirect(before, target, self.fib, st.in_iface), "REDIRECT"
@@ -255,8 +259,10 @@ class _Walk:
     def _finish(self) -> list[ChainResult]:
         """Results in rule order; equal ones (same verdict, state and stopping rule) merged."""
         self.results.sort(key=lambda r: r[0])
-        return merge_equal([res for _order, res in self.results], _result_key, lambda r: r.state.prob,
-                           lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
+        merged = merge_equal([res for _order, res in self.results], _result_key, lambda r: r.state.prob,
+                             lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
+        return cancel_assumptions(merged, lambda r: _result_key(r)[:2] + _result_key(r)[3:], lambda r: r.state,
+                                  lambda r, st: r._replace(state=st))
 
     def _advance(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState,
                  order: tuple) -> None:
@@ -321,7 +327,7 @@ class _Walk:
                     order = order + (0,)
                 if cr.fixed:
                     st = add_step(st, Step(None, None, None, None, "", f"fresh flow: {cr.fixed}"))
-                kind, *rest = table._apply(cr, st, self.ctx, p)
+                kind, *rest = table._apply(cr, st, self.ctx, p, self.hook)
                 if kind == "continue":
                     st = rest[0]
                     continue
@@ -369,8 +375,38 @@ def _merge_entries(group: list) -> list:
     if len(group) == 1:
         return group
     group.sort(key=lambda e: e[1])
-    return merge_equal(group, lambda e: (e[4], e[6], state_key(e[7])), lambda e: e[7].prob,
-                       lambda e, p, first: (e[0], first[1], *e[2:7], e[7]._replace(prob=p)))
+    merged = merge_equal(group, lambda e: (e[4], e[6], state_key(e[7])), lambda e: e[7].prob,
+                         lambda e, p, first: (e[0], first[1], *e[2:7], e[7]._replace(prob=p)))
+    return cancel_assumptions(merged, lambda e: (e[4], e[6]), lambda e: e[7],
+                              lambda e, st: (*e[:7], st))
+
+
+def cancel_assumptions(items: list, where: Callable, state: Callable, with_state: Callable) -> list:
+    """Two branches at the same place (``where``) that differ only in the answer they assumed for one
+    may-match question, with the same probability, are one branch that assumed nothing about it:
+    whatever the answer, the packet is there with that probability (so an outcome reached in both
+    worlds is exact again). Items keep their order; the earlier of a pair stands for it."""
+    if len(items) < 2 or not any(state(i).assume for i in items):
+        return items
+    items = list(items)
+    changed = True
+    while changed:
+        changed = False
+        for i, a in enumerate(items):
+            for j in range(i + 1, len(items)):
+                b = items[j]
+                sa, sb = state(a), state(b)
+                diff = sa.assume ^ sb.assume
+                if (len(diff) == 2 and len({d for d, _ in diff}) == 1 and where(a) == where(b)
+                        and abs(sa.prob - sb.prob) <= 1e-12 * max(sa.prob, 1e-300)
+                        and state_key(sa._replace(assume=frozenset())) == state_key(sb._replace(assume=frozenset()))):
+                    items[i] = with_state(a, sa._replace(assume=sa.assume & sb.assume))
+                    del items[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return items
 
 
 def _reads_node(match) -> bool:

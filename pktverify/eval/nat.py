@@ -85,6 +85,14 @@ def _pick_address(pkt: Packet, low: int, high: int, persistent: bool) -> int:
     return low + ((j * (high - low + 1)) >> 32)
 
 
+def apply_netmap(pkt: Packet, target: m.Netmap, destination: bool) -> NatResult:
+    """NETMAP (xt_NETMAP): keep the host bits, take the network bits from ``--to``."""
+    keep = ~target.mask & 0xFFFFFFFF
+    if destination:
+        return NatResult(pkt._replace(dst=(pkt.dst & keep) | target.network), True, "")
+    return NatResult(pkt._replace(src=(pkt.src & keep) | target.network), True, "")
+
+
 def apply_dnat(pkt: Packet, target: m.Dnat) -> NatResult:
     """DNAT: new destination address (hash-picked from a range) and port (kept when in range)."""
     dst = pkt.dst if target.addr_low is None else \

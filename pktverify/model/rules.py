@@ -17,7 +17,7 @@ __all__ = [
     "IpRangeMatch", "IcmpTypeMatch", "RecentMatch", "UnknownMatch", "FactMatch", "MaybeMatch",
     "FixedMatch", "LengthMatch", "RpFilterMatch", "PhysdevMatch", "OwnerMatch", "SetMatch", "Match",
     "Verdict", "Reject", "Jump", "Dnat", "Snat", "Masquerade", "Redirect", "SetMark", "NoOp",
-    "SetTtl", "ConnMark", "NoTrack", "Tproxy", "Nfqueue", "UnknownTarget", "Target", "Rule", "Chain",
+    "SetTtl", "ConnMark", "NoTrack", "Tproxy", "Nfqueue", "Netmap", "UnknownTarget", "Target", "Rule", "Chain",
     "Table", "Ruleset", "NON_TERMINATING_TARGETS",
 ]
 
@@ -361,6 +361,14 @@ class Tproxy:
 
 
 @dataclass(frozen=True, slots=True)
+class Netmap:
+    """NETMAP ``--to NET/MASK``: the network part of the address is replaced, the host part kept
+    (the destination in PREROUTING/OUTPUT, the source in POSTROUTING/INPUT)."""
+    network: int
+    mask: int
+
+
+@dataclass(frozen=True, slots=True)
 class Nfqueue:
     """NFQUEUE/QUEUE: a userspace program decides; ``bypass`` accepts when none listens."""
     num: int = 0
@@ -374,7 +382,7 @@ class UnknownTarget:
 
 
 Target = Union[Verdict, Reject, Jump, Dnat, Snat, Masquerade, Redirect, SetMark, NoOp, SetTtl, ConnMark,
-               NoTrack, Tproxy, Nfqueue, UnknownTarget]
+               NoTrack, Tproxy, Nfqueue, Netmap, UnknownTarget]
 
 
 # ---------------------------------------------------------------- structure

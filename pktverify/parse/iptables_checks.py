@@ -14,7 +14,7 @@ has ~40k chains, and a set per chain costs more than the rest of the check.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, NoOp, NoTrack,
+from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, Netmap, NoOp, NoTrack,
                            OwnerMatch, Redirect, Reject, RpFilterMatch, Rule, Ruleset, SetTtl, Snat, Table, Tproxy,
                            Verdict)
 
@@ -53,7 +53,7 @@ _NAMED_TARGET_HOOKS = {"CLASSIFY": _mask("OUTPUT", "FORWARD", "POSTROUTING"),
                        "TCPMSS": _mask("FORWARD", "OUTPUT", "POSTROUTING")}
 # Matches valid from some hooks only (xt_match.hooks) and tables (xt_match.table).
 _MATCH_HOOKS = {OwnerMatch: _mask("OUTPUT", "POSTROUTING"), RpFilterMatch: _mask("PREROUTING")}
-_NAT_TARGETS = (Dnat, Snat, Masquerade, Redirect)
+_NAT_TARGETS = (Dnat, Snat, Masquerade, Redirect, Netmap)
 _NOT_WITH_IN_IFACE = _mask("POSTROUTING", "OUTPUT")     # -i and --limit-iface-in
 _NOT_WITH_OUT_IFACE = _mask("PREROUTING", "INPUT")      # -o and --limit-iface-out
 

@@ -460,6 +460,8 @@ EXT_TARGETS: dict[str, dict[str, int]] = {
     "TEE": {"--gateway": 1, "--oif": 1},
     "LED": {"--led-trigger-id": 1, "--led-delay": 1, "--led-always-blink": 0},
     "RATEEST": {"--rateest-name": 1, "--rateest-interval": 1, "--rateest-ewmalog": 1},
+    "ULOG": {"--ulog-nlgroup": 1, "--ulog-prefix": 1, "--ulog-cprange": 1, "--ulog-qthreshold": 1},
+    "NETMAP": {"--to": 1},
 }
 
 _NOOP_NOTES = {
@@ -470,6 +472,7 @@ _NOOP_NOTES = {
     "TEE": "sends a copy to another host (the original goes on)", "LED": "blinks an LED",
     "RATEEST": "counts the packet for a rate estimator",
     "SET": "adds to or removes from an ipset (later packets, not this walk, see the change)",
+    "ULOG": "logs to userspace (the pre-3.17 netlink logger)",
 }
 
 
@@ -510,6 +513,11 @@ def build_ext_target(name: str, opts: list, proto: int | None):
         except ValueError as exc:
             raise ExtSyntaxError(str(exc)) from None
         return m.Tproxy(port, addr, mark, mask)
+    if name == "NETMAP":
+        if "--to" not in o:
+            raise ExtSyntaxError("NETMAP needs --to ADDRESS[/MASK]")
+        net, mask = _addr_net(o["--to"][0])
+        return m.Netmap(net, mask)
     if name in ("NFQUEUE", "QUEUE"):
         num = _u(o.get("--queue-num", ["0"])[0], "--queue-num", 0xFFFF)
         if "--queue-balance" in o:

@@ -28,7 +28,7 @@ class RuleSyntaxError(ValueError):
 # option -> number of arguments, per match module
 MATCH_MODULES: dict[str, dict[str, int]] = {
     "tcp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1,
-            "--tcp-flags": 2, "--syn": 0},
+            "--tcp-flags": 2, "--syn": 0, "--tcp-option": 1},
     "udp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1},
     "sctp": {"--sport": 1, "--source-port": 1, "--dport": 1, "--destination-port": 1},
     "multiport": {"--dports": 1, "--destination-ports": 1, "--sports": 1, "--source-ports": 1,
@@ -192,7 +192,9 @@ class RuleParser:
                 goto = kind == "goto"
                 i += 2
             elif kind == "fragment":
-                raise RuleSyntaxError("fragment matching (-f) is not supported")
+                # pktverify's packets are whole (first) fragments: -f never matches, ! -f always does.
+                items.append(m.FixedMatch("fragment", invert, "packets are not fragments (-f)"))
+                i += 1
             elif tok.startswith("-") and len(tok) > 1:
                 i = _module_option(args, i, invert, target_name, target_opts, modules, items,
                                    proto, lenient)
@@ -307,6 +309,9 @@ def _ports(module: _Module, proto: int | None) -> list[object]:
         elif opt == "--tcp-flags":
             out.append(m.TcpFlagsMatch(_value(v.parse_tcp_flag_list, vals[0]),
                                        _value(v.parse_tcp_flag_list, vals[1]), inv))
+        elif opt == "--tcp-option":
+            _value(lambda t: v.c_uint(t, "--tcp-option", 255), vals[0])
+            out.append(m.MaybeMatch("tcp", "which TCP options a packet carries depends on the sender"))
     return out
 
 

@@ -106,6 +106,13 @@ EXTENSIONS = [
     # NFQUEUE with nobody listening: dropped, unless --queue-bypass
     (table("filter", "-A FORWARD -p udp -j NFQUEUE --queue-num 3 --queue-bypass"), "pod", "udp", 41038,
      "192.168.0.40", 53),
+    # fragments: pktverify's packets are whole, so -f never matches and ! -f always does
+    (table("filter", "-A FORWARD -f -j DROP"), "pod", "tcp", 41048, "192.168.0.40", 80),
+    (table("filter", "-A FORWARD ! -f -p udp -j DROP"), "pod", "udp", 41049, "192.168.0.40", 53),
+    # NETMAP: the host bits are kept
+    (nat("-A PREROUTING -d 10.96.0.0/24 -j NETMAP --to 192.168.0.0/24"), "pod", "tcp", 41050, "10.96.0.44", 80),
+    (nat("-A POSTROUTING -s 10.0.0.0/24 -o eth0 -j NETMAP --to 192.168.0.0/24"), "pod", "tcp", 41051,
+     "192.168.0.40", 80),
     # kernel refusals: table and hook limits of the new extensions
     (table("filter", "-A INPUT -j CHECKSUM --checksum-fill"), "pod", "tcp", 41039, "192.168.0.40", 80),
     (table("filter", "-A INPUT -m owner --uid-owner 0 -j DROP"), "pod", "tcp", 41040, "192.168.0.40", 80),
