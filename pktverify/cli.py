@@ -55,6 +55,7 @@ def _build() -> argparse.ArgumentParser:
     t.add_argument("--pcap", metavar="FILE",
                    help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
     t.add_argument("--ipsets", metavar="FILE", help="ipset save output, for -m set rules")
+    t.add_argument("--rules", metavar="FILE", help="ip -j rule show / ip rule show: policy routing (fwmark, tables)")
     t.add_argument("--uid", type=_number(0, 2**32 - 1), default=0, metavar="N",
                    help="--local: the sending socket's owner uid for -m owner (default 0)")
     t.add_argument("--gid", type=_number(0, 2**32 - 1), default=0, metavar="N",
@@ -152,7 +153,8 @@ def _trace(args) -> int:
 
     packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
     node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
-                     lenient=args.lenient, route_localnet=args.route_localnet, ipsets=args.ipsets)
+                     lenient=args.lenient, route_localnet=args.route_localnet, ipsets=args.ipsets,
+                     rules=args.rules)
     if args.physdev_out and not args.physdev_in:
         raise InvalidArgument("--physdev-out needs --physdev-in (a bridged packet enters by a port)")
     if args.in_iface and args.in_iface not in node.interfaces:

@@ -100,7 +100,7 @@ def compile_length(mt: m.LengthMatch, fib: Fib) -> TriPredicate:
 def compile_rpfilter(mt: m.RpFilterMatch, fib: Fib) -> Predicate:
     """xt_rpfilter: looped-back packets pass; otherwise a FIB lookup of the source must give a
     unicast route (or local, with --accept-local) through the incoming interface (any, --loose)."""
-    loose, accept_local, inv = mt.loose, mt.accept_local, mt.invert
+    loose, accept_local, inv, validmark = mt.loose, mt.accept_local, mt.invert, mt.validmark
 
     def pred(st: WalkState) -> bool:
         if st.in_iface == "lo":
@@ -108,7 +108,7 @@ def compile_rpfilter(mt: m.RpFilterMatch, fib: Fib) -> Predicate:
         pkt = st.pkt
         if (pkt.src >> 24) == 0 and (pkt.dst == 0xFFFFFFFF or (pkt.dst >> 8) == 0xE00000):
             return not inv
-        res = fib.lookup(pkt.src)
+        res = fib.lookup(pkt.src, src=pkt.dst, mark=st.mark if validmark else 0)   # iif lo, as xt_rpfilter
         if res.kind not in ("unicast", "local") or (res.kind == "local" and not accept_local):
             return inv
         dev = res.route.dev if res.route is not None else None

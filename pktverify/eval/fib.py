@@ -30,25 +30,59 @@ class RouteResult:
         return self.route.gateway if self.route else None
 
 
+def _levels(routes: list[Route], rank: dict[str, int]) -> list:
+    """Routes indexed by prefix length (longest first), each bucket by table rank and metric."""
+    by_len: dict[int, dict[int, list[Route]]] = {}
+    for route in routes:
+        plen = bin(route.mask).count("1")
+        by_len.setdefault(plen, {}).setdefault(route.network, []).append(route)
+    for buckets in by_len.values():
+        for bucket in buckets.values():
+            bucket.sort(key=lambda r: (rank.get(r.table, 0), r.metric))
+    return [(((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF) if plen else 0, by_len[plen])
+            for plen in sorted(by_len, reverse=True)]
+
+
+def _longest(levels: list, ip: int, oif: str | None) -> RouteResult | None:
+    for mask, buckets in levels:
+        routes = buckets.get(ip & mask)
+        if not routes:
+            continue
+        for route in routes:
+            if oif is not None and route.kind == "unicast" and route.dev != oif:
+                continue
+            return RouteResult(route.kind, route)
+    return None
+
+
+def _only_defaults(rules) -> bool:
+    """True for the kernel's own three rules (local, main, default): the merged lookup is the same."""
+    return [(r.priority, r.action, r.table, r.src, r.dst, r.fwmark, r.iif, r.oif, r.invert) for r in rules] == [
+        (0, "lookup", "local", None, None, None, None, None, False),
+        (32766, "lookup", "main", None, None, None, None, None, False),
+        (32767, "lookup", "default", None, None, None, None, None, False)]
+
+
 class Fib:
     """Longest-prefix lookups over a node's local and main tables, indexed by prefix length."""
 
     def __init__(self, node: NodeState) -> None:
         self.node = node
         self.ipsets = IpSets(node.ipsets) if node.ipsets is not None else None   # for -m set
-        by_len: dict[int, dict[int, list[Route]]] = {}
-        for route in (*node.local_routes, *node.routes):
-            if route.table not in _TABLE_RANK:
-                continue
-            plen = bin(route.mask).count("1")
-            by_len.setdefault(plen, {}).setdefault(route.network, []).append(route)
-        for buckets in by_len.values():
-            for routes in buckets.values():
-                routes.sort(key=lambda r: (_TABLE_RANK[r.table], r.metric))
-        self._levels = [(((0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF) if plen else 0, by_len[plen])
-                        for plen in sorted(by_len, reverse=True)]
+        everything = (*node.local_routes, *node.routes)
+        # Without policy rules the kernel merges local and main (and default after them): one index.
+        self._levels = _levels([r for r in everything if r.table in _TABLE_RANK], _TABLE_RANK)
+        # ... and consults the default table (rule 32767) only when neither has a route.
+        self._default = _levels([r for r in everything if r.table == "default"], {"default": 0})
+        self._rules = None if node.rules is None or _only_defaults(node.rules) else node.rules
+        self._tables: dict[str, list] = {}
+        if self._rules is not None:
+            by_table: dict[str, list[Route]] = {}
+            for r in everything:
+                by_table.setdefault(r.table, []).append(r)
+            self._tables = {name: _levels(routes, {name: 0}) for name, routes in by_table.items()}
         self._if_addrs = {a.ip for i in node.interfaces.values() for a in i.addresses}
-        self._cache: dict[tuple[int, str | None], RouteResult] = {}
+        self._cache: dict[tuple, RouteResult] = {}
         self._texts: dict[int, str] = {}
 
     def route_text(self, route: Route) -> str:
@@ -58,27 +92,45 @@ class Fib:
             text = self._texts[id(route)] = route.describe()
         return text
 
-    def lookup(self, ip: int, oif: str | None = None) -> RouteResult:
-        """Route ``ip``; ``oif`` restricts unicast routes to that device (as SO_BINDTODEVICE)."""
-        key = (ip, oif)
+    def lookup(self, ip: int, oif: str | None = None, *, src: int = 0, mark: int = 0, iif: str = "lo") -> RouteResult:
+        """Route ``ip``; ``oif`` restricts unicast routes to that device (as SO_BINDTODEVICE).
+
+        With policy rules (``ip rule``), the rules are tried in priority order with the packet's
+        ``src``, ``mark`` and incoming interface ``iif`` (``lo`` for locally generated packets,
+        as the kernel has it); a table without a matching route, or a ``throw`` route, goes on to
+        the next rule."""
+        rules = self._rules
+        key = (ip, oif) if rules is None else (ip, oif, src, mark, iif)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        result = RouteResult("unreachable-net", None)   # no route: ENETUNREACH
-        for mask, buckets in self._levels:
-            routes = buckets.get(ip & mask)
-            if not routes:
-                continue
-            for route in routes:
-                if oif is not None and route.kind == "unicast" and route.dev != oif:
-                    continue
-                result = RouteResult(route.kind, route)
-                break
-            else:
-                continue
-            break
+        if rules is None:
+            result = (_longest(self._levels, ip, oif) or _longest(self._default, ip, oif)
+                      or RouteResult("unreachable-net", None))      # no route at all: ENETUNREACH
+        else:
+            result = self._policy_lookup(rules, ip, oif, src, mark, iif)
         self._cache[key] = result
         return result
+
+    def _policy_lookup(self, rules, ip: int, oif: str | None, src: int, mark: int, iif: str) -> RouteResult:
+        i = 0
+        while i < len(rules):
+            rule = rules[i]
+            i += 1
+            if not rule.selects(src, ip, mark, iif, oif):
+                continue
+            if rule.action == "lookup":
+                found = _longest(self._tables.get(rule.table, ()), ip, oif)
+                if found is None or found.kind == "throw":
+                    continue
+                return found
+            if rule.action == "goto":
+                i = next((k for k, r in enumerate(rules) if r.priority >= rule.goto), len(rules))
+                continue
+            if rule.action == "nop":
+                continue
+            return RouteResult(rule.action if rule.action != "unreachable" else "unreachable", None)
+        return RouteResult("unreachable-net", None)
 
     def addr_type(self, ip: int, dev: str | None = None) -> str:
         """What ``-m addrtype`` sees for ``ip`` (``dev`` for --limit-iface-in/out)."""

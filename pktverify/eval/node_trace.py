@@ -114,7 +114,7 @@ class _NodeWalk:
         if martian:
             finished.append(self._end(st, "drop", martian, route_step=martian))
             return
-        result = self.fib.lookup(pkt.dst)
+        result = self.fib.lookup(pkt.dst, src=pkt.src, mark=st.mark, iif=st.in_iface)
         if result.kind in ("local", "broadcast"):
             if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
                 finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
@@ -167,7 +167,7 @@ class _NodeWalk:
             if s.out_iface == "lo":
                 self._loopback(s, finished)
             else:
-                result = self.fib.lookup(s.pkt.dst)
+                result = self.fib.lookup(s.pkt.dst, src=s.pkt.src, mark=s.mark)
                 route = result.route
                 next_hop = route.gateway if route and route.gateway is not None else s.pkt.dst
                 self._postrouting([s], next_hop, finished)
@@ -186,7 +186,7 @@ class _NodeWalk:
         if initial and (is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST or is_zeronet(pkt.src)):
             finished.append(self._end(st, "drop", "invalid source address for a local socket (EINVAL)"))
             return None
-        result: RouteResult = self.fib.lookup(pkt.dst)
+        result: RouteResult = self.fib.lookup(pkt.dst, src=pkt.src, mark=st.mark)   # iif lo: locally generated
         if result.kind in ("local", "broadcast"):
             return self._with_step(st._replace(out_iface="lo"), f"route: {self.fib.route_text(result.route)} → local via lo"), result
         if result.kind != "unicast":
@@ -271,7 +271,7 @@ class _NodeWalk:
         picks towards the client.
         """
         pkt = st.pkt
-        route = self.fib.lookup(pkt.src)
+        route = self.fib.lookup(pkt.src, src=pkt.dst)
         dev = route.route.dev if route.route is not None else None
         if route.kind not in ("unicast", "local", "broadcast"):
             return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})")]

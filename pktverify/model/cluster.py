@@ -24,6 +24,7 @@ class NodeSpec:
     docker: bool = False                # docker's default bridge mode: docker0 172.17.0.0/16 + MASQUERADE
     line: int = 0
     ipsets: str | None = None           # ``ipset save`` output (optional)
+    rules: str | None = None            # ``ip rule`` output (optional; default rules otherwise)
 
 
 @dataclass(frozen=True)

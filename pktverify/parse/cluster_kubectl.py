@@ -139,7 +139,7 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
             raise meta.child("name").error(f"node {name} has no {key} dump: {folder / NODE_FILES[key]} does not exist "
                                            "or is not a regular file (scripts/collect-node writes the folder)")
         paths[key] = p
-    ipsets = folder / NODE_FILES["ipsets"]
+    ipsets, rules = folder / NODE_FILES["ipsets"], folder / NODE_FILES["rules"]
     interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
     prefixlen, bridge = 32, "cbr0"
     for iface in interfaces.values():
@@ -149,7 +149,8 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
             if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
                 bridge = iface.name
     return NodeSpec(name, ip, prefixlen, net, bridge, str(paths["iptables"]), str(paths["addrs"]),
-                    str(paths["routes"]), ipsets=str(ipsets) if ipsets.is_file() else None), item
+                    str(paths["routes"]), ipsets=str(ipsets) if ipsets.is_file() else None,
+                    rules=str(rules) if rules.is_file() else None), item
 
 
 def _pod(item: JsonNode, node_ips: set[int], node_names: set[str]) -> tuple[PodSpec, JsonNode] | None:

@@ -34,7 +34,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, N
     for node in cluster.nodes:
         if node.iptables:
             out[node.name] = load_node(iptables=node.iptables, addrs=node.addrs, routes=node.routes,
-                                       lenient=lenient, name=node.name, ipsets=node.ipsets)
+                                       lenient=lenient, name=node.name, ipsets=node.ipsets, rules=node.rules)
             continue
         gen = generated[node.name]
         with _blamed_on(cluster, node):

@@ -233,7 +233,8 @@ def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map
 
 
 def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
-    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "iptables", "addrs", "routes", "ipsets", "docker"}, "a node")
+    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "iptables", "addrs", "routes", "ipsets", "rules", "docker"},
+             "a node")
     name = ctx.name(n, "name", "node name")
     ip_text = ctx.field(n, "ip", str)
     if "/" not in ip_text:
@@ -245,7 +246,7 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
         raise ctx.error(n.key_lines["ip"], str(exc)) from None
     prefixlen = bin(mask).count("1")
     dumps = {}
-    for key in ("iptables", "addrs", "routes", "ipsets"):
+    for key in ("iptables", "addrs", "routes", "ipsets", "rules"):
         rel = ctx.field(n, key, str, required=False)
         if rel is not None:
             if not rel or "\0" in rel:
@@ -254,14 +255,17 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
             if not path.is_file():
                 raise ctx.error(n.key_lines[key], f"{key} file {path} does not exist or is not a regular file")
             dumps[key] = str(path)
-    if dumps.keys() - {"ipsets"} and len(dumps.keys() - {"ipsets"}) != 3:
+    core = dumps.keys() - {"ipsets", "rules"}
+    if core and len(core) != 3:
         raise ctx.error(n.line, "give all three dumps (iptables, addrs, routes) or none")
-    if "ipsets" in dumps and "iptables" not in dumps:
-        raise ctx.error(n.key_lines["ipsets"], "ipsets go with the node's real dumps (iptables, addrs, routes)")
+    for extra in ("ipsets", "rules"):
+        if extra in dumps and "iptables" not in dumps:
+            raise ctx.error(n.key_lines[extra], f"{extra} go with the node's real dumps (iptables, addrs, routes)")
     return NodeSpec(name, ip, prefixlen, ctx.net(n, "pod_cidr"),
                     ctx.name(n, "bridge", "bridge", required=False, default="cbr0"),
                     dumps.get("iptables"), dumps.get("addrs"), dumps.get("routes"),
-                    ctx.field(n, "docker", bool, required=False, default=False), n.line, dumps.get("ipsets"))
+                    ctx.field(n, "docker", bool, required=False, default=False), n.line, dumps.get("ipsets"),
+                    dumps.get("rules"))
 
 
 def _labels(ctx: _Ctx, m: _Map, key: str) -> tuple[tuple[str, str], ...] | None:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..model.addresses import format_ip, in_network, is_zeronet
-from ..model.node import IfAddr, Interface, NodeState, Route
+from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
 from ..model.ipsets import IpSetDump
 from ..model.rules import Ruleset, SetMatch
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
+from .iprule import parse_ip_rules
 from .ipset_save import parse_ipset_save
 from .iptables_save import parse_iptables_save
 from .source import read_text
@@ -30,15 +31,16 @@ _LO = Interface("lo", (IfAddr(0x7F000001, 8, 254),), loopback=True)
 
 def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
               lenient: bool = False, name: str = "node", route_localnet: bool = False,
-              ipsets: str | Path | None = None) -> NodeState:
+              ipsets: str | Path | None = None, rules: str | Path | None = None) -> NodeState:
     """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
     InputError (file:line) on bad input."""
     ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient)
     interfaces = parse_ip_addr(read_text(addrs), source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
     sets = parse_ipset_save(read_text(ipsets, allow_empty=True), source=str(ipsets)) if ipsets is not None else None
+    policy = parse_ip_rules(read_text(rules), source=str(rules))[0] if rules is not None else None
     return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
-                      route_localnet=route_localnet, ipsets=sets, notes=dump.notes)
+                      route_localnet=route_localnet, ipsets=sets, notes=dump.notes, rules=policy)
 
 
 def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
@@ -65,7 +67,8 @@ def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ..
 
 def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route, ...],
                ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False,
-               ipsets: IpSetDump | None = None, notes: tuple[str, ...] = ()) -> NodeState:
+               ipsets: IpSetDump | None = None, notes: tuple[str, ...] = (),
+               rules: tuple[RoutingRule, ...] | None = None) -> NodeState:
     """Assemble a NodeState, deriving the kernel's own routes and checking the given ones."""
     if "lo" not in interfaces:
         interfaces = {"lo": _LO, **interfaces}
@@ -83,8 +86,11 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
     if ipsets is None and _uses_sets(ruleset):
         warnings += (f"{ruleset.source}: -m set rules may match or not (inexact) without the sets' contents: "
                      "give `ipset save` output (trace --ipsets FILE, ipsets: in the cluster YAML)",)
+    if rules is None and any(r.table not in ("main", "local", "default") for r in routes):
+        warnings += (f"{routes[0].source}: routes of tables other than main are not used without the node's "
+                     "`ip rule` dump (give it: trace --rules FILE, rules: in the cluster YAML)",)
     return NodeState(name, interfaces, resolved, given_local or local_derived, ruleset, route_localnet,
-                     warnings, ipsets)
+                     warnings, ipsets, rules)
 
 
 def _uses_sets(ruleset: Ruleset) -> bool:

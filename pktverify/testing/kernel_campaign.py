@@ -47,6 +47,7 @@ class Probe:
     dst: str
     dport: int
     ipsets: str = ""            # ``ipset restore`` input loaded before the rules
+    routing: tuple = ()         # ip commands (policy routing) run in the node before the packet
 
     def reproducer(self) -> str:
         """Shell commands that replay this probe through ``pktverify trace`` without the lab."""
@@ -93,6 +94,7 @@ def predict(probe: Probe, dump_dir: Path) -> Prediction:
     argv = ["trace", "--iptables", str(dump_dir / "iptables-save.txt"),
             "--addrs", str(dump_dir / "ip-addr.json"), "--routes", str(dump_dir / "ip-route.json"),
             *(["--ipsets", str(sets)] if sets.exists() else []),
+            *(["--rules", str(dump_dir / "ip-rule.json")] if (dump_dir / "ip-rule.json").exists() else []),
             *(["--in-iface", iface] if iface else ["--local"]),
             "--proto", probe.proto, "--src", src, "--sport", str(probe.sport),
             "--dst", probe.dst, "--dport", str(probe.dport), "--format", "json"]
@@ -133,7 +135,7 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
     src = CLIENT_ADDRESSES[probe.client][0]
     try:
         obs = lab.probe(probe.rules, client=probe.client, proto=probe.proto, sport=probe.sport,
-                        dst=probe.dst, dport=probe.dport, src=src, ipsets=probe.ipsets)
+                        dst=probe.dst, dport=probe.dport, src=src, ipsets=probe.ipsets, routing=probe.routing)
         kernel_error = ""
     except RuntimeError as exc:
         if "iptables-restore" not in str(exc):
@@ -149,6 +151,8 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
         (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
         if dump.ipset_save.strip():
             (dump_dir / "ipset-save.txt").write_text(dump.ipset_save)
+        if dump.ip_rule_json.strip():
+            (dump_dir / "ip-rule.json").write_text(dump.ip_rule_json)
         prediction = predict(probe, dump_dir)
     if obs is None:
         agrees = bool(prediction.load_error)

@@ -72,6 +72,7 @@ class NodeDump(NamedTuple):
     ip_addr_json: str
     ip_route_json: str
     ipset_save: str = ""
+    ip_rule_json: str = ""
 
 
 def lab_available() -> str:
@@ -133,17 +134,21 @@ s = socket.socket(socket.AF_INET, kind)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((src, sport))
 s.setblocking(False)
+immediate = ""
 try:
     if proto == "tcp":
         s.connect((dst, dport))
     else:
         s.connect((dst, dport)); s.send(b"pktverify")
 except OSError as e:
-    pass     # EINPROGRESS; EPERM when a local hook dropped it (DROP and REJECT alike)
+    # EINPROGRESS; EPERM when a local hook dropped it (DROP and REJECT alike). A routing refusal
+    # (an unreachable or prohibit route, or none) fails connect() itself: that is the answer.
+    if e.errno not in (errno.EINPROGRESS, errno.EPERM):
+        immediate = errno.errorcode.get(e.errno, str(e.errno))
 time.sleep(0.3)
 # The error that arrives later tells REJECT (its ICMP or RST) from DROP (nothing).
 err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-print(errno.errorcode.get(err, str(err)) if err else "none", flush=True)
+print(immediate or (errno.errorcode.get(err, str(err)) if err else "none"), flush=True)
 """
 
 
@@ -216,6 +221,13 @@ class KernelLab:
         self._ns(self.node, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     # ------------------------------------------------------------ state
+    def route(self, *commands: tuple[str, ...]) -> None:
+        """Policy routing for the next probe: ``ip`` commands run in the node (``("rule", "add", ...)``,
+        ``("route", "add", ..., "table", "100")``); undone by the next :meth:`load`."""
+        for cmd in commands:
+            _run("ip", "-n", self.node, *cmd)
+        self._routed = True
+
     def load(self, rules: str, ipsets: str = "") -> None:
         """Replace the node's whole rule set (and its ipsets, ``ipset restore`` input) and forget
         connections.
@@ -227,6 +239,14 @@ class KernelLab:
         reset = "".join(f"*{table}\n" + "".join(f":{chain} ACCEPT [0:0]\n" for chain in chains) + "COMMIT\n"
                         for table, chains in TABLE_CHAINS.items())
         self._ns(self.node, "iptables-restore", input=reset)
+        if getattr(self, "_routed", False):      # back to the kernel's three rules and no extra table
+            for pref in _run("ip", "-n", self.node, "rule", "show").split("\n"):
+                head = pref.split(":")[0].strip()
+                if head.isdigit() and head not in ("0", "32766", "32767"):
+                    _run("ip", "-n", self.node, "rule", "del", "pref", head)
+            for table in ("100", "101", "102"):
+                _run("ip", "-n", self.node, "route", "flush", "table", table, check=False)
+            self._routed = False
         self._ns(self.node, "ipset", "destroy", check=False)
         if ipsets:
             self._ns(self.node, "ipset", "restore", input=ipsets)
@@ -237,16 +257,19 @@ class KernelLab:
         """The node as ``iptables-save``, ``ip -j addr`` and ``ip -j route`` print it."""
         return NodeDump(self._ns(self.node, "iptables-save"),
                         _run("ip", "-n", self.node, "-j", "addr", "show"),
-                        _run("ip", "-n", self.node, "-j", "route", "show"),
-                        self._ns(self.node, "ipset", "save", check=False))
+                        _run("ip", "-n", self.node, "-j", "route", "show", "table", "all"),
+                        self._ns(self.node, "ipset", "save", check=False),
+                        _run("ip", "-n", self.node, "-j", "rule", "show"))
 
     # ------------------------------------------------------------ probes
     def probe(self, rules: str, *, client: str, proto: str, sport: int, dst: str, dport: int,
-              src: str | None = None, ipsets: str = "") -> KernelObservation:
-        """Load ``rules`` (and ``ipsets``), send one packet from ``client`` (pod, lan or node),
-        observe the kernel."""
+              src: str | None = None, ipsets: str = "", routing: tuple = ()) -> KernelObservation:
+        """Load ``rules`` (and ``ipsets``, and ``routing``: ip commands, see :meth:`route`), send one
+        packet from ``client`` (pod, lan or node), observe the kernel."""
         src = src or CLIENT_ADDRESSES[client][0]
         self.load(rules, ipsets)
+        if routing:
+            self.route(*routing)
         events = self._start_events(proto)
         sniffers = {peer: self._start_sniffer(peer) for peer in ("pod", "lan")}
         try:

@@ -129,3 +129,34 @@ def test_extension_agrees_with_kernel(lab, case):
     rules, client, proto, sport, dst, dport, *sets = case
     res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport, sets[0] if sets else ""))
     assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
+
+
+# Policy routing: ip rules (fwmark set in mangle, from/to, iif lo for local packets, goto) and tables.
+ROUTED = [
+    (table("mangle", "-A PREROUTING -p tcp --dport 81 -j MARK --set-mark 0x1"), "pod", "tcp", 41060, "192.168.0.40", 81,
+     (("rule", "add", "fwmark", "0x1", "lookup", "100", "pref", "100"), ("route", "add", "unreachable", "default", "table", "100"))),
+    (table("mangle", "-A PREROUTING -p tcp --dport 81 -j MARK --set-mark 0x1"), "pod", "tcp", 41061, "192.168.0.40", 80,
+     (("rule", "add", "fwmark", "0x1", "lookup", "100", "pref", "100"), ("route", "add", "unreachable", "default", "table", "100"))),
+    (table("filter"), "pod", "tcp", 41062, "192.168.0.40", 80,
+     (("rule", "add", "from", "10.0.0.9", "to", "192.168.0.40", "blackhole", "pref", "200"),)),
+    (table("filter"), "pod", "tcp", 41063, "192.168.0.41", 80,
+     (("rule", "add", "from", "10.0.0.9", "to", "192.168.0.40", "blackhole", "pref", "200"),)),
+    (table("filter"), "pod", "tcp", 41064, "192.168.0.40", 80,
+     (("rule", "add", "iif", "cni0", "lookup", "101", "pref", "100"), ("route", "add", "prohibit", "192.168.0.40", "table", "101"))),
+    (table("filter"), "node", "tcp", 41065, "192.168.0.40", 80,
+     (("rule", "add", "iif", "lo", "lookup", "102", "pref", "100"), ("route", "add", "unreachable", "192.168.0.40", "table", "102"))),
+    (table("filter"), "pod", "tcp", 41066, "192.168.0.40", 80,
+     (("rule", "add", "goto", "32766", "pref", "50"), ("rule", "add", "from", "all", "blackhole", "pref", "100"))),
+    (table("filter"), "pod", "tcp", 41067, "192.168.0.40", 80,
+     (("rule", "add", "lookup", "100", "pref", "100"), ("route", "add", "throw", "192.168.0.0/24", "table", "100"),
+      ("route", "add", "unreachable", "default", "table", "100"))),
+    (table("mangle", "-A OUTPUT -p udp -j MARK --set-mark 0x2"), "node", "udp", 41068, "192.168.0.40", 53,
+     (("rule", "add", "fwmark", "0x2", "lookup", "100", "pref", "100"), ("route", "add", "blackhole", "default", "table", "100"))),
+]
+
+
+@pytest.mark.parametrize("case", ROUTED, ids=[f"{c[6][0][2:5]}-{c[3]}" for c in ROUTED])
+def test_policy_routing_agrees_with_kernel(lab, case):
+    rules, client, proto, sport, dst, dport, routing = case
+    res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport, routing=routing))
+    assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
