@@ -281,8 +281,8 @@ def test_probabilistic_rules_that_continue_cost_linear_work(n):
                                   for _ in range(n)) + "COMMIT\n"
     budget = Budget(10**9)
     results = _walk(rules, "filter", "FORWARD", budget)
-    assert len(results) == 1 and results[0].verdict == "ACCEPT"
-    assert results[0].state.prob == pytest.approx(1.0)
+    assert len(results) <= 2 and {r.verdict for r in results} == {"ACCEPT"}    # the policy, reached twice at most
+    assert sum(r.state.prob for r in results) == pytest.approx(1.0)
     assert budget.limit - budget.left <= 3 * n + 2
 
 

@@ -25,11 +25,14 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import CT_UNTRACKED, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key
+from .state import CT_UNTRACKED, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key, with_prob
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
 INDEX_THRESHOLD = 16
+# Below this many results (or states after a table), merging equal ones buys nothing: the final
+# merge of outcomes does the same for a user. Above it, merging keeps the work bounded.
+_MERGE_FROM = 8
 
 
 class ChainResult(NamedTuple):
@@ -101,7 +104,11 @@ class CompiledTable:
         probabilistic rules whose targets continue (LOG, a MARK already set) costs linear,
         not exponential, work; ``budget`` bounds the branches that remain distinct.
         """
-        return _Walk(self, hook, ctx, budget or Budget()).run(st)
+        w = _Walk(self, hook, ctx, budget if budget is not None else Budget())
+        w._advance((), hook, 0, (), st, ())
+        if not w.heap and len(w.results) == 1:       # no fork left waiting: the common case
+            return [w.results[0][1]]
+        return w.run()
 
     def _policy(self, chain_name: str, st: WalkState) -> ChainResult:
         chain = self.chains[chain_name]
@@ -238,8 +245,8 @@ class _Walk:
         self.results: list = []
         self.seq = 0
 
-    def run(self, st: WalkState) -> list[ChainResult]:
-        self._advance((), self.hook, 0, (), st, ())
+    def run(self) -> list[ChainResult]:
+        """Go on with the branches waiting in the heap (the first one ran already), then finish."""
         heap = self.heap
         while heap:
             key = heap[0][0]
@@ -258,9 +265,13 @@ class _Walk:
 
     def _finish(self) -> list[ChainResult]:
         """Results in rule order; equal ones (same verdict, state and stopping rule) merged."""
+        if len(self.results) == 1:
+            return [self.results[0][1]]
         self.results.sort(key=lambda r: r[0])
-        merged = merge_equal([res for _order, res in self.results], _result_key, lambda r: r.state.prob,
-                             lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
+        merged = [res for _order, res in self.results]
+        if len(merged) > _MERGE_FROM:     # few results: the outcomes' own merge does it, cheaper
+            merged = merge_equal(merged, _result_key, lambda r: r.state.prob,
+                                 lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
         return cancel_assumptions(merged, lambda r: _result_key(r)[:2] + _result_key(r)[3:], lambda r: r.state,
                                   lambda r, st: r._replace(state=st))
 
@@ -290,49 +301,53 @@ class _Walk:
                         break
                 if not ok:
                     continue
-                maybe = cr.unknown
-                for tri in cr.maybes:
-                    answer = tri(st)
-                    if answer is False:
-                        ok = False
-                        break
-                    if answer is None:
-                        maybe = True
-                if not ok:
-                    continue
-                if maybe:
-                    # The dumps cannot say whether this rule matches: follow both worlds, each
-                    # remembering what it assumed (the same question gets the same answer later,
-                    # and where both worlds meet again with equal state the assumption is dropped).
-                    decision = (table.name, chain_name, pos, st.pkt, st.mark, st.ctmark)
-                    if (decision, False) in st.assume:
+                if cr.special:
+                    maybe = cr.unknown
+                    for tri in cr.maybes:
+                        answer = tri(st)
+                        if answer is False:
+                            ok = False
+                            break
+                        if answer is None:
+                            maybe = True
+                    if not ok:
                         continue
-                    if (decision, True) not in st.assume:
-                        note = f"{cr.rule.location()} ({table.name}/{chain_name} #{pos + 1})"
-                        miss = add_step(st._replace(assume=st.assume | {(decision, False)}),
-                                        Step(None, None, None, None, "", f"assumed {note} does not match: {cr.why}"))
-                        self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
-                        st = add_step(st._replace(assume=st.assume | {(decision, True)}),
-                                      Step(None, None, None, None, "", f"assumed {note} matches: {cr.why}"))
-                        order = order + (0,)
+                    if maybe:
+                        # The dumps cannot say whether this rule matches: follow both worlds, each
+                        # remembering what it assumed (the same question gets the same answer later,
+                        # and where both worlds meet again with equal state the assumption is dropped).
+                        decision = (table.name, chain_name, pos, st.pkt, st.mark, st.ctmark)
+                        if (decision, False) in st.assume:
+                            continue
+                        if (decision, True) not in st.assume:
+                            note = f"{cr.rule.location()} ({table.name}/{chain_name} #{pos + 1})"
+                            miss = add_step(st._replace(assume=st.assume | {(decision, False)}),
+                                            Step(None, None, None, None, "", f"assumed {note} does not match: {cr.why}"))
+                            self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
+                            st = add_step(st._replace(assume=st.assume | {(decision, True)}),
+                                          Step(None, None, None, None, "", f"assumed {note} matches: {cr.why}"))
+                            order = order + (0,)
+                    if cr.fixed:
+                        st = add_step(st, Step(None, None, None, None, "", f"fresh flow: {cr.fixed}"))
                 if p < 1.0:
                     # A fork: the non-matching side waits at the next rule; the matching side
                     # (first in rule order) goes on here.
-                    miss = st._replace(prob=st.prob * (1.0 - p))
+                    miss = with_prob(st, st.prob * (1.0 - p))
                     if miss.prob > 0.0:
                         self._push(prefix, chain_name, pos + 1, stack, miss, order + (1,))
                     if p <= 0.0:
                         return
-                    st = st._replace(prob=st.prob * p)
+                    st = with_prob(st, st.prob * p)
                     order = order + (0,)
-                if cr.fixed:
-                    st = add_step(st, Step(None, None, None, None, "", f"fresh flow: {cr.fixed}"))
                 kind, *rest = table._apply(cr, st, self.ctx, p, self.hook)
                 if kind == "continue":
                     st = rest[0]
                     continue
                 if kind == "final":
-                    self.budget.spend()
+                    budget = self.budget
+                    budget.left -= 1
+                    if budget.left < 0:
+                        budget.spend(0)          # raises LimitExceeded with the message
                     self.results.append((order, rest[0]))
                     return
                 st = rest[0]

@@ -36,7 +36,7 @@ class CompiledRule:
     maybes: tuple[TriPredicate, ...] = ()
     why: str = ""              # why the answer may be unknown (for the trace step)
     fixed: str = ""            # what a fresh-flow answer assumed (for the trace step)
-
+    special: bool = False      # any of unknown, maybes, fixed: the walker's slow path
 
 def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
     """Turn ``rule``'s matches into predicates, a probability and may-match conditions."""
@@ -81,7 +81,7 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
                 dst_key = match.network
             preds.append(_COMPILERS[kind](match, fib))
     return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key, tuple(maybes),
-                        "; ".join(w for w in whys if w), "; ".join(fixed))
+                        "; ".join(w for w in whys if w), "; ".join(fixed), bool(unknown or maybes or fixed))
 
 
 def _maybe(st: WalkState) -> None:

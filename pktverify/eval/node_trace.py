@@ -233,7 +233,7 @@ class _NodeWalk:
             for st in states:
                 for res in table.walk(hook, st, ctx, self.budget):
                     self._sort(res, name, hook, nxt, finished)
-            states = merge_states(nxt)
+            states = merge_states(nxt) if len(nxt) > 8 else nxt
         return states
 
     def _sort(self, res: ChainResult, table: str, hook: str, nxt: list, finished: list) -> None:

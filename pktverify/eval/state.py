@@ -10,7 +10,7 @@ from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
            "CT_DNAT", "CT_BITS", "Step", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
-           "merge_states", "merge_equal", "Budget", "LimitExceeded", "MAX_BRANCHES"]
+           "merge_states", "merge_equal", "with_prob", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
@@ -49,9 +49,10 @@ class TraceMeta(NamedTuple):
 class WalkState(NamedTuple):
     """Everything that can differ between branches while a packet crosses a node.
 
-    ``steps`` is a cons list, ``(earlier_steps, last_step)`` or ``()``: appending is O(1), so
-    a packet that matches 100k LOG rules costs linear time (a tuple copy per step was
-    quadratic). :func:`steps_tuple` flattens it for an Outcome.
+    ``steps`` is ``()`` or ``(earlier_chunks, tail)``: the last steps as a tuple of at most
+    64, and before them a cons list of full chunks. Appending copies at most 64 references, so
+    a packet that matches 100k LOG rules costs linear time (one growing tuple was quadratic),
+    while the usual handful of steps stays one small tuple. :func:`steps_tuple` flattens it.
     """
     pkt: Packet
     in_iface: str         # "" when there is none (locally generated)
@@ -75,23 +76,40 @@ T = TypeVar("T")
 def add_step(st: WalkState, step: Step) -> WalkState:
     """``st`` with ``step`` appended (the hot path: ~8x cheaper than ``_replace``)."""
     pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade, random_ports, ctmark, assume, meta = st
+    if not steps:
+        steps = ((), (step,))
+    else:
+        chunks, tail = steps
+        steps = (chunks, tail + (step,)) if len(tail) < _CHUNK else ((chunks, tail), (step,))
     return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, exact,
-                                  (steps, step), masquerade, random_ports, ctmark, assume, meta))
+                                  steps, masquerade, random_ports, ctmark, assume, meta))
+
+
+_CHUNK = 64
+
+
+def with_prob(st: WalkState, prob: float) -> WalkState:
+    """``st`` with probability ``prob`` (the fork's hot path: cheaper than ``_replace``)."""
+    return _new_tuple(WalkState, (*st[:5], prob, *st[6:]))
 
 
 def steps_tuple(steps: tuple) -> tuple[Step, ...]:
-    """The cons list ``steps`` as a flat tuple, first step first (iterative: no recursion)."""
-    out = []
-    while steps:
-        steps, step = steps
-        out.append(step)
-    out.reverse()
-    return tuple(out)
+    """``steps`` (see :class:`WalkState`) as a flat tuple, first step first (iterative)."""
+    if not steps:
+        return ()
+    chunks, tail = steps
+    if not chunks:
+        return tail
+    parts = [tail]
+    while chunks:
+        chunks, full = chunks
+        parts.append(full)
+    return tuple(step for part in reversed(parts) for step in part)
 
 
 def last_step(steps: tuple) -> Step | None:
-    """The most recent step of a cons list, or None."""
-    return steps[1] if steps else None
+    """The most recent step, or None."""
+    return steps[1][-1] if steps else None
 
 
 def state_key(st: WalkState) -> tuple:
