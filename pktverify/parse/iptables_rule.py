@@ -192,6 +192,9 @@ class RuleParser:
                 goto = kind == "goto"
                 i += 2
             elif kind == "fragment":
+                if "fragment" in seen_once:
+                    raise RuleSyntaxError("multiple -f flags (iptables allows one)")
+                seen_once.add("fragment")
                 # pktverify's packets are whole (first) fragments: -f never matches, ! -f always does.
                 items.append(m.FixedMatch("fragment", invert, "packets are not fragments (-f)"))
                 i += 1

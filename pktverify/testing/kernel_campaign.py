@@ -192,7 +192,10 @@ def _match(draw, hook: str, proto: str) -> str:
     ``hook`` "USER" is a user chain reached from several hooks: neither -i nor -o.
     """
     neg = draw(st.sampled_from(["", "! "]))
-    choices = ["src", "dst", "mark", "addrtype", "iprange", "ctstate", "comment"]
+    choices = ["src", "dst", "mark", "addrtype", "iprange", "ctstate", "comment", "connmark", "ttl", "pkttype",
+               "limit", "ctdir", "length", "policy", "physdev", "fragment"]
+    if hook in ("OUTPUT", "POSTROUTING"):
+        choices.append("owner")
     if hook not in ("OUTPUT", "POSTROUTING", "USER"):
         choices.append("in")
     if hook not in ("PREROUTING", "INPUT", "USER"):
@@ -221,6 +224,26 @@ def _match(draw, hook: str, proto: str) -> str:
         return f"-m conntrack {neg}--ctstate {draw(st.sampled_from(['NEW', 'DNAT', 'NEW,ESTABLISHED', 'SNAT']))}"
     if kind == "comment":
         return '-m comment --comment "pktverify probe"'
+    if kind == "connmark":
+        return f"-m connmark {neg}--mark {draw(st.sampled_from(['0x5', '0x5/0xf', '0x0/0xff']))}"
+    if kind == "ttl":
+        return f"-m ttl {neg}{draw(st.sampled_from(['--ttl-eq 64', '--ttl-lt 64', '--ttl-gt 63', '--ttl-eq 63']))}"
+    if kind == "pkttype":
+        return f"-m pkttype {neg}--pkt-type {draw(st.sampled_from(['unicast', 'broadcast', 'multicast']))}"
+    if kind == "limit":
+        return f"-m limit --limit {draw(st.sampled_from(['1/hour', '10/sec']))} --limit-burst 1"
+    if kind == "ctdir":
+        return f"-m conntrack {neg}--ctdir {draw(st.sampled_from(['ORIGINAL', 'REPLY']))}"
+    if kind == "length":
+        return f"-m length {neg}--length {draw(st.sampled_from(['0:100', '1000:65535', '20:65535']))}"
+    if kind == "policy":
+        return f"-m policy --dir {draw(st.sampled_from(['in', 'out']))} --pol {draw(st.sampled_from(['none', 'ipsec']))}"
+    if kind == "physdev":
+        return f"-m physdev {neg}--physdev-is-bridged"
+    if kind == "fragment":
+        return f"{neg}-f"
+    if kind == "owner":
+        return f"-m owner {neg}--uid-owner {draw(st.sampled_from(['0', '1000', '0-10']))}"
     if kind in ("dport", "sport"):
         port = draw(st.sampled_from(["80", "443", "8000:9000", "53"]))
         return f"-m {proto} {neg}--{kind} {port}"
@@ -251,10 +274,14 @@ _NAT_USER = ["DNAT --to-destination 192.168.0.41{port}", "REDIRECT", "RETURN"]
 _NAT_POST = ["MASQUERADE", "MASQUERADE --to-ports 20000-20100", "SNAT --to-source 192.168.0.60",
              "SNAT --to-source 192.168.0.60-192.168.0.70", "MASQUERADE --random-fully",
              "SNAT --to-source 10.0.0.60", "RETURN", "ACCEPT"]
-_MANGLE = ["MARK --set-xmark 0x1/0xffffffff", "MARK --or-mark 0x2", "MARK --and-mark 0x0", "ACCEPT", "LOG"]
+_MANGLE = ["MARK --set-xmark 0x1/0xffffffff", "MARK --or-mark 0x2", "MARK --and-mark 0x0", "ACCEPT", "LOG",
+           "CONNMARK --set-mark 0x5", "CONNMARK --save-mark", "CONNMARK --restore-mark", "TTL --ttl-dec 1",
+           "TTL --ttl-set 1", "CHECKSUM --checksum-fill"]
 _FILTER = ["ACCEPT", "DROP", "REJECT", "REJECT --reject-with icmp-host-prohibited", "REJECT --reject-with tcp-reset",
            "PV-FILTER", "goto PV-FILTER", "LOG"]
 _FILTER_USER = ["RETURN", "DROP", "ACCEPT", "REJECT", "MARK --set-mark 0x4"]
+_RAW = ["CT --notrack", "ACCEPT", "DROP", "TRACE"]
+_SECURITY = ["ACCEPT", "DROP", "LOG"]
 
 
 @st.composite
@@ -263,6 +290,8 @@ def rule_sets(draw, client: str) -> str:
     def rules(chain, hook, targets, max_size=3):
         return draw(st.lists(_rule(chain, hook, targets), max_size=max_size))
 
+    raw = rules("PREROUTING", "PREROUTING", _RAW, 1) + rules("OUTPUT", "OUTPUT", _RAW, 1)
+    security = rules("FORWARD", "FORWARD", _SECURITY, 1) + rules("OUTPUT", "OUTPUT", _SECURITY, 1)
     mangle = rules("PREROUTING", "PREROUTING", _MANGLE, 2) + rules("OUTPUT", "OUTPUT", _MANGLE, 1)
     nat = (rules("PREROUTING", "PREROUTING", _NAT_PRE) + rules("OUTPUT", "OUTPUT", _NAT_PRE)
            + rules("PV-NAT", "USER", _NAT_USER, 2) + rules("POSTROUTING", "POSTROUTING", _NAT_POST))
@@ -274,7 +303,10 @@ def rule_sets(draw, client: str) -> str:
     policies = {c: draw(st.sampled_from(["ACCEPT", "ACCEPT", "DROP"])) for c in ("INPUT", "FORWARD", "OUTPUT")}
     if client == "node":
         policies["INPUT"] = "ACCEPT"
-    return ("*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+    return ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + "".join(r + "\n" for r in raw) + "COMMIT\n"
+            "*security\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            + "".join(r + "\n" for r in security) + "COMMIT\n"
+            "*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
             ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n" + "".join(r + "\n" for r in mangle) + "COMMIT\n"
             "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
             ":PV-NAT - [0:0]\n" + "".join(r + "\n" for r in nat) + "COMMIT\n"
