@@ -14,8 +14,8 @@ has ~40k chains, and a set per chain costs more than the rest of the check.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, IfaceMatch, Jump, Masquerade, Netmap, NoOp, NoTrack,
-                           OwnerMatch, Redirect, Reject, RpFilterMatch, Rule, Ruleset, SetTtl, Snat, Table, Tproxy,
+from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, FixedMatch, IfaceMatch, Jump, Masquerade, Netmap, NoOp,
+                           NoTrack, OwnerMatch, Redirect, Reject, RpFilterMatch, Rule, Ruleset, SetTtl, Snat, Table, Tproxy,
                            Verdict)
 
 __all__ = ["check_ruleset", "chain_hooks"]
@@ -164,6 +164,16 @@ def _check_hooks(rule: Rule, hooks: int) -> None:
     for match in rule.matches:
         kind = type(match)
         allowed = _MATCH_HOOKS.get(kind)
+        if kind is FixedMatch and match.module.startswith("policy --dir"):
+            # xt_policy: an input policy is not valid from POSTROUTING/OUTPUT, an output one from
+            # PREROUTING/INPUT.
+            allowed = _mask("PREROUTING", "INPUT", "FORWARD") if match.module.endswith("in") else \
+                _mask("FORWARD", "OUTPUT", "POSTROUTING")
+            if hooks & ~allowed:
+                raise InputError(rule.source, rule.line, f"-m {match.module} is only valid from "
+                                 f"{'/'.join(_names(allowed))}, but this chain is reached from "
+                                 f"{', '.join(sorted(_names(hooks & ~allowed)))}", rule.text)
+            continue
         if allowed is not None and hooks & ~allowed:
             raise InputError(rule.source, rule.line,
                              f"-m {'owner' if kind is OwnerMatch else 'rpfilter'} is only valid from "

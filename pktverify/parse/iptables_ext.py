@@ -308,6 +308,8 @@ def _length(module, proto) -> list:
 def _ttl(module, proto) -> list:
     out = []
     for opt, (vals, inv) in _opts(module).items():
+        if inv and opt != "--ttl-eq":
+            raise ExtSyntaxError(f"ttl: option {opt} cannot be inverted (write the other comparison)")
         n = _u(vals[0], opt, 255)
         ranges = {"--ttl-eq": ((n, n),), "--ttl-lt": ((0, n - 1),) if n else (), "--ttl-gt": ((n + 1, 255),)}[opt]
         out.append(m.FactMatch("ttl", "ttl", ranges, invert=inv))
@@ -367,7 +369,9 @@ def _policy(module, proto) -> list:
     pol = o["--pol"][0][0]
     if pol not in ("none", "ipsec") or o["--dir"][0][0] not in ("in", "out"):
         raise ExtSyntaxError("-m policy: --dir in|out, --pol none|ipsec")
-    return [m.FixedMatch("policy", pol == "none", "policy: no IPsec policy applies (none are modelled)")]
+    direction = o["--dir"][0][0]
+    return [m.FixedMatch(f"policy --dir {direction}", pol == "none",
+                         "policy: no IPsec policy applies (none are modelled)")]
 
 
 def _devgroup(module, proto) -> list:
@@ -422,6 +426,8 @@ def conntrack_extra(module, proto) -> list:
             # matches (and ! --ctstatus NONE always does): checked against the kernel.
             out.append(m.FactMatch("conntrack", "ctstatus_any", ((1, 1),), bits, inv))
         elif opt == "--ctdir":
+            if inv:
+                raise ExtSyntaxError('conntrack: option "--ctdir" cannot be inverted')
             if text not in ("ORIGINAL", "REPLY"):
                 raise ExtSyntaxError("--ctdir is ORIGINAL or REPLY")
             value = 1 if text == "REPLY" else 0

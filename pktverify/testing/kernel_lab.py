@@ -364,7 +364,8 @@ def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dic
     """The kernel's verdict from what was seen: conntrack's entry, the peers' captures, the client's error."""
     proto_num = 6 if proto == "tcp" else 17
     arrived = []            # peers that received the (post-NAT) probe itself
-    untracked = None        # without a conntrack entry (NOTRACK): the probe as a peer received it
+    untracked = None        # without a conntrack entry (NOTRACK): the probe as a peer received it (the sniffers
+                            # see only incoming packets, so the client's own peer counts when it comes back)
     answered = ""           # what the client received back
     for peer, text in seen.items():
         for line in text.splitlines():
@@ -374,7 +375,7 @@ def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dic
                 if first:
                     arrived.append(peer)
                     continue
-            if post_nat is None and peer != client and rec["proto"] == proto_num and first \
+            if post_nat is None and rec["proto"] == proto_num and first \
                     and (rec["src"], rec["sport"]) == (src, sport) and untracked is None:
                 untracked = ((rec["src"], rec["sport"], rec["dst"], rec["dport"]), peer)
                 continue
