@@ -124,13 +124,17 @@ class _NodeWalk:
             return
         if result.kind != "unicast":
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
-            finished.append(self._end(st, verdict, reason, route_step=f"route: {reason}"))
+            st = self._with_step(st, f"route: {reason}")
+            if verdict == "reject":
+                self._answer_or_not(st, reason, _ROUTE_ICMP[result.kind], finished)
+            else:
+                finished.append(self._end(st, verdict, reason))
             return
         if self.fib.is_interface_address(pkt.src):
             finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
             return
         if pkt.ttl <= 1:
-            finished.append(self._end(st, "reject", "TTL exceeded in transit (ICMP time exceeded)"))
+            self._answer_or_not(st, "TTL exceeded in transit (ICMP time exceeded)", (11, 0), finished)
             return
         route = result.route
         st = self._with_step(st, f"route: {self.fib.route_text(route)} → forward out {route.dev}")
@@ -258,7 +262,18 @@ class _NodeWalk:
                    else "unknown target may have stopped the packet")
             finished.append(self._end(st, "drop", why))
 
-    def _reject_answer(self, st: WalkState, with_: str) -> list[tuple[bool, WalkState, str]]:
+    def _answer_or_not(self, st: WalkState, why: str, icmp: tuple[int, int], finished: list) -> None:
+        """The kernel's own ICMP error (routing refused the packet, or its TTL ran out): a locally
+        generated packet that crosses OUTPUT like REJECT's answer, where a rule or policy can stop
+        it (then the sender sees a drop)."""
+        for answered, out, note in self._reject_answer(st, "", icmp=icmp):
+            if answered:
+                finished.append(self._end(out, "reject", why))
+            else:
+                finished.append(self._end(out, "drop", f"{why}, but the ICMP error was stopped: {note}"))
+
+    def _reject_answer(self, st: WalkState, with_: str, *,
+                       icmp: tuple[int, int] | None = None) -> list[tuple[bool, WalkState, str]]:
         """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not)].
 
         The kernel sends it as a locally generated packet: it crosses OUTPUT
@@ -286,7 +301,8 @@ class _NodeWalk:
                 src = route.route.prefsrc
             else:
                 src = self.fib.masquerade_source(dev or "", route.next_hop or pkt.src) or 0
-            answer = Packet(ICMP, src, pkt.src, 0, 0, 0, 3, _ICMP_CODES.get(with_, 3))
+            kind, code = icmp if icmp is not None else (3, _ICMP_CODES.get(with_, 3))
+            answer = Packet(ICMP, src, pkt.src, 0, 0, 0, kind, code)
         states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, ())]
         out: list[tuple[bool, WalkState, str]] = []
         for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
@@ -386,6 +402,9 @@ def _stopped_at(table: str, hook: str, st: WalkState) -> str:
         return f"{table}/{hook}"
     return f"{table}/{last.chain} {'policy' if last.rule_index is None else f'#{last.rule_index}'}"
 
+
+# The ICMP error the kernel itself sends when routing refuses a forwarded packet: (type, code).
+_ROUTE_ICMP = {"unreachable-net": (3, 0), "unreachable": (3, 1), "prohibit": (3, 13), "throw": (3, 0)}
 
 # ICMP destination-unreachable codes of REJECT --reject-with.
 _ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-proto-unreachable": 2,

@@ -95,6 +95,9 @@ EXTENSIONS = [
     # TTL target: set to 1, then forwarding answers time-exceeded
     (table("mangle", "-A PREROUTING -j TTL --ttl-set 1"), "pod", "tcp", 41033, "192.168.0.40", 80),
     (table("mangle", "-A PREROUTING -j TTL --ttl-inc 1"), "pod", "udp", 41034, "192.168.0.40", 53),
+    # ... and the kernel's own ICMP error crosses OUTPUT, where a DROP policy silences it (campaign seed 2026)
+    (table("mangle", "-A PREROUTING -j TTL --ttl-set 1") + table("filter", chains=":OUTPUT DROP [0:0]\n"),
+     "pod", "tcp", 41052, "192.168.0.40", 80),
     # the security table, after filter
     (table("security", "-A FORWARD -p tcp --dport 80 -j DROP"), "pod", "tcp", 41035, "192.168.0.40", 80),
     (table("filter", "-A FORWARD -p tcp -j ACCEPT") + table("security", "-A FORWARD -p tcp -j DROP"),
