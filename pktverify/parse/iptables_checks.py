@@ -161,10 +161,14 @@ def _check_hooks(rule: Rule, hooks: int) -> None:
         raise InputError(rule.source, rule.line,
                          f"{name} is only valid from {'/'.join(_names(allowed))},"
                          f" but this chain is reached from {', '.join(sorted(_names(hooks & ~allowed)))}", rule.text)
+    # The hooks of owner, rpfilter and policy are checked for rules in the built-in chains only:
+    # nf_tables' iptables does not check them in user chains (the kernel lab loads `-m policy
+    # --dir in` in a chain reached from OUTPUT), and there they simply do not match as they would.
+    base = rule.chain in _HOOKS
     for match in rule.matches:
         kind = type(match)
-        allowed = _MATCH_HOOKS.get(kind)
-        if kind is FixedMatch and match.module.startswith("policy --dir"):
+        allowed = _MATCH_HOOKS.get(kind) if base else None
+        if kind is FixedMatch and match.module.startswith("policy --dir") and base:
             # xt_policy: an input policy is not valid from POSTROUTING/OUTPUT, an output one from
             # PREROUTING/INPUT.
             allowed = _mask("PREROUTING", "INPUT", "FORWARD") if match.module.endswith("in") else \
