@@ -82,6 +82,7 @@ class CompiledTable:
         asks the node anything (no ``addrtype``) compiles the same everywhere and is reused."""
         self.name = table.name
         self.fib = fib
+        self._forks: dict[str, bool] = {}
         self.chains = {}
         for name, chain in table.chains.items():
             compiled = shared.get(id(chain)) if shared is not None else None
@@ -104,11 +105,70 @@ class CompiledTable:
         probabilistic rules whose targets continue (LOG, a MARK already set) costs linear,
         not exponential, work; ``budget`` bounds the branches that remain distinct.
         """
+        if not self._can_fork(hook):
+            return [self._straight(hook, st, ctx)]
         w = _Walk(self, hook, ctx, budget if budget is not None else Budget())
         w._advance((), hook, 0, (), st, ())
         if not w.heap and len(w.results) == 1:       # no fork left waiting: the common case
             return [w.results[0][1]]
         return w.run()
+
+    def _can_fork(self, hook: str) -> bool:
+        """Whether a walk from ``hook`` can meet a probabilistic or may-match rule (cached)."""
+        forks = self._forks.get(hook)
+        if forks is None:
+            seen, todo = {hook}, [hook]
+            forks = False
+            while todo and not forks:
+                for cr in self.chains[todo.pop()].rules:
+                    if cr.probability < 1.0 or cr.special:
+                        forks = True
+                        break
+                    target = cr.rule.target
+                    if type(target) is m.Jump and target.chain not in seen and target.chain in self.chains:
+                        seen.add(target.chain)
+                        todo.append(target.chain)
+            self._forks[hook] = forks
+        return forks
+
+    def _straight(self, hook: str, st: WalkState, ctx) -> ChainResult:
+        """The walk of a hook whose chains cannot fork: one branch, no worklist (the hot path
+        of most tables; :class:`_Walk` is the general case and gives the same result)."""
+        chains = self.chains
+        chain_name, start, stack = hook, 0, ()
+        while True:
+            chain = chains[chain_name]
+            rules = chain.rules
+            order_ix = chain.candidates(st.pkt.dst)
+            positions = range(start, len(rules)) if order_ix is None else order_ix[bisect_left(order_ix, start):]
+            for pos in positions:
+                cr = rules[pos]
+                for pred in cr.preds:
+                    if not pred(st):
+                        break
+                else:
+                    kind, *rest = self._apply(cr, st, ctx, 1.0, hook)
+                    st = rest[0]
+                    if kind == "continue":
+                        continue
+                    if kind == "final":
+                        return st
+                    if kind == "jump":
+                        stack = stack + ((chain_name, pos + 1),)
+                        chain_name, start = rest[1], 0
+                    elif kind == "goto":
+                        chain_name, start = rest[1], 0
+                    elif not stack:      # RETURN from the built-in chain or a chain it went to by -g
+                        return self._policy(hook, st)
+                    else:
+                        (chain_name, start), stack = stack[-1], stack[:-1]
+                    break
+            else:
+                if chain.builtin:
+                    return self._policy(chain_name, st)
+                if not stack:
+                    return self._policy(hook, st)
+                (chain_name, start), stack = stack[-1], stack[:-1]
 
     def _policy(self, chain_name: str, st: WalkState) -> ChainResult:
         chain = self.chains[chain_name]

@@ -66,6 +66,11 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
             fixed.append(match.why)
             if not match.matches:
                 preds.append(_never)
+            elif match.burst == 1:
+                # One token: a second packet of the trace through this rule (REJECT's answer
+                # walking OUTPUT again) finds the bucket empty.
+                where = (rule.table, rule.chain, rule.index)
+                preds.append(lambda st, where=where: st.meta is None or where not in st.meta.spent)
         elif kind is m.LengthMatch:
             maybes.append(compile_length(match, fib))
             whys.append("-m length: the first packet's size is a range")

@@ -92,7 +92,7 @@ class _NodeWalk:
         self.tables = tracer.tables
         self._known = known
         self._start = start
-        where = f" on node {tracer.node.name}" if tracer.node.name else ""
+        where = f" on node {tracer.node.name}" if tracer.node.name not in ("", "node") else ""
         self.budget = Budget(tracer.max_branches, where)
 
     # ------------------------------------------------------------ paths
@@ -303,7 +303,11 @@ class _NodeWalk:
                 src = self.fib.masquerade_source(dev or "", route.next_hop or pkt.src) or 0
             kind, code = icmp if icmp is not None else (3, _ICMP_CODES.get(with_, 3))
             answer = Packet(ICMP, src, pkt.src, 0, 0, 0, kind, code)
-        states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, ())]
+        # The answer is a second packet through the same rules: a one-token limit the packet used
+        # is empty for it (found by the kernel campaign, seed 4242).
+        spent = frozenset((s.table, s.chain, s.rule_index) for s in steps_tuple(st.steps) if s.rule_index is not None)
+        meta = TraceMeta(answer, False, 0, 0, spent=spent)
+        states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
         out: list[tuple[bool, WalkState, str]] = []
         for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
                            ("POSTROUTING", "mangle")):

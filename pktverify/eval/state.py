@@ -44,6 +44,8 @@ class TraceMeta(NamedTuple):
     gid: int | None = 0
     physdev_in: str = ""
     physdev_out: str = ""
+    spent: frozenset = frozenset()   # rules (table, chain, index) whose one-token limit an earlier
+                                     # packet of this trace used up (REJECT's answer after the packet)
 
 
 class WalkState(NamedTuple):

@@ -195,6 +195,8 @@ class FixedMatch:
     module: str
     matches: bool
     why: str
+    burst: int = 0        # limit: tokens in a full bucket (a second packet of the trace through the
+                          # same rule finds it empty when this is 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,7 +213,7 @@ def _limit(module, proto) -> list:
     if burst == 0:
         raise ExtSyntaxError("--limit-burst must be at least 1")
     return [m.FixedMatch("limit", not _one_invert(module),
-                         "limit: the first packet of a fresh flow finds the bucket full")]
+                         "limit: the first packet of a fresh flow finds the bucket full", burst)]
 
 
 def _hashlimit(module, proto) -> list:
