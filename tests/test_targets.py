@@ -230,3 +230,13 @@ def test_goto_chain_ending_applies_the_builtin_policy(user_chain):
     t = tracer(tables(filter=f":FORWARD DROP [0:0]\n:PV - [0:0]\n{user_chain}\n-A FORWARD -g PV\n-A FORWARD -j ACCEPT"))
     out = only(t.trace(pkt("10.0.0.9", "192.168.0.9"), in_iface="cni0"))
     assert out.verdict == "drop" and "FORWARD policy" in out.reason
+
+
+def test_one_token_limit_used_by_the_packet_is_empty_for_rejects_answer():
+    # Kernel campaign seed 4242: the REJECT answer walks OUTPUT again; with --limit-burst 1 the
+    # packet took the only token, so the limit rule does not match the answer and it gets out.
+    rule = "-A OUTPUT -m limit --limit 10/sec --limit-burst {} -j REJECT --reject-with icmp-host-prohibited"
+    one = tracer(tables(filter=rule.format(1))).trace(pkt("192.168.0.2", "10.96.0.10", 443))
+    assert [o.verdict for o in one.outcomes] == ["reject"]
+    two = tracer(tables(filter=rule.format(2))).trace(pkt("192.168.0.2", "10.96.0.10", 443))
+    assert [o.verdict for o in two.outcomes] == ["drop"] and "answer was stopped" in two.outcomes[0].reason

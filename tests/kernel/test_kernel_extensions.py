@@ -78,6 +78,11 @@ EXTENSIONS = [
      "192.168.0.40", 80),
     (table("filter", "-A FORWARD -p tcp -m connlimit --connlimit-above 0 -j DROP"), "pod", "tcp", 41024,
      "192.168.0.40", 80),
+    # a one-token limit used by the packet is empty for REJECT's answer (campaign seed 4242)
+    (table("filter", "-A OUTPUT -m limit --limit 10/sec --limit-burst 1 -j REJECT --reject-with icmp-host-prohibited"),
+     "node", "tcp", 41053, "192.168.0.40", 443),
+    (table("filter", "-A OUTPUT -m limit --limit 10/sec --limit-burst 2 -j REJECT --reject-with icmp-host-prohibited"),
+     "node", "tcp", 41054, "192.168.0.40", 443),
     (table("filter", "-A FORWARD -m policy --dir in --pol none -j DROP"), "pod", "tcp", 41025, "192.168.0.40", 80),
     (table("filter", "-A FORWARD -m helper --helper ftp -j DROP"), "pod", "tcp", 41026, "192.168.0.40", 21),
     # rpfilter: the pod's source is routed back out of cni0 (strict passes); lan's too
