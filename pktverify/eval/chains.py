@@ -325,15 +325,17 @@ class _Walk:
 
     def _finish(self) -> list[ChainResult]:
         """Results in rule order; equal ones (same verdict, state and stopping rule) merged."""
-        if len(self.results) == 1:
-            return [self.results[0][1]]
-        self.results.sort(key=lambda r: r[0])
-        merged = [res for _order, res in self.results]
+        results = self.results
+        if len(results) == 1:
+            return [results[0][1]]
+        results.sort(key=_first_item)
+        merged = [res for _order, res in results]
         if len(merged) > _MERGE_FROM:     # few results: the outcomes' own merge does it, cheaper
-            merged = merge_equal(merged, _result_key, lambda r: r.state.prob,
-                                 lambda r, p, _first: r._replace(state=r.state._replace(prob=p)))
-        return cancel_assumptions(merged, lambda r: _result_key(r)[:2] + _result_key(r)[3:], lambda r: r.state,
-                                  lambda r, st: r._replace(state=st))
+            merged = merge_equal(merged, _result_key, _result_prob, _result_with_prob)
+        for res in merged:
+            if res.state.assume:
+                return cancel_assumptions(merged, _result_place, _result_state, _result_with_state)
+        return merged
 
     def _advance(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState,
                  order: tuple) -> None:
@@ -433,6 +435,31 @@ class _Walk:
                 self.results.append((order, table._policy(self.hook, st)))
                 return
             (chain_name, start, prefix), stack = stack[-1], stack[:-1]
+
+
+def _first_item(item: tuple):
+    return item[0]
+
+
+def _result_prob(res: ChainResult) -> float:
+    return res.state.prob
+
+
+def _result_with_prob(res: ChainResult, prob: float, _first: ChainResult) -> ChainResult:
+    return res._replace(state=res.state._replace(prob=prob))
+
+
+def _result_place(res: ChainResult) -> tuple:
+    key = _result_key(res)
+    return key[:2] + key[3:]
+
+
+def _result_state(res: ChainResult) -> WalkState:
+    return res.state
+
+
+def _result_with_state(res: ChainResult, st: WalkState) -> ChainResult:
+    return res._replace(state=st)
 
 
 def _result_key(res: ChainResult) -> tuple:
