@@ -310,16 +310,23 @@ class _Walk:
         heap = self.heap
         while heap:
             key = heap[0][0]
-            group = []
-            while heap and heap[0][0] == key:
-                group.append(heappop(heap))
-            for entry in _merge_entries(group):
-                _key, order, _seq, prefix, chain_name, start, stack, st = entry
+            entry = heappop(heap)
+            if heap and heap[0][0] == key:        # several branches at one program point: merge
+                group = [entry]
+                while heap and heap[0][0] == key:
+                    group.append(heappop(heap))
+                entries = _merge_entries(group)
+            else:
+                entries = (entry,)
+            for _key, order, _seq, prefix, chain_name, start, stack, st in entries:
                 self._advance(prefix, chain_name, start, stack, st, order)
         return self._finish()
 
     def _push(self, prefix: tuple, chain_name: str, start: int, stack: tuple, st: WalkState, order: tuple) -> None:
-        self.budget.spend()
+        budget = self.budget
+        budget.left -= 1
+        if budget.left < 0:
+            budget.spend(0)          # raises LimitExceeded with the message
         self.seq += 1
         heappush(self.heap, (prefix + (start,), order, self.seq, prefix, chain_name, start, stack, st))
 

@@ -92,7 +92,7 @@ class Fib:
             text = self._texts[id(route)] = route.describe()
         return text
 
-    def lookup(self, ip: int, oif: str | None = None, *, src: int = 0, mark: int = 0, iif: str = "lo") -> RouteResult:
+    def lookup(self, ip: int, oif: str | None = None, src: int = 0, mark: int = 0, iif: str = "lo") -> RouteResult:
         """Route ``ip``; ``oif`` restricts unicast routes to that device (as SO_BINDTODEVICE).
 
         With policy rules (``ip rule``), the rules are tried in priority order with the packet's

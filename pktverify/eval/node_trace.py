@@ -50,6 +50,8 @@ class NodeTracer:
         with cyclic_gc_paused():
             self.tables = {name: CompiledTable(table, self.fib, shared_chains)
                            for name, table in node.ruleset.tables.items()}
+        # Per hook and list of tables, the tables whose walk can change something (not empty).
+        self.active: dict[tuple, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
@@ -92,8 +94,8 @@ class _NodeWalk:
         self.tables = tracer.tables
         self._known = known
         self._start = start
-        where = f" on node {tracer.node.name}" if tracer.node.name not in ("", "node") else ""
-        self.budget = Budget(tracer.max_branches, where)
+        self.budget = Budget(tracer.max_branches, tracer.node.name)
+        self._active = tracer.active
 
     # ------------------------------------------------------------ paths
     def _from_wire(self, st: WalkState, finished: list) -> None:
@@ -114,7 +116,7 @@ class _NodeWalk:
         if martian:
             finished.append(self._end(st, "drop", martian, route_step=martian))
             return
-        result = self.fib.lookup(pkt.dst, src=pkt.src, mark=st.mark, iif=st.in_iface)
+        result = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
         if result.kind in ("local", "broadcast"):
             if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
                 finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
@@ -171,7 +173,7 @@ class _NodeWalk:
             if s.out_iface == "lo":
                 self._loopback(s, finished)
             else:
-                result = self.fib.lookup(s.pkt.dst, src=s.pkt.src, mark=s.mark)
+                result = self.fib.lookup(s.pkt.dst, None, s.pkt.src, s.mark)
                 route = result.route
                 next_hop = route.gateway if route and route.gateway is not None else s.pkt.dst
                 self._postrouting([s], next_hop, finished)
@@ -190,7 +192,7 @@ class _NodeWalk:
         if initial and (is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST or is_zeronet(pkt.src)):
             finished.append(self._end(st, "drop", "invalid source address for a local socket (EINVAL)"))
             return None
-        result: RouteResult = self.fib.lookup(pkt.dst, src=pkt.src, mark=st.mark)   # iif lo: locally generated
+        result: RouteResult = self.fib.lookup(pkt.dst, None, pkt.src, st.mark)   # iif lo: locally generated
         if result.kind in ("local", "broadcast"):
             return self._with_step(st._replace(out_iface="lo"), f"route: {self.fib.route_text(result.route)} → local via lo"), result
         if result.kind != "unicast":
@@ -229,10 +231,13 @@ class _NodeWalk:
 
     def _tables(self, hook: str, names: tuple[str, ...], states: list[WalkState],
                 finished: list, ctx: NatContext | None = None) -> list[WalkState]:
-        for name in names:
+        active = self._active.get((hook, names))
+        if active is None:
+            active = self._active[(hook, names)] = tuple(n for n in names if not self.tables[n].is_empty(hook))
+        for name in active:
             table = self.tables[name]
-            if table.is_empty(hook) or not states:
-                continue
+            if not states:
+                break
             nxt: list[WalkState] = []
             for st in states:
                 for res in table.walk(hook, st, ctx, self.budget):

@@ -162,15 +162,16 @@ class LimitExceeded(PktverifyError):
 
 class Budget:
     """How many more branch states one trace may create (``--max-branches``)."""
-    __slots__ = ("left", "limit", "where")
+    __slots__ = ("left", "limit", "node")
 
-    def __init__(self, limit: int = MAX_BRANCHES, where: str = "") -> None:
+    def __init__(self, limit: int = MAX_BRANCHES, node: str = "") -> None:
         self.left = self.limit = limit
-        self.where = where
+        self.node = node
 
     def spend(self, n: int = 1) -> None:
         self.left -= n
         if self.left < 0:
+            where = f" on node {self.node}" if self.node not in ("", "node") else ""
             raise LimitExceeded(
-                f"a packet{self.where} has more than {self.limit:,} distinct branches (probabilistic or unknown "
+                f"a packet{where} has more than {self.limit:,} distinct branches (probabilistic or unknown "
                 f"rules whose outcomes differ, e.g. marks); raise the limit with --max-branches N")
