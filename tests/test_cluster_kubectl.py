@@ -96,3 +96,24 @@ def test_kubectl_node_without_dumps_names_the_line(tmp_path, capsys):
     err = capsys.readouterr().err
     line = next(n for n, text in enumerate(path.read_text().split("\n"), 1) if '"node3"' in text)
     assert err.startswith(f"pktverify: {path}:{line}: node node3 has no routes dump"), err
+
+
+def test_ipv6_and_unmodelled_objects_are_notes_not_errors(tmp_path, capsys):
+    path = kubectl_dump(tmp_path)
+    doc = json.loads(path.read_text())
+    pod = _pod("v6-only", "node2", "fd00::5", {"app": "v6"})
+    dual = _pod("dual", "node3", "fd00::7", {"app": "dual"})
+    dual["status"]["podIPs"] = [{"ip": "fd00::7"}, {"ip": "10.1.30.9"}]
+    doc["items"] += [pod, dual,
+                     {"kind": "Service", "metadata": {"name": "v6svc", "namespace": "default"},
+                      "spec": {"clusterIP": "fd00::10", "clusterIPs": ["fd00::10"], "ports": [{"port": 80}]}},
+                     {"kind": "NetworkPolicy", "metadata": {"name": "deny", "namespace": "default"}, "spec": {}}]
+    path.write_text(json.dumps(doc))
+    cluster = load_kubectl_cluster(path, cluster_cidr="10.1.0.0/16", service_cidr="10.152.183.0/24")
+    assert "default/dual" in cluster.pods_by_key and "default/v6-only" not in cluster.pods_by_key
+    assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24",
+                 "--format", "json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["invariants"][0]["notes"]
+    assert any("v6-only" in n and "IPv6" in n for n in notes)
+    assert any("v6svc" in n for n in notes) and any("headless" in n for n in notes)
+    assert any("NetworkPolicy" in n for n in notes)

@@ -100,6 +100,7 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
             results[1].notes.append(f"every flow checked one by one: {classes.unsound_reason}")
             classes = None
     pod_ip_uniqueness(cluster, results[0])
+    results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)]
     tasks += [(2, t) for t in service_tasks(cluster, walker, classes)]
     tasks += [(3, t) for t in routing_tasks(cluster, walker)]

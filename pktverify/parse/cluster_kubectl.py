@@ -54,7 +54,8 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
         raise doc.error("no Node objects: run kubectl get nodes,pods,services,endpointslices -A -o json")
     node_ips = {n.ip for n, _item in nodes}
     node_names = {n.name for n, _item in nodes}
-    pods = _unique([p for p in (_pod(item, node_ips, node_names) for item in by_kind.get("Pod", [])) if p],
+    notes: list[str] = []          # what the input holds that is not modelled
+    pods = _unique([p for p in (_pod(item, node_ips, node_names, notes) for item in by_kind.get("Pod", [])) if p],
                    "Pod")
     slices: dict[tuple[str, str], list[JsonNode]] = {}
     for s in by_kind.get("EndpointSlice", []):
@@ -63,10 +64,14 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
         if svc:
             slices.setdefault((meta.str("namespace", default="default"), svc), []).append(s)
     pod_keys = {p.key for p, _item in pods}
-    services = _unique([s for s in (_service(item, slices, pod_keys) for item in by_kind.get("Service", [])) if s],
-                       "Service")
+    services = _unique([s for s in (_service(item, slices, pod_keys, notes) for item in by_kind.get("Service", []))
+                        if s], "Service")
+    notes = list(dict.fromkeys(notes))
+    for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
+        notes.append(f"{len(by_kind[kind])} {kind} object(s) not modelled (NetworkPolicy, Ingress, ... are not "
+                     "checked)")
     return ClusterSpec(str(path), cidr, svc_cidr, "iptables", "direct", tuple(n for n, _ in nodes),
-                       tuple(p for p, _ in pods), tuple(s for s, _ in services))
+                       tuple(p for p, _ in pods), tuple(s for s, _ in services), {"notes": notes})
 
 
 def _cidr_argument(option: str, text: str) -> tuple[int, int]:
@@ -153,13 +158,20 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
                     rules=str(rules) if rules.is_file() else None), item
 
 
-def _pod(item: JsonNode, node_ips: set[int], node_names: set[str]) -> tuple[PodSpec, JsonNode] | None:
+def _pod(item: JsonNode, node_ips: set[int], node_names: set[str], notes: list[str]) -> tuple[PodSpec, JsonNode] | None:
     meta, name, ns = _meta(item, "pod name")
     spec, status = item.obj("spec"), item.obj("status")
     if not status.has("podIP") or spec.bool("hostNetwork", default=False):
         return None                   # not running yet, or the node's own network namespace
+    text = status.str("podIP")
+    if ":" in text:                   # dual stack lists the IPv4 address in podIPs; IPv6-only: skipped
+        v4 = [a.str("ip") for a in status.list("podIPs") if a.has("ip") and ":" not in a.str("ip")]
+        if not v4:
+            notes.append(f"pod {ns}/{name} has only IPv6 addresses ({text}): skipped (pktverify models IPv4)")
+            return None
+        text = v4[0]
     try:
-        ip = parse_ip(status.str("podIP"))
+        ip = parse_ip(text)
     except AddressError as exc:
         raise status.child("podIP").error(f"pod {ns}/{name}: {exc}") from None
     if ip in node_ips:
@@ -198,12 +210,19 @@ def _labels(meta: JsonNode, key: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
-def _service(item: JsonNode, slices: dict, pod_keys: set[str]) -> tuple[ServiceSpec, JsonNode] | None:
+def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str]) -> tuple[ServiceSpec, JsonNode] | None:
     meta, name, ns = _meta(item, "service name")
     spec = item.obj("spec")
     cip = spec.str("clusterIP")
     if not cip or cip == "None":
-        return None                   # headless: no ClusterIP to check
+        notes.append(f"service {ns}/{name} is headless (no ClusterIP): not checked")
+        return None
+    if ":" in cip:                    # IPv6 primary family: use an IPv4 ClusterIP when there is one
+        v4 = [c.value for c in spec.list("clusterIPs") if isinstance(c.value, str) and ":" not in c.value]
+        if not v4:
+            notes.append(f"service {ns}/{name} has only IPv6 ClusterIPs ({cip}): skipped (pktverify models IPv4)")
+            return None
+        cip = v4[0]
     try:
         cluster_ip = parse_ip(cip)
     except AddressError as exc:
@@ -257,6 +276,7 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str]) -> tuple[ServiceS
                     ip = parse_ip(text)
                 except AddressError as exc:
                     if ":" in text:     # IPv6 (dual-stack): not modelled, skipped
+                        notes.append(f"service {ns}/{name}: IPv6 endpoint {text} skipped (pktverify models IPv4)")
                         continue
                     raise addr.error(f"service {ns}/{name}: {exc}") from None
                 if ip not in ips:
