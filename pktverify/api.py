@@ -31,14 +31,15 @@ def _tracer(node: NodeState) -> NodeTracer:
 
 def trace(node: NodeState, packet: Packet, *, in_iface: str | None = None,
           conntrack: ConntrackTable | None = None, max_branches: int = MAX_BRANCHES, uid: int = 0, gid: int = 0,
-          physdev_in: str = "", physdev_out: str = "") -> Trace:
+          physdev_in: str = "", physdev_out: str = "", at: int | None = None) -> Trace:
     """Return every outcome of ``packet`` on ``node``.
 
     ``in_iface`` is the interface it arrives on; None means generated on the
     node itself. ``conntrack`` holds known connections (see :class:`ConntrackTable`).
     ``max_branches`` bounds the distinct branches of the walk (LimitExceeded past it).
     ``uid``/``gid``: the owner of a locally generated packet's socket (``-m owner``);
-    ``physdev_in``/``physdev_out``: the bridge ports of a bridged packet (``-m physdev``).
+    ``physdev_in``/``physdev_out``: the bridge ports of a bridged packet (``-m physdev``);
+    ``at``: the time (UTC epoch seconds) for ``-m time``; None: it may match.
 
     >>> node = load_node(iptables="rules/node/iptables-save.txt", addrs="rules/node/ip-addr.json",
     ...                  routes="rules/node/ip-route.txt")                        # doctest: +SKIP
@@ -47,7 +48,7 @@ def trace(node: NodeState, packet: Packet, *, in_iface: str | None = None,
     """
     tracer = _tracer(node) if max_branches == MAX_BRANCHES else NodeTracer(node, max_branches=max_branches)
     return tracer.trace(packet, in_iface=in_iface, conntrack=conntrack, uid=uid, gid=gid,
-                        physdev_in=physdev_in, physdev_out=physdev_out)
+                        physdev_in=physdev_in, physdev_out=physdev_out, at=at)
 
 
 def trace_packet(node: NodeState, pkt, *, in_iface: str | None = None,

@@ -34,6 +34,18 @@ def _number(low: int, high: int | None = None):
 _PORT = _number(0, 65535)
 
 
+def _instant(text: str) -> int:
+    """An argparse type: an ISO 8601 time as UTC epoch seconds (naive times are UTC)."""
+    import datetime as dt
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-11-27T14:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return int(value.timestamp())
+
+
 def _build() -> argparse.ArgumentParser:
     parser = _Parser(prog="pktverify", description="Packet-level verifier for Kubernetes networking.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -64,6 +76,8 @@ def _build() -> argparse.ArgumentParser:
                    help="the packet was bridged in from this bridge port (-m physdev; --in-iface is the bridge)")
     t.add_argument("--physdev-out", default="", metavar="PORT",
                    help="with --physdev-in: the bridge port it leaves by")
+    t.add_argument("--at", type=_instant, metavar="ISO-TIME",
+                   help="when the packet is sent, for -m time (e.g. 2026-11-27T14:00; UTC unless an offset is given)")
     t.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
                    help=f"most distinct branches one packet may take on the node (default {MAX_BRANCHES:,})")
     t.add_argument("--route-localnet", action="store_true",
@@ -161,7 +175,7 @@ def _trace(args) -> int:
         raise InvalidArgument(f"--in-iface {args.in_iface}: the node has no such interface "
                               f"(it has {', '.join(node.interfaces)})")
     result = trace(node, packet, in_iface=None if args.local else args.in_iface, max_branches=args.max_branches,
-                   uid=args.uid, gid=args.gid, physdev_in=args.physdev_in, physdev_out=args.physdev_out)
+                   uid=args.uid, gid=args.gid, physdev_in=args.physdev_in, physdev_out=args.physdev_out, at=args.at)
     for warning in node.warnings:
         print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
     out = trace_to_json(result, notes=node.warnings) if args.format == "json" else trace_to_text(result)

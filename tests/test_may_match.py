@@ -76,3 +76,20 @@ def test_worlds_that_end_alike_make_an_exact_outcome():
     t = tracer(tables(filter="-A FORWARD -m u32 --u32 0x0&0x0=0x0 -j ACCEPT"))
     (o,) = t.trace(pkt("10.0.0.9", "9.9.9.9"), in_iface="cni0").outcomes
     assert o.verdict == "forward" and o.exact and o.probability == 1.0
+
+
+def test_time_match_is_exact_with_trace_at_and_may_match_without():
+    import datetime as dt
+    t = tracer(tables(filter="-A FORWARD -m time --timestart 08:00 --timestop 18:00 --weekdays Mon,Tue,Wed,Thu,Fri "
+                             "-j DROP"))
+    packet = pkt("10.0.0.9", "9.9.9.9")
+    unknown = t.trace(packet, in_iface="cni0").outcomes
+    assert {o.verdict for o in unknown} == {"drop", "forward"} and not any(o.exact for o in unknown)
+
+    def at(text):
+        return int(dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp())
+    (work,) = t.trace(packet, in_iface="cni0", at=at("2026-11-27T09:30")).outcomes      # a Friday morning
+    (night,) = t.trace(packet, in_iface="cni0", at=at("2026-11-27T20:00")).outcomes
+    (sunday,) = t.trace(packet, in_iface="cni0", at=at("2026-11-29T09:30")).outcomes
+    assert (work.verdict, night.verdict, sunday.verdict) == ("drop", "forward", "forward")
+    assert work.exact and night.exact and sunday.exact

@@ -17,7 +17,7 @@ from .fib import Fib
 from .ipsets import IpSets
 from .state import WalkState
 
-__all__ = ["compile_fact", "compile_length", "compile_rpfilter", "compile_physdev", "compile_owner",
+__all__ = ["compile_fact", "compile_length", "compile_time", "compile_rpfilter", "compile_physdev", "compile_owner",
            "compile_set", "fact_value", "TriPredicate"]
 
 Predicate = Callable[[WalkState], bool]
@@ -187,4 +187,31 @@ def compile_set(mt: m.SetMatch, fib: Fib, sets: IpSets | None) -> TriPredicate:
         if found is None:             # a nomatch entry
             return nomatch_ok != inv
         return found != inv
+    return pred
+
+
+def compile_time(mt: m.TimeMatch, fib: Fib) -> TriPredicate:
+    """xt_time at ``trace --at`` (UTC); without it, or in the kernel's timezone, it may match."""
+    import datetime as dt
+
+    def pred(st: WalkState) -> bool | None:
+        at = st.meta.at if st.meta is not None else None
+        if at is None or mt.kerneltz:
+            return None
+        if at < mt.date_start or at > mt.date_stop:
+            return False
+        stamp = at
+        seconds = at % 86400
+        if mt.day_start < mt.day_stop:
+            if seconds < mt.day_start or seconds > mt.day_stop:
+                return False
+        else:
+            if mt.day_start > seconds > mt.day_stop:
+                return False
+            if mt.contiguous and seconds <= mt.day_stop:
+                stamp -= 86400       # the weekday of the day the period started
+        day = dt.datetime.fromtimestamp(stamp, dt.timezone.utc)
+        if not mt.weekdays & (1 << day.isoweekday()):
+            return False
+        return bool(mt.monthdays & (1 << day.day))
     return pred

@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..model import rules as m
 from .facts import (TriPredicate, compile_fact, compile_length, compile_owner, compile_physdev, compile_rpfilter,
-                    compile_set)
+                    compile_set, compile_time)
 from .fib import Fib
 from .state import CT_BITS, WalkState
 
@@ -71,6 +71,10 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
                 # walking OUTPUT again) finds the bucket empty.
                 where = (rule.table, rule.chain, rule.index)
                 preds.append(lambda st, where=where: st.meta is None or where not in st.meta.spent)
+        elif kind is m.TimeMatch:
+            maybes.append(compile_time(match, fib))
+            whys.append("-m time: " + ("the kernel's timezone is not in the dumps" if match.kerneltz
+                                       else "the time is not known (give trace --at ISO-TIME)"))
         elif kind is m.LengthMatch:
             maybes.append(compile_length(match, fib))
             whys.append("-m length: the first packet's size is a range")

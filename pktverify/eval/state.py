@@ -44,6 +44,7 @@ class TraceMeta(NamedTuple):
     gid: int | None = 0
     physdev_in: str = ""
     physdev_out: str = ""
+    at: int | None = None            # ``trace --at``: the time, for -m time (UTC epoch seconds)
     spent: frozenset = frozenset()   # rules (table, chain, index) whose one-token limit an earlier
                                      # packet of this trace used up (REJECT's answer after the packet)
 

@@ -15,7 +15,7 @@ __all__ = [
     "AddrMatch", "ProtoMatch", "IfaceMatch", "PortMatch", "MultiportMatch", "TcpFlagsMatch",
     "CommentMatch", "AddrTypeMatch", "RandomMatch", "NthMatch", "MarkMatch", "CtStateMatch",
     "IpRangeMatch", "IcmpTypeMatch", "RecentMatch", "UnknownMatch", "FactMatch", "MaybeMatch",
-    "FixedMatch", "LengthMatch", "RpFilterMatch", "PhysdevMatch", "OwnerMatch", "SetMatch", "Match",
+    "FixedMatch", "LengthMatch", "TimeMatch", "RpFilterMatch", "PhysdevMatch", "OwnerMatch", "SetMatch", "Match",
     "Verdict", "Reject", "Jump", "Dnat", "Snat", "Masquerade", "Redirect", "SetMark", "NoOp",
     "SetTtl", "ConnMark", "NoTrack", "Tproxy", "Nfqueue", "Netmap", "UnknownTarget", "Target", "Rule", "Chain",
     "Table", "Ruleset", "NON_TERMINATING_TARGETS",
@@ -200,6 +200,21 @@ class FixedMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class TimeMatch:
+    """``-m time`` (xt_time): dates as UTC epoch seconds, times of day as seconds since midnight,
+    ``weekdays`` bits 1 (Mon) to 7 (Sun), ``monthdays`` bits 1-31; ``kerneltz``: in the kernel's
+    timezone, which no dump holds."""
+    date_start: int = 0
+    date_stop: int = 2**31 - 1
+    day_start: int = 0
+    day_stop: int = 86399
+    weekdays: int = 0xFE
+    monthdays: int = 0xFFFFFFFE
+    contiguous: bool = False
+    kerneltz: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LengthMatch:
     """``-m length --length A:B``: the IP total length, decided where the packet's size is."""
     low: int
@@ -249,7 +264,7 @@ class SetMatch:
 Match = Union[AddrMatch, ProtoMatch, IfaceMatch, PortMatch, MultiportMatch, TcpFlagsMatch,
               CommentMatch, AddrTypeMatch, RandomMatch, NthMatch, MarkMatch, CtStateMatch,
               IpRangeMatch, IcmpTypeMatch, RecentMatch, UnknownMatch, FactMatch, MaybeMatch,
-              FixedMatch, LengthMatch, RpFilterMatch, PhysdevMatch, OwnerMatch, SetMatch]
+              FixedMatch, LengthMatch, RpFilterMatch, PhysdevMatch, OwnerMatch, SetMatch, TimeMatch]
 
 
 # ---------------------------------------------------------------- targets

@@ -289,8 +289,51 @@ def _rpfilter(module, proto) -> list:
     return [m.RpFilterMatch("--loose" in o, "--validmark" in o, "--accept-local" in o, "--invert" in o)]
 
 
+_WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 7}
+
+
 def _time(module, proto) -> list:
-    return [m.MaybeMatch("time", "the time of day is not known: give trace --at ISO-TIME")]
+    """libxt_time's options as xt_time reads them (UTC unless --kerneltz)."""
+    import datetime as dt
+
+    o = _opts(module)
+
+    def date(opt: str, default: int) -> int:
+        if opt not in o:
+            return default
+        text = o[opt][0][0]
+        try:
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ExtSyntaxError(f"{opt} {text!r} is not a date (YYYY-MM-DD[Thh:mm[:ss]])") from None
+        return int(value.replace(tzinfo=dt.timezone.utc).timestamp())
+
+    def daytime(opt: str, default: int) -> int:
+        if opt not in o:
+            return default
+        parts = o[opt][0][0].split(":")
+        if not 2 <= len(parts) <= 3 or not all(p.isascii() and p.isdigit() for p in parts):
+            raise ExtSyntaxError(f"{opt} {o[opt][0][0]!r} is not a time (hh:mm[:ss])")
+        h, mi, sec = (int(p) for p in (parts + ["0"])[:3])
+        if h > 23 or mi > 59 or sec > 59:
+            raise ExtSyntaxError(f"{opt} {o[opt][0][0]!r} is out of range")
+        return h * 3600 + mi * 60 + sec
+
+    def days(opt: str, names: dict | None, high: int, default: int) -> int:
+        if opt not in o:
+            return default
+        (text,), inv = o[opt]
+        bits = 0
+        for word in text.split(","):
+            value = names.get(word.lower()[:3]) if names and not word.isdigit() else (int(word) if word.isdigit() else None)
+            if value is None or not 1 <= value <= high:
+                raise ExtSyntaxError(f"{opt}: {word!r} is not a day")
+            bits |= 1 << value
+        return (default & ~bits) if inv else bits
+
+    return [m.TimeMatch(date("--datestart", 0), date("--datestop", 2**31 - 1), daytime("--timestart", 0),
+                        daytime("--timestop", 86399), days("--weekdays", _WEEKDAYS, 7, 0xFE),
+                        days("--monthdays", None, 31, 0xFFFFFFFE), "--contiguous" in o, "--kerneltz" in o)]
 
 
 def _connmark(module, proto) -> list:

@@ -48,6 +48,7 @@ class Probe:
     dport: int
     ipsets: str = ""            # ``ipset restore`` input loaded before the rules
     routing: tuple = ()         # ip commands (policy routing) run in the node before the packet
+    at: str = ""                # trace --at (ISO time) for -m time: the time the probe is sent
 
     def reproducer(self) -> str:
         """Shell commands that replay this probe through ``pktverify trace`` without the lab."""
@@ -95,6 +96,7 @@ def predict(probe: Probe, dump_dir: Path) -> Prediction:
             "--addrs", str(dump_dir / "ip-addr.json"), "--routes", str(dump_dir / "ip-route.json"),
             *(["--ipsets", str(sets)] if sets.exists() else []),
             *(["--rules", str(dump_dir / "ip-rule.json")] if (dump_dir / "ip-rule.json").exists() else []),
+            *(["--at", probe.at] if probe.at else []),
             *(["--in-iface", iface] if iface else ["--local"]),
             "--proto", probe.proto, "--src", src, "--sport", str(probe.sport),
             "--dst", probe.dst, "--dport", str(probe.dport), "--format", "json"]

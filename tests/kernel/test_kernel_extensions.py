@@ -168,3 +168,23 @@ def test_policy_routing_agrees_with_kernel(lab, case):
     rules, client, proto, sport, dst, dport, routing = case
     res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport, routing=routing))
     assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
+
+
+
+def _clock(seconds: int) -> str:
+    seconds %= 86400
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}"
+
+
+@pytest.mark.parametrize("offsets,verdict_drop", [((-600, 600), True), ((7200, 10800), False), ((600, -600), False)])
+def test_time_match_agrees_with_kernel_at_the_probe_time(lab, offsets, verdict_drop):
+    import datetime as dt
+    import time as clock
+    now = int(clock.time())
+    start, stop = _clock(now + offsets[0]), _clock(now + offsets[1])
+    weekday = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%a")
+    rules = table("filter", f"-A FORWARD -m time --timestart {start} --timestop {stop} --weekdays {weekday} -j DROP")
+    at = dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    res = run_probe(lab, Probe(rules, "pod", "tcp", 41070, "192.168.0.40", 80, at=at))
+    assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
+    assert (res.kernel.verdict == "drop") == verdict_drop
