@@ -75,3 +75,15 @@ def test_bad_route_input(text, fragment):
 def test_gateway_on_no_connected_subnet_is_refused():
     with pytest.raises(InputError, match="no connected subnet"):
         tracer(tables(), addrs=ADDR_JSON, routes="default via 172.31.0.1 dev eth0\n")
+
+
+def test_multipath_routes_give_one_outcome_per_nexthop_with_its_weight_share():
+    from .helpers import pkt, tables, tracer
+    routes = ("default via 192.168.0.1 dev eth0\n192.168.0.0/24 dev eth0 proto kernel scope link src 192.168.0.2\n"
+              "10.0.0.0/8 dev cni0 proto kernel scope link src 10.0.0.1\n"
+              "172.16.0.0/16 proto static\n\tnexthop via 192.168.0.9 dev eth0 weight 1\n"
+              "\tnexthop via 10.0.0.9 dev cni0 weight 3\n")
+    outs = tracer(tables(), routes=routes).trace(pkt("10.0.0.5", "172.16.0.5"), in_iface="cni0").outcomes
+    shares = {(o.out_iface, o.next_hop): o.probability for o in outs}
+    assert shares == {("cni0", 0x0A000009): 0.75, ("eth0", 0xC0A80009): 0.25}
+    assert all(o.exact for o in outs) and any("flow hash" in s.action for o in outs for s in o.steps)

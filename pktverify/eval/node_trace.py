@@ -22,8 +22,9 @@ from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, Budget, Step,
-                    TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states, steps_tuple)
+from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, Budget,
+                    LimitExceeded, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
+                    steps_tuple)
 
 __all__ = ["NodeTracer"]
 
@@ -139,11 +140,12 @@ class _NodeWalk:
             self._answer_or_not(st, "TTL exceeded in transit (ICMP time exceeded)", (11, 0), finished)
             return
         route = result.route
-        st = self._with_step(st, f"route: {self.fib.route_text(route)} → forward out {route.dev}")
-        st = st._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=route.dev or "")
-        next_hop = route.gateway if route.gateway is not None else st.pkt.dst
-        states = self._tables("FORWARD", ("mangle", "filter", "security"), [st], finished)
-        self._postrouting(states, next_hop, finished)
+        for gateway, dev, share, text in _next_hops(self.fib, route, "forward out"):
+            s = self._with_step(st, text)
+            s = s._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=dev or "", prob=s.prob * share)
+            next_hop = gateway if gateway is not None else s.pkt.dst
+            states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
+            self._postrouting(states, next_hop, finished)
 
     def _input(self, st: WalkState, finished: list, *, nat: bool = True) -> None:
         states = self._tables("INPUT", ("mangle", "filter", "security"), [st], finished)
@@ -159,10 +161,10 @@ class _NodeWalk:
             finished.append(self._end(s, "forward", f"leaves on {s.out_iface}", next_hop=next_hop))
 
     def _from_local(self, st: WalkState, finished: list) -> None:
-        routed = self._route_output(st, finished, initial=True)
-        if routed is None:
-            return
-        st, result = routed
+        for routed in self._route_output(st, finished, initial=True):
+            self._output(routed, finished)
+
+    def _output(self, st: WalkState, finished: list) -> None:
         states = self._raw("OUTPUT", st, finished)
         states = self._tables("OUTPUT", ("mangle",), states, finished)
         states = self._rerouted(states, st, finished)
@@ -175,7 +177,11 @@ class _NodeWalk:
             else:
                 result = self.fib.lookup(s.pkt.dst, None, s.pkt.src, s.mark)
                 route = result.route
-                next_hop = route.gateway if route and route.gateway is not None else s.pkt.dst
+                if route is not None and route.nexthops:     # the nexthop the packet was routed to
+                    gateway = next(gw for gw, dev, _w in route.nexthops if dev == s.out_iface)
+                else:
+                    gateway = route.gateway if route is not None else None
+                next_hop = gateway if gateway is not None else s.pkt.dst
                 self._postrouting([s], next_hop, finished)
 
     def _loopback(self, st: WalkState, finished: list) -> None:
@@ -187,26 +193,35 @@ class _NodeWalk:
             for s2 in self._prerouting(s, finished, nat=False):
                 self._input(s2, finished, nat=False)
 
-    def _route_output(self, st: WalkState, finished: list, *, initial: bool):
+    def _route_output(self, st: WalkState, finished: list, *, initial: bool) -> list[WalkState]:
+        """The routing decision for a locally generated packet: the routed states (one per nexthop
+        of a multipath route), or none (the failure is in ``finished``)."""
         pkt = st.pkt
         if initial and (is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST or is_zeronet(pkt.src)):
             finished.append(self._end(st, "drop", "invalid source address for a local socket (EINVAL)"))
-            return None
+            return []
         result: RouteResult = self.fib.lookup(pkt.dst, None, pkt.src, st.mark)   # iif lo: locally generated
         if result.kind in ("local", "broadcast"):
-            return self._with_step(st._replace(out_iface="lo"), f"route: {self.fib.route_text(result.route)} → local via lo"), result
+            return [self._with_step(st._replace(out_iface="lo"),
+                                    f"route: {self.fib.route_text(result.route)} → local via lo")]
         if result.kind != "unicast":
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
             if not initial:
                 verdict, reason = "drop", f"re-route after NAT failed: {reason}"
             finished.append(self._end(st, verdict, reason))
-            return None
-        dev = result.route.dev or ""
-        if is_loopback(pkt.src) and dev != "lo" and not self.node.route_localnet:
-            finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
-                                      f"cannot leave on {dev} (route_localnet=0)"))
-            return None
-        return self._with_step(st._replace(out_iface=dev), f"route: {self.fib.route_text(result.route)} → out {dev}"), result
+            return []
+        hops = _next_hops(self.fib, result.route, "out")
+        if len({dev for _gw, dev, _share, _text in hops}) < len(hops):
+            raise LimitExceeded(f"{result.route.describe()}: a multipath route whose nexthops share a device is "
+                                "not modelled for locally generated packets")
+        out = []
+        for _gateway, dev, share, text in hops:
+            if is_loopback(pkt.src) and dev != "lo" and not self.node.route_localnet:
+                finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
+                                          f"cannot leave on {dev} (route_localnet=0)"))
+                continue
+            out.append(self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text))
+        return out
 
     def _rerouted(self, states: list[WalkState], original: WalkState, finished: list) -> list[WalkState]:
         out = []
@@ -214,9 +229,7 @@ class _NodeWalk:
             if s.pkt.dst == original.pkt.dst and s.mark == original.mark:
                 out.append(s)
                 continue
-            routed = self._route_output(s, finished, initial=False)
-            if routed is not None:
-                out.append(routed[0])
+            out += self._route_output(s, finished, initial=False)
         return out
 
     # ------------------------------------------------------------ tables
@@ -402,6 +415,18 @@ class _NodeWalk:
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
                        reason, conn, st.mark, st.random_ports)
+
+
+def _next_hops(fib: Fib, route, verb: str) -> list[tuple[int | None, str | None, float, str]]:
+    """(gateway, device, share, step text) for each way ``route`` sends a packet. A multipath route
+    gives one per nexthop, its share being its weight's: the kernel hashes each flow onto one."""
+    text = fib.route_text(route)
+    if not route.nexthops:
+        return [(route.gateway, route.dev, 1.0, f"route: {text} → {verb} {route.dev}")]
+    total = sum(w for _gw, _dev, w in route.nexthops)
+    return [(gw, dev, w / total, f"route: {text} → nexthop via {format_ip(gw)} {verb} {dev} (weight {w} of {total}; "
+                                 "the kernel's flow hash picks one nexthop per flow)")
+            for gw, dev, w in route.nexthops]
 
 
 def _stopped_at(table: str, hook: str, st: WalkState) -> str:

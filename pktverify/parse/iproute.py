@@ -9,6 +9,7 @@ of the kernel's own connected routes, which the node builder then derives.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import NamedTuple
 
 from ..errors import InputError
@@ -81,8 +82,7 @@ def _parse_json(text: str, source: str) -> tuple[tuple[Route, ...], int]:
         if ":" in str(entry.value.get("dst")) or ":" in str(entry.value.get("gateway", "")):
             skipped += 1                  # IPv6 (table all, dual stack): pktverify models IPv4
             continue
-        if entry.has("nexthops") or entry.has("multipath"):
-            raise entry.error("multipath routes are not supported")
+        nexthops = _json_nexthops(entry) if entry.has("nexthops") else ()
         kind = entry.str("type", default="unicast")
         if kind not in _KINDS:
             raise entry.child("type").error(f"unknown route type {kind!r}")
@@ -104,20 +104,42 @@ def _parse_json(text: str, source: str) -> tuple[tuple[Route, ...], int]:
         line = lines[n] if n < len(lines) else 1
         flags = entry.get("flags", list, default=[])
         routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, str(table), source, line,
-                            "onlink" in flags))
+                            "onlink" in flags, nexthops))
     return tuple(routes), skipped
+
+
+def _json_nexthops(entry) -> tuple:
+    """``"nexthops": [{"gateway", "dev", "weight"}, ...]`` as ((gateway, dev, weight), ...)."""
+    out = []
+    for nh in entry.list("nexthops"):
+        try:
+            gateway = parse_ip(nh.str("gateway", required=True, what="a nexthop"))
+        except AddressError as exc:
+            raise nh.error(f"bad nexthop: {exc}") from None
+        weight = nh.int("weight", default=1)
+        if not 1 <= weight <= 256:
+            raise nh.child("weight").error(f"nexthop weight {weight} is out of range 1-256")
+        out.append((gateway, nh.str("dev", required=True, what="a nexthop"), weight))
+    if not out:
+        raise entry.child("nexthops").error("a multipath route needs at least one nexthop")
+    return tuple(out)
 
 
 def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
     routes = []
     skipped = 0
+    last_line = 0
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip().rstrip("\r")
         if not line or line.startswith("#"):
             continue
         words = line.split()
         if words[0] == "nexthop":
-            raise InputError(source, lineno, "multipath routes are not supported", line)
+            # `ip route` prints a multipath route's nexthops on the lines after it.
+            if not routes or routes[-1].gateway is not None or routes[-1].line != last_line:
+                raise InputError(source, lineno, "a nexthop line must follow its multipath route", line)
+            routes[-1] = replace(routes[-1], nexthops=routes[-1].nexthops + (_text_nexthop(words, source, lineno, line),))
+            continue
         kind = "unicast"
         if words[0] in _KINDS:
             kind = words.pop(0)
@@ -164,9 +186,39 @@ def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
                 raise InputError(source, lineno, f"bad value for {word}: {exc}", line) from None
             i += 2
         routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno, onlink))
+        last_line = lineno
     if not routes:
         raise InputError(source, 1, "no routes found", "")
     return tuple(routes), skipped
+
+
+def _text_nexthop(words: list[str], source: str, lineno: int, line: str) -> tuple[int, str, int]:
+    """``nexthop via GW dev DEV weight N`` as (gateway, dev, weight)."""
+    gateway, dev, weight = None, None, 1
+    i = 1
+    try:
+        while i < len(words):
+            word, arg = words[i], (words[i + 1] if i + 1 < len(words) else None)
+            if word == "via" and arg:
+                if arg == "inet":
+                    i += 1
+                    arg = words[i + 1] if i + 1 < len(words) else None
+                gateway = parse_ip(arg or "")
+            elif word == "dev" and arg:
+                dev = arg
+            elif word == "weight" and arg and _ASCII_NUMBER.match(arg) and 1 <= int(arg) <= 256:
+                weight = int(arg)
+            elif word in _FLAGS_IGNORED:
+                i += 1
+                continue
+            else:
+                raise InputError(source, lineno, f"unknown nexthop attribute {word!r}", line)
+            i += 2
+    except AddressError as exc:
+        raise InputError(source, lineno, f"bad nexthop: {exc}", line) from None
+    if gateway is None or dev is None:
+        raise InputError(source, lineno, "a nexthop needs via GATEWAY and dev DEVICE", line)
+    return gateway, dev, weight
 
 
 def _parse_legacy(text: str, source: str) -> tuple[tuple[Route, ...], int]:

@@ -101,6 +101,12 @@ def _uses_sets(ruleset: Ruleset) -> bool:
 def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
     """Give a gateway route its device, as the kernel does; refuse unreachable gateways (an
     ``onlink`` route says its gateway is on its device, which the kernel then takes as it is)."""
+    if route.nexthops:
+        for gw, dev, _w in route.nexthops:
+            if dev not in {*(o.dev for o in main if o.dev), *(i.name for i in interfaces.values())}:
+                raise InputError(route.source, route.line, f"nexthop device {dev} has no entry in the address dump",
+                                 route.describe())
+        return route
     if route.gateway is None or route.kind != "unicast":
         return route
     if route.onlink:

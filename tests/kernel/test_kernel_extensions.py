@@ -158,6 +158,13 @@ ROUTED = [
     (table("filter"), "pod", "tcp", 41067, "192.168.0.40", 80,
      (("rule", "add", "lookup", "100", "pref", "100"), ("route", "add", "throw", "192.168.0.0/24", "table", "100"),
       ("route", "add", "unreachable", "default", "table", "100"))),
+    # multipath: the kernel's flow hash picks one nexthop; pktverify gives both with their weights
+    (table("filter"), "pod", "tcp", 41069, "172.16.0.5", 80,
+     (("route", "add", "172.16.0.0/16", "nexthop", "via", "192.168.0.9", "dev", "eth0", "weight", "1",
+       "nexthop", "via", "10.0.0.9", "dev", "cni0", "weight", "3"),)),
+    (table("filter"), "node", "udp", 41071, "172.16.0.5", 53,
+     (("route", "add", "172.16.0.0/16", "nexthop", "via", "192.168.0.9", "dev", "eth0", "weight", "2",
+       "nexthop", "via", "10.0.0.9", "dev", "cni0", "weight", "1"),)),
     (table("mangle", "-A OUTPUT -p udp -j MARK --set-mark 0x2"), "node", "udp", 41068, "192.168.0.40", 53,
      (("rule", "add", "fwmark", "0x2", "lookup", "100", "pref", "100"), ("route", "add", "blackhole", "default", "table", "100"))),
 ]
