@@ -355,3 +355,10 @@ def test_text_reports_keep_their_line_breaks():
     assert "\\n" not in out and out.count("\n") > 5
     verify = run(["verify", str(RULES / "broken" / "stale-endpoint.yaml"), "--jobs", "1"]).out
     assert "\\n" not in verify and "service-reachability violation 1" in verify.split("\n")[7]
+
+
+def test_pcap_into_a_missing_folder_creates_nothing(tmp_path):
+    target = tmp_path / "no" / "such" / "flow.pcapng"
+    result = run(_trace_argv("--pcap", str(target), dst="10.1.20.5"))
+    assert result.status == 2 and "does not exist" in result.err and len(result.err_lines) == 1
+    assert tree(tmp_path) == set()

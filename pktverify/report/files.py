@@ -138,11 +138,13 @@ def refuse_special(path: str | Path) -> None:
 
 
 def write_file(path: str | Path, data: bytes) -> Path:
-    """Write one file at a path the user gave (its folder is created if missing)."""
+    """Write one file at a path the user gave; its folder must exist (nothing but the file is made)."""
     path = Path(path)
     if str(path).endswith("/") or path.name in ("", ".", ".."):
         raise OutputError(f"refusing to write {str(path)!r}: give a file name, not a folder")
-    with OutputDir(path.parent) as folder:
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist")
+    with OutputDir(path.parent, create=False) as folder:
         return folder.write(path.name, data)
 
 
