@@ -161,10 +161,7 @@ def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
             arg = words[i + 1] if i + 1 < len(words) else None
             try:
                 if word == "via" and arg:
-                    if arg == "inet":
-                        i += 1
-                        arg = words[i + 1] if i + 1 < len(words) else None
-                    gateway = parse_ip(arg or "")
+                    gateway, i = _via(words, i)
                 elif word == "dev" and arg:
                     dev = arg
                 elif word == "src" and arg:
@@ -192,6 +189,15 @@ def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
     return tuple(routes), skipped
 
 
+def _via(words: list[str], i: int) -> tuple[int, int]:
+    """``via [inet] GATEWAY`` at ``words[i]``: the gateway, and the index two before the word after it
+    (the callers step by two)."""
+    at = i + 1
+    if at < len(words) and words[at] == "inet":
+        at += 1
+    return parse_ip(words[at] if at < len(words) else ""), at - 1
+
+
 def _text_nexthop(words: list[str], source: str, lineno: int, line: str) -> tuple[int, str, int]:
     """``nexthop via GW dev DEV weight N`` as (gateway, dev, weight)."""
     gateway, dev, weight = None, None, 1
@@ -200,10 +206,7 @@ def _text_nexthop(words: list[str], source: str, lineno: int, line: str) -> tupl
         while i < len(words):
             word, arg = words[i], (words[i + 1] if i + 1 < len(words) else None)
             if word == "via" and arg:
-                if arg == "inet":
-                    i += 1
-                    arg = words[i + 1] if i + 1 < len(words) else None
-                gateway = parse_ip(arg or "")
+                gateway, i = _via(words, i)
             elif word == "dev" and arg:
                 dev = arg
             elif word == "weight" and arg and _ASCII_NUMBER.match(arg) and 1 <= int(arg) <= 256:
