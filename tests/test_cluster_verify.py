@@ -156,3 +156,23 @@ def test_clusterip_leaving_a_node_un_dnated_is_a_violation(tmp_path, capsys):
     assert status == 1
     service = next(i for i in out["invariants"] if i["name"] == "service-reachability")
     assert any("10.152.183.164) left node1 un-DNATed" in v["message"] for v in service["violations"])
+
+
+def test_same_node_pod_traffic_is_bridged_in_the_cluster_walk(tmp_path):
+    # br_netfilter: a pod's packet enters through a bridge port; one for a pod behind the same
+    # bridge is bridged (--physdev-is-bridged), one for another node is routed.
+    seed = RULES / "seed" / "cluster-iptables.yaml"
+    assert main(["generate", str(seed), "--out", str(tmp_path)]) == 0
+    rules = (tmp_path / "node1" / "iptables-save.txt").read_text().replace(
+        ":FORWARD ACCEPT [0:0]\n", ":FORWARD ACCEPT [0:0]\n-A FORWARD -m physdev --physdev-is-bridged -j DROP\n", 1)
+    (tmp_path / "node1" / "iptables-save.txt").write_text(rules)
+    text = seed.read_text().replace("{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
+                                                         "routes: node1/ip-route.json, name: node1, ip:")
+    (tmp_path / "cluster.yaml").write_text(text)
+    cluster = load_cluster(tmp_path / "cluster.yaml")
+    walker = ClusterWalker(cluster, cluster_nodes(cluster))
+    web1, proxy, web2 = (cluster.pods_by_key[k] for k in ("default/web-1", "default/apiserver-proxy", "default/web-2"))
+    same = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, proxy.ip, 40000, 6443))
+    other = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, web2.ip, 40000, 8080))
+    assert [e.kind for e in same] == ["drop"] and "filter/FORWARD #1" in " ".join(h.note for h in same[0].hops)
+    assert [e.kind for e in other] == ["arrived"] and all(e.exact for e in other)

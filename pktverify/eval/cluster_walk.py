@@ -24,6 +24,7 @@ from ..model.node import NodeState
 from ..model.packet import Packet
 from ..model.trace import Connection
 from .conntrack import ConntrackTable
+from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
@@ -248,7 +249,16 @@ class ClusterWalker:
         tracer = self.tracers[cur.node]
         ct = tables.get(cur.node) if tables is not None else None
         arrive_point = f"{cur.node}:{cur.in_iface}" if cur.in_iface else f"{cur.node}:local"
-        trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct)
+        # With br_netfilter (kube's bridge-nf-call-iptables=1) a pod's packet enters through a bridge
+        # port (physdev-in), and one for a pod behind the same bridge is bridged to its port
+        # (physdev-out, --physdev-is-bridged). The ports' names are in no input.
+        spec = self.specs[cur.node]
+        physin = physout = ""
+        if cur.in_iface is not None and cur.in_iface in (spec.bridge, "docker0"):
+            physin = UNKNOWN_PORT
+            if any(p.node == cur.node for p in self.pods_by_ip.get(cur.packet.dst, ())):
+                physout = UNKNOWN_PORT
+        trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct, physdev_in=physin, physdev_out=physout)
         for o in trace.outcomes:
             prob = cur.probability * o.probability
             hops = list(cur.hops)

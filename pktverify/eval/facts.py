@@ -17,7 +17,7 @@ from .fib import Fib
 from .ipsets import IpSets
 from .state import WalkState
 
-__all__ = ["compile_fact", "compile_length", "compile_time", "compile_rpfilter", "compile_physdev", "compile_owner",
+__all__ = ["UNKNOWN_PORT", "compile_fact", "compile_length", "compile_time", "compile_rpfilter", "compile_physdev", "compile_owner",
            "compile_set", "fact_value", "TriPredicate"]
 
 Predicate = Callable[[WalkState], bool]
@@ -116,27 +116,25 @@ def compile_rpfilter(mt: m.RpFilterMatch, fib: Fib) -> Predicate:
     return pred
 
 
-def compile_physdev(mt: m.PhysdevMatch, fib: Fib) -> Predicate:
+UNKNOWN_PORT = "?"      # a bridge port whose name no input says (a pod's veth in a cluster walk)
+
+
+def compile_physdev(mt: m.PhysdevMatch, fib: Fib) -> TriPredicate:
     """xt_physdev. A packet that did not cross a bridge port matches only when every option
-    given is inverted; a bridged one (``trace --physdev-in``) is tested port by port."""
+    given is inverted; one that did (``trace --physdev-in``, or a pod's packet in the cluster
+    walk) is tested port by port. A port name nobody knows (:data:`UNKNOWN_PORT`) answers
+    ``--physdev-is-*`` exactly and a name test with "may match"."""
     options = [mt.physdev_in, mt.physdev_out, mt.is_in, mt.is_out, mt.is_bridged]
+    not_bridged = all((opt[2] if isinstance(opt, tuple) else opt) for opt in options if opt is not None)
 
-    def unbridged() -> bool:
-        for opt in options:
-            if opt is None:
-                continue
-            inverted = opt[2] if isinstance(opt, tuple) else opt
-            if not inverted:
-                return False
-        return True
-    not_bridged = unbridged()
-
-    def port_ok(spec, name: str) -> bool:
+    def port_ok(spec, name: str) -> bool | None:
         want, prefix, inv = spec
+        if name == UNKNOWN_PORT:
+            return None
         hit = bool(name) and (name.startswith(want) if prefix else name == want)
         return hit != inv
 
-    def pred(st: WalkState) -> bool:
+    def pred(st: WalkState) -> bool | None:
         meta = st.meta
         if meta is None or not meta.physdev_in:
             return not_bridged
@@ -147,11 +145,15 @@ def compile_physdev(mt: m.PhysdevMatch, fib: Fib) -> Predicate:
             return False
         if mt.is_out is not None and (bool(pout) == mt.is_out):
             return False
-        if mt.physdev_in is not None and not port_ok(mt.physdev_in, pin):
-            return False
-        if mt.physdev_out is not None and not port_ok(mt.physdev_out, pout):
-            return False
-        return True
+        answer: bool | None = True
+        for spec, name in ((mt.physdev_in, pin), (mt.physdev_out, pout)):
+            if spec is not None:
+                ok = port_ok(spec, name)
+                if ok is False:
+                    return False
+                if ok is None:
+                    answer = None
+        return answer
     return pred
 
 

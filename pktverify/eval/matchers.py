@@ -71,6 +71,9 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
                 # walking OUTPUT again) finds the bucket empty.
                 where = (rule.table, rule.chain, rule.index)
                 preds.append(lambda st, where=where: st.meta is None or where not in st.meta.spent)
+        elif kind is m.PhysdevMatch:
+            maybes.append(compile_physdev(match, fib))
+            whys.append("-m physdev: the bridge port's name is not known (pods' veth names are in no input)")
         elif kind is m.TimeMatch:
             maybes.append(compile_time(match, fib))
             whys.append("-m time: " + ("the kernel's timezone is not in the dumps" if match.kerneltz
@@ -194,5 +197,5 @@ _COMPILERS: dict[type, Callable] = {
     m.MultiportMatch: _multiport, m.TcpFlagsMatch: _tcp_flags, m.AddrTypeMatch: _addrtype,
     m.MarkMatch: _mark, m.CtStateMatch: _ctstate, m.IpRangeMatch: _iprange,
     m.IcmpTypeMatch: _icmp, m.RecentMatch: _recent, m.FactMatch: compile_fact,
-    m.RpFilterMatch: compile_rpfilter, m.PhysdevMatch: compile_physdev, m.OwnerMatch: compile_owner,
+    m.RpFilterMatch: compile_rpfilter, m.OwnerMatch: compile_owner,
 }
