@@ -362,3 +362,13 @@ def test_pcap_into_a_missing_folder_creates_nothing(tmp_path):
     result = run(_trace_argv("--pcap", str(target), dst="10.1.20.5"))
     assert result.status == 2 and "does not exist" in result.err and len(result.err_lines) == 1
     assert tree(tmp_path) == set()
+
+
+def test_a_cluster_yaml_over_its_size_limit_is_refused_before_parsing(tmp_path):
+    from pktverify.parse.source import MAX_YAML_BYTES
+    path = tmp_path / "cluster.yaml"
+    with open(path, "wb") as out:
+        out.write(b"cluster: {}\n")
+        out.truncate(MAX_YAML_BYTES + 1)          # sparse: NULs past the limit, never read
+    result = run(["verify", str(path)])
+    assert result.status == 2 and "32 MiB" in result.err and len(result.err_lines) == 1

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .k8s_names import KINDS, label_key, label_value
-from .source import read_text
+from .source import MAX_YAML_BYTES, read_text
 
 __all__ = ["load_cluster", "parse_cluster"]
 
@@ -141,7 +141,7 @@ def _load_yaml(text: str, ctx: "_Ctx"):
 
 def load_cluster(path: str | Path) -> ClusterSpec:
     """Read a cluster YAML file; dump paths in it are relative to the file."""
-    return parse_cluster(read_text(path), source=str(path), base=Path(path).parent)
+    return parse_cluster(read_text(path, limit=MAX_YAML_BYTES), source=str(path), base=Path(path).parent)
 
 
 class _Ctx:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES"]
+__all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES", "MAX_YAML_BYTES"]
 
 MAX_INPUT_BYTES = 512 * 1024 * 1024     # a 100k-rule kube-proxy dump is ~25 MB; kubectl JSON of 30k pods ~300 MB
+MAX_YAML_BYTES = 32 * 1024 * 1024       # a cluster description of 3,000 pods is ~1 MB; PyYAML needs ~100x in memory
 
 
 def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES) -> bytes:
@@ -51,11 +52,13 @@ def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_IN
         os.close(fd)
 
 
-def read_text(path: str | Path, *, name: str | None = None, allow_empty: bool = False) -> str:
+def read_text(path: str | Path, *, name: str | None = None, allow_empty: bool = False,
+              limit: int = MAX_INPUT_BYTES) -> str:
     """Return the file's text; raise InputError for a missing, binary, non-UTF-8 or non-regular
-    file, and an empty one unless ``allow_empty`` (an empty iptables-save: a node without rules)."""
+    file, one over ``limit`` bytes, and an empty one unless ``allow_empty`` (an empty
+    iptables-save: a node without rules)."""
     label = name or str(path)
-    return decode_text(read_bytes(path, name=label), label, allow_empty=allow_empty)
+    return decode_text(read_bytes(path, name=label, limit=limit), label, allow_empty=allow_empty)
 
 
 def _kind(mode: int) -> str:
