@@ -218,9 +218,10 @@ def _load_any_cluster(args):
     """The YAML cluster description, or kubectl JSON plus per-node dumps (detected by content)."""
     from .parse.cluster_kubectl import load_kubectl_cluster, looks_like_kubectl
     from .parse.cluster_yaml import load_cluster
-    from .parse.source import read_text
+    from .parse.source import read_bytes
 
-    if not looks_like_kubectl(read_text(args.cluster)):
+    start = read_bytes(args.cluster, head=True, limit=4096).decode("utf-8", "replace")
+    if not looks_like_kubectl(start):
         for option, value in (("--dumps", args.dumps), ("--cluster-cidr", args.cluster_cidr),
                               ("--service-cidr", args.service_cidr)):
             if value is not None:

@@ -20,8 +20,10 @@ MAX_INPUT_BYTES = 512 * 1024 * 1024     # a 100k-rule kube-proxy dump is ~25 MB;
 MAX_YAML_BYTES = 32 * 1024 * 1024       # a cluster description of 3,000 pods is ~1 MB; PyYAML needs ~100x in memory
 
 
-def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES) -> bytes:
-    """The content of the regular file ``path`` (at most ``limit`` bytes); InputError otherwise."""
+def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES,
+               head: bool = False) -> bytes:
+    """The content of the regular file ``path`` (at most ``limit`` bytes); InputError otherwise.
+    With ``head``, just its first ``limit`` bytes, whatever its size (to tell formats apart)."""
     label = name or str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -33,6 +35,8 @@ def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_IN
         if not stat.S_ISREG(info.st_mode):
             raise InputError(label, 0, "not a regular file (pktverify reads files, not devices, FIFOs or "
                              "folders)", _kind(info.st_mode))
+        if head:
+            return os.read(fd, limit)
         if info.st_size > limit:
             raise InputError(label, 0, f"file larger than the {limit // 2**20} MiB input limit",
                              f"{info.st_size:,} bytes")
