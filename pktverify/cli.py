@@ -97,6 +97,8 @@ def _build() -> argparse.ArgumentParser:
                         "clamped to the CPUs)")
     v.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
                    help=f"most distinct branches one packet may take on one node (default {MAX_BRANCHES:,})")
+    v.add_argument("--at", type=_instant, metavar="ISO-TIME",
+                   help="when the flows are sent, for -m time rules (UTC unless an offset is given)")
     v.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
                    help=f"most paths one flow may take across the cluster (default {MAX_PATHS:,})")
     v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
@@ -201,7 +203,7 @@ def _verify(args) -> int:
         from .report.files import OutputDir
         folder = OutputDir(args.pcap_dir)
     nodes = cluster_nodes(cluster, lenient=args.lenient)
-    walker = ClusterWalker(cluster, nodes, max_branches=args.max_branches, max_paths=args.max_paths)
+    walker = ClusterWalker(cluster, nodes, max_branches=args.max_branches, max_paths=args.max_paths, at=args.at)
     cpus = len(os.sched_getaffinity(0))
     jobs = min(args.jobs, cpus) if args.jobs else cpus
     results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)

@@ -176,3 +176,17 @@ def test_same_node_pod_traffic_is_bridged_in_the_cluster_walk(tmp_path):
     other = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, web2.ip, 40000, 8080))
     assert [e.kind for e in same] == ["drop"] and "filter/FORWARD #1" in " ".join(h.note for h in same[0].hops)
     assert [e.kind for e in other] == ["arrived"] and all(e.exact for e in other)
+
+
+def test_verify_at_decides_time_rules(tmp_path, capsys):
+    seed = RULES / "seed" / "cluster-iptables.yaml"
+    assert main(["generate", str(seed), "--out", str(tmp_path)]) == 0
+    rules = (tmp_path / "node1" / "iptables-save.txt").read_text().replace(
+        ":FORWARD ACCEPT [0:0]\n", ":FORWARD ACCEPT [0:0]\n-A FORWARD -m time --timestart 08:00 --timestop 18:00 -j DROP\n", 1)
+    (tmp_path / "node1" / "iptables-save.txt").write_text(rules)
+    text = seed.read_text().replace("{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
+                                                         "routes: node1/ip-route.json, name: node1, ip:")
+    (tmp_path / "cluster.yaml").write_text(text)
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "cluster.yaml"), "--at", "2026-11-27T20:00", "--jobs", "1"]) == 0
+    assert main(["verify", str(tmp_path / "cluster.yaml"), "--at", "2026-11-27T09:00", "--jobs", "1"]) == 1

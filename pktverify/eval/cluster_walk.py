@@ -125,10 +125,12 @@ class ClusterWalker:
     """Walks flows across the cluster's nodes (each node's compiled tracer is built once)."""
 
     def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState], *, max_branches: int = MAX_BRANCHES,
-                 max_paths: int = MAX_PATHS) -> None:
+                 max_paths: int = MAX_PATHS, at: int | None = None) -> None:
         """``max_branches`` bounds the branches of one packet on one node, ``max_paths`` the paths of
-        one flow across the cluster (LimitExceeded, naming the option that raises it, past either)."""
+        one flow across the cluster (LimitExceeded, naming the option that raises it, past either);
+        ``at`` is the time the flows are sent (UTC epoch seconds) for ``-m time`` rules."""
         self.cluster = cluster
+        self.at = at
         self.states = nodes
         self.max_paths = max_paths
         shared: dict = {}      # nodes that share a parsed rule set share its compiled chains
@@ -258,7 +260,8 @@ class ClusterWalker:
             physin = UNKNOWN_PORT
             if any(p.node == cur.node for p in self.pods_by_ip.get(cur.packet.dst, ())):
                 physout = UNKNOWN_PORT
-        trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct, physdev_in=physin, physdev_out=physout)
+        trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct, physdev_in=physin, physdev_out=physout,
+                             at=self.at)
         for o in trace.outcomes:
             prob = cur.probability * o.probability
             hops = list(cur.hops)
