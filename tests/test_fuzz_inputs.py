@@ -242,3 +242,33 @@ def test_kubectl_json_corrupted(tmp_path_factory, seed, edits):
 def test_usage_errors_are_one_line(argv):
     result = run(argv)
     assert_verdict_or_refusal(result)
+
+
+IPSETS = (RULES.parent / "tests" / "corpus" / "realworld" / "kube-proxy-ipvs" / "ipset-save.txt").read_bytes()
+IP_RULES = (b'[{"priority":0,"src":"all","table":"local"},{"priority":100,"src":"all","fwmark":"0x1",'
+            b'"fwmask":"0xff","table":"100"},{"priority":200,"not":null,"src":"10.1.10.0","srclen":24,'
+            b'"iif":"cbr0","table":"main"},{"priority":32766,"src":"all","table":"main"}]')
+IP_RULES_TEXT = b"0:\tfrom all lookup local\n100:\tfrom all fwmark 0x1/0xff lookup 100\n32766:\tfrom all lookup main\n"
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.integers(1, 6), st.sampled_from(["ipsets", "rules-json", "rules-text"]))
+def test_ipset_and_ip_rule_readers_survive_corruption(tmp_path_factory, seed, edits, which):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    rnd = random.Random(seed)
+    argv = _trace_argv(tmp, IPTABLES, ADDRS_JSON, ROUTES_TEXT)
+    source = {"ipsets": IPSETS, "rules-json": IP_RULES, "rules-text": IP_RULES_TEXT}[which]
+    (tmp / "extra").write_bytes(_mutate_bytes(source, rnd, edits))
+    argv += ["--ipsets" if which == "ipsets" else "--rules", str(tmp / "extra")]
+    assert_verdict_or_refusal(run(argv), names=(str(tmp),))
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.lists(JUNK_VALUES, min_size=1, max_size=3))
+def test_ip_rule_json_with_wrong_types(tmp_path_factory, seed, junk):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    doc = json.loads(IP_RULES)
+    _json_type_swap(doc, random.Random(seed), junk)
+    argv = _trace_argv(tmp, IPTABLES, ADDRS_JSON, ROUTES_TEXT)
+    (tmp / "rules.json").write_text(json.dumps(doc))
+    assert_verdict_or_refusal(run([*argv, "--rules", str(tmp / "rules.json")]), names=(str(tmp),))

@@ -53,7 +53,9 @@ def parse_ip(text: str) -> int:
 
 
 def prefix_mask(length: int) -> int:
-    """Return the netmask int of a prefix length 0..32."""
+    """Return the netmask int of a prefix length 0..32 (AddressError for any other length)."""
+    if not 0 <= length <= 32:
+        raise AddressError(f"prefix length {length} is out of range 0-32")
     return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
 
 

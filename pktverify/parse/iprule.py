@@ -57,6 +57,10 @@ def _parse_json(text: str, source: str) -> list[RoutingRule]:
         if action not in _ACTIONS | {"lookup", "goto"}:
             raise entry.child("action").error(f"rule action {action!r} is not modelled")
         table = table_name(str(entry.get("table", (str, int), default="main")))
+        for key in ("priority", "goto"):
+            value = entry.int(key, default=0)
+            if not 0 <= value <= 0xFFFFFFFF:
+                raise entry.child(key).error(f"rule {key} {value} is out of range 0-4294967295")
         out.append(RoutingRule(entry.int("priority", required=True), action, table, src, dst,
                                None if fwmark is None else (fwmark[0] & fwmark[1], fwmark[1]),
                                entry.str("iif"), entry.str("oif"), "not" in entry.value,
@@ -67,6 +71,8 @@ def _parse_json(text: str, source: str) -> list[RoutingRule]:
 def _selector(text: str, plen: int | None) -> tuple[int, int] | None:
     if text == "all" or text is None:
         return None
+    if plen is not None and not 0 <= plen <= 32:
+        raise AddressError(f"prefix length {plen} is out of range 0-32")
     if ":" in text:
         raise AddressError(f"{text}: IPv6 selectors are not modelled")
     if "/" in text:
@@ -82,7 +88,7 @@ def _parse_text(text: str, source: str) -> list[RoutingRule]:
         if not line or line.startswith("#"):
             continue
         head, sep, rest = line.partition(":")
-        if not sep or not head.isascii() or not head.isdigit():
+        if not sep or not head.isascii() or not head.isdigit() or int(head) > 0xFFFFFFFF:
             raise InputError(source, lineno, "not an 'ip rule show' line (PRIORITY: selectors action)",
                              line if out else "")
         words = rest.replace("[detached]", "").split()
@@ -111,7 +117,7 @@ def _parse_text(text: str, source: str) -> list[RoutingRule]:
                     oif = arg
                 elif word in ("lookup", "table") and arg:
                     table = table_name(arg)
-                elif word == "goto" and arg:
+                elif word == "goto" and arg and arg.isascii() and arg.isdigit() and int(arg) <= 0xFFFFFFFF:
                     action, goto = "goto", int(arg)
                 elif word in _ACTIONS:
                     action = word
