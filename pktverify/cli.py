@@ -227,8 +227,9 @@ def _load_any_cluster(args):
         for option, value in (("--dumps", args.dumps), ("--cluster-cidr", args.cluster_cidr),
                               ("--service-cidr", args.service_cidr)):
             if value is not None:
-                raise InvalidArgument(f"{option} is for kubectl JSON input; a cluster YAML says it itself "
-                                      "(cluster: cidr/service_cidr, a node's dump paths)")
+                raise InvalidArgument(f"{option} is for kubectl JSON input, and {args.cluster} is not kubectl JSON "
+                                      "(it does not start with '{'); a cluster YAML says it itself (cluster: "
+                                      "cidr/service_cidr, a node's dump paths)")
         return load_cluster(args.cluster)
     if not (args.cluster_cidr and args.service_cidr):
         raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"
