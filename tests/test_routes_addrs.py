@@ -87,3 +87,11 @@ def test_multipath_routes_give_one_outcome_per_nexthop_with_its_weight_share():
     shares = {(o.out_iface, o.next_hop): o.probability for o in outs}
     assert shares == {("cni0", 0x0A000009): 0.75, ("eth0", 0xC0A80009): 0.25}
     assert all(o.exact for o in outs) and any("flow hash" in s.action for o in outs for s in o.steps)
+
+
+def test_ipv6_addresses_are_a_note_not_an_error():
+    from pktverify.parse.ipaddr import ipv6_note
+    text = "1: lo    inet 127.0.0.1/8 scope host lo\n1: lo    inet6 ::1/128 scope host\n2: eth0    inet6 fe80::1/64 scope link\n"
+    assert parse_ip_addr(text)["eth0"].addresses == ()
+    assert ipv6_note(text, "a") == ("a: 2 IPv6 address(es) skipped (pktverify models IPv4)",)
+    assert ipv6_note("1: lo    inet 127.0.0.1/8 scope host lo\n", "a") == ()

@@ -11,7 +11,7 @@ from ..model.addresses import AddressError, parse_ip
 from ..model.node import SCOPES, IfAddr, Interface
 from .json_input import line_of, load_json
 
-__all__ = ["parse_ip_addr"]
+__all__ = ["parse_ip_addr", "ipv6_note"]
 
 
 def parse_ip_addr(text: str, *, source: str = "<ip addr>") -> dict[str, Interface]:
@@ -116,3 +116,10 @@ def _parse_text(text: str, source: str) -> dict[str, Interface]:
     if not collected:
         raise InputError(source, 1, "no interfaces found", "")
     return {name: Interface(name, tuple(addrs), name == "lo") for name, addrs in collected.items()}
+
+
+def ipv6_note(text: str, source: str) -> tuple[str, ...]:
+    """A note when the dump has IPv6 addresses (skipped: pktverify models IPv4), else nothing."""
+    count = text.count('"inet6"') if text.lstrip().startswith("[") else \
+        sum(1 for line in text.split("\n") if " inet6 " in line)
+    return (f"{source}: {count} IPv6 address(es) skipped (pktverify models IPv4)",) if count else ()

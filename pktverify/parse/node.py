@@ -17,7 +17,7 @@ from ..model.addresses import format_ip, in_network, is_zeronet
 from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
 from ..model.ipsets import IpSetDump
 from ..model.rules import Ruleset, SetMatch
-from .ipaddr import parse_ip_addr
+from .ipaddr import ipv6_note, parse_ip_addr
 from .iproute import parse_routes
 from .iprule import parse_ip_rules
 from .ipset_save import parse_ipset_save
@@ -35,12 +35,14 @@ def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
     """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
     InputError (file:line) on bad input."""
     ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient)
-    interfaces = parse_ip_addr(read_text(addrs), source=str(addrs))
+    addr_text = read_text(addrs)
+    interfaces = parse_ip_addr(addr_text, source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
     sets = parse_ipset_save(read_text(ipsets, allow_empty=True), source=str(ipsets)) if ipsets is not None else None
     policy = parse_ip_rules(read_text(rules), source=str(rules))[0] if rules is not None else None
     return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
-                      route_localnet=route_localnet, ipsets=sets, notes=dump.notes, rules=policy)
+                      route_localnet=route_localnet, ipsets=sets, notes=ipv6_note(addr_text, str(addrs)) + dump.notes,
+                      rules=policy)
 
 
 def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
