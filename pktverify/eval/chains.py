@@ -25,14 +25,12 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import CT_UNTRACKED, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key, with_prob
+from .state import (CT_UNTRACKED, MERGE_FROM, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key,
+                    with_prob)
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
 INDEX_THRESHOLD = 16
-# Below this many results (or states after a table), merging equal ones buys nothing: the final
-# merge of outcomes does the same for a user. Above it, merging keeps the work bounded.
-_MERGE_FROM = 8
 
 
 class ChainResult(NamedTuple):
@@ -337,7 +335,7 @@ class _Walk:
             return [results[0][1]]
         results.sort(key=_first_item)
         merged = [res for _order, res in results]
-        if len(merged) > _MERGE_FROM:     # few results: the outcomes' own merge does it, cheaper
+        if len(merged) > MERGE_FROM:     # few results: the outcomes' own merge does it, cheaper
             merged = merge_equal(merged, _result_key, _result_prob, _result_with_prob)
         for res in merged:
             if res.state.assume:

@@ -22,8 +22,8 @@ from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
-from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, Budget,
-                    LimitExceeded, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
+from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, MERGE_FROM,
+                    Budget, LimitExceeded, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
                     steps_tuple)
 
 __all__ = ["NodeTracer"]
@@ -255,7 +255,7 @@ class _NodeWalk:
             for st in states:
                 for res in table.walk(hook, st, ctx, self.budget):
                     self._sort(res, name, hook, nxt, finished)
-            states = merge_states(nxt) if len(nxt) > 8 else nxt
+            states = merge_states(nxt) if len(nxt) > MERGE_FROM else nxt
         return states
 
     def _sort(self, res: ChainResult, table: str, hook: str, nxt: list, finished: list) -> None:

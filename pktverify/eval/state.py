@@ -10,7 +10,7 @@ from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
            "CT_DNAT", "CT_BITS", "Step", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
-           "merge_states", "merge_equal", "with_prob", "Budget", "LimitExceeded", "MAX_BRANCHES"]
+           "merge_states", "merge_equal", "MERGE_FROM", "with_prob", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
@@ -139,6 +139,11 @@ def merge_equal(items: list[T], key: Callable[[T], Hashable], prob: Callable[[T]
             p, q = prob(prev), prob(item)
             merged[k] = with_prob(prev if p >= q else item, p + q, prev)
     return list(merged.values()) if len(merged) < len(items) else items
+
+
+# Below this many branches, merging equal ones buys nothing: the final merge of outcomes does the
+# same for a user. Above it, merging keeps the work bounded (chain results, states after a table).
+MERGE_FROM = 8
 
 
 def merge_states(states: list[WalkState]) -> list[WalkState]:
