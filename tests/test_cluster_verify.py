@@ -158,18 +158,22 @@ def test_clusterip_leaving_a_node_un_dnated_is_a_violation(tmp_path, capsys):
     assert any("10.152.183.164) left node1 un-DNATed" in v["message"] for v in service["violations"])
 
 
+def _seed_with_node1_rule(folder: Path, rule: str) -> Path:
+    """The iptables-mode seed cluster whose node1 has real dumps with ``rule`` first in filter FORWARD."""
+    seed = RULES / "seed" / "cluster-iptables.yaml"
+    assert main(["generate", str(seed), "--out", str(folder)]) == 0
+    dump = folder / "node1" / "iptables-save.txt"
+    dump.write_text(dump.read_text().replace(":FORWARD ACCEPT [0:0]\n", f":FORWARD ACCEPT [0:0]\n{rule}\n", 1))
+    text = seed.read_text().replace("{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
+                                                         "routes: node1/ip-route.json, name: node1, ip:")
+    (folder / "cluster.yaml").write_text(text)
+    return folder / "cluster.yaml"
+
+
 def test_same_node_pod_traffic_is_bridged_in_the_cluster_walk(tmp_path):
     # br_netfilter: a pod's packet enters through a bridge port; one for a pod behind the same
     # bridge is bridged (--physdev-is-bridged), one for another node is routed.
-    seed = RULES / "seed" / "cluster-iptables.yaml"
-    assert main(["generate", str(seed), "--out", str(tmp_path)]) == 0
-    rules = (tmp_path / "node1" / "iptables-save.txt").read_text().replace(
-        ":FORWARD ACCEPT [0:0]\n", ":FORWARD ACCEPT [0:0]\n-A FORWARD -m physdev --physdev-is-bridged -j DROP\n", 1)
-    (tmp_path / "node1" / "iptables-save.txt").write_text(rules)
-    text = seed.read_text().replace("{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
-                                                         "routes: node1/ip-route.json, name: node1, ip:")
-    (tmp_path / "cluster.yaml").write_text(text)
-    cluster = load_cluster(tmp_path / "cluster.yaml")
+    cluster = load_cluster(_seed_with_node1_rule(tmp_path, "-A FORWARD -m physdev --physdev-is-bridged -j DROP"))
     walker = ClusterWalker(cluster, cluster_nodes(cluster))
     web1, proxy, web2 = (cluster.pods_by_key[k] for k in ("default/web-1", "default/apiserver-proxy", "default/web-2"))
     same = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, proxy.ip, 40000, 6443))
@@ -179,14 +183,7 @@ def test_same_node_pod_traffic_is_bridged_in_the_cluster_walk(tmp_path):
 
 
 def test_verify_at_decides_time_rules(tmp_path, capsys):
-    seed = RULES / "seed" / "cluster-iptables.yaml"
-    assert main(["generate", str(seed), "--out", str(tmp_path)]) == 0
-    rules = (tmp_path / "node1" / "iptables-save.txt").read_text().replace(
-        ":FORWARD ACCEPT [0:0]\n", ":FORWARD ACCEPT [0:0]\n-A FORWARD -m time --timestart 08:00 --timestop 18:00 -j DROP\n", 1)
-    (tmp_path / "node1" / "iptables-save.txt").write_text(rules)
-    text = seed.read_text().replace("{name: node1, ip:", "{iptables: node1/iptables-save.txt, addrs: node1/ip-addr.json, "
-                                                         "routes: node1/ip-route.json, name: node1, ip:")
-    (tmp_path / "cluster.yaml").write_text(text)
+    path = _seed_with_node1_rule(tmp_path, "-A FORWARD -m time --timestart 08:00 --timestop 18:00 -j DROP")
     capsys.readouterr()
-    assert main(["verify", str(tmp_path / "cluster.yaml"), "--at", "2026-11-27T20:00", "--jobs", "1"]) == 0
-    assert main(["verify", str(tmp_path / "cluster.yaml"), "--at", "2026-11-27T09:00", "--jobs", "1"]) == 1
+    assert main(["verify", str(path), "--at", "2026-11-27T20:00", "--jobs", "1"]) == 0
+    assert main(["verify", str(path), "--at", "2026-11-27T09:00", "--jobs", "1"]) == 1
