@@ -31,6 +31,7 @@ from .state import (CT_UNTRACKED, MERGE_FROM, Budget, Step, WalkState, add_step,
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
 INDEX_THRESHOLD = 16
+_UNSET = object()    # a rule's fixed effect not worked out yet
 
 
 class ChainResult(NamedTuple):
@@ -41,14 +42,18 @@ class ChainResult(NamedTuple):
 
 
 class _IndexedChain:
-    __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed")
+    __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed", "fixed", "table")
 
-    def __init__(self, chain: m.Chain, fib: Fib) -> None:
+    def __init__(self, chain: m.Chain, fib: Fib, table: str) -> None:
         self.name = chain.name
         self.policy = chain.policy
         self.builtin = chain.builtin
         self.decl = (chain.line, chain.declaration)
         self.rules = [compile_rule(rule, i, fib) for i, rule in enumerate(chain.rules)]
+        # What a certain match of each rule does when that does not depend on the packet
+        # (jumps, verdicts, no target): made on first use, so the hot path builds no Step.
+        self.table = table
+        self.fixed: list = [_UNSET] * len(self.rules)
         self.indexed = len(self.rules) > INDEX_THRESHOLD
         self._by_dst: dict[int, list[int]] = {}
         self._wild: list[int] = []
@@ -59,6 +64,11 @@ class _IndexedChain:
                     self._wild.append(r.position)
                 else:
                     self._by_dst.setdefault(r.dst_key, []).append(r.position)
+
+    def fixed_effect(self, pos: int) -> tuple | None:
+        """The cached :func:`_fixed_effect` of rule ``pos``."""
+        fixed = self.fixed[pos] = _fixed_effect(self.table, self.rules[pos].rule)
+        return fixed
 
     def candidates(self, dst: int) -> list[int] | None:
         """Positions of the rules that can match destination ``dst``, in order (None: all)."""
@@ -85,7 +95,7 @@ class CompiledTable:
         for name, chain in table.chains.items():
             compiled = shared.get(id(chain)) if shared is not None else None
             if compiled is None:
-                compiled = _IndexedChain(chain, fib)
+                compiled = _IndexedChain(chain, fib, table.name)
                 if shared is not None and not any(_reads_node(mt) for rule in chain.rules for mt in rule.matches):
                     shared[id(chain)] = compiled
             self.chains[name] = compiled
@@ -145,17 +155,25 @@ class CompiledTable:
                     if not pred(st):
                         break
                 else:
-                    kind, *rest = self._apply(cr, st, ctx, 1.0, hook)
-                    st = rest[0]
+                    fixed = chain.fixed[pos]
+                    if fixed is _UNSET:
+                        fixed = chain.fixed_effect(pos)
+                    if fixed is None:
+                        kind, st, arg = self._apply(cr, st, ctx, 1.0, hook)
+                    else:
+                        kind, step, arg = fixed
+                        st = add_step(st, step)
+                        if kind == "final":
+                            return ChainResult(st, *arg)
                     if kind == "continue":
                         continue
                     if kind == "final":
                         return st
                     if kind == "jump":
                         stack = stack + ((chain_name, pos + 1),)
-                        chain_name, start = rest[1], 0
+                        chain_name, start = arg, 0
                     elif kind == "goto":
-                        chain_name, start = rest[1], 0
+                        chain_name, start = arg, 0
                     elif not stack:      # RETURN from the built-in chain or a chain it went to by -g
                         return self._policy(hook, st)
                     else:
@@ -185,7 +203,7 @@ class CompiledTable:
     def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float, hook: str = ""):
         target = cr.rule.target
         if target is None:
-            return "continue", add_step(st, self._step(cr, "match (no target)", p))
+            return "continue", add_step(st, self._step(cr, "match (no target)", p)), None
         ttype = type(target)
         if ttype is m.Jump:
             st = add_step(st, self._step(cr, ("goto " if target.goto else "jump ") + target.chain, p))
@@ -193,40 +211,40 @@ class CompiledTable:
         if ttype is m.Verdict:
             st = add_step(st, self._step(cr, target.name, p))
             if target.name == "RETURN":
-                return "return", st
-            return "final", ChainResult(st, target.name)
+                return "return", st, None
+            return "final", ChainResult(st, target.name), None
         if ttype is m.Reject:
             st = add_step(st, self._step(cr, f"REJECT {target.with_}", p))
-            return "final", ChainResult(st, "REJECT", target.with_)
+            return "final", ChainResult(st, "REJECT", target.with_), None
         if ttype is m.SetMark:
             mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.value
             st = add_step(st._replace(mark=mark), self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p))
-            return "continue", st
+            return "continue", st, None
         if ttype is m.NoOp:
             action = f"{target.name} ({target.note}, not modelled; the packet goes on)" if target.note else target.name
-            return "continue", add_step(st, self._step(cr, action, p))
+            return "continue", add_step(st, self._step(cr, action, p)), None
         if ttype is m.SetTtl:
             ttl = st.pkt.ttl
             new = {"set": target.value, "dec": max(ttl - target.value, 0), "inc": min(ttl + target.value, 255)}[target.op]
             st = add_step(st._replace(pkt=st.pkt._replace(ttl=new)), self._step(cr, f"TTL {ttl} → {new}", p))
-            return "continue", st
+            return "continue", st, None
         if ttype is m.ConnMark:
-            return "continue", self._connmark(cr, target, st, p)
+            return "continue", self._connmark(cr, target, st, p), None
         if ttype is m.NoTrack:
             st = add_step(st._replace(ctbits=CT_UNTRACKED), self._step(cr, "NOTRACK: no connection (UNTRACKED)", p))
-            return "continue", st
+            return "continue", st, None
         if ttype is m.Tproxy:
-            return "final", self._tproxy(cr, target, st, p)
+            return "final", self._tproxy(cr, target, st, p), None
         if ttype is m.Nfqueue:
             step = self._step(cr, f"NFQUEUE {target.num}: a userspace program decides (accept assumed; it may drop)", p)
-            return "final", ChainResult(add_step(st._replace(exact=False), step), "QUEUE")
+            return "final", ChainResult(add_step(st._replace(exact=False), step), "QUEUE"), None
         if ttype is m.UnknownTarget:
             if target.name in m.NON_TERMINATING_TARGETS:
                 step = self._step(cr, f"{target.name} (not modelled; non-terminating: the packet goes on)", p)
-                return "continue", add_step(st._replace(exact=False), step)
+                return "continue", add_step(st._replace(exact=False), step), None
             step = self._step(cr, f"unknown target {target.name} (may continue or stop)", p)
             st = add_step(st._replace(exact=False), step)
-            return "final", ChainResult(st, "UNKNOWN")
+            return "final", ChainResult(st, "UNKNOWN"), None
         return self._nat(cr, target, st, ctx, p, hook)
 
     def _connmark(self, cr: CompiledRule, target: m.ConnMark, st: WalkState, p: float) -> WalkState:
@@ -269,7 +287,7 @@ class CompiledTable:
             res, kind = nat.apply_masquerade(before, target, self.fib, st.out_iface, ctx.next_hop), "MASQUERADE"
         if res.pkt is None:
             st = add_step(st, self._step(cr, res.note + " → dropped", p))
-            return "final", ChainResult(st, "DROP", res.note)
+            return "final", ChainResult(st, "DROP", res.note), None
         action = nat.describe_change(before, res.pkt, kind)
         if res.random_port:
             fld, lo, hi = res.random_port
@@ -278,7 +296,32 @@ class CompiledTable:
                                   masquerade=st.masquerade or kind == "MASQUERADE",
                                   random_ports=st.random_ports + ((res.random_port,) if res.random_port else ())),
                       self._step(cr, action, p))
-        return "final", ChainResult(st, "ACCEPT", kind)
+        return "final", ChainResult(st, "ACCEPT", kind), None
+
+
+def _fixed_effect(table: str, rule: m.Rule) -> tuple | None:
+    """``(kind, step, arg)`` for a rule whose certain match has an effect independent of the
+    packet — a jump or goto (arg: the chain), a verdict (arg: the ChainResult fields), no
+    target — or None (the target reads or changes the packet: :meth:`CompiledTable._apply`).
+    Kept equal to what ``_apply`` does at probability 1."""
+    target = rule.target
+
+    def step(action: str) -> Step:
+        return Step(table, rule.chain, rule.index, rule.line, rule.text, action, rule.source, None)
+
+    if target is None:
+        return "continue", step("match (no target)"), None
+    ttype = type(target)
+    if ttype is m.Jump:
+        return ("goto" if target.goto else "jump"), step(("goto " if target.goto else "jump ") + target.chain), \
+            target.chain
+    if ttype is m.Verdict:
+        if target.name == "RETURN":
+            return "return", step("RETURN"), None
+        return "final", step(target.name), (target.name,)
+    if ttype is m.Reject:
+        return "final", step(f"REJECT {target.with_}"), ("REJECT", target.with_)
+    return None
 
 
 class _Walk:
@@ -406,23 +449,32 @@ class _Walk:
                         return
                     st = with_prob(st, st.prob * p)
                     order = order + (0,)
-                kind, *rest = table._apply(cr, st, self.ctx, p, self.hook)
+                fixed = chain.fixed[pos] if p == 1.0 else None
+                if fixed is _UNSET:
+                    fixed = chain.fixed_effect(pos)
+                if fixed is None:
+                    kind, res, arg = table._apply(cr, st, self.ctx, p, self.hook)
+                else:
+                    kind, step, arg = fixed
+                    res = add_step(st, step)
+                    if kind == "final":
+                        res = ChainResult(res, *arg)
                 if kind == "continue":
-                    st = rest[0]
+                    st = res
                     continue
                 if kind == "final":
                     budget = self.budget
                     budget.left -= 1
                     if budget.left < 0:
                         budget.spend(0)          # raises LimitExceeded with the message
-                    self.results.append((order, rest[0]))
+                    self.results.append((order, res))
                     return
-                st = rest[0]
+                st = res
                 if kind == "jump":
                     stack = stack + ((chain_name, pos + 1, prefix),)
-                    prefix, chain_name, start = prefix + (pos,), rest[1], 0
+                    prefix, chain_name, start = prefix + (pos,), arg, 0
                 elif kind == "goto":
-                    prefix, chain_name, start = prefix + (pos,), rest[1], 0
+                    prefix, chain_name, start = prefix + (pos,), arg, 0
                 else:  # RETURN
                     if not stack:   # from the built-in chain itself, or a chain entered by -g from it
                         self.results.append((order, table._policy(self.hook, st)))
