@@ -182,6 +182,18 @@ def test_same_node_pod_traffic_is_bridged_in_the_cluster_walk(tmp_path):
     assert [e.kind for e in other] == ["arrived"] and all(e.exact for e in other)
 
 
+def test_bridged_pods_keep_their_ttl_and_routed_ones_lose_one(tmp_path):
+    # br_netfilter bridges a frame between two ports of one bridge (no routing, no TTL decrement),
+    # also after a DNAT to a pod behind the same bridge; a packet for another node is routed.
+    cluster = load_cluster(_seed_with_node1_rule(tmp_path, "-A FORWARD -m comment --comment nothing"))
+    walker = ClusterWalker(cluster, cluster_nodes(cluster))
+    web1, proxy, web2 = (cluster.pods_by_key[k] for k in ("default/web-1", "default/apiserver-proxy", "default/web-2"))
+    [same] = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, proxy.ip, 40000, 6443, ttl=64))
+    [other] = walker.walk(walker.pod_endpoint(web1), Packet(6, web1.ip, web2.ip, 40000, 8080, ttl=64))
+    assert same.kind == "arrived" and same.packet.ttl == 64
+    assert other.kind == "arrived" and other.packet.ttl < 64
+
+
 def test_verify_at_decides_time_rules(tmp_path, capsys):
     path = _seed_with_node1_rule(tmp_path, "-A FORWARD -m time --timestart 08:00 --timestop 18:00 -j DROP")
     capsys.readouterr()

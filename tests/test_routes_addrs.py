@@ -89,6 +89,25 @@ def test_multipath_routes_give_one_outcome_per_nexthop_with_its_weight_share():
     assert all(o.exact for o in outs) and any("flow hash" in s.action for o in outs for s in o.steps)
 
 
+def test_local_packets_on_a_multipath_route_whose_nexthops_share_a_device_keep_their_nexthop():
+    # ECMP to two gateways on one link: each outcome must leave for its own gateway, also after
+    # OUTPUT DNAT re-routes the packet (ip_route_me_harder) onto another such route.
+    routes = ("192.168.0.0/24 dev eth0 proto kernel scope link src 192.168.0.2\n"
+              "172.16.0.0/16 proto static\n\tnexthop via 192.168.0.9 dev eth0 weight 1\n"
+              "\tnexthop via 192.168.0.8 dev eth0 weight 1\n"
+              "172.17.0.0/16 proto static\n\tnexthop via 192.168.0.7 dev eth0 weight 3\n"
+              "\tnexthop via 192.168.0.6 dev eth0 weight 1\n")
+    addrs = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
+             "2: eth0    inet 192.168.0.2/24 brd 192.168.0.255 scope global eth0\n")
+    plain = tracer(tables(), addrs=addrs, routes=routes).trace(pkt("192.168.0.2", "172.16.0.5"), in_iface=None)
+    assert {(o.out_iface, o.next_hop): o.probability for o in plain.outcomes} == {
+        ("eth0", 0xC0A80009): 0.5, ("eth0", 0xC0A80008): 0.5}
+    nat = tables(nat="-A OUTPUT -d 172.16.0.5 -j DNAT --to-destination 172.17.0.5")
+    moved = tracer(nat, addrs=addrs, routes=routes).trace(pkt("192.168.0.2", "172.16.0.5"), in_iface=None)
+    assert {(o.out_iface, o.next_hop): o.probability for o in moved.outcomes} == {
+        ("eth0", 0xC0A80007): 0.75, ("eth0", 0xC0A80006): 0.25}
+
+
 def test_ipv6_addresses_are_a_note_not_an_error():
     from pktverify.parse.ipaddr import ipv6_note
     text = "1: lo    inet 127.0.0.1/8 scope host lo\n1: lo    inet6 ::1/128 scope host\n2: eth0    inet6 fe80::1/64 scope link\n"

@@ -25,8 +25,8 @@ from ..model.rules import Table
 from . import nat
 from .fib import Fib
 from .matchers import CompiledRule, compile_rule
-from .state import (CT_UNTRACKED, MERGE_FROM, Budget, Step, WalkState, add_step, last_step, merge_equal, state_key,
-                    with_prob)
+from .state import (CT_UNTRACKED, MERGE_FROM, Budget, Step, WalkState, add_step, last_step, merge_equal, nat_done,
+                    state_key, with_prob)
 
 __all__ = ["ChainResult", "CompiledTable", "INDEX_THRESHOLD"]
 
@@ -91,6 +91,7 @@ class CompiledTable:
         self.name = table.name
         self.fib = fib
         self._forks: dict[str, bool] = {}
+        self._policy_steps: dict[str, Step] = {}
         self.chains = {}
         for name, chain in table.chains.items():
             compiled = shared.get(id(chain)) if shared is not None else None
@@ -187,13 +188,14 @@ class CompiledTable:
                 (chain_name, start), stack = stack[-1], stack[:-1]
 
     def _policy(self, chain_name: str, st: WalkState) -> ChainResult:
-        chain = self.chains[chain_name]
-        line, decl = chain.decl
-        policy = chain.policy or "ACCEPT"
-        step = Step(self.name, chain_name, None, line or None, decl or f":{chain_name} {policy}",
-                    f"policy {policy}")
-        st = add_step(st, step)
-        return ChainResult(st, policy)
+        step = self._policy_steps.get(chain_name)
+        if step is None:
+            chain = self.chains[chain_name]
+            line, decl = chain.decl
+            policy = chain.policy or "ACCEPT"
+            step = self._policy_steps[chain_name] = Step(self.name, chain_name, None, line or None,
+                                                         decl or f":{chain_name} {policy}", f"policy {policy}")
+        return ChainResult(add_step(st, step), step.action[7:])
 
     def _step(self, cr: CompiledRule, action: str, p: float) -> Step:
         r = cr.rule
@@ -292,9 +294,8 @@ class CompiledTable:
         if res.random_port:
             fld, lo, hi = res.random_port
             action += f" ({fld} drawn at random from {lo}-{hi})"
-        st = add_step(st._replace(pkt=res.pkt, exact=st.exact and res.exact,
-                                  masquerade=st.masquerade or kind == "MASQUERADE",
-                                  random_ports=st.random_ports + ((res.random_port,) if res.random_port else ())),
+        st = add_step(nat_done(st, res.pkt, st.exact and res.exact, st.masquerade or kind == "MASQUERADE",
+                               st.random_ports + (res.random_port,) if res.random_port else st.random_ports),
                       self._step(cr, action, p))
         return "final", ChainResult(st, "ACCEPT", kind), None
 

@@ -20,11 +20,14 @@ from ..model.node import NodeState
 from ..model.packet import ICMP, TCP, Packet
 from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
+from .facts import UNKNOWN_PORT
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
 from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, MERGE_FROM,
                     Budget, LimitExceeded, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
-                    steps_tuple)
+                    routed, steps_tuple, with_ctbits)
+
+_new_tuple = tuple.__new__
 
 __all__ = ["NodeTracer"]
 
@@ -113,6 +116,22 @@ class _NodeWalk:
 
     def _route_input(self, st: WalkState, finished: list) -> None:
         pkt = st.pkt
+        meta = st.meta
+        if meta is not None and meta.physdev_in:
+            # br_netfilter (br_nf_pre_routing_finish): a frame for a host behind the bridge stays
+            # bridged; one whose destination PREROUTING changed is bridged on when its new route
+            # leaves by the same bridge (to the new destination's port), else routed like any.
+            if pkt.dst == self._start.dst:
+                if meta.physdev_out:
+                    self._bridged(st, finished)
+                    return
+            else:
+                new_route = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
+                if new_route.kind == "unicast" and not new_route.route.nexthops and new_route.route.dev == st.in_iface:
+                    self._bridged(st._replace(meta=meta._replace(physdev_out=UNKNOWN_PORT)), finished)
+                    return
+                if meta.physdev_out:
+                    st = st._replace(meta=meta._replace(physdev_out=""))
         martian = self._martian_input(pkt, st.in_iface)
         if martian:
             finished.append(self._end(st, "drop", martian, route_step=martian))
@@ -142,10 +161,22 @@ class _NodeWalk:
         route = result.route
         for gateway, dev, share, text in _next_hops(self.fib, route, "forward out"):
             s = self._with_step(st, text)
-            s = s._replace(pkt=pkt._replace(ttl=pkt.ttl - 1), out_iface=dev or "", prob=s.prob * share)
+            s = routed(s, _new_tuple(Packet, (*pkt[:8], pkt.ttl - 1)), dev or "", s.prob * share)
             next_hop = gateway if gateway is not None else s.pkt.dst
             states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
             self._postrouting(states, next_hop, finished)
+
+    def _bridged(self, st: WalkState, finished: list) -> None:
+        """A frame bridged between two ports of one bridge, as br_netfilter shows it to iptables:
+        FORWARD and POSTROUTING with ``-i``/``-o`` the bridge and no routing decision (so no TTL
+        decrement, no martian checks); the frame goes to the destination's port on the bridge."""
+        bridge = st.in_iface
+        ports = " to ".join(f"port {name}" if name != UNKNOWN_PORT else "a pod's port"
+                            for name in (st.meta.physdev_in, st.meta.physdev_out))
+        st = self._with_step(st, f"bridged on {bridge} from {ports} (br_netfilter: not routed, TTL unchanged)")
+        st = st._replace(out_iface=bridge)
+        states = self._tables("FORWARD", ("mangle", "filter", "security"), [st], finished)
+        self._postrouting(states, st.pkt.dst, finished)
 
     def _input(self, st: WalkState, finished: list, *, nat: bool = True) -> None:
         states = self._tables("INPUT", ("mangle", "filter", "security"), [st], finished)
@@ -161,28 +192,24 @@ class _NodeWalk:
             finished.append(self._end(s, "forward", f"leaves on {s.out_iface}", next_hop=next_hop))
 
     def _from_local(self, st: WalkState, finished: list) -> None:
-        for routed in self._route_output(st, finished, initial=True):
-            self._output(routed, finished)
+        for out_state, gateway in self._route_output(st, finished, initial=True):
+            self._output(out_state, gateway, finished)
 
-    def _output(self, st: WalkState, finished: list) -> None:
-        states = self._raw("OUTPUT", st, finished)
-        states = self._tables("OUTPUT", ("mangle",), states, finished)
-        states = self._rerouted(states, st, finished)
-        states = self._nat("OUTPUT", "dst", states, finished)
-        states = self._rerouted(states, st, finished)
-        states = self._tables("OUTPUT", ("filter", "security"), states, finished)
-        for s in states:
-            if s.out_iface == "lo":
-                self._loopback(s, finished)
-            else:
-                result = self.fib.lookup(s.pkt.dst, None, s.pkt.src, s.mark)
-                route = result.route
-                if route is not None and route.nexthops:     # the nexthop the packet was routed to
-                    gateway = next(gw for gw, dev, _w in route.nexthops if dev == s.out_iface)
+    def _output(self, st: WalkState, gateway: int | None, finished: list) -> None:
+        """OUTPUT then POSTROUTING for one routing decision (``gateway``: its nexthop, None for a
+        direct route). States stay grouped by the nexthop they were routed to, since two nexthops
+        of a multipath route can share a device; a re-route after mangle or nat regroups them."""
+        groups = [(gateway, self._tables("OUTPUT", ("mangle",), self._raw("OUTPUT", st, finished), finished))]
+        groups = self._rerouted(groups, st, finished)
+        groups = [(gw, self._nat("OUTPUT", "dst", states, finished)) for gw, states in groups]
+        groups = self._rerouted(groups, st, finished)
+        groups = [(gw, self._tables("OUTPUT", ("filter", "security"), states, finished)) for gw, states in groups]
+        for gw, states in groups:
+            for s in states:
+                if s.out_iface == "lo":
+                    self._loopback(s, finished)
                 else:
-                    gateway = route.gateway if route is not None else None
-                next_hop = gateway if gateway is not None else s.pkt.dst
-                self._postrouting([s], next_hop, finished)
+                    self._postrouting([s], gw if gw is not None else s.pkt.dst, finished)
 
     def _loopback(self, st: WalkState, finished: list) -> None:
         states = self._tables("POSTROUTING", ("mangle",), [st], finished)
@@ -193,43 +220,45 @@ class _NodeWalk:
             for s2 in self._prerouting(s, finished, nat=False):
                 self._input(s2, finished, nat=False)
 
-    def _route_output(self, st: WalkState, finished: list, *, initial: bool) -> list[WalkState]:
-        """The routing decision for a locally generated packet: the routed states (one per nexthop
-        of a multipath route), or none (the failure is in ``finished``)."""
+    def _route_output(self, st: WalkState, finished: list, *, initial: bool) -> list[tuple[WalkState, int | None]]:
+        """The routing decision for a locally generated packet: the routed states with their
+        nexthop gateway (one per nexthop of a multipath route), or none (the failure is in
+        ``finished``)."""
         pkt = st.pkt
         if initial and (is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST or is_zeronet(pkt.src)):
             finished.append(self._end(st, "drop", "invalid source address for a local socket (EINVAL)"))
             return []
         result: RouteResult = self.fib.lookup(pkt.dst, None, pkt.src, st.mark)   # iif lo: locally generated
         if result.kind in ("local", "broadcast"):
-            return [self._with_step(st._replace(out_iface="lo"),
-                                    f"route: {self.fib.route_text(result.route)} → local via lo")]
+            return [(self._with_step(st._replace(out_iface="lo"),
+                                     f"route: {self.fib.route_text(result.route)} → local via lo"), None)]
         if result.kind != "unicast":
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
             if not initial:
                 verdict, reason = "drop", f"re-route after NAT failed: {reason}"
             finished.append(self._end(st, verdict, reason))
             return []
-        hops = _next_hops(self.fib, result.route, "out")
-        if len({dev for _gw, dev, _share, _text in hops}) < len(hops):
-            raise LimitExceeded(f"{result.route.describe()}: a multipath route whose nexthops share a device is "
-                                "not modelled for locally generated packets")
         out = []
-        for _gateway, dev, share, text in hops:
+        for gateway, dev, share, text in _next_hops(self.fib, result.route, "out"):
             if is_loopback(pkt.src) and dev != "lo" and not self.node.route_localnet:
                 finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
                                           f"cannot leave on {dev} (route_localnet=0)"))
                 continue
-            out.append(self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text))
+            out.append((self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text), gateway))
         return out
 
-    def _rerouted(self, states: list[WalkState], original: WalkState, finished: list) -> list[WalkState]:
+    def _rerouted(self, groups: list[tuple[int | None, list[WalkState]]], original: WalkState,
+                  finished: list) -> list[tuple[int | None, list[WalkState]]]:
+        """``groups`` (nexthop, states) after the re-route the kernel does when mangle or nat
+        changed a local packet's destination or mark (ip_route_me_harder)."""
         out = []
-        for s in states:
-            if s.pkt.dst == original.pkt.dst and s.mark == original.mark:
-                out.append(s)
-                continue
-            out += self._route_output(s, finished, initial=False)
+        for gateway, states in groups:
+            kept = [s for s in states if s.pkt.dst == original.pkt.dst and s.mark == original.mark]
+            if kept:
+                out.append((gateway, kept))
+            for s in states:
+                if not (s.pkt.dst == original.pkt.dst and s.mark == original.mark):
+                    out += [(gw, [again]) for again, gw in self._route_output(s, finished, initial=False)]
         return out
 
     # ------------------------------------------------------------ tables
@@ -375,7 +404,7 @@ class _NodeWalk:
                     continue
                 s = res.state
                 if s.pkt != st.pkt:
-                    s = s._replace(ctbits=s.ctbits | (CT_DNAT if manip == "dst" else CT_SNAT))
+                    s = with_ctbits(s, s.ctbits | (CT_DNAT if manip == "dst" else CT_SNAT))
                 out.append(s)
         return out
 

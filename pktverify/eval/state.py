@@ -10,7 +10,7 @@ from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
            "CT_DNAT", "CT_BITS", "Step", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
-           "merge_states", "merge_equal", "MERGE_FROM", "with_prob", "Budget", "LimitExceeded", "MAX_BRANCHES"]
+           "merge_states", "merge_equal", "MERGE_FROM", "with_prob", "routed", "nat_done", "with_ctbits", "Budget", "LimitExceeded", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
@@ -89,6 +89,25 @@ def add_step(st: WalkState, step: Step) -> WalkState:
 
 
 _CHUNK = 64
+
+
+def routed(st: WalkState, pkt: Packet, out_iface: str, prob: float) -> WalkState:
+    """``st`` routed: its packet (TTL decremented), outgoing interface and probability set
+    (the forward path's hot ``_replace``)."""
+    _pkt, in_iface, _out, mark, ctbits, _prob, *rest = st
+    return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, *rest))
+
+
+def nat_done(st: WalkState, pkt: Packet, exact: bool, masquerade: bool, random_ports: tuple) -> WalkState:
+    """``st`` after a NAT target rewrote its packet (the nat walk's hot ``_replace``)."""
+    _pkt, in_iface, out_iface, mark, ctbits, prob, _exact, steps, _masq, _rnd, *rest = st
+    return _new_tuple(WalkState, (pkt, in_iface, out_iface, mark, ctbits, prob, exact, steps, masquerade,
+                                  random_ports, *rest))
+
+
+def with_ctbits(st: WalkState, ctbits: int) -> WalkState:
+    """``st`` with conntrack bits ``ctbits``."""
+    return _new_tuple(WalkState, (*st[:4], ctbits, *st[5:]))
 
 
 def with_prob(st: WalkState, prob: float) -> WalkState:
