@@ -190,53 +190,26 @@ def _trace(args) -> int:
 
 
 def _verify(args) -> int:
-    from .check.invariants import check_all
-    from .eval.cluster_walk import ClusterWalker
-    from .parse.cluster_nodes import cluster_nodes
-    from .report.verify_report import verify_to_json, verify_to_text
+    from .cluster_api import load_cluster, verify
 
     if args.all and not args.pcap_dir:
         raise InvalidArgument("--all needs --pcap-dir")
-    cluster = _load_any_cluster(args)
+    cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                           dumps=args.dumps)
     folder = None
     if args.pcap_dir:        # refuse an unusable folder before the work, not after it
         from .report.files import OutputDir
         folder = OutputDir(args.pcap_dir)
-    nodes = cluster_nodes(cluster, lenient=args.lenient)
-    walker = ClusterWalker(cluster, nodes, max_branches=args.max_branches, max_paths=args.max_paths, at=args.at)
     cpus = len(os.sched_getaffinity(0))
-    jobs = min(args.jobs, cpus) if args.jobs else cpus
-    results = check_all(cluster, walker, keep_flows=args.all, jobs=jobs)
+    report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
+                    max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all)
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:
-            written = write_verify_pcaps(walker, results, folder, all_flows=args.all)
+            written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all)
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
-    sys.stdout.write(verify_to_json(results) if args.format == "json" else verify_to_text(results))
-    return 0 if all(r.holds for r in results) else 1
-
-
-def _load_any_cluster(args):
-    """The YAML cluster description, or kubectl JSON plus per-node dumps (detected by content)."""
-    from .parse.cluster_kubectl import load_kubectl_cluster, looks_like_kubectl
-    from .parse.cluster_yaml import load_cluster
-    from .parse.source import read_bytes
-
-    start = read_bytes(args.cluster, head=True, limit=4096).decode("utf-8", "replace")
-    if not looks_like_kubectl(start):
-        for option, value in (("--dumps", args.dumps), ("--cluster-cidr", args.cluster_cidr),
-                              ("--service-cidr", args.service_cidr)):
-            if value is not None:
-                raise InvalidArgument(f"{option} is for kubectl JSON input, and {args.cluster} is not kubectl JSON "
-                                      "(it does not start with '{'); a cluster YAML says it itself (cluster: "
-                                      "cidr/service_cidr, a node's dump paths)")
-        return load_cluster(args.cluster)
-    if not (args.cluster_cidr and args.service_cidr):
-        raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"
-                              " --service-cidr (the values of kube-controller-manager --cluster-cidr and"
-                              " kube-apiserver --service-cluster-ip-range)")
-    return load_kubectl_cluster(args.cluster, dumps=args.dumps, cluster_cidr=args.cluster_cidr,
-                                service_cidr=args.service_cidr)
+    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
+    return 0 if report.holds else 1
 
 
 def _generate(args) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses
-from ..eval.cluster_walk import ClusterWalker, Endpoint, PathEnd
+from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec
@@ -46,6 +46,22 @@ class Violation:
     replies: tuple[PathEnd, ...] = field(default=(), compare=False)
     covers: int = 1                                   # flows of the same class this stands for
     members: tuple = field(default=(), compare=False)  # (client group, server group) of the class
+    packet: Packet | None = field(default=None, compare=False)   # the flow's first packet, as sent
+    invariant: str = field(default="", compare=False)           # the invariant it breaks
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        """The counterexample hop by hop as records (``point``, ``packet`` there, ``note``): the
+        forward path, then the reply's. Empty for an address-plan violation (no flow)."""
+        out: tuple[Hop, ...] = self.end.hops if self.end is not None else ()
+        for back in self.replies:
+            out += back.hops
+        return out
+
+    @property
+    def probability(self) -> float:
+        """How likely the flow takes the violating path (1.0 for an address-plan violation)."""
+        return self.end.probability if self.end is not None else 1.0
 
     def to_json(self) -> dict:
         return {"message": self.message, "flow": self.flow, "path": list(self.path)}
@@ -81,7 +97,7 @@ class InvariantResult:
 
 
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
-              exhaustive: bool = False, jobs: int = 1) -> list[InvariantResult]:
+              exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
@@ -90,26 +106,31 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     counts every flow either way. ``keep_flows`` keeps each checked flow's
     paths (for ``--all`` captures) and implies ``exhaustive``. ``jobs`` > 1 spreads
     the flows over that many forked processes; the results are the same, in the
-    same order.
+    same order. ``invariants``: the ones to check (results come in :data:`INVARIANTS`
+    order); every violation records the invariant it breaks.
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
+    wanted = set(invariants)
     classes = None
-    if not (exhaustive or keep_flows):
+    if not (exhaustive or keep_flows) and wanted & {"no-nat", "service-reachability"}:
         classes = AddressClasses(cluster, walker.states)
         if not classes.sound:
             results[1].notes.append(f"every flow checked one by one: {classes.unsound_reason}")
             classes = None
-    pod_ip_uniqueness(cluster, results[0])
-    results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
-    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)]
-    tasks += [(2, t) for t in service_tasks(cluster, walker, classes)]
-    tasks += [(3, t) for t in routing_tasks(cluster, walker)]
+    if "pod-ip-uniqueness" in wanted:
+        pod_ip_uniqueness(cluster, results[0])
+        results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
+    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)] if "no-nat" in wanted else []
+    tasks += [(2, t) for t in service_tasks(cluster, walker, classes)] if "service-reachability" in wanted else []
+    tasks += [(3, t) for t in routing_tasks(cluster, walker)] if "routing" in wanted else []
     if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
         _run_parallel(tasks, results, jobs)
     else:
         for index, task in tasks:
             task(results[index])
-    return results
+    for res in results:
+        res.violations = [replace(v, invariant=res.name) for v in res.violations]
+    return [res for res in results if res.name in wanted]
 
 
 _MIN_PARALLEL_TASKS = 64      # below this, forking costs more than it saves
@@ -179,6 +200,11 @@ def _flow(client: Endpoint, pkt: Packet) -> str:
     return f"{client.label()}: {pkt.describe()}"
 
 
+def _short_list(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (a list of many endpoints in one message)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _net(n: tuple[int, int]) -> str:
     return format_network(*n)
 
@@ -220,7 +246,33 @@ def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantRe
                         f"{'docker0' if y.docker else 'pod CIDR'}: docker's default bridge is the same subnet on"
                         " every host"))
                     break
+    _address_plan(cluster, res)
     return res
+
+
+def _address_plan(cluster: ClusterSpec, res: InvariantResult) -> None:
+    """Service addresses against the plan: each ClusterIP inside the service CIDR, clear of every
+    pod CIDR, node address and other ClusterIP; the service and cluster CIDRs disjoint."""
+    res.checked += 1
+    if networks_overlap(cluster.cidr, cluster.service_cidr):
+        res.violations.append(Violation(f"the service CIDR {_net(cluster.service_cidr)} overlaps the cluster CIDR "
+                                        f"{_net(cluster.cidr)}: ClusterIPs and pod IPs can collide"))
+    node_ips = {n.ip: n.name for n in cluster.nodes}
+    owners: dict[int, str] = {}
+    for svc in cluster.services:
+        res.checked += 1
+        cip, what = svc.cluster_ip, f"service {svc.key} ClusterIP {format_ip(svc.cluster_ip)}"
+        if not in_network(cip, *cluster.service_cidr):
+            res.violations.append(Violation(f"{what} is outside the service CIDR {_net(cluster.service_cidr)}"))
+        for node in cluster.nodes:
+            if in_network(cip, *node.pod_cidr):
+                res.violations.append(Violation(f"{what} is inside node {node.name}'s pod CIDR {_net(node.pod_cidr)}"
+                                                ": a pod can get that address"))
+        if cip in node_ips:
+            res.violations.append(Violation(f"{what} is node {node_ips[cip]}'s address"))
+        if cip in owners:
+            res.violations.append(Violation(f"{what} is also the ClusterIP of service {owners[cip]}"))
+        owners.setdefault(cip, svc.key)
 
 
 # ------------------------------------------------------------------ no-nat
@@ -241,7 +293,7 @@ def _walk(walker: ClusterWalker, res: InvariantResult, client: Endpoint,
 def _violation(message: str, client: Endpoint, pkt: Packet, end: PathEnd,
                back: PathEnd | None = None) -> Violation:
     path = _path(end) + (_path(back) if back is not None else ())
-    return Violation(message, _flow(client, pkt), path, client, end, (back,) if back is not None else ())
+    return Violation(message, _flow(client, pkt), path, client, end, (back,) if back is not None else (), packet=pkt)
 
 
 def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, pkt: Packet,
@@ -313,38 +365,41 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
         def run(res: InvariantResult) -> None:
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
             clients = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)] + nodes
-            eps = cluster.endpoints_of(svc)
             for sp in svc.ports:
+                eps = cluster.port_endpoints(svc, sp)
                 name = f"{svc.key}:{sp.name or sp.port}"
                 if not eps:
                     res.notes.append(f"service {name} has no ready endpoints")
-                expected = {ip for _label, ip in eps}
                 for client, group in clients:
                     src = walker.source_address(client, svc.cluster_ip)
                     pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
                     start = len(res.violations)
-                    _service_flow(cluster, walker, res, client, pkt, name, sp.target_port, expected, eps)
+                    _service_flow(cluster, walker, res, client, pkt, name, eps)
                     _as_class(res, start, len(group), (group, None))
         return run
 
     return [for_service(svc) for svc in cluster.services]
 
 
-def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected, eps) -> None:
+def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, int, int]]) -> None:
+    """One client's flow to one service port whose ready endpoints are ``eps`` (label, ip, port)."""
     walked = _walk(walker, res, client, pkt)
-    reached: dict[int, float] = {}
+    expected = {(ip, port) for _label, ip, port in eps}
+    reached: dict[tuple[int, int], float] = {}
     for end, backs in walked:
         if end.kind != "arrived":
             if expected or end.kind == "left":
                 res.violations.append(_violation(f"{name} from {client.label()}: {end.kind} ({end.reason})"
                                                  f" with probability {end.probability:.6g}", client, pkt, end))
             continue
-        if end.packet.dst not in expected or end.packet.dport != target_port:
+        got = (end.packet.dst, end.packet.dport)
+        if got not in expected:
+            wanted = ", ".join(sorted({f"{format_ip(ip)}:{port}" for ip, port in expected})) or "none"
             res.violations.append(_violation(f"{name} from {client.label()} reached {end.at.label()} at "
-                                             f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is not a ready "
-                                             f"endpoint:{target_port}", client, pkt, end))
+                                             f"{format_ip(got[0])}:{got[1]}, which is not a ready endpoint "
+                                             f"(ready: {_short_list(wanted)})", client, pkt, end))
             continue
-        reached[end.packet.dst] = reached.get(end.packet.dst, 0.0) + end.probability
+        reached[got] = reached.get(got, 0.0) + end.probability
         for back in backs:
             if not back.answers(client, pkt):
                 res.violations.append(_violation(
@@ -352,19 +407,20 @@ def _service_flow(cluster, walker, res, client, pkt, name, target_port, expected
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "
                     f"{format_ip(pkt.dst)}:{pkt.dport}", client, pkt, end, back))
     first = walked[0][0] if walked else None
-    for ip in expected - set(reached):
-        label = next(lbl for lbl, e in eps if e == ip)
-        message = f"{name} from {client.label()} never reaches endpoint {label} ({format_ip(ip)})"
+    for ip, port in sorted(expected - set(reached)):
+        label = next(lbl for lbl, e, p in eps if (e, p) == (ip, port))
+        message = f"{name} from {client.label()} never reaches endpoint {label} ({format_ip(ip)}:{port})"
         res.violations.append(_violation(message, client, pkt, first) if first else Violation(message, _flow(client, pkt)))
     if cluster.proxy_mode == "iptables" and reached and len(reached) == len(expected):
         share = 1.0 / len(expected)
         for end, backs in walked:
-            p = reached.get(end.packet.dst)
+            got = (end.packet.dst, end.packet.dport)
+            p = reached.get(got)
             if end.kind == "arrived" and p is not None and abs(p - share) > UNIFORMITY_TOLERANCE:
                 res.violations.append(_violation(
                     f"{name} from {client.label()}: endpoint {format_ip(end.packet.dst)} gets p={p:.9f}, not the"
                     f" uniform {share:.9f}", client, pkt, end, backs[0] if backs else None))
-                reached.pop(end.packet.dst)
+                reached.pop(got)
 
 
 # ------------------------------------------------------------------ routing

@@ -151,15 +151,15 @@ class ClusterWalker:
         self.pods_by_ip: dict[int, list[PodSpec]] = {}
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
-        # proxy port -> (service key:port name, protocol, target port, endpoints), per node (userspace)
-        self.proxy_ports: dict[tuple[str, int], tuple[str, str, int, tuple[tuple[str, int], ...]]] = {}
+        # proxy port -> (service key:port name, protocol, endpoints as (label, ip, port)), per node (userspace)
+        self.proxy_ports: dict[tuple[str, int], tuple[str, str, tuple[tuple[str, int, int], ...]]] = {}
         if cluster.proxy_mode == "userspace":
             from ..generate.node_state import service_ports, userspace_proxy_ports
             ports = service_ports(cluster)
             for node in cluster.nodes:
                 chosen = userspace_proxy_ports(node, ports)
-                for name, _cip, _port, proto, target, eps in ports:
-                    self.proxy_ports[(node.name, chosen[(name, proto)])] = (name, proto, target, eps)
+                for name, _cip, _port, proto, eps in ports:
+                    self.proxy_ports[(node.name, chosen[(name, proto)])] = (name, proto, eps)
 
     # ------------------------------------------------------------ entry points
     def pod_endpoint(self, pod: PodSpec) -> Endpoint:
@@ -312,13 +312,13 @@ class ClusterWalker:
         if proxy is None:
             return [self._end(cur, "arrived", pkt, f"received by node {cur.node}",
                               Endpoint("node", cur.node, cur.node))]
-        name, proto, target, eps = proxy
+        name, proto, eps = proxy
         if not eps:
             return [self._end(cur, "reject", pkt, f"the {cur.node} proxy for {name} has no endpoint: it closes the"
                                                   " connection")]
         ends: list[PathEnd] = []
         me = Endpoint("node", cur.node, cur.node)
-        for _label, ip in eps:
+        for _label, ip, target in eps:
             leg = Packet(pkt.proto, self.source_address(me, ip), ip, _PROXY_SPORT, target)
             legs = self._proxy_legs.get((cur.node, leg))
             if legs is None:    # the proxy's own connection does not depend on the client: walk it once

@@ -51,14 +51,14 @@ def bridge_address(node: NodeSpec) -> int:
 
 
 @lru_cache(maxsize=4)
-def service_ports(cluster: ClusterSpec) -> tuple[tuple[str, str, int, str, int, tuple[tuple[str, int], ...]], ...]:
-    """Per service port: (name ns/svc:port, cluster IP, port, protocol, target port, endpoints).
-    The same for every node of the cluster, so made once per cluster."""
+def service_ports(cluster: ClusterSpec) -> tuple[tuple[str, str, int, str, tuple[tuple[str, int, int], ...]], ...]:
+    """Per service port: (name ns/svc:port, cluster IP, port, protocol, endpoints as (label, ip,
+    target port)). The same for every node of the cluster, so made once per cluster."""
     out = []
     for svc in cluster.services:
-        eps = tuple(cluster.endpoints_of(svc))
         for p in svc.ports:
-            out.append((f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, p.target_port, eps))
+            eps = tuple(cluster.port_endpoints(svc, p))
+            out.append((f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, eps))
     return tuple(out)
 
 
@@ -108,7 +108,7 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
 def userspace_proxy_ports(node: NodeSpec, ports: tuple) -> dict[tuple[str, str], int]:
     """The proxy port of each (service port name, protocol) on ``node``: the one mapping both the
     generated KUBE-PORTALS rules and the cluster walk's proxy use."""
-    return proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _target, _eps in ports])
+    return proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _eps in ports])
 
 
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
@@ -116,7 +116,7 @@ def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
         ports = service_ports(cluster)
         chosen = userspace_proxy_ports(node, ports)
         portals = [PortalPort(name, cip, port, proto, chosen[(name, proto)])
-                   for name, cip, port, proto, _target, _eps in ports]
+                   for name, cip, port, proto, _eps in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
     else:
         text = _iptables_mode_rules(cluster)
@@ -128,8 +128,8 @@ def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
 @lru_cache(maxsize=4)
 def _iptables_mode_rules(cluster: ClusterSpec) -> str:
     """kube-proxy's iptables mode writes the same rules on every node: make them once per cluster."""
-    sps = [ServicePort(name, cip, port, proto.upper(), tuple(f"{format_ip(ip)}:{target}" for _label, ip in eps))
-           for name, cip, port, proto, target, eps in service_ports(cluster)]
+    sps = [ServicePort(name, cip, port, proto.upper(), tuple(f"{format_ip(ip)}:{target}" for _label, ip, target in eps))
+           for name, cip, port, proto, eps in service_ports(cluster)]
     return kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
 
 

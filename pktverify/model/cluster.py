@@ -22,9 +22,22 @@ class NodeSpec:
     addrs: str | None = None
     routes: str | None = None
     docker: bool = False                # docker's default bridge mode: docker0 172.17.0.0/16 + MASQUERADE
-    line: int = 0
+    line: int = field(default=0, compare=False)   # where the input describes it (metadata)
     ipsets: str | None = None           # ``ipset save`` output (optional)
     rules: str | None = None            # ``ip rule`` output (optional; default rules otherwise)
+    inline: tuple[tuple[str, str], ...] = ()    # dumps given as text (kind, text) instead of a path
+    inline_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)   # (kind, YAML line of text line 1)
+
+    def dump_text(self, kind: str) -> str | None:
+        """The text of dump ``kind`` given inline, or None."""
+        for k, text in self.inline:
+            if k == kind:
+                return text
+        return None
+
+    def has_dump(self, kind: str) -> bool:
+        """Whether dump ``kind`` (iptables, addrs, routes, ipsets, rules) is given, as a path or inline."""
+        return getattr(self, kind) is not None or self.dump_text(kind) is not None
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,9 @@ class PodSpec:
     labels: tuple[tuple[str, str], ...] = ()
     ports: tuple[int, ...] = ()         # container ports (all containers share the pod's namespace)
     ready: bool = True
-    line: int = 0
+    line: int = field(default=0, compare=False)
+    named_ports: tuple[tuple[str, str, int], ...] = ()   # (name, protocol, number) of named container ports
+    host_network: bool = False          # runs in its node's network namespace: its IP is the node's
 
     @property
     def key(self) -> str:
@@ -47,7 +62,7 @@ class PodSpec:
 class ServicePortSpec:
     name: str
     port: int
-    target_port: int
+    target_port: int | str               # a number, or a container port's name (resolved per endpoint pod)
     protocol: str                        # "tcp" | "udp"
 
 
@@ -60,7 +75,7 @@ class ServiceSpec:
     selector: tuple[tuple[str, str], ...] | None = None
     endpoints: tuple[str, ...] | None = None        # explicit "namespace/pod" keys
     endpoint_ips: tuple[int, ...] = ()              # explicit endpoint IPs (may be stale: no such pod)
-    line: int = 0
+    line: int = field(default=0, compare=False)
 
     @property
     def key(self) -> str:
@@ -69,7 +84,11 @@ class ServiceSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    source: str
+    """A cluster. Equality is about the network, not where it was read from: ``source`` and
+    the ``line`` of every object are not compared. ``host_pods``: pods with ``hostNetwork``
+    (they are their node's network namespace, so only services see them, as endpoints at
+    their node's address)."""
+    source: str = field(compare=False)
     cidr: tuple[int, int]
     service_cidr: tuple[int, int]
     proxy_mode: str                      # "userspace" | "iptables"
@@ -78,9 +97,14 @@ class ClusterSpec:
     pods: tuple[PodSpec, ...]
     services: tuple[ServiceSpec, ...]
     extras: dict = field(default_factory=dict, compare=False)
+    host_pods: tuple[PodSpec, ...] = ()
 
     def node(self, name: str) -> NodeSpec:
-        return next(n for n in self.nodes if n.name == name)
+        return self._nodes_by_name[name]
+
+    @cached_property
+    def _nodes_by_name(self) -> dict[str, NodeSpec]:
+        return {n.name: n for n in self.nodes}
 
     @cached_property
     def pods_by_key(self) -> dict[str, PodSpec]:
@@ -89,24 +113,52 @@ class ClusterSpec:
 
     @cached_property
     def _pods_by_label(self) -> dict[tuple[str, str, str], list[PodSpec]]:
-        """Ready pods by (namespace, label, value), for selectors (built once)."""
+        """Ready pods (host-network ones too) by (namespace, label, value), for selectors (built once)."""
         index: dict[tuple[str, str, str], list[PodSpec]] = {}
-        for p in self.pods:
+        for p in self.pods + self.host_pods:
             if p.ready:
                 for k, v in p.labels:
                     index.setdefault((p.namespace, k, v), []).append(p)
         return index
 
-    def endpoints_of(self, svc: ServiceSpec) -> list[tuple[str, int]]:
-        """The service's ready endpoints as (label, ip): selected pods, explicit pods, explicit IPs."""
-        out: list[tuple[str, int]] = []
+    @cached_property
+    def _host_pods_by_key(self) -> dict[str, PodSpec]:
+        return {p.key: p for p in self.host_pods}
+
+    def _endpoint_pods(self, svc: ServiceSpec) -> list[PodSpec]:
+        """The ready pods behind ``svc``: selected ones, then listed ones, in order."""
+        out: list[PodSpec] = []
         if svc.selector:
             first, *rest = svc.selector
             candidates = self._pods_by_label.get((svc.namespace, *first), [])
-            out += [(p.key, p.ip) for p in candidates if all(dict(p.labels).get(k) == v for k, v in rest)]
+            out += [p for p in candidates if all(dict(p.labels).get(k) == v for k, v in rest)]
         for key in svc.endpoints or ():
-            pod = self.pods_by_key.get(key)
+            pod = self.pods_by_key.get(key) or self._host_pods_by_key.get(key)
             if pod is not None and pod.ready:
-                out.append((pod.key, pod.ip))
+                out.append(pod)
+        return out
+
+    def endpoints_of(self, svc: ServiceSpec) -> list[tuple[str, int]]:
+        """The service's ready endpoints as (label, ip): selected pods, explicit pods, explicit IPs
+        (a host-network pod's address is its node's)."""
+        out = [(p.key, self.pod_address(p)) for p in self._endpoint_pods(svc)]
         out += [(f"ip {format_ip(ip)}", ip) for ip in svc.endpoint_ips]
         return out
+
+    def port_endpoints(self, svc: ServiceSpec, port: ServicePortSpec) -> list[tuple[str, int, int]]:
+        """The endpoints of one service port as (label, ip, target port number). A named target
+        port is looked up in each pod's container ports by name and protocol, as Kubernetes does
+        (``FindPort``); a pod without it is no endpoint of that port."""
+        if isinstance(port.target_port, int):
+            return [(label, ip, port.target_port) for label, ip in self.endpoints_of(svc)]
+        out = []
+        for pod in self._endpoint_pods(svc):
+            number = next((n for name, proto, n in pod.named_ports
+                           if name == port.target_port and proto == port.protocol), None)
+            if number is not None:
+                out.append((pod.key, self.pod_address(pod), number))
+        return out
+
+    def pod_address(self, pod: PodSpec) -> int:
+        """The address the pod is reached at: its own, or its node's for a host-network pod."""
+        return self.node(pod.node).ip if pod.host_network else pod.ip

@@ -1,4 +1,11 @@
-"""Each node of a cluster description as a NodeState: its real dumps, or generated ones."""
+"""Each node of a cluster description as a NodeState: its real dumps where given, generated ones
+for the rest.
+
+A node may give any of its dumps — ``iptables``, ``addrs``, ``routes`` as files or inline text,
+plus optional ``ipsets`` and ``rules`` — and pktverify generates what a node of the described
+cluster would have for each one left out (a node with only its ``iptables-save``, the usual
+case when linting a proposed change, gets generated addresses and routes).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +16,30 @@ from ..errors import InputError
 from ..generate.node_state import generate_node
 from ..model.cluster import ClusterSpec, NodeSpec
 from ..model.node import NodeState
-from .ipaddr import parse_ip_addr
+from .ipaddr import ipv6_note, parse_ip_addr
 from .iproute import parse_routes
+from .iprule import parse_ip_rules
+from .ipset_save import parse_ipset_save
 from .iptables_save import parse_iptables_save
-from .node import build_node, load_node
+from .node import build_node
+from .source import read_text
 
-__all__ = ["cluster_nodes"]
+__all__ = ["cluster_nodes", "DUMP_KINDS"]
+
+DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+_GENERATED = ("iptables", "addrs", "routes")      # the ones pktverify makes when not given
 
 
 def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, NodeState]:
     """NodeState per node name. Generated rule sets that are the same text on several nodes
     (kube-proxy's iptables mode writes no node-specific rule) are parsed once and shared;
     their source reads ``<generated iptables of node1, node2, ...>``."""
-    generated = {node.name: generate_node(cluster, node) for node in cluster.nodes if not node.iptables}
+    generated = {node.name: generate_node(cluster, node) for node in cluster.nodes
+                 if not all(node.has_dump(kind) for kind in _GENERATED)}
     holders: dict[str, list[str]] = {}
-    for name, gen in generated.items():
-        holders.setdefault(gen.iptables, []).append(name)
+    for node in cluster.nodes:
+        if not node.has_dump("iptables"):
+            holders.setdefault(generated[node.name].iptables, []).append(node.name)
     rulesets = {}
     for text, names in holders.items():
         label = ", ".join(names) if len(names) <= 3 else f"{len(names)} nodes ({names[0]}, ...)"
@@ -32,25 +47,68 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, N
             rulesets[text] = parse_iptables_save(text, source=f"<generated iptables of {label}>")
     out: dict[str, NodeState] = {}
     for node in cluster.nodes:
-        if node.iptables:
-            out[node.name] = load_node(iptables=node.iptables, addrs=node.addrs, routes=node.routes,
-                                       lenient=lenient, name=node.name, ipsets=node.ipsets, rules=node.rules)
-            continue
-        gen = generated[node.name]
-        with _blamed_on(cluster, node):
-            addrs = parse_ip_addr(gen.addrs, source=f"<generated {node.name} addrs>")
-            routes = parse_routes(gen.routes, source=f"<generated {node.name} routes>")
-            out[node.name] = build_node(node.name, addrs, routes.routes, rulesets[gen.iptables],
-                                        legacy_routes=routes.legacy)
+        gen = generated.get(node.name)
+        given = {kind: _given(cluster, node, kind) for kind in DUMP_KINDS}
+        with _blamed_on(cluster, node, generated=gen is not None):
+            if given["iptables"] is not None:
+                text, source, offset = given["iptables"]
+                with _shifted(source, offset):
+                    ruleset = parse_iptables_save(text, source=source, lenient=lenient)
+            else:
+                ruleset = rulesets[gen.iptables]
+            text, source, offset = given["addrs"] or (gen.addrs, f"<generated {node.name} addrs>", 0)
+            with _shifted(source, offset):
+                addrs = parse_ip_addr(text, source=source)
+            notes = ipv6_note(text, source) if given["addrs"] else ()
+            text, source, offset = given["routes"] or (gen.routes, f"<generated {node.name} routes>", 0)
+            with _shifted(source, offset):
+                routes = parse_routes(text, source=source)
+            sets = policy = None
+            if given["ipsets"] is not None:
+                text, source, offset = given["ipsets"]
+                with _shifted(source, offset):
+                    sets = parse_ipset_save(text, source=source)
+            if given["rules"] is not None:
+                text, source, offset = given["rules"]
+                with _shifted(source, offset):
+                    policy = parse_ip_rules(text, source=source)[0]
+            out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
+                                        ipsets=sets, notes=notes + routes.notes, rules=policy)
     return out
 
 
+def _given(cluster: ClusterSpec, node: NodeSpec, kind: str) -> tuple[str, str, int] | None:
+    """(text, source name, line offset) of the dump ``kind`` the node gives, or None. Inline
+    text is named after the cluster file, its lines counted from where the text starts there."""
+    path = getattr(node, kind)
+    if path is not None:
+        return read_text(path, allow_empty=kind in ("iptables", "ipsets")), path, 0
+    text = node.dump_text(kind)
+    if text is None:
+        return None
+    start = dict(node.inline_lines).get(kind, 0)
+    return text, cluster.source, max(start - 1, 0)
+
+
 @contextmanager
-def _blamed_on(cluster: ClusterSpec, node: NodeSpec) -> Iterator[None]:
+def _shifted(source: str, offset: int) -> Iterator[None]:
+    """Errors in inline text name the line of the cluster file, not of the text."""
+    try:
+        yield
+    except InputError as exc:
+        if offset and exc.source == source:
+            raise InputError(source, exc.line + offset, exc.message, exc.text) from None
+        raise
+
+
+@contextmanager
+def _blamed_on(cluster: ClusterSpec, node: NodeSpec, *, generated: bool = True) -> Iterator[None]:
     """A generated dump the parsers refuse is the description's fault: name the node's line in it."""
     try:
         yield
     except InputError as exc:
+        if not generated or not exc.source.startswith("<generated"):
+            raise
         raise InputError(cluster.source, node.line,
                          f"node {node.name}: the dumps pktverify generates for it are not valid "
                          f"({exc.message}: {exc.text}); check its addresses, pod CIDR and bridge",

@@ -14,6 +14,7 @@ errors too (a typo must not silently drop a node's dump).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -21,7 +22,7 @@ import yaml
 from ..errors import InputError
 from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
-from .k8s_names import KINDS, label_key, label_value
+from .k8s_names import KINDS, iana_svc_name, label_key, label_value
 from .source import MAX_YAML_BYTES, read_text
 
 __all__ = ["load_cluster", "parse_cluster"]
@@ -218,10 +219,21 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
         raise ctx.error(c.key_lines["routing"], f"routing {routing!r} is not supported (only direct)")
     base = base or Path(".")
     nodes = tuple(_node(ctx, n, base) for n in _list(ctx, doc, "nodes"))
-    pods = tuple(_pod(ctx, p) for p in _list(ctx, doc, "pods", required=False))
+    all_pods = tuple(_pod(ctx, p) for p in _list(ctx, doc, "pods", required=False))
     services = tuple(_service(ctx, s) for s in _list(ctx, doc, "services", required=False))
-    _check_references(ctx, nodes, pods, services)
-    return ClusterSpec(source, ctx.net(c, "cidr"), ctx.net(c, "service_cidr"), mode, routing, nodes, pods, services)
+    _check_references(ctx, nodes, all_pods, services)
+    by_name = {n.name: n for n in nodes}
+    host_pods = []
+    for p in all_pods:
+        if p.host_network:
+            node_ip = by_name[p.node].ip
+            if p.ip not in (0, node_ip):
+                raise ctx.error(p.line, f"host-network pod {p.key} has IP {format_ip(p.ip)}, but it runs in node "
+                                        f"{p.node}'s network namespace: its IP is the node's ({format_ip(node_ip)})")
+            host_pods.append(replace(p, ip=node_ip))
+    pods = tuple(p for p in all_pods if not p.host_network)
+    return ClusterSpec(source, ctx.net(c, "cidr"), ctx.net(c, "service_cidr"), mode, routing, nodes, pods, services,
+                       host_pods=tuple(host_pods))
 
 
 def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map]:
@@ -232,9 +244,11 @@ def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map
     return items
 
 
+_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+
+
 def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
-    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "iptables", "addrs", "routes", "ipsets", "rules", "docker"},
-             "a node")
+    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "docker", "dumps", *_DUMP_KINDS}, "a node")
     name = ctx.name(n, "name", "node name")
     ip_text = ctx.field(n, "ip", str)
     if "/" not in ip_text:
@@ -246,7 +260,7 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
         raise ctx.error(n.key_lines["ip"], str(exc)) from None
     prefixlen = bin(mask).count("1")
     dumps = {}
-    for key in ("iptables", "addrs", "routes", "ipsets", "rules"):
+    for key in _DUMP_KINDS:
         rel = ctx.field(n, key, str, required=False)
         if rel is not None:
             if not rel or "\0" in rel:
@@ -255,17 +269,30 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
             if not path.is_file():
                 raise ctx.error(n.key_lines[key], f"{key} file {path} does not exist or is not a regular file")
             dumps[key] = str(path)
-    core = dumps.keys() - {"ipsets", "rules"}
-    if core and len(core) != 3:
-        raise ctx.error(n.line, "give all three dumps (iptables, addrs, routes) or none")
+    inline, inline_lines = [], []
+    texts = ctx.field(n, "dumps", dict, required=False, default={})
+    if texts:
+        ctx.only(texts, set(_DUMP_KINDS), "a node's dumps")
+    for key in _DUMP_KINDS:
+        if key not in texts:
+            continue
+        text = ctx.field(texts, key, str)
+        if key in dumps:
+            raise ctx.error(texts.key_lines[key], f"the {key} dump is given twice: as a file ({key}:) and as text "
+                                                  "(dumps:); keep one")
+        inline.append((key, text))
+        # A block scalar (key: |) starts on the line after its key.
+        inline_lines.append((key, texts.key_lines[key] + 1))
+    given = set(dumps) | {k for k, _t in inline}
     for extra in ("ipsets", "rules"):
-        if extra in dumps and "iptables" not in dumps:
-            raise ctx.error(n.key_lines[extra], f"{extra} go with the node's real dumps (iptables, addrs, routes)")
+        if extra in given and "iptables" not in given:
+            where = n.key_lines.get(extra) or texts.key_lines[extra]
+            raise ctx.error(where, f"{extra} go with the node's real rules (iptables)")
     return NodeSpec(name, ip, prefixlen, ctx.net(n, "pod_cidr"),
                     ctx.name(n, "bridge", "bridge", required=False, default="cbr0"),
                     dumps.get("iptables"), dumps.get("addrs"), dumps.get("routes"),
                     ctx.field(n, "docker", bool, required=False, default=False), n.line, dumps.get("ipsets"),
-                    dumps.get("rules"))
+                    dumps.get("rules"), tuple(inline), tuple(inline_lines))
 
 
 def _labels(ctx: _Ctx, m: _Map, key: str) -> tuple[tuple[str, str], ...] | None:
@@ -301,19 +328,49 @@ def _short(value) -> str:
 
 
 def _pod(ctx: _Ctx, p: _Map) -> PodSpec:
-    ctx.only(p, {"name", "namespace", "node", "ip", "labels", "containers", "ready"}, "a pod")
+    ctx.only(p, {"name", "namespace", "node", "ip", "labels", "containers", "ready", "host_network"}, "a pod")
     ports: list[int] = []
+    named: dict[tuple[str, str], tuple[int, int]] = {}
     for c in ctx.field(p, "containers", list, required=False, default=[]):
         if not isinstance(c, _Map):
             raise ctx.error(p.key_lines["containers"], "each container must be a mapping")
         ctx.only(c, {"name", "ports"}, "a container")
         ctx.name(c, "name", "container name", required=False)
         for port in ctx.field(c, "ports", list, required=False, default=[]):
-            ports.append(_port_number(ctx, port, c.key_lines["ports"], "container port"))
-    return PodSpec(ctx.name(p, "name", "pod name"), ctx.name(p, "namespace", "namespace", required=False,
-                                                            default="default"),
-                   ctx.name(p, "node", "node name"), ctx.ip(p, "ip"), _labels(ctx, p, "labels") or (),
-                   tuple(ports), ctx.field(p, "ready", bool, required=False, default=True), p.line)
+            line = c.key_lines["ports"]
+            if isinstance(port, _Map):         # {name: http, port: 8080, protocol: TCP}
+                ctx.only(port, {"name", "port", "protocol"}, "a container port")
+                number = _port_number(ctx, ctx.field(port, "port", int), port.line, "container port")
+                proto = _protocol(ctx, port)
+                port_name = ctx.field(port, "name", str, required=False)
+                if port_name is not None:
+                    why = iana_svc_name(port_name)
+                    if why:
+                        raise ctx.error(port.key_lines["name"], f"container port name {port_name!r} {why}")
+                    if any(n == port_name for n, _proto in named):
+                        raise ctx.error(port.key_lines["name"], f"container port name {port_name!r} is used twice "
+                                                                f"in pod {p.get('name')!r}")
+                    named[(port_name, proto)] = (number, port.line)
+            else:
+                number = _port_number(ctx, port, line, "container port")
+            ports.append(number)
+    host_network = ctx.field(p, "host_network", bool, required=False, default=False)
+    name = ctx.name(p, "name", "pod name")
+    if host_network and "ip" not in p:
+        ip = 0                 # the node's address (set once nodes are known)
+    else:
+        ip = ctx.ip(p, "ip")
+    return PodSpec(name, ctx.name(p, "namespace", "namespace", required=False, default="default"),
+                   ctx.name(p, "node", "node name"), ip, _labels(ctx, p, "labels") or (),
+                   tuple(ports), ctx.field(p, "ready", bool, required=False, default=True), p.line,
+                   tuple((n, proto, number) for (n, proto), (number, _line) in named.items()), host_network)
+
+
+def _protocol(ctx: _Ctx, m: _Map) -> str:
+    proto = ctx.field(m, "protocol", str, required=False, default="TCP")
+    if proto.upper() not in ("TCP", "UDP"):
+        raise ctx.error(m.key_lines["protocol"], f"protocol must be TCP or UDP, not {proto!r}")
+    return proto.lower()
 
 
 def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
@@ -325,17 +382,20 @@ def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
             raise ctx.error(s.key_lines["ports"], "each service port must be a mapping")
         ctx.only(p, {"name", "port", "target_port", "protocol"}, "a service port")
         port = _port_number(ctx, ctx.field(p, "port", int), p.key_lines.get("port", p.line), "port")
-        target = ctx.field(p, "target_port", int, required=False, default=port)
-        _port_number(ctx, target, p.key_lines.get("target_port", p.line), "target_port")
-        proto = ctx.field(p, "protocol", str, required=False, default="TCP")
-        if proto.upper() not in ("TCP", "UDP"):
-            raise ctx.error(p.key_lines["protocol"], f"protocol must be TCP or UDP, not {proto!r}")
+        target = ctx.field(p, "target_port", (int, str), required=False, default=port)
+        if isinstance(target, str):         # a container port's name, resolved per endpoint pod
+            why = iana_svc_name(target)
+            if why:
+                raise ctx.error(p.key_lines["target_port"], f"target_port name {target!r} {why}")
+        else:
+            _port_number(ctx, target, p.key_lines.get("target_port", p.line), "target_port")
+        proto = _protocol(ctx, p)
         name = ctx.name(p, "name", "service port name", required=False, default="", allow_empty=True)
         if name in names:
             raise ctx.error(p.line, f"service port name {name!r} is used twice (also on line {names[name]})"
                             if name else "a service with several ports must name each of them")
         names[name] = p.line
-        ports.append(ServicePortSpec(name, port, target, proto.lower()))
+        ports.append(ServicePortSpec(name, port, target, proto))
     endpoints = ctx.field(s, "endpoints", list, required=False)
     keys: list[str] = []
     for key in endpoints or ():
@@ -360,6 +420,10 @@ def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
         if ip in ips:
             raise ctx.error(line, f"endpoint IP {text} is listed twice")
         ips.append(ip)
+    named = [sp.target_port for sp in ports if isinstance(sp.target_port, str)]
+    if named and ips:
+        raise ctx.error(s.key_lines["endpoint_ips"], f"target port {named[0]!r} is a name, which endpoint IPs cannot "
+                                                     "resolve (they are no pods): give the port number")
     return ServiceSpec(ctx.name(s, "name", "service name"),
                        ctx.name(s, "namespace", "namespace", required=False, default="default"),
                        ctx.ip(s, "cluster_ip"), tuple(ports), _labels(ctx, s, "selector"),
