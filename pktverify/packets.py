@@ -12,7 +12,7 @@ from .model.addresses import AddressError, parse_ip
 from .model.packet import ICMP, PROTO_NUMBERS, SCTP, TCP, UDP, Packet
 from .scapy_quiet import import_scapy
 
-__all__ = ["packet_from_scapy", "make_packet"]
+__all__ = ["packet_from_scapy", "packet_to_scapy", "make_packet"]
 
 
 def packet_from_scapy(pkt) -> Packet:
@@ -48,6 +48,26 @@ def packet_from_scapy(pkt) -> Packet:
         ident = int(c.id) if c.type in (0, 8) else 0
         return Packet(ICMP, src, dst, ident, 0, 0, int(c.type), int(c.code), ttl=ttl)
     raise InvalidArgument(f"pkt={pkt.summary()!r}: need TCP, UDP, SCTP or ICMP over IPv4")
+
+
+def packet_to_scapy(pkt: Packet):
+    """The scapy ``IP()/TCP()`` (``/UDP()``, ``/SCTP()``, ``/ICMP()``) of a header record, with
+    every field set (scapy resolves nothing from the host); :func:`packet_from_scapy` inverts it."""
+    import_scapy()
+    from scapy.layers.inet import ICMP as SICMP, IP, TCP as STCP, UDP as SUDP
+    from scapy.layers.sctp import SCTP as SSCTP
+    from .model.addresses import format_ip
+
+    ip = IP(src=format_ip(pkt.src), dst=format_ip(pkt.dst), ttl=pkt.ttl)
+    if pkt.proto == TCP:
+        return ip / STCP(sport=pkt.sport, dport=pkt.dport, flags=pkt.tcp_flags)
+    if pkt.proto == UDP:
+        return ip / SUDP(sport=pkt.sport, dport=pkt.dport)
+    if pkt.proto == SCTP:
+        return ip / SSCTP(sport=pkt.sport, dport=pkt.dport)
+    if pkt.proto == ICMP:
+        return ip / SICMP(type=pkt.icmp_type, code=pkt.icmp_code, id=pkt.sport)
+    raise InvalidArgument(f"pkt={pkt!r}: only TCP, UDP, SCTP and ICMP packets have a scapy form here")
 
 
 def make_packet(*, proto: str, src: str, dst: str, sport: int | None = None,

@@ -82,7 +82,7 @@ class ServiceSpec:
         return f"{self.namespace}/{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClusterSpec:
     """A cluster. Equality is about the network, not where it was read from: ``source`` and
     the ``line`` of every object are not compared. ``host_pods``: pods with ``hostNetwork``
@@ -98,6 +98,14 @@ class ClusterSpec:
     services: tuple[ServiceSpec, ...]
     extras: dict = field(default_factory=dict, compare=False)
     host_pods: tuple[PodSpec, ...] = ()
+
+    def __repr__(self) -> str:
+        """A summary: the whole cluster is its YAML (``pktverify.cluster_to_yaml``), not a repr."""
+        fault = getattr(self, "fault", None)
+        what = f", fault {fault.name}: {fault.detail}" if fault is not None else ""
+        return (f"{type(self).__name__}({self.source!r}: {len(self.nodes)} node(s), {len(self.pods)} pod(s)"
+                f"{f' + {len(self.host_pods)} host-network' if self.host_pods else ''}, {len(self.services)} "
+                f"service(s), {self.proxy_mode} mode{what})")
 
     def node(self, name: str) -> NodeSpec:
         return self._nodes_by_name[name]

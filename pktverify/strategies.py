@@ -1,0 +1,556 @@
+"""Hypothesis strategies for Kubernetes clusters, faults, rule sets, packets and flows.
+
+For property-based tests in your own repository::
+
+    from hypothesis import given
+    from pktverify import strategies
+    from pktverify.testing import assert_invariants
+
+    @given(strategies.clusters(max_nodes=3))
+    def test_the_network_model_holds(cluster):
+        assert_invariants(cluster)
+
+Every :func:`clusters` draw is a valid cluster, so every invariant holds on it;
+:func:`faulty_clusters` plants one fault and records it (``cluster.fault``, with the
+invariants it must break). All strategies take keyword-only arguments, check them
+(``InvalidArgument``), and shrink towards few nodes, few pods and simple services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from .check.invariants import INVARIANTS
+from .eval.cluster_walk import Endpoint
+from .generate.node_state import generate_node
+from .model.addresses import format_ip, format_network
+from .model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from .model.packet import PROTO_NUMBERS, Packet
+
+__all__ = ["clusters", "faulty_clusters", "node_networks", "pods", "services", "rule_sets", "packets", "flows",
+           "Fault", "FaultyCluster", "FAULTS", "PROXY_MODES"]
+
+PROXY_MODES = ("userspace", "iptables")
+_MAX_PODS_PER_NODE = 60        # a /26 pod CIDR (the smallest drawn) holds 61 pods after its bridge
+_MAX_SERVICES = 250
+
+# Container ports pods draw from; the named ones carry their name and protocol (as a pod spec
+# would: {name: http, containerPort: 8080}), so services can target them by name.
+_PORTS = (8080, 9090, 53, 5000, 6443)
+_PORT_NAMES = {8080: ("http", "tcp"), 9090: ("metrics", "tcp"), 53: ("dns", "udp")}
+_APPS = ("web", "db", "cache")
+_NAMESPACES = ("default", "prod")
+_SERVICE_PORTS = ((80, "tcp"), (443, "tcp"), (53, "udp"), (8080, "tcp"), (53, "tcp"))
+
+
+# ------------------------------------------------------------------ faults
+@dataclass(frozen=True)
+class Fault:
+    """A planted fault: ``name`` (one of :data:`FAULTS`), the invariants it must ``break``,
+    and ``detail``, what exactly was changed where."""
+    name: str
+    breaks: frozenset[str]
+    detail: str
+
+
+# name -> (invariants it must break, what it is)
+FAULTS: dict[str, tuple[frozenset[str], str]] = {
+    "overlapping-pod-cidrs": (frozenset({"pod-ip-uniqueness"}), "two nodes own the same pod CIDR"),
+    "duplicate-pod-ip": (frozenset({"pod-ip-uniqueness"}), "two pods have one IP"),
+    "pod-outside-node-cidr": (frozenset({"pod-ip-uniqueness"}), "a pod's IP is outside its node's pod CIDR"),
+    "docker-default": (frozenset({"pod-ip-uniqueness"}),
+                       "docker's default 172.17.0.0/16 bridge, masqueraded, as every node's pod network"),
+    "cluster-ip-outside-service-cidr": (frozenset({"pod-ip-uniqueness"}),
+                                        "a ClusterIP outside the service CIDR, inside a node's pod CIDR"),
+    "missing-peer-route": (frozenset({"routing"}), "a node has no route to another node's pod CIDR"),
+    "blackhole-route": (frozenset({"routing"}), "a node blackholes another node's pod CIDR"),
+    "pod-to-pod-masquerade": (frozenset({"no-nat"}), "a node masquerades pod-to-pod traffic"),
+    "pod-to-node-masquerade": (frozenset({"no-nat"}), "a node masquerades its pods' traffic to other nodes"),
+    "forward-drop": (frozenset({"no-nat"}), "a node's FORWARD chain drops traffic to one of its pods"),
+    "stray-dnat": (frozenset({"no-nat"}), "a node DNATs traffic for one pod to another"),
+    "hairpin-without-masquerade": (frozenset({"service-reachability"}),
+                                   "kube-proxy's hairpin KUBE-MARK-MASQ rules are missing on a node"),
+    "stale-endpoint": (frozenset({"service-reachability"}), "a service endpoint is an address no pod has"),
+    "non-uniform-probabilities": (frozenset({"service-reachability"}),
+                                  "a statistic rule of a service's endpoint choice has the wrong probability"),
+    "empty-service-not-rejected": (frozenset({"service-reachability"}),
+                                   "a service without endpoints is not rejected: its ClusterIP leaves the node"),
+}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FaultyCluster(ClusterSpec):
+    """A cluster drawn by :func:`faulty_clusters`: a valid cluster with ``fault`` planted."""
+    fault: Fault | None = None
+
+
+def _faulty(cluster: ClusterSpec, name: str, detail: str) -> FaultyCluster:
+    values = {f.name: getattr(cluster, f.name) for f in fields(ClusterSpec)}
+    return FaultyCluster(**values, fault=Fault(name, FAULTS[name][0], detail))
+
+
+# ------------------------------------------------------------------ argument checks
+def _check_int(name: str, value, low: int, high: int) -> None:
+    if type(value) is not int or not low <= value <= high:
+        raise InvalidArgument(f"{name}={value!r} (type={type(value).__name__}): use an integer from {low} to {high}")
+
+
+def _check_range(low_name: str, low: int, high_name: str, high: int) -> None:
+    if low > high:
+        raise InvalidArgument(f"{low_name}={low} is more than {high_name}={high}")
+
+
+def _check_modes(proxy_modes) -> tuple[str, ...]:
+    modes = (proxy_modes,) if isinstance(proxy_modes, str) else tuple(proxy_modes)
+    if not modes or any(m not in PROXY_MODES for m in modes):
+        raise InvalidArgument(f"proxy_modes={proxy_modes!r}: use some of {', '.join(PROXY_MODES)}")
+    return modes
+
+
+# ------------------------------------------------------------------ the address plan and nodes
+@st.composite
+def _node_networks(draw, min_nodes: int, max_nodes: int, proxy_modes: tuple[str, ...], docker: bool) -> ClusterSpec:
+    n = draw(st.integers(min_nodes, max_nodes))
+    cluster_octet = draw(st.integers(0, 127))                  # cluster CIDR 10.<0-127>.0.0/16
+    pod_prefix = draw(st.sampled_from((24, 25, 26)))
+    service_octet = draw(st.integers(128, 255))                # service CIDR 10.<128-255>.x.0/20-24
+    service_prefix = draw(st.sampled_from((24, 20, 22)))
+    node_octet = draw(st.integers(0, 255))                     # node network 192.168.<x>.0/24
+    size = 1 << (32 - pod_prefix)
+    base = (10 << 24) | (cluster_octet << 16)
+    docker_node = draw(st.integers(0, n - 1)) if docker and draw(st.booleans()) else -1
+    nodes = tuple(NodeSpec(f"node-{i}", (192 << 24) | (168 << 16) | (node_octet << 8) | (10 + i), 24,
+                           (base + i * size, (0xFFFFFFFF << (32 - pod_prefix)) & 0xFFFFFFFF),
+                           draw(st.sampled_from(("cbr0", "cni0"))), docker=i == docker_node)
+                  for i in range(n))
+    service_mask = (0xFFFFFFFF << (32 - service_prefix)) & 0xFFFFFFFF
+    service_net = ((10 << 24) | (service_octet << 16)) & service_mask
+    return ClusterSpec("<drawn by pktverify.strategies>", (base, 0xFFFF0000), (service_net, service_mask),
+                       draw(st.sampled_from(proxy_modes)), "direct", nodes, (), ())
+
+
+def node_networks(*, min_nodes: int = 1, max_nodes: int = 4, proxy_modes=PROXY_MODES,
+                  docker: bool = False) -> st.SearchStrategy[ClusterSpec]:
+    """Clusters with nodes and no pods or services: a drawn cluster CIDR (a /16), service CIDR
+    (a /20-/24, disjoint from it), pod CIDR size (/24-/26, one per node, in order) and node
+    network (one /24, every node on it). ``docker``: one node may run docker's bridge too."""
+    _check_int("min_nodes", min_nodes, 1, 200)
+    _check_int("max_nodes", max_nodes, 1, 200)
+    _check_range("min_nodes", min_nodes, "max_nodes", max_nodes)
+    return _node_networks(min_nodes, max_nodes, _check_modes(proxy_modes), bool(docker))
+
+
+# ------------------------------------------------------------------ pods
+@st.composite
+def _pods(draw, cluster: ClusterSpec, min_per_node: int, max_per_node: int) -> tuple[PodSpec, ...]:
+    out: list[PodSpec] = []
+    for node in cluster.nodes:
+        capacity = min(max_per_node, (~node.pod_cidr[1] & 0xFFFFFFFF) - 2)
+        for j in range(draw(st.integers(min(min_per_node, capacity), capacity))):
+            index = len(out)
+            ports = draw(st.lists(st.sampled_from(_PORTS), unique=True, max_size=3))
+            named = tuple((*_PORT_NAMES[p], p) for p in ports if p in _PORT_NAMES and draw(st.booleans()))
+            labels = {"app": draw(st.sampled_from(_APPS))}
+            if draw(st.booleans()):
+                labels["tier"] = draw(st.sampled_from(("front", "back")))
+            host = draw(st.integers(0, 9)) == 0                   # 1 in 10 runs in the node's network
+            out.append(PodSpec(f"pod-{index}", draw(st.sampled_from(_NAMESPACES)), node.name,
+                               node.ip if host else node.pod_cidr[0] + 2 + j, tuple(sorted(labels.items())),
+                               tuple(ports), draw(st.integers(0, 7)) != 0, named_ports=named, host_network=host))
+    return tuple(out)
+
+
+def pods(cluster: ClusterSpec, *, min_pods_per_node: int = 0,
+         max_pods_per_node: int = 4) -> st.SearchStrategy[tuple[PodSpec, ...]]:
+    """Pods for ``cluster``'s nodes: each in its node's pod CIDR (after the bridge address), with
+    labels, container ports (some named), some not ready, some on the host network."""
+    _check_cluster(cluster)
+    _check_int("min_pods_per_node", min_pods_per_node, 0, _MAX_PODS_PER_NODE)
+    _check_int("max_pods_per_node", max_pods_per_node, 0, _MAX_PODS_PER_NODE)
+    _check_range("min_pods_per_node", min_pods_per_node, "max_pods_per_node", max_pods_per_node)
+    return _pods(cluster, min_pods_per_node, max_pods_per_node)
+
+
+# ------------------------------------------------------------------ services
+@st.composite
+def _services(draw, cluster: ClusterSpec, min_services: int, max_services: int) -> tuple[ServiceSpec, ...]:
+    all_pods = cluster.pods + cluster.host_pods
+    out = []
+    for k in range(draw(st.integers(min_services, max_services))):
+        namespace = draw(st.sampled_from(_NAMESPACES))
+        chosen = draw(st.lists(st.sampled_from(_SERVICE_PORTS), unique=True, min_size=1, max_size=3))
+        ports = []
+        for n, (port, proto) in enumerate(chosen):
+            names_for = [name for number, (name, p) in _PORT_NAMES.items() if p == proto]
+            target = draw(st.one_of(st.sampled_from(_PORTS), st.sampled_from(names_for))) if names_for and \
+                draw(st.booleans()) else draw(st.sampled_from(_PORTS))
+            ports.append(ServicePortSpec(f"p{n}" if len(chosen) > 1 else "", port, target, proto))
+        how = draw(st.sampled_from(("selector", "selector", "selector", "endpoints", "none")))
+        selector = endpoints = None
+        if how == "selector":
+            selector = (("app", draw(st.sampled_from(_APPS))),)
+        elif how == "endpoints":
+            same_ns = [p.key for p in all_pods if p.namespace == namespace]
+            endpoints = tuple(draw(st.lists(st.sampled_from(same_ns), unique=True, max_size=3))) if same_ns else ()
+        out.append(ServiceSpec(f"svc-{k}", namespace, cluster.service_cidr[0] + 1 + k, tuple(ports), selector,
+                               endpoints))
+    return tuple(out)
+
+
+def services(cluster: ClusterSpec, *, min_services: int = 0,
+             max_services: int = 4) -> st.SearchStrategy[tuple[ServiceSpec, ...]]:
+    """Services for ``cluster`` (give it its pods first): ClusterIPs in order from the service CIDR,
+    one to three ports (TCP/UDP, numeric or named target ports), selecting no, one or many
+    pods by label, listing pods, or neither (no endpoints: kube-proxy rejects)."""
+    _check_cluster(cluster)
+    _check_int("min_services", min_services, 0, _MAX_SERVICES)
+    _check_int("max_services", max_services, 0, _MAX_SERVICES)
+    _check_range("min_services", min_services, "max_services", max_services)
+    return _services(cluster, min_services, max_services)
+
+
+def _check_cluster(cluster) -> None:
+    if not isinstance(cluster, ClusterSpec):
+        raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster "
+                              "(from node_networks(), clusters() or pktverify.load_cluster)")
+
+
+# ------------------------------------------------------------------ whole clusters
+@st.composite
+def _clusters(draw, min_nodes, max_nodes, min_pods, max_pods, min_services, max_services, modes, docker):
+    cluster = draw(_node_networks(min_nodes, max_nodes, modes, docker))
+    drawn = draw(_pods(cluster, min_pods, max_pods))
+    cluster = replace(cluster, pods=tuple(p for p in drawn if not p.host_network),
+                      host_pods=tuple(p for p in drawn if p.host_network))
+    return replace(cluster, services=draw(_services(cluster, min_services, max_services)))
+
+
+def clusters(*, min_nodes: int = 1, max_nodes: int = 4, min_pods_per_node: int = 0, max_pods_per_node: int = 4,
+             min_services: int = 0, max_services: int = 4, proxy_modes=PROXY_MODES,
+             docker: bool = False) -> st.SearchStrategy[ClusterSpec]:
+    """Valid clusters: every invariant holds on each (see :func:`node_networks`, :func:`pods`,
+    :func:`services` for what is drawn). ``proxy_modes``: kube-proxy modes to draw from."""
+    for name, value, high in (("min_nodes", min_nodes, 200), ("max_nodes", max_nodes, 200),
+                              ("min_pods_per_node", min_pods_per_node, _MAX_PODS_PER_NODE),
+                              ("max_pods_per_node", max_pods_per_node, _MAX_PODS_PER_NODE),
+                              ("min_services", min_services, _MAX_SERVICES),
+                              ("max_services", max_services, _MAX_SERVICES)):
+        _check_int(name, value, 1 if name.endswith("nodes") else 0, high)
+    _check_range("min_nodes", min_nodes, "max_nodes", max_nodes)
+    _check_range("min_pods_per_node", min_pods_per_node, "max_pods_per_node", max_pods_per_node)
+    _check_range("min_services", min_services, "max_services", max_services)
+    return _clusters(min_nodes, max_nodes, min_pods_per_node, max_pods_per_node, min_services, max_services,
+                     _check_modes(proxy_modes), bool(docker))
+
+
+@st.composite
+def _faulty_clusters(draw, names: tuple[str, ...], max_nodes: int, max_pods: int, max_services: int, modes):
+    name = draw(st.sampled_from(names))
+    needs_iptables = name in ("hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected")
+    min_nodes = 2 if name in ("overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
+                              "pod-to-node-masquerade") else 1
+    base = draw(_clusters(min_nodes, max(min_nodes, max_nodes), 0, max_pods, 0, max_services,
+                          ("iptables",) if needs_iptables else modes, False))
+    return _PLANT[name](draw, base)
+
+
+def faulty_clusters(*, faults=None, max_nodes: int = 4, max_pods_per_node: int = 4, max_services: int = 4,
+                    proxy_modes=PROXY_MODES) -> st.SearchStrategy[FaultyCluster]:
+    """A valid cluster with one fault planted (``faults``: names from :data:`FAULTS`, default any).
+    The result's ``fault`` says which, what was changed, and the invariants it must break.
+    Faults in a node's rules or routes are planted in that node's dumps (held inline, so
+    :func:`pktverify.cluster_to_yaml` writes one self-contained file)."""
+    names = tuple(FAULTS) if faults is None else ((faults,) if isinstance(faults, str) else tuple(faults))
+    if not names or any(n not in FAULTS for n in names):
+        raise InvalidArgument(f"faults={faults!r}: use names from pktverify.strategies.FAULTS ({', '.join(FAULTS)})")
+    _check_int("max_nodes", max_nodes, 1, 200)
+    _check_int("max_pods_per_node", max_pods_per_node, 0, _MAX_PODS_PER_NODE)
+    _check_int("max_services", max_services, 0, _MAX_SERVICES)
+    return _faulty_clusters(names, max_nodes, max_pods_per_node, max_services, _check_modes(proxy_modes))
+
+
+# ------------------------------------------------------------------ planting faults
+def _with_pods(cluster: ClusterSpec, node: NodeSpec, count: int) -> tuple[ClusterSpec, list[PodSpec]]:
+    """``cluster`` with at least ``count`` (not host-network, ready) pods on ``node``; ``count`` of them."""
+    here = [p for p in cluster.pods if p.node == node.name and p.ready]
+    pods_ = list(cluster.pods)
+    used = {p.ip for p in cluster.pods}
+    ip = node.pod_cidr[0] + 2
+    while len(here) < count:
+        while ip in used:
+            ip += 1
+        pod = PodSpec(f"pod-f{len(pods_)}", "default", node.name, ip, (("app", "web"),), (8080,))
+        used.add(ip)
+        pods_.append(pod)
+        here.append(pod)
+    return replace(cluster, pods=tuple(pods_)), here[:count]
+
+
+def _plant_rule(cluster: ClusterSpec, node: NodeSpec, table: str, rule: str, *, first: bool = True) -> ClusterSpec:
+    """``cluster`` whose ``node`` has its generated iptables-save with ``rule`` added to ``table``."""
+    return _edit_iptables(cluster, node, lambda text: _insert(text, table, rule, first=first))
+
+
+def _edit_iptables(cluster: ClusterSpec, node: NodeSpec, edit) -> ClusterSpec:
+    text = node.dump_text("iptables") or generate_node(cluster, node).iptables
+    return _with_inline(cluster, node, "iptables", edit(text))
+
+
+def _with_inline(cluster: ClusterSpec, node: NodeSpec, kind: str, text: str) -> ClusterSpec:
+    inline = tuple((k, t) for k, t in node.inline if k != kind) + ((kind, text),)
+    new = replace(node, inline=inline)
+    return replace(cluster, nodes=tuple(new if n.name == node.name else n for n in cluster.nodes))
+
+
+def _insert(text: str, table: str, rule: str, *, first: bool) -> str:
+    """``rule`` (``-A CHAIN ...``) first (or last) in its chain of ``table`` in iptables-save ``text``."""
+    chain = rule.split()[1]
+    head, sep, tail = text.partition(f"*{table}\n")
+    if not sep:
+        chains = {"nat": "PREROUTING INPUT OUTPUT POSTROUTING", "filter": "INPUT FORWARD OUTPUT"}[table].split()
+        return text + f"*{table}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in chains) + f"{rule}\nCOMMIT\n"
+    body, commit, rest = tail.partition("COMMIT\n")
+    lines = body.split("\n")
+    at = [i for i, line in enumerate(lines) if line.startswith(f"-A {chain} ")]
+    if first:
+        index = at[0] if at else next(i for i, line in enumerate(lines) if not line.startswith(":"))
+    else:
+        index = at[-1] + 1 if at else next(i for i, line in enumerate(lines) if not line.startswith(":"))
+    lines.insert(index, rule)
+    return head + sep + "\n".join(lines) + commit + rest
+
+
+def _plant_overlapping(draw, c: ClusterSpec) -> FaultyCluster:
+    a, b = c.nodes[0], c.nodes[1]
+    nodes = tuple(replace(n, pod_cidr=a.pod_cidr) if n.name == b.name else n for n in c.nodes)
+    return _faulty(replace(c, nodes=nodes), "overlapping-pod-cidrs",
+                   f"{b.name} gets {a.name}'s pod CIDR {format_network(*a.pod_cidr)}")
+
+
+def _plant_duplicate_ip(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c = replace(c, pods=tuple(replace(p, ip=a.ip) if p.key == b.key else p for p in c.pods))
+    return _faulty(c, "duplicate-pod-ip", f"pod {b.key} gets pod {a.key}'s IP {format_ip(a.ip)}")
+
+
+def _plant_outside(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a,) = _with_pods(c, node, 1)
+    outside = c.cidr[0] + 0xFFFE                                 # the last host of the cluster CIDR: no node's
+    c = replace(c, pods=tuple(replace(p, ip=outside) if p.key == a.key else p for p in c.pods))
+    return _faulty(c, "pod-outside-node-cidr", f"pod {a.key} gets {format_ip(outside)}, outside "
+                                               f"{node.name}'s pod CIDR {format_network(*node.pod_cidr)}")
+
+
+def _plant_docker(draw, c: ClusterSpec) -> FaultyCluster:
+    docker_net = (0xAC110000, 0xFFFF0000)
+    nodes = tuple(replace(n, pod_cidr=docker_net, bridge="docker0", docker=True) for n in c.nodes)
+    index: dict[str, int] = {}
+    moved = []
+    for p in c.pods:                                             # docker numbers each host's containers from .2
+        index[p.node] = index.get(p.node, 0) + 1
+        moved.append(replace(p, ip=0xAC110001 + index[p.node]))
+    return _faulty(replace(c, nodes=nodes, pods=tuple(moved)), "docker-default",
+                   "every node's pods on docker0 172.17.0.0/16, masqueraded off it")
+
+
+def _plant_cluster_ip(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    inside = node.pod_cidr[0] + (~node.pod_cidr[1] & 0xFFFFFFFF) - 1      # the pod CIDR's last host
+    if not c.services:
+        c = replace(c, services=(ServiceSpec("svc-f", "default", c.service_cidr[0] + 1,
+                                             (ServicePortSpec("", 80, 8080, "tcp"),), (("app", "web"),)),))
+    svc = draw(st.sampled_from(c.services))
+    c = replace(c, services=tuple(replace(s, cluster_ip=inside) if s.key == svc.key else s for s in c.services))
+    return _faulty(c, "cluster-ip-outside-service-cidr",
+                   f"service {svc.key} gets ClusterIP {format_ip(inside)}, inside {node.name}'s pod CIDR")
+
+
+def _route_lines(c: ClusterSpec, node: NodeSpec) -> list[str]:
+    return generate_node(c, node).routes.rstrip("\n").split("\n")
+
+
+def _plant_missing_route(draw, c: ClusterSpec) -> FaultyCluster:
+    node, peer = draw(st.permutations(c.nodes))[:2]
+    lines = [line for line in _route_lines(c, node) if not line.startswith(format_network(*peer.pod_cidr) + " via")]
+    c = _with_inline(c, node, "routes", "\n".join(lines) + "\n")
+    return _faulty(c, "missing-peer-route", f"{node.name} loses its route to {peer.name}'s pod CIDR "
+                                            f"{format_network(*peer.pod_cidr)}")
+
+
+def _plant_blackhole(draw, c: ClusterSpec) -> FaultyCluster:
+    node, peer = draw(st.permutations(c.nodes))[:2]
+    net = format_network(*peer.pod_cidr)
+    lines = [f"blackhole {net}" if line.startswith(net + " via") else line for line in _route_lines(c, node)]
+    c = _with_inline(c, node, "routes", "\n".join(lines) + "\n")
+    return _faulty(c, "blackhole-route", f"{node.name} has `blackhole {net}` ({peer.name}'s pod CIDR)")
+
+
+def _plant_pod_masquerade(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, _ = _with_pods(c, node, 2)
+    cidr = format_network(*c.cidr)
+    rule = f"-A POSTROUTING -s {cidr} -d {cidr} -j MASQUERADE"
+    return _faulty(_plant_rule(c, node, "nat", rule), "pod-to-pod-masquerade", f"{node.name}: {rule}")
+
+
+def _plant_node_masquerade(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, _ = _with_pods(c, node, 1)
+    rule = (f"-A POSTROUTING -s {format_network(*node.pod_cidr)} -d {format_network(node.ip & 0xFFFFFF00, 0xFFFFFF00)}"
+            " -j MASQUERADE")
+    return _faulty(_plant_rule(c, node, "nat", rule), "pod-to-node-masquerade", f"{node.name}: {rule}")
+
+
+def _plant_forward_drop(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, _b) = _with_pods(c, node, 2)
+    rule = f"-A FORWARD -d {format_ip(a.ip)}/32 -j DROP"
+    return _faulty(_plant_rule(c, node, "filter", rule), "forward-drop", f"{node.name}: {rule}")
+
+
+def _plant_stray_dnat(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    rule = f"-A PREROUTING -d {format_ip(a.ip)}/32 -j DNAT --to-destination {format_ip(b.ip)}"
+    return _faulty(_plant_rule(c, node, "nat", rule), "stray-dnat", f"{node.name}: {rule}")
+
+
+def _service_for(c: ClusterSpec, pods_: list[PodSpec], name: str) -> tuple[ClusterSpec, ServiceSpec]:
+    """``c`` with a new service listing exactly ``pods_`` (port 80 → 8080/TCP)."""
+    svc = ServiceSpec(name, "default", c.service_cidr[0] + 1 + len(c.services), (ServicePortSpec("", 80, 8080, "tcp"),),
+                      None, tuple(p.key for p in pods_))
+    return replace(c, services=c.services + (svc,)), svc
+
+
+def _plant_hairpin(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a,) = _with_pods(c, node, 1)
+    c, svc = _service_for(c, [a], "svc-hairpin")
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if not (
+            f'"{svc.key}:"' in line and "-j KUBE-MARK-MASQ" in line and " -s " in line))
+
+    return _faulty(_edit_iptables(c, node, edit), "hairpin-without-masquerade",
+                   f"{node.name}: no `-s {format_ip(a.ip)}/32 -j KUBE-MARK-MASQ` for service {svc.key}")
+
+
+def _plant_stale(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    stale = node.pod_cidr[0] + (~node.pod_cidr[1] & 0xFFFFFFFF) - 1      # no pod is drawn this high
+    svc = ServiceSpec("svc-stale", "default", c.service_cidr[0] + 1 + len(c.services),
+                      (ServicePortSpec("", 80, 8080, "tcp"),), None, None, (stale,))
+    return _faulty(replace(c, services=c.services + (svc,)), "stale-endpoint",
+                   f"service {svc.key} lists endpoint {format_ip(stale)}, which no pod has")
+
+
+def _plant_skew(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c, svc = _service_for(c, [a, b], "svc-skewed")
+
+    def edit(text: str) -> str:
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            if f'"{svc.key}:' in line and "--probability" in line:
+                words = line.split()
+                at = words.index("--probability") + 1
+                words[at] = "0.25000000000"
+                lines[i] = " ".join(words)
+                break
+        return "\n".join(lines)
+
+    return _faulty(_edit_iptables(c, node, edit), "non-uniform-probabilities",
+                   f"{node.name}: service {svc.key} picks its first endpoint with probability 0.25, not 0.5")
+
+
+def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    svc = ServiceSpec("svc-empty", "default", c.service_cidr[0] + 1 + len(c.services),
+                      (ServicePortSpec("", 80, 8080, "tcp"),), None, ())
+    c = replace(c, services=c.services + (svc,))
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if not (f'"{svc.key}:' in line and "-j REJECT" in line))
+
+    return _faulty(_edit_iptables(c, node, edit), "empty-service-not-rejected",
+                   f"{node.name}: no REJECT for service {svc.key}, which has no endpoints")
+
+
+_PLANT = {
+    "overlapping-pod-cidrs": _plant_overlapping, "duplicate-pod-ip": _plant_duplicate_ip,
+    "pod-outside-node-cidr": _plant_outside, "docker-default": _plant_docker,
+    "cluster-ip-outside-service-cidr": _plant_cluster_ip, "missing-peer-route": _plant_missing_route,
+    "blackhole-route": _plant_blackhole, "pod-to-pod-masquerade": _plant_pod_masquerade,
+    "pod-to-node-masquerade": _plant_node_masquerade, "forward-drop": _plant_forward_drop,
+    "stray-dnat": _plant_stray_dnat, "hairpin-without-masquerade": _plant_hairpin,
+    "stale-endpoint": _plant_stale, "non-uniform-probabilities": _plant_skew,
+    "empty-service-not-rejected": _plant_unrejected,
+}
+assert set(_PLANT) == set(FAULTS) and all(b <= set(INVARIANTS) for b, _ in FAULTS.values())
+
+
+# ------------------------------------------------------------------ rule sets, packets, flows
+def rule_sets(*, client: str = "pod") -> st.SearchStrategy[str]:
+    """Random ``iptables-save`` text (all five tables, user chains, NAT, marks, conntrack, ...)
+    from the kernel campaign's generator, keeping only the rules ``iptables-restore`` accepts
+    (pktverify refuses exactly what the kernel refuses; the campaign checks that), so every draw
+    loads. ``client`` (pod, lan, node) aims the addresses at the kernel lab's packets from there."""
+    from .testing.kernel_campaign import rule_sets as campaign_rule_sets
+    if client not in ("pod", "lan", "node"):
+        raise InvalidArgument(f"client={client!r}: use pod, lan or node")
+    return campaign_rule_sets(client).map(_loadable)
+
+
+def _loadable(text: str) -> str:
+    """``text`` without the rule lines that iptables-restore would refuse (one at a time)."""
+    from .errors import InputError
+    from .parse.iptables_save import parse_iptables_save
+
+    while True:
+        try:
+            parse_iptables_save(text, source="drawn")
+            return text
+        except InputError as exc:
+            lines = text.split("\n")
+            if not 0 < exc.line <= len(lines) or not lines[exc.line - 1].startswith("-A "):
+                raise
+            del lines[exc.line - 1]
+            text = "\n".join(lines)
+
+
+def _endpoints(cluster: ClusterSpec) -> list[tuple[Endpoint, int]]:
+    """Every pod and node that can send, with its address."""
+    return ([(Endpoint("pod", p.key, p.node), p.ip) for p in cluster.pods]
+            + [(Endpoint("node", n.name, n.name), n.ip) for n in cluster.nodes])
+
+
+@st.composite
+def _flows(draw, cluster: ClusterSpec) -> tuple[Endpoint, Packet]:
+    senders = _endpoints(cluster)
+    client, src = draw(st.sampled_from(senders))
+    targets = [(ip, port, proto) for _e, ip in senders for port, proto in ((8080, "tcp"), (53, "udp"))]
+    targets += [(s.cluster_ip, sp.port, sp.protocol) for s in cluster.services for sp in s.ports]
+    dst, dport, proto = draw(st.sampled_from(targets))
+    return client, Packet(PROTO_NUMBERS[proto], src, dst, draw(st.integers(1024, 65535)), dport)
+
+
+def flows(cluster: ClusterSpec) -> st.SearchStrategy[tuple[Endpoint, Packet]]:
+    """(sender, first packet) pairs between the cluster's pods, nodes and service ports, as
+    header records (for ``pktverify.eval.cluster_walk.ClusterWalker.walk``)."""
+    _check_cluster(cluster)
+    if not cluster.nodes:
+        raise InvalidArgument("cluster has no nodes, so no flows")
+    return _flows(cluster)
+
+
+def packets(cluster: ClusterSpec):
+    """Scapy packets (``IP()/TCP()`` or ``IP()/UDP()``, every field set) between the cluster's
+    pods, nodes and service ports, for :func:`pktverify.trace_packet` and the testing helpers."""
+    from .packets import packet_to_scapy
+    return flows(cluster).map(lambda flow: packet_to_scapy(flow[1]))
