@@ -11,6 +11,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pktverify import strategies
 from pktverify.check.invariants import check_all
 from pktverify.eval.address_classes import AddressClasses
 from pktverify.eval.cluster_walk import ClusterWalker
@@ -128,3 +129,16 @@ def test_parallel_workers_give_the_same_results(monkeypatch):
                 for r in one] == \
                [(r.name, r.checked, r.notes, [v.message for v in r.violations], [v.path for v in r.violations])
                 for r in two]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(st.one_of(strategies.clusters(docker=True), strategies.faulty_clusters()))
+def test_fast_path_equals_exhaustive_on_the_public_strategies(cluster):
+    # Named ports, host-network endpoints, hairpins and every planted fault class, both ways.
+    from pktverify.parse.cluster_nodes import cluster_nodes
+    walker = ClusterWalker(cluster, cluster_nodes(cluster))
+    fast = check_all(cluster, walker)
+    slow = check_all(cluster, walker, exhaustive=True)
+    for f, s in zip(fast, slow):
+        assert (f.name, f.holds, f.checked) == (s.name, s.holds, s.checked)
+        assert sum(v.covers for v in f.violations) == len(s.violations), (f.name, [v.message for v in s.violations])

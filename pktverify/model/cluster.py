@@ -99,6 +99,10 @@ class ClusterSpec:
     extras: dict = field(default_factory=dict, compare=False)
     host_pods: tuple[PodSpec, ...] = ()
 
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """The same summary in Hypothesis's "Falsifying example" (its printer otherwise lists every field)."""
+        printer.text(repr(self))
+
     def __repr__(self) -> str:
         """A summary: the whole cluster is its YAML (``pktverify.cluster_to_yaml``), not a repr."""
         fault = getattr(self, "fault", None)
