@@ -220,19 +220,35 @@ def _check_cluster(cluster) -> None:
 
 # ------------------------------------------------------------------ whole clusters
 @st.composite
-def _clusters(draw, min_nodes, max_nodes, min_pods, max_pods, min_services, max_services, modes, docker):
+def _clusters(draw, min_nodes, max_nodes, min_pods, max_pods, min_services, max_services, modes, docker,
+              given: bool = True):
     cluster = draw(_node_networks(min_nodes, max_nodes, modes, docker))
     drawn = draw(_pods(cluster, min_pods, max_pods))
     cluster = replace(cluster, pods=tuple(p for p in drawn if not p.host_network),
                       host_pods=tuple(p for p in drawn if p.host_network))
-    return replace(cluster, services=draw(_services(cluster, min_services, max_services)))
+    cluster = replace(cluster, services=draw(_services(cluster, min_services, max_services)))
+    return _given_dumps(draw, cluster) if given else cluster
+
+
+def _given_dumps(draw, cluster: ClusterSpec) -> ClusterSpec:
+    """Some nodes give some of their dumps (inline, as a real node would: what pktverify would
+    generate for it), the rest generated — both ways into the verifier are drawn."""
+    nodes = []
+    for node in cluster.nodes:
+        kinds = draw(st.lists(st.sampled_from(("iptables", "addrs", "routes")), unique=True, max_size=3))
+        if kinds:
+            gen = generate_node(cluster, node)
+            node = replace(node, inline=tuple((kind, getattr(gen, kind)) for kind in sorted(kinds)))
+        nodes.append(node)
+    return replace(cluster, nodes=tuple(nodes))
 
 
 def clusters(*, min_nodes: int = 1, max_nodes: int = 4, min_pods_per_node: int = 0, max_pods_per_node: int = 4,
              min_services: int = 0, max_services: int = 4, proxy_modes=PROXY_MODES,
              docker: bool = False) -> st.SearchStrategy[ClusterSpec]:
     """Valid clusters: every invariant holds on each (see :func:`node_networks`, :func:`pods`,
-    :func:`services` for what is drawn). ``proxy_modes``: kube-proxy modes to draw from."""
+    :func:`services` for what is drawn); some nodes give some of their dumps (inline text, what
+    such a node has), the rest is generated. ``proxy_modes``: kube-proxy modes to draw from."""
     for name, value, high in (("min_nodes", min_nodes, 200), ("max_nodes", max_nodes, 200),
                               ("min_pods_per_node", min_pods_per_node, _MAX_PODS_PER_NODE),
                               ("max_pods_per_node", max_pods_per_node, _MAX_PODS_PER_NODE),
@@ -252,8 +268,9 @@ def _faulty_clusters(draw, names: tuple[str, ...], max_nodes: int, max_pods: int
     needs_iptables = name in ("hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected")
     min_nodes = 2 if name in ("overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
                               "pod-to-node-masquerade") else 1
+    # No given dumps in the base: planting changes the topology, and dumps of the old one would be stale.
     base = draw(_clusters(min_nodes, max(min_nodes, max_nodes), 0, max_pods, 0, max_services,
-                          ("iptables",) if needs_iptables else modes, False))
+                          ("iptables",) if needs_iptables else modes, False, False))
     return _PLANT[name](draw, base)
 
 

@@ -10,6 +10,9 @@ from .addresses import format_ip
 __all__ = ["NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec"]
 
 
+_KIND_ORDER = {"iptables": 0, "addrs": 1, "routes": 2, "ipsets": 3, "rules": 4}
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node. Dump paths are absolute (resolved against the YAML file) or None: generated."""
@@ -27,6 +30,11 @@ class NodeSpec:
     rules: str | None = None            # ``ip rule`` output (optional; default rules otherwise)
     inline: tuple[tuple[str, str], ...] = ()    # dumps given as text (kind, text) instead of a path
     inline_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)   # (kind, YAML line of text line 1)
+
+    def __post_init__(self) -> None:
+        # One order for inline dumps (that of DUMP_KINDS), whoever made the node: equal nodes compare equal.
+        if len(self.inline) > 1:
+            object.__setattr__(self, "inline", tuple(sorted(self.inline, key=lambda kv: _KIND_ORDER[kv[0]])))
 
     def dump_text(self, kind: str) -> str | None:
         """The text of dump ``kind`` given inline, or None."""
