@@ -110,6 +110,19 @@ def _build() -> argparse.ArgumentParser:
     g.add_argument("cluster", metavar="CLUSTER")
     g.add_argument("--out", metavar="DIR", help="write DIR/<node>/{iptables-save,ip-addr,ip-route}.txt"
                                                 " (default: print to stdout)")
+    lint = sub.add_parser("lint", help="check proposed iptables-save files: structure, dead and shadowed rules, "
+                                       "Kubernetes semantics; with --cluster, the invariants too")
+    lint.add_argument("files", nargs="+", metavar="FILE", help="iptables-save files (what iptables-restore would load)")
+    lint.add_argument("--cluster", metavar="CLUSTER", help="verify this cluster with FILE as --node's rules")
+    lint.add_argument("--node", metavar="NAME", help="with --cluster: the node FILE is for (needed with several nodes)")
+    lint.add_argument("--format", choices=["text", "json", "sarif", "github"], default="text")
+    lint.add_argument("--select", type=_ids, metavar="IDS", help="only these check ids or prefixes (PV2,PV301)")
+    lint.add_argument("--ignore", type=_ids, metavar="IDS", help="not these check ids or prefixes")
+    lint.add_argument("--fail-on", choices=["error", "warning", "info"], default="error",
+                      help="exit 1 when a finding is at least this severe (default error)")
+    lint.add_argument("--lenient", action="store_true", help="unknown matches/targets become may-match, not PV100")
+    lint.add_argument("--cluster-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the pod network")
+    lint.add_argument("--service-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the service network")
     k = sub.add_parser("selftest-kernel",
                        help="compare pktverify with this machine's kernel on random rule sets (needs root)")
     k.add_argument("--examples", type=_number(1, 100_000), default=50, metavar="N",
@@ -129,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(args)
         if args.command == "generate":
             return _generate(args)
+        if args.command == "lint":
+            return _lint(args)
         return _trace(args)
     except PktverifyError as exc:
         print(f"pktverify: {one_line(str(exc))}", file=sys.stderr)
@@ -210,6 +225,40 @@ def _verify(args) -> int:
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
     sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
     return 0 if report.holds else 1
+
+
+def _ids(text: str) -> list[str]:
+    """An argparse type: comma-separated check ids or prefixes."""
+    ids = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("give check ids or prefixes, e.g. PV203 or PV2,PV301")
+    return ids
+
+
+def _lint(args) -> int:
+    from .check.lint import lint_files
+    from .report.lint_report import lint_github, lint_json, lint_sarif, lint_text_report
+
+    if args.node and not args.cluster:
+        raise InvalidArgument("--node goes with --cluster")
+    cluster = None
+    if args.cluster:
+        from .cluster_api import load_cluster
+        if len(args.files) != 1:
+            raise InvalidArgument("with --cluster, give one FILE: the proposed rules of --node")
+        cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr)
+    result = lint_files(args.files, select_ids=args.select, ignore_ids=args.ignore, cluster=cluster,
+                        node=args.node, lenient=args.lenient)
+    if args.format == "json":
+        out = lint_json(result)
+    elif args.format == "sarif":
+        out = lint_sarif(result)
+    elif args.format == "github":
+        out = lint_github(result)
+    else:
+        out = lint_text_report(result, colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    sys.stdout.write(out)
+    return 1 if result.fails(args.fail_on) else 0
 
 
 def _generate(args) -> int:

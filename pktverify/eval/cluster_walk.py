@@ -43,12 +43,13 @@ class Hop:
     describing every rule that acted costs more than the walk, so the text is made
     (once) only when someone reads it.
     """
-    __slots__ = ("point", "packet", "_note")
+    __slots__ = ("point", "packet", "_note", "outcome")
 
-    def __init__(self, point: str, packet: Packet, note) -> None:
+    def __init__(self, point: str, packet: Packet, note, outcome=None) -> None:
         self.point = point
         self.packet = packet
         self._note = note
+        self.outcome = outcome        # the node trace's Outcome at this hop (its steps: which rules acted)
 
     @property
     def note(self) -> str:
@@ -61,7 +62,7 @@ class Hop:
         return f"Hop({self.point!r}, {self.packet.describe()!r}, {self.note!r})"
 
     def __reduce__(self):
-        return Hop, (self.point, self.packet, self.note)      # the text, not the function that makes it
+        return Hop, (self.point, self.packet, self.note, self.outcome)   # the text, not the function that makes it
 
 
 @dataclass(frozen=True)
@@ -273,14 +274,14 @@ class ClusterWalker:
             nxt = _Cursor(cur.node, None, o.packet, prob, hops, conns, cur.visits, cur.exact and o.exact, cur.seen)
             summary = _Summary(o)
             if o.verdict in ("drop", "reject"):
-                hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}"))
+                hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}", o))
                 ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
             elif o.verdict == "local":
-                hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}"))
+                hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}", o))
                 ends.extend(self._local(nxt, o.packet, client, tables))
             else:
                 hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
-                                lambda o=o, s=summary: f"out {o.out_iface}; {s}"))
+                                lambda o=o, s=summary: f"out {o.out_iface}; {s}", o))
                 self._forward(nxt, o, ends, work)
 
     def _forward(self, cur: _Cursor, o, ends: list[PathEnd], work: list[_Cursor]) -> None:

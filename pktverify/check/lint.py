@@ -1,0 +1,96 @@
+"""``pktverify lint``: run the registry's checks on rule files (and, with a cluster, the invariants).
+
+Findings are filtered by ``--select``/``--ignore`` (ids or prefixes) and by inline suppressions:
+a rule whose comment says ``pktverify: ignore[PV203]`` (ids or prefixes, comma-separated;
+``pktverify: ignore`` alone for all) silences the findings on its line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..model.cluster import ClusterSpec
+from ..parse.source import read_text
+from . import lint_cluster, lint_kubernetes, lint_reachability, lint_structure
+from .registry import SEVERITIES, Finding, select
+
+__all__ = ["LintResult", "lint_text", "lint_files"]
+
+_SUPPRESS = re.compile(r"pktverify:\s*ignore(?:\[([A-Za-z0-9,\s]*)\])?")
+
+
+@dataclass
+class LintResult:
+    """The findings (sorted by file, line, id) and the files read."""
+    findings: list[Finding]
+    files: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def fails(self, fail_on: str) -> bool:
+        """Whether a finding is at or above ``fail_on`` (error, warning, info)."""
+        floor = SEVERITIES.index(fail_on)
+        return any(SEVERITIES.index(f.severity) >= floor for f in self.findings)
+
+
+def lint_text(text: str, source: str, *, lenient: bool = False, cluster: ClusterSpec | None = None) -> list[Finding]:
+    """Every rule-set check on one iptables-save ``text`` (no suppression or selection)."""
+    ruleset, findings = lint_structure.parse_with_findings(text, source, lenient=lenient)
+    if ruleset is None:
+        return findings
+    findings += lint_structure.unused_chains(ruleset)
+    findings += lint_reachability.reachability(ruleset)
+    findings += lint_kubernetes.endpoint_choice(ruleset)
+    findings += lint_kubernetes.conflicting_nat(ruleset)
+    if cluster is not None:
+        findings += lint_cluster.rule_findings(ruleset, cluster)
+    return findings
+
+
+def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, ignore_ids: list[str] | None = None,
+               cluster: ClusterSpec | None = None, node: str | None = None, lenient: bool = False) -> LintResult:
+    """Lint ``paths``; with ``cluster`` (one path: the proposed rules of ``node``) also verify the
+    cluster with them in place and report each violation at the rule responsible."""
+    enabled = select(select_ids, ignore_ids)
+    texts = {str(p): read_text(p, allow_empty=True) for p in paths}
+    findings: list[Finding] = []
+    notes: list[str] = []
+    for source, text in texts.items():
+        findings += lint_text(text, source, lenient=lenient, cluster=cluster)
+    if cluster is not None:
+        findings += _with_cluster(cluster, node, str(paths[0]), findings, lenient, enabled, notes)
+    lines = {source: text.split("\n") for source, text in texts.items()}
+    kept = [f for f in findings if f.id in enabled and not _suppressed(f, lines)]
+    kept.sort(key=lambda f: (f.source, f.line, f.col, f.id))
+    return LintResult(kept, list(texts), notes)
+
+
+def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: list[Finding], lenient: bool,
+                  enabled: set[str], notes: list[str]) -> list[Finding]:
+    from ..cluster_api import verify
+
+    if not any(cid.startswith("PV4") for cid in enabled):
+        return []
+    if any(f.id.startswith("PV1") and f.source == path for f in findings):
+        notes.append(f"{path} does not load, so the cluster was not verified with it (fix the PV1xx findings first)")
+        return []
+    proposed, node_name = lint_cluster.proposed_cluster(cluster, node, path)
+    report = verify(proposed, lenient=lenient)
+    return lint_cluster.invariant_findings(proposed, node_name, path, report)
+
+
+def _suppressed(finding: Finding, lines: dict[str, list[str]]) -> bool:
+    text = lines.get(finding.source)
+    if text is None or not 0 < finding.line <= len(text):
+        return False
+    hit = _SUPPRESS.search(text[finding.line - 1])
+    if hit is None:
+        return False
+    if hit.group(1) is None:
+        return True
+    wanted = [w.strip() for w in hit.group(1).split(",") if w.strip()]
+    return any(finding.id.startswith(w) for w in wanted)

@@ -1,0 +1,109 @@
+"""``pktverify lint`` output: text grouped by file, JSON, SARIF 2.1.0 and GitHub workflow annotations."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import __version__
+from ..check.lint import LintResult
+from ..check.registry import REGISTRY, Finding
+from ..errors import one_line
+
+__all__ = ["lint_text_report", "lint_json", "lint_sarif", "lint_github"]
+
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+_GITHUB_LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+_COLOURS = {"error": "\x1b[31m", "warning": "\x1b[33m", "info": "\x1b[36m"}
+_BOLD, _RESET = "\x1b[1m", "\x1b[0m"
+
+
+def lint_text_report(result: LintResult, *, colour: bool = False) -> str:
+    """Findings grouped by file: ``LINE:COL  SEVERITY  ID name  message`` and related places."""
+    lines: list[str] = []
+    by_file: dict[str, list[Finding]] = {}
+    for f in result.findings:
+        by_file.setdefault(f.source, []).append(f)
+    for source, found in by_file.items():
+        lines.append(f"{_BOLD}{one_line(source)}{_RESET}" if colour else one_line(source))
+        for f in found:
+            sev = f"{_COLOURS[f.severity]}{f.severity:<7}{_RESET}" if colour else f"{f.severity:<7}"
+            lines.append(one_line(f"  {f.line}:{f.col}  ") + sev + one_line(f"  {f.id} {f.check.name}  {f.message}"))
+            for src, line, what in f.related:
+                lines.append(one_line(f"      {src}:{line}: {what}"))
+        lines.append("")
+    for note in result.notes:
+        lines.append(one_line(f"note: {note}"))
+    counts = [f"{result.count(s)} {s}{'s' if result.count(s) != 1 else ''}" for s in ("error", "warning", "info")
+              if result.count(s)]
+    lines.append(f"{len(result.findings)} finding(s) in {len(result.files)} file(s)" + (f": {', '.join(counts)}"
+                                                                                        if counts else ": clean"))
+    return "\n".join(lines) + "\n"
+
+
+def lint_json(result: LintResult) -> str:
+    """``{"findings": [{id, name, severity, message, file, line, col, related}], "summary": {...}}``."""
+    return json.dumps({"findings": [f.to_json() for f in result.findings], "notes": result.notes,
+                       "summary": {"files": len(result.files), "errors": result.count("error"),
+                                   "warnings": result.count("warning"), "info": result.count("info")}},
+                      indent=2) + "\n"
+
+
+def _uri(source: str) -> str:
+    """A path relative to the working folder (what code scanning expects), else a file:// URI."""
+    path = Path(source)
+    try:
+        return path.resolve().relative_to(Path(os.getcwd()).resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_uri()
+
+
+def _location(source: str, line: int, col: int = 1) -> dict:
+    return {"physicalLocation": {"artifactLocation": {"uri": _uri(source)},
+                                 "region": {"startLine": max(line, 1), "startColumn": max(col, 1)}}}
+
+
+def lint_sarif(result: LintResult) -> str:
+    """SARIF 2.1.0 as GitHub code scanning reads it: every check as ``tool.driver.rules`` (id, help,
+    default level), every finding as a result with its region and related locations."""
+    ids = sorted(REGISTRY)
+    rules = []
+    for cid in ids:
+        c = REGISTRY[cid]
+        help_text = f"{c.summary}\n\n{c.why}\n\nFails:\n{c.bad}\n\nPasses:\n{c.good}"
+        help_md = (f"**{c.summary}**\n\n{c.why}\n\nFails:\n```\n{c.bad}\n```\n\nPasses:\n```\n{c.good}\n```\n\n"
+                   f"(docs/rules.md#{cid.lower()})")
+        rules.append({"id": cid, "name": c.name, "shortDescription": {"text": c.summary},
+                      "fullDescription": {"text": c.why}, "help": {"text": help_text, "markdown": help_md},
+                      "defaultConfiguration": {"level": _SARIF_LEVEL[c.severity]},
+                      "properties": {"tags": [c.family or "pktverify"]}})
+    results = []
+    for f in result.findings:
+        item = {"ruleId": f.id, "ruleIndex": ids.index(f.id), "level": _SARIF_LEVEL[f.severity],
+                "message": {"text": f.message}, "locations": [_location(f.source, f.line, f.col)]}
+        if f.related:
+            item["relatedLocations"] = [{"id": n, **_location(src, line), "message": {"text": what}}
+                                        for n, (src, line, what) in enumerate(f.related, 1)]
+        results.append(item)
+    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+           "runs": [{"tool": {"driver": {"name": "pktverify", "version": __version__, "semanticVersion": __version__,
+                                         "rules": rules}},
+                     "results": results, "columnKind": "unicodeCodePoints"}]}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _escape(text: str, *, prop: bool = False) -> str:
+    """GitHub workflow command escaping (data: % CR LF; properties also : and ,)."""
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
+
+
+def lint_github(result: LintResult) -> str:
+    """One ``::error file=...,line=...,col=...,title=...::message`` line per finding."""
+    out = []
+    for f in result.findings:
+        props = (f"file={_escape(f.source, prop=True)},line={max(f.line, 1)},col={max(f.col, 1)},"
+                 f"title={_escape(f'{f.id} {f.check.name}', prop=True)}")
+        out.append(f"::{_GITHUB_LEVEL[f.severity]} {props}::{_escape(f.message)}")
+    return "\n".join(out) + ("\n" if out else "")

@@ -1,0 +1,102 @@
+"""lint output: SARIF 2.1.0 checked against the JSON schema and read back by real SARIF consumers
+(sarif-tools, sarif-pydantic), GitHub workflow annotations, JSON and the text report."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from pktverify.check.lint import lint_files
+from pktverify.check.registry import REGISTRY
+from pktverify.cli import main
+from pktverify.report.lint_report import lint_github, lint_sarif, lint_text_report
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_SDIST = ROOT / ".cache" / "sarif" / "sarif_om-1.0.4.tar.gz"     # fetched by scripts/test
+
+RULES = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:UNUSED - [0:0]
+-A FORWARD -d 10.1.0.0/16 -j ACCEPT
+-A FORWARD -d 10.1.2.0/24 -m comment --comment "team: a, b: c%d" -j DROP
+-A FORWARD -p tcp --dport 99999 -j ACCEPT
+COMMIT
+"""
+
+
+@pytest.fixture()
+def result(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deploy").mkdir()
+    path = tmp_path / "deploy" / "node.rules"
+    path.write_text(RULES)
+    return lint_files(["deploy/node.rules"])
+
+
+def _schema() -> dict:
+    if not SCHEMA_SDIST.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SCHEMA_SDIST} is missing: scripts/test downloads it")
+        pytest.skip("the SARIF schema (sarif-om's source package) is not downloaded: run scripts/test")
+    with tarfile.open(SCHEMA_SDIST) as tar:
+        return json.load(tar.extractfile("sarif_om-1.0.4/sarif-2.1.0-rtm.4.json"))
+
+
+def test_sarif_is_valid_2_1_0_and_real_consumers_read_it_back(result, tmp_path):
+    import jsonschema
+    import sarif_pydantic
+    from sarif import loader
+
+    text = lint_sarif(result)
+    doc = json.loads(text)
+    errors = sorted(e.message for e in jsonschema.Draft4Validator(_schema()).iter_errors(doc))
+    assert errors == []
+    run = doc["runs"][0]
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == sorted(REGISTRY)
+    assert all(r["help"]["text"] and r["defaultConfiguration"]["level"] in ("error", "warning", "note")
+               for r in run["tool"]["driver"]["rules"])
+    assert sarif_pydantic.Sarif.model_validate(doc).runs[0].results[0].rule_id == "PV104"
+    path = tmp_path / "out.sarif"
+    path.write_text(text)
+    read = loader.load_sarif_file(str(path))
+    records = read.get_records()
+    assert read.get_result_count() == len(result.findings) == 3
+    assert [(r["Code"], r["Line"], r["Location"]) for r in records] == [
+        ("PV104", 5, "deploy/node.rules"), ("PV203", 7, "deploy/node.rules"), ("PV100", 8, "deploy/node.rules")]
+    shadow = run["results"][1]
+    assert shadow["relatedLocations"][0]["physicalLocation"]["region"]["startLine"] == 6
+    assert run["results"][0]["ruleIndex"] == sorted(REGISTRY).index("PV104")
+
+
+def test_github_annotations_escape_what_workflow_commands_need(result):
+    lines = lint_github(result).splitlines()
+    assert lines[0].startswith("::warning file=deploy/node.rules,line=5,col=1,title=PV104 unused-chain::chain UNUSED")
+    assert lines[2].startswith("::error file=deploy/node.rules,line=8,")
+    assert "%25" in lint_github(result.__class__([result.findings[0].__class__(
+        "PV100", "100% bad\nline two", "a,b:c.rules", 1)], ["x"]))
+
+
+def test_text_report_groups_by_file_and_colours_only_when_asked(result):
+    plain = lint_text_report(result)
+    assert plain.splitlines()[0] == "deploy/node.rules"
+    assert "  7:1  warning  PV203 shadowed-rule  rule #2" in plain and "\x1b[" not in plain
+    assert plain.rstrip().endswith("3 finding(s) in 1 file(s): 1 error, 2 warnings")
+    assert "\x1b[31m" in lint_text_report(result, colour=True)
+
+
+def test_cli_formats_and_exit_codes(result, capsys):
+    assert main(["lint", "deploy/node.rules", "--format", "json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"] == {"files": 1, "errors": 1, "warnings": 2, "info": 0}
+    assert doc["findings"][1]["related"] == [{"file": "deploy/node.rules", "line": 6,
+                                              "message": "covers part of rule #2"}]
+    assert main(["lint", "deploy/node.rules", "--ignore", "PV1", "--format", "sarif"]) == 0
+    assert json.loads(capsys.readouterr().out)["runs"][0]["results"][0]["ruleId"] == "PV203"
+    assert main(["lint", "deploy/node.rules", "--format", "github", "--select", "PV203"]) == 0
+    assert capsys.readouterr().out.count("\n") == 1
