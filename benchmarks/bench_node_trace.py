@@ -51,7 +51,7 @@ def main() -> None:
     dump = parse_routes(ROUTES)
     node = build_node("bench", parse_ip_addr(ADDRS), dump.routes, ruleset)
     t0 = time.perf_counter()
-    tracer = NodeTracer(node)
+    tracer = NodeTracer(node, compile_all=True)
     print(f"compile: {time.perf_counter() - t0:.2f} s")
     rng = random.Random(2)
     packets = [Packet(6, parse_ip(f"10.1.10.{rng.randrange(2, 250)}"), parse_ip(rng.choice(svcs).cluster_ip),

@@ -123,6 +123,15 @@ def _build() -> argparse.ArgumentParser:
     lint.add_argument("--lenient", action="store_true", help="unknown matches/targets become may-match, not PV100")
     lint.add_argument("--cluster-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the pod network")
     lint.add_argument("--service-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the service network")
+    d = sub.add_parser("diff", help="every class of packets two rule sets of one node treat differently (exact)")
+    d.add_argument("old", metavar="OLD", help="iptables-save of the rules now")
+    d.add_argument("new", metavar="NEW", help="iptables-save of the proposed rules")
+    d.add_argument("--addrs", metavar="FILE", help="the node's ip addr (default: one interface per name the rules use)")
+    d.add_argument("--routes", metavar="FILE", help="the node's ip route (with --addrs)")
+    d.add_argument("--cluster", metavar="CLUSTER", help="the node is --node of this cluster; also compare the invariants")
+    d.add_argument("--node", metavar="NAME", help="with --cluster: the node OLD and NEW are for")
+    d.add_argument("--format", choices=["text", "json"], default="text")
+    d.add_argument("--lenient", action="store_true", help="unknown matches/targets become may-match")
     k = sub.add_parser("selftest-kernel",
                        help="compare pktverify with this machine's kernel on random rule sets (needs root)")
     k.add_argument("--examples", type=_number(1, 100_000), default=50, metavar="N",
@@ -144,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return _generate(args)
         if args.command == "lint":
             return _lint(args)
+        if args.command == "diff":
+            return _diff(args)
         return _trace(args)
     except PktverifyError as exc:
         print(f"pktverify: {one_line(str(exc))}", file=sys.stderr)
@@ -259,6 +270,22 @@ def _lint(args) -> int:
         out = lint_text_report(result, colour=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     sys.stdout.write(out)
     return 1 if result.fails(args.fail_on) else 0
+
+
+def _diff(args) -> int:
+    from .check.diff_run import run_diff
+    from .report.diff_report import diff_json, diff_text
+
+    if (args.addrs is None) != (args.routes is None):
+        raise InvalidArgument("give --addrs and --routes together (or neither)")
+    if args.cluster and args.addrs:
+        raise InvalidArgument("give either --addrs/--routes or --cluster/--node: the cluster says the node's addresses")
+    if args.node and not args.cluster:
+        raise InvalidArgument("--node goes with --cluster")
+    result = run_diff(args.old, args.new, addrs=args.addrs, routes=args.routes, cluster=args.cluster,
+                      node=args.node, lenient=args.lenient)
+    sys.stdout.write(diff_json(result) if args.format == "json" else diff_text(result))
+    return 0 if result.same else 1
 
 
 def _generate(args) -> int:

@@ -15,6 +15,7 @@ the index is sound.
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_left
 from collections.abc import Callable
 from heapq import heappop, heappush
@@ -82,6 +83,43 @@ class _IndexedChain:
         return hit
 
 
+# Matches that compile to a plain yes/no predicate (never a probability or a may-match).
+_PLAIN_MATCHES = frozenset({m.AddrMatch, m.ProtoMatch, m.IfaceMatch, m.PortMatch, m.MultiportMatch, m.TcpFlagsMatch,
+                            m.CommentMatch, m.AddrTypeMatch, m.MarkMatch, m.CtStateMatch, m.IpRangeMatch,
+                            m.IcmpTypeMatch, m.LengthMatch})
+
+
+class _LazyChains(dict):
+    """A table's compiled chains, each compiled when a walk first enters it (a 110k-rule dump's
+    trace compiles only the few chains its packets meet). ``shared``: compiled chains of other
+    nodes, by model chain; a chain none of whose rules asks the node anything (no ``addrtype``)
+    compiles the same everywhere and is reused."""
+
+    def __init__(self, table: Table, fib: Fib, shared: dict[int, _IndexedChain] | None) -> None:
+        super().__init__()
+        self._table, self._fib, self._shared = table, fib, shared
+
+    def __missing__(self, name: str) -> _IndexedChain:
+        chain = self._table.chains[name]            # KeyError for a chain the table does not have
+        shared = self._shared
+        compiled = shared.get(id(chain)) if shared is not None else None
+        if compiled is None:
+            enabled = gc.isenabled()        # compiling makes many acyclic objects: no GC passes meanwhile
+            gc.disable()
+            try:
+                compiled = _IndexedChain(chain, self._fib, self._table.name)
+            finally:
+                if enabled:
+                    gc.enable()
+            if shared is not None and not any(_reads_node(mt) for rule in chain.rules for mt in rule.matches):
+                shared[id(chain)] = compiled
+        self[name] = compiled
+        return compiled
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table.chains
+
+
 class CompiledTable:
     """One table compiled for one node: walk a packet from any built-in chain."""
 
@@ -92,14 +130,13 @@ class CompiledTable:
         self.fib = fib
         self._forks: dict[str, bool] = {}
         self._policy_steps: dict[str, Step] = {}
-        self.chains = {}
-        for name, chain in table.chains.items():
-            compiled = shared.get(id(chain)) if shared is not None else None
-            if compiled is None:
-                compiled = _IndexedChain(chain, fib, table.name)
-                if shared is not None and not any(_reads_node(mt) for rule in chain.rules for mt in rule.matches):
-                    shared[id(chain)] = compiled
-            self.chains[name] = compiled
+        self.table = table
+        self.chains = _LazyChains(table, fib, shared)
+
+    def compile_all(self) -> None:
+        """Compile every chain now (for a tracer about to trace many packets, or before forking)."""
+        for name in self.table.chains:
+            self.chains[name]
 
     def is_empty(self, hook: str) -> bool:
         """True when the built-in chain has no rules and policy ACCEPT (a walk changes nothing)."""
@@ -123,18 +160,21 @@ class CompiledTable:
         return w.run()
 
     def _can_fork(self, hook: str) -> bool:
-        """Whether a walk from ``hook`` can meet a probabilistic or may-match rule (cached)."""
+        """Whether a walk from ``hook`` can meet a probabilistic or may-match rule (cached). Read
+        from the model, so that it compiles nothing: a rule with any match outside the plainly
+        deterministic ones counts as one that may fork (the general walker is right for all)."""
         forks = self._forks.get(hook)
         if forks is None:
+            chains = self.table.chains
             seen, todo = {hook}, [hook]
             forks = False
             while todo and not forks:
-                for cr in self.chains[todo.pop()].rules:
-                    if cr.probability < 1.0 or cr.special:
+                for rule in chains[todo.pop()].rules:
+                    if any(type(mt) not in _PLAIN_MATCHES for mt in rule.matches):
                         forks = True
                         break
-                    target = cr.rule.target
-                    if type(target) is m.Jump and target.chain not in seen and target.chain in self.chains:
+                    target = rule.target
+                    if type(target) is m.Jump and target.chain not in seen and target.chain in chains:
                         seen.add(target.chain)
                         todo.append(target.chain)
             self._forks[hook] = forks

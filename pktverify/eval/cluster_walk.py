@@ -135,7 +135,7 @@ class ClusterWalker:
         self.states = nodes
         self.max_paths = max_paths
         shared: dict = {}      # nodes that share a parsed rule set share its compiled chains
-        self.tracers = {name: NodeTracer(state, shared_chains=shared, max_branches=max_branches)
+        self.tracers = {name: NodeTracer(state, shared_chains=shared, max_branches=max_branches, compile_all=True)
                         for name, state in nodes.items()}
         self.specs = {n.name: n for n in cluster.nodes}
         self.node_by_ip: dict[int, str] = {}

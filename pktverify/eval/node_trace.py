@@ -44,16 +44,22 @@ class NodeTracer:
     """Trace packets through one node. Build once per node; ``trace`` is the hot path."""
 
     def __init__(self, node: NodeState, *, shared_chains: dict | None = None,
-                 max_branches: int = MAX_BRANCHES) -> None:
+                 max_branches: int = MAX_BRANCHES, compile_all: bool = False) -> None:
         """``shared_chains``: one dict passed to the tracers of several nodes lets nodes with the
         same rule set object share their compiled chains (see :class:`CompiledTable`).
-        ``max_branches``: the most distinct branches one trace may create (LimitExceeded past it)."""
+        ``max_branches``: the most distinct branches one trace may create (LimitExceeded past it).
+        Chains are compiled when a trace first enters them; ``compile_all`` compiles them all now
+        (cheaper in total for a tracer that will see most of them, and done once before forking)."""
         self.node = node
         self.max_branches = max_branches
         self.fib = Fib(node)
         with cyclic_gc_paused():
             self.tables = {name: CompiledTable(table, self.fib, shared_chains)
                            for name, table in node.ruleset.tables.items()}
+        if compile_all:
+            with cyclic_gc_paused():
+                for table in self.tables.values():
+                    table.compile_all()
         # Per hook and list of tables, the tables whose walk can change something (not empty).
         self.active: dict[tuple, tuple[str, ...]] = {}
 

@@ -1,0 +1,457 @@
+"""``pktverify diff``: which packets two rule sets of one node treat differently, exactly.
+
+How it is exact over header space, not sampled:
+
+1. Rules are matched up chain by chain (longest common subsequence of their matches and
+   targets, comments aside). A packet that matches none of the unmatched ("changed") rules of
+   either side, in chains whose policies agree, is matched by the same common rules in the same
+   order on both sides, so its fate is the same. The packets that may differ therefore lie in the
+   union of the changed rules' boxes (:mod:`.headerspace`); a changed policy puts every packet in.
+2. That region is cut into *cells*: along each field (source, destination, protocol, ports,
+   in-interface) at every boundary any rule of either side, any route or any local address puts
+   inside it. Within a cell every rule's box-expressible match, every route and every address-type
+   test answers the same for all packets, so one packet per cell stands for the whole cell.
+3. That packet is traced through both rule sets (first packet of a connection, mark 0); the cell
+   differs when the outcomes differ: verdict, where it leaves, the NAT'd packet, probability.
+
+Matches the boxes cannot express (tcp flags, sets, time, ...) may answer differently inside a
+cell: when either side has one, the result says so (``exact`` false). More than
+:data:`MAX_CELLS` cells: the rest is not examined and the result says how many.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+
+from ..eval.node_trace import NodeTracer
+from ..model import rules as m
+from ..model.addresses import format_ip
+from ..model.node import NodeState
+from ..model.packet import Packet
+from ..model.trace import Outcome
+from .headerspace import DPORT, DST, IIF, PROTO, SPORT, SRC, Universe, _intersect, rule_box
+
+__all__ = ["DiffClass", "DiffResult", "diff_rulesets", "changed_rules", "MAX_CELLS"]
+
+MAX_CELLS = 200_000
+# Matches whose answer is not fixed by the fields a cell holds equal (addresses, protocol, ports,
+# in-interface) and the node's state: everything else a first packet meets (marks and connmarks
+# the rules set, ctstate NEW, addrtype, statistic branches, tcp SYN, icmp echo) is traced exactly.
+_VARYING = (m.SetMatch, m.UnknownMatch, m.MaybeMatch, m.TimeMatch, m.RecentMatch)
+_PORT_PROTOS = (6, 17, 132)
+
+
+@dataclass(frozen=True)
+class DiffClass:
+    """Packets with one change of fate: ``example`` (the packet, its in-interface or None for a
+    locally generated one), what OLD and NEW do with it, the rules that decided on each side, and
+    ``cells``: how many cells (see the module docstring) share exactly this change."""
+    example: Packet
+    in_iface: str | None
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    old_rules: tuple[str, ...]
+    new_rules: tuple[str, ...]
+    cells: int = 1
+    spans: tuple = ()              # per field (src, dst, proto, sport, dport): the values its cells cover
+    interfaces: tuple[str, ...] = ()
+
+    def describe_spans(self) -> list[str]:
+        """``source 10.0.0.0-10.255.255.255, ...`` for each field the class does not cover whole."""
+        names = ("source", "destination", "protocol", "source port", "destination port")
+        tops = (0xFFFFFFFF, 0xFFFFFFFF, 255, 65535, 65535)
+        out = []
+        for name, span, top in zip(names, self.spans, tops):
+            if span == ((0, top),):
+                continue
+            fmt = format_ip if name in ("source", "destination") else str
+            out.append(f"{name} " + ", ".join(fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}" for lo, hi in span[:4])
+                       + (" ..." if len(span) > 4 else ""))
+        return out
+
+    def to_json(self) -> dict:
+        return {"example": {**self.example.to_json(), "in_iface": self.in_iface}, "old": list(self.old),
+                "new": list(self.new), "old_rules": list(self.old_rules), "new_rules": list(self.new_rules),
+                "cells": self.cells, "interfaces": list(self.interfaces),
+                "spans": {n: [list(r) for r in span] for n, span in
+                          zip(("src", "dst", "proto", "sport", "dport"), self.spans)}}
+
+
+@dataclass
+class DiffResult:
+    classes: list[DiffClass]
+    changed_old: list[m.Rule]
+    changed_new: list[m.Rule]
+    cells: int
+    exact: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return not self.classes
+
+
+def _key(rule: m.Rule) -> tuple:
+    return (tuple(mt for mt in rule.matches if type(mt) is not m.CommentMatch), rule.target)
+
+
+def changed_rules(old: m.Ruleset, new: m.Ruleset) -> tuple[list[m.Rule], list[m.Rule], bool]:
+    """The rules of each side outside the per-chain common subsequence, and whether a built-in
+    chain's policy (or a table's existence) changed."""
+    gone, added, policy = [], [], False
+    for name in sorted(set(old.tables) | set(new.tables)):
+        a, b = old.tables.get(name), new.tables.get(name)
+        a_chains = a.chains if a else {}
+        b_chains = b.chains if b else {}
+        for chain in sorted(set(a_chains) | set(b_chains)):
+            ca, cb = a_chains.get(chain), b_chains.get(chain)
+            ra, rb = (ca.rules if ca else ()), (cb.rules if cb else ())
+            builtin = chain in m.TABLE_CHAINS.get(name, ())
+            if builtin and ((ca.policy if ca else None) or "ACCEPT") != ((cb.policy if cb else None) or "ACCEPT"):
+                policy = True
+            ka, kb = [_key(r) for r in ra], [_key(r) for r in rb]
+            matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
+            kept_a, kept_b = set(), set()
+            for block in matcher.get_matching_blocks():
+                kept_a.update(range(block.a, block.a + block.size))
+                kept_b.update(range(block.b, block.b + block.size))
+            gone += [r for i, r in enumerate(ra) if i not in kept_a]
+            added += [r for i, r in enumerate(rb) if i not in kept_b]
+    return gone, added, policy
+
+
+def _fate(sent: Packet, outcomes: tuple[Outcome, ...]) -> tuple[str, ...]:
+    """What happens to the packet, relative to it (so packets treated alike compare equal): the
+    verdict, where it leaves, the address and port NAT gave it, the probability. A dropped or
+    rejected packet's NAT does not matter: those outcomes count by verdict only."""
+    shares: dict[str, float] = {}
+    for o in outcomes:
+        if o.verdict in ("drop", "reject"):
+            text = o.verdict
+        else:
+            after, nat = o.packet, []
+            # Relative to the packet sent: an address or port is named only when NAT changed it.
+            for kind, addr, port, was_addr, was_port in (("DNAT", after.dst, after.dport, sent.dst, sent.dport),
+                                                         ("SNAT", after.src, after.sport, sent.src, sent.sport)):
+                if (addr, port) != (was_addr, was_port):
+                    nat.append(f"{kind} to {format_ip(addr) if addr != was_addr else 'same address'}"
+                               f"{f' port {port}' if port != was_port else ''}")
+            where = f" on {o.out_iface}" if o.out_iface else ""
+            text = f"{o.verdict}{where}{' (' + ', '.join(nat) + ')' if nat else ''}"
+        shares[text] = shares.get(text, 0.0) + o.probability
+    return tuple(f"{text} p={p:.6g}" if abs(p - 1.0) > 1e-9 else text for text, p in sorted(shares.items()))
+
+
+def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> tuple[str, ...]:
+    """The rules that acted, as ``file:line (table/chain #n TARGET)``: every changed rule met
+    (a jump too: a changed statistic branch is a jump) and every other rule that acted."""
+    seen = set()
+    for o in outcomes:
+        for s in o.steps:
+            if s.table is None or s.rule_index is None:
+                continue
+            if s.action.startswith(("jump", "goto")) and (s.source, s.line) not in changed:
+                continue
+            seen.add((s.source or "", s.line or 0, f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}"))
+    return tuple(f"{src}:{line} ({what})" for src, line, what in sorted(seen))
+
+
+def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
+    """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
+    node with two rule sets: same interfaces and routes)."""
+    old, new = old_node.ruleset, new_node.ruleset
+    gone, added, policy = changed_rules(old, new)
+    result = DiffResult([], gone, added, 0)
+    if not gone and not added and not policy:
+        return result
+    universe = _joint_universe(old, new)
+    if policy:
+        region = [universe.everything()]
+    else:
+        region = _region(old, gone, universe) + _region(new, added, universe)
+        region += _dnat_preimage(old, region, universe, old_node) + _dnat_preimage(new, region, universe, old_node)
+    every_rule = [r for rs in (old, new) for t in rs.tables.values() for c in t.chains.values() for r in c.rules]
+    # The rules packets of the region can meet cut it (their own boxes; see _cutting_boxes).
+    boxes = _cutting_boxes(old, region, universe) + _cutting_boxes(new, region, universe)
+    exact = True
+    varying = sorted({type(mt).__name__ for r in every_rule for mt in r.matches if type(mt) in _VARYING})
+    if varying:
+        exact = False
+        result.notes.append(f"some rules match on what no packet field decides ({', '.join(varying)}: set "
+                            "contents, time, unmodelled matches): within a class those may still tell packets apart")
+    extra = _node_boundaries(old_node, new_node)
+    nat_cuts = _nat_boundaries(old) + _nat_boundaries(new)
+    # Every interface of the node is a cell of its own (routing and martian checks read it too);
+    # None: generated on the node itself.
+    ifaces = [(name, _atom(universe, name)) for name in old_node.interfaces if name != "lo"]
+    old_tracer, new_tracer = NodeTracer(old_node), NodeTracer(new_node)
+    gone_lines = {(r.source, r.line) for r in gone}
+    added_lines = {(r.source, r.line) for r in added}
+    seen: set[tuple] = set()
+    groups: dict[tuple, list] = {}
+    cells = 0
+    for box in region:
+        for point, atoms in _cells(box, boxes, extra, ifaces, nat_cuts):
+            if point in seen:
+                continue
+            seen.add(point)
+            cells += 1
+            if cells > MAX_CELLS:
+                result.notes.append(f"more than {MAX_CELLS:,} cells: the rest was not examined")
+                exact = False
+                break
+            src, dst, proto, sport, dport, in_iface = point
+            pkt = Packet(proto, src, dst, sport if proto in _PORT_PROTOS else 0, dport if proto in _PORT_PROTOS else 0,
+                         0x02 if proto == 6 else 0, 8 if proto == 1 else -1, 0 if proto == 1 else -1)
+            before = old_tracer.trace(pkt, in_iface=in_iface).outcomes
+            after = new_tracer.trace(pkt, in_iface=in_iface).outcomes
+            fa, fb = _fate(pkt, before), _fate(pkt, after)
+            if fa != fb:
+                entry = groups.setdefault((fa, fb), [[], set(), set()])
+                entry[0].append((pkt, in_iface, atoms))
+                entry[1].update(_deciders(before, gone_lines))
+                entry[2].update(_deciders(after, added_lines))
+        if cells > MAX_CELLS:
+            break
+    result.cells = cells
+    result.exact = exact
+    for (fa, fb), (members, da, db) in groups.items():
+        # The rules responsible: those that acted on one side and not the other (by text, lines aside).
+        text_a = {d.split(" (", 1)[1] + _rule_text(d, old) for d in da}
+        text_b = {d.split(" (", 1)[1] + _rule_text(d, new) for d in db}
+        da = tuple(sorted(d for d in da if d.split(" (", 1)[1] + _rule_text(d, old) not in text_b))
+        db = tuple(sorted(d for d in db if d.split(" (", 1)[1] + _rule_text(d, new) not in text_a))
+        pkt, in_iface, _atoms_ = next((m for m in members if m[0].proto == 6), members[0])   # a TCP example if any
+        spans = tuple(_hull([m[2][f] for m in members]) for f in range(5))
+        result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
+                                        tuple(sorted({m[1] or "local" for m in members}))))
+    return result
+
+
+def _rule_text(decider: str, ruleset: m.Ruleset) -> str:
+    """The rule text a decider line points at (to tell the same rule at another line apart)."""
+    line = int(decider.rsplit(" (", 1)[0].rsplit(":", 1)[1] or 0)
+    for t in ruleset.tables.values():
+        for c in t.chains.values():
+            for r in c.rules:
+                if r.line == line:
+                    return r.text
+    return ""
+
+
+def _hull(atoms: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """The union of the atoms one field takes over a class's cells (merged intervals)."""
+    out: list[list[int]] = []
+    for lo, hi in sorted(set(atoms)):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in out)
+
+
+_MAX_ENTRY_BOXES = 5_000
+
+
+def _meet(a, b):
+    box = tuple(_intersect(x, y) for x, y in zip(a, b))
+    return box if all(box) else None
+
+
+class _Entries:
+    """For each chain of a table, boxes covering the packets that can enter it: a built-in chain
+    all of them, a user chain those of each jump to it met with that jump's own entry (a
+    superset: earlier rules are not subtracted, which keeps it sound)."""
+
+    def __init__(self, table: m.Table, universe: Universe) -> None:
+        self.table, self.universe, self.memo = table, universe, {}
+        self.jumps: dict[str, list[tuple[str, m.Rule]]] = {}
+        for parent in table.chains.values():
+            for rule in parent.rules:
+                if type(rule.target) is m.Jump:
+                    self.jumps.setdefault(rule.target.chain, []).append((parent.name, rule))
+
+    def __call__(self, chain: str) -> list:
+        got = self.memo.get(chain)
+        if got is not None:
+            return got
+        self.memo[chain] = [self.universe.everything()]          # a loop: everything (sound)
+        c = self.table.chains.get(chain)
+        if c is None or c.builtin:
+            return self.memo[chain]
+        out, seen = [], set()
+        for parent, rule in self.jumps.get(chain, ()):
+            jump = rule_box(rule, self.universe)[0]
+            for e in self(parent):
+                box = _meet(jump, e)
+                if box is not None and box not in seen:
+                    seen.add(box)
+                    out.append(box)
+        if len(out) > _MAX_ENTRY_BOXES:
+            out = [self.universe.everything()]
+        self.memo[chain] = out
+        return out
+
+
+def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe) -> list:
+    """Boxes covering the packets that can reach the changed rules and match them."""
+    entries = {name: _Entries(t, universe) for name, t in ruleset.tables.items()}
+    out = []
+    for rule in changed:
+        box = rule_box(rule, universe)[0]
+        out += [b for b in (_meet(box, e) for e in entries[rule.table](rule.chain)) if b is not None]
+    return out
+
+
+def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: NodeState) -> list:
+    """The packets that a DNAT or REDIRECT turns into packets of ``region`` (the filter and later
+    tables see the translated destination): those DNAT rules' own boxes, met with their entries."""
+    nat = ruleset.tables.get("nat")
+    if nat is None or not region:
+        return []
+    entries = _Entries(nat, universe)
+    local = tuple(sorted((a.ip, a.ip) for i in node.interfaces.values() for a in i.addresses))
+    out = []
+    for chain in nat.chains.values():
+        for rule in chain.rules:
+            target = rule.target
+            if type(target) is m.Dnat and target.addr_low is not None:
+                dst = ((target.addr_low, target.addr_high),)
+            elif type(target) is m.Redirect:
+                dst = local
+            else:
+                continue
+            if any(_intersect(b[DST], dst) for b in region):
+                box = rule_box(rule, universe)[0]
+                out += [b for b in (_meet(box, e) for e in entries(chain.name)) if b is not None]
+    return out
+
+
+def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe) -> list:
+    """The boxes of every rule a packet of ``region`` can meet with its match true (a walk from the
+    built-in chains into the chains those rules jump to); a rule for another destination address is
+    skipped without building its box (most of a kube-proxy dump)."""
+    out = []
+    for table in ruleset.tables.values():
+        done: dict[str, set] = {}
+        todo = [(name, list(region)) for name in m.TABLE_CHAINS.get(table.name, ()) if name in table.chains]
+        while todo:
+            chain, reg = todo.pop()
+            seen = done.setdefault(chain, set())
+            reg = [b for b in reg if b not in seen]
+            if not reg:
+                continue
+            seen.update(reg)
+            dsts = [b[DST] for b in reg]
+            for rule in table.chains[chain].rules:
+                point = _fixed_dst(rule)
+                if point is not None and not any(lo <= point[0] and point[1] <= hi or lo <= point[1] and point[0] <= hi
+                                                 for d in dsts for lo, hi in d):
+                    continue
+                box = rule_box(rule, universe)[0]
+                hit = [b for b in (_meet(box, r) for r in reg) if b is not None]
+                if not hit:
+                    continue
+                out.append(box)
+                if type(rule.target) is m.Jump and rule.target.chain in table.chains:
+                    todo.append((rule.target.chain, hit))
+    return out
+
+
+def _fixed_dst(rule: m.Rule) -> tuple[int, int] | None:
+    """The destination range a rule requires (a plain ``-d``), or None."""
+    for mt in rule.matches:
+        if type(mt) is m.AddrMatch and mt.field == "dst" and not mt.invert:
+            return mt.network, mt.network | (~mt.mask & 0xFFFFFFFF)
+    return None
+
+
+def _joint_universe(a: m.Ruleset, b: m.Ruleset) -> Universe:
+    ua, ub = Universe.of(a), Universe.of(b)
+    names = sorted(set(ua.interfaces[:-1]) | set(ub.interfaces[:-1])) + ["\x00other"]
+    return Universe(tuple(names), (), True)
+
+
+def _atom(universe: Universe, name: str) -> int:
+    """The interface atom a real interface name falls in (its own, its longest prefix's, or other)."""
+    names = universe.interfaces
+    if name in names:
+        return names.index(name)
+    prefixed = [(len(w), i) for i, w in enumerate(names) if w.endswith("\x00w") and name.startswith(w[:-2])]
+    return max(prefixed)[1] if prefixed else len(names) - 1
+
+
+# Addresses the kernel treats specially as source or destination (martians, loopback, multicast,
+# broadcast): their ranges are boundaries of behaviour whatever the rules say.
+_SPECIAL = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xE0000000, 0xEFFFFFFF), (0xF0000000, 0xFFFFFFFE),
+            (0xFFFFFFFF, 0xFFFFFFFF)]
+
+
+def _node_boundaries(*nodes: NodeState) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Address ranges the node itself tells apart, as (source cuts, destination cuts): special
+    ranges and its own addresses for both (martian checks), every route's prefix for destinations
+    (and for sources too when a rule uses rpfilter, a reverse route lookup)."""
+    node = nodes[0]
+    own = list(_SPECIAL) + [(a.ip, a.ip) for iface in node.interfaces.values() for a in iface.addresses]
+    routed = [(r.network, r.network | (~r.mask & 0xFFFFFFFF)) for r in node.routes + node.local_routes]
+    rpfilter = any(type(mt) is m.RpFilterMatch for n in nodes for t in n.ruleset.tables.values()
+                   for c in t.chains.values() for r in c.rules for mt in r.matches)
+    return (own + routed if rpfilter else own), own + routed
+
+
+def _atoms(values: tuple[tuple[int, int], ...], pieces: list[tuple[tuple[int, int], ...]]) -> list[tuple[int, int]]:
+    """``values`` cut at every boundary of ``pieces``: the atoms, as (low, high)."""
+    out = []
+    for lo, hi in values:
+        points = {lo}
+        for piece in pieces:
+            for plo, phi in piece:
+                if lo < plo <= hi:
+                    points.add(plo)
+                if lo <= phi < hi:
+                    points.add(phi + 1)
+        starts = sorted(points)
+        out += [(a, b - 1) for a, b in zip(starts, starts[1:] + [hi + 1])]
+    return out
+
+
+def _nat_boundaries(ruleset: m.Ruleset) -> list[tuple[int, tuple[int, int]]]:
+    """(field, range) of every NAT target's addresses and ports: whether a packet already has the
+    address or port NAT gives it decides what changes, so each is a cell boundary."""
+    out = []
+    nat = ruleset.tables.get("nat")
+    for chain in (nat.chains.values() if nat else ()):
+        for rule in chain.rules:
+            t = rule.target
+            if type(t) is m.Dnat:
+                if t.addr_low is not None:
+                    out.append((DST, (t.addr_low, t.addr_high)))
+                if t.port_low is not None:
+                    out.append((DPORT, (t.port_low, t.port_high)))
+            elif type(t) is m.Snat:
+                out.append((SRC, (t.addr_low, t.addr_high)))
+                if t.port_low is not None:
+                    out.append((SPORT, (t.port_low, t.port_high)))
+            elif type(t) in (m.Redirect, m.Masquerade) and t.port_low is not None:
+                out.append((DPORT if type(t) is m.Redirect else SPORT, (t.port_low, t.port_high)))
+    return out
+
+
+def _cells(box, boxes, extra, ifaces: list[tuple[str, int]], nat_cuts=()):
+    """Every cell of ``box`` (see the module docstring) as (packet fields, per-field atoms), lazily."""
+    touching = [b for b in boxes if all(_intersect(x, y) for x, y in zip(box, b))]
+
+    def cuts(field: int) -> list:
+        return [b[field] for b in touching] + [(r,) for f, r in nat_cuts if f == field]
+    src = _atoms(box[SRC], cuts(SRC) + [(e,) for e in extra[0]])
+    dst = _atoms(box[DST], cuts(DST) + [(e,) for e in extra[1]])
+    protos = _atoms(box[PROTO], cuts(PROTO) + [((p, p),) for p in (1, 6, 17)])
+    sports = _atoms(box[SPORT], cuts(SPORT))
+    dports = _atoms(box[DPORT], cuts(DPORT))
+    iifs = [name for name, atom in ifaces if any(lo <= atom <= hi for lo, hi in box[IIF])] + [None]
+    for proto in protos:
+        ports = itertools.product(sports, dports) if proto[0] in _PORT_PROTOS else [((0, 65535), (0, 65535))]
+        for (sport, dport), s, d, iif in itertools.product(ports, src, dst, iifs):
+            yield (s[0], d[0], proto[0], sport[0], dport[0], iif), (s, d, proto, sport, dport)

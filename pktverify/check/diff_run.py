@@ -1,0 +1,90 @@
+"""``pktverify diff`` end to end: read both rule sets onto one node (its dumps, a cluster's node, or a
+stand-in node with one interface per name the rules use) and, with a cluster, compare invariants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import InvalidArgument
+from ..model.node import NodeState
+from ..parse.ipaddr import parse_ip_addr
+from ..parse.iproute import parse_routes
+from ..parse.iptables_save import parse_iptables_save
+from ..parse.node import build_node
+from ..parse.source import read_text
+from .diff import DiffResult, diff_rulesets
+from .headerspace import Universe
+
+__all__ = ["DiffRun", "run_diff"]
+
+
+@dataclass
+class DiffRun:
+    """The packet classes (``result``) and, with a cluster, the invariant changes: (name, before, after)
+    where before/after are the violation messages."""
+    old: str
+    new: str
+    result: DiffResult
+    node: str
+    invariants: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+
+    @property
+    def same(self) -> bool:
+        return self.result.same and not self.invariants
+
+
+def _stand_in(old_rules, new_rules) -> tuple[str, str]:
+    """Addresses and routes of a node with eth0 (default route) and one interface per exact name the
+    rules use, each on its own /24: enough to tell every interface the rules name apart."""
+    names: set[str] = set()
+    for ruleset in (old_rules, new_rules):
+        universe = Universe.of(ruleset)
+        names |= {n for n in universe.interfaces if "\x00" not in n}
+        names |= {n[:-2] + "0" for n in universe.interfaces if n.endswith("\x00w") and len(n[:-2]) < 15}
+    names.discard("lo")
+    ifaces = ["eth0"] + sorted(names - {"eth0"})
+    addrs = ["1: lo    inet 127.0.0.1/8 scope host lo"]
+    routes = ["default via 192.0.2.254 dev eth0"]
+    for i, name in enumerate(ifaces):
+        net = "192.0.2" if name == "eth0" else f"100.64.{i}"
+        addrs.append(f"{i + 2}: {name}    inet {net}.1/24 scope global {name}")
+        routes.append(f"{net}.0/24 dev {name} proto kernel scope link src {net}.1")
+    return "\n".join(addrs) + "\n", "\n".join(routes) + "\n"
+
+
+def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, cluster=None, node=None,
+             lenient: bool = False) -> DiffRun:
+    old_text, new_text = read_text(old, allow_empty=True), read_text(new, allow_empty=True)
+    old_rules = parse_iptables_save(old_text, source=str(old), lenient=lenient)
+    new_rules = parse_iptables_save(new_text, source=str(new), lenient=lenient)
+    invariants = []
+    if cluster is not None:
+        from ..cluster_api import load_cluster, verify
+        from ..parse.cluster_nodes import cluster_nodes
+        from .lint_cluster import proposed_cluster
+        spec = load_cluster(cluster)
+        before, name = proposed_cluster(spec, node, str(old))
+        after, _ = proposed_cluster(spec, node, str(new))
+        state = cluster_nodes(before, lenient=lenient)[name]
+        base = state
+        for inv_before, inv_after in zip(verify(before, lenient=lenient).results, verify(after, lenient=lenient).results):
+            a = tuple(v.message for v in inv_before.violations)
+            b = tuple(v.message for v in inv_after.violations)
+            if a != b:
+                invariants.append((inv_before.name, a, b))
+    elif addrs is not None:
+        dump = parse_routes(read_text(routes), source=str(routes))
+        base = build_node("node", parse_ip_addr(read_text(addrs), source=str(addrs)), dump.routes, old_rules,
+                          legacy_routes=dump.legacy)
+        name = "node"
+    else:
+        a_text, r_text = _stand_in(old_rules, new_rules)
+        dump = parse_routes(r_text, source="<stand-in routes>")
+        base = build_node("node", parse_ip_addr(a_text, source="<stand-in addrs>"), dump.routes, old_rules)
+        name = "node"
+    old_node: NodeState = replace(base, ruleset=old_rules)
+    new_node: NodeState = replace(base, ruleset=new_rules)
+    if set(old_node.interfaces) != set(new_node.interfaces):
+        raise InvalidArgument("internal: the two sides must share the node")
+    return DiffRun(str(old), str(new), diff_rulesets(old_node, new_node), name, invariants)
