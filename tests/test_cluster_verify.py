@@ -18,6 +18,8 @@ RULES = Path(__file__).resolve().parent.parent / "rules"
 
 BROKEN = {
     "docker-default-nat.yaml": {"pod-ip-uniqueness", "no-nat", "routing"},
+    "docker-default-iptables.yaml": {"pod-ip-uniqueness", "no-nat", "service-reachability", "routing"},
+    "clusterip-in-pod-cidr.yaml": {"pod-ip-uniqueness"},
     "overlapping-pod-cidrs.yaml": {"pod-ip-uniqueness"},
     "stale-endpoint.yaml": {"service-reachability"},
     "missing-route/cluster.yaml": {"routing"},
@@ -199,3 +201,15 @@ def test_verify_at_decides_time_rules(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(path), "--at", "2026-11-27T20:00", "--jobs", "1"]) == 0
     assert main(["verify", str(path), "--at", "2026-11-27T09:00", "--jobs", "1"]) == 1
+
+
+def test_two_endpoints_with_one_address_are_two_endpoints():
+    # docker's default bridge on every node: web-1 and web-2 are both 172.17.0.2; each client
+    # lands on the one behind its own node, so the other endpoint is never reached.
+    from pktverify import verify
+    report = verify(load_cluster(RULES / "broken" / "docker-default-iptables.yaml"),
+                    invariants=["service-reachability"])
+    messages = sorted(v.message for v in report.violations)
+    assert messages and all("has the same address, and this client's packets go there" in m for m in messages)
+    assert any("from node node1 never reaches endpoint default/web-2" in m for m in messages)
+    assert any("from node node2 never reaches endpoint default/web-1" in m for m in messages)

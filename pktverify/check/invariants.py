@@ -382,24 +382,34 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
 
 
 def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, int, int]]) -> None:
-    """One client's flow to one service port whose ready endpoints are ``eps`` (label, ip, port)."""
+    """One client's flow to one service port whose ready endpoints are ``eps`` (label, ip, port).
+
+    An endpoint is reached when the flow arrives at its address and port — and, for a pod, at
+    that pod: two pods with one address (docker's default bridge on every node) are two
+    endpoints, and a client whose packets always land on one of them never reaches the other."""
     walked = _walk(walker, res, client, pkt)
-    expected = {(ip, port) for _label, ip, port in eps}
-    reached: dict[tuple[int, int], float] = {}
+    # Endpoints the network can tell apart: a pod by its own namespace; host-network pods and bare
+    # addresses by address and port (two of them on one address are one socket address).
+    distinct: dict = {}
+    for label, ip, port in eps:
+        distinct.setdefault(label if label in cluster.pods_by_key else (ip, port), (label, ip, port))
+    eps = list(distinct.values())
+    labels = [label for label, _ip, _port in eps]
+    reached: dict[str, float] = {}
     for end, backs in walked:
         if end.kind != "arrived":
-            if expected or end.kind == "left":
+            if eps or end.kind == "left":
                 res.violations.append(_violation(f"{name} from {client.label()}: {end.kind} ({end.reason})"
                                                  f" with probability {end.probability:.6g}", client, pkt, end))
             continue
-        got = (end.packet.dst, end.packet.dport)
-        if got not in expected:
-            wanted = ", ".join(sorted({f"{format_ip(ip)}:{port}" for ip, port in expected})) or "none"
+        hit = _endpoint_hit(cluster, end, eps)
+        if hit is None:
+            wanted = ", ".join(sorted({f"{format_ip(ip)}:{port}" for _l, ip, port in eps})) or "none"
             res.violations.append(_violation(f"{name} from {client.label()} reached {end.at.label()} at "
-                                             f"{format_ip(got[0])}:{got[1]}, which is not a ready endpoint "
-                                             f"(ready: {_short_list(wanted)})", client, pkt, end))
+                                             f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is not a ready "
+                                             f"endpoint (ready: {_short_list(wanted)})", client, pkt, end))
             continue
-        reached[got] = reached.get(got, 0.0) + end.probability
+        reached[hit] = reached.get(hit, 0.0) + end.probability
         for back in backs:
             if not back.answers(client, pkt):
                 res.violations.append(_violation(
@@ -407,20 +417,41 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "
                     f"{format_ip(pkt.dst)}:{pkt.dport}", client, pkt, end, back))
     first = walked[0][0] if walked else None
-    for ip, port in sorted(expected - set(reached)):
-        label = next(lbl for lbl, e, p in eps if (e, p) == (ip, port))
+    where = {label: (ip, port) for label, ip, port in eps}
+    for label in labels:
+        if label in reached:
+            continue
+        ip, port = where[label]
         message = f"{name} from {client.label()} never reaches endpoint {label} ({format_ip(ip)}:{port})"
+        twin = [other for other in labels if other != label and where[other] == (ip, port)]
+        if twin:
+            message += f": {', '.join(twin)} has the same address, and this client's packets go there"
         res.violations.append(_violation(message, client, pkt, first) if first else Violation(message, _flow(client, pkt)))
-    if cluster.proxy_mode == "iptables" and reached and len(reached) == len(expected):
-        share = 1.0 / len(expected)
+    if cluster.proxy_mode == "iptables" and reached and len(reached) == len(labels):
+        share = 1.0 / len(labels)
         for end, backs in walked:
-            got = (end.packet.dst, end.packet.dport)
-            p = reached.get(got)
-            if end.kind == "arrived" and p is not None and abs(p - share) > UNIFORMITY_TOLERANCE:
+            hit = _endpoint_hit(cluster, end, eps) if end.kind == "arrived" else None
+            p = reached.get(hit) if hit is not None else None
+            if p is not None and abs(p - share) > UNIFORMITY_TOLERANCE:
                 res.violations.append(_violation(
                     f"{name} from {client.label()}: endpoint {format_ip(end.packet.dst)} gets p={p:.9f}, not the"
                     f" uniform {share:.9f}", client, pkt, end, backs[0] if backs else None))
-                reached.pop(got)
+                reached.pop(hit)
+
+
+def _endpoint_hit(cluster: ClusterSpec, end: PathEnd, eps: list[tuple[str, int, int]]) -> str | None:
+    """The endpoint (label) an arrived flow reached: same address and port, and the same pod when
+    the endpoint is a (not host-network) pod."""
+    got = (end.packet.dst, end.packet.dport)
+    for label, ip, port in eps:
+        if (ip, port) != got:
+            continue
+        if label in cluster.pods_by_key and end.at is not None and end.at.kind == "pod":
+            if end.at.name == label:
+                return label
+            continue
+        return label
+    return None
 
 
 # ------------------------------------------------------------------ routing

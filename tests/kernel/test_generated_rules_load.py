@@ -21,7 +21,7 @@ def _rules(ruleset):
 
 
 @pytest.mark.parametrize("cluster", ["seed/cluster.yaml", "seed/cluster-iptables.yaml",
-                                     "broken/docker-default-nat.yaml"])
+                                     "broken/docker-default-nat.yaml", "broken/docker-default-iptables.yaml"])
 def test_generated_rules_load_into_the_kernel(lab, cluster):
     spec = load_cluster(RULES / cluster)
     for node in spec.nodes:
