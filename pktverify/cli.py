@@ -92,6 +92,8 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
+    v.add_argument("--max-violations", type=_number(0), default=2, metavar="N",
+                   help="examples shown per cause in the text report (default 2; 0: every one)")
     v.add_argument("--jobs", type=_number(1), metavar="N",
                    help="worker processes for large clusters (default: one per CPU; more than the CPUs is "
                         "clamped to the CPUs)")
@@ -234,7 +236,7 @@ def _verify(args) -> int:
         with folder:
             written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all)
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
-    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text())
+    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text(max_violations=args.max_violations))
     return 0 if report.holds else 1
 
 

@@ -78,10 +78,16 @@ class VerifyReport:
         from .report.verify_report import verify_to_json
         return verify_to_json(self.results)
 
-    def to_text(self) -> str:
-        """The text ``pktverify verify`` prints."""
+    def to_text(self, *, max_violations: int = 2) -> str:
+        """The text ``pktverify verify`` prints: the table, then the causes, biggest first."""
         from .report.verify_report import verify_to_text
-        return verify_to_text(self.results)
+        return verify_to_text(self.results, max_violations=max_violations)
+
+    @property
+    def groups(self):
+        """The violations grouped by cause (rule, route or address fact), biggest first."""
+        from .check.causes import group_violations
+        return group_violations(self.results)
 
     def write_pcaps(self, folder: str | Path, *, all_flows: bool = False) -> list[Path]:
         """Each violation's counterexample as pcapng in ``folder`` (made if missing), as

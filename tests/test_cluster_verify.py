@@ -54,7 +54,7 @@ def test_broken_cluster_fails_exactly_what_it_names(name, failing, capsys):
     assert {i["name"] for i in out["invariants"] if not i["holds"]} == failing
     for inv in out["invariants"]:
         for v in inv["violations"]:
-            assert v["message"] and set(v) == {"message", "flow", "path"}
+            assert v["message"] and set(v) == {"message", "flow", "path", "hops"}
             if inv["name"] != "pod-ip-uniqueness":
                 assert v["flow"] and v["path"], v      # a concrete counterexample with its hops
 
@@ -65,7 +65,9 @@ def test_text_output_is_a_table_then_paths(capsys):
     assert out[0].split() == ["invariant", "result", "checked", "violations"]
     assert out[4].split()[:2] == ["service-reachability", "FAILS"]
     assert any("blackhole" in line and "10.1.20.99" in line for line in out)
-    assert any(line.startswith("    pod:default/") for line in out)
+    assert any(line.startswith("      pod:default/") for line in out)
+    # root causes first: one line per cause, biggest first, before the examples
+    assert out[7].endswith("cause(s), biggest first:") and out[8].startswith("  1. ")
 
 
 def test_userspace_proxy_backend_sees_the_node_address():

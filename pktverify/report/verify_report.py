@@ -1,22 +1,56 @@
-"""``pktverify verify`` output: the JSON contract and the text table."""
+"""``pktverify verify`` output: the JSON contract and the text report, root causes first."""
 
 from __future__ import annotations
 
 import json
 
-from ..check.invariants import InvariantResult
+from ..check.causes import Group, group_violations
+from ..check.invariants import InvariantResult, Violation
 from ..errors import one_line
 
 __all__ = ["verify_to_json", "verify_to_text"]
 
 
+def _hop_json(hop) -> dict:
+    """One observation point as a structured record: where, the packet there, what acted."""
+    node, _, iface = hop.point.partition(":")
+    rules = []
+    if hop.outcome is not None:
+        for s in hop.outcome.steps:
+            if s.table is None or s.action.startswith(("jump", "goto")):
+                continue
+            rules.append({"location": f"{s.source}:{s.line}" if s.source and s.line else None, "table": s.table,
+                          "chain": s.chain, "rule": s.rule_index, "action": s.action})
+    return {"point": hop.point, "node": node if node not in ("pod", "wire") else None,
+            "interface": iface or None, "packet": hop.packet.to_json(), "note": hop.note,
+            "verdict": hop.outcome.verdict if hop.outcome is not None else None, "rules": rules}
+
+
+def _violation_json(v: Violation) -> dict:
+    out = v.to_json()
+    out["hops"] = [_hop_json(h) for h in v.hops]
+    return out
+
+
 def verify_to_json(results: list[InvariantResult]) -> str:
-    """``{"invariants": [{"name", "holds", "checked", "violations": [{"message", "flow", "path"}]}]}``."""
-    return json.dumps({"invariants": [r.to_json() for r in results]}, indent=2) + "\n"
+    """``{"invariants": [{"name", "holds", "checked", "violations": [{"message", "flow", "path", "hops"}],
+    "notes"}], "groups": [{"cause", "location", "invariants", "flows", "violations": [[name, index]]}]}``;
+    ``hops`` are records (point, node, interface, packet, note, verdict, rules with ``file:line``)."""
+    index = {(r.name, id(v)): n for r in results for n, v in enumerate(r.violations)}
+    groups = [{"cause": g.cause, "location": g.location, "invariants": g.invariants, "flows": g.flows,
+               "violations": [[inv, index[(inv, id(v))]] for inv, v in g.members]}
+              for g in group_violations(results)]
+    invariants = []
+    for r in results:
+        item = r.to_json()
+        item["violations"] = [_violation_json(v) for v in r.violations]
+        invariants.append(item)
+    return json.dumps({"invariants": invariants, "groups": groups}, indent=2) + "\n"
 
 
-def verify_to_text(results: list[InvariantResult], *, max_violations: int = 20) -> str:
-    """One row per invariant, then each violation with its hop-by-hop path."""
+def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2) -> str:
+    """One row per invariant, then the causes, biggest first: one line each, then up to
+    ``max_violations`` examples with their hop-by-hop paths (0: every one)."""
     width = max(len(r.name) for r in results)
     lines = [f"{'invariant':<{width}}  result  checked  violations",
              f"{'-' * width}  ------  -------  ----------"]
@@ -25,13 +59,27 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 20) 
     for r in results:
         for note in r.notes:
             lines.append(f"\nnote ({r.name}): {note}")
-        for n, v in enumerate(r.violations[:max_violations], 1):
-            lines.append(f"\n{r.name} violation {n}: {v.message}")
-            if v.flow:
-                lines.append(f"  flow: {v.flow}")
-            for hop in v.path:
-                lines.append(f"    {hop}")
-        if len(r.violations) > max_violations:
-            lines.append(f"\n{r.name}: {len(r.violations) - max_violations} more violation(s); --format json lists all")
+    groups = group_violations(results)
+    if groups:
+        lines.append(f"\n{len(groups)} cause(s), biggest first:")
+        for n, g in enumerate(groups, 1):
+            lines.append(f"  {n}. {g.summary()}")
+    for n, g in enumerate(groups, 1):
+        lines += _group_text(n, g, max_violations)
     # Rule text and names may hold control characters: each printed line is escaped on its own.
     return "\n".join(one_line(line) for line in "\n".join(lines).split("\n")) + "\n"
+
+
+def _group_text(n: int, g: Group, max_violations: int) -> list[str]:
+    lines = [f"\ncause {n}: {g.summary()}"]
+    shown = g.members if max_violations <= 0 else g.members[:max_violations]
+    for inv, v in shown:
+        lines.append(f"  {inv}: {v.message}")
+        if v.flow:
+            lines.append(f"    flow: {v.flow}")
+        for hop in v.path:
+            lines.append(f"      {hop}")
+    if len(g.members) > len(shown):
+        lines.append(f"  ... {len(g.members) - len(shown)} more with this cause (--max-violations 0 shows every one;"
+                     " --format json lists all)")
+    return lines
