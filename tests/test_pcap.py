@@ -100,7 +100,7 @@ def test_violation_capture_names_the_invariant(tshark, tmp_path):
     out = tmp_path / "v"
     assert main(["verify", str(RULES / "broken" / "hairpin-without-masquerade" / "cluster.yaml"),
                  "--pcap-dir", str(out)]) == 1
-    (pcap,) = out.iterdir()
+    (pcap,) = out.glob("*.pcapng")
     rows = fields(tshark, pcap, "frame.interface_name", "ip.src", "tcp.srcport", "frame.comment")
     assert "invariant service-reachability violated" in " ".join(r[3] for r in rows)
     last = rows[-1]      # web-1 answers itself from its own address, not from the ClusterIP

@@ -98,6 +98,34 @@ class OutputDir:
         except FileNotFoundError:
             return None
 
+    def read_small(self, name: str, limit: int = 1 << 20) -> bytes | None:
+        """The bytes of regular file ``name`` in this folder (at most ``limit``), or None when it is
+        missing, not a regular file (a link, a FIFO, ...) or larger."""
+        check_component(name)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+                         dir_fd=self._fd)
+        except OSError:
+            return None
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None
+            data = f.read(limit + 1)
+        return data if len(data) <= limit else None
+
+    def remove(self, name: str) -> bool:
+        """Remove regular file ``name`` from this folder (never a link's target, never a folder);
+        whether it was removed."""
+        check_component(name)
+        found = self.existing(name)
+        if found is None or not stat.S_ISREG(found.st_mode):
+            return False
+        try:
+            os.unlink(name, dir_fd=self._fd)
+        except OSError:
+            return False
+        return True
+
     def write(self, name: str, data: bytes) -> Path:
         """Write ``data`` as ``name`` (replacing a regular file of that name); return its path."""
         check_component(name)

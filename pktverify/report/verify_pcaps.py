@@ -28,8 +28,27 @@ def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], di
         return _write_all(walker, results, folder, all_flows)
 
 
+MANIFEST = ".pktverify-verify-captures"      # the names the last run wrote in this folder
+_OURS = re.compile(r"^(?:[a-z-]+-violation-\d+|flow-[a-z-]+-\d+-[A-Za-z0-9._]*(?:-p\d+)?)\.pcapng$")
+
+
 def _write_all(walker: ClusterWalker, results: list[InvariantResult], folder: OutputDir,
                all_flows: bool) -> list[Path]:
+    """Write this run's captures, then remove what the previous run wrote and this one did not
+    (only names its manifest lists that have our names: never anything else in the folder)."""
+    before = folder.read_small(MANIFEST)
+    written = _write_captures(walker, results, folder, all_flows)
+    names = {p.name for p in written}
+    if before is not None:
+        for old in before.decode("utf-8", "replace").split("\n"):
+            if old and old not in names and _OURS.match(old):
+                folder.remove(old)
+    folder.write(MANIFEST, "\n".join(sorted(names)).encode())
+    return written
+
+
+def _write_captures(walker: ClusterWalker, results: list[InvariantResult], folder: OutputDir,
+                    all_flows: bool) -> list[Path]:
     written: list[Path] = []
     for res in results:
         for n, v in enumerate(res.violations, 1):
