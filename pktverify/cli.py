@@ -230,7 +230,8 @@ def _verify(args) -> int:
         folder = OutputDir(args.pcap_dir)
     cpus = len(os.sched_getaffinity(0))
     report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
-                    max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all)
+                    max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
+                    progress=True)
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:

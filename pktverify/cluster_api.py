@@ -100,7 +100,7 @@ class VerifyReport:
 
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
-           at: int | dt.datetime | None = None, keep_flows: bool = False) -> VerifyReport:
+           at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
     ``invariants``: names from :data:`INVARIANTS` (default all four). ``jobs``: worker
@@ -108,6 +108,7 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     dumps become may-match (outcomes inexact) instead of an error. ``at``: when the
     flows are sent, for ``-m time`` rules (a datetime, naive = UTC, or epoch seconds).
     ``keep_flows``: keep every checked flow's paths (for ``write_pcaps(all_flows=True)``).
+    ``progress``: a progress line on stderr while it runs (only when stderr is a terminal).
     """
     from .parse.cluster_nodes import cluster_nodes
 
@@ -127,5 +128,5 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     nodes = cluster_nodes(cluster, lenient=lenient)
     walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
     jobs = min(jobs, len(os.sched_getaffinity(0)))
-    results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names)
+    results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names, show_progress=progress)
     return VerifyReport(cluster, results, walker)

@@ -25,6 +25,7 @@ from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec
 from ..model.packet import PROTO_NUMBERS, Packet
+from ..report.progress import Progress
 
 __all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMITY_TOLERANCE"]
 
@@ -97,7 +98,8 @@ class InvariantResult:
 
 
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
-              exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS) -> list[InvariantResult]:
+              exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS,
+              show_progress: bool = False) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
@@ -123,11 +125,17 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)] if "no-nat" in wanted else []
     tasks += [(2, t) for t in service_tasks(cluster, walker, classes)] if "service-reachability" in wanted else []
     tasks += [(3, t) for t in routing_tasks(cluster, walker)] if "routing" in wanted else []
+    progress = Progress(len(tasks), "tasks") if show_progress else None
     if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
-        _run_parallel(tasks, results, jobs)
+        _run_parallel(tasks, results, jobs, progress)
     else:
         for index, task in tasks:
+            before = results[index].checked
             task(results[index])
+            if progress is not None:
+                progress.advance(1, results[index].checked - before)
+    if progress is not None:
+        progress.close()
     for res in results:
         res.violations = [replace(v, invariant=res.name) for v in res.violations]
     return [res for res in results if res.name in wanted]
@@ -137,7 +145,7 @@ _MIN_PARALLEL_TASKS = 64      # below this, forking costs more than it saves
 _PARALLEL_TASKS: list = []    # what forked workers run (inherited, not pickled)
 
 
-def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int) -> None:
+def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int, progress=None) -> None:
     """Run ``tasks`` in ``jobs`` forked workers, handed out in small chunks as workers free up;
     merge the results in task order (the same output as one process)."""
     import multiprocessing
@@ -148,7 +156,11 @@ def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int) -> Non
     chunks = [range(i, min(i + size, len(tasks))) for i in range(0, len(tasks), size)]
     try:
         with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            parts = list(pool.imap_unordered(_run_chunk, chunks))
+            parts = []
+            for part in pool.imap_unordered(_run_chunk, chunks):
+                parts.append(part)
+                if progress is not None:
+                    progress.advance(len(part), sum(item[1] for item in part))
     finally:
         _PARALLEL_TASKS = []
     for index, checked, violations, notes in sorted((item for part in parts for item in part), key=lambda x: x[0]):
