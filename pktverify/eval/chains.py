@@ -243,21 +243,13 @@ class CompiledTable:
                     p if p < 1.0 else None)
 
     def _apply(self, cr: CompiledRule, st: WalkState, ctx, p: float, hook: str = ""):
+        effect = _fixed_effect(self.name, cr.rule, p)
+        if effect is not None:                  # jumps, verdicts, no target (the walkers cache these at p=1)
+            kind, step, arg = effect
+            st = add_step(st, step)
+            return (kind, ChainResult(st, *arg), None) if kind == "final" else (kind, st, arg)
         target = cr.rule.target
-        if target is None:
-            return "continue", add_step(st, self._step(cr, "match (no target)", p)), None
         ttype = type(target)
-        if ttype is m.Jump:
-            st = add_step(st, self._step(cr, ("goto " if target.goto else "jump ") + target.chain, p))
-            return ("goto" if target.goto else "jump"), st, target.chain
-        if ttype is m.Verdict:
-            st = add_step(st, self._step(cr, target.name, p))
-            if target.name == "RETURN":
-                return "return", st, None
-            return "final", ChainResult(st, target.name), None
-        if ttype is m.Reject:
-            st = add_step(st, self._step(cr, f"REJECT {target.with_}", p))
-            return "final", ChainResult(st, "REJECT", target.with_), None
         if ttype is m.SetMark:
             mark = (st.mark & ~target.mask & 0xFFFFFFFF) ^ target.value
             st = add_step(st._replace(mark=mark), self._step(cr, f"MARK {st.mark:#x} → {mark:#x}", p))
@@ -340,15 +332,16 @@ class CompiledTable:
         return "final", ChainResult(st, "ACCEPT", kind), None
 
 
-def _fixed_effect(table: str, rule: m.Rule) -> tuple | None:
-    """``(kind, step, arg)`` for a rule whose certain match has an effect independent of the
-    packet — a jump or goto (arg: the chain), a verdict (arg: the ChainResult fields), no
-    target — or None (the target reads or changes the packet: :meth:`CompiledTable._apply`).
-    Kept equal to what ``_apply`` does at probability 1."""
+def _fixed_effect(table: str, rule: m.Rule, p: float = 1.0) -> tuple | None:
+    """``(kind, step, arg)`` for a rule whose match (taken with probability ``p``) has an effect
+    independent of the packet — a jump or goto (arg: the chain), a verdict (arg: the ChainResult
+    fields), no target — or None (the target reads or changes the packet: the rest of
+    :meth:`CompiledTable._apply`). At ``p`` 1 it is the same for every packet, so the walkers
+    cache it per rule."""
     target = rule.target
 
     def step(action: str) -> Step:
-        return Step(table, rule.chain, rule.index, rule.line, rule.text, action, rule.source, None)
+        return Step(table, rule.chain, rule.index, rule.line, rule.text, action, rule.source, p if p < 1.0 else None)
 
     if target is None:
         return "continue", step("match (no target)"), None
