@@ -91,15 +91,6 @@ def filter_chains(draw):
     return "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + "\n".join(rules) + "\nCOMMIT\n"
 
 
-def _atom(universe, name: str) -> int:
-    """The interface atom ``name`` falls in: its own, else its longest mentioned prefix's, else other."""
-    names = universe.interfaces
-    if name in names:
-        return names.index(name)
-    prefixed = [(len(w), i) for i, w in enumerate(names) if w.endswith("\x00w") and name.startswith(w[:-2])]
-    return max(prefixed)[1] if prefixed else len(names) - 1
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(filter_chains(), st.data())
 def test_a_shadowed_rule_never_acts_on_its_own_packets(text, data):
@@ -121,7 +112,7 @@ def test_a_shadowed_rule_never_acts_on_its_own_packets(text, data):
             if proto is None:
                 continue
             dlo, dhi = data.draw(st.sampled_from(box[4]))
-            iface = next((n for n in ("cni0", "eth0") if any(a <= _atom(universe, n) <= b for a, b in box[5])), None)
+            iface = next((n for n in ("cni0", "eth0") if any(a <= universe.interface_atom(n) <= b for a, b in box[5])), None)
             if iface is None:
                 continue
             from pktverify.model.addresses import format_ip

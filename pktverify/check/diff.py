@@ -31,7 +31,7 @@ from ..model.addresses import format_ip
 from ..model.node import NodeState
 from ..model.packet import Packet
 from ..model.trace import Outcome
-from .headerspace import DPORT, DST, IIF, PROTO, SPORT, SRC, Universe, _intersect, rule_box
+from .headerspace import DPORT, DST, IIF, PROTO, SPORT, SRC, Universe, _intersect, intersects, jumps_into, meet, rule_box
 
 __all__ = ["DiffClass", "DiffResult", "diff_rulesets", "changed_rules", "MAX_CELLS"]
 
@@ -144,9 +144,9 @@ def _fate(sent: Packet, outcomes: tuple[Outcome, ...]) -> tuple[str, ...]:
     return tuple(f"{text} p={p:.6g}" if abs(p - 1.0) > 1e-9 else text for text, p in sorted(shares.items()))
 
 
-def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> tuple[str, ...]:
-    """The rules that acted, as ``file:line (table/chain #n TARGET)``: every changed rule met
-    (a jump too: a changed statistic branch is a jump) and every other rule that acted."""
+def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> set[tuple[str, int, str, str]]:
+    """The rules that acted, as (file, line, ``table/chain #n TARGET``, rule text): every changed
+    rule met (a jump too: a changed statistic branch is a jump) and every other rule that acted."""
     seen = set()
     for o in outcomes:
         for s in o.steps:
@@ -154,8 +154,16 @@ def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> tuple[str, ...]:
                 continue
             if s.action.startswith(("jump", "goto")) and (s.source, s.line) not in changed:
                 continue
-            seen.add((s.source or "", s.line or 0, f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}"))
-    return tuple(f"{src}:{line} ({what})" for src, line, what in sorted(seen))
+            seen.add((s.source or "", s.line or 0, f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}",
+                      s.rule))
+    return seen
+
+
+def _only_here(mine: set, theirs: set) -> tuple[str, ...]:
+    """``file:line (what)`` of the deciders of one side that the other side has not (the same rule
+    text at the same place in its chain counts as the same, whatever its line)."""
+    other = {(what, text) for _src, _line, what, text in theirs}
+    return tuple(f"{src}:{line} ({what})" for src, line, what, text in sorted(mine) if (what, text) not in other)
 
 
 def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
@@ -185,7 +193,7 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
     nat_cuts = _nat_boundaries(old) + _nat_boundaries(new)
     # Every interface of the node is a cell of its own (routing and martian checks read it too);
     # None: generated on the node itself.
-    ifaces = [(name, _atom(universe, name)) for name in old_node.interfaces if name != "lo"]
+    ifaces = [(name, universe.interface_atom(name)) for name in old_node.interfaces if name != "lo"]
     old_tracer, new_tracer = NodeTracer(old_node), NodeTracer(new_node)
     gone_lines = {(r.source, r.line) for r in gone}
     added_lines = {(r.source, r.line) for r in added}
@@ -218,27 +226,13 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
     result.cells = cells
     result.exact = exact
     for (fa, fb), (members, da, db) in groups.items():
-        # The rules responsible: those that acted on one side and not the other (by text, lines aside).
-        text_a = {d.split(" (", 1)[1] + _rule_text(d, old) for d in da}
-        text_b = {d.split(" (", 1)[1] + _rule_text(d, new) for d in db}
-        da = tuple(sorted(d for d in da if d.split(" (", 1)[1] + _rule_text(d, old) not in text_b))
-        db = tuple(sorted(d for d in db if d.split(" (", 1)[1] + _rule_text(d, new) not in text_a))
+        # The rules responsible: those that acted on one side and not the other.
+        da, db = _only_here(da, db), _only_here(db, da)
         pkt, in_iface, _atoms_ = next((m for m in members if m[0].proto == 6), members[0])   # a TCP example if any
         spans = tuple(_hull([m[2][f] for m in members]) for f in range(5))
         result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
                                         tuple(sorted({m[1] or "local" for m in members}))))
     return result
-
-
-def _rule_text(decider: str, ruleset: m.Ruleset) -> str:
-    """The rule text a decider line points at (to tell the same rule at another line apart)."""
-    line = int(decider.rsplit(" (", 1)[0].rsplit(":", 1)[1] or 0)
-    for t in ruleset.tables.values():
-        for c in t.chains.values():
-            for r in c.rules:
-                if r.line == line:
-                    return r.text
-    return ""
 
 
 def _hull(atoms: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -255,11 +249,6 @@ def _hull(atoms: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 _MAX_ENTRY_BOXES = 5_000
 
 
-def _meet(a, b):
-    box = tuple(_intersect(x, y) for x, y in zip(a, b))
-    return box if all(box) else None
-
-
 class _Entries:
     """For each chain of a table, boxes covering the packets that can enter it: a built-in chain
     all of them, a user chain those of each jump to it met with that jump's own entry (a
@@ -267,11 +256,7 @@ class _Entries:
 
     def __init__(self, table: m.Table, universe: Universe) -> None:
         self.table, self.universe, self.memo = table, universe, {}
-        self.jumps: dict[str, list[tuple[str, m.Rule]]] = {}
-        for parent in table.chains.values():
-            for rule in parent.rules:
-                if type(rule.target) is m.Jump:
-                    self.jumps.setdefault(rule.target.chain, []).append((parent.name, rule))
+        self.jumps = jumps_into(table)
 
     def __call__(self, chain: str) -> list:
         got = self.memo.get(chain)
@@ -285,7 +270,7 @@ class _Entries:
         for parent, rule in self.jumps.get(chain, ()):
             jump = rule_box(rule, self.universe)[0]
             for e in self(parent):
-                box = _meet(jump, e)
+                box = meet(jump, e)
                 if box is not None and box not in seen:
                     seen.add(box)
                     out.append(box)
@@ -301,7 +286,7 @@ def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe) -> li
     out = []
     for rule in changed:
         box = rule_box(rule, universe)[0]
-        out += [b for b in (_meet(box, e) for e in entries[rule.table](rule.chain)) if b is not None]
+        out += [b for b in (meet(box, e) for e in entries[rule.table](rule.chain)) if b is not None]
     return out
 
 
@@ -325,7 +310,7 @@ def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: N
                 continue
             if any(_intersect(b[DST], dst) for b in region):
                 box = rule_box(rule, universe)[0]
-                out += [b for b in (_meet(box, e) for e in entries(chain.name)) if b is not None]
+                out += [b for b in (meet(box, e) for e in entries(chain.name)) if b is not None]
     return out
 
 
@@ -351,7 +336,7 @@ def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe) -> list
                                                  for d in dsts for lo, hi in d):
                     continue
                 box = rule_box(rule, universe)[0]
-                hit = [b for b in (_meet(box, r) for r in reg) if b is not None]
+                hit = [b for b in (meet(box, r) for r in reg) if b is not None]
                 if not hit:
                     continue
                 out.append(box)
@@ -372,15 +357,6 @@ def _joint_universe(a: m.Ruleset, b: m.Ruleset) -> Universe:
     ua, ub = Universe.of(a), Universe.of(b)
     names = sorted(set(ua.interfaces[:-1]) | set(ub.interfaces[:-1])) + ["\x00other"]
     return Universe(tuple(names), (), True)
-
-
-def _atom(universe: Universe, name: str) -> int:
-    """The interface atom a real interface name falls in (its own, its longest prefix's, or other)."""
-    names = universe.interfaces
-    if name in names:
-        return names.index(name)
-    prefixed = [(len(w), i) for i, w in enumerate(names) if w.endswith("\x00w") and name.startswith(w[:-2])]
-    return max(prefixed)[1] if prefixed else len(names) - 1
 
 
 # Addresses the kernel treats specially as source or destination (martians, loopback, multicast,
@@ -441,7 +417,7 @@ def _nat_boundaries(ruleset: m.Ruleset) -> list[tuple[int, tuple[int, int]]]:
 
 def _cells(box, boxes, extra, ifaces: list[tuple[str, int]], nat_cuts=()):
     """Every cell of ``box`` (see the module docstring) as (packet fields, per-field atoms), lazily."""
-    touching = [b for b in boxes if all(_intersect(x, y) for x, y in zip(box, b))]
+    touching = [b for b in boxes if intersects(box, b)]
 
     def cuts(field: int) -> list:
         return [b[field] for b in touching] + [(r,) for f, r in nat_cuts if f == field]

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from ..model import rules as m
 
-__all__ = ["Universe", "Box", "rule_box", "covered", "subtract", "intersects", "MAX_MARK_BITS", "FIELDS"]
+__all__ = ["Universe", "Box", "rule_box", "covered", "subtract", "intersects", "meet", "jumps_into", "MAX_MARK_BITS",
+           "FIELDS"]
 
 FIELDS = ("source", "destination", "protocol", "source port", "destination port", "in-interface",
           "out-interface", "conntrack state", "mark")
@@ -111,6 +112,15 @@ class Universe:
     def everything(self) -> Box:
         return tuple(((0, top),) for top in self.tops)
 
+    def interface_atom(self, name: str) -> int:
+        """The atom a real interface name falls in: its own, else its longest mentioned ``+``
+        prefix's, else the one for names no rule mentions."""
+        names = self.interfaces
+        if name in names:
+            return names.index(name)
+        prefixed = [(len(w), i) for i, w in enumerate(names) if w.endswith("\x00w") and name.startswith(w[:-2])]
+        return max(prefixed)[1] if prefixed else len(names) - 1
+
     def mark_value(self, atom: int) -> int:
         """The mark an atom stands for (its bits placed on the relevant bit positions)."""
         return sum(1 << bit for i, bit in enumerate(self.mark_bits) if atom >> i & 1)
@@ -167,6 +177,12 @@ def rule_box(rule: m.Rule, universe: Universe) -> tuple[Box, bool]:
     return tuple(box), exact
 
 
+def meet(a: Box, b: Box) -> Box | None:
+    """The box of packets in both ``a`` and ``b``, or None when they share none."""
+    box = tuple(_intersect(x, y) for x, y in zip(a, b))
+    return box if all(box) else None
+
+
 def intersects(a: Box, b: Box) -> bool:
     return all(_intersect(x, y) for x, y in zip(a, b))
 
@@ -204,6 +220,16 @@ def covered(box: Box, covers: list[Box], tops: tuple[int, ...]) -> bool | None:
         if not remaining:
             return True
     return not remaining
+
+
+def jumps_into(table: m.Table) -> dict[str, list[tuple[str, m.Rule]]]:
+    """For each chain of ``table``, the (calling chain, rule) of every jump or goto to it."""
+    callers: dict[str, list[tuple[str, m.Rule]]] = {}
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            if type(rule.target) is m.Jump:
+                callers.setdefault(rule.target.chain, []).append((chain.name, rule))
+    return callers
 
 
 def is_everything(box: Box, universe: Universe) -> bool:

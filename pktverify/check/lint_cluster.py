@@ -17,7 +17,7 @@ from ..errors import InvalidArgument
 from ..model import rules as m
 from ..model.addresses import format_ip, in_network
 from ..model.cluster import ClusterSpec
-from .headerspace import DPORT, DST, MARK, PROTO, SRC, Universe, _intersect, intersects, rule_box, subtract
+from .headerspace import DPORT, DST, MARK, PROTO, SRC, Universe, _intersect, intersects, jumps_into, meet, rule_box, subtract
 from .invariants import INVARIANTS
 from .registry import Check, Finding, register
 
@@ -90,11 +90,10 @@ def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str) -> 
 
 def invariant_findings(cluster: ClusterSpec, node_name: str, path: str, report) -> list[Finding]:
     """PV401-PV404: each violation at the rule of the proposed file that caused it."""
-    resolved = str(Path(path).resolve())
     node = cluster.node(node_name)
     out = []
     for v in report.violations:
-        where = _responsible(v, node_name, resolved)
+        where = _responsible(v, node_name)
         flow = f" (flow: {v.flow})" if v.flow else ""
         if where is None:
             out.append(Finding(_INVARIANT_IDS[v.invariant], f"{v.message}{flow}", cluster.source, node.line))
@@ -104,7 +103,7 @@ def invariant_findings(cluster: ClusterSpec, node_name: str, path: str, report) 
     return out
 
 
-def _responsible(v, node_name: str, resolved: str) -> tuple[int, str] | None:
+def _responsible(v, node_name: str) -> tuple[int, str] | None:
     """(line, what) of the proposed file's step that decided the violating path on the node: for an
     uneven endpoint choice the statistic rule that made it, else the last NAT or drop, else a DROP
     policy. (Every table step on the node comes from the proposed file: it replaced the node's rules.)"""
@@ -171,6 +170,7 @@ class Reaching:
         self.table, self.universe, self.tops = table, universe, universe.tops
         self._ending, self._changing, self._changers = _ENDING, _CHANGING, _changing_chains(table)
         self._entry: dict[str, list] = {}
+        self._jumps = jumps_into(table)
 
     def entry(self, chain_name: str) -> list:
         """Boxes of the packets that enter ``chain_name`` (built-in: all of them)."""
@@ -182,13 +182,11 @@ class Reaching:
             pieces = [self.universe.everything()]
         else:
             pieces = []
-            for other in self.table.chains.values():
-                for rule in other.rules:
-                    if type(rule.target) is m.Jump and rule.target.chain == chain_name:
-                        got = self.reaching(other.name, rule)
-                        if got is None:
-                            return []
-                        pieces += got
+            for caller, rule in self._jumps.get(chain_name, ()):
+                got = self.reaching(caller, rule)
+                if got is None:
+                    return []
+                pieces += got
         self._entry[chain_name] = pieces
         return pieces
 
@@ -197,7 +195,7 @@ class Reaching:
         box, exact = rule_box(rule, self.universe)
         if not exact and type(rule.target) is m.Jump:
             return None
-        pieces = [p for p in (_meet(e, box) for e in self.entry(chain_name)) if p is not None]
+        pieces = [p for p in (meet(e, box) for e in self.entry(chain_name)) if p is not None]
         for earlier in self.table.chains[chain_name].rules:
             if earlier is rule:
                 return pieces
@@ -208,11 +206,6 @@ class Reaching:
             if eexact and (isinstance(target, self._ending) or (type(target) is m.Jump and target.goto)):
                 pieces = [q for p in pieces for q in (subtract(p, ebox, self.tops) if intersects(p, ebox) else [p])]
         return pieces
-
-
-def _meet(a, b):
-    box = tuple(_intersect(x, y) for x, y in zip(a, b))
-    return box if all(box) else None
 
 
 def _matches_pod_traffic(box, universe: Universe, cluster: ClusterSpec) -> bool:
