@@ -9,7 +9,6 @@ from __future__ import annotations
 from ..errors import InputError
 from ..model import rules as m
 from ..parse.iptables_save import parse_iptables_save
-from .headerspace import jumps_into
 from .registry import Check, Finding, register
 
 PV100 = register(Check(
@@ -79,7 +78,7 @@ def unused_chains(ruleset: m.Ruleset) -> list[Finding]:
     """PV104: user chains that no rule of their table jumps or goes to."""
     out = []
     for table in ruleset.tables.values():
-        used = jumps_into(table)
+        used = {r.target.chain for c in table.chains.values() for r in c.rules if type(r.target) is m.Jump}
         for chain in table.chains.values():
             if not chain.builtin and chain.name not in used:
                 out.append(Finding("PV104", f"chain {chain.name} in table {table.name} is declared, but no rule jumps "
