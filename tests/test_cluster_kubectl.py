@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+
 from pathlib import Path
 
+import pytest
+
 from pktverify.cli import main
+from pktverify.model.addresses import format_ip
 from pktverify.parse.cluster_kubectl import load_kubectl_cluster
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -89,13 +93,48 @@ def test_kubectl_input_needs_the_networks(tmp_path, capsys):
     assert "--cluster-cidr" in capsys.readouterr().err
 
 
-def test_kubectl_node_without_dumps_names_the_line(tmp_path, capsys):
+@pytest.mark.parametrize("removed", [["ip-route.json"], ["iptables-save.txt"], ["ip-addr.json", "ip-route.json"],
+                                     ["iptables-save.txt", "ip-addr.json", "ip-route.json"]])
+def test_a_node_folder_may_hold_any_subset_of_its_dumps(tmp_path, capsys, removed):
+    """What a node folder holds is used, the rest generated, and the notes say which."""
     path = kubectl_dump(tmp_path)
-    (tmp_path / "node3" / "ip-route.json").unlink()
-    assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]) == 2
-    err = capsys.readouterr().err
-    line = next(n for n, text in enumerate(path.read_text().split("\n"), 1) if '"node3"' in text)
-    assert err.startswith(f"pktverify: {path}:{line}: node node3 has no routes dump"), err
+    for name in removed:
+        (tmp_path / "node3" / name).unlink()
+    code = main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24",
+                 "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0, doc
+    notes = [n for inv in doc["invariants"] for n in inv["notes"] if n.startswith("node node3:")]
+    kinds = {"ip-route.json": "routes", "iptables-save.txt": "iptables", "ip-addr.json": "addrs"}
+    assert len(notes) == 1 and all(kinds[name] in notes[0] for name in removed), notes
+    assert ("node network taken as /" in notes[0]) == ("ip-addr.json" in removed)
+
+
+def test_kubectl_cluster_reads_every_service_type(tmp_path, capsys):
+    """NodePort, LoadBalancer (ingress IPs, source ranges), external IPs, traffic policies and
+    affinity come from the Service objects; ExternalName and hostname-only ingresses are notes."""
+    from pktverify.parse.cluster_kubectl import load_kubectl_cluster
+    path = kubectl_dump(tmp_path)
+    doc = json.loads(path.read_text())
+    svc = next(i for i in doc["items"] if i["kind"] == "Service")
+    svc["spec"].update({"type": "LoadBalancer", "externalIPs": ["192.0.2.50"], "externalTrafficPolicy": "Local",
+                        "internalTrafficPolicy": "Local", "sessionAffinity": "ClientIP",
+                        "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+                        "loadBalancerSourceRanges": ["203.0.113.0/24"]})
+    for p in svc["spec"]["ports"]:
+        p["nodePort"] = 31000 + p["port"] % 700
+    svc["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}, {"hostname": "lb.example.com"}]}}
+    doc["items"].append({"kind": "Service", "metadata": {"name": "alias", "namespace": "default"},
+                         "spec": {"type": "ExternalName", "externalName": "db.example.com"}})
+    path.write_text(json.dumps(doc))
+    cluster = load_kubectl_cluster(path, cluster_cidr="10.1.0.0/16", service_cidr="10.152.183.0/24")
+    got = next(s for s in cluster.services if s.name == svc["metadata"]["name"])
+    assert (got.type, got.external_policy, got.internal_policy, got.affinity_timeout) == ("LoadBalancer", "Local",
+                                                                                          "Local", 600)
+    assert [format_ip(ip) for ip in got.external_ips + got.lb_ips] == ["192.0.2.50", "198.51.100.7"]
+    assert [p.node_port for p in got.ports] == [p["nodePort"] for p in svc["spec"]["ports"]]
+    notes = " | ".join(cluster.extras["notes"])
+    assert "default/alias is of type ExternalName" in notes and "lb.example.com has a hostname only" in notes
 
 
 def test_ipv6_and_unmodelled_objects_are_notes_not_errors(tmp_path, capsys):

@@ -26,6 +26,9 @@ BROKEN = {
     "masquerade-pod-to-pod/cluster.yaml": {"no-nat"},
     "hairpin-without-masquerade/cluster.yaml": {"service-reachability"},
     "non-uniform-probabilities/cluster.yaml": {"service-reachability"},
+    "nodeport-collision.yaml": {"pod-ip-uniqueness", "service-reachability"},
+    "etp-local-node-without-endpoints.yaml": {"service-reachability"},
+    "session-affinity-broken.yaml": {"service-reachability"},
 }
 
 

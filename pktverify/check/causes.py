@@ -62,6 +62,9 @@ def cause_of(invariant: str, v: Violation) -> tuple[str, str | None]:
     if "never reaches endpoint" in v.message:
         endpoint = v.message.split("never reaches endpoint ", 1)[1].split(" (", 1)[0]
         return f"endpoint {endpoint} is never reached", None
+    if "sessionAffinity: ClientIP, yet" in v.message:
+        return (f"session affinity not kept for {v.message.split(' from ', 1)[0]}: a new connection is "
+                "balanced again", None)
     if "not the uniform" in v.message:
         return f"uneven endpoint choice for {v.message.split(' from ', 1)[0]}", _statistic_step(v)
     step = _deciding_step(v)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses
-from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd
+from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, remembered
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec
@@ -264,7 +264,8 @@ def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantRe
 
 def _address_plan(cluster: ClusterSpec, res: InvariantResult) -> None:
     """Service addresses against the plan: each ClusterIP inside the service CIDR, clear of every
-    pod CIDR, node address and other ClusterIP; the service and cluster CIDRs disjoint."""
+    pod CIDR, node address and other ClusterIP; the service and cluster CIDRs disjoint; each
+    NodePort inside the node-port range and used once per protocol."""
     res.checked += 1
     if networks_overlap(cluster.cidr, cluster.service_cidr):
         res.violations.append(Violation(f"the service CIDR {_net(cluster.service_cidr)} overlaps the cluster CIDR "
@@ -285,6 +286,21 @@ def _address_plan(cluster: ClusterSpec, res: InvariantResult) -> None:
         if cip in owners:
             res.violations.append(Violation(f"{what} is also the ClusterIP of service {owners[cip]}"))
         owners.setdefault(cip, svc.key)
+    low, high = cluster.node_port_range
+    node_ports: dict[tuple[str, int], str] = {}
+    for svc in cluster.services:
+        for sp in svc.ports:
+            if not sp.node_port:
+                continue
+            res.checked += 1
+            what = f"service {svc.key}:{sp.name or sp.port} NodePort {sp.node_port}/{sp.protocol}"
+            if not low <= sp.node_port <= high:
+                res.violations.append(Violation(f"{what} is outside the node-port range {low}-{high}"))
+            key = (sp.protocol, sp.node_port)
+            if key in node_ports:
+                res.violations.append(Violation(f"{what} is also the NodePort of {node_ports[key]}: on every node, "
+                                                "one of them takes the other's traffic"))
+            node_ports.setdefault(key, f"service {svc.key}:{sp.name or sp.port}")
 
 
 # ------------------------------------------------------------------ no-nat
@@ -369,6 +385,26 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
 
 
 # ------------------------------------------------------------------ service-reachability
+class _Scoped(list):
+    """The endpoints a traffic policy leaves a client: those on ``node``."""
+
+    def __init__(self, items, node: str) -> None:
+        super().__init__(items)
+        self.node = node
+
+
+@dataclass(frozen=True)
+class _Door:
+    """One way into a service port: ``label`` names it in messages (``NodePort 192.168.1.10:30080``);
+    ``dst``/``dport`` are what clients send to; ``clients`` are (client, the pods or nodes it
+    stands for, the endpoints it must reach — all of them, uniformly, and no other —, whether the
+    endpoint must see the client's own address)."""
+    label: str
+    dst: int
+    dport: int
+    clients: tuple
+
+
 def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
     """The service-reachability checks as independent tasks: one per service."""
     nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
@@ -376,30 +412,84 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
     def for_service(svc):
         def run(res: InvariantResult) -> None:
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
-            clients = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)] + nodes
+            pods = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)]
+            node_pods = pods if atom is None or not svc.has_node_ports else \
+                [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, classes.atom, by_port=False)]
             for sp in svc.ports:
                 eps = cluster.port_endpoints(svc, sp)
                 name = f"{svc.key}:{sp.name or sp.port}"
                 if not eps:
                     res.notes.append(f"service {name} has no ready endpoints")
-                for client, group in clients:
-                    src = walker.source_address(client, svc.cluster_ip)
-                    pkt = Packet(PROTO_NUMBERS[sp.protocol], src, svc.cluster_ip, _CLIENT_SPORT, sp.port)
-                    start = len(res.violations)
-                    _service_flow(cluster, walker, res, client, pkt, name, eps)
-                    _as_class(res, start, len(group), (group, None))
+                for door in _doors(cluster, walker, svc, sp, eps, pods, node_pods, nodes):
+                    for client, group, wanted, keep_source in door.clients:
+                        src = walker.source_address(client, door.dst)
+                        pkt = Packet(PROTO_NUMBERS[sp.protocol], src, door.dst, _CLIENT_SPORT, door.dport)
+                        start = len(res.violations)
+                        _service_flow(cluster, walker, res, client, pkt, f"{name} via {door.label}", wanted,
+                                      keep_source=keep_source, affinity=bool(svc.affinity_timeout))
+                        _as_class(res, start, len(group), (group, None))
         return run
 
     return [for_service(svc) for svc in cluster.services]
 
 
-def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, int, int]]) -> None:
+def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node_pods, nodes) -> list[_Door]:
+    """Every front door of one service port, with what each client must get through it.
+
+    * the ClusterIP, from pods and nodes (``internalTrafficPolicy: Local``: only the endpoints on
+      the client's own node, none at all dropping);
+    * each NodePort on every node's address, from pods, nodes and an off-cluster client;
+    * each external IP and LoadBalancer ingress IP, from an off-cluster client arriving at any node
+      (outside ``loadBalancerSourceRanges``: blocked).
+
+    ``externalTrafficPolicy: Local`` keeps off-cluster traffic (and another node's) on the node
+    it arrives at, with the client's own address, and drops it where that node has no endpoint;
+    pods and the node itself still reach every endpoint, as kube-proxy routes them."""
+    def local(node: str) -> list:
+        return _Scoped((e for e in eps if cluster.endpoint_node(e[0], e[1]) == node), node)
+
+    doors = []
+    internal = (lambda node: local(node)) if svc.internal_policy == "Local" else (lambda node: eps)
+    doors.append(_Door(f"ClusterIP {format_ip(svc.cluster_ip)}:{sp.port}", svc.cluster_ip, sp.port, tuple(
+        (client, group, internal(client.node), False) for client, group in pods + nodes)))
+    ext_local = svc.external_policy == "Local"
+
+    def outside(node) -> tuple:
+        """What an off-cluster client (or another node) gets arriving at ``node``."""
+        return (local(node.name), True) if ext_local else (eps, False)
+
+    for node in cluster.nodes:
+        outsider = walker.external_endpoint(node)
+        if svc.has_node_ports and sp.node_port:
+            clients = [(client, group, eps, False) for client, group in node_pods]
+            clients += [(client, group, *(outside(node) if client.node != node.name else (eps, False)))
+                        for client, group in nodes]
+            clients.append((outsider, (outsider,), *outside(node)))
+            doors.append(_Door(f"NodePort {format_ip(node.ip)}:{sp.node_port}", node.ip, sp.node_port, tuple(clients)))
+        for ip in svc.external_ips:
+            doors.append(_Door(f"ExternalIP {format_ip(ip)}:{sp.port} at {node.name}", ip, sp.port,
+                               ((outsider, (outsider,), *outside(node)),)))
+        for ip in svc.lb_ips:
+            allowed = not svc.lb_source_ranges or any(in_network(walker.external_ip, *net)
+                                                      for net in svc.lb_source_ranges)
+            wanted, keep = outside(node) if allowed else ([], False)
+            doors.append(_Door(f"LoadBalancer {format_ip(ip)}:{sp.port} at {node.name}"
+                               + ("" if allowed else " (client outside loadBalancerSourceRanges)"), ip, sp.port,
+                               ((outsider, (outsider,), wanted, keep),)))
+    return doors
+
+
+def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, int, int]], *,
+                  keep_source: bool = False, affinity: bool = False) -> None:
     """One client's flow to one service port whose ready endpoints are ``eps`` (label, ip, port).
 
     An endpoint is reached when the flow arrives at its address and port — and, for a pod, at
     that pod: two pods with one address (docker's default bridge on every node) are two
-    endpoints, and a client whose packets always land on one of them never reaches the other."""
+    endpoints, and a client whose packets always land on one of them never reaches the other.
+    ``keep_source``: the endpoint must see the client's own address (``externalTrafficPolicy:
+    Local``); ``affinity``: a second connection must reach the endpoint the first one did."""
     walked = _walk(walker, res, client, pkt)
+    eps_given = eps
     # Endpoints the network can tell apart: a pod by its own namespace; host-network pods and bare
     # addresses by address and port (two of them on one address are one socket address).
     distinct: dict = {}
@@ -417,10 +507,17 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
         hit = _endpoint_hit(cluster, end, eps)
         if hit is None:
             wanted = ", ".join(sorted({f"{format_ip(ip)}:{port}" for _l, ip, port in eps})) or "none"
+            scope = (f"not one this client may reach: the traffic policy (Local) keeps it on {eps_given.node}'s "
+                     f"endpoints ({_short_list(wanted)})") if isinstance(eps_given, _Scoped) else \
+                f"not a ready endpoint (ready: {_short_list(wanted)})"
             res.violations.append(_violation(f"{name} from {client.label()} reached {end.at.label()} at "
-                                             f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is not a ready "
-                                             f"endpoint (ready: {_short_list(wanted)})", client, pkt, end))
+                                             f"{format_ip(end.packet.dst)}:{end.packet.dport}, which is {scope}",
+                                             client, pkt, end))
             continue
+        if keep_source and end.packet.src != pkt.src:
+            res.violations.append(_violation(
+                f"{name} from {client.label()}: externalTrafficPolicy: Local, yet endpoint {hit} sees source "
+                f"{format_ip(end.packet.src)}, not the client's {format_ip(pkt.src)}", client, pkt, end))
         reached[hit] = reached.get(hit, 0.0) + end.probability
         for back in backs:
             if not back.answers(client, pkt):
@@ -449,6 +546,29 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
                     f"{name} from {client.label()}: endpoint {format_ip(end.packet.dst)} gets p={p:.9f}, not the"
                     f" uniform {share:.9f}", client, pkt, end, backs[0] if backs else None))
                 reached.pop(hit)
+    if affinity:
+        _affinity(cluster, walker, res, client, pkt, name, eps, walked)
+
+
+def _affinity(cluster, walker, res, client, pkt, name, eps, walked) -> None:
+    """``sessionAffinity: ClientIP``: after a first connection reached endpoint E, the client's
+    next connection (another source port) reaches E and nothing else."""
+    again = pkt._replace(sport=pkt.sport + 1)
+    done: set[str] = set()
+    for end, _backs in walked:
+        hit = _endpoint_hit(cluster, end, eps) if end.kind == "arrived" else None
+        if hit is None or hit in done:
+            continue
+        done.add(hit)
+        res.checked += 1
+        for second in walker.walk(client, again, recent=remembered(end, walker)):
+            if second.kind == "arrived" and _endpoint_hit(cluster, second, eps) == hit:
+                continue
+            got = (f"reaches {second.at.label()} at {format_ip(second.packet.dst)}:{second.packet.dport}"
+                   if second.kind == "arrived" else f"ends: {second.kind} ({second.reason})")
+            res.violations.append(_violation(
+                f"{name} from {client.label()}: sessionAffinity: ClientIP, yet after a first connection to endpoint "
+                f"{hit} the next one {got} with probability {second.probability:.6g}", client, again, second))
 
 
 def _endpoint_hit(cluster: ClusterSpec, end: PathEnd, eps: list[tuple[str, int, int]]) -> str | None:

@@ -28,7 +28,8 @@ from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
-__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary"]
+__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary",
+           "off_cluster_address", "remembered"]
 
 MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
 MAX_PATHS = 10_000            # paths of one flow across the cluster (--max-paths)
@@ -67,13 +68,24 @@ class Hop:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a flow starts or ends: a pod, or a node (its own stack)."""
-    kind: str                    # "pod" | "node"
-    name: str                    # pod key ns/name or node name
-    node: str                    # the node it is on
+    """Where a flow starts or ends: a pod, a node (its own stack), or an off-cluster client
+    (``external``: ``name`` is its address, ``node`` the node its packets arrive at)."""
+    kind: str                    # "pod" | "node" | "external"
+    name: str                    # pod key ns/name, node name, or the client's address
+    node: str                    # the node it is on (or enters by)
 
     def label(self) -> str:
+        if self.kind == "external":
+            return f"off-cluster client {self.name} (arriving at {self.node})"
         return f"{self.kind} {self.name}"
+
+    def same_client(self, other: "Endpoint | None") -> bool:
+        """``other`` is this endpoint (an off-cluster client, by its address, whichever node it used)."""
+        if other is None:
+            return False
+        if self.kind == "external":
+            return other.kind == "external" and other.name == self.name
+        return other == self
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,8 @@ class PathEnd:
     def answers(self, client: Endpoint, sent: Packet) -> bool:
         """For a reply: it reached ``client`` exactly as the reverse of what the client ``sent``."""
         got = (self.packet.src, self.packet.sport, self.packet.dst, self.packet.dport)
-        return self.kind == "arrived" and self.at == client and got == (sent.dst, sent.dport, sent.src, sent.sport)
+        return self.kind == "arrived" and client.same_client(self.at) and got == (sent.dst, sent.dport, sent.src,
+                                                                                 sent.sport)
 
 
 @dataclass
@@ -145,6 +158,7 @@ class ClusterWalker:
                     for a in iface.addresses:
                         self.node_by_ip.setdefault(a.ip, state.name)
         self.pods_by_key = cluster.pods_by_key
+        self.external_ip = off_cluster_address(cluster)
         # Userspace proxies' own connections (and their replies), shared by every client.
         self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
         self._leg_replies: dict[int, list[PathEnd]] = {}
@@ -159,8 +173,8 @@ class ClusterWalker:
             ports = service_ports(cluster)
             for node in cluster.nodes:
                 chosen = userspace_proxy_ports(node, ports)
-                for name, _cip, _port, proto, eps in ports:
-                    self.proxy_ports[(node.name, chosen[(name, proto)])] = (name, proto, eps)
+                for p in ports:
+                    self.proxy_ports[(node.name, chosen[(p.name, p.proto)])] = (p.name, p.proto, p.endpoints)
 
     # ------------------------------------------------------------ entry points
     def pod_endpoint(self, pod: PodSpec) -> Endpoint:
@@ -169,10 +183,24 @@ class ClusterWalker:
     def node_endpoint(self, node: NodeSpec) -> Endpoint:
         return Endpoint("node", node.name, node.name)
 
+    def external_endpoint(self, node: NodeSpec) -> Endpoint:
+        """The off-cluster client, its packets arriving at ``node`` (by a router or load balancer)."""
+        return Endpoint("external", format_ip(self.external_ip), node.name)
+
+    def uplink(self, node: str) -> str:
+        """The interface holding the node's own address (where the node network comes in)."""
+        ip = self.specs[node].ip
+        for iface in self.states[node].interfaces.values():
+            if any(a.ip == ip for a in iface.addresses):
+                return iface.name
+        return "eth0"
+
     def source_address(self, client: Endpoint, dst: int) -> int:
         """The source address the client's stack picks to reach ``dst``."""
         if client.kind == "pod":
             return self.pods_by_key[client.name].ip
+        if client.kind == "external":
+            return self.external_ip
         fib = self.tracers[client.node].fib
         route = fib.lookup(dst)
         if route.route is not None and route.route.prefsrc is not None:
@@ -182,12 +210,14 @@ class ClusterWalker:
         dev = route.route.dev if route.route is not None else "eth0"
         return fib.masquerade_source(dev or "eth0", route.next_hop or dst) or self.specs[client.node].ip
 
-    def walk(self, client: Endpoint, packet: Packet) -> list[PathEnd]:
-        """Every way ``packet`` sent by ``client`` ends (the first packet of a new connection)."""
+    def walk(self, client: Endpoint, packet: Packet, *, recent: frozenset = frozenset()) -> list[PathEnd]:
+        """Every way ``packet`` sent by ``client`` ends (the first packet of a new connection).
+        ``recent``: what an earlier connection left, as (node, -m recent list, address) entries
+        and (node, userspace proxy port, endpoint address) affinities (see :func:`remembered`)."""
         start = self._start(client, packet)
         if isinstance(start, PathEnd):
             return [start]
-        return self._run(start, client, tables=None)
+        return self._run(start, client, tables=None, recent=recent)
 
     def reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
         """Walk the reply of an arrived flow back to ``client``; un-NAT with the path's conntrack."""
@@ -215,10 +245,14 @@ class ClusterWalker:
             spec = self.specs[pod.node]
             bridge = spec.bridge
             return _Cursor(pod.node, bridge, packet, 1.0, [hop])
+        if sender.kind == "external":
+            hop = Hop(f"external:{sender.name}", packet, f"sent by off-cluster client {sender.name} to {sender.node}")
+            return _Cursor(sender.node, self.uplink(sender.node), packet, 1.0, [hop])
         return _Cursor(sender.node, None, packet, 1.0,
                        [Hop(f"{sender.node}:local", packet, f"sent by node {sender.node}")])
 
-    def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None) -> list[PathEnd]:
+    def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None,
+             recent: frozenset = frozenset()) -> list[PathEnd]:
         """Walk hop by hop, all paths one node visit at a time: cursors with equal identity
         (same place, packet, connections and history of places) are merged, so paths that
         fork and meet again cost no more than one; a path that comes back to a place it
@@ -231,7 +265,7 @@ class ClusterWalker:
         while level:
             work: list[_Cursor] = []
             for cur in level:
-                self._step(cur, client, tables, ends, work)
+                self._step(cur, client, tables, ends, work, recent)
             made += len(work)
             if made > self.max_paths:
                 raise LimitExceeded(f"a flow from {client.label()} has more than {self.max_paths:,} paths across the "
@@ -239,7 +273,8 @@ class ClusterWalker:
             level = _merge_cursors(work)
         return ends
 
-    def _step(self, cur: _Cursor, client: Endpoint, tables, ends: list[PathEnd], work: list[_Cursor]) -> None:
+    def _step(self, cur: _Cursor, client: Endpoint, tables, ends: list[PathEnd], work: list[_Cursor],
+              recent: frozenset = frozenset()) -> None:
         """One node visit of ``cur``: trace it there; ends go to ``ends``, next hops to ``work``."""
         cur.visits += 1
         here = cur.here()
@@ -261,8 +296,9 @@ class ClusterWalker:
             physin = UNKNOWN_PORT
             if any(p.node == cur.node for p in self.pods_by_ip.get(cur.packet.dst, ())):
                 physout = UNKNOWN_PORT
+        mine = frozenset((name, addr) for node, name, addr in recent if node == cur.node) if recent else frozenset()
         trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct, physdev_in=physin, physdev_out=physout,
-                             at=self.at)
+                             at=self.at, recent=mine)
         for o in trace.outcomes:
             prob = cur.probability * o.probability
             hops = list(cur.hops)
@@ -278,7 +314,7 @@ class ClusterWalker:
                 ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
             elif o.verdict == "local":
                 hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}", o))
-                ends.extend(self._local(nxt, o.packet, client, tables))
+                ends.extend(self._local(nxt, o.packet, client, tables, recent))
             else:
                 hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
                                 lambda o=o, s=summary: f"out {o.out_iface}; {s}", o))
@@ -299,6 +335,12 @@ class ClusterWalker:
             return
         nh = o.next_hop if o.next_hop is not None else pkt.dst
         peer = self.node_by_ip.get(nh)
+        if (peer is None or peer == cur.node) and pkt.dst == self.external_ip:
+            cur.hops.append(Hop(f"external:{format_ip(pkt.dst)}", pkt, f"received by off-cluster client "
+                                                                       f"{format_ip(pkt.dst)} (via {cur.node}:{o.out_iface})"))
+            ends.append(self._end(cur, "arrived", pkt, f"received by off-cluster client {format_ip(pkt.dst)}",
+                                  Endpoint("external", format_ip(pkt.dst), cur.node)))
+            return
         if peer is None or peer == cur.node:
             what = f"next hop {format_ip(nh)} is not a node"
             if in_network(pkt.dst, *self.cluster.service_cidr):
@@ -306,9 +348,9 @@ class ClusterWalker:
             ends.append(self._end(cur, "left", pkt, f"left the cluster network from {cur.node}:{o.out_iface} ({what})"))
             return
         cur.hops.append(Hop("wire", pkt, f"{cur.node} → {peer}"))
-        work.append(_Cursor(peer, "eth0", pkt, cur.probability, cur.hops, cur.conns, cur.visits, cur.exact, cur.seen))
+        work.append(_Cursor(peer, self.uplink(peer), pkt, cur.probability, cur.hops, cur.conns, cur.visits, cur.exact, cur.seen))
 
-    def _local(self, cur: _Cursor, pkt: Packet, client: Endpoint, tables) -> list[PathEnd]:
+    def _local(self, cur: _Cursor, pkt: Packet, client: Endpoint, tables, recent: frozenset = frozenset()) -> list[PathEnd]:
         proxy = self.proxy_ports.get((cur.node, pkt.dport)) if tables is None else None
         if proxy is None:
             return [self._end(cur, "arrived", pkt, f"received by node {cur.node}",
@@ -319,6 +361,11 @@ class ClusterWalker:
                                                   " connection")]
         ends: list[PathEnd] = []
         me = Endpoint("node", cur.node, cur.node)
+        # sessionAffinity: ClientIP — the proxy sends a client it has seen to the endpoint it chose
+        # before (the userspace proxy's own table, keyed by the client's address).
+        sticky = [e for e in eps if (cur.node, f"proxy:{pkt.dport}", (pkt.src, e[1])) in recent] if recent else []
+        if sticky:
+            eps = sticky[:1]
         for _label, ip, target in eps:
             leg = Packet(pkt.proto, self.source_address(me, ip), ip, _PROXY_SPORT, target)
             legs = self._proxy_legs.get((cur.node, leg))
@@ -405,3 +452,48 @@ def rules_summary(o) -> str:
             line = f" (line {s.line})" if s.line else ""
             acted.append(f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}")
     return "; ".join(acted) if acted else "no rule acted"
+
+
+_OFF_CLUSTER_CANDIDATES = (0xCB00710A, 0xC633640A, 0xC000020A, 0x0808080A)   # 203.0.113.10, 198.51.100.10, ...
+
+
+def off_cluster_address(cluster: ClusterSpec) -> int:
+    """An address for the off-cluster client: a documentation address (RFC 5737) that is no
+    node's, pod's or service's and lies in none of the cluster's networks."""
+    nets = [cluster.cidr, cluster.service_cidr] + [n.pod_cidr for n in cluster.nodes]
+    nets += [(n.ip & ((0xFFFFFFFF << (32 - n.prefixlen)) & 0xFFFFFFFF), (0xFFFFFFFF << (32 - n.prefixlen)) & 0xFFFFFFFF)
+             for n in cluster.nodes if n.prefixlen]
+    used = {ip for s in cluster.services for ip in (s.cluster_ip, *s.external_ips, *s.lb_ips)}
+    for ip in _OFF_CLUSTER_CANDIDATES:
+        if ip not in used and not any(in_network(ip, *net) for net in nets):
+            return ip
+    return 0x0A0A0A0A if not any(in_network(0x0A0A0A0A, *net) for net in nets) else 0xC0A8FE0A
+
+
+def remembered(end: PathEnd, walker: "ClusterWalker") -> frozenset:
+    """What a connection that ended as ``end`` leaves behind for the client's next one: the
+    ``-m recent --set/--update`` entries of the rules that acted on each node (the address as the
+    packet entered that node, masked), and the endpoint each userspace proxy chose."""
+    out = set()
+    entry = None
+    for hop in end.hops:
+        o = hop.outcome
+        if o is None:
+            entry = hop.packet
+            continue
+        pkt = entry if entry is not None else hop.packet
+        node = hop.point.split(":", 1)[0]
+        state = walker.states.get(node)
+        for step in o.steps:
+            if step.table is None or step.rule_index is None or state is None:
+                continue
+            chain = state.ruleset.tables[step.table].chains.get(step.chain)
+            if chain is None or not 0 < step.rule_index <= len(chain.rules):
+                continue
+            for mt in chain.rules[step.rule_index - 1].matches:
+                if type(mt).__name__ == "RecentMatch" and mt.mode in ("set", "update") and not mt.invert:
+                    out.add((node, mt.name, (pkt.dst if mt.dest else pkt.src) & mt.mask))
+        entry = None
+    for node, delivered, _conns, leg, _leg_end in end.proxied:
+        out.add((node, f"proxy:{delivered.dport}", (delivered.src, leg.dst)))
+    return frozenset(out)

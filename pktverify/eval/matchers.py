@@ -186,10 +186,22 @@ def _icmp(mt: m.IcmpTypeMatch, fib: Fib) -> Predicate:
 
 
 def _recent(mt: m.RecentMatch, fib: Fib) -> Predicate:
-    # Recent lists start empty: --set always matches (it records the source);
-    # --rcheck/--update/--remove find nothing. This is a new client's first packet.
-    result = (mt.mode == "set") != mt.invert
-    return lambda st: result
+    # --set always matches (it records the address). --rcheck/--update/--remove look the address
+    # up in what earlier connections left (TraceMeta.recent: (list, masked address) pairs, each
+    # one hit within the time window); with none given the lists are empty: a new client.
+    if mt.mode == "set":
+        result = not mt.invert
+        return lambda st: result
+    name, mask, inv, dest = mt.name, mt.mask, mt.invert, mt.dest
+    if mt.hitcount > 1:       # one earlier connection is one hit: never enough
+        return lambda st: inv
+
+    def check(st) -> bool:
+        seen = st.meta.recent if st.meta is not None else ()
+        if not seen:
+            return inv
+        return ((name, (st.pkt.dst if dest else st.pkt.src) & mask) in seen) != inv
+    return check
 
 
 _COMPILERS: dict[type, Callable] = {

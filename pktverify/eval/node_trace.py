@@ -66,19 +66,21 @@ class NodeTracer:
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
               conntrack: ConntrackTable | None = None, uid: int = 0, gid: int = 0,
-              physdev_in: str = "", physdev_out: str = "", at: int | None = None) -> Trace:
+              physdev_in: str = "", physdev_out: str = "", at: int | None = None,
+              recent: frozenset = frozenset()) -> Trace:
         """Every outcome of ``pkt`` arriving on ``in_iface`` (None: generated on the node).
 
         With ``conntrack``, a packet of a known connection (either direction) is
         translated from the stored binding instead of walking the nat chains.
         ``uid``/``gid`` own a locally generated packet's socket (``-m owner``);
-        ``physdev_in``/``physdev_out`` are the bridge ports of a bridged packet (``-m physdev``).
+        ``physdev_in``/``physdev_out`` are the bridge ports of a bridged packet (``-m physdev``);
+        ``recent``: the ``-m recent`` entries (list name, masked address) earlier connections left.
         """
         known = conntrack.lookup(pkt) if conntrack is not None else None
         ctbits = known_ctbits(known[0]) if known else initial_ctbits(pkt)
         meta = TraceMeta(known[0].original if known else pkt, bool(known and known[1] == "reply"),
                          uid if in_iface is None else None, gid if in_iface is None else None,
-                         physdev_in, physdev_out, at)
+                         physdev_in, physdev_out, at, recent=recent)
         st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, (), ctmark=known[0].ctmark if known else 0,
                        meta=meta)
         finished: list[Outcome] = []

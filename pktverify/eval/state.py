@@ -47,6 +47,7 @@ class TraceMeta(NamedTuple):
     at: int | None = None            # ``trace --at``: the time, for -m time (UTC epoch seconds)
     spent: frozenset = frozenset()   # rules (table, chain, index) whose one-token limit an earlier
                                      # packet of this trace used up (REJECT's answer after the packet)
+    recent: frozenset = frozenset()  # -m recent entries (list, masked address) an earlier connection left
 
 
 class WalkState(NamedTuple):

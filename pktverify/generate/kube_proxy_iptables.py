@@ -20,12 +20,30 @@ __all__ = ["ServicePort", "kube_proxy_iptables_rules", "chain_suffix"]
 
 @dataclass(frozen=True)
 class ServicePort:
-    """One service port: ``name`` is ``namespace/service:port``; endpoints are ``ip:port``."""
+    """One service port: ``name`` is ``namespace/service:port``; endpoints are ``ip:port``.
+
+    The rest is how the service is exposed and its policies: ``local_endpoints`` are the
+    endpoints on the node the rules are for (what ``*TrafficPolicy: Local`` keeps), ``node_port``
+    (0: none), ``external_ips`` and ``lb_ips`` (LoadBalancer ingress), ``lb_source_ranges``
+    (CIDR strings; a ``KUBE-FW-*`` chain when given), and ``affinity_timeout`` (seconds of
+    ``sessionAffinity: ClientIP``; 0: none)."""
     name: str
     cluster_ip: str
     port: int
     protocol: str
     endpoints: tuple[str, ...]
+    local_endpoints: tuple[str, ...] = ()
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    lb_ips: tuple[str, ...] = ()
+    lb_source_ranges: tuple[str, ...] = ()
+    external_local: bool = False
+    internal_local: bool = False
+    affinity_timeout: int = 0
+
+    @property
+    def external(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.lb_ips)
 
 
 def chain_suffix(*parts: str) -> str:
@@ -35,7 +53,8 @@ def chain_suffix(*parts: str) -> str:
 
 
 def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str) -> str:
-    """Return iptables-save text for ``services`` (nat and filter tables)."""
+    """Return iptables-save text for ``services`` (nat and filter tables), as kube-proxy's
+    iptables proxier (v1.27 and later) writes it on one node."""
     nat_chains = ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-NODEPORTS"]
     nat_rules = [
         '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -46,45 +65,137 @@ def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str)
         '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
         "-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000",
     ]
+    filter_chains = ["KUBE-SERVICES"]
     filter_rules = [
         '-A INPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
         '-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
         '-A OUTPUT -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
     ]
-    dispatch: list[str] = []
-    bodies: list[str] = []
+    if any(svc.external for svc in services):
+        filter_chains += ["KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL"]
+        for hook in ("INPUT", "FORWARD"):
+            filter_rules.append(f'-A {hook} -m conntrack --ctstate NEW -m comment --comment "kubernetes '
+                                'externally-visible service portals" -j KUBE-EXTERNAL-SERVICES')
+        for hook in ("INPUT", "FORWARD", "OUTPUT"):
+            filter_rules.append(f'-A {hook} -m conntrack --ctstate NEW -m comment --comment "kubernetes load '
+                                'balancer firewall" -j KUBE-PROXY-FIREWALL')
+    out = _Rules(nat_chains, filter_rules)
     for svc in services:
-        proto = svc.protocol.lower()
-        if not svc.endpoints:
-            filter_rules.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p {proto} -m comment --comment '
-                                f'{quote(svc.name + " has no endpoints")} -m {proto} --dport {svc.port} '
-                                "-j REJECT --reject-with icmp-port-unreachable")
+        _service_rules(svc, cluster_cidr, out)
+    out.dispatch.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
+                        'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
+    text = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+            *[f":{c} - [0:0]" for c in filter_chains], *filter_rules, "COMMIT", "*nat", ":PREROUTING ACCEPT [0:0]",
+            ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
+    text += [f":{c} - [0:0]" for c in nat_chains]
+    text += nat_rules + out.nodeports + out.dispatch + out.bodies + ["COMMIT", ""]
+    return "\n".join(text)
+
+
+class _Rules:
+    """The rule lists one dump is made of, filled service by service."""
+
+    def __init__(self, nat_chains: list[str], filter_rules: list[str]) -> None:
+        self.nat_chains = nat_chains
+        self.filter = filter_rules
+        self.nodeports: list[str] = []     # KUBE-NODEPORTS
+        self.dispatch: list[str] = []      # KUBE-SERVICES (nat)
+        self.bodies: list[str] = []        # the per-service chains
+
+
+def _service_rules(svc: ServicePort, cluster_cidr: str, out: _Rules) -> None:
+    """One service port's rules, following kube-proxy's syncProxyRules."""
+    proto = svc.protocol.lower()
+    match = f"-p {proto} -m comment --comment {{}} -m {proto} --dport {{}}"
+    suffix = chain_suffix(svc.name, proto)
+    svc_chain, svl_chain, ext_chain, fw_chain = (f"KUBE-{kind}-{suffix}" for kind in ("SVC", "SVL", "EXT", "FW"))
+    # kube-proxy writes one KUBE-SEP chain per distinct endpoint address: two pods sharing an
+    # address (docker's default 172.17.0.0/16 on every node) are one endpoint to it, and the
+    # invariants, not the generator, report the shared address.
+    endpoints = tuple(dict.fromkeys(svc.endpoints))
+    local = tuple(ep for ep in endpoints if ep in set(svc.local_endpoints))
+    doors = [(ip, "external IP") for ip in svc.external_ips] + [(ip, "loadbalancer IP") for ip in svc.lb_ips]
+
+    def door_rules(chain: str, comment: str, target: str) -> None:
+        """``target`` for every way in from outside: external IPs, LB IPs, the NodePort."""
+        for ip, _what in doors:
+            out.filter.append(f"-A {chain} -d {ip}/32 {match.format(quote(comment), svc.port)} -j {target}")
+        if svc.node_port:
+            out.filter.append(f"-A {chain} {match.format(quote(comment), svc.node_port)} -m addrtype --dst-type "
+                              f"LOCAL -j {target}")
+
+    if not endpoints:
+        out.filter.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 {match.format(quote(svc.name + ' has no endpoints'), svc.port)} "
+                          "-j REJECT --reject-with icmp-port-unreachable")
+        door_rules("KUBE-EXTERNAL-SERVICES", svc.name + " has no endpoints", "REJECT --reject-with icmp-port-unreachable")
+        return
+    internal_chain = svl_chain if svc.internal_local else svc_chain
+    external_chain = svl_chain if svc.external_local else svc_chain
+    uses_svc = not svc.internal_local or (svc.external and not svc.external_local)
+    uses_svl = bool(local) and (svc.internal_local or (svc.external and svc.external_local))
+    cluster_comment = quote(svc.name + " cluster IP")
+    if svc.internal_local and not local:
+        out.filter.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 "
+                          f"{match.format(quote(svc.name + ' has no local endpoints'), svc.port)} -j DROP")
+    else:
+        out.dispatch.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 {match.format(cluster_comment, svc.port)} "
+                            f"-j {internal_chain}")
+    if svc.external:
+        if svc.external_local and not local:
+            door_rules("KUBE-EXTERNAL-SERVICES", svc.name + " has no local endpoints", "DROP")
+        out.nat_chains.append(ext_chain)
+        for ip, what in doors:
+            target = fw_chain if what == "loadbalancer IP" and svc.lb_source_ranges else ext_chain
+            out.dispatch.append(f"-A KUBE-SERVICES -d {ip}/32 {match.format(quote(f'{svc.name} {what}'), svc.port)} "
+                                f"-j {target}")
+        if svc.node_port:
+            out.nodeports.append(f"-A KUBE-NODEPORTS {match.format(quote(svc.name), svc.node_port)} -j {ext_chain}")
+        if svc.external_local:
+            out.bodies += [
+                f"-A {ext_chain} -s {cluster_cidr} -m comment --comment "
+                f"{quote(f'pod traffic for {svc.name} external destinations')} -j {svc_chain}",
+                f"-A {ext_chain} -m comment --comment {quote(f'masquerade LOCAL traffic for {svc.name} external destinations')}"
+                " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+                f"-A {ext_chain} -m comment --comment {quote(f'route LOCAL traffic for {svc.name} external destinations')}"
+                f" -m addrtype --src-type LOCAL -j {svc_chain}"]
+            uses_svc = True
+        else:
+            out.bodies.append(f"-A {ext_chain} -m comment --comment "
+                              f"{quote(f'masquerade traffic for {svc.name} external destinations')} -j KUBE-MARK-MASQ")
+        if external_chain == svc_chain or local:
+            out.bodies.append(f"-A {ext_chain} -j {external_chain}")
+        if svc.lb_source_ranges and svc.lb_ips:
+            out.nat_chains.append(fw_chain)
+            lb_comment = quote(f"{svc.name} loadbalancer IP")
+            for source in (*svc.lb_source_ranges, *(f"{ip}/32" for ip in svc.lb_ips)):
+                out.bodies.append(f"-A {fw_chain} -s {source} -m comment --comment {lb_comment} -j {ext_chain}")
+            out.bodies.append(f"-A {fw_chain} -m comment --comment "
+                              f"{quote(f'other traffic to {svc.name} will be dropped by KUBE-PROXY-FIREWALL')}")
+            for ip in svc.lb_ips:
+                out.filter.append(f"-A KUBE-PROXY-FIREWALL -d {ip}/32 "
+                                  f"{match.format(quote(f'{svc.name} traffic not accepted by {fw_chain}'), svc.port)} -j DROP")
+    for chain, eps, used in ((svc_chain, endpoints, uses_svc), (svl_chain, local, uses_svl)):
+        if not used or not eps:
             continue
-        svc_chain = "KUBE-SVC-" + chain_suffix(svc.name, proto)
-        nat_chains.append(svc_chain)
-        dispatch.append(f'-A KUBE-SERVICES -d {svc.cluster_ip}/32 -p {proto} -m comment --comment '
-                        f'{quote(svc.name + " cluster IP")} -m {proto} --dport {svc.port} -j {svc_chain}')
-        bodies.append(f'-A {svc_chain} ! -s {cluster_cidr} -d {svc.cluster_ip}/32 -p {proto} -m comment '
-                      f'--comment {quote(svc.name + " cluster IP")} -m {proto} --dport {svc.port} -j KUBE-MARK-MASQ')
-        # kube-proxy writes one KUBE-SEP chain per distinct endpoint address: two pods sharing an
-        # address (docker's default 172.17.0.0/16 on every node) are one endpoint to it, and the
-        # invariants, not the generator, report the shared address.
-        endpoints = tuple(dict.fromkeys(svc.endpoints))
-        n = len(endpoints)
-        for i, ep in enumerate(endpoints):
-            sep = "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)
-            nat_chains.append(sep)
+        out.nat_chains.append(chain)
+        if chain == internal_chain:
+            out.bodies.append(f"-A {chain} ! -s {cluster_cidr} -d {svc.cluster_ip}/32 "
+                              f"{match.format(cluster_comment, svc.port)} -j KUBE-MARK-MASQ")
+        seps = [(ep, "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)) for ep in eps]
+        if svc.affinity_timeout:
+            for ep, sep in seps:
+                out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')} -m recent --rcheck "
+                                  f"--seconds {svc.affinity_timeout} --reap --name {sep} --mask 255.255.255.255 "
+                                  f"--rsource -j {sep}")
+        n = len(seps)
+        for i, (ep, sep) in enumerate(seps):
             stat = f" -m statistic --mode random --probability {1.0 / (n - i):.11f}" if i < n - 1 else ""
-            bodies.append(f'-A {svc_chain} -m comment --comment {quote(f"{svc.name} -> {ep}")}{stat} -j {sep}')
-            ip = ep.rsplit(":", 1)[0]
-            bodies.append(f'-A {sep} -s {ip}/32 -m comment --comment {quote(svc.name)} -j KUBE-MARK-MASQ')
-            bodies.append(f'-A {sep} -p {proto} -m comment --comment {quote(svc.name)} -m {proto} '
-                          f'-j DNAT --to-destination {ep}')
-    dispatch.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
-                    'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
-    out = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
-           ":KUBE-SERVICES - [0:0]", *filter_rules, "COMMIT", "*nat", ":PREROUTING ACCEPT [0:0]",
-           ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
-    out += [f":{c} - [0:0]" for c in nat_chains]
-    out += nat_rules + dispatch + bodies + ["COMMIT", ""]
-    return "\n".join(out)
+            out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')}{stat} -j {sep}")
+    for ep in endpoints:
+        sep = "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)
+        out.nat_chains.append(sep)
+        ip = ep.rsplit(":", 1)[0]
+        recent = f" -m recent --set --name {sep} --mask 255.255.255.255 --rsource" if svc.affinity_timeout else ""
+        out.bodies.append(f"-A {sep} -s {ip}/32 -m comment --comment {quote(svc.name)} -j KUBE-MARK-MASQ")
+        out.bodies.append(f"-A {sep} -p {proto} -m comment --comment {quote(svc.name)}{recent} -m {proto} "
+                          f"-j DNAT --to-destination {ep}")

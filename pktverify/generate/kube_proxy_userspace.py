@@ -24,6 +24,9 @@ class PortalPort:
     port: int
     protocol: str          # "tcp" | "udp"
     proxy_port: int
+    node_port: int = 0                     # 0: none
+    external_ips: tuple[str, ...] = ()     # spec.externalIPs
+    lb_ips: tuple[str, ...] = ()           # LoadBalancer ingress IPs
 
 
 _PORT_LOW, _PORT_COUNT = 30000, 31000
@@ -60,11 +63,29 @@ def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> st
         '-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "handle service NodePorts; NOTE: this must be'
         ' the last rule in the chain" -j KUBE-NODEPORT-HOST',
     ]
+    filter_rules: list[str] = []
     for p in portals:
-        match = f'-d {p.cluster_ip}/32 -p {p.protocol} -m comment --comment {quote(p.name)} -m {p.protocol} --dport {p.port}'
-        rules.append(f"-A KUBE-PORTALS-CONTAINER {match} -j REDIRECT --to-ports {p.proxy_port}")
-        rules.append(f"-A KUBE-PORTALS-HOST {match} -j DNAT --to-destination {node_ip}:{p.proxy_port}")
+        head = f"-p {p.protocol} -m comment --comment {quote(p.name)} -m {p.protocol} --dport"
+        redirect, dnat = f"-j REDIRECT --to-ports {p.proxy_port}", f"-j DNAT --to-destination {node_ip}:{p.proxy_port}"
+        # The ClusterIP and each LoadBalancer ingress IP: from containers and from the host.
+        for ip in (p.cluster_ip, *p.lb_ips):
+            rules.append(f"-A KUBE-PORTALS-CONTAINER -d {ip}/32 {head} {p.port} {redirect}")
+            rules.append(f"-A KUBE-PORTALS-HOST -d {ip}/32 {head} {p.port} {dnat}")
+        # External IPs: traffic that did not come from a bridge port (the physical interface),
+        # traffic for a local address, and the host's own.
+        for ip in p.external_ips:
+            rules.append(f"-A KUBE-PORTALS-CONTAINER -d {ip}/32 {head} {p.port} -m physdev ! --physdev-is-in {redirect}")
+            rules.append(f"-A KUBE-PORTALS-CONTAINER -d {ip}/32 {head} {p.port} -m addrtype --dst-type LOCAL {redirect}")
+            rules.append(f"-A KUBE-PORTALS-HOST -d {ip}/32 {head} {p.port} -m addrtype --dst-type LOCAL {dnat}")
+        if p.node_port:
+            rules.append(f"-A KUBE-NODEPORT-CONTAINER {head} {p.node_port} {redirect}")
+            rules.append(f"-A KUBE-NODEPORT-HOST {head} {p.node_port} {dnat}")
+            filter_rules.append(f"-A KUBE-NODEPORT-NON-LOCAL {head} {p.proxy_port} -m state --state NEW -j ACCEPT")
     chains = ["KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST"]
     out = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
            ":POSTROUTING ACCEPT [0:0]", *[f":{c} - [0:0]" for c in chains], *rules, "COMMIT", ""]
+    if filter_rules:       # the proxy's own port, let in past a default-deny INPUT
+        out[:0] = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
+                   ":KUBE-NODEPORT-NON-LOCAL - [0:0]", '-A INPUT -m comment --comment "Ensure that non-local NodePort '
+                   'traffic can flow" -j KUBE-NODEPORT-NON-LOCAL', *filter_rules, "COMMIT"]
     return "\n".join(out)

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..model.addresses import format_ip, format_network, mask_length
-from ..model.cluster import ClusterSpec, NodeSpec
+from ..model.cluster import ClusterSpec, NodeSpec, ServicePortSpec, ServiceSpec
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
 from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_ports
 
 __all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports",
-           "userspace_proxy_ports"]
+           "userspace_proxy_ports", "ServicePortPlan"]
 
 DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default on every host
 
@@ -50,15 +51,26 @@ def bridge_address(node: NodeSpec) -> int:
     return node.pod_cidr[0] + 1
 
 
+class ServicePortPlan(NamedTuple):
+    """One service port as every node's generator and the cluster walk see it."""
+    name: str                                      # namespace/service:port
+    cluster_ip: str
+    port: int
+    proto: str                                     # tcp | udp
+    endpoints: tuple[tuple[str, int, int], ...]    # (label, ip, target port)
+    service: ServiceSpec
+    spec: ServicePortSpec
+
+
 @lru_cache(maxsize=4)
-def service_ports(cluster: ClusterSpec) -> tuple[tuple[str, str, int, str, tuple[tuple[str, int, int], ...]], ...]:
-    """Per service port: (name ns/svc:port, cluster IP, port, protocol, endpoints as (label, ip,
-    target port)). The same for every node of the cluster, so made once per cluster."""
+def service_ports(cluster: ClusterSpec) -> tuple[ServicePortPlan, ...]:
+    """Every service port with its ready endpoints. The same for every node of the cluster, so
+    made once per cluster."""
     out = []
     for svc in cluster.services:
         for p in svc.ports:
             eps = tuple(cluster.port_endpoints(svc, p))
-            out.append((f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, eps))
+            out.append(ServicePortPlan(f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, eps, svc, p))
     return tuple(out)
 
 
@@ -105,31 +117,45 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def userspace_proxy_ports(node: NodeSpec, ports: tuple) -> dict[tuple[str, str], int]:
+def userspace_proxy_ports(node: NodeSpec, ports: tuple[ServicePortPlan, ...]) -> dict[tuple[str, str], int]:
     """The proxy port of each (service port name, protocol) on ``node``: the one mapping both the
     generated KUBE-PORTALS rules and the cluster walk's proxy use."""
-    return proxy_ports(node.name, [(name, proto) for name, _cip, _port, proto, _eps in ports])
+    return proxy_ports(node.name, [(p.name, p.proto) for p in ports])
 
 
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
     if cluster.proxy_mode == "userspace":
         ports = service_ports(cluster)
         chosen = userspace_proxy_ports(node, ports)
-        portals = [PortalPort(name, cip, port, proto, chosen[(name, proto)])
-                   for name, cip, port, proto, _eps in ports]
+        portals = [PortalPort(p.name, p.cluster_ip, p.port, p.proto, chosen[(p.name, p.proto)], p.spec.node_port or 0,
+                              tuple(format_ip(ip) for ip in p.service.external_ips + p.service.lb_ips))
+                   for p in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
     else:
-        text = _iptables_mode_rules(cluster)
+        # kube-proxy's iptables mode writes the same rules on every node unless a traffic policy
+        # keeps traffic on the node: then each node's rules name its own endpoints.
+        local = any(p.service.internal_policy == "Local" or p.service.external_policy == "Local"
+                    for p in service_ports(cluster))
+        text = _iptables_mode_rules(cluster, node.name if local else None)
     if node.docker:
         text = _with_docker_masquerade(text)
     return text
 
 
 @lru_cache(maxsize=4)
-def _iptables_mode_rules(cluster: ClusterSpec) -> str:
-    """kube-proxy's iptables mode writes the same rules on every node: make them once per cluster."""
-    sps = [ServicePort(name, cip, port, proto.upper(), tuple(f"{format_ip(ip)}:{target}" for _label, ip, target in eps))
-           for name, cip, port, proto, eps in service_ports(cluster)]
+def _iptables_mode_rules(cluster: ClusterSpec, node: str | None) -> str:
+    """kube-proxy's iptables-mode rules for ``node`` (None: any node, when no policy is Local)."""
+    sps = []
+    for p in service_ports(cluster):
+        svc = p.service
+        eps = tuple(f"{format_ip(ip)}:{target}" for _label, ip, target in p.endpoints)
+        local = tuple(f"{format_ip(ip)}:{target}" for label, ip, target in p.endpoints
+                      if node is not None and cluster.endpoint_node(label, ip) == node)
+        sps.append(ServicePort(p.name, p.cluster_ip, p.port, p.proto.upper(), eps, local, p.spec.node_port or 0,
+                               tuple(format_ip(ip) for ip in svc.external_ips), tuple(format_ip(ip) for ip in svc.lb_ips),
+                               tuple(format_network(*n) for n in svc.lb_source_ranges),
+                               svc.external_policy == "Local" and svc.external, svc.internal_policy == "Local",
+                               svc.affinity_timeout))
     return kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
 
 

@@ -7,7 +7,7 @@ from functools import cached_property
 
 from .addresses import format_ip
 
-__all__ = ["NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec"]
+__all__ = ["NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec", "SERVICE_TYPES", "NODE_PORT_RANGE"]
 
 
 _KIND_ORDER = {"iptables": 0, "addrs": 1, "routes": 2, "ipsets": 3, "rules": 4}
@@ -72,6 +72,11 @@ class ServicePortSpec:
     port: int
     target_port: int | str               # a number, or a container port's name (resolved per endpoint pod)
     protocol: str                        # "tcp" | "udp"
+    node_port: int | None = None         # NodePort and LoadBalancer services: the port on every node
+
+
+SERVICE_TYPES = ("ClusterIP", "NodePort", "LoadBalancer")
+NODE_PORT_RANGE = (30000, 32767)         # kube-apiserver's default --service-node-port-range
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,26 @@ class ServiceSpec:
     endpoints: tuple[str, ...] | None = None        # explicit "namespace/pod" keys
     endpoint_ips: tuple[int, ...] = ()              # explicit endpoint IPs (may be stale: no such pod)
     line: int = field(default=0, compare=False)
+    type: str = "ClusterIP"                         # ClusterIP | NodePort | LoadBalancer
+    external_ips: tuple[int, ...] = ()              # spec.externalIPs
+    lb_ips: tuple[int, ...] = ()                    # status.loadBalancer.ingress[].ip
+    lb_source_ranges: tuple[tuple[int, int], ...] = ()   # spec.loadBalancerSourceRanges
+    external_policy: str = "Cluster"                # spec.externalTrafficPolicy: Cluster | Local
+    internal_policy: str = "Cluster"                # spec.internalTrafficPolicy: Cluster | Local
+    affinity_timeout: int = 0                       # sessionAffinity ClientIP: its timeout (s); 0: None
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def has_node_ports(self) -> bool:
+        return self.type in ("NodePort", "LoadBalancer")
+
+    @property
+    def external(self) -> bool:
+        """Reachable from outside the cluster (what externalTrafficPolicy applies to)."""
+        return self.has_node_ports or bool(self.external_ips or self.lb_ips)
 
 
 @dataclass(frozen=True, repr=False)
@@ -106,6 +127,7 @@ class ClusterSpec:
     services: tuple[ServiceSpec, ...]
     extras: dict = field(default_factory=dict, compare=False)
     host_pods: tuple[PodSpec, ...] = ()
+    node_port_range: tuple[int, int] = NODE_PORT_RANGE
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         """The same summary in Hypothesis's "Falsifying example" (its printer otherwise lists every field)."""
@@ -178,6 +200,17 @@ class ClusterSpec:
             if number is not None:
                 out.append((pod.key, self.pod_address(pod), number))
         return out
+
+    def endpoint_node(self, label: str, ip: int) -> str | None:
+        """The node an endpoint runs on: its pod's node, or for a bare address the node whose pod
+        CIDR or own address it is (None: off every node)."""
+        pod = self.pods_by_key.get(label) or self._host_pods_by_key.get(label)
+        if pod is not None:
+            return pod.node
+        for node in self.nodes:
+            if ip == node.ip or (ip & node.pod_cidr[1]) == node.pod_cidr[0]:
+                return node.name
+        return None
 
     def pod_address(self, pod: PodSpec) -> int:
         """The address the pod is reached at: its own, or its node's for a host-network pod."""

@@ -155,10 +155,16 @@ class IcmpTypeMatch:
 
 @dataclass(frozen=True, slots=True)
 class RecentMatch:
-    """``-m recent``: ``mode`` set/rcheck/update/remove. Lists start empty (a fresh client)."""
+    """``-m recent``: ``mode`` set/rcheck/update/remove. Lists start empty (a fresh client)
+    unless the trace is given entries an earlier connection left (``TraceMeta.recent``).
+    ``dest``: ``--rdest`` (the list holds destinations); ``mask``: ``--mask``; ``hitcount``:
+    ``--hitcount`` (0: none)."""
     mode: str
     name: str
     invert: bool = False
+    dest: bool = False
+    mask: int = 0xFFFFFFFF
+    hitcount: int = 0
 
 
 @dataclass(frozen=True, slots=True)

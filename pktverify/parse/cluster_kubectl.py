@@ -13,12 +13,13 @@ CIDRs, so they are given on the command line.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_network, in_network, parse_ip, parse_network
-from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from ..model.cluster import SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .ipaddr import parse_ip_addr
 from .json_input import JsonNode, load_json
 from .k8s_names import KINDS, dns1123_label, iana_svc_name, label_key, label_value
@@ -52,9 +53,10 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     nodes = _unique([_node(n, base) for n in by_kind.get("Node", [])], "Node")
     if not nodes:
         raise doc.error("no Node objects: run kubectl get nodes,pods,services,endpointslices -A -o json")
+    notes: list[str] = []          # what the input holds that is not modelled
+    nodes = _node_networks(nodes, base, notes)
     node_ips = {n.ip for n, _item in nodes}
     node_names = {n.name for n, _item in nodes}
-    notes: list[str] = []          # what the input holds that is not modelled
     pods = _unique([p for p in (_pod(item, node_ips, node_names, notes) for item in by_kind.get("Pod", [])) if p],
                    "Pod")
     slices: dict[tuple[str, str], list[JsonNode]] = {}
@@ -135,27 +137,45 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
         raise spec.child("podCIDR").error(f"node {name}: podCIDR {cidr_text} has host bits set or no prefix "
                                           f"length (did you mean {format_network(*net)}?)")
     folder = base / name
-    paths = {}
-    for key in ("iptables", "addrs", "routes"):
+    paths: dict[str, Path | None] = {}
+    for key in ("iptables", "addrs", "routes", "ipsets", "rules"):
         p = folder / NODE_FILES[key]
         if not p.is_file() and key in _FALLBACK and (folder / _FALLBACK[key]).is_file():
             p = folder / _FALLBACK[key]
-        if not p.is_file():
-            raise meta.child("name").error(f"node {name} has no {key} dump: {folder / NODE_FILES[key]} does not exist "
-                                           "or is not a regular file (scripts/collect-node writes the folder)")
-        paths[key] = p
-    ipsets, rules = folder / NODE_FILES["ipsets"], folder / NODE_FILES["rules"]
-    interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
-    prefixlen, bridge = 32, "cbr0"
-    for iface in interfaces.values():
-        for a in iface.addresses:
-            if a.ip == ip:
-                prefixlen = a.prefixlen
-            if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
-                bridge = iface.name
-    return NodeSpec(name, ip, prefixlen, net, bridge, str(paths["iptables"]), str(paths["addrs"]),
-                    str(paths["routes"]), ipsets=str(ipsets) if ipsets.is_file() else None,
-                    rules=str(rules) if rules.is_file() else None), item
+        paths[key] = p if p.is_file() else None
+    prefixlen, bridge = 0, "cbr0"         # 0: no address dump, worked out from every node's address
+    if paths["addrs"] is not None:
+        prefixlen = 32
+        interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
+        for iface in interfaces.values():
+            for a in iface.addresses:
+                if a.ip == ip:
+                    prefixlen = a.prefixlen
+                if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
+                    bridge = iface.name
+    text = {k: (str(v) if v is not None else None) for k, v in paths.items()}
+    return NodeSpec(name, ip, prefixlen, net, bridge, text["iptables"], text["addrs"], text["routes"],
+                    ipsets=text["ipsets"], rules=text["rules"]), item
+
+
+def _node_networks(nodes: list[tuple[NodeSpec, JsonNode]], base: Path, notes: list[str]) -> list:
+    """Nodes without an address dump get the node network every node's address shares (at most a
+    /24); each node's missing dumps are noted: they are generated."""
+    ips = [n.ip for n, _item in nodes]
+    common = 24
+    while common > 0 and len({ip >> (32 - common) for ip in ips}) > 1:
+        common -= 1
+    out = []
+    for node, item in nodes:
+        missing = [k for k in ("iptables", "addrs", "routes") if getattr(node, k) is None]
+        if missing:
+            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {base / node.name}: generated "
+                         "(what kube-proxy and the CNI would write)"
+                         + (f"; node network taken as /{common}" if "addrs" in missing else ""))
+        if node.prefixlen == 0:
+            node = replace(node, prefixlen=common)
+        out.append((node, item))
+    return out
 
 
 def _pod(item: JsonNode, node_ips: set[int], node_names: set[str], notes: list[str]) -> tuple[PodSpec, JsonNode] | None:
@@ -213,6 +233,13 @@ def _labels(meta: JsonNode, key: str) -> tuple[tuple[str, str], ...]:
 def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str]) -> tuple[ServiceSpec, JsonNode] | None:
     meta, name, ns = _meta(item, "service name")
     spec = item.obj("spec")
+    kind = spec.str("type", default="ClusterIP")
+    if kind == "ExternalName":
+        notes.append(f"service {ns}/{name} is of type ExternalName (a DNS alias, no address): not checked")
+        return None
+    if kind not in SERVICE_TYPES:
+        raise spec.child("type").error(f"service {ns}/{name}: type must be {', '.join(SERVICE_TYPES)} or "
+                                       f"ExternalName, not {kind!r}")
     cip = spec.str("clusterIP")
     if not cip or cip == "None":
         notes.append(f"service {ns}/{name} is headless (no ClusterIP): not checked")
@@ -252,11 +279,15 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
                 raise node.error(f"service {ns}/{name}: {what} {value} is not a port number 1-65535")
         if protocol == "SCTP":
             raise p.child("protocol").error(f"service {ns}/{name}: SCTP services are not modelled")
-        ports.append(ServicePortSpec(port_name, port, target, protocol.lower()))
+        node_port = p.int("nodePort") if kind != "ClusterIP" else None
+        if node_port is not None and not 0 < node_port < 65536:
+            raise p.child("nodePort").error(f"service {ns}/{name}: nodePort {node_port} is not a port number 1-65535")
+        ports.append(ServicePortSpec(port_name, port, target, protocol.lower(), node_port or None))
     line = 0       # found only when an error needs it (line_of reads the whole text)
+    exposure = _exposure(spec, item.obj("status"), kind, f"service {ns}/{name}", notes)
     if not own:
         selector = _labels(spec, "selector") if spec.has("selector") else None
-        return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line), item
+        return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line, **exposure), item
     endpoints, ips = [], []
     for s in own:
         for ep in s.list("endpoints"):
@@ -281,4 +312,51 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
                     raise addr.error(f"service {ns}/{name}: {exc}") from None
                 if ip not in ips:
                     ips.append(ip)
-    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line), item
+    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line, **exposure), item
+
+
+def _exposure(spec: JsonNode, status: JsonNode, kind: str, what: str, notes: list[str]) -> dict:
+    """How a Service is reached and its policies, as ServiceSpec fields: type, externalIPs,
+    status.loadBalancer.ingress IPs, loadBalancerSourceRanges, the two traffic policies and
+    ClientIP session affinity (IPv6 addresses and hostname-only ingresses are noted, not used)."""
+    def addresses(nodes: list[JsonNode], label: str) -> tuple[int, ...]:
+        out: list[int] = []
+        for node in nodes:
+            text = node.value
+            if not isinstance(text, str):
+                raise node.error(f"{what}: an address in {label} must be a string")
+            if ":" in text:
+                notes.append(f"{what}: IPv6 {label} {text} skipped (pktverify models IPv4)")
+                continue
+            try:
+                ip = parse_ip(text)
+            except AddressError as exc:
+                raise node.error(f"{what}: {exc}") from None
+            if ip not in out:
+                out.append(ip)
+        return tuple(out)
+
+    ingress = []
+    for entry in status.obj("loadBalancer").list("ingress"):
+        if entry.has("ip"):
+            ingress.append(entry.child("ip"))
+        elif entry.str("hostname"):
+            notes.append(f"{what}: load balancer ingress {entry.str('hostname')} has a hostname only: not checked")
+    ranges = []
+    for node in spec.list("loadBalancerSourceRanges"):
+        try:
+            ranges.append(parse_network(node.value if isinstance(node.value, str) else ""))
+        except AddressError as exc:
+            raise node.error(f"{what}: loadBalancerSourceRanges: {exc}") from None
+    policies = {}
+    for key, field_name in (("externalTrafficPolicy", "external_policy"), ("internalTrafficPolicy", "internal_policy")):
+        value = spec.str(key, default="Cluster")
+        if value not in ("Cluster", "Local"):
+            raise spec.child(key).error(f"{what}: {key} must be Cluster or Local, not {value!r}")
+        policies[field_name] = value
+    timeout = 0
+    if spec.str("sessionAffinity", default="None") == "ClientIP":
+        timeout = spec.obj("sessionAffinityConfig").obj("clientIP").int("timeoutSeconds") or 10800
+    return {"type": kind, "external_ips": addresses(spec.list("externalIPs"), "external IP"),
+            "lb_ips": addresses(ingress, "load balancer IP"), "lb_source_ranges": tuple(ranges),
+            "affinity_timeout": timeout, **policies}

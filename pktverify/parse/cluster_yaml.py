@@ -21,11 +21,11 @@ import yaml
 
 from ..errors import InputError
 from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
-from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
 from .source import MAX_YAML_BYTES, read_text
 
-__all__ = ["load_cluster", "parse_cluster"]
+__all__ = ["load_cluster", "parse_cluster", "allocate_node_ports"]
 
 
 class _Map(dict):
@@ -210,7 +210,7 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
         raise ctx.error(1, "a cluster description is a mapping with cluster, nodes, pods, services")
     ctx.only(doc, {"cluster", "nodes", "pods", "services"}, "the document")
     c = ctx.field(doc, "cluster", dict)
-    ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing"}, "cluster")
+    ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing", "node_port_range"}, "cluster")
     mode = ctx.field(c, "proxy_mode", str, required=False, default="iptables")
     if mode not in ("userspace", "iptables"):
         raise ctx.error(c.key_lines["proxy_mode"], f"proxy_mode must be userspace or iptables, not {mode!r}")
@@ -220,8 +220,12 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     base = base or Path(".")
     nodes = tuple(_node(ctx, n, base) for n in _list(ctx, doc, "nodes"))
     all_pods = tuple(_pod(ctx, p) for p in _list(ctx, doc, "pods", required=False))
-    services = tuple(_service(ctx, s) for s in _list(ctx, doc, "services", required=False))
+    notes: list[str] = []
+    services = tuple(svc for svc in (_service(ctx, s, notes) for s in _list(ctx, doc, "services", required=False))
+                     if svc is not None)
     _check_references(ctx, nodes, all_pods, services)
+    port_range = _node_port_range(ctx, c)
+    services = allocate_node_ports(services, port_range)
     by_name = {n.name: n for n in nodes}
     host_pods = []
     for p in all_pods:
@@ -233,7 +237,40 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
             host_pods.append(replace(p, ip=node_ip))
     pods = tuple(p for p in all_pods if not p.host_network)
     return ClusterSpec(source, ctx.net(c, "cidr"), ctx.net(c, "service_cidr"), mode, routing, nodes, pods, services,
-                       host_pods=tuple(host_pods))
+                       {"notes": notes} if notes else {}, host_pods=tuple(host_pods), node_port_range=port_range)
+
+
+def _node_port_range(ctx: _Ctx, c: _Map) -> tuple[int, int]:
+    """``node_port_range: 30000-32767`` (kube-apiserver's --service-node-port-range)."""
+    text = ctx.field(c, "node_port_range", str, required=False, default=None)
+    if text is None:
+        return NODE_PORT_RANGE
+    low, sep, high = text.partition("-")
+    if not (sep and low.strip().isdigit() and high.strip().isdigit() and 0 < int(low) <= int(high) < 65536):
+        raise ctx.error(c.key_lines["node_port_range"], f"node_port_range must be LOW-HIGH within 1-65535 (like "
+                                                        f"30000-32767), not {text!r}")
+    return int(low), int(high)
+
+
+def allocate_node_ports(services: tuple[ServiceSpec, ...], port_range: tuple[int, int]) -> tuple[ServiceSpec, ...]:
+    """Give each port of a NodePort or LoadBalancer service without a ``node_port`` the lowest free
+    one in ``port_range`` for its protocol, as the API server allocates one (it picks at random)."""
+    taken = {(p.protocol, p.node_port) for s in services for p in s.ports if p.node_port}
+    out = []
+    for svc in services:
+        if svc.has_node_ports and any(p.node_port is None for p in svc.ports):
+            ports = []
+            for p in svc.ports:
+                if p.node_port is None:
+                    number = next((n for n in range(port_range[0], port_range[1] + 1) if (p.protocol, n) not in taken),
+                                  None)
+                    if number is not None:
+                        taken.add((p.protocol, number))
+                        p = replace(p, node_port=number)
+                ports.append(p)
+            svc = replace(svc, ports=tuple(ports))
+        out.append(svc)
+    return tuple(out)
 
 
 def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map]:
@@ -373,14 +410,29 @@ def _protocol(ctx: _Ctx, m: _Map) -> str:
     return proto.lower()
 
 
-def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
-    ctx.only(s, {"name", "namespace", "cluster_ip", "ports", "selector", "endpoints", "endpoint_ips"}, "a service")
+_SERVICE_KEYS = {"name", "namespace", "cluster_ip", "ports", "selector", "endpoints", "endpoint_ips", "type",
+                 "external_ips", "load_balancer_ips", "load_balancer_source_ranges", "external_traffic_policy",
+                 "internal_traffic_policy", "session_affinity", "session_affinity_timeout"}
+
+
+def _service(ctx: _Ctx, s: _Map, notes: list[str]) -> ServiceSpec | None:
+    ctx.only(s, _SERVICE_KEYS, "a service")
+    kind = ctx.field(s, "type", str, required=False, default="ClusterIP")
+    where = f"service {s.get('namespace', 'default')}/{s.get('name')}"
+    if kind == "ExternalName":
+        notes.append(f"{where} is of type ExternalName (a DNS alias, no address): not checked")
+        return None
+    if kind not in SERVICE_TYPES:
+        raise ctx.error(s.key_lines["type"], f"type must be {', '.join(SERVICE_TYPES)} or ExternalName, not {kind!r}")
+    if s.get("cluster_ip") in ("None", None) and "cluster_ip" in s:
+        notes.append(f"{where} is headless (cluster_ip: None): not checked")
+        return None
     ports = []
     names: dict[str, int] = {}
     for p in ctx.field(s, "ports", list):
         if not isinstance(p, _Map):
             raise ctx.error(s.key_lines["ports"], "each service port must be a mapping")
-        ctx.only(p, {"name", "port", "target_port", "protocol"}, "a service port")
+        ctx.only(p, {"name", "port", "target_port", "protocol", "node_port"}, "a service port")
         port = _port_number(ctx, ctx.field(p, "port", int), p.key_lines.get("port", p.line), "port")
         target = ctx.field(p, "target_port", (int, str), required=False, default=port)
         if isinstance(target, str):         # a container port's name, resolved per endpoint pod
@@ -395,7 +447,12 @@ def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
             raise ctx.error(p.line, f"service port name {name!r} is used twice (also on line {names[name]})"
                             if name else "a service with several ports must name each of them")
         names[name] = p.line
-        ports.append(ServicePortSpec(name, port, target, proto))
+        node_port = ctx.field(p, "node_port", int, required=False, default=None)
+        if node_port is not None:
+            if kind == "ClusterIP":
+                raise ctx.error(p.key_lines["node_port"], "node_port may not be used when type is ClusterIP")
+            _port_number(ctx, node_port, p.key_lines["node_port"], "node_port")
+        ports.append(ServicePortSpec(name, port, target, proto, node_port))
     endpoints = ctx.field(s, "endpoints", list, required=False)
     keys: list[str] = []
     for key in endpoints or ():
@@ -424,10 +481,56 @@ def _service(ctx: _Ctx, s: _Map) -> ServiceSpec:
     if named and ips:
         raise ctx.error(s.key_lines["endpoint_ips"], f"target port {named[0]!r} is a name, which endpoint IPs cannot "
                                                      "resolve (they are no pods): give the port number")
+    external_ips = _ip_list(ctx, s, "external_ips")
+    lb_ips = _ip_list(ctx, s, "load_balancer_ips")
+    if lb_ips and kind != "LoadBalancer":
+        raise ctx.error(s.key_lines["load_balancer_ips"], f"load_balancer_ips (status.loadBalancer.ingress) need "
+                                                          f"type LoadBalancer, not {kind}")
+    ranges = []
+    for text in ctx.field(s, "load_balancer_source_ranges", list, required=False, default=[]):
+        line = s.key_lines["load_balancer_source_ranges"]
+        try:
+            ranges.append(parse_network(text if isinstance(text, str) else ""))
+        except AddressError as exc:
+            raise ctx.error(line, f"a source range is a CIDR like 203.0.113.0/24, not {_short(text)}: {exc}") from None
+    etp = ctx.field(s, "external_traffic_policy", str, required=False, default="Cluster")
+    itp = ctx.field(s, "internal_traffic_policy", str, required=False, default="Cluster")
+    for key, value in (("external_traffic_policy", etp), ("internal_traffic_policy", itp)):
+        if value not in ("Cluster", "Local"):
+            raise ctx.error(s.key_lines[key], f"{key} must be Cluster or Local, not {value!r}")
+    if "external_traffic_policy" in s and kind == "ClusterIP" and not external_ips:
+        raise ctx.error(s.key_lines["external_traffic_policy"], "external_traffic_policy may only be set for a service "
+                                                                "reachable from outside (NodePort, LoadBalancer or "
+                                                                "external_ips)")
+    affinity = ctx.field(s, "session_affinity", str, required=False, default="None")
+    if affinity not in ("None", "ClientIP"):
+        raise ctx.error(s.key_lines["session_affinity"], f"session_affinity must be None or ClientIP, not {affinity!r}")
+    timeout = ctx.field(s, "session_affinity_timeout", int, required=False, default=10800)
+    if "session_affinity_timeout" in s and (affinity != "ClientIP" or not 0 < timeout <= 86400):
+        raise ctx.error(s.key_lines["session_affinity_timeout"], "session_affinity_timeout is 1-86400 seconds, and "
+                                                                 "only with session_affinity: ClientIP")
     return ServiceSpec(ctx.name(s, "name", "service name"),
                        ctx.name(s, "namespace", "namespace", required=False, default="default"),
                        ctx.ip(s, "cluster_ip"), tuple(ports), _labels(ctx, s, "selector"),
-                       tuple(keys) if endpoints is not None else None, tuple(ips), s.line)
+                       tuple(keys) if endpoints is not None else None, tuple(ips), s.line, kind,
+                       external_ips, lb_ips, tuple(ranges), etp, itp, timeout if affinity == "ClientIP" else 0)
+
+
+def _ip_list(ctx: _Ctx, s: _Map, key: str) -> tuple[int, ...]:
+    """A list of distinct IPv4 addresses (``external_ips``, ``load_balancer_ips``)."""
+    out: list[int] = []
+    for text in ctx.field(s, key, list, required=False, default=[]):
+        line = s.key_lines[key]
+        if not isinstance(text, str):
+            raise ctx.error(line, f"an address in {key} is a string like 192.0.2.10, not {_short(text)}")
+        try:
+            ip = parse_ip(text)
+        except AddressError as exc:
+            raise ctx.error(line, f"{key}: {exc}") from None
+        if ip in out:
+            raise ctx.error(line, f"{key}: {text} is listed twice")
+        out.append(ip)
+    return tuple(out)
 
 
 def _check_references(ctx: _Ctx, nodes, pods, services) -> None:

@@ -424,13 +424,17 @@ def _recent(module: _Module, proto) -> list[object]:
     name = next((vals[0] for opt, vals, _inv in module.opts if opt == "--name"), "DEFAULT")
     if not 0 < len(name) < 200:
         raise RuleSyntaxError("recent --name must be 1 to 199 characters")
+    mask, hitcount = 0xFFFFFFFF, 0
     for opt, vals, _inv in module.opts:
         if opt in ("--seconds", "--hitcount"):
-            _value(lambda t: v.c_uint(t, opt, 0xFFFFFFFF), vals[0])
+            number = _value(lambda t: v.c_uint(t, opt, 0xFFFFFFFF), vals[0])
+            if opt == "--hitcount":
+                hitcount = number
         elif opt == "--mask":
-            _value(v.parse_addr, vals[0])
+            mask = _value(v.parse_addr, vals[0])
     invert = any(inv for _o, _v, inv in module.opts)
-    return [m.RecentMatch(modes[0], name, invert)]
+    dest = any(opt == "--rdest" for opt, _v, _i in module.opts)
+    return [m.RecentMatch(modes[0], name, invert, dest, mask, hitcount)]
 
 
 _MATCH_BUILDERS = {"tcp": _ports, "udp": _ports, "sctp": _ports, "multiport": _multiport,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import yaml
 
 from ..model.addresses import format_ip, format_network
-from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServiceSpec
+from ..model.cluster import NODE_PORT_RANGE, ClusterSpec, NodeSpec, PodSpec, ServiceSpec
 
 __all__ = ["cluster_to_yaml"]
 
@@ -30,7 +30,9 @@ def cluster_to_yaml(cluster: ClusterSpec) -> str:
     """``cluster`` as cluster YAML text (see :mod:`pktverify.parse.cluster_yaml` for the format)."""
     doc = {
         "cluster": {"cidr": format_network(*cluster.cidr), "service_cidr": format_network(*cluster.service_cidr),
-                    "proxy_mode": cluster.proxy_mode, "routing": cluster.routing},
+                    "proxy_mode": cluster.proxy_mode, "routing": cluster.routing,
+                    **({"node_port_range": "%d-%d" % cluster.node_port_range}
+                       if cluster.node_port_range != NODE_PORT_RANGE else {})},
         "nodes": [_node(n) for n in cluster.nodes],
         "pods": [_pod(p) for p in cluster.pods + cluster.host_pods],
         "services": [_service(s) for s in cluster.services],
@@ -80,7 +82,23 @@ def _pod(p: PodSpec) -> dict:
 def _service(s: ServiceSpec) -> dict:
     out: dict = {"name": s.name, "namespace": s.namespace, "cluster_ip": format_ip(s.cluster_ip),
                  "ports": [{"name": p.name, "port": p.port, "target_port": p.target_port,
-                            "protocol": p.protocol.upper()} for p in s.ports]}
+                            "protocol": p.protocol.upper(), **({"node_port": p.node_port} if p.node_port else {})}
+                           for p in s.ports]}
+    if s.type != "ClusterIP":
+        out["type"] = s.type
+    if s.external_ips:
+        out["external_ips"] = [format_ip(ip) for ip in s.external_ips]
+    if s.lb_ips:
+        out["load_balancer_ips"] = [format_ip(ip) for ip in s.lb_ips]
+    if s.lb_source_ranges:
+        out["load_balancer_source_ranges"] = [format_network(*n) for n in s.lb_source_ranges]
+    if s.external_policy != "Cluster":
+        out["external_traffic_policy"] = s.external_policy
+    if s.internal_policy != "Cluster":
+        out["internal_traffic_policy"] = s.internal_policy
+    if s.affinity_timeout:
+        out["session_affinity"] = "ClientIP"
+        out["session_affinity_timeout"] = s.affinity_timeout
     if s.selector is not None:
         out["selector"] = dict(s.selector)
     if s.endpoints is not None:

@@ -3,6 +3,7 @@ and iptables-save gives back rules pktverify reads as the same rule set."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,15 @@ def _rules(ruleset):
 
 
 @pytest.mark.parametrize("cluster", ["seed/cluster.yaml", "seed/cluster-iptables.yaml",
-                                     "broken/docker-default-nat.yaml", "broken/docker-default-iptables.yaml"])
+                                     "broken/docker-default-nat.yaml", "broken/docker-default-iptables.yaml",
+                                     "services/every-service-type.yaml", "services/every-service-type.yaml@userspace",
+                                     "broken/etp-local-node-without-endpoints.yaml", "broken/nodeport-collision.yaml"])
 def test_generated_rules_load_into_the_kernel(lab, cluster):
-    spec = load_cluster(RULES / cluster)
+    """Every service type, policy and affinity in both proxy modes: iptables-restore takes it."""
+    path, _, mode = cluster.partition("@")
+    spec = load_cluster(RULES / path)
+    if mode:
+        spec = dataclasses.replace(spec, proxy_mode=mode)
     for node in spec.nodes:
         text = generate_node(spec, node).iptables
         lab.load(text)                       # raises if iptables-restore refuses it
