@@ -78,6 +78,12 @@ FAULTS: dict[str, tuple[frozenset[str], str]] = {
                                   "a statistic rule of a service's endpoint choice has the wrong probability"),
     "empty-service-not-rejected": (frozenset({"service-reachability"}),
                                    "a service without endpoints is not rejected: its ClusterIP leaves the node"),
+    "nodeport-collision": (frozenset({"pod-ip-uniqueness"}), "two services have the same NodePort"),
+    "etp-local-pod-detour": (frozenset({"service-reachability"}),
+                             "externalTrafficPolicy: Local; a pod calls another node's NodePort, whose endpoint "
+                             "is on the pod's node: DNATed without masquerade, the reply takes a shortcut"),
+    "session-affinity-lost": (frozenset({"service-reachability"}),
+                              "sessionAffinity: ClientIP, but a node's rules lost the -m recent --rcheck rules"),
 }
 
 
@@ -195,9 +201,38 @@ def _services(draw, cluster: ClusterSpec, min_services: int, max_services: int) 
         elif how == "endpoints":
             same_ns = [p.key for p in all_pods if p.namespace == namespace]
             endpoints = tuple(draw(st.lists(st.sampled_from(same_ns), unique=True, max_size=3))) if same_ns else ()
-        out.append(ServiceSpec(f"svc-{k}", namespace, cluster.service_cidr[0] + 1 + k, tuple(ports), selector,
-                               endpoints))
+        out.append(_exposed(draw, cluster, ServiceSpec(f"svc-{k}", namespace, cluster.service_cidr[0] + 1 + k,
+                                                       tuple(ports), selector, endpoints), k, out))
     return tuple(out)
+
+
+def _exposed(draw, cluster: ClusterSpec, svc: ServiceSpec, k: int, earlier: list[ServiceSpec]) -> ServiceSpec:
+    """How ``svc`` is exposed, drawn: its type (NodePorts unique per protocol in the node-port
+    range), external IPs, LoadBalancer ingress IPs and source ranges, and the policies the
+    cluster keeps clean: ClientIP affinity in both modes, internalTrafficPolicy: Local in iptables
+    mode, externalTrafficPolicy: Local in iptables mode on one node (on several, a pod's NodePort
+    traffic through another node returns by another path: the fault ``etp-local-pod-detour``)."""
+    kind = draw(st.sampled_from(("ClusterIP", "ClusterIP", "NodePort", "LoadBalancer")))
+    ports = svc.ports
+    if kind != "ClusterIP":
+        taken = {(p.protocol, p.node_port) for s in earlier for p in s.ports}
+        chosen = []
+        for p in ports:
+            number = draw(st.integers(*cluster.node_port_range).filter(lambda n, p=p: (p.protocol, n) not in taken))
+            taken.add((p.protocol, number))
+            chosen.append(replace(p, node_port=number))
+        ports = tuple(chosen)
+    external_ips = (0xC0000200 | (k + 1),) if draw(st.integers(0, 5)) == 0 else ()          # 192.0.2.<k+1>
+    lb_ips = (0xC6336400 | (k + 100),) if kind == "LoadBalancer" else ()                   # 198.51.100.<k+100>
+    ranges = tuple(draw(st.lists(st.sampled_from(((0xCB007100, 0xFFFFFF00), (0xC6120000, 0xFFFE0000))),
+                                 unique=True, max_size=2))) if lb_ips else ()             # 203.0.113.0/24, 198.18/15
+    iptables = cluster.proxy_mode == "iptables"
+    external = kind != "ClusterIP" or bool(external_ips)
+    etp = "Local" if iptables and external and len(cluster.nodes) == 1 and draw(st.booleans()) else "Cluster"
+    itp = "Local" if iptables and draw(st.integers(0, 4)) == 0 else "Cluster"
+    affinity = draw(st.sampled_from((0, 0, 0, 10800, 60)))
+    return replace(svc, ports=ports, type=kind, external_ips=external_ips, lb_ips=lb_ips, lb_source_ranges=ranges,
+                   external_policy=etp, internal_policy=itp, affinity_timeout=affinity)
 
 
 def services(cluster: ClusterSpec, *, min_services: int = 0,
@@ -265,9 +300,10 @@ def clusters(*, min_nodes: int = 1, max_nodes: int = 4, min_pods_per_node: int =
 @st.composite
 def _faulty_clusters(draw, names: tuple[str, ...], max_nodes: int, max_pods: int, max_services: int, modes):
     name = draw(st.sampled_from(names))
-    needs_iptables = name in ("hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected")
+    needs_iptables = name in ("hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
+                              "etp-local-pod-detour", "session-affinity-lost")
     min_nodes = 2 if name in ("overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
-                              "pod-to-node-masquerade") else 1
+                              "pod-to-node-masquerade", "etp-local-pod-detour") else 1
     # No given dumps in the base: planting changes the topology, and dumps of the old one would be stale.
     base = draw(_clusters(min_nodes, max(min_nodes, max_nodes), 0, max_pods, 0, max_services,
                           ("iptables",) if needs_iptables else modes, False, False))
@@ -499,6 +535,45 @@ def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
                    f"{node.name}: no REJECT for service {svc.key}, which has no endpoints")
 
 
+def _plant_nodeport_collision(draw, c: ClusterSpec) -> FaultyCluster:
+    number = draw(st.integers(*c.node_port_range))
+    start = len(c.services)
+    new = tuple(ServiceSpec(f"svc-np{i}", "default", c.service_cidr[0] + 1 + start + i,
+                            (ServicePortSpec("", 80 + i, 8080, "tcp", number),), (("app", "web"),), type="NodePort")
+                for i in range(2))
+    c = replace(c, services=tuple(replace(s, type="ClusterIP", ports=tuple(replace(p, node_port=None) for p in s.ports),
+                                          external_policy="Cluster") if s.has_node_ports else s
+                                  for s in c.services) + new)
+    return _faulty(c, "nodeport-collision", f"services {new[0].key} and {new[1].key} both have NodePort {number}/tcp")
+
+
+def _plant_etp_detour(draw, c: ClusterSpec) -> FaultyCluster:
+    home, other = draw(st.permutations(c.nodes))[:2]
+    c, (client, server) = _with_pods(c, home, 2)
+    c, svc = _service_for(c, [server], "svc-local")
+    number = draw(st.integers(*c.node_port_range).filter(
+        lambda n: all(p.node_port != n for s in c.services for p in s.ports)))
+    svc2 = replace(svc, type="NodePort", external_policy="Local",
+                   ports=tuple(replace(p, node_port=number) for p in svc.ports))
+    c = replace(c, services=c.services[:-1] + (svc2,))
+    return _faulty(c, "etp-local-pod-detour",
+                   f"pod {client.key} on {home.name} → {other.name}:{number} (externalTrafficPolicy: Local), endpoint "
+                   f"{server.key} on {home.name}")
+
+
+def _plant_affinity_lost(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c, svc = _service_for(c, [a, b], "svc-sticky")
+    c = replace(c, services=c.services[:-1] + (replace(svc, affinity_timeout=10800),))
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if "--rcheck" not in line)
+
+    return _faulty(_edit_iptables(c, node, edit), "session-affinity-lost",
+                   f"{node.name}: no `-m recent --rcheck` rules for service {svc.key} (sessionAffinity: ClientIP)")
+
+
 _PLANT = {
     "overlapping-pod-cidrs": _plant_overlapping, "duplicate-pod-ip": _plant_duplicate_ip,
     "pod-outside-node-cidr": _plant_outside, "docker-default": _plant_docker,
@@ -507,7 +582,8 @@ _PLANT = {
     "pod-to-node-masquerade": _plant_node_masquerade, "forward-drop": _plant_forward_drop,
     "stray-dnat": _plant_stray_dnat, "hairpin-without-masquerade": _plant_hairpin,
     "stale-endpoint": _plant_stale, "non-uniform-probabilities": _plant_skew,
-    "empty-service-not-rejected": _plant_unrejected,
+    "empty-service-not-rejected": _plant_unrejected, "nodeport-collision": _plant_nodeport_collision,
+    "etp-local-pod-detour": _plant_etp_detour, "session-affinity-lost": _plant_affinity_lost,
 }
 assert set(_PLANT) == set(FAULTS) and all(b <= set(INVARIANTS) for b, _ in FAULTS.values())
 

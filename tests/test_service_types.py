@@ -106,9 +106,8 @@ def test_external_traffic_policy_local_keeps_the_source_and_the_node():
     assert "the reply from pod default/web-1 arrives as" in bad[0].message
 
 
-def test_internal_traffic_policy_local_keeps_clients_on_their_node(every):
-    if every.proxy_mode != "iptables":
-        pytest.skip("userspace kube-proxy has no internalTrafficPolicy (the test above)")
+def test_internal_traffic_policy_local_keeps_clients_on_their_node():
+    every = pktverify.load_cluster(EVERY)          # iptables mode (userspace has no such policy: above)
     walker = walker_for(every)
     cip = parse_ip("10.152.183.14")
     pods = every.pods_by_key

@@ -440,7 +440,8 @@ def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node
       the client's own node, none at all dropping);
     * each NodePort on every node's address, from pods, nodes and an off-cluster client;
     * each external IP and LoadBalancer ingress IP, from an off-cluster client arriving at any node
-      (outside ``loadBalancerSourceRanges``: blocked).
+      (outside ``loadBalancerSourceRanges``: blocked in iptables mode; userspace kube-proxy leaves the
+      ranges to the load balancer, so such a client is not sent).
 
     ``externalTrafficPolicy: Local`` keeps off-cluster traffic (and another node's) on the node
     it arrives at, with the client's own address, and drops it where that node has no endpoint;
@@ -472,6 +473,8 @@ def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node
         for ip in svc.lb_ips:
             allowed = not svc.lb_source_ranges or any(in_network(walker.external_ip, *net)
                                                       for net in svc.lb_source_ranges)
+            if not allowed and cluster.proxy_mode == "userspace":
+                continue        # userspace kube-proxy leaves source ranges to the load balancer itself
             wanted, keep = outside(node) if allowed else ([], False)
             doors.append(_Door(f"LoadBalancer {format_ip(ip)}:{sp.port} at {node.name}"
                                + ("" if allowed else " (client outside loadBalancerSourceRanges)"), ip, sp.port,
@@ -559,8 +562,7 @@ def _affinity(cluster, walker, res, client, pkt, name, eps, walked) -> None:
         hit = _endpoint_hit(cluster, end, eps) if end.kind == "arrived" else None
         if hit is None or hit in done:
             continue
-        done.add(hit)
-        res.checked += 1
+        done.add(hit)          # (part of the flow's check: not counted as a flow of its own)
         for second in walker.walk(client, again, recent=remembered(end, walker)):
             if second.kind == "arrived" and _endpoint_hit(cluster, second, eps) == hit:
                 continue
