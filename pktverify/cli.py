@@ -91,9 +91,14 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
-    v.add_argument("--all", action="store_true", help="with --pcap-dir: also one capture per checked flow")
+    v.add_argument("--all", action="store_true",
+                   help="everything: every violation in the text and HTML reports, and with --pcap-dir one capture "
+                        "per checked flow too")
     v.add_argument("--max-violations", type=_number(0), default=2, metavar="N",
-                   help="examples shown per cause in the text report (default 2; 0: every one)")
+                   help="examples shown per cause in the text and HTML reports (default 2; 0: every one)")
+    v.add_argument("--html", metavar="FILE",
+                   help="also write one self-contained HTML page: the cluster at a glance and each cause's "
+                        "path drawn hop by hop")
     v.add_argument("--jobs", type=_number(1), metavar="N",
                    help="worker processes for large clusters (default: one per CPU; more than the CPUs is "
                         "clamped to the CPUs)")
@@ -220,8 +225,9 @@ def _trace(args) -> int:
 def _verify(args) -> int:
     from .cluster_api import load_cluster, verify
 
-    if args.all and not args.pcap_dir:
-        raise InvalidArgument("--all needs --pcap-dir")
+    if args.html:            # refuse a device, FIFO, link or folder before the work, not after it
+        from .report.files import refuse_special
+        refuse_special(args.html)
     cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
                            dumps=args.dumps)
     folder = None
@@ -237,7 +243,12 @@ def _verify(args) -> int:
         with folder:
             written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all)
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
-    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text(max_violations=args.max_violations))
+    shown = 0 if args.all else args.max_violations
+    if args.html:
+        from .report.files import write_file
+        write_file(args.html, report.to_html(max_violations=shown).encode())
+        print(one_line(f"pktverify: wrote {args.html}"), file=sys.stderr)
+    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text(max_violations=shown))
     return 0 if report.holds else 1
 
 

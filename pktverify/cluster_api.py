@@ -83,6 +83,11 @@ class VerifyReport:
         from .report.verify_report import verify_to_text
         return verify_to_text(self.results, max_violations=max_violations)
 
+    def to_html(self, *, max_violations: int = 2) -> str:
+        """The self-contained HTML page ``pktverify verify --html FILE`` writes."""
+        from .report.verify_html import verify_to_html
+        return verify_to_html(self.cluster, self.results, max_violations=max_violations)
+
     @property
     def groups(self):
         """The violations grouped by cause (rule, route or address fact), biggest first."""

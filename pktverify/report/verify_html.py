@@ -1,0 +1,213 @@
+"""``pktverify verify --html FILE``: one self-contained page a person reads at a glance.
+
+The cluster first (its nodes and pod CIDRs as a picture, its services, which invariants hold),
+then every cause of violations, biggest first, each with its example flows drawn as a path:
+one box per observation point, left to right (the client's namespace, the bridge, the node's
+tables, the wire, the next node, the receiver), the packet's tuple under each, the hop where a
+NAT rewrote it and the rule that did it highlighted, drops and rejects in red, the reply's path
+beneath. Everything is inline (CSS, SVG): no script, no font, no address is fetched — a
+Content-Security-Policy says so to the browser — and every name from the input is escaped.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from ..check.causes import Group, group_violations
+from ..check.invariants import InvariantResult, Violation
+from ..model.addresses import format_ip, format_network
+from ..model.cluster import ClusterSpec
+
+__all__ = ["verify_to_html"]
+
+_REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}h3{font-size:15px;margin:0 0 6px}
+.verdict{display:inline-block;padding:2px 10px;border-radius:12px;font-weight:600;color:#fff}
+.holds{background:#2e7d32}.fails{background:#c62828}.muted{color:#5f6b7a}
+table{border-collapse:collapse;margin:6px 0 12px;background:#fff}
+th,td{border:1px solid #d9dee5;padding:4px 8px;text-align:left;vertical-align:top}th{background:#eef1f5}
+.group{background:#fff;border:1px solid #d9dee5;border-left:5px solid #c62828;border-radius:6px;padding:12px 14px;
+margin:14px 0}.loc{font-family:ui-monospace,monospace;font-size:12px;color:#5f6b7a}
+.example{margin:10px 0 4px}.message{margin:4px 0 8px}
+.path{display:flex;flex-wrap:wrap;align-items:stretch;row-gap:8px;padding:4px 0 8px}
+.hop{flex:0 0 auto;width:178px;border:1px solid #b8c2cf;border-radius:6px;background:#f6f8fa;
+padding:6px 8px;font-size:12px}.hop .point{font-weight:600;word-break:break-all}
+.hop .tuple{font-family:ui-monospace,monospace;font-size:11px;white-space:nowrap;margin-top:3px}
+.hop .rules{margin:4px 0 0;padding-left:14px;color:#5f6b7a}.hop .rules li.nat{color:#8a4b00;font-weight:600}
+.hop.nat{background:#fff4e0;border-color:#e69500}.hop.stop{background:#fdecea;border-color:#c62828}
+.hop.end{background:#e8f4ea;border-color:#2e7d32}.hop.wire{background:#eef1f5;border-style:dashed}
+.arrow{flex:0 0 auto;align-self:center;color:#8593a3;font-size:18px;padding:0 4px}
+.row-label{font-size:12px;font-weight:600;color:#5f6b7a;margin-top:6px}
+svg text{font:12px system-ui,sans-serif}
+"""
+
+
+def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_violations: int = 2) -> str:
+    """The page for one verify run (``max_violations`` example flows per cause; 0: all)."""
+    groups = group_violations(results)
+    holds = all(r.holds for r in results)
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+           f"<title>pktverify: {escape(cluster.source)}</title><style>{_STYLE}</style></head><body>",
+           f"<h1>pktverify verify {escape(cluster.source)} "
+           f"<span class=\"verdict {'holds' if holds else 'fails'}\" id=\"verdict\">"
+           f"{'every invariant holds' if holds else f'{len(groups)} cause(s) of violations'}</span></h1>",
+           f"<p class=\"muted\">{len(cluster.nodes)} node(s), {len(cluster.pods)} pod(s), {len(cluster.services)} "
+           f"service(s), kube-proxy {escape(cluster.proxy_mode)} mode; cluster CIDR "
+           f"{format_network(*cluster.cidr)}, service CIDR {format_network(*cluster.service_cidr)}</p>"]
+    out += _invariants(results)
+    out.append("<h2>The cluster</h2>")
+    out.append(_topology(cluster))
+    out += _services(cluster)
+    out.append("<h2>Causes, biggest first</h2>" if groups else "<h2>Causes</h2><p>None: nothing to fix.</p>")
+    for n, group in enumerate(groups, 1):
+        out += _group(n, group, max_violations)
+    notes = [(r.name, note) for r in results for note in r.notes]
+    if notes:
+        out.append("<h2>Notes</h2><ul>")
+        out += [f"<li><b>{escape(name)}</b>: {escape(note)}</li>" for name, note in notes]
+        out.append("</ul>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+def _invariants(results: list[InvariantResult]) -> list[str]:
+    rows = [f"<tr class=\"invariant\"><td>{escape(r.name)}</td><td><span class=\"verdict "
+            f"{'holds' if r.holds else 'fails'}\">{'holds' if r.holds else 'FAILS'}</span></td>"
+            f"<td>{r.checked}</td><td>{len(r.violations)}</td></tr>" for r in results]
+    return ["<table id=\"invariants\"><tr><th>invariant</th><th>result</th><th>flows checked</th>"
+            "<th>violations</th></tr>", *rows, "</table>"]
+
+
+def _topology(cluster: ClusterSpec) -> str:
+    """The nodes side by side on their network, each with its address, bridge, pod CIDR and pods."""
+    width, gap, top = 200, 24, 40
+    per_node = {n.name: [p for p in cluster.pods if p.node == n.name] for n in cluster.nodes}
+    shown = min(8, max((len(v) for v in per_node.values()), default=0))
+    height = 92 + 16 * shown
+    total = max(1, len(cluster.nodes)) * (width + gap) + gap
+    parts = [f'<svg id="topology" role="img" aria-label="nodes and pod CIDRs" width="{total}" '
+             f'height="{top + height + 20}" viewBox="0 0 {total} {top + height + 20}">',
+             f'<line x1="{gap}" y1="18" x2="{total - gap}" y2="18" stroke="#8593a3" stroke-width="3"/>',
+             '<text x="8" y="12" fill="#5f6b7a">node network</text>']
+    for i, node in enumerate(cluster.nodes):
+        x = gap + i * (width + gap)
+        pods = per_node[node.name]
+        given = [k for k in ("iptables", "addrs", "routes") if node.has_dump(k)]
+        parts += [f'<line x1="{x + width / 2}" y1="18" x2="{x + width / 2}" y2="{top}" stroke="#8593a3"/>',
+                  f'<g class="node"><rect x="{x}" y="{top}" width="{width}" height="{height}" rx="6" fill="#fff" '
+                  'stroke="#8593a3"/>',
+                  f'<text x="{x + 8}" y="{top + 18}" font-weight="600">{escape(node.name)}</text>',
+                  f'<text x="{x + 8}" y="{top + 34}">{format_ip(node.ip)}/{node.prefixlen}</text>',
+                  f'<text x="{x + 8}" y="{top + 50}">{escape(node.bridge)} {format_network(*node.pod_cidr)}</text>',
+                  f'<text x="{x + 8}" y="{top + 66}" fill="#5f6b7a">dumps: '
+                  f'{escape(", ".join(given)) if given else "generated"}</text>']
+        for j, pod in enumerate(pods[:shown]):
+            label = f"{pod.key} {format_ip(pod.ip)}" if j < shown - 1 or len(pods) <= shown else \
+                f"... and {len(pods) - shown + 1} more"
+            parts.append(f'<text x="{x + 14}" y="{top + 84 + 16 * j}">{escape(label[:30])}</text>')
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _services(cluster: ClusterSpec) -> list[str]:
+    if not cluster.services:
+        return ["<p class=\"muted\">No services.</p>"]
+    rows = []
+    for svc in cluster.services:
+        ports = ", ".join(f"{p.port}/{p.protocol}" + (f" (node {p.node_port})" if p.node_port else "")
+                          for p in svc.ports)
+        doors = [format_ip(svc.cluster_ip)] + [f"external {format_ip(ip)}" for ip in svc.external_ips]
+        doors += [f"LB {format_ip(ip)}" for ip in svc.lb_ips]
+        policy = []
+        if svc.external_policy == "Local":
+            policy.append("external: Local")
+        if svc.internal_policy == "Local":
+            policy.append("internal: Local")
+        if svc.affinity_timeout:
+            policy.append(f"ClientIP affinity {svc.affinity_timeout}s")
+        endpoints = len({label for sp in svc.ports for label, _ip, _port in cluster.port_endpoints(svc, sp)})
+        rows.append(f"<tr><td>{escape(svc.key)}</td><td>{escape(svc.type)}</td><td>{escape(', '.join(doors))}</td>"
+                    f"<td>{escape(ports)}</td><td>{endpoints}</td><td>{escape('; '.join(policy)) or '—'}</td></tr>")
+    return ["<table id=\"services\"><tr><th>service</th><th>type</th><th>addresses</th><th>ports</th>"
+            "<th>ready endpoints</th><th>policies</th></tr>", *rows, "</table>"]
+
+
+def _group(n: int, group: Group, max_violations: int) -> list[str]:
+    where = f' <span class="loc">{escape(group.location)}</span>' if group.location else ""
+    out = [f'<section class="group" id="cause-{n}"><h3>{n}. {escape(group.cause)}{where}</h3>',
+           f'<div class="muted">{len(group.members)} violation(s), {group.flows} flow(s): '
+           f'{escape(", ".join(group.invariants))}</div>']
+    shown = group.members if max_violations == 0 else group.members[:max_violations]
+    for invariant, v in shown:
+        out += _example(invariant, v)
+    if len(shown) < len(group.members):
+        out.append(f'<div class="muted">... and {len(group.members) - len(shown)} more like it '
+                   "(verify --max-violations 0, or --all, shows every one)</div>")
+    out.append("</section>")
+    return out
+
+
+def _example(invariant: str, v: Violation) -> list[str]:
+    out = ['<div class="example">', f'<div class="message"><b>{escape(invariant)}</b>: {escape(v.message)}</div>']
+    if v.end is None:
+        out.append("</div>")
+        return out
+    out.append('<div class="row-label">the flow</div>')
+    out.append(_path(v.end.hops, v.end.kind))
+    for back in v.replies:
+        answered = v.client is not None and v.packet is not None and back.answers(v.client, v.packet)
+        out.append('<div class="row-label">its reply' + ("" if answered else ": not what the client expects") + "</div>")
+        out.append(_path(back.hops, back.kind if answered else "wrong", reply=True))
+    out.append("</div>")
+    return out
+
+
+def _path(hops, end_kind: str, *, reply: bool = False) -> str:
+    """One path as boxes and arrows; ``end_kind`` colours the last box (arrived or a failure)."""
+    boxes = []
+    before = None
+    for i, hop in enumerate(hops):
+        pkt = hop.packet
+        rewritten = before is not None and (pkt.src, pkt.sport, pkt.dst, pkt.dport) != before
+        before = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        rules = []
+        if hop.outcome is not None:
+            for s in hop.outcome.steps:
+                if s.table is None or s.action.startswith(("jump", "goto")) or s.action in ("policy ACCEPT", "RETURN"):
+                    continue          # what passed the packet on unchanged: the tooltip has it all
+                nat = s.action.split(" ")[0] in _REWRITES
+                line = f" (line {s.line})" if s.line else ""
+                label = f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}" if s.rule_index is not None \
+                    else f"{s.table}/{s.chain} {s.action}"
+                rules.append(f'<li class="{"nat" if nat else "rule"}">{escape(label)}</li>')
+        last = i == len(hops) - 1
+        kind = ["hop"]
+        if hop.point == "wire":
+            kind.append("wire")
+        if rewritten:
+            kind.append("nat")
+        if hop.outcome is not None and hop.outcome.verdict in ("drop", "reject"):
+            kind.append("stop")
+        elif last and end_kind == "arrived":
+            kind.append("end")
+        elif last:
+            kind.append("stop")
+        title = escape(hop.note)
+        boxes.append(f'<div class="{" ".join(kind)}" title="{title}"><div class="point">{escape(hop.point)}</div>'
+                     f'<div class="tuple">{_tuple(pkt.describe())}</div>'
+                     + (f'<ul class="rules">{"".join(rules[:6])}</ul>' if rules else "") + "</div>")
+    arrow = '<div class="arrow">→</div>'
+    return f'<div class="path{" reply" if reply else ""}">' + arrow.join(boxes) + "</div>"
+
+
+def _tuple(text: str) -> str:
+    """``tcp 10.1.30.7:40000 > 192.168.1.20:30080`` as two lines: the protocol and source, then the
+    destination (a box is narrow; an address is never broken)."""
+    head, sep, dst = text.partition(" > ")
+    if not sep:
+        return escape(text)
+    return f"{escape(head)}<br>&gt; {escape(dst)}"
