@@ -91,6 +91,9 @@ def _build() -> argparse.ArgumentParser:
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
+    v.add_argument("--pcap-split", choices=["flow", "point"], default="flow",
+                   help="with --pcap-dir: one capture per flow (default), or per flow and observation point "
+                        "(each segment once, for Wireshark's TCP analysis)")
     v.add_argument("--all", action="store_true",
                    help="everything: every violation in the text and HTML reports, and with --pcap-dir one capture "
                         "per checked flow too")
@@ -241,7 +244,8 @@ def _verify(args) -> int:
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:
-            written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all)
+            written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all,
+                                         split=args.pcap_split)
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
     shown = 0 if args.all else args.max_violations
     if args.html:

@@ -94,13 +94,14 @@ class VerifyReport:
         from .check.causes import group_violations
         return group_violations(self.results)
 
-    def write_pcaps(self, folder: str | Path, *, all_flows: bool = False) -> list[Path]:
+    def write_pcaps(self, folder: str | Path, *, all_flows: bool = False, split: str = "flow") -> list[Path]:
         """Each violation's counterexample as pcapng in ``folder`` (made if missing), as
-        ``pktverify verify --pcap-dir`` writes them; the paths written."""
+        ``pktverify verify --pcap-dir`` writes them (``split="point"``: one file per flow and
+        observation point, as ``--pcap-split point``); the paths written."""
         from .report.files import OutputDir
         from .report.verify_pcaps import write_verify_pcaps
         with OutputDir(folder) as out:
-            return write_verify_pcaps(self.walker, self.results, out, all_flows=all_flows)
+            return write_verify_pcaps(self.walker, self.results, out, all_flows=all_flows, split=split)
 
 
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,

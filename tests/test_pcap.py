@@ -141,3 +141,57 @@ def test_unwritable_capture_directory_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["verify", str(SEED), "--pcap-dir", str(blocker / "pcaps"), "--all"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pktverify: cannot write ") and str(blocker) in err[0]
+
+
+REJECTING = """cluster: {cidr: 10.1.0.0/16, service_cidr: 10.152.183.0/24, proxy_mode: iptables, routing: direct}
+nodes:
+  - name: node1
+    ip: 192.168.1.10/24
+    pod_cidr: 10.1.10.0/24
+    dumps:
+      iptables: |
+        *filter
+        :INPUT ACCEPT [0:0]
+        :FORWARD ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A FORWARD -d 10.1.10.5/32 -p tcp -j REJECT --reject-with %s
+        COMMIT
+  - {name: node2, ip: 192.168.1.20/24, pod_cidr: 10.1.20.0/24}
+pods:
+  - {name: web-1, node: node1, ip: 10.1.10.5, containers: [{name: nginx, ports: [8080]}]}
+  - {name: client, node: node2, ip: 10.1.20.5, containers: [{name: curl, ports: [8080]}]}
+"""
+
+
+@pytest.mark.parametrize("with_,shown", [("tcp-reset", "tcp.flags.reset == 1"),
+                                         ("icmp-port-unreachable", "icmp.type == 3 && icmp.code == 3")])
+def test_a_rejected_flow_shows_the_answer_the_client_gets(tshark, tmp_path, with_, shown):
+    """The RST or ICMP error REJECT sends, from node1 across the wire to the client's namespace."""
+    cluster = tmp_path / "c.yaml"
+    cluster.write_text(REJECTING % with_)
+    out = tmp_path / "p"
+    assert main(["verify", str(cluster), "--pcap-dir", str(out)]) == 1
+    rejected = [p for p in out.glob("no-nat-violation-*.pcapng")
+                if ["pod:default/client:eth0"] in fields(tshark, p, "frame.interface_name", read_filter=shown)]
+    assert rejected, sorted(p.name for p in out.iterdir())
+    rows = fields(tshark, rejected[0], "frame.interface_name", "ip.src", "ip.dst", read_filter=shown)
+    assert [r[0] for r in rows] == ["node1:local", "node1:eth0", "wire", "node2:eth0", "node2:cbr0",
+                                    "pod:default/client:eth0"]
+    assert rows[-1][2] == "10.1.20.5"          # addressed to the client
+
+
+def test_split_by_point_writes_each_segment_once_per_file(tshark, tmp_path):
+    out = tmp_path / "p"
+    assert main(["verify", str(SEED), "--pcap-dir", str(out), "--all", "--pcap-split", "point"]) == 0
+    parts = sorted(out.glob("flow-no-nat-1-pod_default_web_1_tcp_10.1.10.5_40000_10.1.20.5_8080-at-*.pcapng"))
+    assert [p.name.rsplit("-at-", 1)[1] for p in parts] == sorted(
+        f"{s}.pcapng" for s in ("pod_default_web_1_eth0", "node1_cbr0", "node1_eth0", "wire", "node2_eth0",
+                                "node2_cbr0", "pod_default_web_2_eth0"))
+    for part in parts:
+        rows = fields(tshark, part, "frame.interface_name", "tcp.flags.str", "tcp.analysis.flags")
+        assert len({r[0] for r in rows}) == 1                      # one observation point per file
+        assert [r[1].replace("·", "") for r in rows] == ["S", "AS", "A"], part.name
+        assert all(r[2] == "" for r in rows), f"tcp.analysis flags a problem in {part.name}: {rows}"
+    # A later run without the split removes the per-point files the earlier run wrote.
+    assert main(["verify", str(SEED), "--pcap-dir", str(out)]) == 0
+    assert not list(out.glob("*-at-*.pcapng"))

@@ -40,6 +40,8 @@ def node_flows(tracer: NodeTracer, trace: Trace) -> list[Flow]:
         title = f"outcome {n}/{len(trace.outcomes)} (p={o.probability:.6g}): {o.verdict}"
         if o.verdict not in ("forward", "local"):
             hops[-1] = Hop(start, trace.packet, f"{hops[-1].note}; {o.verdict.upper()}: {o.reason}; {rules_summary(o)}")
+            if o.answer is not None:      # what the client gets back: the ICMP error or the RST
+                hops.append(Hop(start, o.answer, f"the node answers the rejected packet: {o.answer.describe()}"))
             flows.append(Flow(title, o.probability, tuple(hops)))
             continue
         hops.append(Hop(where, o.packet, f"{o.verdict} (p={o.probability:.6g}); {rules_summary(o)}"))
@@ -69,6 +71,8 @@ def cluster_flow(walker: ClusterWalker, client: Endpoint, end: PathEnd, *, title
     if comment and hops:
         last = hops[-1]
         hops[-1] = Hop(last.point, last.packet, f"{last.note}; {comment}")
+    if end.kind == "reject":
+        hops.extend(_rejected(walker, end))
     if end.kind == "arrived":
         backs = replies if replies is not None else walker.reply(end, client)
         if backs:
@@ -86,6 +90,24 @@ def cluster_flow(walker: ClusterWalker, client: Endpoint, end: PathEnd, *, title
                     proxy = Endpoint("node", node, node)
                     hops.extend(_established(walker, proxy, end.conns, proxy_syn._replace(tcp_flags=_ACK)))
     return Flow(title or f"{client.label()} → {end.kind}", end.probability, tuple(hops))
+
+
+def _rejected(walker: ClusterWalker, end: PathEnd) -> list[Hop]:
+    """The answer a REJECT (or the kernel's own ICMP error) sends back, from the node that
+    rejected, along the connection's conntrack state to the client: what the client sees."""
+    last = end.hops[-1] if end.hops else None
+    answer = getattr(last.outcome, "answer", None) if last is not None else None
+    if answer is None:
+        return []
+    node = last.point.split(":", 1)[0]
+    if node not in walker.specs:
+        return []
+    ends = walker.follow(Endpoint("node", node, node), answer, end.conns)
+    hops = list(ends[0].hops) if ends else []
+    if hops:
+        first = hops[0]
+        hops[0] = Hop(first.point, first.packet, f"the answer to the rejected packet: {answer.describe()}")
+    return hops
 
 
 def _established(walker: ClusterWalker, sender: Endpoint, conns, ack: Packet) -> list[Hop]:

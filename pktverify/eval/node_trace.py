@@ -305,9 +305,9 @@ class _NodeWalk:
         elif verdict == "REJECT":
             last = last_step(res.state.steps)
             why = f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"
-            for answered, st, note in self._reject_answer(res.state, res.detail):
+            for answered, st, note, answer in self._reject_answer(res.state, res.detail):
                 if answered:
-                    finished.append(self._end(st, "reject", why))
+                    finished.append(self._end(st, "reject", why, answer=answer))
                 else:
                     finished.append(self._end(st, "drop", f"{why}, but its answer was stopped: {note}"))
         else:   # UNKNOWN target or NFQUEUE: it may stop the packet or let it continue
@@ -321,15 +321,15 @@ class _NodeWalk:
         """The kernel's own ICMP error (routing refused the packet, or its TTL ran out): a locally
         generated packet that crosses OUTPUT like REJECT's answer, where a rule or policy can stop
         it (then the sender sees a drop)."""
-        for answered, out, note in self._reject_answer(st, "", icmp=icmp):
+        for answered, out, note, answer in self._reject_answer(st, "", icmp=icmp):
             if answered:
-                finished.append(self._end(out, "reject", why))
+                finished.append(self._end(out, "reject", why, answer=answer))
             else:
                 finished.append(self._end(out, "drop", f"{why}, but the ICMP error was stopped: {note}"))
 
     def _reject_answer(self, st: WalkState, with_: str, *,
-                       icmp: tuple[int, int] | None = None) -> list[tuple[bool, WalkState, str]]:
-        """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not)].
+                       icmp: tuple[int, int] | None = None) -> list[tuple[bool, WalkState, str, Packet | None]]:
+        """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not, the answer)].
 
         The kernel sends it as a locally generated packet: it crosses OUTPUT
         (raw, mangle, filter; not nat, as its conntrack state is RELATED to the
@@ -344,7 +344,7 @@ class _NodeWalk:
         route = self.fib.lookup(pkt.src, src=pkt.dst)
         dev = route.route.dev if route.route is not None else None
         if route.kind not in ("unicast", "local", "broadcast"):
-            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})")]
+            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})", None)]
         if route.kind == "local":
             dev = "lo"          # an answer to the node itself leaves by lo, as every local delivery does
         if with_ == "tcp-reset":
@@ -363,7 +363,7 @@ class _NodeWalk:
         spent = frozenset((s.table, s.chain, s.rule_index) for s in steps_tuple(st.steps) if s.rule_index is not None)
         meta = TraceMeta(answer, False, 0, 0, spent=spent)
         states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
-        out: list[tuple[bool, WalkState, str]] = []
+        out: list[tuple[bool, WalkState, str, Packet | None]] = []
         for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
                            ("POSTROUTING", "mangle")):
             table = self.tables[name]
@@ -378,10 +378,10 @@ class _NodeWalk:
                         # REJECT of an ICMP error or a RST sends nothing more: it is a drop.
                         out.append((False, st._replace(prob=res.state.prob, exact=res.state.exact),
                                     f"{res.verdict} by {_stopped_at(name, hook, res.state)}"
-                                    f" (the answer: {answer.describe()})"))
+                                    f" (the answer: {answer.describe()})", answer))
             states = passed
         for state in states:
-            out.append((True, st._replace(prob=state.prob, exact=state.exact), ""))
+            out.append((True, st._replace(prob=state.prob, exact=state.exact), "", answer))
         return out
 
     def _nat(self, hook: str, manip: str, states: list[WalkState], finished: list,
@@ -439,7 +439,7 @@ class _NodeWalk:
         return add_step(st, Step(None, None, None, None, "", text))
 
     def _end(self, st: WalkState, verdict: str, reason: str, *, next_hop: int | None = None,
-             route_step: str = "") -> Outcome:
+             route_step: str = "", answer: Packet | None = None) -> Outcome:
         if route_step:
             st = self._with_step(st, route_step)
         conn = None
@@ -451,7 +451,7 @@ class _NodeWalk:
         return Outcome(verdict, st.prob, st.exact and not st.assume, st.pkt, st.in_iface or None,
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
-                       reason, conn, st.mark, st.random_ports)
+                       reason, conn, st.mark, st.random_ports, answer)
 
 
 def _next_hops(fib: Fib, route, verb: str) -> list[tuple[int | None, str | None, float, str]]:

@@ -54,6 +54,7 @@ class Outcome(NamedTuple):
     connection: Connection | None
     mark: int = 0
     random_ports: tuple = ()   # ((field, low, high), ...): ports drawn uniformly from a range
+    answer: Packet | None = None   # a reject's answer as the node sends it (ICMP error or TCP RST)
 
     def key(self) -> tuple:
         """What makes two outcomes the same for a user (steps aside)."""
