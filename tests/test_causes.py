@@ -36,3 +36,27 @@ def test_a_planted_rule_is_one_cause_at_its_line():
     assert "filter/FORWARD #1 DROP" in group.cause and group.flows == len(report.violations)
     text = report.to_text()
     assert "1 cause(s), biggest first:" in text and "filter/FORWARD #1 DROP" in text.split("\n")[8]
+
+
+def test_a_route_is_a_cause_at_its_line():
+    """A blackhole route (whatever rewrote the packet before it) and a default route that takes
+    packets off the cluster are causes located at their line of the routes dump."""
+    from hypothesis import find
+    cluster = find(strategies.faulty_clusters(faults="blackhole-route", max_nodes=2), lambda c: True,
+                   settings=settings(database=None, max_examples=10))
+    report = verify(cluster)
+    [group] = group_violations(report.results)
+    assert group.cause.endswith("route: blackhole route") and group.location is not None
+    line = int(group.location.rsplit(":", 1)[1])
+    routes = next(text for n in cluster.nodes for kind, text in n.inline if kind == "routes")
+    assert routes.split("\n")[line - 1].startswith("blackhole ")
+
+
+def test_a_missing_route_names_the_pod_cidr_and_the_route_used():
+    from pathlib import Path
+    from pktverify import load_cluster
+    path = Path(__file__).resolve().parent.parent / "rules" / "broken" / "missing-route" / "cluster.yaml"
+    [group] = group_violations(verify(load_cluster(path)).results)
+    assert "no route to node node3's pod CIDR 10.1.30.0/24" in group.cause
+    assert "by route default via 192.168.1.1 dev eth0" in group.cause
+    assert group.location.endswith("missing-route/node1/ip-route.txt:1")

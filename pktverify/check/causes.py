@@ -71,13 +71,36 @@ def cause_of(invariant: str, v: Violation) -> tuple[str, str | None]:
     if step is not None:
         node, s = step
         where = f"{s.source}:{s.line}" if s.source and s.line else None
+        if s.table is None:                       # a route (blackhole, unreachable, ...)
+            return f"{node}: {s.action}", where
         if s.rule_index is None:
             return f"{node}: {s.table}/{s.chain} {s.action}", where
         return f"{node}: {s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}", where
     end = v.end
+    failed = next((back for back in v.replies if back.kind != "arrived"), None)
+    if failed is not None:                        # the request arrived; its reply did not
+        end = failed
     reason = re.sub(r"\d+\.\d+\.\d+\.\d+(:\d+)?", "<addr>", end.reason) if end.kind == "arrived" else end.reason
     node = end.hops[-1].point.split(":")[0] if end.hops else ""
-    return (f"{node}: {reason}" if node and not reason.startswith(node) else reason), None
+    text = (f"{node}: {reason}" if node and not reason.startswith(node) else reason)
+    if failed is not None:
+        text = f"the reply: {text}"
+    route = _last_route(end) if end.kind in ("left", "blackhole", "loop", "drop", "reject") else None
+    if route is not None:
+        return f"{text} — by route {route.rule}", f"{route.source}:{route.line}"
+    return text, None
+
+
+def _last_route(end):
+    """The last routing decision on ``end``'s path that names its dump line (the route that sent
+    the packet where it failed)."""
+    for hop in reversed(end.hops):
+        if hop.outcome is None:
+            continue
+        for s in reversed(hop.outcome.steps):
+            if s.table is None and s.source and s.line and s.action.startswith("route"):
+                return s
+    return None
 
 
 def _deciding_step(v: Violation):
@@ -96,6 +119,13 @@ def _deciding_step(v: Violation):
                 found = (node, s)
             elif s.rule_index is None and s.action in ("policy DROP",):
                 found = (node, s)
+        if outcome.verdict in ("drop", "reject"):
+            # A route that refuses the packet (blackhole, unreachable, prohibit) is the cause,
+            # whatever rewrote it before.
+            refused = next((s for s in outcome.steps if s.table is None and s.source and s.line
+                            and s.action.startswith("route: ") and "→" not in s.action), None)
+            if refused is not None:
+                return (node, refused)
         if outcome.verdict in ("drop", "reject") and found is None:
             return None        # a routing or martian drop: no rule (the end's reason says it)
     return found

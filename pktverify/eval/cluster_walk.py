@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..model.addresses import format_ip, in_network
+from ..model.addresses import format_ip, format_network, in_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
 from ..model.node import NodeState
 from ..model.packet import Packet
@@ -343,6 +343,9 @@ class ClusterWalker:
             return
         if peer is None or peer == cur.node:
             what = f"next hop {format_ip(nh)} is not a node"
+            owner = next((n for n in self.cluster.nodes if in_network(pkt.dst, *n.pod_cidr)), None)
+            if owner is not None and owner.name != cur.node:
+                what = f"no route to node {owner.name}'s pod CIDR {format_network(*owner.pod_cidr)}: {what}"
             if in_network(pkt.dst, *self.cluster.service_cidr):
                 what += f"; a ClusterIP ({format_ip(pkt.dst)}) left {cur.node} un-DNATed"
             ends.append(self._end(cur, "left", pkt, f"left the cluster network from {cur.node}:{o.out_iface} ({what})"))

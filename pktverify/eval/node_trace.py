@@ -154,7 +154,7 @@ class _NodeWalk:
             return
         if result.kind != "unicast":
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
-            st = self._with_step(st, f"route: {reason}")
+            st = self._with_step(st, f"route: {reason}", result.route)
             if verdict == "reject":
                 self._answer_or_not(st, reason, _ROUTE_ICMP[result.kind], finished)
             else:
@@ -168,7 +168,7 @@ class _NodeWalk:
             return
         route = result.route
         for gateway, dev, share, text in _next_hops(self.fib, route, "forward out"):
-            s = self._with_step(st, text)
+            s = self._with_step(st, text, route)
             s = routed(s, _new_tuple(Packet, (*pkt[:8], pkt.ttl - 1)), dev or "", s.prob * share)
             next_hop = gateway if gateway is not None else s.pkt.dst
             states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
@@ -244,7 +244,7 @@ class _NodeWalk:
             verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
             if not initial:
                 verdict, reason = "drop", f"re-route after NAT failed: {reason}"
-            finished.append(self._end(st, verdict, reason))
+            finished.append(self._end(self._with_step(st, f"route: {reason}", result.route), verdict, reason))
             return []
         out = []
         for gateway, dev, share, text in _next_hops(self.fib, result.route, "out"):
@@ -252,7 +252,8 @@ class _NodeWalk:
                 finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
                                           f"cannot leave on {dev} (route_localnet=0)"))
                 continue
-            out.append((self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text), gateway))
+            out.append((self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text, result.route),
+                        gateway))
         return out
 
     def _rerouted(self, groups: list[tuple[int | None, list[WalkState]]], original: WalkState,
@@ -435,7 +436,11 @@ class _NodeWalk:
         return ""
 
     @staticmethod
-    def _with_step(st: WalkState, text: str) -> WalkState:
+    def _with_step(st: WalkState, text: str, route=None) -> WalkState:
+        """``st`` with a step that is no rule: a routing decision (``route``: the route it used,
+        whose dump line the step then carries), a bridge, a martian check."""
+        if route is not None and route.line:
+            return add_step(st, Step(None, None, None, route.line, route.describe(), text, route.source or None))
         return add_step(st, Step(None, None, None, None, "", text))
 
     def _end(self, st: WalkState, verdict: str, reason: str, *, next_hop: int | None = None,
