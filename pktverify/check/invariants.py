@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses
 from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, remembered
+from ..eval.node_symmetry import NodeSymmetry
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec
@@ -103,8 +104,9 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
-    :mod:`pktverify.eval.address_classes` for why that is sound) unless
-    ``exhaustive``, or unless the rule sets make the classes unsound; ``checked``
+    :mod:`pktverify.eval.address_classes` for why that is sound; with
+    :mod:`pktverify.eval.node_symmetry`, flows from interchangeable nodes are one class too)
+    unless ``exhaustive``, or unless the rule sets make the classes unsound; ``checked``
     counts every flow either way. ``keep_flows`` keeps each checked flow's
     paths (for ``--all`` captures) and implies ``exhaustive``. ``jobs`` > 1 spreads
     the flows over that many forked processes; the results are the same, in the
@@ -122,8 +124,10 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     if "pod-ip-uniqueness" in wanted:
         pod_ip_uniqueness(cluster, results[0])
         results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
-    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes)] if "no-nat" in wanted else []
-    tasks += [(2, t) for t in service_tasks(cluster, walker, classes)] if "service-reachability" in wanted else []
+    sym = NodeSymmetry(cluster, walker.states, classes) if classes is not None else None
+    sym = sym if sym is not None and sym.usable else None
+    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
+    tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
     tasks += [(3, t) for t in routing_tasks(cluster, walker)] if "routing" in wanted else []
     progress = Progress(len(tasks), "tasks") if show_progress else None
     if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
@@ -344,10 +348,15 @@ def _no_nat_flow(walker: ClusterWalker, res: InvariantResult, client: Endpoint, 
                     f"{back.packet.describe()} ({back.reason})", client, pkt, end, back))
 
 
-def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
-    """The no-nat checks as independent tasks: one per source class, one per node."""
+def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None,
+                 sym: NodeSymmetry | None = None):
+    """The no-nat checks as independent tasks: one per source class, one per node (or, when
+    every node is interchangeable, one per class of node pairs: the same node or two nodes)."""
     atom = classes.atom if classes is not None else None
     sources, targets = _groups(cluster, atom, by_port=False), _groups(cluster, atom, by_port=True)
+    if sym is not None and len(sym.free()) == len(cluster.nodes) and \
+            len({g[0].node for g in sources}) == len(sources):
+        return _symmetric_no_nat_tasks(cluster, walker, sources, targets)
 
     def from_pods(gs: list[PodSpec]):
         def run(res: InvariantResult) -> None:
@@ -384,6 +393,65 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
     return [from_pods(gs) for gs in sources] + [with_node(node) for node in cluster.nodes]
 
 
+def _symmetric_no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, sources, targets) -> list:
+    """no-nat when every node is interchangeable and each holds one source class: a flow between
+    two pods depends only on whether they share a node (and the target's port), a flow between a
+    node and a pod only on whether the pod is on that node. One representative flow per such
+    class, counted for all of its flows."""
+    nodes = {n.name: n for n in cluster.nodes}
+    src_of = {g[0].node: g for g in sources}
+    by_port: dict[int, list] = {}
+    for g in targets:
+        by_port.setdefault(_pod_port(g[0]), []).append(g)
+    pairs = []       # (source group, target group, weight) per class of pod pairs
+    for tgs in by_port.values():
+        same = [(src_of[g[0].node], g) for g in tgs if g[0].node in src_of]
+        weight = sum(len(s) * len(g) - len({id(p) for p in s} & {id(p) for p in g}) for s, g in same)
+        rep = next(((s, g) for s, g in same if any(d is not x for x in s for d in g)), None)
+        if rep is not None and weight:
+            pairs.append((*rep, weight))
+        cross = [(s, g) for g in tgs for node, s in src_of.items() if node != g[0].node]
+        if cross:
+            pairs.append((*cross[0], sum(len(s) * len(g) for s, g in cross)))
+
+    def pod_pair(gs, gd, weight):
+        def run(res: InvariantResult) -> None:
+            src = next(s for s in gs if any(d is not s for d in gd))
+            dst = next(d for d in gd if d is not src)
+            start = len(res.violations)
+            pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
+            _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
+            _as_class(res, start, weight, (gs, gd))
+        return run
+
+    def node_pod(node, group, weight, to_pod: bool):
+        def run(res: InvariantResult) -> None:
+            me, pod = walker.node_endpoint(node), group[0]
+            start = len(res.violations)
+            if to_pod:
+                pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
+                _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
+            else:
+                pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
+                _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
+            _as_class(res, start, weight, ((node,), group) if to_pod else (group, (node,)))
+        return run
+
+    n = len(cluster.nodes)
+    tasks = [pod_pair(*pair) for pair in pairs]
+    for groups, to_pod in ((targets, True), (sources, False)):
+        by_key: dict = {}
+        for g in groups:
+            by_key.setdefault(_pod_port(g[0]) if to_pod else 0, []).append(g)
+        for gs in by_key.values():
+            total = sum(len(g) for g in gs)
+            home = gs[0]
+            tasks.append(node_pod(nodes[home[0].node], home, total, to_pod))              # the pod's own node
+            other = next(name for name in nodes if name != home[0].node)
+            tasks.append(node_pod(nodes[other], home, total * (n - 1), to_pod))           # another node
+    return tasks
+
+
 # ------------------------------------------------------------------ service-reachability
 class _Scoped(list):
     """The endpoints a traffic policy leaves a client: those on ``node``."""
@@ -405,22 +473,27 @@ class _Door:
     clients: tuple
 
 
-def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None):
+def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None,
+                  sym: NodeSymmetry | None = None):
     """The service-reachability checks as independent tasks: one per service."""
     nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
 
     def for_service(svc):
         def run(res: InvariantResult) -> None:
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
-            pods = [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, atom, by_port=False)]
+            groups = _groups(cluster, atom, by_port=False)
+            pods = [(walker.pod_endpoint(g[0]), g) for g in groups]
             node_pods = pods if atom is None or not svc.has_node_ports else \
                 [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, classes.atom, by_port=False)]
+            cip_pods, cip_nodes = pods, nodes
+            if sym is not None:
+                cip_pods, cip_nodes = _merged_clients(walker, groups, nodes, sym.free(atom.extra))
             for sp in svc.ports:
                 eps = cluster.port_endpoints(svc, sp)
                 name = f"{svc.key}:{sp.name or sp.port}"
                 if not eps:
                     res.notes.append(f"service {name} has no ready endpoints")
-                for door in _doors(cluster, walker, svc, sp, eps, pods, node_pods, nodes):
+                for door in _doors(cluster, walker, svc, sp, eps, cip_pods, cip_nodes, node_pods, nodes):
                     for client, group, wanted, keep_source in door.clients:
                         src = walker.source_address(client, door.dst)
                         pkt = Packet(PROTO_NUMBERS[sp.protocol], src, door.dst, _CLIENT_SPORT, door.dport)
@@ -433,7 +506,30 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
     return [for_service(svc) for svc in cluster.services]
 
 
-def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node_pods, nodes) -> list[_Door]:
+def _merged_clients(walker: ClusterWalker, groups: list, nodes: list, free: set[str]) -> tuple[list, list]:
+    """ClusterIP clients with the interchangeable nodes' ones merged: the pods of every free node
+    that holds one class are one class, and the free nodes one client class."""
+    per_node: dict[str, int] = {}
+    for g in groups:
+        per_node[g[0].node] = per_node.get(g[0].node, 0) + 1
+    merged: list = []
+    pods = []
+    for g in groups:
+        if g[0].node in free and per_node[g[0].node] == 1:
+            merged += g
+        else:
+            pods.append((walker.pod_endpoint(g[0]), g))
+    if merged:
+        pods.append((walker.pod_endpoint(merged[0]), merged))
+    kept = [(client, group) for client, group in nodes if client.node not in free]
+    loose = [group[0] for client, group in nodes if client.node in free]
+    if loose:
+        kept.append((walker.node_endpoint(loose[0]), tuple(loose)))
+    return pods, kept
+
+
+def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, nodes, node_pods,
+           every_node) -> list[_Door]:
     """Every front door of one service port, with what each client must get through it.
 
     * the ClusterIP, from pods and nodes (``internalTrafficPolicy: Local``: only the endpoints on
@@ -453,6 +549,7 @@ def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node
     internal = (lambda node: local(node)) if svc.internal_policy == "Local" else (lambda node: eps)
     doors.append(_Door(f"ClusterIP {format_ip(svc.cluster_ip)}:{sp.port}", svc.cluster_ip, sp.port, tuple(
         (client, group, internal(client.node), False) for client, group in pods + nodes)))
+    nodes = every_node          # the other doors: every node on its own
     ext_local = svc.external_policy == "Local"
 
     def outside(node) -> tuple:

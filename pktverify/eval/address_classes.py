@@ -115,8 +115,14 @@ class _NatChains:
         too, until no new target appears."""
         chains = self.reachable(dsts, start, single)
         points = dsts
+        # Each chain's NAT targets are read once: those of ``start`` were destinations already when
+        # ``start`` was closed (every chain they lead to is in it), and those of a chain met in an
+        # earlier round are in ``points``.
+        scanned = set(start) if start is not None else set()
         while True:
-            more = [iv for rule in self.rules_of(chains) for iv in _targets(rule) if not points.meets(*iv)]
+            new = chains - scanned
+            scanned |= new
+            more = [iv for rule in self.rules_of(new) for iv in _targets(rule) if not points.meets(*iv)]
             if not more:
                 return chains
             points = _Points(points.intervals + more)
@@ -167,6 +173,9 @@ class AddressClasses:
 
     def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
         self.unsound_reason = ""
+        # Addresses and ranges some rule names (tests and NAT targets the flows can meet): a node
+        # whose own addresses are among them is set apart (see pktverify.eval.node_symmetry).
+        self.rule_intervals: list[Interval] = []
         # A class stands for flows that differ only by a renaming of addresses; two endpoints that
         # share one address cannot be renamed apart (a flow to one may reach the other).
         owners: dict[int, str] = {}
@@ -201,10 +210,21 @@ class AddressClasses:
                     for rule in chain.rules:
                         self._check_sound(rule, node.name)
                         if table.name != "nat":
-                            base += _tests(rule)
-        self._nat = {name: _NatChains(node.ruleset.tables["nat"]) for name, node in nodes.items()}
+                            named = _tests(rule)
+                            base += named
+                            self.rule_intervals += named
+        # One jump graph per distinct nat table: nodes that share a parsed rule set share it.
+        graphs: dict[int, _NatChains] = {}
+        self._nat = {}
+        for name, node in nodes.items():
+            table = node.ruleset.tables["nat"]
+            if id(table) not in graphs:
+                graphs[id(table)] = _NatChains(table)
+            self._nat[name] = graphs[id(table)]
         # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
         self._reached, extra = self._nat_tests(_Points(endpoints))
+        self._reached_keys = {name: frozenset(chains) for name, chains in self._reached.items()}
+        self.rule_intervals += extra
         self._classify = _Classifier(base + extra)
 
     @property
@@ -220,18 +240,26 @@ class AddressClasses:
         """A classifier for flows to ``dst`` (a ClusterIP): adds the tests of the nat chains only
         that destination reaches (its KUBE-SVC/KUBE-SEP chains). Returns ``ip -> atom key``."""
         extra: list[Interval] = []
+        done: set[tuple[int, frozenset]] = set()
         for name, graph in self._nat.items():
+            key = (id(graph), self._reached_keys[name])
+            if key in done:                  # the same graph from the same start: the same chains
+                continue
+            done.add(key)
             new = graph.walked(_Points([]), start=self._reached[name], single=dst) - self._reached[name]
             extra += [iv for rule in graph.rules_of(new) for iv in _tests(rule) + _targets(rule)]
-        more, base = _Classifier(extra), self._classify
-        return lambda ip: (base(ip), more(ip))
+        return _DestinationAtoms(self._classify, _Classifier(extra), extra)
 
     def _nat_tests(self, dsts: _Points) -> tuple[dict[str, set[str]], list[Interval]]:
         """Per node the nat chains walked for ``dsts`` (closed under NAT targets), and their tests."""
         reached: dict[str, set[str]] = {}
         tests: list[Interval] = []
+        per_graph: dict[int, set[str]] = {}
         for name, graph in self._nat.items():
-            chains = reached[name] = graph.walked(dsts)
+            if id(graph) in per_graph:          # a shared table: the same chains, tests already taken
+                reached[name] = per_graph[id(graph)]
+                continue
+            chains = reached[name] = per_graph[id(graph)] = graph.walked(dsts)
             tests += [iv for rule in graph.rules_of(chains) for iv in _tests(rule) + _targets(rule)]
         return reached, tests
 
@@ -262,6 +290,17 @@ def _targets(rule: m.Rule) -> list[Interval]:
     if isinstance(target, (m.Dnat, m.Snat)) and target.addr_low is not None:
         return [(target.addr_low, target.addr_high)]
     return []
+
+
+class _DestinationAtoms:
+    """``ip -> atom key`` for flows to one destination; ``extra``: the intervals its own chains add."""
+    __slots__ = ("base", "more", "extra")
+
+    def __init__(self, base, more, extra: list[Interval]) -> None:
+        self.base, self.more, self.extra = base, more, extra
+
+    def __call__(self, ip: int) -> tuple:
+        return self.base(ip), self.more(ip)
 
 
 class _Classifier:
