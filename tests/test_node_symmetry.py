@@ -23,7 +23,8 @@ from pktverify.parse.cluster_nodes import cluster_nodes
 # every node shares), some name one pod and so set its node apart.
 ALIKE = ["-A POSTROUTING -s 10.1.0.0/16 ! -d 10.1.0.0/16 -j MASQUERADE",        # pod → node masqueraded
          "-A POSTROUTING -s 10.1.0.0/16 -d 10.1.0.0/16 -p tcp --dport 8080 -j MASQUERADE",
-         "-A PREROUTING -d 10.1.0.0/16 -p tcp --dport 10250 -j DNAT --to-destination 192.168.0.10"]
+         "-A PREROUTING -d 10.1.0.0/16 -p tcp --dport 10250 -j DNAT --to-destination 192.168.0.10",
+         "-A OUTPUT -d 10.1.0.0/16 -p tcp --dport 8080 -j DNAT --to-destination 10.96.0.1"]   # node → pods lost
 NAMING_ONE = ["-A POSTROUTING -s {pod}/32 -j MASQUERADE", "-A PREROUTING -d {pod}/32 -p tcp -j DNAT "
               "--to-destination {other}"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..eval.address_classes import AddressClasses
+from ..eval.address_classes import AddressClasses, base_groups
 from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, remembered
 from ..eval.node_symmetry import NodeSymmetry
 from ..generate.node_state import bridge_address
@@ -128,7 +128,7 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     sym = sym if sym is not None and sym.usable else None
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
     tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
-    tasks += [(3, t) for t in routing_tasks(cluster, walker)] if "routing" in wanted else []
+    tasks += [(3, t) for t in routing_tasks(cluster, walker, sym)] if "routing" in wanted else []
     progress = Progress(len(tasks), "tasks") if show_progress else None
     if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
         _run_parallel(tasks, results, jobs, progress)
@@ -477,11 +477,12 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
                   sym: NodeSymmetry | None = None):
     """The service-reachability checks as independent tasks: one per service."""
     nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
+    bases = base_groups(cluster, classes) if classes is not None else None
 
     def for_service(svc):
         def run(res: InvariantResult) -> None:
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
-            groups = _groups(cluster, atom, by_port=False)
+            groups = atom.refine(bases) if atom is not None else _groups(cluster, None, by_port=False)
             pods = [(walker.pod_endpoint(g[0]), g) for g in groups]
             node_pods = pods if atom is None or not svc.has_node_ports else \
                 [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, classes.atom, by_port=False)]
@@ -686,20 +687,35 @@ def _endpoint_hit(cluster: ClusterSpec, end: PathEnd, eps: list[tuple[str, int, 
 
 
 # ------------------------------------------------------------------ routing
-def routing_tasks(cluster: ClusterSpec, walker: ClusterWalker):
-    """The routing checks as independent tasks: one per node (to every node's pod CIDR)."""
+def routing_tasks(cluster: ClusterSpec, walker: ClusterWalker, sym: NodeSymmetry | None = None):
+    """The routing checks as independent tasks: one per node (to every node's pod CIDR), or, when
+    every node is interchangeable, two flows: a node to its own pod CIDR and to another's."""
+    def probe(res: InvariantResult, node, other) -> None:
+        me = walker.node_endpoint(node)
+        dst = bridge_address(other)
+        pkt = Packet(6, walker.source_address(me, dst), dst, _CLIENT_SPORT, _PROBE_PORT)
+        target = walker.node_endpoint(other)
+        for end, _backs in _walk(walker, res, me, pkt, replies=False):
+            if end.kind != "arrived" or end.at != target:
+                res.violations.append(_violation(
+                    f"node {node.name} cannot reach node {other.name}'s pod CIDR {_net(other.pod_cidr)}"
+                    f" ({end.kind}: {end.reason})", me, pkt, end))
+
     def from_node(node):
         def run(res: InvariantResult) -> None:
-            me = walker.node_endpoint(node)
             for other in cluster.nodes:
-                dst = bridge_address(other)
-                pkt = Packet(6, walker.source_address(me, dst), dst, _CLIENT_SPORT, _PROBE_PORT)
-                target = walker.node_endpoint(other)
-                for end, _backs in _walk(walker, res, me, pkt, replies=False):
-                    if end.kind != "arrived" or end.at != target:
-                        res.violations.append(_violation(
-                            f"node {node.name} cannot reach node {other.name}'s pod CIDR {_net(other.pod_cidr)}"
-                            f" ({end.kind}: {end.reason})", me, pkt, end))
+                probe(res, node, other)
         return run
 
+    n = len(cluster.nodes)
+    if sym is not None and len(sym.free()) == n:
+        a, b = cluster.nodes[0], cluster.nodes[1]
+
+        def pair(node, other, weight):
+            def run(res: InvariantResult) -> None:
+                start = len(res.violations)
+                probe(res, node, other)
+                _as_class(res, start, weight, ((node,), (other,)))
+            return run
+        return [pair(a, a, n), pair(a, b, n * (n - 1))]
     return [from_node(node) for node in cluster.nodes]

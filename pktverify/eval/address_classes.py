@@ -43,14 +43,14 @@ False and callers check every flow.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 from ..model import rules as m
 from ..model.addresses import format_ip
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
 
-__all__ = ["AddressClasses"]
+__all__ = ["AddressClasses", "base_groups"]
 
 _SPECIAL = [(0x00000000, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xE0000000, 0xEFFFFFFF),
             (0xF0000000, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF)]
@@ -292,6 +292,23 @@ def _targets(rule: m.Rule) -> list[Interval]:
     return []
 
 
+class _Group(list):
+    """Pods of one class, with the lowest and highest of their addresses."""
+
+    def __init__(self, pods) -> None:
+        super().__init__(pods)
+        self.low = min(p.ip for p in self)
+        self.high = max(p.ip for p in self)
+
+
+def base_groups(cluster: ClusterSpec, classes: "AddressClasses") -> list[list]:
+    """The cluster's pods grouped by (node, base class), in order (see :meth:`_DestinationAtoms.refine`)."""
+    groups: dict[tuple, list] = {}
+    for p in cluster.pods:
+        groups.setdefault((p.node, classes.atom(p.ip)), []).append(p)
+    return [_Group(g) for g in groups.values()]
+
+
 class _DestinationAtoms:
     """``ip -> atom key`` for flows to one destination; ``extra``: the intervals its own chains add."""
     __slots__ = ("base", "more", "extra")
@@ -301,6 +318,22 @@ class _DestinationAtoms:
 
     def __call__(self, ip: int) -> tuple:
         return self.base(ip), self.more(ip)
+
+    def refine(self, groups: list[list]) -> list[list]:
+        """``groups`` of pods made with the base classes (``base_groups``), split where this
+        destination's own chains tell their pods apart: the same groups as grouping by this
+        classifier, in a time that grows with the groups, not the pods."""
+        out: list[list] = []
+        more = self.more
+        for group in groups:
+            if len(group) == 1 or more.constant_on(group.low, group.high):
+                out.append(group)
+                continue
+            split: dict = {}
+            for p in group:
+                split.setdefault(more(p.ip), []).append(p)
+            out += [_Group(g) for g in split.values()]
+        return out
 
 
 class _Classifier:
@@ -319,9 +352,17 @@ class _Classifier:
             if high < 0xFFFFFFFF:
                 cuts.add(high + 1)
         self.cuts = sorted(cuts)
+        self._sorted_points = sorted(self.points)
 
     def __call__(self, ip: int) -> tuple[int, int]:
         return bisect_right(self.cuts, ip), ip if ip in self.points else -1
+
+    def constant_on(self, low: int, high: int) -> bool:
+        """Whether every address in [low, high] is in one class (no cut or point inside)."""
+        if bisect_right(self.cuts, low) != bisect_right(self.cuts, high):
+            return False
+        i = bisect_left(self._sorted_points, low)
+        return i == len(self._sorted_points) or self._sorted_points[i] > high
 
 
 def _interval(network: int, mask: int) -> Interval:

@@ -43,7 +43,8 @@ class ChainResult(NamedTuple):
 
 
 class _IndexedChain:
-    __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed", "fixed", "table")
+    __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed", "fixed", "table",
+                 "node_positions")
 
     def __init__(self, chain: m.Chain, fib: Fib, table: str) -> None:
         self.name = chain.name
@@ -51,6 +52,8 @@ class _IndexedChain:
         self.builtin = chain.builtin
         self.decl = (chain.line, chain.declaration)
         self.rules = [compile_rule(rule, i, fib) for i, rule in enumerate(chain.rules)]
+        # The rules whose answer depends on the node (addrtype, ipsets, ...): recompiled per node.
+        self.node_positions = [i for i, rule in enumerate(chain.rules) if any(_reads_node(mt) for mt in rule.matches)]
         # What a certain match of each rule does when that does not depend on the packet
         # (jumps, verdicts, no target): made on first use, so the hot path builds no Step.
         self.table = table
@@ -65,6 +68,19 @@ class _IndexedChain:
                     self._wild.append(r.position)
                 else:
                     self._by_dst.setdefault(r.dst_key, []).append(r.position)
+
+    def for_node(self, chain: m.Chain, fib: Fib) -> "_IndexedChain":
+        """This chain compiled for another node: only the rules that ask the node anything are
+        compiled again; the others, the dispatch index and its cache are shared (a kube-proxy
+        KUBE-SERVICES chain has one such rule among thousands, on every node)."""
+        other = object.__new__(_IndexedChain)
+        for slot in _IndexedChain.__slots__:
+            setattr(other, slot, getattr(self, slot))
+        rules = list(self.rules)
+        for i in self.node_positions:
+            rules[i] = compile_rule(chain.rules[i], i, fib)
+        other.rules = rules
+        return other
 
     def fixed_effect(self, pos: int) -> tuple | None:
         """The cached :func:`_fixed_effect` of rule ``pos``."""
@@ -103,6 +119,8 @@ class _LazyChains(dict):
         chain = self._table.chains[name]            # KeyError for a chain the table does not have
         shared = self._shared
         compiled = shared.get(id(chain)) if shared is not None else None
+        if compiled is not None and compiled.node_positions:
+            compiled = compiled.for_node(chain, self._fib)      # shared but for the rules that read the node
         if compiled is None:
             enabled = gc.isenabled()        # compiling makes many acyclic objects: no GC passes meanwhile
             gc.disable()
@@ -111,7 +129,7 @@ class _LazyChains(dict):
             finally:
                 if enabled:
                     gc.enable()
-            if shared is not None and not any(_reads_node(mt) for rule in chain.rules for mt in rule.matches):
+            if shared is not None:
                 shared[id(chain)] = compiled
         self[name] = compiled
         return compiled
