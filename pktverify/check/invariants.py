@@ -17,6 +17,7 @@ Every violation carries a concrete flow and its hop-by-hop path.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses, base_groups
@@ -266,6 +267,20 @@ def pod_ip_uniqueness(cluster: ClusterSpec, res: InvariantResult) -> InvariantRe
     return res
 
 
+def _pod_cidr_lookup(cluster: ClusterSpec):
+    """``ip -> the nodes whose pod CIDR holds it``, in node order: by bisection when the pod
+    CIDRs are disjoint (every sane cluster), else by asking each node."""
+    spans = sorted((n.pod_cidr[0], n.pod_cidr[0] | (~n.pod_cidr[1] & 0xFFFFFFFF), i) for i, n in enumerate(cluster.nodes))
+    if any(spans[k][1] >= spans[k + 1][0] for k in range(len(spans) - 1)):
+        return lambda ip: [n for n in cluster.nodes if in_network(ip, *n.pod_cidr)]
+    firsts = [first for first, _last, _i in spans]
+
+    def lookup(ip: int) -> list:
+        k = bisect_right(firsts, ip) - 1
+        return [cluster.nodes[spans[k][2]]] if k >= 0 and ip <= spans[k][1] else []
+    return lookup
+
+
 def _address_plan(cluster: ClusterSpec, res: InvariantResult) -> None:
     """Service addresses against the plan: each ClusterIP inside the service CIDR, clear of every
     pod CIDR, node address and other ClusterIP; the service and cluster CIDRs disjoint; each
@@ -276,13 +291,13 @@ def _address_plan(cluster: ClusterSpec, res: InvariantResult) -> None:
                                         f"{_net(cluster.cidr)}: ClusterIPs and pod IPs can collide"))
     node_ips = {n.ip: n.name for n in cluster.nodes}
     owners: dict[int, str] = {}
+    cidr_of = _pod_cidr_lookup(cluster)
     for svc in cluster.services:
         res.checked += 1
         cip, what = svc.cluster_ip, f"service {svc.key} ClusterIP {format_ip(svc.cluster_ip)}"
         if not in_network(cip, *cluster.service_cidr):
             res.violations.append(Violation(f"{what} is outside the service CIDR {_net(cluster.service_cidr)}"))
-        for node in cluster.nodes:
-            if in_network(cip, *node.pod_cidr):
+        for node in cidr_of(cip):
                 res.violations.append(Violation(f"{what} is inside node {node.name}'s pod CIDR {_net(node.pod_cidr)}"
                                                 ": a pod can get that address"))
         if cip in node_ips:

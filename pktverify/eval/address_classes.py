@@ -188,6 +188,7 @@ class AddressClasses:
             base.append(_interval(*net))
         endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
         node_owner: dict[int, str] = {}
+        scanned: set[int] = set()
         for node in nodes.values():
             for iface in node.interfaces.values():
                 for a in iface.addresses:
@@ -205,6 +206,9 @@ class AddressClasses:
             for route in (*node.routes, *node.local_routes):
                 base.append(_interval(route.network, route.mask))
                 base += [(p, p) for p in (route.gateway, route.prefsrc) if p is not None]
+            if id(node.ruleset) in scanned:       # a rule set shared by nodes is read once
+                continue
+            scanned.add(id(node.ruleset))
             for table in node.ruleset.tables.values():
                 for chain in table.chains.values():
                     for rule in chain.rules:

@@ -149,6 +149,7 @@ class CompiledTable:
         self._forks: dict[str, bool] = {}
         self._policy_steps: dict[str, Step] = {}
         self.table = table
+        self._shared = shared
         self.chains = _LazyChains(table, fib, shared)
 
     def compile_all(self) -> None:
@@ -182,6 +183,8 @@ class CompiledTable:
         from the model, so that it compiles nothing: a rule with any match outside the plainly
         deterministic ones counts as one that may fork (the general walker is right for all)."""
         forks = self._forks.get(hook)
+        if forks is None and self._shared is not None:     # the same model table on another node
+            forks = self._forks[hook] = self._shared.get(("forks", id(self.table), hook))
         if forks is None:
             chains = self.table.chains
             seen, todo = {hook}, [hook]
@@ -196,6 +199,8 @@ class CompiledTable:
                         seen.add(target.chain)
                         todo.append(target.chain)
             self._forks[hook] = forks
+            if self._shared is not None:
+                self._shared[("forks", id(self.table), hook)] = forks
         return forks
 
     def _straight(self, hook: str, st: WalkState, ctx) -> ChainResult:

@@ -129,6 +129,20 @@ class ClusterSpec:
     host_pods: tuple[PodSpec, ...] = ()
     node_port_range: tuple[int, int] = NODE_PORT_RANGE
 
+    def __hash__(self) -> int:
+        """The hash of what equality compares, made once (the generators' caches are keyed by the
+        cluster, and hashing 30,000 pods and 10,000 services each time cost seconds)."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = hash((self.cidr, self.service_cidr, self.proxy_mode, self.routing,
+                                                    self.nodes, self.pods, self.services, self.host_pods,
+                                                    self.node_port_range))
+        return cached
+
+    def __getstate__(self) -> dict:
+        """Pickled without the cached hash (another process may hash strings differently)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         """The same summary in Hypothesis's "Falsifying example" (its printer otherwise lists every field)."""
         printer.text(repr(self))

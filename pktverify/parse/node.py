@@ -95,9 +95,21 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
                      warnings, ipsets, rules)
 
 
+_SETS_USED: dict[int, tuple[Ruleset, bool]] = {}
+
+
 def _uses_sets(ruleset: Ruleset) -> bool:
-    return any(type(mt) is SetMatch for t in ruleset.tables.values() for c in t.chains.values()
+    """Whether a rule uses ``-m set`` (remembered per rule set object: a generated one is shared by
+    every node of a cluster)."""
+    known = _SETS_USED.get(id(ruleset))
+    if known is not None and known[0] is ruleset:
+        return known[1]
+    used = any(type(mt) is SetMatch for t in ruleset.tables.values() for c in t.chains.values()
                for r in c.rules for mt in r.matches)
+    if len(_SETS_USED) > 64:
+        _SETS_USED.clear()
+    _SETS_USED[id(ruleset)] = (ruleset, used)
+    return used
 
 
 def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
