@@ -105,6 +105,10 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--jobs", type=_number(1), metavar="N",
                    help="worker processes for large clusters (default: one per CPU; more than the CPUs is "
                         "clamped to the CPUs)")
+    v.add_argument("--executor", choices=["local", "dask"], default="local",
+                   help="where the flow checks run: local processes (--jobs, default) or a Dask cluster "
+                        "(--scheduler; pip install 'pktverify[distributed]')")
+    v.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: the scheduler, tcp://HOST:8786")
     v.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
                    help=f"most distinct branches one packet may take on one node (default {MAX_BRANCHES:,})")
     v.add_argument("--at", type=_instant, metavar="ISO-TIME",
@@ -238,9 +242,11 @@ def _verify(args) -> int:
         from .report.files import OutputDir
         folder = OutputDir(args.pcap_dir)
     cpus = len(os.sched_getaffinity(0))
+    if args.scheduler and args.executor != "dask":
+        raise InvalidArgument("--scheduler goes with --executor dask")
     report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
                     max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
-                    progress=True)
+                    progress=True, executor=args.executor, scheduler=args.scheduler)
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:

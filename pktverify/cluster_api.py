@@ -106,7 +106,8 @@ class VerifyReport:
 
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
-           at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False) -> VerifyReport:
+           at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
+           executor: str = "local", scheduler=None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
     ``invariants``: names from :data:`INVARIANTS` (default all four). ``jobs``: worker
@@ -115,6 +116,8 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     flows are sent, for ``-m time`` rules (a datetime, naive = UTC, or epoch seconds).
     ``keep_flows``: keep every checked flow's paths (for ``write_pcaps(all_flows=True)``).
     ``progress``: a progress line on stderr while it runs (only when stderr is a terminal).
+    ``executor="dask"``: run the flow checks on a Dask cluster — ``scheduler`` is its address
+    (``tcp://HOST:8786``) or a ``distributed.Client``; the report is the one ``jobs=1`` gives.
     """
     from .parse.cluster_nodes import cluster_nodes
 
@@ -131,8 +134,17 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
         at = int((at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp())
     elif at is not None and type(at) is not int:
         raise InvalidArgument(f"at={at!r} (type={type(at).__name__}): use a datetime or epoch seconds")
+    if executor not in ("local", "dask"):
+        raise InvalidArgument(f"executor={executor!r}: use 'local' (--jobs processes) or 'dask'")
     nodes = cluster_nodes(cluster, lenient=lenient)
     walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
     jobs = min(jobs, len(os.sched_getaffinity(0)))
-    results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names, show_progress=progress)
+    runner = None
+    if executor == "dask":
+        from .check.distributed import DaskExecutor, WalkerOptions
+        options = WalkerOptions(lenient, max_branches, max_paths, at, names)
+        runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
+                              client=None if isinstance(scheduler, str) else scheduler)
+    results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names, show_progress=progress,
+                        executor=runner)
     return VerifyReport(cluster, results, walker)

@@ -101,7 +101,7 @@ class InvariantResult:
 
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
               exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS,
-              show_progress: bool = False) -> list[InvariantResult]:
+              show_progress: bool = False, executor=None) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
@@ -110,28 +110,22 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     unless ``exhaustive``, or unless the rule sets make the classes unsound; ``checked``
     counts every flow either way. ``keep_flows`` keeps each checked flow's
     paths (for ``--all`` captures) and implies ``exhaustive``. ``jobs`` > 1 spreads
-    the flows over that many forked processes; the results are the same, in the
-    same order. ``invariants``: the ones to check (results come in :data:`INVARIANTS`
-    order); every violation records the invariant it breaks.
+    the flows over that many forked processes; ``executor`` (a
+    :class:`pktverify.check.distributed.DaskExecutor`) over a Dask cluster's workers instead;
+    the results are the same, in the same order. ``invariants``: the ones to check (results
+    come in :data:`INVARIANTS` order); every violation records the invariant it breaks.
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
     wanted = set(invariants)
-    classes = None
-    if not (exhaustive or keep_flows) and wanted & {"no-nat", "service-reachability"}:
-        classes = AddressClasses(cluster, walker.states)
-        if not classes.sound:
-            results[1].notes.append(f"every flow checked one by one: {classes.unsound_reason}")
-            classes = None
     if "pod-ip-uniqueness" in wanted:
         pod_ip_uniqueness(cluster, results[0])
         results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
-    sym = NodeSymmetry(cluster, walker.states, classes) if classes is not None else None
-    sym = sym if sym is not None and sym.usable else None
-    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
-    tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
-    tasks += [(3, t) for t in routing_tasks(cluster, walker, sym)] if "routing" in wanted else []
+    notes, tasks = plan_tasks(cluster, walker, wanted, exhaustive=exhaustive or keep_flows)
+    results[1].notes += notes
     progress = Progress(len(tasks), "tasks") if show_progress else None
-    if jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
+    if executor is not None and not keep_flows:
+        _merge(executor.run(len(tasks), progress), tasks, results)
+    elif jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
         _run_parallel(tasks, results, jobs, progress)
     else:
         for index, task in tasks:
@@ -144,6 +138,44 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     for res in results:
         res.violations = [replace(v, invariant=res.name) for v in res.violations]
     return [res for res in results if res.name in wanted]
+
+
+def plan_tasks(cluster: ClusterSpec, walker: ClusterWalker, wanted: set[str], *,
+               exhaustive: bool = False) -> tuple[list[str], list]:
+    """The flow checks as independent tasks (invariant index, task), and notes for no-nat. The
+    same cluster and walker options give the same tasks in the same order, in any process."""
+    notes: list[str] = []
+    classes = None
+    if not exhaustive and wanted & {"no-nat", "service-reachability"}:
+        classes = AddressClasses(cluster, walker.states)
+        if not classes.sound:
+            notes.append(f"every flow checked one by one: {classes.unsound_reason}")
+            classes = None
+    sym = NodeSymmetry(cluster, walker.states, classes) if classes is not None else None
+    sym = sym if sym is not None and sym.usable else None
+    tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
+    tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
+    tasks += [(3, t) for t in routing_tasks(cluster, walker, sym)] if "routing" in wanted else []
+    return notes, tasks
+
+
+def run_task_chunk(tasks: list, indexes) -> list[tuple[int, int, list, list[str]]]:
+    """Run tasks ``indexes`` of ``tasks``: (index, flows checked, violations, notes) each."""
+    out = []
+    for index in indexes:
+        res = InvariantResult("")
+        tasks[index][1](res)
+        out.append((index, res.checked, res.violations, res.notes))
+    return out
+
+
+def _merge(parts, tasks: list, results: list[InvariantResult]) -> None:
+    """Results of task chunks (in any order) into ``results``, in task order."""
+    for index, checked, violations, notes in sorted((item for part in parts for item in part), key=lambda x: x[0]):
+        res = results[tasks[index][0]]
+        res.checked += checked
+        res.violations += violations
+        res.notes += notes
 
 
 _MIN_PARALLEL_TASKS = 64      # below this, forking costs more than it saves
@@ -168,20 +200,11 @@ def _run_parallel(tasks: list, results: list[InvariantResult], jobs: int, progre
                     progress.advance(len(part), sum(item[1] for item in part))
     finally:
         _PARALLEL_TASKS = []
-    for index, checked, violations, notes in sorted((item for part in parts for item in part), key=lambda x: x[0]):
-        res = results[tasks[index][0]]
-        res.checked += checked
-        res.violations += violations
-        res.notes += notes
+    _merge(parts, tasks, results)
 
 
 def _run_chunk(indexes: range) -> list[tuple[int, int, list[Violation], list[str]]]:
-    out = []
-    for index in indexes:
-        res = InvariantResult("")
-        _PARALLEL_TASKS[index][1](res)
-        out.append((index, res.checked, res.violations, res.notes))
-    return out
+    return run_task_chunk(_PARALLEL_TASKS, indexes)
 
 
 def _groups(cluster: ClusterSpec, atom, *, by_port: bool) -> list[list[PodSpec]]:

@@ -1,6 +1,6 @@
 """Synthetic clusters of any size, for benchmarks and property tests.
 
-Node *i* has 192.168.<i/250>.<i%250+10>/16 and pod CIDR 10.1.<i>.0/24 in cluster CIDR
+Node *i* has 192.168.<i/240>.<i%240+10>/16 and pod CIDR 10.1.<i>.0/24 in cluster CIDR
 10.1.0.0/16 (up to 256 nodes; beyond, 10.<1+i/256>.<i%256>.0/24 in 10.0.0.0/9, up to 32,000
 nodes); pod *j* lives on node *j mod N*; service *k* selects the pods labelled ``app=svc<k>``
 (pod *j* gets ``app=svc<j mod S>``) and has ClusterIP 10.152.<k/250>.<k%250+1>.
@@ -27,7 +27,7 @@ def synthetic_cluster(nodes: int, services: int, pods: int, *, proxy_mode: str =
         return (10 << 24) | ((1 + i // 256) << 16) | ((i % 256) << 8) if big else (10 << 24) | (1 << 16) | (i << 8)
 
     node_specs = tuple(
-        NodeSpec(f"node{i}", (192 << 24) | (168 << 16) | ((i // 250) << 8) | (i % 250 + 10), 16,
+        NodeSpec(f"node{i}", (192 << 24) | (168 << 16) | ((i // 240) << 8) | (i % 240 + 10), 16,
                  (pod_cidr(i), 0xFFFFFF00), "cbr0")
         for i in range(nodes))
     pod_specs = tuple(
