@@ -1,7 +1,5 @@
 """``python -m pktverify``: the same as the ``pktverify`` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

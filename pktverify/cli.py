@@ -155,6 +155,20 @@ def _build() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> None:
+    """The ``pktverify`` command: :func:`main`, then exit at once. The model of a large dump is
+    over a million objects; freeing them one by one when the interpreter shuts down took a third
+    of a ``trace`` command on a 110k-rule dump (3.6 s → 2.6 s), and nothing is left to do then:
+    every file was written and closed, so only the standard streams are flushed."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):       # a reader that went away, a closed stream
+            code = code or 1
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _build().parse_args(argv)

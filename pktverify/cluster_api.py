@@ -145,6 +145,10 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
         options = WalkerOptions(lenient, max_branches, max_paths, at, names)
         runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
                               client=None if isinstance(scheduler, str) else scheduler)
-    results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names, show_progress=progress,
-                        executor=runner)
+    try:
+        results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names,
+                            show_progress=progress, executor=runner)
+    finally:
+        if runner is not None and isinstance(scheduler, str):
+            runner.client.close()           # the client pktverify opened (not one the caller gave)
     return VerifyReport(cluster, results, walker)
