@@ -401,14 +401,8 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
             for gd in targets:
                 shared = len({id(p) for p in gs} & {id(p) for p in gd})
                 weight = len(gs) * len(gd) - shared
-                if weight == 0:
-                    continue
-                src = next(s for s in gs if any(d is not s for d in gd))
-                dst = next(d for d in gd if d is not src)
-                start = len(res.violations)
-                pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
-                _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
-                _as_class(res, start, weight, (gs, gd))
+                if weight:
+                    _pod_pair_class(walker, res, gs, gd, weight)
         return run
 
     def with_node(node):
@@ -429,6 +423,17 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
         return run
 
     return [from_pods(gs) for gs in sources] + [with_node(node) for node in cluster.nodes]
+
+
+def _pod_pair_class(walker: ClusterWalker, res: InvariantResult, gs, gd, weight: int) -> None:
+    """One pod→pod flow from class ``gs`` to class ``gd`` (two different pods), counted for
+    ``weight`` flows."""
+    src = next(s for s in gs if any(d is not s for d in gd))
+    dst = next(d for d in gd if d is not src)
+    start = len(res.violations)
+    pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
+    _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
+    _as_class(res, start, weight, (gs, gd))
 
 
 def _symmetric_no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, sources, targets) -> list:
@@ -454,12 +459,7 @@ def _symmetric_no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, sources
 
     def pod_pair(gs, gd, weight):
         def run(res: InvariantResult) -> None:
-            src = next(s for s in gs if any(d is not s for d in gd))
-            dst = next(d for d in gd if d is not src)
-            start = len(res.violations)
-            pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
-            _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
-            _as_class(res, start, weight, (gs, gd))
+            _pod_pair_class(walker, res, gs, gd, weight)
         return run
 
     def node_pod(node, group, weight, to_pod: bool):
