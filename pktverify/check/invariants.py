@@ -519,6 +519,7 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
 
     def for_service(svc):
         def run(res: InvariantResult) -> None:
+            walker.forget_proxy_legs()          # another service's endpoints: its proxy legs are of no use
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
             groups = atom.refine(bases) if atom is not None else _groups(cluster, None, by_port=False)
             pods = [(walker.pod_endpoint(g[0]), g) for g in groups]

@@ -176,6 +176,15 @@ class ClusterWalker:
                 for p in ports:
                     self.proxy_ports[(node.name, chosen[(p.name, p.proto)])] = (p.name, p.proto, p.endpoints)
 
+    def forget_proxy_legs(self) -> None:
+        """Drop the userspace proxies' remembered connections (and their replies, keyed by them).
+        They are a pure cache shared by the clients of one service's endpoints; a check that moves
+        on to another service's endpoints calls this, so memory holds one service's legs, not all
+        of them."""
+        self._proxy_legs.clear()
+        self._leg_replies.clear()
+        self._last_answer = (None, [])
+
     # ------------------------------------------------------------ entry points
     def pod_endpoint(self, pod: PodSpec) -> Endpoint:
         return Endpoint("pod", pod.key, pod.node)
