@@ -45,3 +45,16 @@ def only(trace):
 
 def endpoint(outcome) -> str:
     return f"{format_ip(outcome.packet.dst)}:{outcome.packet.dport}"
+
+
+def assert_fast_equals_exhaustive(cluster, walker) -> None:
+    """Checking flows by class (the default) and one by one give, per invariant, the same verdict,
+    the same number of flows checked and the same number of violating flows (a class violation
+    counts for its class)."""
+    from pktverify.check.invariants import check_all
+
+    fast = check_all(cluster, walker)
+    slow = check_all(cluster, walker, exhaustive=True)
+    for f, s in zip(fast, slow):
+        assert (f.name, f.holds, f.checked) == (s.name, s.holds, s.checked)
+        assert sum(v.covers for v in f.violations) == len(s.violations), (f.name, [v.message for v in s.violations])

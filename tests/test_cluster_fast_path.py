@@ -23,6 +23,8 @@ from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.node import build_node
 
+from .helpers import assert_fast_equals_exhaustive
+
 
 def _insert(text: str, table: str, rule: str) -> str:
     head, sep, tail = text.partition(f"*{table}\n")
@@ -78,11 +80,7 @@ def test_fast_path_equals_exhaustive(case):
     cluster, nodes = case
     walker = ClusterWalker(cluster, nodes)
     assert AddressClasses(cluster, nodes).sound
-    fast = check_all(cluster, walker)
-    slow = check_all(cluster, walker, exhaustive=True)
-    for f, s in zip(fast, slow):
-        assert (f.name, f.holds, f.checked) == (s.name, s.holds, s.checked)
-        assert sum(v.covers for v in f.violations) == len(s.violations), (f.name, [v.message for v in s.violations])
+    assert_fast_equals_exhaustive(cluster, walker)
 
 
 def test_grouping_is_real_on_a_kube_proxy_cluster():
@@ -137,8 +135,4 @@ def test_fast_path_equals_exhaustive_on_the_public_strategies(cluster):
     # Named ports, host-network endpoints, hairpins and every planted fault class, both ways.
     from pktverify.parse.cluster_nodes import cluster_nodes
     walker = ClusterWalker(cluster, cluster_nodes(cluster))
-    fast = check_all(cluster, walker)
-    slow = check_all(cluster, walker, exhaustive=True)
-    for f, s in zip(fast, slow):
-        assert (f.name, f.holds, f.checked) == (s.name, s.holds, s.checked)
-        assert sum(v.covers for v in f.violations) == len(s.violations), (f.name, [v.message for v in s.violations])
+    assert_fast_equals_exhaustive(cluster, walker)

@@ -9,7 +9,6 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktverify.check.invariants import check_all
 from pktverify.eval.address_classes import AddressClasses
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.eval.node_symmetry import NodeSymmetry
@@ -18,6 +17,8 @@ from pktverify.generate.synthetic_cluster import synthetic_cluster
 from pktverify.model.addresses import format_ip
 from pktverify.model.cluster import ServicePortSpec, ServiceSpec
 from pktverify.parse.cluster_nodes import cluster_nodes
+
+from .helpers import assert_fast_equals_exhaustive
 
 # Rules written alike on every node: some keep the nodes interchangeable (they name only what
 # every node shares), some name one pod and so set its node apart.
@@ -61,11 +62,7 @@ def alike_clusters(draw):
 def test_symmetric_fast_path_equals_exhaustive(cluster):
     states = cluster_nodes(cluster)
     walker = ClusterWalker(cluster, states)
-    fast = check_all(cluster, walker)
-    slow = check_all(cluster, walker, exhaustive=True)
-    for f, s in zip(fast, slow):
-        assert (f.name, f.holds, f.checked) == (s.name, s.holds, s.checked)
-        assert sum(v.covers for v in f.violations) == len(s.violations), (f.name, [v.message for v in s.violations])
+    assert_fast_equals_exhaustive(cluster, walker)
 
 
 def test_generated_nodes_are_interchangeable_and_endpoints_set_theirs_apart():

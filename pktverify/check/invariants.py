@@ -392,8 +392,7 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
     every node is interchangeable, one per class of node pairs: the same node or two nodes)."""
     atom = classes.atom if classes is not None else None
     sources, targets = _groups(cluster, atom, by_port=False), _groups(cluster, atom, by_port=True)
-    if sym is not None and len(sym.free()) == len(cluster.nodes) and \
-            len({g[0].node for g in sources}) == len(sources):
+    if sym is not None and sym.all_free and len({g[0].node for g in sources}) == len(sources):
         return _symmetric_no_nat_tasks(cluster, walker, sources, targets)
 
     def from_pods(gs: list[PodSpec]):
@@ -407,19 +406,10 @@ def no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressCl
 
     def with_node(node):
         def run(res: InvariantResult) -> None:
-            me = walker.node_endpoint(node)
             for group in targets:
-                pod = group[0]
-                start = len(res.violations)
-                pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
-                _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
-                _as_class(res, start, len(group), ((node,), group))
+                _node_pod_class(walker, res, node, group, len(group), to_pod=True)
             for group in sources:
-                pod = group[0]
-                start = len(res.violations)
-                pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
-                _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
-                _as_class(res, start, len(group), (group, (node,)))
+                _node_pod_class(walker, res, node, group, len(group), to_pod=False)
         return run
 
     return [from_pods(gs) for gs in sources] + [with_node(node) for node in cluster.nodes]
@@ -434,6 +424,20 @@ def _pod_pair_class(walker: ClusterWalker, res: InvariantResult, gs, gd, weight:
     pkt = Packet(6, src.ip, dst.ip, _CLIENT_SPORT, _pod_port(dst))
     _no_nat_flow(walker, res, walker.pod_endpoint(src), pkt, walker.pod_endpoint(dst))
     _as_class(res, start, weight, (gs, gd))
+
+
+def _node_pod_class(walker: ClusterWalker, res: InvariantResult, node, group, weight: int, *, to_pod: bool) -> None:
+    """One flow between ``node`` and the first pod of ``group`` — node → pod (``to_pod``) or
+    pod → node (the kubelet port) — counted for ``weight`` flows."""
+    me, pod = walker.node_endpoint(node), group[0]
+    start = len(res.violations)
+    if to_pod:
+        pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
+        _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
+    else:
+        pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)
+        _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
+    _as_class(res, start, weight, ((node,), group) if to_pod else (group, (node,)))
 
 
 def _symmetric_no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, sources, targets) -> list:
@@ -464,15 +468,7 @@ def _symmetric_no_nat_tasks(cluster: ClusterSpec, walker: ClusterWalker, sources
 
     def node_pod(node, group, weight, to_pod: bool):
         def run(res: InvariantResult) -> None:
-            me, pod = walker.node_endpoint(node), group[0]
-            start = len(res.violations)
-            if to_pod:
-                pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
-                _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
-            else:
-                pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)      # pod → node (the kubelet port)
-                _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
-            _as_class(res, start, weight, ((node,), group) if to_pod else (group, (node,)))
+            _node_pod_class(walker, res, node, group, weight, to_pod=to_pod)
         return run
 
     n = len(cluster.nodes)
@@ -523,8 +519,9 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
             atom = classes.for_destination(svc.cluster_ip) if classes is not None else None
             groups = atom.refine(bases) if atom is not None else _groups(cluster, None, by_port=False)
             pods = [(walker.pod_endpoint(g[0]), g) for g in groups]
+            # NodePort doors: the destination is a node address, so the base classes apply
             node_pods = pods if atom is None or not svc.has_node_ports else \
-                [(walker.pod_endpoint(g[0]), g) for g in _groups(cluster, classes.atom, by_port=False)]
+                [(walker.pod_endpoint(g[0]), g) for g in bases]
             cip_pods, cip_nodes = pods, nodes
             if sym is not None:
                 cip_pods, cip_nodes = _merged_clients(walker, groups, nodes, sym.free(atom.extra))
@@ -596,6 +593,7 @@ def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node
         """What an off-cluster client (or another node) gets arriving at ``node``."""
         return (local(node.name), True) if ext_local else (eps, False)
 
+    allowed = not svc.lb_source_ranges or any(in_network(walker.external_ip, *net) for net in svc.lb_source_ranges)
     for node in cluster.nodes:
         outsider = walker.external_endpoint(node)
         if svc.has_node_ports and sp.node_port:
@@ -608,8 +606,6 @@ def _doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, node
             doors.append(_Door(f"ExternalIP {format_ip(ip)}:{sp.port} at {node.name}", ip, sp.port,
                                ((outsider, (outsider,), *outside(node)),)))
         for ip in svc.lb_ips:
-            allowed = not svc.lb_source_ranges or any(in_network(walker.external_ip, *net)
-                                                      for net in svc.lb_source_ranges)
             if not allowed and cluster.proxy_mode == "userspace":
                 continue        # userspace kube-proxy leaves source ranges to the load balancer itself
             wanted, keep = outside(node) if allowed else ([], False)
@@ -747,7 +743,7 @@ def routing_tasks(cluster: ClusterSpec, walker: ClusterWalker, sym: NodeSymmetry
         return run
 
     n = len(cluster.nodes)
-    if sym is not None and len(sym.free()) == n:
+    if sym is not None and sym.all_free:
         a, b = cluster.nodes[0], cluster.nodes[1]
 
         def pair(node, other, weight):

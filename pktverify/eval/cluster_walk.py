@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..model.addresses import format_ip, format_network, in_network
+from ..model.addresses import format_ip, format_network, in_network, prefix_mask
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
 from ..model.node import NodeState
 from ..model.packet import Packet
+from ..model.rules import RecentMatch
 from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
@@ -159,6 +160,9 @@ class ClusterWalker:
                         self.node_by_ip.setdefault(a.ip, state.name)
         self.pods_by_key = cluster.pods_by_key
         self.external_ip = off_cluster_address(cluster)
+        self._uplinks = {name: next((i.name for i in state.interfaces.values()
+                                     if any(a.ip == self.specs[name].ip for a in i.addresses)), "eth0")
+                         for name, state in nodes.items()}
         # Userspace proxies' own connections (and their replies), shared by every client.
         self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
         self._leg_replies: dict[int, list[PathEnd]] = {}
@@ -198,11 +202,7 @@ class ClusterWalker:
 
     def uplink(self, node: str) -> str:
         """The interface holding the node's own address (where the node network comes in)."""
-        ip = self.specs[node].ip
-        for iface in self.states[node].interfaces.values():
-            if any(a.ip == ip for a in iface.addresses):
-                return iface.name
-        return "eth0"
+        return self._uplinks[node]
 
     def source_address(self, client: Endpoint, dst: int) -> int:
         """The source address the client's stack picks to reach ``dst``."""
@@ -473,8 +473,7 @@ def off_cluster_address(cluster: ClusterSpec) -> int:
     """An address for the off-cluster client: a documentation address (RFC 5737) that is no
     node's, pod's or service's and lies in none of the cluster's networks."""
     nets = [cluster.cidr, cluster.service_cidr] + [n.pod_cidr for n in cluster.nodes]
-    nets += [(n.ip & ((0xFFFFFFFF << (32 - n.prefixlen)) & 0xFFFFFFFF), (0xFFFFFFFF << (32 - n.prefixlen)) & 0xFFFFFFFF)
-             for n in cluster.nodes if n.prefixlen]
+    nets += [(n.ip & prefix_mask(n.prefixlen), prefix_mask(n.prefixlen)) for n in cluster.nodes if n.prefixlen]
     used = {ip for s in cluster.services for ip in (s.cluster_ip, *s.external_ips, *s.lb_ips)}
     for ip in _OFF_CLUSTER_CANDIDATES:
         if ip not in used and not any(in_network(ip, *net) for net in nets):
@@ -503,7 +502,7 @@ def remembered(end: PathEnd, walker: "ClusterWalker") -> frozenset:
             if chain is None or not 0 < step.rule_index <= len(chain.rules):
                 continue
             for mt in chain.rules[step.rule_index - 1].matches:
-                if type(mt).__name__ == "RecentMatch" and mt.mode in ("set", "update") and not mt.invert:
+                if isinstance(mt, RecentMatch) and mt.mode in ("set", "update") and not mt.invert:
                     out.add((node, mt.name, (pkt.dst if mt.dest else pkt.src) & mt.mask))
         entry = None
     for node, delivered, _conns, leg, _leg_end in end.proxied:

@@ -60,6 +60,11 @@ class NodeSymmetry:
     def usable(self) -> bool:
         return not self.reason and len(self.cluster.nodes) > 1
 
+    @property
+    def all_free(self) -> bool:
+        """Every node is interchangeable with every other (no rule sets one apart)."""
+        return self.usable and not self._base_fixed
+
     def free(self, extra=()) -> set[str]:
         """The nodes no rule sets apart (the base rules, plus ``extra`` intervals): interchangeable."""
         if not self.usable:
