@@ -16,7 +16,7 @@ from .invariants import InvariantResult, Violation
 
 __all__ = ["Group", "group_violations"]
 
-_REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
+REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
 _STOPS = ("DROP", "REJECT")
 
 
@@ -115,7 +115,7 @@ def _deciding_step(v: Violation):
             if s.table is None:
                 continue
             word = s.action.split(" ")[0]
-            if s.rule_index is not None and (word in _STOPS or word in _REWRITES):
+            if s.rule_index is not None and (word in _STOPS or word in REWRITES):
                 found = (node, s)
             elif s.rule_index is None and s.action in ("policy DROP",):
                 found = (node, s)

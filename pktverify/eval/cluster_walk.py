@@ -29,7 +29,7 @@ from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
-__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary",
+__all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary", "step_label",
            "off_cluster_address", "remembered"]
 
 MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
@@ -452,18 +452,18 @@ def _conntrack_tables(conns) -> dict[str, ConntrackTable]:
 def rules_summary(o) -> str:
     """What acted on the packet on this node: rules (``nat/KUBE-SEP-Y #2 (line 41): DNAT ...``),
     policies, routes and conntrack, compactly; jumps are left out."""
-    acted = []
-    for s in o.steps:
-        if s.table is None:
-            acted.append(s.action)
-        elif s.action.startswith(("jump", "goto")):
-            continue
-        elif s.rule_index is None:
-            acted.append(f"{s.table}/{s.chain} {s.action}")
-        else:
-            line = f" (line {s.line})" if s.line else ""
-            acted.append(f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}")
+    acted = [s.action if s.table is None else step_label(s) for s in o.steps
+             if s.table is None or not s.action.startswith(("jump", "goto"))]
     return "; ".join(acted) if acted else "no rule acted"
+
+
+def step_label(s) -> str:
+    """A table step as people read it: ``nat/KUBE-SEP-Y #2 (line 41): DNAT ...``, or
+    ``filter/FORWARD policy DROP`` for a chain's policy."""
+    if s.rule_index is None:
+        return f"{s.table}/{s.chain} {s.action}"
+    line = f" (line {s.line})" if s.line else ""
+    return f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}"
 
 
 _OFF_CLUSTER_CANDIDATES = (0xCB00710A, 0xC633640A, 0xC000020A, 0x0808080A)   # 203.0.113.10, 198.51.100.10, ...

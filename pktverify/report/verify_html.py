@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from html import escape
 
-from ..check.causes import Group, group_violations
+from ..check.causes import REWRITES, Group, group_violations
 from ..check.invariants import InvariantResult, Violation
+from ..eval.cluster_walk import step_label
 from ..model.addresses import format_ip, format_network
 from ..model.cluster import ClusterSpec
 
 __all__ = ["verify_to_html"]
 
-_REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}h3{font-size:15px;margin:0 0 6px}
@@ -179,11 +179,8 @@ def _path(hops, end_kind: str, *, reply: bool = False) -> str:
             for s in hop.outcome.steps:
                 if s.table is None or s.action.startswith(("jump", "goto")) or s.action in ("policy ACCEPT", "RETURN"):
                     continue          # what passed the packet on unchanged: the tooltip has it all
-                nat = s.action.split(" ")[0] in _REWRITES
-                line = f" (line {s.line})" if s.line else ""
-                label = f"{s.table}/{s.chain} #{s.rule_index}{line}: {s.action}" if s.rule_index is not None \
-                    else f"{s.table}/{s.chain} {s.action}"
-                rules.append(f'<li class="{"nat" if nat else "rule"}">{escape(label)}</li>')
+                nat = s.action.split(" ")[0] in REWRITES
+                rules.append(f'<li class="{"nat" if nat else "rule"}">{escape(step_label(s))}</li>')
         last = i == len(hops) - 1
         kind = ["hop"]
         if hop.point == "wire":
