@@ -184,3 +184,40 @@ def test_node_ports_outside_the_range_are_an_address_plan_violation():
     bad = pktverify.verify(parse_cluster(text))["pod-ip-uniqueness"].violations
     assert [v.message for v in bad] == ["service default/s:80 NodePort 8080/tcp is outside the node-port range "
                                         "30000-30100"]
+
+
+@pytest.mark.parametrize("extra", [
+    "type: [NodePort]", "external_ips: 192.0.2.1", "external_ips: [7]", "external_ips: [192.0.2.300]",
+    "load_balancer_source_ranges: [203.0.113.0/33]", "load_balancer_source_ranges: [{a: 1}]",
+    "external_traffic_policy: 1", "session_affinity: [ClientIP]", "session_affinity_timeout: '60'",
+    "type: 'NodePort\\nX'", "type: NodePort, external_ips: ['../../etc']",
+])
+def test_hostile_service_fields_are_one_line_with_their_place(tmp_path, capsys, extra):
+    from pktverify.cli import main
+    path = tmp_path / "c.yaml"
+    path.write_text(BASE % extra)
+    assert main(["verify", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"pktverify: {path}:") and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]          # nothing written
+
+
+@pytest.mark.parametrize("change", [
+    {"type": 5}, {"externalIPs": "192.0.2.1"}, {"externalIPs": [{"ip": "x"}]},
+    {"externalTrafficPolicy": "Nearby"}, {"loadBalancerSourceRanges": ["x/99"]},
+    {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": "long"}}},
+])
+def test_hostile_kubectl_service_fields_are_one_line(tmp_path, capsys, change):
+    import json
+
+    from pktverify.cli import main
+
+    from .test_cluster_kubectl import kubectl_dump
+    path = kubectl_dump(tmp_path)
+    doc = json.loads(path.read_text())
+    svc = next(i for i in doc["items"] if i["kind"] == "Service")
+    svc["spec"].update(change)
+    path.write_text(json.dumps(doc))
+    assert main(["verify", str(path), "--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"pktverify: {path}:") and "Traceback" not in err, err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from .addresses import format_ip
+from .addresses import format_ip, in_network
 
 __all__ = ["NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec", "SERVICE_TYPES", "NODE_PORT_RANGE"]
 
@@ -222,7 +222,7 @@ class ClusterSpec:
         if pod is not None:
             return pod.node
         for node in self.nodes:
-            if ip == node.ip or (ip & node.pod_cidr[1]) == node.pod_cidr[0]:
+            if ip == node.ip or in_network(ip, *node.pod_cidr):
                 return node.name
         return None
 
