@@ -88,3 +88,51 @@ def test_repeated_core_address_and_interface_options_are_refused(rule):
     # Found by the kernel campaign: iptables-restore says "multiple -s flags not allowed".
     with pytest.raises(RuleSyntaxError, match="multiple"):
         parse_rule_args(rule.split())
+
+
+# Rule shapes with holes; a hole takes a value drawn below, sometimes an option's own name,
+# so that a blanked token is now and then not a value at all and the plan must not be shared.
+_SHAPES = [
+    "-s {} -m comment --comment {} -j {}",
+    "-p tcp -m comment --comment {} -m tcp -j DNAT --to-destination {}",
+    "-m comment --comment {} -m statistic --mode {} --probability {} -j {}",
+    "! -s {} -d {} -p tcp -m comment --comment {} -m tcp --dport {} -j {}",
+    "-p udp -m udp --dport {} -m multiport --sports {} -j {}",
+    "-m conntrack --ctstate {} --ctorigdst {} -j {}",
+    "-p tcp -j REDIRECT --to-ports {}",
+    "-m mark --mark {} -j MARK --set-xmark {}",
+]
+_HOLE = st.sampled_from(["10.1.2.3", "10.1.0.0/16", "010.0.0.1", "10.1", "80", "010", "0x50", "8080:8090",
+                         "random", "nth", "0.5", "KUBE-SEP-A", "KUBE-SVC-B", "ACCEPT", "DROP", "RETURN",
+                         "KUBE-MARK-MASQ", "NEW", "NEW,ESTABLISHED", "0x4000/0x4000", "a b", "-s", "-j",
+                         "--comment", "--dport", "!", "-m", "tcp", "10.0.0.1:8080", ""])
+
+
+def _outcome(parser, args):
+    try:
+        return parser.parse(args)
+    except RuleSyntaxError as exc:
+        return str(exc)
+
+
+@given(st.sampled_from(_SHAPES), st.data())
+def test_a_shared_shape_plan_parses_exactly_as_a_fresh_parser(shape, data):
+    """The per-shape plan (values blanked, decided once) gives what parsing the rule afresh gives."""
+    holes = shape.count("{}")
+    first = shape.format(*data.draw(st.lists(_HOLE, min_size=holes, max_size=holes))).split(" ")
+    second = shape.format(*data.draw(st.lists(_HOLE, min_size=holes, max_size=holes))).split(" ")
+    shared = RuleParser()
+    _outcome(shared, first)
+    assert _outcome(shared, second) == _outcome(RuleParser(), second)
+
+
+def test_a_blanked_token_that_was_no_value_keeps_the_plan_private():
+    # "--comment -s 1.2.3.4": the shape blanks 1.2.3.4 (after "-s"), but here "-s" is the comment.
+    parser = RuleParser()
+    with pytest.raises(RuleSyntaxError, match="unexpected argument"):
+        parser.parse("-m comment --comment -s 1.2.3.4 -j ACCEPT".split())
+    assert not parser._plans
+    parser.parse("-s 1.2.3.4 -m comment --comment x -j KUBE-SEP-A".split())
+    again = parser.parse("-s 5.6.7.8 -m comment --comment y -j KUBE-SEP-B".split())
+    assert len(parser._plans) == 1
+    assert again == RuleParser().parse("-s 5.6.7.8 -m comment --comment y -j KUBE-SEP-B".split())

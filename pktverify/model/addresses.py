@@ -8,8 +8,9 @@ containment of pod, service and cluster networks) go through netaddr.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
-from socket import inet_ntoa
+from socket import inet_aton, inet_ntoa
 
 import netaddr
 
@@ -35,21 +36,32 @@ class AddressError(ValueError):
     """An address or network that is not valid IPv4 notation; the message says why."""
 
 
+_CANONICAL_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                             r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
 @lru_cache(maxsize=1 << 16)
 def parse_ip(text: str) -> int:
-    """Return the dotted-quad ``text`` as an int; raise AddressError if it is not exactly a.b.c.d."""
+    """Return the dotted-quad ``text`` as an int; raise AddressError if it is not exactly a.b.c.d.
+
+    Like ``inet_pton``, an octet may not have a leading zero: ``ip``, iptables and the
+    C library read ``010`` as octal 8, so accepting it as ten would be a silent
+    wrong answer.
+    """
+    if _CANONICAL_IPV4.match(text):
+        return int.from_bytes(inet_aton(text), "big")
     parts = text.split(".")
     if len(parts) != 4:
         raise AddressError(f"not an IPv4 address: {text!r}")
-    value = 0
     for part in parts:
         if not part.isdigit() or len(part) > 3 or not part.isascii():
             raise AddressError(f"not an IPv4 address: {text!r}")
-        octet = int(part)
-        if octet > 255:
-            raise AddressError(f"octet {octet} out of range 0-255 in {text!r}")
-        value = (value << 8) | octet
-    return value
+        if len(part) > 1 and part[0] == "0":
+            raise AddressError(f"octet {part!r} has a leading zero in {text!r} (C reads it as octal: "
+                               "write the address without leading zeros)")
+        if int(part) > 255:
+            raise AddressError(f"octet {int(part)} out of range 0-255 in {text!r}")
+    raise AddressError(f"not an IPv4 address: {text!r}")
 
 
 def prefix_mask(length: int) -> int:
@@ -81,6 +93,8 @@ def parse_network(text: str) -> tuple[int, int]:
     else:
         if not length.isdigit() or not length.isascii():
             raise AddressError(f"prefix length {length!r} is not a number")
+        if len(length) > 1 and length[0] == "0":
+            raise AddressError(f"prefix length {length!r} has a leading zero (C reads it as octal)")
         n = int(length)
         if n > 32:
             raise AddressError(f"prefix length /{n} is out of range 0-32")

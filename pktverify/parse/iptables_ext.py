@@ -55,9 +55,9 @@ def _value_mask(text: str, what: str) -> tuple[int, int]:
     return value & mask, mask
 
 
-def _addr_net(text: str) -> tuple[int, int]:
+def _addr_net(text: str, parse=None) -> tuple[int, int]:
     try:
-        return v.parse_network_text(text)
+        return (parse or v.parse_network_text)(text)
     except ValueError as exc:
         raise ExtSyntaxError(str(exc)) from None
 
@@ -453,7 +453,7 @@ def conntrack_extra(module, proto) -> list:
                 raise ExtSyntaxError(str(exc)) from None
             out.append(m.FactMatch("conntrack", "ctproto", ((p, p),), invert=inv))
         elif opt in ("--ctorigsrc", "--ctorigdst", "--ctreplsrc", "--ctrepldst"):
-            net, mask = _addr_net(text)
+            net, mask = _addr_net(text, v.parse_aton_network)   # conntrack asks getaddrinfo
             out.append(m.FactMatch("conntrack", opt[2:], ((net, net),), mask, inv))
         elif opt.endswith("port"):
             low, high = _range(text, opt, 0xFFFF)

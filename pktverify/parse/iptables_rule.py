@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import rules as m
+from ..model.addresses import AddressError, parse_network
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from . import iptables_values as v
 from .iptables_ext import (CONNTRACK_OPTIONS, EXT_MATCH_BUILDERS, EXT_MATCH_MODULES, EXT_TARGETS, ExtSyntaxError,
@@ -69,7 +70,7 @@ _PROTO_MODULES = {TCP: "tcp", UDP: "udp", SCTP: "sctp", ICMP: "icmp"}
 class _Module:
     name: str
     known: bool
-    opts: list[tuple[str, list[str], bool]] = field(default_factory=list)
+    opts: list[tuple] = field(default_factory=list)   # (option, values, invert); while planning (option, start, end, invert)
     raw: list[str] = field(default_factory=list)
 
 
@@ -98,12 +99,63 @@ _CORE_OPTIONS = {
 _ONCE = {"src": "-s", "dst": "-d", "in": "-i", "out": "-o"}
 
 
+# Options whose argument never steers the parse: the next token is a value that only the
+# built match or target reads.  A rule's *shape* is its tokens with these values blanked, and
+# the parse of a shape is planned once (kube-proxy dumps are a dozen shapes repeated 100k times).
+_VALUE_OPTIONS = frozenset(
+    {"-s", "--source", "--src", "-d", "--destination", "--dst"}
+    | {opt for opts in MATCH_MODULES.values() for opt, nargs in opts.items() if nargs}
+    | {opt for opts in TARGETS.values() for opt, nargs in opts.items() if nargs})
+_JUMP_OPTIONS = frozenset({"-j", "--jump", "-g", "--goto"})
+_BLANKERS = _VALUE_OPTIONS | _JUMP_OPTIONS
+_SLOT = None        # a blanked value in a shape key
+_MAX_PLANS = 1 << 16
+
+
+def _shape_key(args: list[str]) -> tuple:
+    """``args`` with every value that cannot change the parse's course blanked out.
+
+    A value is blanked by the previous token's text alone: the argument of an option
+    that takes one, and a ``-j``/``-g`` argument that is not a target extension (a user
+    chain: the walk only asks "is it an extension?").  :meth:`RuleParser._plan` then
+    confirms that each blanked token really was consumed as such a value before the
+    plan is shared (``--comment -s 1.2.3.4`` blanks ``1.2.3.4``, which is then an
+    unexpected argument: that rule's plan is not kept).
+    """
+    prev = ""
+    key = []
+    for tok in args:
+        if prev in _BLANKERS and (prev not in _JUMP_OPTIONS or tok not in TARGETS):
+            key.append(_SLOT)
+        else:
+            key.append(tok)
+        prev = tok
+    return tuple(key)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How to build one shape's matches and target from a rule's tokens.
+
+    ``steps`` holds, in rule order, ``(0, matches)`` for matches built already (no
+    blanked value) or a step that reads its values from token positions: ``(1, field, invert, pos)`` an
+    address, ``(2, pos)`` a comment, ``(3, name, known, raw, opts)`` a match module
+    whose ``opts`` are ``(option, start, end, invert)`` token ranges.  ``target`` is a
+    built target, None, or ``(name or None, name_pos, goto, opts)``.
+    """
+    steps: tuple
+    target: object
+    target_is_built: bool
+    proto: int | None
+
+
 class RuleParser:
     """Parses rule arguments; equal match modules and targets are built once and shared.
 
     Matches and targets are immutable, and a kube-proxy dump repeats the same
     ``-m comment``, ``-m statistic`` and ``-j KUBE-MARK-MASQ`` thousands of
-    times, so one parser per file memoises them by their exact option text.
+    times, so one parser per file memoises them by their exact option text, and
+    plans each rule *shape* (:func:`_shape_key`) once.
     """
 
     def __init__(self, *, lenient: bool = False) -> None:
@@ -111,18 +163,66 @@ class RuleParser:
         self._matches: dict[tuple, tuple] = {}
         self._targets: dict[tuple, object] = {}
         self._comments: dict[str, m.CommentMatch] = {}
+        self._plans: dict[tuple, _Plan] = {}
 
     def parse(self, args: list[str]) -> ParsedRule:
         """Parse the arguments after ``-A CHAIN``; raise RuleSyntaxError on anything unsupported."""
+        key = _shape_key(args)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan, shareable = self._plan(args, key)
+            if shareable and len(self._plans) < _MAX_PLANS:
+                self._plans[key] = plan
+        return self._build(plan, args)
+
+    def _build(self, plan: _Plan, args: list[str]) -> ParsedRule:
+        matches: list[object] = []
+        for step in plan.steps:
+            kind = step[0]
+            if kind == 0:
+                matches.extend(step[1])
+            elif kind == 1:
+                try:
+                    net, mask = parse_network(args[step[3]])
+                except AddressError:
+                    net, mask = _value(v.parse_network_text, args[step[3]])   # xtables' numeric forms
+                matches.append(m.AddrMatch(step[1], net, mask, step[2]))
+            elif kind == 2:
+                text = args[step[1]]
+                comment = self._comments.get(text)
+                if comment is None:
+                    comment = self._comments[text] = m.CommentMatch(text)
+                matches.append(comment)
+            else:
+                _k, name, known, raw, opts = step
+                matches.extend(self._match(name, known, plan.proto, raw,
+                                           tuple([(opt, tuple(args[s:e]), inv) for opt, s, e, inv in opts])))
+        target = plan.target
+        if not plan.target_is_built:
+            name, pos, goto, opts = target
+            target = self._target(name if pos is None else args[pos], goto,
+                                  tuple([(opt, tuple(args[s:e]), inv) for opt, s, e, inv in opts]), plan.proto)
+        return ParsedRule(tuple(matches), target, plan.proto)
+
+    def _plan(self, args: list[str], key: tuple) -> tuple[_Plan, bool]:
+        """Walk the rule's options once; return its plan and whether its shape may share it.
+
+        Values whose token the shape key blanked become token positions; everything
+        else is built now.  The plan is shareable when every blanked token was consumed
+        as such a value, so that no decision of this walk read one.
+        """
         lenient = self.lenient
-        items: list[object] = []        # matches and _Module placeholders, in order of appearance
+        items: list[object] = []        # matches, steps and _Module placeholders, in order of appearance
         modules: list[_Module] = []
         target_name: str | None = None
+        target_pos = -1
         goto = False
-        target_opts: list[tuple[str, list[str], bool]] = []
+        target_opts: list[tuple[str, int, int, bool]] = []
         proto: int | None = None
         invert = False
         seen_once: set[str] = set()
+        free: set[int] = set()          # positions consumed as values the walk did not read
+        swallowed = False
         i, n = 0, len(args)
         while i < n:
             tok = args[i]
@@ -142,8 +242,8 @@ class RuleParser:
                         raise RuleSyntaxError(f"multiple {_ONCE[kind]} flags (iptables allows one)")
                     seen_once.add(kind)
             if kind == "src" or kind == "dst":
-                net, mask = _value(v.parse_network_text, value)
-                items.append(m.AddrMatch(kind, net, mask, invert))
+                items.append((1, kind, invert, i + 1))
+                free.add(i + 1)
                 i += 2
             elif kind == "proto":
                 if proto is not None:
@@ -152,13 +252,13 @@ class RuleParser:
                 if proto == 0 and invert:
                     raise RuleSyntaxError("'! -p all' matches nothing; iptables rejects it")
                 if proto != 0:
-                    items.append(m.ProtoMatch(proto, invert))
+                    items.append((0, (m.ProtoMatch(proto, invert),)))
                 proto = -proto if invert else proto   # negative: negated protocol
                 i += 2
             elif kind == "in" or kind == "out":
                 name, prefix = _value(v.parse_iface, value)
                 if not (prefix and name == "") or invert:
-                    items.append(m.IfaceMatch(kind, name, prefix, invert))
+                    items.append((0, (m.IfaceMatch(kind, name, prefix, invert),)))
                 i += 2
             elif kind == "match":
                 if invert:
@@ -167,11 +267,8 @@ class RuleParser:
                 if name == "comment" and i + 3 < n and args[i + 2] == "--comment" \
                         and (i + 4 == n or args[i + 4] != "--comment"):
                     # The most common module by far: one option, no negation, shared objects.
-                    text = args[i + 3]
-                    comment = self._comments.get(text)
-                    if comment is None:
-                        comment = self._comments[text] = m.CommentMatch(text)
-                    items.append(comment)
+                    items.append((2, i + 3))
+                    free.add(i + 3)
                     i += 4
                     continue
                 known = name in MATCH_MODULES
@@ -189,6 +286,9 @@ class RuleParser:
                 if target_name is not None:
                     raise RuleSyntaxError("more than one target (-j/-g)")
                 target_name = value
+                target_pos = i + 1
+                if value not in TARGETS:
+                    free.add(i + 1)     # only "not a target extension" steers the walk
                 goto = kind == "goto"
                 i += 2
             elif kind == "fragment":
@@ -196,38 +296,60 @@ class RuleParser:
                     raise RuleSyntaxError("multiple -f flags (iptables allows one)")
                 seen_once.add("fragment")
                 # pktverify's packets are whole (first) fragments: -f never matches, ! -f always does.
-                items.append(m.FixedMatch("fragment", invert, "packets are not fragments (-f)"))
+                items.append((0, (m.FixedMatch("fragment", invert, "packets are not fragments (-f)"),)))
                 i += 1
             elif tok.startswith("-") and len(tok) > 1:
-                i = _module_option(args, i, invert, target_name, target_opts, modules, items,
-                                   proto, lenient)
+                before = i
+                i, took_unknown = _module_option(args, i, invert, target_name, target_opts, modules, items,
+                                                 proto, lenient)
+                if took_unknown:
+                    swallowed = True    # the walk looked at these tokens to find where they end
+                else:
+                    free.update(range(before + 1, i))
             else:
                 raise RuleSyntaxError(f"unexpected argument {tok!r}")
             invert = False
         if invert:
             raise RuleSyntaxError("'!' at the end of the rule negates nothing")
-        matches: list[object] = []
+        blanked = {pos for pos, tok in enumerate(key) if tok is _SLOT}
+        steps: list[object] = []
         for item in items:
-            if type(item) is _Module:
-                matches.extend(self._match(item, proto))
+            if type(item) is not _Module:
+                steps.append(item)
+            elif any(pos in blanked for _opt, s, e, _inv in item.opts for pos in range(s, e)):
+                steps.append((3, item.name, item.known, tuple(item.raw), tuple(item.opts)))
             else:
-                matches.append(item)
-        target = self._target(target_name, goto, target_opts, proto) if target_name else None
-        return ParsedRule(tuple(matches), target, proto)
+                built_matches = self._match(item.name, item.known, proto, tuple(item.raw),
+                                            tuple((opt, tuple(args[s:e]), inv) for opt, s, e, inv in item.opts))
+                if built_matches:
+                    steps.append((0, built_matches))
+        target: object = None
+        built = True
+        if target_name is not None:
+            if target_pos in blanked or any(pos in blanked for _opt, s, e, _inv in target_opts for pos in range(s, e)):
+                target = (None if target_pos in blanked else target_name,
+                          target_pos if target_pos in blanked else None, goto, tuple(target_opts))
+                built = False
+            else:
+                target = self._target(target_name, goto, tuple((opt, tuple(args[s:e]), inv)
+                                                               for opt, s, e, inv in target_opts), proto)
+        plan = _Plan(tuple(steps), target, built, proto)
+        return plan, not swallowed and blanked <= free
 
-    def _match(self, module: _Module, proto: int | None) -> tuple:
-        key = (module.name, module.known, proto, tuple(module.raw),
-               tuple((opt, tuple(vals), inv) for opt, vals, inv in module.opts))
+    def _match(self, name: str, known: bool, proto: int | None, raw: tuple, opts: tuple) -> tuple:
+        key = (name, known, proto, raw, opts)
         built = self._matches.get(key)
         if built is None:
+            module = _Module(name, known, [(opt, list(vals), inv) for opt, vals, inv in opts], list(raw))
             built = self._matches[key] = tuple(_build_match(module, proto))
         return built
 
-    def _target(self, name: str, goto: bool, opts, proto: int | None):
-        key = (name, goto, proto, tuple((opt, tuple(vals), inv) for opt, vals, inv in opts))
+    def _target(self, name: str, goto: bool, opts: tuple, proto: int | None):
+        key = (name, goto, proto, opts)
         built = self._targets.get(key)
         if built is None:
-            built = self._targets[key] = _build_target(name, goto, opts, proto, self.lenient)
+            built = self._targets[key] = _build_target(name, goto, [(opt, list(vals), inv) for opt, vals, inv in opts],
+                                                       proto, self.lenient)
         return built
 
 
@@ -243,22 +365,26 @@ def _value(fn, text):
         raise RuleSyntaxError(str(exc)) from None
 
 
-def _module_option(args, i, invert, target_name, target_opts, modules, items, proto, lenient) -> int:
-    """Attach option ``args[i]`` to its owner; return the index after its arguments."""
+def _module_option(args, i, invert, target_name, target_opts, modules, items, proto, lenient) -> tuple[int, bool]:
+    """Attach option ``args[i]`` to its owner as ``(option, start, end, invert)`` token positions.
+
+    Returns the index after its arguments, and whether they were an unknown owner's
+    (lenient), whose extent was found by looking at the tokens.
+    """
     opt = args[i]
     if target_name is not None and opt in TARGETS.get(target_name, {}):
         nargs = TARGETS[target_name][opt]
-        target_opts.append((opt, args[i + 1:i + 1 + nargs], invert))
         _check_count(args, i, nargs, opt)
-        return i + 1 + nargs
+        target_opts.append((opt, i + 1, i + 1 + nargs, invert))
+        return i + 1 + nargs, False
     for module in reversed(modules):
         if module.known and opt in MATCH_MODULES[module.name]:
             nargs = MATCH_MODULES[module.name][opt]
             _check_count(args, i, nargs, opt)
-            if any(seen == opt for seen, _vals, _inv in module.opts):
+            if any(seen[0] == opt for seen in module.opts):
                 raise RuleSyntaxError(f"option {opt} given twice to -m {module.name} (iptables allows it once)")
-            module.opts.append((opt, args[i + 1:i + 1 + nargs], invert))
-            return i + 1 + nargs
+            module.opts.append((opt, i + 1, i + 1 + nargs, invert))
+            return i + 1 + nargs, False
     implicit = _PROTO_MODULES.get(proto or 0)
     if implicit and opt in MATCH_MODULES[implicit]:
         module = _Module(implicit, True)
@@ -274,8 +400,8 @@ def _module_option(args, i, invert, target_name, target_opts, modules, items, pr
         if unknown_owner is not None and not (target_name and target_name not in TARGETS):
             unknown_owner.raw.extend(args[i:j])
         else:
-            target_opts.append((opt, args[i + 1:j], invert))
-        return j
+            target_opts.append((opt, i + 1, j, invert))
+        return j, True
     if target_name and target_name not in TARGETS:
         _unknown_target(target_name, [opt], lenient)
     owner = f"target {target_name}" if target_name else "the loaded match modules"
@@ -399,8 +525,8 @@ def _iprange(module: _Module, proto) -> list[object]:
     out = []
     for opt, vals, inv in module.opts:
         low_text, dash, high_text = vals[0].partition("-")
-        low = _value(v.parse_addr, low_text)
-        high = _value(v.parse_addr, high_text) if dash else low
+        low = _value(v.parse_xt_addr, low_text)
+        high = _value(v.parse_xt_addr, high_text) if dash else low
         if high < low:
             raise RuleSyntaxError(f"iprange {vals[0]!r} has its start after its end")
         out.append(m.IpRangeMatch("src" if opt == "--src-range" else "dst", low, high, inv))
@@ -431,7 +557,7 @@ def _recent(module: _Module, proto) -> list[object]:
             if opt == "--hitcount":
                 hitcount = number
         elif opt == "--mask":
-            mask = _value(v.parse_addr, vals[0])
+            mask = _value(v.parse_aton_network, vals[0])[0]    # getaddrinfo: 10.1 is 10.0.0.1
     invert = any(inv for _o, _v, inv in module.opts)
     dest = any(opt == "--rdest" for opt, _v, _i in module.opts)
     return [m.RecentMatch(modes[0], name, invert, dest, mask, hitcount)]

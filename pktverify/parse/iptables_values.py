@@ -10,12 +10,15 @@ import re
 
 from math import floor
 
-from ..model.addresses import AddressError, parse_ip, parse_network
+from socket import inet_aton
+
+from ..model.addresses import AddressError, parse_ip, parse_network, prefix_mask
 from ..model.packet import PROTO_NUMBERS, TCP_FLAGS
 
 __all__ = [
     "parse_port", "parse_port_range", "parse_mark", "parse_protocol", "parse_probability",
-    "parse_nat_range", "parse_tcp_flag_list", "parse_icmp_type", "parse_addr", "REJECT_TYPES",
+    "parse_nat_range", "parse_tcp_flag_list", "parse_icmp_type", "parse_addr", "parse_xt_addr",
+    "parse_network_text", "parse_aton_network", "REJECT_TYPES",
     "CTSTATES", "ADDRTYPES", "parse_name_list", "parse_iface",
 ]
 
@@ -74,6 +77,8 @@ _ICMP_NAMES: dict[str, tuple[int, int, int]] = {
 # 0.. octal or decimal, ASCII only (Python's int() would also take '٣', '1_0' and '-1').
 _STRTOUL = re.compile(r"\+?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 _DECIMAL = re.compile(r"[0-9]+\Z")
+_ATON = re.compile(r"[0-9a-fA-FxX.]+\Z")    # what inet_aton may read; never whitespace or a sign
+_MASKS = frozenset(prefix_mask(n) for n in range(33))
 _FLOAT = re.compile(r"[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
@@ -94,12 +99,16 @@ def c_uint(text: str, what: str, limit: int) -> int:
 
 
 def parse_port(text: str) -> int:
-    """A port number 0-65535 (service names are not resolved: say the number)."""
-    if not _DECIMAL.match(text):
+    """A port number 0-65535 as xtables_parse_port reads it: strtoul base 0, so ``010`` is 8.
+
+    Service names (``http``) are looked up in /etc/services by iptables; pktverify
+    does not resolve them and says so.
+    """
+    if not _STRTOUL.match(text):
         raise ValueError(f"port {text!r} is not a number 0-65535 (service names are not resolved)")
-    port = int(text)
+    port = c_uint(text, "port", 0xFFFFFFFF)
     if port > 65535:
-        raise ValueError(f"port {port} is out of range 0-65535")
+        raise ValueError(f"port {text!r} is out of range 0-65535")
     return port
 
 
@@ -131,8 +140,8 @@ def parse_protocol(text: str) -> int:
         return PROTO_NUMBERS[name]
     if name in EXTRA_PROTOCOLS:
         return EXTRA_PROTOCOLS[name]
-    if _DECIMAL.match(name) and int(name) <= 255:
-        return int(name)
+    if _STRTOUL.match(name) and c_uint(name, "protocol", 0xFFFFFFFF) <= 255:
+        return c_uint(name, "protocol", 255)     # xtables_parse_protocol: strtoul base 0, "017" is 15
     known = ", ".join(sorted([*PROTO_NUMBERS, *EXTRA_PROTOCOLS]))
     raise ValueError(f"unknown protocol {text!r} (use a number 0-255 or one of {known})")
 
@@ -149,19 +158,96 @@ def parse_probability(text: str) -> float:
 
 
 def parse_addr(text: str) -> int:
-    """A single dotted-quad address."""
+    """A strict dotted quad, as ``inet_pton`` reads the NAT targets' addresses (``010.0.0.1`` is refused)."""
     try:
         return parse_ip(text)
     except AddressError as exc:
         raise ValueError(str(exc)) from None
 
 
+def _xt_numeric(text: str, *, is_mask: bool = False) -> int | None:
+    """xtables' ``__numeric_to_ipaddr``: up to four strtoul(base 0) octets; a short address is a network.
+
+    ``10.1`` is 10.1.0.0 and ``010.0.0.1`` is 8.0.0.1, as iptables-restore reads them for
+    ``-s``/``-d`` and ``-m iprange``.  None when iptables would fall back to a host-name lookup.
+    """
+    if len(text) > 19:      # xtables copies the text into a 20-byte buffer first
+        return None
+    parts = text.split(".")
+    if len(parts) > 4 or (is_mask and len(parts) != 4):
+        return None
+    value = 0
+    for part in parts:
+        if not _STRTOUL.match(part):
+            return None
+        octet = c_uint(part, "octet", 0xFFFFFFFF)
+        if octet > 255:
+            return None
+        value = (value << 8) | octet
+    return value << (8 * (4 - len(parts)))
+
+
+def parse_xt_addr(text: str) -> int:
+    """An address where iptables takes numeric forms (``-m iprange``): see :func:`_xt_numeric`."""
+    try:
+        return parse_ip(text)
+    except AddressError as exc:
+        strict = exc
+    value = _xt_numeric(text)
+    if value is None:
+        raise ValueError(f"{strict} (not a number iptables reads, so it would look it up as a host"
+                         " name; pktverify does not resolve names: write the address)")
+    return value
+
+
 def parse_network_text(text: str) -> tuple[int, int]:
-    """``A``, ``A/len`` or ``A/mask``, host bits cleared."""
+    """``-s``/``-d``: ``A``, ``A/len`` or ``A/mask``, host bits cleared, numbers as xtables reads them."""
     try:
         return parse_network(text)
-    except AddressError as exc:
-        raise ValueError(str(exc)) from None
+    except AddressError:
+        pass
+    addr_text, sep, mask_text = text.partition("/")
+    addr = parse_xt_addr(addr_text)
+    if not sep:
+        return addr, 0xFFFFFFFF
+    if "." in mask_text:
+        mask = _xt_numeric(mask_text, is_mask=True)
+        if mask is None:
+            raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
+        if mask not in _MASKS:
+            raise ValueError(f"non-contiguous netmask {mask_text!r} is not supported")
+    else:
+        if not _STRTOUL.match(mask_text):
+            raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
+        mask = prefix_mask(c_uint(mask_text, "prefix length", 32))
+    return addr & mask, mask
+
+
+def parse_aton_network(text: str) -> tuple[int, int]:
+    """``A[/mask]`` as getaddrinfo reads it (``-m conntrack --ctorigsrc``, ``-m recent --mask``).
+
+    The address takes every ``inet_aton`` form: ``10.1`` is 10.0.0.1, ``010.0.0.1`` is
+    8.0.0.1, ``0x0a.0.0.1`` is 10.0.0.1; host names are refused, not resolved.
+    """
+    addr_text, sep, mask_text = text.partition("/")
+    if not _ATON.match(addr_text):
+        raise ValueError(f"{addr_text!r} is not a numeric IPv4 address (iptables would look it up as a"
+                         " host name; pktverify does not resolve names: write the address)")
+    try:
+        addr = int.from_bytes(inet_aton(addr_text), "big")
+    except OSError:
+        raise ValueError(f"{addr_text!r} is not a valid IPv4 address") from None
+    if not sep:
+        return addr, 0xFFFFFFFF
+    if "." in mask_text:
+        mask = _xt_numeric(mask_text, is_mask=True)
+        if mask is None or mask not in _MASKS:
+            raise ValueError(f"invalid or non-contiguous mask {mask_text!r} in {text!r}")
+    else:
+        if not _STRTOUL.match(mask_text):
+            raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
+        mask = prefix_mask(c_uint(mask_text, "prefix length", 32))
+    return addr & mask, mask
 
 
 def parse_nat_range(text: str, *, need_addr: bool) -> tuple[int | None, int | None, int | None, int | None]:
