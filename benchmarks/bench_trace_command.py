@@ -40,6 +40,13 @@ def _time(cmd: list[str], runs: int) -> float:
     return statistics.median(times)
 
 
+def _console_script() -> str:
+    """The ``pktverify`` script installed next to this interpreter: a version manager's shim on
+    PATH (pyenv's is a bash script) would add its own start-up to ours."""
+    beside = Path(sys.executable).parent / "pktverify"
+    return str(beside) if beside.exists() else (shutil.which("pktverify") or "pktverify")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=10000)
@@ -52,7 +59,7 @@ def main() -> None:
         dump.write_text(text)
         addrs.write_text(ADDRS)
         routes.write_text(ROUTES)
-        ours = _time([shutil.which("pktverify") or "pktverify", "trace", "--iptables", str(dump), "--addrs", str(addrs),
+        ours = _time([_console_script(), "trace", "--iptables", str(dump), "--addrs", str(addrs),
                       "--routes", str(routes), "--in", "cbr0", "--src", "10.1.10.5", "--dst", "10.96.0.10",
                       "--proto", "tcp", "--dport", "80"], args.runs)
         print(f"pktverify trace: {ours:.2f} s (median of {args.runs}, {rules:,} rules, whole command)")

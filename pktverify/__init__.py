@@ -1,19 +1,47 @@
 """pktverify: packet-level verification of Kubernetes node and cluster networking.
 
 Public names are re-exported here; implementations live in the pipeline
-packages (``parse`` → ``eval`` → ``checks`` → ``report``).
+packages (``parse`` → ``eval`` → ``checks`` → ``report``).  They are imported on
+first use (PEP 562), so ``pktverify trace`` does not pay for the cluster checks'
+imports and ``import pktverify.cli`` stays cheap.
 """
 
-from .api import ConntrackTable, NodeTracer, load_node, trace, trace_packet, trace_to_pcapng
-from .cluster_api import INVARIANTS, VerifyReport, cluster_to_yaml, load_cluster, verify
-from .errors import InputError, InvalidArgument, PktverifyError
-from .model.packet import Packet
-from .model.trace import Connection, Outcome, Trace
-from .packets import make_packet, packet_from_scapy
+from __future__ import annotations
 
-__all__ = [
-    "ConntrackTable", "Connection", "INVARIANTS", "InputError", "InvalidArgument", "NodeTracer", "Outcome",
-    "Packet", "PktverifyError", "Trace", "VerifyReport", "cluster_to_yaml", "load_cluster", "load_node",
-    "make_packet", "packet_from_scapy", "trace", "trace_packet", "trace_to_pcapng", "verify",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "ConntrackTable": ".api", "NodeTracer": ".api", "load_node": ".api", "trace": ".api",
+    "trace_packet": ".api", "trace_to_pcapng": ".api",
+    "INVARIANTS": ".cluster_api", "VerifyReport": ".cluster_api", "cluster_to_yaml": ".cluster_api",
+    "load_cluster": ".cluster_api", "verify": ".cluster_api",
+    "InputError": ".errors", "InvalidArgument": ".errors", "PktverifyError": ".errors",
+    "Packet": ".model.packet",
+    "Connection": ".model.trace", "Outcome": ".model.trace", "Trace": ".model.trace",
+    "make_packet": ".packets", "packet_from_scapy": ".packets",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .api import ConntrackTable, NodeTracer, load_node, trace, trace_packet, trace_to_pcapng
+    from .cluster_api import INVARIANTS, VerifyReport, cluster_to_yaml, load_cluster, verify
+    from .errors import InputError, InvalidArgument, PktverifyError
+    from .model.packet import Packet
+    from .model.trace import Connection, Outcome, Trace
+    from .packets import make_packet, packet_from_scapy
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pktverify' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

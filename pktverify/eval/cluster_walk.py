@@ -27,13 +27,12 @@ from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
+from ..limits import MAX_NODE_HOPS, MAX_PATHS
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
 __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary", "step_label",
            "off_cluster_address", "remembered"]
 
-MAX_NODE_HOPS = 32           # more node visits than this is a routing loop
-MAX_PATHS = 10_000            # paths of one flow across the cluster (--max-paths)
 _PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Hashable
 from typing import NamedTuple, TypeVar
 
 from ..errors import PktverifyError
+from ..limits import MAX_BRANCHES
 from ..model.packet import Packet
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
@@ -179,7 +180,6 @@ def _with_prob(st: WalkState, prob: float, _first: WalkState) -> WalkState:
     return st._replace(prob=prob)
 
 
-MAX_BRANCHES = 100_000
 
 
 class LimitExceeded(PktverifyError):

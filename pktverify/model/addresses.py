@@ -12,7 +12,6 @@ import re
 from functools import lru_cache
 from socket import inet_aton, inet_ntoa
 
-import netaddr
 
 __all__ = [
     "AddressError",
@@ -140,7 +139,9 @@ def is_zeronet(ip: int) -> bool:
 @lru_cache(maxsize=1 << 16)
 def _bounds(net: tuple[int, int]) -> tuple[int, int]:
     """The first and last address of a (network, mask) pair, as netaddr reads it (cached: a
-    1,000-node cluster asks about the same few thousand networks millions of times)."""
+    1,000-node cluster asks about the same few thousand networks millions of times).  netaddr is
+    imported here, on first use: tracing one packet never needs it."""
+    import netaddr
     n = netaddr.IPNetwork((net[0], mask_length(net[1])))
     return n.first, n.last
 

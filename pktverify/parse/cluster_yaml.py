@@ -23,6 +23,7 @@ from ..errors import InputError
 from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
 from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
+from ..limits import MAX_YAML_DEPTH, MAX_YAML_VALUES
 from .source import MAX_YAML_BYTES, read_text
 
 __all__ = ["load_cluster", "parse_cluster", "allocate_node_ports"]
@@ -64,10 +65,9 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
-# Bounds on what a description may make us build: a cluster description needs neither deep nesting
-# nor many aliases, and an alias bomb ("billion laughs") is small as text but huge when expanded.
-MAX_DEPTH = 64
-MAX_EXPANDED_NODES = 2_000_000
+# Bounds on what a description may make us build (see limits.py).
+MAX_DEPTH = MAX_YAML_DEPTH
+MAX_EXPANDED_NODES = MAX_YAML_VALUES
 
 
 def _check_graph(root: yaml.Node) -> None:

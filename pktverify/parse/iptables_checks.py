@@ -54,6 +54,8 @@ _NAMED_TARGET_HOOKS = {"CLASSIFY": _mask("OUTPUT", "FORWARD", "POSTROUTING"),
 # Matches valid from some hooks only (xt_match.hooks) and tables (xt_match.table).
 _MATCH_HOOKS = {OwnerMatch: _mask("OUTPUT", "POSTROUTING"), RpFilterMatch: _mask("PREROUTING")}
 _NAT_TARGETS = (Dnat, Snat, Masquerade, Redirect, Netmap)
+# The matches some check looks at; a rule without them that jumps to a user chain passes every check.
+_SENSITIVE_MATCHES = frozenset({RpFilterMatch, OwnerMatch, FixedMatch, AddrTypeMatch, IfaceMatch})
 _NOT_WITH_IN_IFACE = _mask("POSTROUTING", "OUTPUT")     # -i and --limit-iface-in
 _NOT_WITH_OUT_IFACE = _mask("PREROUTING", "INPUT")      # -o and --limit-iface-out
 
@@ -62,14 +64,20 @@ def check_ruleset(ruleset: Ruleset) -> None:
     """Raise InputError if the kernel would refuse ``ruleset``; otherwise return None."""
     for table in ruleset.tables.values():
         builtins = TABLE_CHAINS[table.name]
-        for chain in table.chains.values():
+        chains = table.chains
+        checked: list[tuple[Rule, str]] = []   # the rules some hook check may refuse, with their chain
+        for chain in chains.values():
             for rule in chain.rules:
-                _check_target(rule, table, builtins)
+                target = rule.target
+                # A jump to a declared user chain with none of the matches a check looks at passes
+                # every check: skip the calls (most of a kube-proxy dump).
+                if (type(target) is not Jump or target.chain not in chains or target.chain in builtins
+                        or not _SENSITIVE_MATCHES.isdisjoint(map(type, rule.matches))):
+                    _check_target(rule, table, builtins)
+                    checked.append((rule, chain.name))
         masks = _hook_masks(table)
-        for chain in table.chains.values():
-            mask = masks.get(chain.name, 0)
-            for rule in chain.rules:
-                _check_hooks(rule, mask)
+        for rule, chain_name in checked:
+            _check_hooks(rule, masks.get(chain_name, 0))
 
 
 def chain_hooks(ruleset: Ruleset, table_name: str) -> dict[str, frozenset[str]]:

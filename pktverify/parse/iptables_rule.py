@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..model import rules as m
+from ..bulk import direct_constructor
 from ..model.addresses import AddressError, parse_network
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from . import iptables_values as v
@@ -64,6 +65,10 @@ TARGETS: dict[str, dict[str, int]] = {
 }
 
 _PROTO_MODULES = {TCP: "tcp", UDP: "udp", SCTP: "sctp", ICMP: "icmp"}
+# The objects a kube-proxy dump has tens of thousands of, built without the dataclass __init__.
+_new_addr = direct_constructor(m.AddrMatch)
+_new_comment = direct_constructor(m.CommentMatch)
+_new_jump = direct_constructor(m.Jump)
 
 
 @dataclass
@@ -141,12 +146,14 @@ class _Plan:
     blanked value) or a step that reads its values from token positions: ``(1, field, invert, pos)`` an
     address, ``(2, pos)`` a comment, ``(3, name, known, raw, opts)`` a match module
     whose ``opts`` are ``(option, start, end, invert)`` token ranges.  ``target`` is a
-    built target, None, or ``(name or None, name_pos, goto, opts)``.
+    built target, None, or ``(name or None, name_pos, goto, opts)``.  ``build`` is the
+    same recipe as one Python function of the tokens (see :meth:`RuleParser._compile`).
     """
     steps: tuple
     target: object
     target_is_built: bool
     proto: int | None
+    build: object = None
 
 
 class RuleParser:
@@ -164,45 +171,85 @@ class RuleParser:
         self._targets: dict[tuple, object] = {}
         self._comments: dict[str, m.CommentMatch] = {}
         self._plans: dict[tuple, _Plan] = {}
+        self._jumps: dict[str, object] = {}
 
     def parse(self, args: list[str]) -> ParsedRule:
         """Parse the arguments after ``-A CHAIN``; raise RuleSyntaxError on anything unsupported."""
+        matches, target, proto = self.parse_parts(args)
+        return ParsedRule(matches, target, proto)
+
+    def parse_parts(self, args: list[str]) -> tuple[tuple, object, int | None]:
+        """:meth:`parse` as a plain ``(matches, target, proto)`` tuple (the file parser's hot path)."""
         key = _shape_key(args)
         plan = self._plans.get(key)
         if plan is None:
             plan, shareable = self._plan(args, key)
             if shareable and len(self._plans) < _MAX_PLANS:
                 self._plans[key] = plan
-        return self._build(plan, args)
+        return plan.build(args)
 
-    def _build(self, plan: _Plan, args: list[str]) -> ParsedRule:
-        matches: list[object] = []
-        for step in plan.steps:
+    def _compile(self, steps: tuple, target: object, built: bool, proto: int | None):
+        """One function per plan: ``args -> (matches, target, proto)`` with no per-step dispatch.
+
+        The generated text holds only names and token positions; every value (built
+        matches, option names, the protocol) is passed in the namespace, never spliced
+        into the source.
+        """
+        ns: dict[str, object] = {"_comment": self._comment, "_match": self._match, "_target": self._target,
+                                 "_jump": self._jump, "_goto": self._goto, "PROTO": proto}
+        names = iter(f"c{i}" for i in range(1 << 20))
+
+        def const(value: object) -> str:
+            name = next(names)
+            ns[name] = value
+            return name
+
+        def opts_expr(opts) -> str:
+            parts = [f"({const(opt)}, ({''.join(f'args[{pos}], ' for pos in range(start, end))}), {const(inv)})"
+                     for opt, start, end, inv in opts]
+            return f"({''.join(part + ', ' for part in parts)})"
+
+        exprs: list[str] = []
+        for step in steps:
             kind = step[0]
             if kind == 0:
-                matches.extend(step[1])
+                exprs.extend(const(match) for match in step[1])
             elif kind == 1:
-                try:
-                    net, mask = parse_network(args[step[3]])
-                except AddressError:
-                    net, mask = _value(v.parse_network_text, args[step[3]])   # xtables' numeric forms
-                matches.append(m.AddrMatch(step[1], net, mask, step[2]))
+                exprs.append(f"{const(_address_builder(step[1], step[2]))}(args[{step[3]}])")
             elif kind == 2:
-                text = args[step[1]]
-                comment = self._comments.get(text)
-                if comment is None:
-                    comment = self._comments[text] = m.CommentMatch(text)
-                matches.append(comment)
+                exprs.append(f"_comment(args[{step[1]}])")
             else:
                 _k, name, known, raw, opts = step
-                matches.extend(self._match(name, known, plan.proto, raw,
-                                           tuple([(opt, tuple(args[s:e]), inv) for opt, s, e, inv in opts])))
-        target = plan.target
-        if not plan.target_is_built:
+                exprs.append(f"*_match({const(name)}, {const(known)}, PROTO, {const(raw)}, {opts_expr(opts)})")
+        if built:
+            target_expr = const(target)
+        else:
             name, pos, goto, opts = target
-            target = self._target(name if pos is None else args[pos], goto,
-                                  tuple([(opt, tuple(args[s:e]), inv) for opt, s, e, inv in opts]), plan.proto)
-        return ParsedRule(tuple(matches), target, plan.proto)
+            if pos is not None and not opts:
+                target_expr = f"{'_goto' if goto else '_jump'}(args[{pos}])"
+            else:
+                name_expr = f"args[{pos}]" if pos is not None else const(name)
+                target_expr = f"_target({name_expr}, {const(goto)}, {opts_expr(opts)}, PROTO)"
+        source = f"def build(args):\n    return ({''.join(e + ', ' for e in exprs)}), {target_expr}, PROTO\n"
+        exec(source, ns)    # noqa: S102 - names and integers only, see above
+        return ns["build"]
+
+    def _comment(self, text: str) -> m.CommentMatch:
+        comment = self._comments.get(text)
+        if comment is None:
+            comment = self._comments[text] = _new_comment(text)
+        return comment
+
+    def _jump(self, name: str) -> object:
+        built = self._jumps.get(name)
+        if built is None:
+            if not name or name[0] == "-":
+                _build_target(name, False, [], None, self.lenient)     # raises: not a chain name
+            built = self._jumps[name] = _new_jump(name, False)
+        return built
+
+    def _goto(self, name: str) -> object:
+        return self._target(name, True, (), None)
 
     def _plan(self, args: list[str], key: tuple) -> tuple[_Plan, bool]:
         """Walk the rule's options once; return its plan and whether its shape may share it.
@@ -333,7 +380,8 @@ class RuleParser:
             else:
                 target = self._target(target_name, goto, tuple((opt, tuple(args[s:e]), inv)
                                                                for opt, s, e, inv in target_opts), proto)
-        plan = _Plan(tuple(steps), target, built, proto)
+        steps_t = tuple(steps)
+        plan = _Plan(steps_t, target, built, proto, self._compile(steps_t, target, built, proto))
         return plan, not swallowed and blanked <= free
 
     def _match(self, name: str, known: bool, proto: int | None, raw: tuple, opts: tuple) -> tuple:
@@ -351,6 +399,17 @@ class RuleParser:
             built = self._targets[key] = _build_target(name, goto, [(opt, list(vals), inv) for opt, vals, inv in opts],
                                                        proto, self.lenient)
         return built
+
+
+def _address_builder(field_name: str, invert: bool):
+    """``text -> AddrMatch`` for one ``-s``/``-d`` slot: canonical text fast, xtables' forms after."""
+    def build(text: str) -> m.AddrMatch:
+        try:
+            net, mask = parse_network(text)
+        except AddressError:
+            net, mask = _value(v.parse_network_text, text)
+        return _new_addr(field_name, net, mask, invert)
+    return build
 
 
 def parse_rule_args(args: list[str], *, lenient: bool = False) -> ParsedRule:

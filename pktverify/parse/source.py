@@ -13,11 +13,10 @@ import stat
 from pathlib import Path
 
 from ..errors import InputError
+from ..limits import MAX_INPUT_BYTES, MAX_YAML_BYTES
 
 __all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES", "MAX_YAML_BYTES"]
 
-MAX_INPUT_BYTES = 512 * 1024 * 1024     # a 100k-rule kube-proxy dump is ~25 MB; kubectl JSON of 30k pods ~300 MB
-MAX_YAML_BYTES = 32 * 1024 * 1024       # a cluster description of 3,000 pods is ~1 MB; PyYAML needs ~100x in memory
 
 
 def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES,

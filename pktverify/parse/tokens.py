@@ -46,6 +46,13 @@ def _split_whole_word_quotes(line: str) -> list[str] | None:
     general regex path then decides.
     """
     parts = line.split('"')
+    if len(parts) == 3:     # one quoted comment, the usual case: no loop
+        head, quoted, tail = parts
+        if head[-1:].isspace() and (not tail or tail[0].isspace()):
+            out = head.split()
+            out.append(quoted)
+            out.extend(tail.split())
+            return out
     if len(parts) % 2 == 0:
         return None
     out: list[str] = []
