@@ -25,7 +25,9 @@ from .helpers import assert_fast_equals_exhaustive
 ALIKE = ["-A POSTROUTING -s 10.1.0.0/16 ! -d 10.1.0.0/16 -j MASQUERADE",        # pod → node masqueraded
          "-A POSTROUTING -s 10.1.0.0/16 -d 10.1.0.0/16 -p tcp --dport 8080 -j MASQUERADE",
          "-A PREROUTING -d 10.1.0.0/16 -p tcp --dport 10250 -j DNAT --to-destination 192.168.0.10",
-         "-A OUTPUT -d 10.1.0.0/16 -p tcp --dport 8080 -j DNAT --to-destination 10.96.0.1"]   # node → pods lost
+         "-A OUTPUT -d 10.1.0.0/16 -p tcp --dport 8080 -j DNAT --to-destination 10.96.0.1",   # node → pods lost
+         # a port range holding some userspace proxy ports (32768-60999) and not others
+         "-A PREROUTING -p tcp --dport 30000:45000 -j RETURN"]
 NAMING_ONE = ["-A POSTROUTING -s {pod}/32 -j MASQUERADE", "-A PREROUTING -d {pod}/32 -p tcp -j DNAT "
               "--to-destination {other}"]
 
@@ -38,7 +40,8 @@ def _with_nat_rule(text: str, rule: str) -> str:
 
 @st.composite
 def alike_clusters(draw):
-    cluster = synthetic_cluster(draw(st.integers(2, 5)), draw(st.integers(0, 4)), draw(st.integers(2, 14)))
+    cluster = synthetic_cluster(draw(st.integers(2, 5)), draw(st.integers(0, 4)), draw(st.integers(2, 14)),
+                                proxy_mode=draw(st.sampled_from(["iptables", "userspace"])))
     if draw(st.booleans()):              # a stale endpoint inside some node's pod CIDR
         node = draw(st.sampled_from(cluster.nodes))
         stale = node.pod_cidr[0] + 250
@@ -48,12 +51,14 @@ def alike_clusters(draw):
     rules = draw(st.lists(st.sampled_from(ALIKE + NAMING_ONE), max_size=2))
     pods = [format_ip(p.ip) for p in cluster.pods]
     rules = [r.format(pod=draw(st.sampled_from(pods)), other=draw(st.sampled_from(pods))) for r in rules]
-    if rules:
-        text = generate_node(cluster, cluster.nodes[0]).iptables
-        for rule in rules:
-            text = _with_nat_rule(text, rule)
-        cluster = dataclasses.replace(cluster, nodes=tuple(dataclasses.replace(n, inline=(("iptables", text),))
-                                                           for n in cluster.nodes))
+    if rules:       # the same rules added to every node's own (userspace: its own proxy ports)
+        nodes = []
+        for node in cluster.nodes:
+            text = generate_node(cluster, node).iptables
+            for rule in rules:
+                text = _with_nat_rule(text, rule)
+            nodes.append(dataclasses.replace(node, inline=(("iptables", text),)))
+        cluster = dataclasses.replace(cluster, nodes=tuple(nodes))
     return cluster
 
 
@@ -91,3 +96,28 @@ def test_what_breaks_the_symmetry_is_named():
     userspace = dataclasses.replace(cluster, proxy_mode="userspace")
     states = cluster_nodes(userspace)
     assert "userspace" in NodeSymmetry(userspace, states, AddressClasses(userspace, states)).reason
+
+
+def test_userspace_nodes_are_interchangeable_up_to_their_proxy_ports():
+    """Each userspace node's portals name its own address and its own random proxy ports: with
+    those as placeholders the rule sets are one, and only a service's endpoints set nodes apart."""
+    cluster = synthetic_cluster(5, 3, 10, proxy_mode="userspace")
+    states = cluster_nodes(cluster)
+    walker = ClusterWalker(cluster, states)
+    classes = AddressClasses(cluster, states)
+    sym = NodeSymmetry(cluster, states, classes, walker.proxy_ports)
+    assert sym.usable, sym.reason
+    assert sym.all_free
+    assert len({id(s.ruleset) for s in states.values()}) == len(cluster.nodes)    # each node's rules its own
+
+
+def test_a_port_range_splitting_the_proxy_ports_keeps_userspace_nodes_apart():
+    cluster = synthetic_cluster(3, 2, 6, proxy_mode="userspace")
+    nodes = tuple(dataclasses.replace(n, inline=(("iptables", _with_nat_rule(
+        generate_node(cluster, n).iptables, "-A PREROUTING -p tcp --dport 30000:45000 -j RETURN")),))
+        for n in cluster.nodes)
+    cluster = dataclasses.replace(cluster, nodes=nodes)
+    states = cluster_nodes(cluster)
+    sym = NodeSymmetry(cluster, states, AddressClasses(cluster, states), ClusterWalker(cluster, states).proxy_ports)
+    assert not sym.usable
+    assert "holding some proxy ports only" in sym.reason

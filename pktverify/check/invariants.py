@@ -21,7 +21,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses, base_groups
-from ..eval.cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, remembered
+from ..eval.cluster_walk import PROXY_SPORT, ClusterWalker, Endpoint, Hop, PathEnd, remembered
+from ..generate.kube_proxy_userspace import PROBE_CLIENT_SPORT
 from ..eval.node_symmetry import NodeSymmetry
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
@@ -33,8 +34,11 @@ __all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMIT
 
 INVARIANTS = ("pod-ip-uniqueness", "no-nat", "service-reachability", "routing")
 UNIFORMITY_TOLERANCE = 1e-6
-_CLIENT_SPORT = 40000
+_CLIENT_SPORT = PROBE_CLIENT_SPORT     # every probe client's source port (userspace proxies never listen on it)
 _PROBE_PORT = 8080          # destination port for no-nat and routing probes when a pod declares none
+_KUBELET_PORT = 10250
+# The fixed ports the checks' flows use (besides the cluster's own): see NodeSymmetry.
+_FLOW_PORTS = frozenset({_CLIENT_SPORT, _PROBE_PORT, _KUBELET_PORT, PROXY_SPORT})
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,7 @@ def plan_tasks(cluster: ClusterSpec, walker: ClusterWalker, wanted: set[str], *,
         if not classes.sound:
             notes.append(f"every flow checked one by one: {classes.unsound_reason}")
             classes = None
-    sym = NodeSymmetry(cluster, walker.states, classes) if classes is not None else None
+    sym = NodeSymmetry(cluster, walker.states, classes, walker.proxy_ports, _FLOW_PORTS) if classes is not None else None
     sym = sym if sym is not None and sym.usable else None
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
     tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
@@ -435,7 +439,7 @@ def _node_pod_class(walker: ClusterWalker, res: InvariantResult, node, group, we
         pkt = Packet(6, walker.source_address(me, pod.ip), pod.ip, _CLIENT_SPORT, _pod_port(pod))
         _no_nat_flow(walker, res, me, pkt, walker.pod_endpoint(pod))
     else:
-        pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, 10250)
+        pkt = Packet(6, pod.ip, node.ip, _CLIENT_SPORT, _KUBELET_PORT)
         _no_nat_flow(walker, res, walker.pod_endpoint(pod), pkt, me)
     _as_class(res, start, weight, ((node,), group) if to_pod else (group, (node,)))
 
@@ -524,7 +528,10 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
                 [(walker.pod_endpoint(g[0]), g) for g in bases]
             cip_pods, cip_nodes = pods, nodes
             if sym is not None:
-                cip_pods, cip_nodes = _merged_clients(walker, groups, nodes, sym.free(atom.extra))
+                # The service's endpoints set their nodes apart: KUBE-SEP rules name them in iptables
+                # mode, and in userspace mode the proxies' own table does.
+                endpoints = [(ip, ip) for _label, ip in cluster.endpoints_of(svc)]
+                cip_pods, cip_nodes = _merged_clients(walker, groups, nodes, sym.free([*atom.extra, *endpoints]))
             for sp in svc.ports:
                 eps = cluster.port_endpoints(svc, sp)
                 name = f"{svc.key}:{sp.name or sp.port}"

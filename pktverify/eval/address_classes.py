@@ -91,6 +91,7 @@ class _NatChains:
 
     def __init__(self, table: m.Table) -> None:
         self.table = table
+        self.table_id = id(table)
         self.jumps: dict[str, list[tuple[Interval | None, str]]] = {}
         self.exact: dict[str, dict[int, list[str]]] = {}
         for chain in table.chains.values():
@@ -189,6 +190,18 @@ class AddressClasses:
         endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
         node_owner: dict[int, str] = {}
         scanned: set[int] = set()
+        # A rule set used by one node alone may name that node's own address without setting it
+        # apart: the renaming that swaps two nodes maps one's rules onto the other's when they are
+        # the same up to it (kube-proxy's userspace portals DNAT to the node's own address).
+        users: dict[int, list[str]] = {}
+        for name, node in nodes.items():
+            users.setdefault(id(node.ruleset), []).append(name)
+            users.setdefault(id(node.ruleset.tables["nat"]), []).append(name)
+        by_name = {n.name: n for n in cluster.nodes}
+        self._own: dict[int, int] = {}        # id(rule set or nat table) -> its one user's address
+        for key, names in users.items():
+            if len(names) == 1 and names[0] in by_name:
+                self._own[key] = by_name[names[0]].ip
         for node in nodes.values():
             for iface in node.interfaces.values():
                 for a in iface.addresses:
@@ -216,7 +229,7 @@ class AddressClasses:
                         if table.name != "nat":
                             named = _tests(rule)
                             base += named
-                            self.rule_intervals += named
+                            self.rule_intervals += _not_own(named, self._own.get(id(node.ruleset)))
         # One jump graph per distinct nat table: nodes that share a parsed rule set share it.
         graphs: dict[int, _NatChains] = {}
         self._nat = {}
@@ -226,9 +239,9 @@ class AddressClasses:
                 graphs[id(table)] = _NatChains(table)
             self._nat[name] = graphs[id(table)]
         # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
-        self._reached, extra = self._nat_tests(_Points(endpoints))
+        self._reached, extra, naming = self._nat_tests(_Points(endpoints))
         self._reached_keys = {name: frozenset(chains) for name, chains in self._reached.items()}
-        self.rule_intervals += extra
+        self.rule_intervals += naming
         self._classify = _Classifier(base + extra)
 
     @property
@@ -244,6 +257,7 @@ class AddressClasses:
         """A classifier for flows to ``dst`` (a ClusterIP): adds the tests of the nat chains only
         that destination reaches (its KUBE-SVC/KUBE-SEP chains). Returns ``ip -> atom key``."""
         extra: list[Interval] = []
+        naming: list[Interval] = []
         done: set[tuple[int, frozenset]] = set()
         for name, graph in self._nat.items():
             key = (id(graph), self._reached_keys[name])
@@ -251,21 +265,27 @@ class AddressClasses:
                 continue
             done.add(key)
             new = graph.walked(_Points([]), start=self._reached[name], single=dst) - self._reached[name]
-            extra += [iv for rule in graph.rules_of(new) for iv in _tests(rule) + _targets(rule)]
-        return _DestinationAtoms(self._classify, _Classifier(extra), extra)
+            found = [iv for rule in graph.rules_of(new) for iv in _tests(rule) + _targets(rule)]
+            extra += found
+            naming += _not_own(found, self._own.get(graph.table_id))
+        return _DestinationAtoms(self._classify, _Classifier(extra), naming)
 
-    def _nat_tests(self, dsts: _Points) -> tuple[dict[str, set[str]], list[Interval]]:
-        """Per node the nat chains walked for ``dsts`` (closed under NAT targets), and their tests."""
+    def _nat_tests(self, dsts: _Points) -> tuple[dict[str, set[str]], list[Interval], list[Interval]]:
+        """Per node the nat chains walked for ``dsts`` (closed under NAT targets), their tests, and
+        those tests less each one-node table's own address (what sets nodes apart)."""
         reached: dict[str, set[str]] = {}
         tests: list[Interval] = []
+        naming: list[Interval] = []
         per_graph: dict[int, set[str]] = {}
         for name, graph in self._nat.items():
             if id(graph) in per_graph:          # a shared table: the same chains, tests already taken
                 reached[name] = per_graph[id(graph)]
                 continue
             chains = reached[name] = per_graph[id(graph)] = graph.walked(dsts)
-            tests += [iv for rule in graph.rules_of(chains) for iv in _tests(rule) + _targets(rule)]
-        return reached, tests
+            found = [iv for rule in graph.rules_of(chains) for iv in _tests(rule) + _targets(rule)]
+            tests += found
+            naming += _not_own(found, self._own.get(graph.table_id))
+        return reached, tests, naming
 
     def _check_sound(self, rule: m.Rule, node: str) -> None:
         if self.unsound_reason:
@@ -277,6 +297,13 @@ class AddressClasses:
                 and target.addr_low != target.addr_high:
             self.unsound_reason = (f"{node}: NAT to an address range picks by a hash of the packet's addresses"
                                    f" ({rule.location()})")
+
+
+def _not_own(intervals: list[Interval], own: int | None) -> list[Interval]:
+    """``intervals`` without the single address ``own`` (a one-node rule set's own node address)."""
+    if own is None:
+        return intervals
+    return [iv for iv in intervals if iv != (own, own)]
 
 
 def _tests(rule: m.Rule) -> list[Interval]:

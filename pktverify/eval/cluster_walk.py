@@ -27,13 +27,13 @@ from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
+from ..generate.kube_proxy_userspace import PROXY_SPORT   # the port each userspace proxy connects from
 from ..limits import MAX_NODE_HOPS, MAX_PATHS
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
 __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary", "step_label",
            "off_cluster_address", "remembered"]
 
-_PROXY_SPORT = 45000          # the source port the userspace proxy's own connection uses
 
 
 class Hop:
@@ -378,7 +378,7 @@ class ClusterWalker:
         if sticky:
             eps = sticky[:1]
         for _label, ip, target in eps:
-            leg = Packet(pkt.proto, self.source_address(me, ip), ip, _PROXY_SPORT, target)
+            leg = Packet(pkt.proto, self.source_address(me, ip), ip, PROXY_SPORT, target)
             legs = self._proxy_legs.get((cur.node, leg))
             if legs is None:    # the proxy's own connection does not depend on the client: walk it once
                 legs = self._proxy_legs[(cur.node, leg)] = self.walk(me, leg)

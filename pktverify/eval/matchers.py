@@ -91,7 +91,17 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
         else:
             if kind is m.AddrMatch and match.field == "dst" and not match.invert and match.mask == 0xFFFFFFFF:
                 dst_key = match.network
-            preds.append(_COMPILERS[kind](match, fib))
+            if kind in _NODE_FREE:
+                # The same test on another node (or twice on one) is the same predicate: nodes whose
+                # rules differ only in a few places (userspace portals) share the rest.
+                pred = _SHARED.get(match)
+                if pred is None:
+                    pred = _COMPILERS[kind](match, fib)
+                    if len(_SHARED) < _MAX_SHARED:
+                        _SHARED[match] = pred
+                preds.append(pred)
+            else:
+                preds.append(_COMPILERS[kind](match, fib))
     return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key, tuple(maybes),
                         "; ".join(w for w in whys if w), "; ".join(fixed), bool(unknown or maybes or fixed))
 
@@ -211,3 +221,10 @@ _COMPILERS: dict[type, Callable] = {
     m.IcmpTypeMatch: _icmp, m.RecentMatch: _recent, m.FactMatch: compile_fact,
     m.RpFilterMatch: compile_rpfilter, m.OwnerMatch: compile_owner,
 }
+
+# Matches whose predicate reads only the packet and walk state, never the node (``fib``): one
+# compiled predicate per equal match, for every node.  Bounded: a table of distinct tests.
+_NODE_FREE = frozenset({m.AddrMatch, m.ProtoMatch, m.IfaceMatch, m.PortMatch, m.MultiportMatch, m.MarkMatch,
+                        m.CtStateMatch})
+_SHARED: dict[object, Predicate] = {}
+_MAX_SHARED = 1 << 18

@@ -21,7 +21,17 @@ fixed ones (endpoints, ClusterIPs), so it holds for one exactly when it holds fo
 * no rule sets A or B apart: no address or range a rule names — a test or a NAT target the
   flows can meet (``AddressClasses.rule_intervals``, plus the chains of the destination being
   checked) — meets A's or B's pod CIDR or address, unless it covers every node's alike (the
-  cluster CIDR, the node network).
+  cluster CIDR, the node network), or it is the node's own address named by that node's own
+  rules (σ maps A's rules naming A onto B's naming B).
+
+In userspace mode σ also swaps A's proxy port of each service port with B's (kube-proxy picks
+them at random per node), and the rule sets must be the same once each node's own address and
+proxy ports are written as placeholders (``KUBE-PORTALS-HOST`` DNATs to ``<own address>:<its
+port for the service>``).  This holds only when no rule tells proxy ports apart otherwise: every
+port or port range a rule names contains no node's proxy port or every node's (``--dport
+30000:32767`` with some proxy ports inside and some outside would set nodes apart), the rules
+test ports only through the matches and targets this module knows, and no node listens on the
+port the proxy's own connections leave from.
 
 Nodes that a rule sets apart (for a service: the nodes of its endpoints, whose addresses its
 KUBE-SEP chains name) stay on their own; the rest are *free* and interchangeable. Any failed
@@ -33,7 +43,9 @@ verdicts and counts as checking every flow.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from dataclasses import replace
 
+from ..model import rules as m
 from ..model.addresses import format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
@@ -44,9 +56,13 @@ __all__ = ["NodeSymmetry"]
 class NodeSymmetry:
     """Which nodes are interchangeable for flows whose rule tests are known (see the module)."""
 
-    def __init__(self, cluster: ClusterSpec, states: dict[str, NodeState], classes) -> None:
+    def __init__(self, cluster: ClusterSpec, states: dict[str, NodeState], classes,
+                 proxy_ports: dict[tuple[str, int], tuple] | None = None, flow_ports: frozenset[int] = frozenset()) -> None:
+        """``proxy_ports``: userspace mode's (node, port) -> (service port name, protocol, ...), as
+        the walker's proxies listen; ``flow_ports``: the ports the checked flows send from and to
+        (a proxy port among them would meet those flows on its node only)."""
         self.cluster = cluster
-        self.reason = _why_not(cluster, states, classes)
+        self.reason = _why_not(cluster, states, classes, proxy_ports or {}, flow_ports)
         self._base = classes.rule_intervals if classes is not None else []
         nodes = sorted(cluster.nodes, key=lambda n: n.pod_cidr[0])
         self._lows = [n.pod_cidr[0] for n in nodes]
@@ -94,12 +110,26 @@ class NodeSymmetry:
         return out
 
 
-def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes) -> str:
+def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
+             proxy_ports: dict[tuple[str, int], tuple], flow_ports: frozenset[int]) -> str:
     """Why the nodes cannot be swapped ('' when they can)."""
     if classes is None or not classes.sound:
         return "the address classes are not sound"
+    ports_of: dict[str, dict[int, tuple]] = {}
+    for (node_name, port), (name, proto, *_rest) in proxy_ports.items():
+        ports_of.setdefault(node_name, {})[port] = ("proxy-port", name, proto)
     if cluster.proxy_mode != "iptables":
-        return "userspace mode: each node's proxy ports are its own"
+        if not proxy_ports:
+            return "userspace mode without the proxies' port table"
+        used = flow_ports | {p for s in cluster.services for sp in s.ports
+                             for p in (sp.port, sp.node_port, sp.target_port) if isinstance(p, int)} \
+            | {port for pod in cluster.pods for port in pod.ports} \
+            | {number for pod in cluster.pods for _n, _p, number in pod.named_ports}
+        clash = sorted({port for _node, port in proxy_ports} & used)
+        if clash:
+            return f"a userspace proxy listens on port {clash[0]}, which the checked flows use too"
+        if any(len(ports_of.get(n.name, {})) != len(ports_of[cluster.nodes[0].name]) for n in cluster.nodes):
+            return "the nodes' userspace proxies listen on different numbers of ports"
     if any(s.internal_policy == "Local" or s.external_policy == "Local" or s.affinity_timeout
            for s in cluster.services):
         return "a traffic policy or session affinity makes rules per node"
@@ -117,16 +147,28 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes) -> str
         if not in_network(pod.ip, *cluster.node(pod.node).pod_cidr):
             return f"pod {pod.key} is outside its node's pod CIDR"
     by_cidr = {n.pod_cidr: n for n in nodes}
+    all_ports = sorted(port for _node, port in proxy_ports)
     rules_key = None
     shape = None
     seen_rulesets: dict[int, tuple] = {}
+    users: dict[int, int] = {}
+    for node in nodes:
+        users[id(states[node.name].ruleset)] = users.get(id(states[node.name].ruleset), 0) + 1
     for node in nodes:
         state = states[node.name]
         if state.ipsets is not None or state.rules is not None or state.route_localnet:
             return f"node {node.name} has ipsets, policy rules or route_localnet"
         key = seen_rulesets.get(id(state.ruleset))
         if key is None:
-            key = seen_rulesets[id(state.ruleset)] = _ruleset_key(state.ruleset)
+            why = _ports_apart(state.ruleset, all_ports, ports_of.get(node.name, {})) if all_ports else ""
+            if why:
+                return f"node {node.name}: {why}"
+            if users[id(state.ruleset)] > 1:
+                # Shared by several nodes: what it names, it names for all of them (no placeholders;
+                # naming one node's address then sets that node apart, see AddressClasses).
+                key = seen_rulesets[id(state.ruleset)] = _ruleset_key(state.ruleset, None, {})
+            else:
+                key = _ruleset_key(state.ruleset, node.ip, ports_of.get(node.name, {}))
         if rules_key is None:
             rules_key = key
         elif key != rules_key:
@@ -141,9 +183,73 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes) -> str
     return ""
 
 
-def _ruleset_key(ruleset) -> tuple:
-    return tuple((t.name, c.name, c.policy, tuple((r.matches, r.target) for r in c.rules))
+def _ruleset_key(ruleset, own_ip: int | None, ports: dict[int, tuple]) -> tuple:
+    """The rule set, structurally, with the node's own address and its proxy ports as placeholders."""
+    if own_ip is None and not ports:
+        return tuple((t.name, c.name, c.policy, tuple((r.matches, r.target) for r in c.rules))
+                     for t in ruleset.tables.values() for c in t.chains.values())
+    return tuple((t.name, c.name, c.policy, tuple((tuple(_placeholders(mt, own_ip, ports) for mt in r.matches),
+                                                   _placeholders(r.target, own_ip, ports)) for r in c.rules))
                  for t in ruleset.tables.values() for c in t.chains.values())
+
+
+def _placeholders(obj, own_ip: int | None, ports: dict[int, tuple]):
+    """``obj`` with ``own_ip`` written "own-ip" and each proxy port as its service port's name."""
+    kind = type(obj)
+    if kind is m.AddrMatch and obj.mask == 0xFFFFFFFF and obj.network == own_ip:
+        return replace(obj, network="own-ip")
+    if kind is m.PortMatch and obj.low == obj.high and obj.low in ports:
+        return replace(obj, low=ports[obj.low], high=ports[obj.low])
+    if kind is m.Dnat:
+        if obj.addr_low == own_ip and obj.addr_high == own_ip:
+            obj = replace(obj, addr_low="own-ip", addr_high="own-ip")
+        if obj.port_low is not None and obj.port_low == obj.port_high and obj.port_low in ports:
+            obj = replace(obj, port_low=ports[obj.port_low], port_high=ports[obj.port_low])
+        return obj
+    if kind is m.Redirect and obj.port_low is not None and obj.port_low == obj.port_high and obj.port_low in ports:
+        return replace(obj, port_low=ports[obj.port_low], port_high=ports[obj.port_low])
+    return obj
+
+
+# What rules may hold when proxy ports are renamed: the matches and targets whose ports
+# _port_intervals reads, and those that test no port at all.
+_PORT_FREE = (m.AddrMatch, m.ProtoMatch, m.IfaceMatch, m.CommentMatch, m.AddrTypeMatch, m.MarkMatch,
+              m.CtStateMatch, m.IpRangeMatch, m.PhysdevMatch, m.RandomMatch, m.NthMatch, m.FixedMatch,
+              m.Verdict, m.Jump, m.Reject, m.SetMark, m.NoOp)
+
+
+def _port_intervals(obj) -> list[tuple[int, int]] | None:
+    """The port ranges ``obj`` tests or writes ([] none; None when it is not a kind known here)."""
+    kind = type(obj)
+    if kind is m.PortMatch:
+        return [(obj.low, obj.high)]
+    if kind is m.MultiportMatch:
+        return list(obj.ranges)
+    if kind in (m.Dnat, m.Snat, m.Masquerade, m.Redirect):
+        return [(obj.port_low, obj.port_high)] if obj.port_low is not None else []
+    if obj is None or isinstance(obj, _PORT_FREE):
+        return []
+    return None
+
+
+def _ports_apart(ruleset, ports: list[int], own: dict[int, tuple]) -> str:
+    """Why some rule tells proxy ports apart ('' when every port range it names, other than its
+    node's own proxy ports written as placeholders, holds no node's proxy port or every one)."""
+    for table in ruleset.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for obj in (*rule.matches, rule.target):
+                    intervals = _port_intervals(obj)
+                    if intervals is None:
+                        return f"{type(obj).__name__} in {rule.location()} may test ports (proxy ports not renamed)"
+                    renamed = type(obj) in (m.PortMatch, m.Dnat, m.Redirect)
+                    for low, high in intervals:
+                        if renamed and low == high and low in own:
+                            continue        # a placeholder in the key: σ maps it to the other node's
+                        inside = bisect_right(ports, high) - bisect_left(ports, low)
+                        if 0 < inside < len(ports):
+                            return f"{rule.location()} names ports {low}-{high}, holding some proxy ports only"
+    return ""
 
 
 def _shape(node, state: NodeState, by_cidr: dict) -> tuple | None:
