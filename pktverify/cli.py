@@ -68,6 +68,7 @@ def _build() -> argparse.ArgumentParser:
                    help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
     t.add_argument("--ipsets", metavar="FILE", help="ipset save output, for -m set rules")
     t.add_argument("--rules", metavar="FILE", help="ip -j rule show / ip rule show: policy routing (fwmark, tables)")
+    t.add_argument("--cache-dir", metavar="DIR", help="keep parsed rule sets in DIR, keyed by the dump's content (faster re-runs, e.g. in CI; DIR must be yours alone; default: $PKTVERIFY_CACHE_DIR, else no cache)")
     t.add_argument("--uid", type=_number(0, 2**32 - 1), default=0, metavar="N",
                    help="--local: the sending socket's owner uid for -m owner (default 0)")
     t.add_argument("--gid", type=_number(0, 2**32 - 1), default=0, metavar="N",
@@ -89,6 +90,7 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=["text", "json"], default="text")
     v.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
+    v.add_argument("--cache-dir", metavar="DIR", help="keep parsed rule sets in DIR, keyed by the dump's content (faster re-runs, e.g. in CI; DIR must be yours alone; default: $PKTVERIFY_CACHE_DIR, else no cache)")
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--pcap-split", choices=["flow", "point"], default="flow",
@@ -216,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _cache(args):
+    """The model cache asked for by --cache-dir or $PKTVERIFY_CACHE_DIR (None: parse every time)."""
+    directory = args.cache_dir or os.environ.get("PKTVERIFY_CACHE_DIR")
+    if not directory:
+        return None
+    from .parse.model_cache import ModelCache
+    return ModelCache(directory)
+
+
 def _trace(args) -> int:
     from .api import trace
     from .packets import make_packet
@@ -226,7 +237,7 @@ def _trace(args) -> int:
     packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
     node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
                      lenient=args.lenient, route_localnet=args.route_localnet, ipsets=args.ipsets,
-                     rules=args.rules)
+                     rules=args.rules, cache=_cache(args))
     if args.physdev_out and not args.physdev_in:
         raise InvalidArgument("--physdev-out needs --physdev-in (a bridged packet enters by a port)")
     if args.in_iface and args.in_iface not in node.interfaces:
@@ -262,7 +273,7 @@ def _verify(args) -> int:
         raise InvalidArgument("--scheduler goes with --executor dask")
     report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
                     max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
-                    progress=True, executor=args.executor, scheduler=args.scheduler)
+                    progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args))
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:

@@ -107,7 +107,7 @@ class VerifyReport:
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
            at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
-           executor: str = "local", scheduler=None) -> VerifyReport:
+           executor: str = "local", scheduler=None, cache=None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
     ``invariants``: names from :data:`INVARIANTS` (default all four). ``jobs``: worker
@@ -118,6 +118,7 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     ``progress``: a progress line on stderr while it runs (only when stderr is a terminal).
     ``executor="dask"``: run the flow checks on a Dask cluster — ``scheduler`` is its address
     (``tcp://HOST:8786``) or a ``distributed.Client``; the report is the one ``jobs=1`` gives.
+    ``cache``: a :class:`pktverify.parse.model_cache.ModelCache` for the given dumps' rule sets.
     """
     from .parse.cluster_nodes import cluster_nodes
 
@@ -136,7 +137,7 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
         raise InvalidArgument(f"at={at!r} (type={type(at).__name__}): use a datetime or epoch seconds")
     if executor not in ("local", "dask"):
         raise InvalidArgument(f"executor={executor!r}: use 'local' (--jobs processes) or 'dask'")
-    nodes = cluster_nodes(cluster, lenient=lenient)
+    nodes = cluster_nodes(cluster, lenient=lenient, cache=cache)
     walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
     jobs = min(jobs, len(os.sched_getaffinity(0)))
     runner = None

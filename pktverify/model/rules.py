@@ -455,3 +455,18 @@ class Ruleset:
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for t in self.tables.values() for c in t.chains.values())
+
+
+def _reduce_by_fields(obj) -> tuple:
+    """Pickle a model object as ``(class, field values)``: loading calls the class, which is 2x
+    faster than the slotted dataclass's default state restore (the model cache loads ~1M)."""
+    return type(obj), tuple(getattr(obj, name) for name in type(obj).__match_args__)
+
+
+MODEL_CLASSES: frozenset[type] = frozenset(
+    obj for obj in list(globals().values())
+    if isinstance(obj, type) and getattr(obj, "__dataclass_fields__", None) is not None
+    and obj.__module__ == __name__)
+for _cls in MODEL_CLASSES:
+    if _cls.__match_args__ == tuple(_cls.__dataclass_fields__):    # every field positional, in order
+        _cls.__reduce__ = _reduce_by_fields

@@ -21,6 +21,7 @@ from .iproute import parse_routes
 from .iprule import parse_ip_rules
 from .ipset_save import parse_ipset_save
 from .iptables_save import parse_iptables_save
+from .model_cache import ModelCache
 from .node import build_node
 from .source import read_text
 
@@ -30,10 +31,11 @@ DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
 _GENERATED = ("iptables", "addrs", "routes")      # the ones pktverify makes when not given
 
 
-def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, NodeState]:
+def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCache | None = None) -> dict[str, NodeState]:
     """NodeState per node name. Generated rule sets that are the same text on several nodes
     (kube-proxy's iptables mode writes no node-specific rule) are parsed once and shared;
-    their source reads ``<generated iptables of node1, node2, ...>``."""
+    their source reads ``<generated iptables of node1, node2, ...>``.  ``cache``: the given
+    dumps' parsed rule sets kept between runs (see :mod:`.model_cache`)."""
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes
                  if not all(node.has_dump(kind) for kind in _GENERATED)}
     holders: dict[str, list[str]] = {}
@@ -53,7 +55,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False) -> dict[str, N
             if given["iptables"] is not None:
                 text, source, offset = given["iptables"]
                 with _shifted(source, offset):
-                    ruleset = parse_iptables_save(text, source=source, lenient=lenient)
+                    ruleset = parse_iptables_save(text, source=source, lenient=lenient, cache=cache)
             else:
                 ruleset = rulesets[gen.iptables]
             text, source, offset = given["addrs"] or (gen.addrs, f"<generated {node.name} addrs>", 0)

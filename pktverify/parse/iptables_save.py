@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..model.rules import TABLE_CHAINS, Chain, Jump, Rule, Ruleset, Table, UnknownMatch, UnknownTarget
 from .iptables_checks import check_ruleset
 from .iptables_rule import RuleParser, RuleSyntaxError
+from .model_cache import ModelCache
 from .source import decode_text, read_text
 from .tokens import TokenError, split_args
 
@@ -43,10 +44,23 @@ class _TableBuilder:
         self.rules: dict[str, list[Rule]] = {}
 
 
-def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False) -> Ruleset:
-    """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match."""
+def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False,
+                        cache: ModelCache | None = None) -> Ruleset:
+    """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match.
+
+    ``cache``: load the rule set parsed before from the same text, source and options, or
+    store this one (see :mod:`.model_cache`)."""
+    key = cache.key(text, source, lenient) if cache is not None else ""
+    if cache is not None:
+        with cyclic_gc_paused():
+            hit = cache.load(key)
+        if hit is not None:
+            return hit
     with cyclic_gc_paused():
-        return _parse(text, source, lenient)
+        ruleset = _parse(text, source, lenient)
+    if cache is not None:
+        cache.store(key, ruleset)
+    return ruleset
 
 
 def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:

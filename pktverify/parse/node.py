@@ -22,6 +22,7 @@ from .iproute import parse_routes
 from .iprule import parse_ip_rules
 from .ipset_save import parse_ipset_save
 from .iptables_save import parse_iptables_save
+from .model_cache import ModelCache
 from .source import read_text
 
 __all__ = ["load_node", "build_node", "kernel_routes_for"]
@@ -31,10 +32,12 @@ _LO = Interface("lo", (IfAddr(0x7F000001, 8, 254),), loopback=True)
 
 def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
               lenient: bool = False, name: str = "node", route_localnet: bool = False,
-              ipsets: str | Path | None = None, rules: str | Path | None = None) -> NodeState:
+              ipsets: str | Path | None = None, rules: str | Path | None = None,
+              cache: ModelCache | None = None) -> NodeState:
     """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
-    InputError (file:line) on bad input."""
-    ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient)
+    InputError (file:line) on bad input.  ``cache``: parsed rule sets kept between runs."""
+    ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient,
+                                  cache=cache)
     addr_text = read_text(addrs)
     interfaces = parse_ip_addr(addr_text, source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
