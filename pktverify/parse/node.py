@@ -9,9 +9,9 @@ connected subnet are refused, as the kernel refuses them.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
+from ..bulk import direct_constructor
 from ..errors import InputError
 from ..model.addresses import format_ip, in_network, is_zeronet
 from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
@@ -82,7 +82,11 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
     main = [r for r in routes if r.table != "local"]
     if legacy_routes:
         main = list(connected) + main
-    resolved = tuple(_resolve_dev(r, interfaces, main) for r in main)
+    # Gateways resolve against the directly connected routes and the interfaces' subnets, read once:
+    # a node with a route per peer node has N routes but only a few connected ones (was O(N^2)).
+    on_link = [o for o in main if o.gateway is None and o.kind == "unicast" and o.dev]
+    devices = {*(o.dev for o in main if o.dev), *interfaces}
+    resolved = tuple(_resolve_dev(r, interfaces, on_link, devices) for r in main)
     for r in resolved:
         if r.dev is not None and r.dev not in interfaces:
             raise InputError(r.source, r.line, f"route uses device {r.dev}, which has no entry in the address dump",
@@ -115,12 +119,23 @@ def _uses_sets(ruleset: Ruleset) -> bool:
     return used
 
 
-def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Route]) -> Route:
+_new_route = direct_constructor(Route)
+_ROUTE_FIELDS = Route.__match_args__
+
+
+def _with_dev(route: Route, dev: str) -> Route:
+    """``replace(route, dev=dev)`` at a third of the cost (a node has a route per peer node)."""
+    return _new_route(*(dev if name == "dev" else getattr(route, name) for name in _ROUTE_FIELDS))
+
+
+def _resolve_dev(route: Route, interfaces: dict[str, Interface], on_link: list[Route], devices: set[str]) -> Route:
     """Give a gateway route its device, as the kernel does; refuse unreachable gateways (an
-    ``onlink`` route says its gateway is on its device, which the kernel then takes as it is)."""
+    ``onlink`` route says its gateway is on its device, which the kernel then takes as it is).
+    ``on_link``: the main table's unicast routes without a gateway; ``devices``: every device
+    a route or an interface names."""
     if route.nexthops:
         for gw, dev, _w in route.nexthops:
-            if dev not in {*(o.dev for o in main if o.dev), *(i.name for i in interfaces.values())}:
+            if dev not in devices:
                 raise InputError(route.source, route.line, f"nexthop device {dev} has no entry in the address dump",
                                  route.describe())
         return route
@@ -130,14 +145,14 @@ def _resolve_dev(route: Route, interfaces: dict[str, Interface], main: list[Rout
         if route.dev is None:
             raise InputError(route.source, route.line, "an onlink route needs a device (dev)", route.describe())
         return route
-    devices = [other.dev for other in main
-               if other.gateway is None and other.kind == "unicast" and other.dev
-               and in_network(route.gateway, other.network, other.mask)]
-    devices += [iface.name for iface in interfaces.values() for a in iface.addresses
-                if in_network(route.gateway, a.network, a.mask)]
-    for dev in devices:
-        if route.dev in (None, dev):
-            return replace(route, dev=dev)
+    candidates = [other.dev for other in on_link if in_network(route.gateway, other.network, other.mask)]
+    candidates += [iface.name for iface in interfaces.values() for a in iface.addresses
+                   if in_network(route.gateway, a.network, a.mask)]
+    for dev in candidates:
+        if route.dev == dev:
+            return route
+        if route.dev is None:
+            return _with_dev(route, dev)
     raise InputError(route.source, route.line,
                      f"gateway {format_ip(route.gateway)} is on no connected subnet"
                      f"{' of ' + route.dev if route.dev else ''} (the kernel refuses this route)",
