@@ -206,6 +206,9 @@ def parse_network_text(text: str) -> tuple[int, int]:
         return parse_network(text)
     except AddressError:
         pass
+    if "," in text:
+        raise ValueError(f"{text!r} is a list: iptables-restore makes one rule per address (iptables-save"
+                         " prints them so); write one rule per address")
     addr_text, sep, mask_text = text.partition("/")
     addr = parse_xt_addr(addr_text)
     if not sep:

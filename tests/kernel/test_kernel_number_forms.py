@@ -82,3 +82,12 @@ def test_odd_number_forms_read_as_iptables_reads_them(lab, table, chain, rule):
         assert "does not resolve names" in str(exc), (rule, canonical, str(exc))
         return
     assert ours == _rule(f"*{table}\n{canonical}\nCOMMIT\n", table, chain), (rule, canonical)
+
+
+def test_an_address_list_is_refused_with_what_iptables_would_do_instead(lab):
+    text = "*filter\n-A INPUT -s 10.0.0.1,10.0.0.2 -j ACCEPT\nCOMMIT\n"
+    lab.load(text)
+    saved = [line for line in lab.dump().iptables_save.splitlines() if line.startswith("-A INPUT")]
+    assert saved == ["-A INPUT -s 10.0.0.1/32 -j ACCEPT", "-A INPUT -s 10.0.0.2/32 -j ACCEPT"]
+    with pytest.raises(InputError, match="one rule per address"):
+        parse_iptables_save(text, source="rules")
