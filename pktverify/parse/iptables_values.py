@@ -211,19 +211,23 @@ def parse_network_text(text: str) -> tuple[int, int]:
                          " prints them so); write one rule per address")
     addr_text, sep, mask_text = text.partition("/")
     addr = parse_xt_addr(addr_text)
-    if not sep:
-        return addr, 0xFFFFFFFF
+    mask = _xt_mask(mask_text, text) if sep else 0xFFFFFFFF
+    return addr & mask, mask
+
+
+def _xt_mask(mask_text: str, text: str) -> int:
+    """The mask after ``/``: dotted (xtables' numeric octets, contiguous only) or a prefix length
+    read with strtoul base 0 (``/010`` is /8)."""
     if "." in mask_text:
         mask = _xt_numeric(mask_text, is_mask=True)
         if mask is None:
             raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
         if mask not in _MASKS:
             raise ValueError(f"non-contiguous netmask {mask_text!r} is not supported")
-    else:
-        if not _STRTOUL.match(mask_text):
-            raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
-        mask = prefix_mask(c_uint(mask_text, "prefix length", 32))
-    return addr & mask, mask
+        return mask
+    if not _STRTOUL.match(mask_text):
+        raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
+    return prefix_mask(c_uint(mask_text, "prefix length", 32))
 
 
 def parse_aton_network(text: str) -> tuple[int, int]:
@@ -240,16 +244,7 @@ def parse_aton_network(text: str) -> tuple[int, int]:
         addr = int.from_bytes(inet_aton(addr_text), "big")
     except OSError:
         raise ValueError(f"{addr_text!r} is not a valid IPv4 address") from None
-    if not sep:
-        return addr, 0xFFFFFFFF
-    if "." in mask_text:
-        mask = _xt_numeric(mask_text, is_mask=True)
-        if mask is None or mask not in _MASKS:
-            raise ValueError(f"invalid or non-contiguous mask {mask_text!r} in {text!r}")
-    else:
-        if not _STRTOUL.match(mask_text):
-            raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
-        mask = prefix_mask(c_uint(mask_text, "prefix length", 32))
+    mask = _xt_mask(mask_text, text) if sep else 0xFFFFFFFF
     return addr & mask, mask
 
 
