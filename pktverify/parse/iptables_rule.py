@@ -215,7 +215,7 @@ class RuleParser:
             if kind == 0:
                 exprs.extend(const(match) for match in step[1])
             elif kind == 1:
-                exprs.append(f"{const(_address_builder(step[1], step[2]))}(args[{step[3]}])")
+                exprs.append(f"*{const(_address_builder(step[1], step[2]))}(args[{step[3]}])")
             elif kind == 2:
                 exprs.append(f"_comment(args[{step[1]}])")
             else:
@@ -402,13 +402,16 @@ class RuleParser:
 
 
 def _address_builder(field_name: str, invert: bool):
-    """``text -> AddrMatch`` for one ``-s``/``-d`` slot: canonical text fast, xtables' forms after."""
-    def build(text: str) -> m.AddrMatch:
+    """``text -> (AddrMatch,)`` for one ``-s``/``-d`` slot: canonical text fast, xtables' forms after.
+
+    ``-s 0/0`` is no test at all: the kernel keeps no address match for it (iptables-save
+    prints none), so neither does the model; ``! -s 0/0`` stays (it matches nothing)."""
+    def build(text: str) -> tuple:
         try:
             net, mask = parse_network(text)
         except AddressError:
             net, mask = _value(v.parse_network_text, text)
-        return _new_addr(field_name, net, mask, invert)
+        return (_new_addr(field_name, net, mask, invert),) if mask or invert else ()
     return build
 
 

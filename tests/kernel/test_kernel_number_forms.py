@@ -11,6 +11,8 @@ from __future__ import annotations
 
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pktverify.errors import InputError
 from pktverify.parse.iptables_save import parse_iptables_save
@@ -91,3 +93,42 @@ def test_an_address_list_is_refused_with_what_iptables_would_do_instead(lab):
     assert saved == ["-A INPUT -s 10.0.0.1/32 -j ACCEPT", "-A INPUT -s 10.0.0.2/32 -j ACCEPT"]
     with pytest.raises(InputError, match="one rule per address"):
         parse_iptables_save(text, source="rules")
+
+
+def _number(value: int, base: str) -> str:
+    return {"dec": str(value), "oct": "0" + format(value, "o"), "hex": hex(value), "plus": f"+{value}"}[base]
+
+
+_BASES = st.sampled_from(["dec", "dec", "oct", "hex", "plus"])
+
+
+@st.composite
+def _odd_rules(draw) -> tuple[str, str, str]:
+    """A rule with one number or address written in a random base and form."""
+    kind = draw(st.sampled_from(["sport", "multiport", "proto", "src", "mask", "ctorig", "dnat-port"]))
+    if kind in ("sport", "multiport", "dnat-port"):
+        text = _number(draw(st.integers(0, 70000)), draw(_BASES))
+        if draw(st.integers(0, 9)) == 0:
+            text = "0" + str(draw(st.integers(8, 99)))          # not octal: refused
+        rule = {"sport": f"-p tcp -m tcp --sport {text} -j ACCEPT",
+                "multiport": f"-p udp -m multiport --dports 53,{text} -j ACCEPT",
+                "dnat-port": f"-p tcp -j DNAT --to-destination 10.0.0.1:{text}"}[kind]
+        return ("nat", "PREROUTING", rule) if kind == "dnat-port" else ("filter", "INPUT", rule)
+    if kind == "proto":
+        return "filter", "INPUT", f"-p {_number(draw(st.integers(0, 300)), draw(_BASES))} -j ACCEPT"
+    octets = draw(st.lists(st.integers(0, 300), min_size=1, max_size=4))
+    address = ".".join(_number(o, draw(st.sampled_from(["dec", "dec", "oct", "hex"]))) for o in octets)
+    if kind == "mask":
+        address += "/" + _number(draw(st.integers(0, 40)), draw(_BASES))
+    option = "-m conntrack --ctorigsrc" if kind == "ctorig" else "-s"
+    return "filter", "INPUT", f"{option} {address} -j ACCEPT"
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_odd_rules())
+def test_random_number_forms_read_as_iptables_reads_them(lab, odd):
+    """Drawn ports, protocols, addresses and masks in every base and length iptables takes (the
+    same draws on every run): each is read as iptables-save shows the kernel read it, or refused
+    where iptables-restore refuses it."""
+    test_odd_number_forms_read_as_iptables_reads_them(lab, *odd)
