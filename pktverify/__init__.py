@@ -22,7 +22,12 @@ _EXPORTS = {
     "make_packet": ".packets", "packet_from_scapy": ".packets",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConntrackTable", "Connection", "INVARIANTS", "InputError", "InvalidArgument", "NodeTracer", "Outcome",
+    "Packet", "PktverifyError", "Trace", "VerifyReport", "cluster_to_yaml", "load_cluster", "load_node",
+    "make_packet", "packet_from_scapy", "trace", "trace_packet", "trace_to_pcapng", "verify",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:

@@ -277,7 +277,7 @@ def _walk(rules: str, table: str, hook: str, budget: Budget):
 def test_probabilistic_rules_that_continue_cost_linear_work(n):
     """n statistic rules whose target continues (LOG): 2^n paths, one future; the walk merges
     them where they meet, so it creates O(n) branches, and the one outcome is certain."""
-    rules = "*filter\n" + "".join(f"-A FORWARD -m statistic --mode random --probability 0.5 -j LOG\n"
+    rules = "*filter\n" + "".join("-A FORWARD -m statistic --mode random --probability 0.5 -j LOG\n"
                                   for _ in range(n)) + "COMMIT\n"
     budget = Budget(10**9)
     results = _walk(rules, "filter", "FORWARD", budget)

@@ -4,7 +4,7 @@ it must break, faults shrink to tiny clusters, and every piece draws what it say
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 

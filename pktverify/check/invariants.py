@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 
 from ..eval.address_classes import AddressClasses, base_groups
 from ..eval.cluster_walk import PROXY_SPORT, ClusterWalker, Endpoint, Hop, PathEnd, remembered
-from ..generate.kube_proxy_userspace import PROBE_CLIENT_SPORT
 from ..eval.node_symmetry import NodeSymmetry
+from ..generate.kube_proxy_userspace import PROBE_CLIENT_SPORT
 from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec

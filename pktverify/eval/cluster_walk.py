@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..generate.kube_proxy_userspace import PROXY_SPORT   # the port each userspace proxy connects from
+from ..limits import MAX_NODE_HOPS, MAX_PATHS
 from ..model.addresses import format_ip, format_network, in_network, prefix_mask
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
 from ..model.node import NodeState
@@ -27,8 +29,6 @@ from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
-from ..generate.kube_proxy_userspace import PROXY_SPORT   # the port each userspace proxy connects from
-from ..limits import MAX_NODE_HOPS, MAX_PATHS
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
 __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary", "step_label",

@@ -128,7 +128,7 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
         clash = sorted({port for _node, port in proxy_ports} & used)
         if clash:
             return f"a userspace proxy listens on port {clash[0]}, which the checked flows use too"
-        if any(len(ports_of.get(n.name, {})) != len(ports_of[cluster.nodes[0].name]) for n in cluster.nodes):
+        if len({len(ports_of.get(n.name, {})) for n in cluster.nodes}) > 1:
             return "the nodes' userspace proxies listen on different numbers of ports"
     if any(s.internal_policy == "Local" or s.external_policy == "Local" or s.affinity_timeout
            for s in cluster.services):

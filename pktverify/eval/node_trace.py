@@ -24,7 +24,7 @@ from .facts import UNKNOWN_PORT
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
 from .fib import Fib, RouteResult
 from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, MERGE_FROM,
-                    Budget, LimitExceeded, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
+                    Budget, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
                     routed, steps_tuple, with_ctbits)
 
 _new_tuple = tuple.__new__
