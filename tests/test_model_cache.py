@@ -8,11 +8,15 @@ import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pktverify.cli import main
-from pktverify.errors import InvalidArgument
+from pktverify.errors import InputError, InvalidArgument
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.model_cache import ModelCache
+from pktverify.strategies import clusters, faulty_clusters
+from pktverify.testing.kernel_campaign import rule_sets
 
 from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 
@@ -127,3 +131,40 @@ def test_trace_with_cache_dir_prints_what_trace_without_it_prints(tmp_path, caps
     assert main(argv + ["--cache-dir", str(tmp_path / "open")]) == 2
     err = capsys.readouterr().err
     assert "writable by group or others" in err and err.count("\n") == 1
+
+
+def _node_texts(cluster) -> list[str]:
+    from pktverify.generate.node_state import generate_node
+    texts = []
+    for node in cluster.nodes:
+        inline = dict(node.inline)
+        texts.append(inline.get("iptables") or generate_node(cluster, node).iptables)
+    return texts
+
+
+@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(faulty_clusters(max_nodes=3).map(_node_texts),
+                 clusters(max_nodes=3).map(_node_texts),
+                 rule_sets("pod").map(lambda text: [text])))
+def test_a_cache_hit_equals_a_fresh_parse_on_drawn_rule_sets(tmp_path_factory, texts):
+    """Rule sets of drawn clusters (both proxy modes, with planted faults) and of the kernel
+    campaign: stored, then loaded, each equals parsing it again without a cache; one the kernel
+    would refuse gives the same error with a cache and leaves no entry."""
+    directory = tmp_path_factory.mktemp("cache")
+    cache = ModelCache(directory)
+    stored = 0
+    for i, text in enumerate(texts):
+        source = f"node{i}"
+        try:
+            fresh = parse_iptables_save(text, source=source)
+        except InputError as exc:
+            for _ in range(2):
+                with pytest.raises(InputError) as again:
+                    parse_iptables_save(text, source=source, cache=cache)
+                assert str(again.value) == str(exc)
+            assert not (directory / cache.key(text, source, False)).exists()
+            continue
+        stored += 1
+        assert parse_iptables_save(text, source=source, cache=cache) == fresh
+        assert parse_iptables_save(text, source=source, cache=cache) == fresh
+    assert cache.hits == stored
