@@ -20,6 +20,7 @@ from .ipaddr import ipv6_note, parse_ip_addr
 from .iproute import parse_routes
 from .iprule import parse_ip_rules
 from .ipset_save import parse_ipset_save
+from .iptables_rule import RuleParser
 from .iptables_save import parse_iptables_save
 from .model_cache import ModelCache
 from .node import build_node
@@ -38,6 +39,10 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     dumps' parsed rule sets kept between runs (see :mod:`.model_cache`)."""
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes
                  if not all(node.has_dump(kind) for kind in _GENERATED)}
+    # One parser for every node's dump, so that equal matches, targets and shape plans are shared
+    # (a strict one for what pktverify generates itself, which must never need --lenient).
+    parser = RuleParser(lenient=lenient)
+    strict = parser if not lenient else RuleParser()
     holders: dict[str, list[str]] = {}
     for node in cluster.nodes:
         if not node.has_dump("iptables"):
@@ -46,7 +51,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     for text, names in holders.items():
         label = ", ".join(names) if len(names) <= 3 else f"{len(names)} nodes ({names[0]}, ...)"
         with _blamed_on(cluster, cluster.node(names[0])):
-            rulesets[text] = parse_iptables_save(text, source=f"<generated iptables of {label}>")
+            rulesets[text] = parse_iptables_save(text, source=f"<generated iptables of {label}>", parser=strict)
     out: dict[str, NodeState] = {}
     for node in cluster.nodes:
         gen = generated.get(node.name)
@@ -55,7 +60,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
             if given["iptables"] is not None:
                 text, source, offset = given["iptables"]
                 with _shifted(source, offset):
-                    ruleset = parse_iptables_save(text, source=source, lenient=lenient, cache=cache)
+                    ruleset = parse_iptables_save(text, source=source, lenient=lenient, cache=cache, parser=parser)
             else:
                 ruleset = rulesets[gen.iptables]
             text, source, offset = given["addrs"] or (gen.addrs, f"<generated {node.name} addrs>", 0)

@@ -45,11 +45,15 @@ class _TableBuilder:
 
 
 def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False,
-                        cache: ModelCache | None = None) -> Ruleset:
+                        cache: ModelCache | None = None, parser: RuleParser | None = None) -> Ruleset:
     """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match.
 
     ``cache``: load the rule set parsed before from the same text, source and options, or
-    store this one (see :mod:`.model_cache`)."""
+    store this one (see :mod:`.model_cache`).  ``parser``: one :class:`RuleParser` (of the same
+    ``lenient``) for several dumps, so that the nodes of a cluster share their equal matches,
+    targets and rule-shape plans."""
+    if parser is not None and parser.lenient != lenient:
+        raise ValueError("parser.lenient must equal lenient")
     key = cache.key(text, source, lenient) if cache is not None else ""
     if cache is not None:
         with cyclic_gc_paused():
@@ -57,20 +61,20 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
         if hit is not None:
             return hit
     with cyclic_gc_paused():
-        ruleset = _parse(text, source, lenient)
+        ruleset = _parse(text, source, lenient, parser)
     if cache is not None:
         cache.store(key, ruleset)
     return ruleset
 
 
-def _parse(text: str | bytes, source: str, lenient: bool) -> Ruleset:
+def _parse(text: str | bytes, source: str, lenient: bool, parser: RuleParser | None = None) -> Ruleset:
     if isinstance(text, bytes):
         text = decode_text(text, source, allow_empty=True)
     # An empty dump is a node without rules (iptables-save prints nothing): every table empty.
     tables: dict[str, Table] = {}
     warnings: list[str] = []
     current: _TableBuilder | None = None
-    parser = RuleParser(lenient=lenient)
+    parser = parser or RuleParser(lenient=lenient)
     recognised = False
     for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.rstrip("\r").strip()
