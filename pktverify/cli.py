@@ -32,6 +32,8 @@ def _number(low: int, high: int | None = None):
 
 
 _PORT = _number(0, 65535)
+_CACHE_HELP = ("keep parsed rule sets in DIR, keyed by the dump's content (faster re-runs, e.g. in CI; DIR must be "
+               "yours alone; default: $PKTVERIFY_CACHE_DIR, else no cache)")
 
 
 def _instant(text: str) -> int:
@@ -68,7 +70,7 @@ def _build() -> argparse.ArgumentParser:
                    help="also write the flow (packet, reply, ACK) as pcapng; several outcomes: FILE-1, FILE-2, ...")
     t.add_argument("--ipsets", metavar="FILE", help="ipset save output, for -m set rules")
     t.add_argument("--rules", metavar="FILE", help="ip -j rule show / ip rule show: policy routing (fwmark, tables)")
-    t.add_argument("--cache-dir", metavar="DIR", help="keep parsed rule sets in DIR, keyed by the dump's content (faster re-runs, e.g. in CI; DIR must be yours alone; default: $PKTVERIFY_CACHE_DIR, else no cache)")
+    t.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     t.add_argument("--uid", type=_number(0, 2**32 - 1), default=0, metavar="N",
                    help="--local: the sending socket's owner uid for -m owner (default 0)")
     t.add_argument("--gid", type=_number(0, 2**32 - 1), default=0, metavar="N",
@@ -90,7 +92,7 @@ def _build() -> argparse.ArgumentParser:
     v.add_argument("--format", choices=["text", "json"], default="text")
     v.add_argument("--lenient", action="store_true",
                    help="unknown matches/targets in node dumps become may-match (outcomes marked inexact)")
-    v.add_argument("--cache-dir", metavar="DIR", help="keep parsed rule sets in DIR, keyed by the dump's content (faster re-runs, e.g. in CI; DIR must be yours alone; default: $PKTVERIFY_CACHE_DIR, else no cache)")
+    v.add_argument("--cache-dir", metavar="DIR", help=_CACHE_HELP)
     v.add_argument("--pcap-dir", nargs="?", const="pcaps", metavar="DIR",
                    help="write each violation's counterexample as pcapng into DIR (default pcaps/)")
     v.add_argument("--pcap-split", choices=["flow", "point"], default="flow",

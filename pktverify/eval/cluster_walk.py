@@ -35,7 +35,6 @@ __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_
            "off_cluster_address", "remembered"]
 
 
-
 class Hop:
     """One observation point: ``point`` names it (``pod:default/web-1:eth0``, ``node1:cbr0``,
     ``wire``, ...); ``packet`` is the packet as it is there; ``note`` says what happened.

@@ -198,17 +198,21 @@ def _placeholders(obj, own_ip: int | None, ports: dict[int, tuple]):
     kind = type(obj)
     if kind is m.AddrMatch and obj.mask == 0xFFFFFFFF and obj.network == own_ip:
         return replace(obj, network="own-ip")
-    if kind is m.PortMatch and obj.low == obj.high and obj.low in ports:
-        return replace(obj, low=ports[obj.low], high=ports[obj.low])
-    if kind is m.Dnat:
-        if obj.addr_low == own_ip and obj.addr_high == own_ip:
-            obj = replace(obj, addr_low="own-ip", addr_high="own-ip")
-        if obj.port_low is not None and obj.port_low == obj.port_high and obj.port_low in ports:
-            obj = replace(obj, port_low=ports[obj.port_low], port_high=ports[obj.port_low])
-        return obj
-    if kind is m.Redirect and obj.port_low is not None and obj.port_low == obj.port_high and obj.port_low in ports:
-        return replace(obj, port_low=ports[obj.port_low], port_high=ports[obj.port_low])
+    if kind is m.PortMatch:
+        port = _proxy_port(obj.low, obj.high, ports)
+        return replace(obj, low=port, high=port) if port is not None else obj
+    if kind is m.Dnat and obj.addr_low == own_ip and obj.addr_high == own_ip:
+        obj = replace(obj, addr_low="own-ip", addr_high="own-ip")
+    if kind is m.Dnat or kind is m.Redirect:
+        port = _proxy_port(obj.port_low, obj.port_high, ports)
+        return replace(obj, port_low=port, port_high=port) if port is not None else obj
     return obj
+
+
+def _proxy_port(low: int | None, high: int | None, ports: dict[int, tuple]) -> tuple | None:
+    """The placeholder of a single port that is one of the node's proxy ports (else None): the
+    one place PortMatch, DNAT and REDIRECT ports are renamed, and _ports_apart skips them."""
+    return ports[low] if low is not None and low == high and low in ports else None
 
 
 # What rules may hold when proxy ports are renamed: the matches and targets whose ports
@@ -244,7 +248,7 @@ def _ports_apart(ruleset, ports: list[int], own: dict[int, tuple]) -> str:
                         return f"{type(obj).__name__} in {rule.location()} may test ports (proxy ports not renamed)"
                     renamed = type(obj) in (m.PortMatch, m.Dnat, m.Redirect)
                     for low, high in intervals:
-                        if renamed and low == high and low in own:
+                        if renamed and _proxy_port(low, high, own) is not None:
                             continue        # a placeholder in the key: σ maps it to the other node's
                         inside = bisect_right(ports, high) - bisect_left(ports, low)
                         if 0 < inside < len(ports):

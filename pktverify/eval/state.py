@@ -180,8 +180,6 @@ def _with_prob(st: WalkState, prob: float, _first: WalkState) -> WalkState:
     return st._replace(prob=prob)
 
 
-
-
 class LimitExceeded(PktverifyError):
     """A bound on the work for one packet or flow was reached; the message names it and how to raise it."""
 

@@ -21,6 +21,7 @@ __all__ = [
     "networks_overlap",
     "network_within",
     "prefix_mask",
+    "is_prefix_mask",
     "in_network",
     "is_loopback",
     "is_multicast",
@@ -87,7 +88,7 @@ def parse_network(text: str) -> tuple[int, int]:
         return ip, 0xFFFFFFFF
     if "." in length:
         mask = parse_ip(length)
-        if mask not in _MASK_TO_LEN:
+        if not is_prefix_mask(mask):
             raise AddressError(f"non-contiguous netmask {length!r} is not supported")
     else:
         if not length.isdigit() or not length.isascii():
@@ -99,6 +100,11 @@ def parse_network(text: str) -> tuple[int, int]:
             raise AddressError(f"prefix length /{n} is out of range 0-32")
         mask = prefix_mask(n)
     return ip & mask, mask
+
+
+def is_prefix_mask(mask: int) -> bool:
+    """Whether the netmask int is contiguous (a prefix length's mask)."""
+    return mask in _MASK_TO_LEN
 
 
 def mask_length(mask: int) -> int:

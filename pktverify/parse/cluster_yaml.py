@@ -20,11 +20,11 @@ from pathlib import Path
 import yaml
 
 from ..errors import InputError
+from ..limits import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
 from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
-from ..limits import MAX_YAML_DEPTH, MAX_YAML_VALUES
-from .source import MAX_YAML_BYTES, read_text
+from .source import read_text
 
 __all__ = ["load_cluster", "parse_cluster", "allocate_node_ports"]
 
@@ -65,13 +65,9 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
 
-# Bounds on what a description may make us build (see limits.py).
-MAX_DEPTH = MAX_YAML_DEPTH
-MAX_EXPANDED_NODES = MAX_YAML_VALUES
-
 
 def _check_graph(root: yaml.Node) -> None:
-    """Refuse recursive aliases, nesting deeper than MAX_DEPTH and more than MAX_EXPANDED_NODES
+    """Refuse recursive aliases, nesting deeper than MAX_YAML_DEPTH and more than MAX_YAML_VALUES
     values once aliases are expanded, before anything is constructed (iterative: no recursion)."""
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
@@ -86,10 +82,10 @@ def _check_graph(root: yaml.Node) -> None:
             size[key] = 1 + sum(size[id(c)] for c in children)
             depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
             line = node.start_mark.line + 1
-            if depth[key] > MAX_DEPTH:
-                raise _Problem(line, f"nesting deeper than {MAX_DEPTH} levels")
-            if size[key] > MAX_EXPANDED_NODES:
-                raise _Problem(line, f"more than {MAX_EXPANDED_NODES:,} values once aliases are expanded "
+            if depth[key] > MAX_YAML_DEPTH:
+                raise _Problem(line, f"nesting deeper than {MAX_YAML_DEPTH} levels")
+            if size[key] > MAX_YAML_VALUES:
+                raise _Problem(line, f"more than {MAX_YAML_VALUES:,} values once aliases are expanded "
                                      "(an alias bomb?)")
             continue
         if key in size:
@@ -99,7 +95,7 @@ def _check_graph(root: yaml.Node) -> None:
         on_path.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in size)
-        if len(stack) > MAX_EXPANDED_NODES:
+        if len(stack) > MAX_YAML_VALUES:
             raise _Problem(node.start_mark.line + 1, "too many values")
 
 

@@ -10,11 +10,11 @@ evaluator treats as "may match".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..model import rules as m
 from ..bulk import direct_constructor
-from ..model.addresses import AddressError, parse_network
+from ..model import rules as m
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from . import iptables_values as v
 from .iptables_ext import (CONNTRACK_OPTIONS, EXT_MATCH_BUILDERS, EXT_MATCH_MODULES, EXT_TARGETS, ExtSyntaxError,
@@ -138,24 +138,6 @@ def _shape_key(args: list[str]) -> tuple:
     return tuple(key)
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """How to build one shape's matches and target from a rule's tokens.
-
-    ``steps`` holds, in rule order, ``(0, matches)`` for matches built already (no
-    blanked value) or a step that reads its values from token positions: ``(1, field, invert, pos)`` an
-    address, ``(2, pos)`` a comment, ``(3, name, known, raw, opts)`` a match module
-    whose ``opts`` are ``(option, start, end, invert)`` token ranges.  ``target`` is a
-    built target, None, or ``(name or None, name_pos, goto, opts)``.  ``build`` is the
-    same recipe as one Python function of the tokens (see :meth:`RuleParser._compile`).
-    """
-    steps: tuple
-    target: object
-    target_is_built: bool
-    proto: int | None
-    build: object = None
-
-
 class RuleParser:
     """Parses rule arguments; equal match modules and targets are built once and shared.
 
@@ -170,7 +152,7 @@ class RuleParser:
         self._matches: dict[tuple, tuple] = {}
         self._targets: dict[tuple, object] = {}
         self._comments: dict[str, m.CommentMatch] = {}
-        self._plans: dict[tuple, _Plan] = {}
+        self._plans: dict[tuple, Callable] = {}     # shape key -> its compiled builder (see _plan)
         self._jumps: dict[str, object] = {}
 
     def parse(self, args: list[str]) -> ParsedRule:
@@ -181,19 +163,24 @@ class RuleParser:
     def parse_parts(self, args: list[str]) -> tuple[tuple, object, int | None]:
         """:meth:`parse` as a plain ``(matches, target, proto)`` tuple (the file parser's hot path)."""
         key = _shape_key(args)
-        plan = self._plans.get(key)
-        if plan is None:
-            plan, shareable = self._plan(args, key)
+        build = self._plans.get(key)
+        if build is None:
+            build, shareable = self._plan(args, key)
             if shareable and len(self._plans) < _MAX_PLANS:
-                self._plans[key] = plan
-        return plan.build(args)
+                self._plans[key] = build
+        return build(args)
 
-    def _compile(self, steps: tuple, target: object, built: bool, proto: int | None):
+    def _compile(self, steps: list, target: object, built: bool, proto: int | None) -> Callable:
         """One function per plan: ``args -> (matches, target, proto)`` with no per-step dispatch.
 
-        The generated text holds only names and token positions; every value (built
-        matches, option names, the protocol) is passed in the namespace, never spliced
-        into the source.
+        ``steps`` holds, in rule order, ``(0, matches)`` for matches built already (no
+        blanked value) or a step that reads its values from token positions: ``(1, field,
+        invert, pos)`` an address, ``(2, pos)`` a comment, ``(3, name, known, raw, opts)`` a
+        match module whose ``opts`` are ``(option, start, end, invert)`` token ranges.
+        ``target`` is a built target (``built``), None, or ``(name or None, name_pos, goto,
+        opts)``.  The generated text holds only names and token positions; every value
+        (built matches, option names, the protocol) is passed in the namespace, never
+        spliced into the source.
         """
         ns: dict[str, object] = {"_comment": self._comment, "_match": self._match, "_target": self._target,
                                  "_jump": self._jump, "_goto": self._goto, "PROTO": proto}
@@ -251,8 +238,8 @@ class RuleParser:
     def _goto(self, name: str) -> object:
         return self._target(name, True, (), None)
 
-    def _plan(self, args: list[str], key: tuple) -> tuple[_Plan, bool]:
-        """Walk the rule's options once; return its plan and whether its shape may share it.
+    def _plan(self, args: list[str], key: tuple) -> tuple[Callable, bool]:
+        """Walk the rule's options once; return its compiled plan and whether its shape may share it.
 
         Values whose token the shape key blanked become token positions; everything
         else is built now.  The plan is shareable when every blanked token was consumed
@@ -380,9 +367,7 @@ class RuleParser:
             else:
                 target = self._target(target_name, goto, tuple((opt, tuple(args[s:e]), inv)
                                                                for opt, s, e, inv in target_opts), proto)
-        steps_t = tuple(steps)
-        plan = _Plan(steps_t, target, built, proto, self._compile(steps_t, target, built, proto))
-        return plan, not swallowed and blanked <= free
+        return self._compile(steps, target, built, proto), not swallowed and blanked <= free
 
     def _match(self, name: str, known: bool, proto: int | None, raw: tuple, opts: tuple) -> tuple:
         key = (name, known, proto, raw, opts)
@@ -407,10 +392,7 @@ def _address_builder(field_name: str, invert: bool):
     ``-s 0/0`` is no test at all: the kernel keeps no address match for it (iptables-save
     prints none), so neither does the model; ``! -s 0/0`` stays (it matches nothing)."""
     def build(text: str) -> tuple:
-        try:
-            net, mask = parse_network(text)
-        except AddressError:
-            net, mask = _value(v.parse_network_text, text)
+        net, mask = _value(v.parse_network_text, text)
         return (_new_addr(field_name, net, mask, invert),) if mask or invert else ()
     return build
 
@@ -619,7 +601,7 @@ def _recent(module: _Module, proto) -> list[object]:
             if opt == "--hitcount":
                 hitcount = number
         elif opt == "--mask":
-            mask = _value(v.parse_aton_network, vals[0])[0]    # getaddrinfo: 10.1 is 10.0.0.1
+            mask = _value(v.parse_aton_addr, vals[0])    # getaddrinfo: 10.1 is 10.0.0.1
     invert = any(inv for _o, _v, inv in module.opts)
     dest = any(opt == "--rdest" for opt, _v, _i in module.opts)
     return [m.RecentMatch(modes[0], name, invert, dest, mask, hitcount)]

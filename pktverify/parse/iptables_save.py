@@ -24,9 +24,9 @@ from .tokens import TokenError, split_args
 
 __all__ = ["parse_iptables_save", "load_iptables_save"]
 
-# What an iptables-save line looks like; before the first one, nothing of the file is echoed.
 _new_rule = direct_constructor(Rule)      # one per line: the dataclass __init__ is twice as slow
 _new_chain = direct_constructor(Chain)
+# What an iptables-save line looks like; before the first one, nothing of the file is echoed.
 _IPTABLES_SHAPE = re.compile(r"(?:\[\d+:\d+\]\s+)?-[AI]\s+\S+|:\S+\s+\S+|COMMIT\Z")
 
 
@@ -54,16 +54,16 @@ def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", l
     targets and rule-shape plans."""
     if parser is not None and parser.lenient != lenient:
         raise ValueError("parser.lenient must equal lenient")
-    key = cache.key(text, source, lenient) if cache is not None else ""
-    if cache is not None:
+    if cache is None:
         with cyclic_gc_paused():
-            hit = cache.load(key)
-        if hit is not None:
-            return hit
+            return _parse(text, source, lenient, parser)
+    key = cache.key(text, source, lenient)
     with cyclic_gc_paused():
+        ruleset = cache.load(key)
+        if ruleset is not None:
+            return ruleset
         ruleset = _parse(text, source, lenient, parser)
-    if cache is not None:
-        cache.store(key, ruleset)
+    cache.store(key, ruleset)
     return ruleset
 
 

@@ -12,13 +12,13 @@ from math import floor
 
 from socket import inet_aton
 
-from ..model.addresses import AddressError, parse_ip, parse_network, prefix_mask
+from ..model.addresses import AddressError, is_prefix_mask, parse_ip, parse_network, prefix_mask
 from ..model.packet import PROTO_NUMBERS, TCP_FLAGS
 
 __all__ = [
     "parse_port", "parse_port_range", "parse_mark", "parse_protocol", "parse_probability",
     "parse_nat_range", "parse_tcp_flag_list", "parse_icmp_type", "parse_addr", "parse_xt_addr",
-    "parse_network_text", "parse_aton_network", "REJECT_TYPES",
+    "parse_network_text", "parse_aton_addr", "parse_aton_network", "REJECT_TYPES",
     "CTSTATES", "ADDRTYPES", "parse_name_list", "parse_iface",
 ]
 
@@ -78,7 +78,6 @@ _ICMP_NAMES: dict[str, tuple[int, int, int]] = {
 _STRTOUL = re.compile(r"\+?(?:0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\Z")
 _DECIMAL = re.compile(r"[0-9]+\Z")
 _ATON = re.compile(r"[0-9a-fA-FxX.]+\Z")    # what inet_aton may read; never whitespace or a sign
-_MASKS = frozenset(prefix_mask(n) for n in range(33))
 _FLOAT = re.compile(r"[+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 
 
@@ -140,8 +139,10 @@ def parse_protocol(text: str) -> int:
         return PROTO_NUMBERS[name]
     if name in EXTRA_PROTOCOLS:
         return EXTRA_PROTOCOLS[name]
-    if _STRTOUL.match(name) and c_uint(name, "protocol", 0xFFFFFFFF) <= 255:
-        return c_uint(name, "protocol", 255)     # xtables_parse_protocol: strtoul base 0, "017" is 15
+    if _STRTOUL.match(name):
+        number = c_uint(name, "protocol", 0xFFFFFFFF)    # xtables_parse_protocol: strtoul base 0, "017" is 15
+        if number <= 255:
+            return number
     known = ", ".join(sorted([*PROTO_NUMBERS, *EXTRA_PROTOCOLS]))
     raise ValueError(f"unknown protocol {text!r} (use a number 0-255 or one of {known})")
 
@@ -222,7 +223,7 @@ def _xt_mask(mask_text: str, text: str) -> int:
         mask = _xt_numeric(mask_text, is_mask=True)
         if mask is None:
             raise ValueError(f"invalid mask {mask_text!r} in {text!r}")
-        if mask not in _MASKS:
+        if not is_prefix_mask(mask):
             raise ValueError(f"non-contiguous netmask {mask_text!r} is not supported")
         return mask
     if not _STRTOUL.match(mask_text):
@@ -230,20 +231,26 @@ def _xt_mask(mask_text: str, text: str) -> int:
     return prefix_mask(c_uint(mask_text, "prefix length", 32))
 
 
-def parse_aton_network(text: str) -> tuple[int, int]:
-    """``A[/mask]`` as getaddrinfo reads it (``-m conntrack --ctorigsrc``, ``-m recent --mask``).
+def parse_aton_addr(text: str) -> int:
+    """An address as getaddrinfo reads it (``-m recent --mask``, and conntrack's addresses).
 
-    The address takes every ``inet_aton`` form: ``10.1`` is 10.0.0.1, ``010.0.0.1`` is
-    8.0.0.1, ``0x0a.0.0.1`` is 10.0.0.1; host names are refused, not resolved.
+    Every ``inet_aton`` form: ``10.1`` is 10.0.0.1, ``010.0.0.1`` is 8.0.0.1, ``0x0a.0.0.1``
+    is 10.0.0.1; host names (and a ``/``) are refused, not resolved.
     """
-    addr_text, sep, mask_text = text.partition("/")
-    if not _ATON.match(addr_text):
-        raise ValueError(f"{addr_text!r} is not a numeric IPv4 address (iptables would look it up as a"
+    if not _ATON.match(text):
+        raise ValueError(f"{text!r} is not a numeric IPv4 address (iptables would look it up as a"
                          " host name; pktverify does not resolve names: write the address)")
     try:
-        addr = int.from_bytes(inet_aton(addr_text), "big")
+        return int.from_bytes(inet_aton(text), "big")
     except OSError:
-        raise ValueError(f"{addr_text!r} is not a valid IPv4 address") from None
+        raise ValueError(f"{text!r} is not a valid IPv4 address") from None
+
+
+def parse_aton_network(text: str) -> tuple[int, int]:
+    """``A[/mask]`` for ``-m conntrack --ctorigsrc`` and the like: the address as
+    :func:`parse_aton_addr` reads it, the mask as after ``-s``."""
+    addr_text, sep, mask_text = text.partition("/")
+    addr = parse_aton_addr(addr_text)
     mask = _xt_mask(mask_text, text) if sep else 0xFFFFFFFF
     return addr & mask, mask
 

@@ -18,7 +18,6 @@ from ..limits import MAX_INPUT_BYTES, MAX_YAML_BYTES
 __all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES", "MAX_YAML_BYTES"]
 
 
-
 def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES,
                head: bool = False) -> bytes:
     """The content of the regular file ``path`` (at most ``limit`` bytes); InputError otherwise.

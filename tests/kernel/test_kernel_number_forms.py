@@ -50,6 +50,7 @@ FORMS = [
     ("filter", "INPUT", "-m conntrack --ctorigsrc 0x0a.0.0.1/+8 -j ACCEPT"),
     ("filter", "INPUT", "-m conntrack --ctorigsrc +10.0.0.1 -j ACCEPT"),
     ("filter", "INPUT", "-m recent --rcheck --mask 10.1 -j ACCEPT"),
+    ("filter", "INPUT", "-m recent --rcheck --mask 255.255.0.0/16 -j ACCEPT"),     # getaddrinfo: refused
     ("nat", "PREROUTING", "-p tcp -j DNAT --to-destination 10.0.0.1:010"),
     ("nat", "PREROUTING", "-p tcp -j DNAT --to-destination 10.0.0.1:0x50"),
     ("nat", "PREROUTING", "-p tcp -j DNAT --to-destination 10.0.0.1:08"),
