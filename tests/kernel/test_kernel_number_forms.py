@@ -40,6 +40,7 @@ FORMS = [
     ("filter", "INPUT", "-p tcp -m tcp --dport +80 -j ACCEPT"),
     ("filter", "INPUT", "-p tcp -m tcp --dport 08 -j ACCEPT"),
     ("filter", "INPUT", "-p tcp -m multiport --dports 1,010,0x50 -j ACCEPT"),
+    ("filter", "INPUT", "-m statistic --mode nth --every 010 --packet 0x2 -j ACCEPT"),
     ("filter", "INPUT", "-p 06 -j ACCEPT"),
     ("filter", "INPUT", "-p 017 -j ACCEPT"),
     ("filter", "INPUT", "-p 0x11 -j ACCEPT"),
