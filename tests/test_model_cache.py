@@ -168,3 +168,39 @@ def test_a_cache_hit_equals_a_fresh_parse_on_drawn_rule_sets(tmp_path_factory, t
         assert parse_iptables_save(text, source=source, cache=cache) == fresh
         assert parse_iptables_save(text, source=source, cache=cache) == fresh
     assert cache.hits == stored
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "fifo", "device", "newline"])
+def test_hostile_cache_dirs_give_one_line_and_touch_nothing(tmp_path, capsys, kind):
+    """--cache-dir that is a regular file, a symlink to a folder, a FIFO or a device is refused with
+    exit 2 and one line, before anything is parsed or written; a name with a newline is a folder
+    like any other (created 0700) and the error line stays one line."""
+    (tmp_path / "dump").write_text(DUMP)
+    (tmp_path / "addrs").write_text(STANDARD_ADDRS)
+    (tmp_path / "routes").write_text(STANDARD_ROUTES)
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    target = {"file": tmp_path / "plain", "symlink": tmp_path / "link", "fifo": tmp_path / "fifo",
+              "device": Path("/dev/null"), "newline": tmp_path / "a\nb"}[kind]
+    if kind == "file":
+        target.write_text("keep me")
+    elif kind == "symlink":
+        target.symlink_to(real)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = ["trace", "--iptables", str(tmp_path / "dump"), "--addrs", str(tmp_path / "addrs"),
+            "--routes", str(tmp_path / "routes"), "--in-iface", "cni0", "--src", "10.1.10.5",
+            "--dst", "10.96.0.10", "--proto", "tcp", "--dport", "80", "--cache-dir", str(target)]
+    code = main(argv)
+    out = capsys.readouterr()
+    if kind == "newline":
+        assert code == 0 and oct(target.stat().st_mode & 0o777) == "0o700"
+        assert len(list(target.iterdir())) == 1
+        return
+    assert code == 2 and out.out == ""
+    assert out.err.count("\n") == 1 and "not a folder" in out.err and "Traceback" not in out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert list(real.iterdir()) == []
+    if kind == "file":
+        assert target.read_text() == "keep me"

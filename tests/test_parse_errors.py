@@ -36,6 +36,18 @@ GOOD = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1 -j DROP\nCOMMIT\n"
     ("*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n", 2, "ACCEPT or DROP"),
     ("*filter\nCOMMIT\n*filter\nCOMMIT\n", 3, "appears twice"),
     ("*filter\nhello\nCOMMIT\n", 2, "not an iptables-save line"),
+    # Numbers and addresses in the forms iptables reads, at their limits and past them.
+    ("*filter\n-A INPUT -p tcp --dport 0x" + "F" * 200 + " -j DROP\nCOMMIT\n", 2, "is larger than"),
+    ("*filter\n-A INPUT -s " + "1" * 5000 + " -j DROP\nCOMMIT\n", 2, "does not resolve names"),
+    ("*filter\n-A INPUT -s 10.0.0.0/0x" + "F" * 100 + " -j DROP\nCOMMIT\n", 2, "larger than 32"),
+    ("*filter\n-A INPUT -s 10.0.0.1,10.0.0.2 -j DROP\nCOMMIT\n", 2, "one rule per address"),
+    ("*filter\n-A INPUT -s localhost -j DROP\nCOMMIT\n", 2, "does not resolve names"),
+    ("*filter\n-A INPUT -s '10.0.0.1\\n' -j DROP\nCOMMIT\n", 2, "does not resolve names"),
+    ("*filter\n-A INPUT -m conntrack --ctorigsrc ../../etc -j DROP\nCOMMIT\n", 2, "not a valid IPv4 address"),
+    ("*filter\n-A INPUT -m conntrack --ctorigsrc \"10.0.0.1 \" -j DROP\nCOMMIT\n", 2, "does not resolve names"),
+    ("*filter\n-A INPUT -m recent --rcheck --mask 255.0.0.0/8 -j DROP\nCOMMIT\n", 2, "does not resolve names"),
+    ("*nat\n-A PREROUTING -p tcp -j DNAT --to-destination 010.0.0.1:80\nCOMMIT\n", 2, "leading zero"),
+    ("*filter\n-A INPUT -p 0x100 -j DROP\nCOMMIT\n", 2, "unknown protocol"),
 ])
 def test_bad_iptables_input_names_file_and_line(text, line, fragment):
     with pytest.raises(InputError) as info:

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..errors import InvalidArgument
 from ..model import rules as m
 from ..model.rules import Ruleset
+from .source import file_kind
 
 __all__ = ["ModelCache"]
 
@@ -51,6 +52,15 @@ class ModelCache:
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+        try:
+            kind = file_kind(os.lstat(self.directory).st_mode)
+        except FileNotFoundError:
+            kind = ""
+        except OSError as exc:
+            raise InvalidArgument(f"--cache-dir {directory}: {exc.strerror or exc}") from None
+        if kind and kind != "a folder":
+            raise InvalidArgument(f"--cache-dir {directory}: {kind}, not a folder (give a folder of your own; "
+                                  "pktverify creates it when it is missing)")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)

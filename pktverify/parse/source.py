@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..limits import MAX_INPUT_BYTES, MAX_YAML_BYTES
 
-__all__ = ["read_lines", "read_text", "read_bytes", "MAX_INPUT_BYTES", "MAX_YAML_BYTES"]
+__all__ = ["read_lines", "read_text", "read_bytes", "file_kind", "MAX_INPUT_BYTES", "MAX_YAML_BYTES"]
 
 
 def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_INPUT_BYTES,
@@ -32,7 +32,7 @@ def read_bytes(path: str | Path, *, name: str | None = None, limit: int = MAX_IN
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(label, 0, "not a regular file (pktverify reads files, not devices, FIFOs or "
-                             "folders)", _kind(info.st_mode))
+                             "folders)", file_kind(info.st_mode))
         if head:
             return os.read(fd, limit)
         if info.st_size > limit:
@@ -63,9 +63,11 @@ def read_text(path: str | Path, *, name: str | None = None, allow_empty: bool = 
     return decode_text(read_bytes(path, name=label, limit=limit), label, allow_empty=allow_empty)
 
 
-def _kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+def file_kind(mode: int) -> str:
+    """What a path is, from its ``st_mode``, in the words of an error message (``a FIFO``)."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
             return kind
     return "not a regular file"

@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 from ..errors import PktverifyError
+from ..parse.source import file_kind
 
 __all__ = ["OutputError", "OutputDir", "write_file", "check_component", "refuse_special"]
 
@@ -133,7 +134,7 @@ class OutputDir:
         found = self.existing(name)
         if found is not None and not stat.S_ISREG(found.st_mode):
             raise OutputError(f"refusing to write {target}: it exists and is not a regular file "
-                              f"({_kind(found.st_mode)}); remove it or choose another name")
+                              f"({file_kind(found.st_mode)}); remove it or choose another name")
         tmp = f".{name[:200]}.{secrets.token_hex(6)}.partial"
         try:
             fd = os.open(tmp, _NEW_FILE_FLAGS, 0o644, dir_fd=self._fd)
@@ -162,7 +163,7 @@ def refuse_special(path: str | Path) -> None:
     except OSError:
         return
     if not stat.S_ISREG(found.st_mode):
-        raise OutputError(f"refusing to write {path}: it exists and is not a regular file ({_kind(found.st_mode)})")
+        raise OutputError(f"refusing to write {path}: it exists and is not a regular file ({file_kind(found.st_mode)})")
 
 
 def write_file(path: str | Path, data: bytes) -> Path:
@@ -174,11 +175,3 @@ def write_file(path: str | Path, data: bytes) -> Path:
         raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist")
     with OutputDir(path.parent, create=False) as folder:
         return folder.write(path.name, data)
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
