@@ -48,20 +48,44 @@ def _instant(text: str) -> int:
     return int(value.timestamp())
 
 
+def _kubectl_options(p: argparse.ArgumentParser) -> None:
+    """The options kubectl JSON input needs (verify, trace --cluster)."""
+    p.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
+                                                  "{iptables-save.txt,ip-addr.json,ip-route.json} (default: its folder)")
+    p.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
+    p.add_argument("--service-cidr", metavar="CIDR", help="kubectl JSON input: --service-cluster-ip-range")
+
+
 def _build() -> argparse.ArgumentParser:
     parser = _Parser(prog="pktverify", description="Packet-level verifier for Kubernetes networking.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser("trace", help="trace one packet through one node's netfilter and FIB")
-    t.add_argument("--iptables", required=True, metavar="FILE", help="iptables-save output")
-    t.add_argument("--addrs", required=True, metavar="FILE", help="ip -j addr show / ip -o addr show")
-    t.add_argument("--routes", required=True, metavar="FILE", help="ip -j route / ip route / route add lines")
-    where = t.add_mutually_exclusive_group(required=True)
+    t = sub.add_parser("trace", help="trace one packet through one node's netfilter and FIB, or one flow and its "
+                                     "reply across a cluster (--cluster)",
+                       usage="pktverify trace --iptables FILE --addrs FILE --routes FILE (--in-iface IFACE | --local)"
+                             " --proto P --src IP --dst IP [options]\n       pktverify trace --cluster CLUSTER --from "
+                             "NS/POD|NODE|outside@NODE --to NS/SVC[:PORT]|NS/POD:PORT|IP:PORT [options]")
+    t.add_argument("--iptables", metavar="FILE", help="iptables-save output")
+    t.add_argument("--addrs", metavar="FILE", help="ip -j addr show / ip -o addr show")
+    t.add_argument("--routes", metavar="FILE", help="ip -j route / ip route / route add lines")
+    where = t.add_mutually_exclusive_group()
     where.add_argument("--in-iface", metavar="IFACE", help="the packet arrives on this interface")
     where.add_argument("--local", action="store_true", help="the packet is generated on the node")
-    t.add_argument("--proto", required=True, choices=["tcp", "udp", "sctp", "icmp"])
-    t.add_argument("--src", required=True, metavar="IP")
+    t.add_argument("--proto", type=str.lower, choices=["tcp", "udp", "sctp", "icmp"],
+                   help="the protocol (any case: TCP as kubectl writes it); with --cluster, the service port's")
+    t.add_argument("--src", metavar="IP")
     t.add_argument("--sport", type=_PORT, metavar="N")
-    t.add_argument("--dst", required=True, metavar="IP")
+    t.add_argument("--dst", metavar="IP")
+    t.add_argument("--cluster", metavar="CLUSTER",
+                   help="trace one flow and its reply across this cluster (YAML, its folder, or kubectl JSON)")
+    t.add_argument("--from", dest="source", metavar="NS/POD|NODE|outside@NODE",
+                   help="with --cluster: the client (a pod, a node's own stack, or an off-cluster client arriving "
+                        "at NODE)")
+    t.add_argument("--to", dest="target", metavar="NS/SVC[:PORT]|NS/POD:PORT|IP:PORT",
+                   help="with --cluster: a service port (number or name), a pod's port, or an address and port")
+    t.add_argument("--html", metavar="FILE", help="with --cluster: also write the answer as one HTML page")
+    t.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
+                   help=f"with --cluster: most paths the flow may take across the cluster (default {MAX_PATHS:,})")
+    _kubectl_options(t)
     t.add_argument("--dport", type=_PORT, metavar="N")
     t.add_argument("--format", choices=["text", "json"], default="text")
     t.add_argument("--lenient", action="store_true",
@@ -119,10 +143,7 @@ def _build() -> argparse.ArgumentParser:
                    help="when the flows are sent, for -m time rules (UTC unless an offset is given)")
     v.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
                    help=f"most paths one flow may take across the cluster (default {MAX_PATHS:,})")
-    v.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
-                                                  "{iptables-save.txt,ip-addr.json,ip-route.txt} (default: its folder)")
-    v.add_argument("--cluster-cidr", metavar="CIDR", help="kubectl JSON input: the pod network (--cluster-cidr)")
-    v.add_argument("--service-cidr", metavar="CIDR", help="kubectl JSON input: --service-cluster-ip-range")
+    _kubectl_options(v)
     g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
                                         " ip route)")
     g.add_argument("cluster", metavar="CLUSTER")
@@ -229,7 +250,31 @@ def _cache(args):
     return ModelCache(directory)
 
 
+_NODE_ONLY = ("iptables", "addrs", "routes", "in_iface", "local", "src", "dst", "dport", "ipsets", "rules", "uid",
+              "gid", "physdev_in", "physdev_out", "route_localnet")
+_CLUSTER_ONLY = ("source", "target", "html", "dumps", "cluster_cidr", "service_cidr")
+
+
+def _given(args, names) -> list[str]:
+    """The options of ``names`` the user set (as they are written on the command line)."""
+    spelled = {"source": "from", "target": "to"}
+    return ["--" + spelled.get(name, name).replace("_", "-") for name in names
+            if getattr(args, name) not in (None, False, "", 0)]      # every such default is one of these
+
+
 def _trace(args) -> int:
+    if args.cluster:
+        return _trace_cluster(args)
+    stray = _given(args, _CLUSTER_ONLY)
+    if stray:
+        raise InvalidArgument(f"{', '.join(stray)} {'goes' if len(stray) == 1 else 'go'} with --cluster (a flow across a cluster); one node's trace "
+                              "takes --iptables, --addrs, --routes")
+    missing = [f"--{n}" for n in ("iptables", "addrs", "routes", "proto", "src", "dst") if not getattr(args, n)]
+    if not (args.in_iface or args.local):
+        missing.append("--in-iface or --local")
+    if missing:
+        raise InvalidArgument(f"the following arguments are required: {', '.join(missing)} (or --cluster CLUSTER "
+                              "--from ... --to ... for a flow across a cluster; see 'pktverify trace --help')")
     from .api import trace
     from .packets import make_packet
     from .parse.node import load_node
@@ -256,6 +301,44 @@ def _trace(args) -> int:
             print(f"pktverify: wrote {path}", file=sys.stderr)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0
+
+
+def _trace_cluster(args) -> int:
+    """``trace --cluster``: one flow and its reply across the cluster, judged as verify judges it."""
+    from .cluster_api import load_cluster, trace_flow
+    from .report.flow_answer import flow_answer_to_html, flow_answer_to_json, flow_answer_to_text
+
+    stray = _given(args, _NODE_ONLY)
+    if stray:
+        raise InvalidArgument(f"{', '.join(stray)} {'goes' if len(stray) == 1 else 'go'} with one node's trace, not --cluster (the cluster says each "
+                              "node's dumps; --from and --to say the flow)")
+    missing = [option for option, value in (("--from", args.source), ("--to", args.target)) if not value]
+    if missing:
+        raise InvalidArgument(f"--cluster needs {' and '.join(missing)}: e.g. --from default/client --to "
+                              "default/web:80")
+    for path in (args.html, args.pcap):          # refuse a device, FIFO, link or folder before the work
+        if path:
+            from .report.files import refuse_special
+            refuse_special(path)
+    cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                           dumps=args.dumps)
+    report = trace_flow(cluster, source=args.source, to=args.target, proto=args.proto, sport=args.sport,
+                        lenient=args.lenient, max_branches=args.max_branches, max_paths=args.max_paths, at=args.at,
+                        cache=_cache(args))
+    answer = report.answer
+    captures: dict[int, list[str]] = {}
+    if args.pcap:
+        for n, path in report.write_pcaps(args.pcap):
+            captures.setdefault(n, []).append(str(path))
+            print(one_line(f"pktverify: wrote {path}"), file=sys.stderr)
+    if args.html:
+        from .report.files import write_file
+        write_file(args.html, flow_answer_to_html(answer, source=cluster.source).encode())
+        print(one_line(f"pktverify: wrote {args.html}"), file=sys.stderr)
+    out = flow_answer_to_json(answer, captures=captures) if args.format == "json" else \
+        flow_answer_to_text(answer, captures=captures)
+    sys.stdout.write(out)
+    return 0 if answer.holds else 1
 
 
 def _verify(args) -> int:

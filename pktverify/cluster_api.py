@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .check.invariants import INVARIANTS, InvariantResult, Violation, check_all
 from .errors import InvalidArgument
@@ -22,7 +23,10 @@ from .limits import MAX_BRANCHES
 from .model.cluster import ClusterSpec
 from .report.cluster_yaml import cluster_to_yaml
 
-__all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS"]
+if TYPE_CHECKING:
+    from .check.flow_question import FlowAnswer
+
+__all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS", "trace_flow", "FlowReport"]
 
 
 def load_cluster(path: str | Path, *, cluster_cidr: str | None = None, service_cidr: str | None = None,
@@ -153,3 +157,116 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
         if runner is not None and isinstance(scheduler, str):
             runner.client.close()           # the client pktverify opened (not one the caller gave)
     return VerifyReport(cluster, results, walker)
+
+
+@dataclass
+class FlowReport:
+    """What :func:`trace_flow` found for one flow: ``holds`` (no promise broken), ``judged``
+    (False: no promise applies, e.g. to an address no pod, node or service holds),
+    ``violations`` (as :func:`verify` reports them for this flow), ``outcomes`` (each forward
+    :class:`PathEnd` with its replies: ``probability``, ``kind``, ``at``, ``packet``, ``hops``),
+    ``question`` and ``packet`` (as sent)."""
+    answer: "FlowAnswer"
+    walker: ClusterWalker = field(repr=False)
+
+    @property
+    def holds(self) -> bool:
+        return self.answer.holds
+
+    @property
+    def judged(self) -> bool:
+        return self.answer.judged
+
+    @property
+    def violations(self) -> list[Violation]:
+        return list(self.answer.violations)
+
+    @property
+    def outcomes(self) -> list:
+        return list(self.answer.ends)
+
+    @property
+    def question(self) -> str:
+        return self.answer.question
+
+    @property
+    def packet(self):
+        return self.answer.packet
+
+    def to_text(self) -> str:
+        """The text ``pktverify trace --cluster`` prints."""
+        from .report.flow_answer import flow_answer_to_text
+        return flow_answer_to_text(self.answer)
+
+    def to_json(self) -> str:
+        """The JSON ``pktverify trace --cluster --format json`` prints."""
+        from .report.flow_answer import flow_answer_to_json
+        return flow_answer_to_json(self.answer)
+
+    def to_html(self) -> str:
+        """The page ``pktverify trace --cluster --html FILE`` writes."""
+        from .report.flow_answer import flow_answer_to_html
+        return flow_answer_to_html(self.answer, source=self.walker.cluster.source)
+
+    def write_pcaps(self, path: str | Path) -> list[tuple[int, Path]]:
+        """Each outcome (the packet at every hop, its reply, the ACK) as pcapng: ``path`` itself
+        for one outcome, ``NAME-1.pcapng``, ``NAME-2.pcapng``, ... for several (the probability
+        in each file's comment); returns (outcome number, path) pairs."""
+        from .eval.flows import cluster_flow
+        from .report.files import OutputError, refuse_special
+        from .report.pcap import write_pcapng
+
+        path = Path(path)
+        refuse_special(path)
+        if not path.name or str(path).endswith("/"):
+            raise OutputError(f"refusing to write {str(path)!r}: give a file name, not a folder")
+        ends = self.answer.ends
+        out = []
+        for n, (end, backs) in enumerate(ends, 1):
+            title = f"{self.answer.question} (outcome {n} of {len(ends)}, p={end.probability:.6g})"
+            flow = cluster_flow(self.walker, self.answer.client, end, title=title, replies=list(backs))
+            target = path if len(ends) == 1 else path.with_name(f"{path.stem}-{n}{path.suffix or '.pcapng'}")
+            out.append((n, write_pcapng([flow], target)))
+        return out
+
+
+def trace_flow(cluster: ClusterSpec, *, source: str, to: str, proto: str | None = None, sport: int | None = None,
+               lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
+               at: int | dt.datetime | None = None, cache=None) -> FlowReport:
+    """One flow and its reply across ``cluster``, judged as :func:`verify` judges it, as
+    ``pktverify trace --cluster`` does.
+
+    ``source``: ``"NS/POD"``, ``"NODE"`` (its own stack) or ``"outside@NODE"`` (an off-cluster
+    client arriving at NODE). ``to``: ``"NS/SVC:PORT"`` (number or name; no port for a one-port
+    service), ``"NS/POD:PORT"`` or ``"IP:PORT"`` (a service's ClusterIP, NodePort, external or
+    load-balancer address, or a pod's or node's). ``proto``: picks among a service's ports of
+    one number (tcp/udp/sctp, any case), else the protocol to a pod or address (default tcp).
+    ``sport``: the client's source port (default: the one verify's probes use).
+
+    >>> report = pktverify.trace_flow(cluster, source="default/client", to="default/web:80")  # doctest: +SKIP
+    >>> report.holds, [(end.probability, end.at.label()) for end, _replies in report.outcomes]  # doctest: +SKIP
+    (True, [(0.5, 'pod default/web-1'), (0.5, 'pod default/web-2')])
+    """
+    from .check.flow_question import answer_flow, parse_source, parse_target
+    from .parse.cluster_nodes import cluster_nodes
+
+    if not isinstance(cluster, ClusterSpec):
+        raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
+                              "pktverify.load_cluster or a pktverify.strategies strategy")
+    for what, value in (("source", source), ("to", to)):
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{what}={value!r} (type={type(value).__name__}): give a string such as "
+                                  + ("'default/client'" if what == "source" else "'default/web:80'"))
+    if proto is not None:
+        if not isinstance(proto, str) or proto.lower() not in ("tcp", "udp", "sctp"):
+            raise InvalidArgument(f"proto={proto!r}: use tcp, udp or sctp")
+        proto = proto.lower()
+    if sport is not None and (type(sport) is not int or not 0 < sport < 65536):
+        raise InvalidArgument(f"sport={sport!r}: use a port number 1-65535")
+    if isinstance(at, dt.datetime):
+        at = int((at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp())
+    nodes = cluster_nodes(cluster, lenient=lenient, cache=cache)
+    walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
+    client = parse_source(cluster, walker, source)
+    target = parse_target(cluster, walker, to, proto=proto)
+    return FlowReport(answer_flow(cluster, walker, client, target, sport=sport), walker)
