@@ -143,6 +143,9 @@ def _build() -> argparse.ArgumentParser:
                    help="when the flows are sent, for -m time rules (UTC unless an offset is given)")
     v.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
                    help=f"most paths one flow may take across the cluster (default {MAX_PATHS:,})")
+    v.add_argument("--only", action="append", metavar="NS/SVC",
+                   help="narrow the report to this service's reachability (every client, door, endpoint and reply;"
+                        " repeatable); for one flow, see trace --cluster")
     _kubectl_options(v)
     g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
                                         " ip route)")
@@ -358,7 +361,8 @@ def _verify(args) -> int:
         raise InvalidArgument("--scheduler goes with --executor dask")
     report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
                     max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
-                    progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args))
+                    progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args),
+                    only=args.only)
     if folder is not None:
         from .report.verify_pcaps import write_verify_pcaps
         with folder:

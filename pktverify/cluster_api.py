@@ -111,7 +111,7 @@ class VerifyReport:
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
            at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
-           executor: str = "local", scheduler=None, cache=None) -> VerifyReport:
+           executor: str = "local", scheduler=None, cache=None, only: Iterable[str] | None = None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
     ``invariants``: names from :data:`INVARIANTS` (default all four). ``jobs``: worker
@@ -123,12 +123,18 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     ``executor="dask"``: run the flow checks on a Dask cluster — ``scheduler`` is its address
     (``tcp://HOST:8786``) or a ``distributed.Client``; the report is the one ``jobs=1`` gives.
     ``cache``: a :class:`pktverify.parse.model_cache.ModelCache` for the given dumps' rule sets.
+    ``only``: service keys (``"ns/name"``) to narrow the report to: their reachability from every
+    client, every door, every endpoint and reply (unless ``invariants`` says otherwise, only
+    service-reachability is run); the report's notes say what was left out.
     """
     from .parse.cluster_nodes import cluster_nodes
 
     if not isinstance(cluster, ClusterSpec):
         raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
                               "pktverify.load_cluster or a pktverify.strategies strategy")
+    only_services = _only_services(cluster, only)
+    if only_services is not None and invariants is None:
+        invariants = ("service-reachability",)
     names = tuple(INVARIANTS) if invariants is None else tuple(invariants)
     if isinstance(invariants, str) or any(name not in INVARIANTS for name in names) or not names:
         raise InvalidArgument(f"invariants={invariants!r}: use some of {', '.join(INVARIANTS)}")
@@ -147,16 +153,39 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     runner = None
     if executor == "dask":
         from .check.distributed import DaskExecutor, WalkerOptions
-        options = WalkerOptions(lenient, max_branches, max_paths, at, names)
+        options = WalkerOptions(lenient, max_branches, max_paths, at, names, only_services)
         runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
                               client=None if isinstance(scheduler, str) else scheduler)
     try:
         results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names,
-                            show_progress=progress, executor=runner)
+                            show_progress=progress, executor=runner, only_services=only_services)
     finally:
         if runner is not None and isinstance(scheduler, str):
             runner.client.close()           # the client pktverify opened (not one the caller gave)
+    if only_services is not None:
+        left = len(cluster.services) - len(only_services)
+        results[0].notes.append(f"narrowed to {', '.join(only_services)} (--only): {left} other service(s) and the "
+                                f"invariants {', '.join(n for n in INVARIANTS if n not in names) or 'none'} were not "
+                                "checked")
     return VerifyReport(cluster, results, walker)
+
+
+def _only_services(cluster: ClusterSpec, only) -> tuple[str, ...] | None:
+    """``only`` checked against the cluster's services (each named once, in the cluster's order)."""
+    if only is None:
+        return None
+    if isinstance(only, str) or not all(isinstance(k, str) for k in only):
+        raise InvalidArgument(f"only={only!r}: give a list of service keys such as ['default/web']")
+    keys = [s.key for s in cluster.services]
+    wanted = set(only)
+    unknown = sorted(wanted - set(keys))
+    if unknown or not wanted:
+        import difflib
+        hint = "; ".join(f"{k}" + (f" (did you mean {', '.join(difflib.get_close_matches(k, keys, n=2))}?)"
+                                   if difflib.get_close_matches(k, keys, n=2) else "") for k in unknown)
+        raise InvalidArgument(f"--only: no service {hint} in {cluster.source} (services are NS/NAME)" if unknown
+                              else "--only: name at least one service, NS/NAME")
+    return tuple(k for k in keys if k in wanted)
 
 
 @dataclass

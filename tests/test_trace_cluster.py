@@ -173,3 +173,32 @@ def test_the_html_page_draws_each_outcome_and_escapes(tmp_path, capsys):
     assert code == 1
     assert html.count('class="group') == 2 and 'id="outcome-1"' in html and 'id="outcome-2"' in html
     assert "FAILS (2 problem(s))" in html and "<script" not in html
+
+
+def test_verify_only_narrows_to_the_services_named_and_says_so(capsys):
+    code = main(["verify", str(STALE), "--only", "default/http-svc", "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert [r["name"] for r in doc["invariants"]] == ["service-reachability"]
+    notes = doc["invariants"][0]["notes"]
+    assert any("narrowed to default/http-svc (--only)" in n and "no-nat, routing were not checked" in n for n in notes)
+    assert all("http-svc" in v["message"] for v in doc["invariants"][0]["violations"])
+    # The same violations as the full run's for that service (the narrowing hides nothing of it).
+    main(["verify", str(STALE), "--format", "json"])
+    full = json.loads(capsys.readouterr().out)
+    reach = next(r for r in full["invariants"] if r["name"] == "service-reachability")
+    assert sorted(v["message"] for v in reach["violations"] if "http-svc" in v["message"]) == \
+        sorted(v["message"] for v in doc["invariants"][0]["violations"])
+
+
+def test_verify_only_leaves_other_services_out():
+    cluster = pktverify.load_cluster(SEED)
+    narrowed = pktverify.verify(cluster, only=["default/kubernetes"])
+    full = pktverify.verify(cluster, invariants=["service-reachability"])
+    assert 0 < narrowed["service-reachability"].checked < full["service-reachability"].checked
+
+
+def test_verify_only_names_an_unknown_service(capsys):
+    code = main(["verify", str(SEED), "--only", "default/http"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--only: no service default/http (did you mean default/http-svc" in err

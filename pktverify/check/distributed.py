@@ -27,6 +27,7 @@ class WalkerOptions:
     max_paths: int
     at: int | None
     invariants: tuple[str, ...]
+    only_services: tuple[str, ...] | None = None     # verify --only: the services checked (None: all)
 
 
 class DaskExecutor:
@@ -87,5 +88,6 @@ def _chunk(cluster: ClusterSpec, options: WalkerOptions, indexes: range) -> list
         _WORKER_TASKS.clear()           # one run at a time per worker: keep memory for this one
         walker = ClusterWalker(cluster, cluster_nodes(cluster, lenient=options.lenient),
                                max_branches=options.max_branches, max_paths=options.max_paths, at=options.at)
-        tasks = _WORKER_TASKS[key] = plan_tasks(cluster, walker, set(options.invariants))[1]
+        tasks = _WORKER_TASKS[key] = plan_tasks(cluster, walker, set(options.invariants),
+                                                           only_services=options.only_services)[1]
     return run_task_chunk(tasks, indexes)
