@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..model.cluster import ClusterSpec
 from ..parse.source import read_text
-from . import lint_cluster, lint_kubernetes, lint_reachability, lint_structure
+from . import lint_cluster, lint_invariants, lint_kubernetes, lint_reachability, lint_structure
 from .registry import SEVERITIES, Finding, select
 
 __all__ = ["LintResult", "lint_text", "lint_files"]
@@ -23,22 +23,28 @@ _SUPPRESS = re.compile(r"pktverify:\s*ignore(?:\[([A-Za-z0-9,\s]*)\])?")
 
 @dataclass
 class LintResult:
-    """The findings (sorted by file, line, id) and the files read."""
+    """The findings (sorted by file, line, id) and the files read. ``unverified``: the cluster
+    verification asked for (``--cluster``) could not run, because the file does not load or
+    pktverify cannot read it (``notes`` says which line)."""
     findings: list[Finding]
     files: list[str]
     notes: list[str] = field(default_factory=list)
+    unverified: bool = False
 
     def count(self, severity: str) -> int:
         return sum(1 for f in self.findings if f.severity == severity)
 
     def fails(self, fail_on: str) -> bool:
-        """Whether a finding is at or above ``fail_on`` (error, warning, info)."""
+        """Whether a finding is at or above ``fail_on`` (error, warning, info), or the cluster
+        verification asked for could not run (a gate that checked nothing must not pass)."""
         floor = SEVERITIES.index(fail_on)
-        return any(SEVERITIES.index(f.severity) >= floor for f in self.findings)
+        return self.unverified or any(SEVERITIES.index(f.severity) >= floor for f in self.findings)
 
 
-def lint_text(text: str, source: str, *, lenient: bool = False, cluster: ClusterSpec | None = None) -> list[Finding]:
-    """Every rule-set check on one iptables-save ``text`` (no suppression or selection)."""
+def lint_text(text: str, source: str, *, lenient: bool = False, cluster: ClusterSpec | None = None,
+              node: str | None = None) -> list[Finding]:
+    """Every rule-set check on one iptables-save ``text`` (no suppression or selection); with
+    ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too."""
     ruleset, findings = lint_structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
@@ -46,6 +52,11 @@ def lint_text(text: str, source: str, *, lenient: bool = False, cluster: Cluster
     findings += lint_reachability.reachability(ruleset)
     findings += lint_kubernetes.endpoint_choice(ruleset)
     findings += lint_kubernetes.conflicting_nat(ruleset)
+    node_ips = None                   # not knowing the node: DNATs in kube-proxy's host chains count
+    if cluster is not None:           # only userspace mode DNATs to its own proxy ports
+        known = node is not None and node in {n.name for n in cluster.nodes}
+        node_ips = {cluster.node(node).ip} if known and cluster.proxy_mode == "userspace" else set()
+    findings += lint_kubernetes.shared_proxy_ports(ruleset, node_ips)
     if cluster is not None:
         findings += lint_cluster.rule_findings(ruleset, cluster)
     return findings
@@ -60,27 +71,42 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
     findings: list[Finding] = []
     notes: list[str] = []
     for source, text in texts.items():
-        findings += lint_text(text, source, lenient=lenient, cluster=cluster)
+        findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node)
+    unverified = False
     if cluster is not None:
-        findings += _with_cluster(cluster, node, str(paths[0]), findings, lenient, enabled, notes)
+        more = _with_cluster(cluster, node, str(paths[0]), findings, lenient, enabled, notes)
+        unverified = more is None
+        findings += more or []
     lines = {source: text.split("\n") for source, text in texts.items()}
     kept = [f for f in findings if f.id in enabled and not _suppressed(f, lines)]
     kept.sort(key=lambda f: (f.source, f.line, f.col, f.id))
-    return LintResult(kept, list(texts), notes)
+    return LintResult(kept, list(texts), notes, unverified)
 
 
 def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: list[Finding], lenient: bool,
-                  enabled: set[str], notes: list[str]) -> list[Finding]:
+                  enabled: set[str], notes: list[str]) -> list[Finding] | None:
+    """PV401-PV404 for the cluster with ``path`` as ``node``'s rules; None (and a note) when the
+    file cannot be loaded: only a finding that stops the load skips the verification."""
     from ..cluster_api import verify
 
     if not any(cid.startswith("PV4") for cid in enabled):
         return []
-    if any(f.id.startswith("PV1") and f.source == path for f in findings):
-        notes.append(f"{path} does not load, so the cluster was not verified with it (fix the PV1xx findings first)")
-        return []
-    proposed, node_name = lint_cluster.proposed_cluster(cluster, node, path)
+    proposed, node_name = lint_cluster.proposed_cluster(cluster, node, path)   # a bad --node first
+    blockers = [(f, why) for f in findings if f.source == path
+                for why in (lint_structure.load_blocker(f),) if why is not None]
+    if blockers:
+        first, _why = blockers[0]
+        where = f"line {first.line} ({first.id}: {first.message})"
+        if all(why == "unreadable" for _f, why in blockers):
+            notes.append(f"pktverify cannot read {path}, {where}, so the cluster was not verified with it "
+                         "(--lenient reads what pktverify does not model as may-match)")
+        else:
+            first = next(f for f, why in blockers if why == "refused")
+            notes.append(f"iptables-restore would refuse {path}, line {first.line} ({first.id}: {first.message}), "
+                         "so the cluster was not verified with it (fix the PV1xx errors first)")
+        return None
     report = verify(proposed, lenient=lenient)
-    return lint_cluster.invariant_findings(proposed, node_name, path, report)
+    return lint_invariants.invariant_findings(proposed, node_name, path, report)
 
 
 def _suppressed(finding: Finding, lines: dict[str, list[str]]) -> bool:

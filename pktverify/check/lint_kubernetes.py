@@ -3,6 +3,8 @@ means them (rule-level checks; the cluster-level ones need ``--cluster``, see :m
 
 from __future__ import annotations
 
+import re
+
 from ..model import rules as m
 from ..model.addresses import format_ip
 from .headerspace import DPORT, DST, PROTO, Universe, intersects, rule_box
@@ -32,7 +34,32 @@ register(Check(
     "10.1.1.5:8080\n-A PREROUTING -d 10.96.0.11/32 -p tcp --dport 80 -j DNAT --to-destination 10.1.2.7:8080\nCOMMIT",
     "kubernetes"))
 
+register(Check(
+    "PV307", "shared-proxy-port", "error",
+    "two services redirected to the same userspace proxy port",
+    "kube-proxy's userspace mode opens one proxy port per service port and sends that service's connections "
+    "there (REDIRECT for pods, DNAT to the node's own address for the node itself); the proxy on a port "
+    "forwards to the endpoints of the one service it serves, so the other service's clients reach the wrong "
+    "pods. The services are told apart by kube-proxy's rule comment (namespace/name:port); DNATs count when "
+    "they go to the node's own address (with --cluster --node) or stand in KUBE-PORTALS-HOST/KUBE-NODEPORT-HOST.",
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-PORTALS-CONTAINER - [0:0]\n"
+    "-A PREROUTING -j KUBE-PORTALS-CONTAINER\n"
+    "-A KUBE-PORTALS-CONTAINER -d 10.152.183.69/32 -p tcp -m comment --comment \"default/backend:\" -m tcp "
+    "--dport 80 -j REDIRECT --to-ports 36533\n"
+    "-A KUBE-PORTALS-CONTAINER -d 10.152.183.164/32 -p tcp -m comment --comment \"default/web:http\" -m tcp "
+    "--dport 80 -j REDIRECT --to-ports 36533\nCOMMIT",
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-PORTALS-CONTAINER - [0:0]\n"
+    "-A PREROUTING -j KUBE-PORTALS-CONTAINER\n"
+    "-A KUBE-PORTALS-CONTAINER -d 10.152.183.69/32 -p tcp -m comment --comment \"default/backend:\" -m tcp "
+    "--dport 80 -j REDIRECT --to-ports 36533\n"
+    "-A KUBE-PORTALS-CONTAINER -d 10.152.183.164/32 -p tcp -m comment --comment \"default/web:http\" -m tcp "
+    "--dport 80 -j REDIRECT --to-ports 58263\nCOMMIT", "kubernetes"))
+
 UNIFORMITY = 1e-6
+_SERVICE_PORT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-a-z0-9]*")
+_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
+# kube-proxy userspace's chains for the node's own connections: their DNATs go to the node's address.
+_HOST_CHAINS = ("KUBE-PORTALS-HOST", "KUBE-NODEPORT-HOST")
 
 
 def _probability(rule: m.Rule) -> float | None:
@@ -115,4 +142,52 @@ def conflicting_nat(ruleset: m.Ruleset) -> list[Finding]:
                         related=((other.source, other.line, "the earlier NAT for the same destination"),)))
                     break
             seen.setdefault(key, []).append((rule, box))
+    return out
+
+
+def _service_comment(rule: m.Rule) -> str | None:
+    """kube-proxy's ``namespace/name:port`` comment of a service rule, or None."""
+    for mt in rule.matches:
+        if type(mt) is m.CommentMatch and _SERVICE_PORT.fullmatch(mt.text):
+            return mt.text
+    return None
+
+
+def shared_proxy_ports(ruleset: m.Ruleset, node_ips: set[int] | None = None) -> list[Finding]:
+    """PV307: the rules of two services (told apart by kube-proxy's comment) that send their
+    connections to one userspace proxy port: REDIRECT to it, or DNAT to one of ``node_ips`` and it
+    (None, not knowing the node: a DNAT in kube-proxy's host chains; an empty set: no DNAT counts,
+    as in iptables mode, where two services may well DNAT to one host-network endpoint)."""
+    table = ruleset.tables.get("nat")
+    if table is None:
+        return []
+    users: dict[tuple[int, int], dict[str, m.Rule]] = {}
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            target = rule.target
+            if type(target) is m.Redirect:
+                port = target.port_low if target.port_low is not None and target.port_low == target.port_high else None
+            elif type(target) is m.Dnat and target.addr_low is not None and target.addr_low == target.addr_high \
+                    and target.port_low is not None and target.port_low == target.port_high \
+                    and (target.addr_low in node_ips if node_ips is not None else chain.name in _HOST_CHAINS):
+                port = target.port_low
+            else:
+                continue
+            service = _service_comment(rule)
+            proto = next((mt.proto for mt in rule.matches if type(mt) is m.ProtoMatch and not mt.invert), None)
+            if port is None or service is None or proto is None:
+                continue
+            users.setdefault((proto, port), {}).setdefault(service, rule)
+    out = []
+    for (proto, port), services in users.items():
+        if len(services) < 2:
+            continue
+        (first_service, first), *others = sorted(services.items(), key=lambda kv: kv[1].line)
+        for service, rule in others:
+            out.append(Finding(
+                "PV307", f"services {first_service} and {service} both go to userspace proxy port {port}/"
+                         f"{_PROTO_NAMES.get(proto, proto)} (rule #{rule.index} of {rule.chain}): kube-proxy gives "
+                         "every service port its own, so one of them reaches the other's endpoints",
+                rule.source, rule.line,
+                related=((first.source, first.line, f"{first_service} goes to the same proxy port"),)))
     return out

@@ -1,7 +1,9 @@
 """PV1xx: structure — what ``iptables-restore`` (or the kernel behind it) refuses, and dead chains.
 
 Every error the parser reports becomes a finding with its own message; parsing then goes on
-without that line, so one run lists every refused line, not only the first.
+without that line, so one run lists every refused line, not only the first. Only those findings
+stop the file from loading (:func:`load_blocker`): an unused chain (PV104) is a warning about a
+file ``iptables-restore`` takes as it is.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ PV101 = register(Check(
     "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j KUBE-FIREWAL\nCOMMIT",
     "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\nCOMMIT", "structure"))
 PV102 = register(Check(
-    "PV102", "chain-loop", "error", "chains jump to each other in a loop",
-    "The kernel refuses a table whose chains form a loop (ELOOP), so the file does not load.",
-    "*filter\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A B -j A\nCOMMIT",
-    "*filter\n:A - [0:0]\n:B - [0:0]\n-A A -j B\n-A B -j RETURN\nCOMMIT", "structure"))
+    "PV102", "chain-loop", "error", "chains a built-in chain reaches jump to each other in a loop",
+    "The kernel refuses a table whose built-in chains reach a loop of chains (ELOOP), so the file does not "
+    "load. (A loop no built-in chain reaches loads: no packet ever enters it.)",
+    "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j A\nCOMMIT",
+    "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j RETURN\nCOMMIT",
+    "structure"))
 PV103 = register(Check(
     "PV103", "target-not-allowed-here", "error",
     "a target or match in a table or chain where the kernel refuses it (DNAT outside nat, -o in PREROUTING, ...)",
@@ -42,6 +46,14 @@ PV104 = register(Check(
     "structure"))
 
 MAX_PARSE_ERRORS = 200
+
+# Chains every real node declares and never jumps to: they exist to be watched, not entered.
+# kubelet and kube-proxy each create a canary chain in mangle, nat and filter and re-create their
+# rules when it disappears (something flushed the tables); kubelet's KUBE-IPTABLES-HINT (mangle)
+# tells containers which iptables backend the host uses; Weave Net keeps WEAVE-CANARY the same way.
+CANARY_CHAINS = frozenset({"KUBE-KUBELET-CANARY", "KUBE-PROXY-CANARY", "KUBE-IPTABLES-HINT", "WEAVE-CANARY"})
+# What a parse error that is about pktverify, not about the file, says (iptables may accept the line).
+_NOT_MODELLED = ("unsupported match module", "unsupported target", "is not modelled")
 
 
 def _id_of(message: str) -> str:
@@ -74,12 +86,31 @@ def parse_with_findings(text: str, source: str, *, lenient: bool = False) -> tup
             lines[index] = "#"          # left out, numbering kept
 
 
+def load_blocker(finding: Finding) -> str | None:
+    """Why the file of ``finding`` cannot be loaded as it is — ``"refused"`` (iptables-restore
+    refuses it, so the node would keep its old rules) or ``"unreadable"`` (pktverify does not model
+    the line; iptables may take it) — or None when the finding does not stop the load (PV104)."""
+    if finding.id not in ("PV100", "PV101", "PV102", "PV103"):
+        return None
+    if finding.id == "PV101" and "(or an unsupported target" in finding.message:
+        # -j NAME with no such chain: iptables looks for a target extension NAME. Extensions are
+        # named like HMARK or SYNPROXY; a name with a '-' (KUBE-SVC-...) is a missing chain.
+        name = finding.message.split("jump to undeclared chain ", 1)[1].split(" ", 1)[0]
+        return "refused" if "-" in name else "unreadable"
+    if any(word in finding.message for word in _NOT_MODELLED):
+        return "unreadable"
+    return "refused"
+
+
 def unused_chains(ruleset: m.Ruleset) -> list[Finding]:
-    """PV104: user chains that no rule of their table jumps or goes to."""
+    """PV104: user chains that no rule of their table jumps or goes to (the empty canary chains
+    every node declares, :data:`CANARY_CHAINS`, are not findings)."""
     out = []
     for table in ruleset.tables.values():
         used = {r.target.chain for c in table.chains.values() for r in c.rules if type(r.target) is m.Jump}
         for chain in table.chains.values():
+            if chain.name in CANARY_CHAINS and not chain.rules:
+                continue
             if not chain.builtin and chain.name not in used:
                 out.append(Finding("PV104", f"chain {chain.name} in table {table.name} is declared, but no rule jumps "
                                             "to it: its rules never see a packet", ruleset.source, chain.line))

@@ -43,8 +43,10 @@ def lint_text_report(result: LintResult, *, colour: bool = False) -> str:
 
 
 def lint_json(result: LintResult) -> str:
-    """``{"findings": [{id, name, severity, message, file, line, col, related}], "summary": {...}}``."""
+    """``{"findings": [{id, name, severity, message, file, line, col, related}], "notes": [...], "unverified":
+    bool (--cluster asked, the file could not be loaded), "summary": {...}}``."""
     return json.dumps({"findings": [f.to_json() for f in result.findings], "notes": result.notes,
+                       "unverified": result.unverified,
                        "summary": {"files": len(result.files), "errors": result.count("error"),
                                    "warnings": result.count("warning"), "info": result.count("info")}},
                       indent=2) + "\n"
@@ -86,10 +88,13 @@ def lint_sarif(result: LintResult) -> str:
             item["relatedLocations"] = [{"id": n, **_location(src, line), "message": {"text": what}}
                                         for n, (src, line, what) in enumerate(f.related, 1)]
         results.append(item)
-    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-           "runs": [{"tool": {"driver": {"name": "pktverify", "version": __version__, "semanticVersion": __version__,
-                                         "rules": rules}},
-                     "results": results, "columnKind": "unicodeCodePoints"}]}
+    run = {"tool": {"driver": {"name": "pktverify", "version": __version__, "semanticVersion": __version__,
+                               "rules": rules}},
+           "results": results, "columnKind": "unicodeCodePoints"}
+    if result.notes or result.unverified:      # e.g. the cluster was not verified: say so, not only in text
+        run["invocations"] = [{"executionSuccessful": not result.unverified, "toolExecutionNotifications": [
+            {"level": "warning", "message": {"text": note}} for note in result.notes]}]
+    doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -100,10 +105,14 @@ def _escape(text: str, *, prop: bool = False) -> str:
 
 
 def lint_github(result: LintResult) -> str:
-    """One ``::error file=...,line=...,col=...,title=...::message`` line per finding."""
+    """One ``::error file=...,line=...,col=...,title=...::message`` line per finding: one
+    annotation, its related places (example flows, covering rules) as further lines of its
+    message; the notes (a cluster not verified) as ``::warning`` lines without a file."""
     out = []
     for f in result.findings:
         props = (f"file={_escape(f.source, prop=True)},line={max(f.line, 1)},col={max(f.col, 1)},"
                  f"title={_escape(f'{f.id} {f.check.name}', prop=True)}")
-        out.append(f"::{_GITHUB_LEVEL[f.severity]} {props}::{_escape(f.message)}")
+        text = "\n".join([f.message] + [f"{src}:{line}: {what}" for src, line, what in f.related])
+        out.append(f"::{_GITHUB_LEVEL[f.severity]} {props}::{_escape(text)}")
+    out += [f"::warning title=pktverify::{_escape(note)}" for note in result.notes]
     return "\n".join(out) + ("\n" if out else "")
