@@ -3,6 +3,7 @@ not), suppression, selection, exit codes, --cluster, and shadowing checked again
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,59 @@ def test_cluster_mode_needs_a_node_and_one_file(proposed, capsys):
 def test_rules_doc_is_generated_from_the_registry():
     assert (ROOT / "docs" / "rules.md").read_text() == render(), \
         "docs/rules.md is stale: run `python -m pktverify.report.rules_doc > docs/rules.md`"
+
+
+# ------------------------------------------------------------------ PV307 shared userspace proxy port
+def _portal(chain: str, dst: str, service: str, target: str, dport: int = 80, proto: str = "tcp") -> str:
+    where = f"-d {dst}/32 " if dst else ""
+    return (f"-A {chain} {where}-p {proto} -m comment --comment \"{service}\" -m {proto} --dport {dport} "
+            f"-j {target}")
+
+
+def _userspace(*rules: str) -> str:
+    chains = ("KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST", "KUBE-NODEPORT-CONTAINER", "KUBE-NODEPORT-HOST")
+    return ("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + "".join(f":{c} - [0:0]\n" for c in chains)
+            + "-A PREROUTING -j KUBE-PORTALS-CONTAINER\n-A PREROUTING -j KUBE-NODEPORT-CONTAINER\n"
+            "-A OUTPUT -j KUBE-PORTALS-HOST\n-A OUTPUT -j KUBE-NODEPORT-HOST\n" + "\n".join(rules) + "\nCOMMIT\n")
+
+
+def test_pv307_two_services_on_one_proxy_port_and_its_near_misses():
+    one = [_portal("KUBE-PORTALS-CONTAINER", "10.152.183.69", "default/a:", "REDIRECT --to-ports 36533"),
+           _portal("KUBE-PORTALS-HOST", "10.152.183.69", "default/a:", "DNAT --to-destination 192.168.1.10:36533"),
+           _portal("KUBE-NODEPORT-CONTAINER", "", "default/a:", "REDIRECT --to-ports 36533", dport=30080),
+           _portal("KUBE-NODEPORT-HOST", "", "default/a:", "DNAT --to-destination 192.168.1.10:36533", dport=30080)]
+    assert "PV307" not in ids(_userspace(*one))          # one service's ClusterIP, node port, host and pods
+    # the host rule (DNAT to the node's own address) of another service on the same port
+    other_host = _portal("KUBE-PORTALS-HOST", "10.152.183.70", "default/b:http", "DNAT --to-destination "
+                         "192.168.1.10:36533")
+    text = _userspace(*one, other_host)
+    [finding] = [f for f in lint_text(text, "t.rules") if f.id == "PV307"]
+    lines = text.splitlines()
+    assert "default/a: and default/b:http" in finding.message and lines[finding.line - 1] == other_host
+    assert lines[finding.related[0][1] - 1] == one[0]
+    # the same port number in another protocol is another proxy socket
+    udp = _portal("KUBE-PORTALS-CONTAINER", "10.152.183.70", "default/b:dns", "REDIRECT --to-ports 36533",
+                  proto="udp")
+    assert "PV307" not in ids(_userspace(*one, udp))
+    # a DNAT to an address that is not the node's (an endpoint two services share) is no proxy port
+    cluster = load_cluster(SEED)
+    shared_pod = ("*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SEP-A - [0:0]\n:KUBE-SEP-B - [0:0]\n"
+                  "-A PREROUTING -d 10.152.183.69/32 -p tcp --dport 80 -j KUBE-SEP-A\n"
+                  "-A PREROUTING -d 10.152.183.70/32 -p tcp --dport 80 -j KUBE-SEP-B\n"
+                  + _portal("KUBE-SEP-A", "", "default/a:", "DNAT --to-destination 192.168.1.10:6443") + "\n"
+                  + _portal("KUBE-SEP-B", "", "default/b:", "DNAT --to-destination 192.168.1.10:6443") + "\nCOMMIT\n")
+    assert "PV307" not in {f.id for f in lint_text(shared_pod, "t.rules", cluster=cluster, node="node1")}
+    userspace = dataclasses.replace(cluster, proxy_mode="userspace")
+    found = [f for f in lint_text(shared_pod, "t.rules", cluster=userspace, node="node1") if f.id == "PV307"]
+    assert len(found) == 1                                # userspace mode: the node's own address is a proxy port
+    assert not [f for f in lint_text(shared_pod, "t.rules", cluster=userspace, node="node2") if f.id == "PV307"]
+
+
+@pytest.mark.parametrize("path", ["rules/seed/cluster-iptables.yaml", "rules/services/every-service-type.yaml"])
+def test_pv307_is_clean_on_what_kube_proxy_userspace_writes(path):
+    cluster = dataclasses.replace(load_cluster(ROOT / path), proxy_mode="userspace")
+    for node in cluster.nodes:
+        text = generate_node(cluster, node).iptables
+        assert "REDIRECT --to-ports" in text
+        assert not [f for f in lint_text(text, "t.rules", cluster=cluster, node=node.name) if f.id == "PV307"]
+        assert "PV307" not in ids(text)
