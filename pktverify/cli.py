@@ -363,18 +363,21 @@ def _verify(args) -> int:
                     max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
                     progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args),
                     only=args.only)
+    captures = None
     if folder is not None:
-        from .report.verify_pcaps import write_verify_pcaps
+        from .report.verify_pcaps import capture_names, write_verify_pcaps
         with folder:
             written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all,
                                          split=args.pcap_split)
+        captures = capture_names(report.results, written)       # named next to each example
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
     shown = 0 if args.all else args.max_violations
     if args.html:
         from .report.files import write_file
-        write_file(args.html, report.to_html(max_violations=shown).encode())
+        write_file(args.html, report.to_html(max_violations=shown, captures=captures).encode())
         print(one_line(f"pktverify: wrote {args.html}"), file=sys.stderr)
-    sys.stdout.write(report.to_json() if args.format == "json" else report.to_text(max_violations=shown))
+    sys.stdout.write(report.to_json(captures=captures) if args.format == "json"
+                     else report.to_text(max_violations=shown, captures=captures))
     return 0 if report.holds else 1
 
 

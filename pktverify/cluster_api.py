@@ -77,20 +77,21 @@ class VerifyReport:
                 return r
         raise KeyError(f"{invariant!r} was not checked (checked: {', '.join(r.name for r in self.results)})")
 
-    def to_json(self) -> str:
-        """The JSON ``pktverify verify --format json`` prints, byte for byte."""
+    def to_json(self, *, captures: dict | None = None) -> str:
+        """The JSON ``pktverify verify --format json`` prints, byte for byte (``captures``: what
+        :meth:`write_pcaps` wrote, as ``capture_names`` maps it, named with each violation)."""
         from .report.verify_report import verify_to_json
-        return verify_to_json(self.results)
+        return verify_to_json(self.results, captures=captures)
 
-    def to_text(self, *, max_violations: int = 2) -> str:
+    def to_text(self, *, max_violations: int = 2, captures: dict | None = None) -> str:
         """The text ``pktverify verify`` prints: the table, then the causes, biggest first."""
         from .report.verify_report import verify_to_text
-        return verify_to_text(self.results, max_violations=max_violations)
+        return verify_to_text(self.results, max_violations=max_violations, captures=captures)
 
-    def to_html(self, *, max_violations: int = 2) -> str:
+    def to_html(self, *, max_violations: int = 2, captures: dict | None = None) -> str:
         """The self-contained HTML page ``pktverify verify --html FILE`` writes."""
         from .report.verify_html import verify_to_html
-        return verify_to_html(self.cluster, self.results, max_violations=max_violations)
+        return verify_to_html(self.cluster, self.results, max_violations=max_violations, captures=captures)
 
     @property
     def groups(self):

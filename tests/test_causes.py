@@ -46,10 +46,12 @@ def test_a_route_is_a_cause_at_its_line():
                    settings=settings(database=None, max_examples=10))
     report = verify(cluster)
     [group] = group_violations(report.results)
-    assert group.cause.endswith("route: blackhole route") and group.location is not None
+    assert group.kind == "route" and group.location is not None
     line = int(group.location.rsplit(":", 1)[1])
     routes = next(text for n in cluster.nodes for kind, text in n.inline if kind == "routes")
-    assert routes.split("\n")[line - 1].startswith("blackhole ")
+    route = routes.split("\n")[line - 1]
+    assert route.startswith("blackhole ")
+    assert group.cause.endswith(f"route {' '.join(route.split()[:2])}")      # "route blackhole PREFIX"
 
 
 def test_a_missing_route_names_the_pod_cidr_and_the_route_used():

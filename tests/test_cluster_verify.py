@@ -65,7 +65,7 @@ def test_broken_cluster_fails_exactly_what_it_names(name, failing, capsys):
 def test_text_output_is_a_table_then_paths(capsys):
     assert main(["verify", str(RULES / "broken" / "stale-endpoint.yaml")]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["invariant", "result", "checked", "violations"]
+    assert out[0].split() == ["invariant", "result", "flows", "checked", "violating", "flows"]
     assert out[4].split()[:2] == ["service-reachability", "FAILS"]
     assert any("blackhole" in line and "10.1.20.99" in line for line in out)
     assert any(line.startswith("      pod:default/") for line in out)

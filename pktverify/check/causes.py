@@ -1,45 +1,95 @@
-"""Root causes first: violations grouped by the rule, route or address fact that explains them.
+"""Root causes first: violations grouped by what ended their path, one cause per fault.
 
-One missing route breaks every flow that needs it; a reader wants "node1: no route to
-10.1.20.0/24 — 22 flows", not 22 paths with the cause last. Each violation's cause is read from its
-path: the step that ended or rewrote the packet on the node where it happened — a rule
-(``file:line``), a chain policy, a routing decision — or, for the address plan and for endpoints
-never reached, the fact itself. Every violation is in exactly one group.
+One ``:FORWARD DROP`` breaks every flow that crosses that node; a reader wants "node2:
+filter/FORWARD policy DROP (iptables-save.txt:3) — 19 flows", not one cause per flow, per
+endpoint or per rule the flows passed on the way. Each violation's cause is read from the path
+that shows it:
+
+* a path that ended (drop, reject, blackhole, loop, left the cluster) — the forward path, or the
+  reply's when the request arrived — is caused by what ended it on the node where it ended:
+  the DROP or REJECT rule (its ``file:line``), a chain's policy (the chain's declaration line,
+  ``:FORWARD DROP [0:0]``), the ``ip rule`` or the route that refused the packet (their dump
+  line), or the route that sent it off the cluster. A rewrite (DNAT, SNAT, MASQUERADE, ...)
+  the packet met before is never the cause of a later drop;
+* "endpoint X is never reached" carries the branch towards X (see the invariants); when that
+  branch ended, the violation joins the cause that ended it, else it is a cause of its own;
+* a path that arrived, but not as promised (NAT between pods, a reply from the wrong address,
+  a wrong endpoint), is caused by the last rewrite on it; uneven spreading by the statistic rule;
+* an address-plan violation by the fact itself.
+
+Violations with one cause are one group, whichever invariant and node they come from; a rule of
+a generated rule set that several nodes share is one cause on all of them. Every violation is in
+exactly one group.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from .invariants import InvariantResult, Violation
+from .invariants import InvariantResult, Violation, flow_key, violating_flows
 
-__all__ = ["Group", "group_violations"]
+__all__ = ["Group", "group_violations", "Cause", "cause_of", "flow_key", "violating_flows", "REWRITES"]
 
 REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
 _STOPS = ("DROP", "REJECT")
+_SHARED = "<generated"        # a generated rule set, route or address dump that nodes may share
+
+
+class Cause(NamedTuple):
+    """What explains one violation: ``what`` it is (without the node), ``location``
+    (``file:line``, or None for a fact with no line), ``kind`` (``rule``, ``policy``,
+    ``ip-rule``, ``route``, ``no-route``, ``rewrite``, ``statistic``, ``endpoint``, ``affinity``,
+    ``address-plan`` or ``other``) and the ``node`` where it acts ("" for none)."""
+    what: str
+    location: str | None
+    kind: str
+    node: str = ""
+
+    def text(self) -> str:
+        return f"{self.node}: {self.what}" if self.node else self.what
 
 
 @dataclass
 class Group:
-    """Violations with one cause: ``cause`` says it, ``location`` is ``file:line`` when a rule (or a
-    chain's declaration, for its policy) is the cause, ``members`` are (invariant, violation)."""
+    """Violations with one cause: ``cause`` says it, ``location`` is ``file:line`` (a rule, a chain's
+    declaration for its policy, an ``ip rule``, a route) or None for a fact with no line,
+    ``kind`` is the :class:`Cause` kind, ``nodes`` are where it acts, ``members`` are
+    (invariant, violation)."""
     cause: str
     location: str | None = None
     members: list[tuple[str, Violation]] = field(default_factory=list)
+    kind: str = "other"
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def flows(self) -> int:
-        """How many flows the group's violations stand for (a class violation counts its class)."""
-        return sum(v.covers for _i, v in self.members)
+        """How many flows the group explains: each violating flow once (however many of its
+        outcomes violate), standing for its whole class of equivalent flows."""
+        return violating_flows(self.members)
 
     @property
     def invariants(self) -> list[str]:
         return sorted({inv for inv, _v in self.members})
 
+    def examples(self, limit: int) -> list[tuple[str, Violation]]:
+        """Up to ``limit`` members (0: all), one per flow first: a flow that violates in several
+        ways (dropped, and so an endpoint never reached) is shown once before any is shown twice."""
+        seen: set = set()
+        first, again = [], []
+        for inv, v in self.members:
+            key = flow_key(inv, v)
+            (again if key in seen else first).append((inv, v))
+            seen.add(key)
+        ordered = first + again
+        return ordered if limit <= 0 else ordered[:limit]
+
     def summary(self) -> str:
         where = f" ({self.location})" if self.location else ""
-        return f"{self.cause}{where} — {len(self.members)} violation(s), {self.flows} flow(s): {', '.join(self.invariants)}"
+        many = len(self.members)
+        return (f"{self.cause}{where} — {self.flows} flow(s) in {many} violation(s): "
+                f"{', '.join(self.invariants)}")
 
 
 def group_violations(results: list[InvariantResult]) -> list[Group]:
@@ -47,48 +97,95 @@ def group_violations(results: list[InvariantResult]) -> list[Group]:
     groups: dict[tuple, Group] = {}
     for res in results:
         for v in res.violations:
-            cause, location = cause_of(res.name, v)
-            group = groups.setdefault((cause, location), Group(cause, location))
+            c = explain(res.name, v)
+            shared = c.location is not None and c.location.startswith(_SHARED)
+            key = (c.what, c.location, c.kind) if shared else (c.node, c.what, c.location, c.kind)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = Group(c.text(), c.location, kind=c.kind)
+            if c.node and c.node not in group.nodes:
+                group.nodes.append(c.node)
+                if len(group.nodes) > 1:
+                    group.cause = f"{_node_list(group.nodes)}: {c.what}"
             group.members.append((res.name, v))
     return sorted(groups.values(), key=lambda g: (-g.flows, g.cause))
 
 
+def _node_list(nodes: list[str]) -> str:
+    return ", ".join(nodes) if len(nodes) <= 3 else f"{', '.join(nodes[:3])} and {len(nodes) - 3} more nodes"
+
+
 def cause_of(invariant: str, v: Violation) -> tuple[str, str | None]:
-    """(cause, location) of one violation."""
+    """(cause, location) of one violation (see :func:`explain`)."""
+    c = explain(invariant, v)
+    return c.text(), c.location
+
+
+def explain(invariant: str, v: Violation) -> Cause:
+    """The :class:`Cause` of one violation (see the module's docstring for the order)."""
     if v.end is None:
         if invariant == "pod-ip-uniqueness":
-            return f"address plan: {v.message}", None
-        return v.message, None
+            return Cause(f"address plan: {v.message}", None, "address-plan")
+        return Cause(v.message, None, "other")
+    failed = v.end if v.end.kind != "arrived" else next((b for b in v.replies if b.kind != "arrived"), None)
+    if failed is not None:
+        return _ended(failed)
     if "never reaches endpoint" in v.message:
         endpoint = v.message.split("never reaches endpoint ", 1)[1].split(" (", 1)[0]
-        return f"endpoint {endpoint} is never reached", None
+        return Cause(f"endpoint {endpoint} is never reached", None, "endpoint")
     if "sessionAffinity: ClientIP, yet" in v.message:
-        return (f"session affinity not kept for {v.message.split(' from ', 1)[0]}: a new connection is "
-                "balanced again", None)
+        return Cause(f"session affinity not kept for {v.message.split(' from ', 1)[0]}: a new connection is "
+                     "balanced again", None, "affinity")
     if "not the uniform" in v.message:
-        return f"uneven endpoint choice for {v.message.split(' from ', 1)[0]}", _statistic_step(v)
-    step = _deciding_step(v)
-    if step is not None:
-        node, s = step
-        where = f"{s.source}:{s.line}" if s.source and s.line else None
-        if s.table is None:                       # a route (blackhole, unreachable, ...)
-            return f"{node}: {s.action}", where
-        if s.rule_index is None:
-            return f"{node}: {s.table}/{s.chain} {s.action}", where
-        return f"{node}: {s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}", where
+        return Cause(f"uneven endpoint choice for {v.message.split(' from ', 1)[0]}", _statistic_step(v), "statistic")
+    found = _last_rewrite(v)
+    if found is not None:
+        node, s = found
+        return Cause(f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}", _where(s), "rewrite", node)
     end = v.end
-    failed = next((back for back in v.replies if back.kind != "arrived"), None)
-    if failed is not None:                        # the request arrived; its reply did not
-        end = failed
-    reason = re.sub(r"\d+\.\d+\.\d+\.\d+(:\d+)?", "<addr>", end.reason) if end.kind == "arrived" else end.reason
-    node = end.hops[-1].point.split(":")[0] if end.hops else ""
-    text = (f"{node}: {reason}" if node and not reason.startswith(node) else reason)
-    if failed is not None:
-        text = f"the reply: {text}"
+    reason = re.sub(r"\d+\.\d+\.\d+\.\d+(:\d+)?", "<addr>", end.reason)
+    return Cause(reason, None, "other", _end_node(end))
+
+
+def _ended(end) -> Cause:
+    """What ended the path ``end`` on the node where it ended."""
+    node = _end_node(end)
+    last = next((h.outcome for h in reversed(end.hops) if h.outcome is not None), None)
+    if end.kind in ("drop", "reject") and last is not None and last.verdict in ("drop", "reject"):
+        for s in reversed(last.steps):
+            if s.table is not None:
+                word = s.action.split(" ")[0]
+                if s.rule_index is not None and word in _STOPS:
+                    return Cause(f"{s.table}/{s.chain} #{s.rule_index} {word}", _where(s), "rule", node)
+                if s.rule_index is None and s.action == "policy DROP":
+                    return Cause(f"{s.table}/{s.chain} policy DROP", _where(s), "policy", node)
+            elif s.action.startswith("route: ") and "→" not in s.action:
+                if s.line and s.rule and re.match(r"\d+:", s.rule):
+                    return Cause(f"ip rule {s.rule}", _where(s), "ip-rule", node)
+                if s.line:
+                    return Cause(f"route {s.rule}", _where(s), "route", node)
+                return Cause(s.action[len("route: "):], None, "no-route", node)
+    reason = end.reason
+    if node and reason.startswith(node):
+        reason = reason[len(node):].lstrip(": ")
+    reason = re.sub(r"^(drop|reject) on [^:]+: ", "", reason)
     route = _last_route(end) if end.kind in ("left", "blackhole", "loop", "drop", "reject") else None
     if route is not None:
-        return f"{text} — by route {route.rule}", f"{route.source}:{route.line}"
-    return text, None
+        return Cause(f"{reason} — by route {route.rule}", _where(route), "route", node)
+    return Cause(reason, None, "other", node)
+
+
+def _end_node(end) -> str:
+    """The node where ``end``'s path ended: the last hop a node's tables acted on (only those
+    carry an outcome, so a node named ``pod`` or ``wire`` is still told apart)."""
+    for hop in reversed(end.hops):
+        if hop.outcome is not None:
+            return hop.point.split(":", 1)[0]
+    return ""
+
+
+def _where(s) -> str | None:
+    return f"{s.source}:{s.line}" if s.source and s.line else None
 
 
 def _last_route(end):
@@ -103,31 +200,16 @@ def _last_route(end):
     return None
 
 
-def _deciding_step(v: Violation):
-    """(node, step) of the last rule or policy that stopped or rewrote the packet on its path."""
+def _last_rewrite(v: Violation):
+    """(node, step) of the last rule that rewrote the packet on the violation's paths (forward,
+    then reply): the cause of a flow that arrived, but not as it was sent."""
     found = None
     for hop in v.hops:
-        outcome = hop.outcome
-        if outcome is None:
+        if hop.outcome is None:
             continue
-        node = hop.point.split(":")[0]
-        for s in outcome.steps:
-            if s.table is None:
-                continue
-            word = s.action.split(" ")[0]
-            if s.rule_index is not None and (word in _STOPS or word in REWRITES):
-                found = (node, s)
-            elif s.rule_index is None and s.action in ("policy DROP",):
-                found = (node, s)
-        if outcome.verdict in ("drop", "reject"):
-            # A route that refuses the packet (blackhole, unreachable, prohibit) is the cause,
-            # whatever rewrote it before.
-            refused = next((s for s in outcome.steps if s.table is None and s.source and s.line
-                            and s.action.startswith("route: ") and "→" not in s.action), None)
-            if refused is not None:
-                return (node, refused)
-        if outcome.verdict in ("drop", "reject") and found is None:
-            return None        # a routing or martian drop: no rule (the end's reason says it)
+        for s in hop.outcome.steps:
+            if s.table is not None and s.rule_index is not None and s.action.split(" ")[0] in REWRITES:
+                found = (hop.point.split(":")[0], s)
     return found
 
 

@@ -30,7 +30,8 @@ from ..model.cluster import ClusterSpec, PodSpec
 from ..model.packet import PROTO_NUMBERS, Packet
 from ..report.progress import Progress
 
-__all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMITY_TOLERANCE"]
+__all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMITY_TOLERANCE", "flow_key",
+           "violating_flows"]
 
 INVARIANTS = ("pod-ip-uniqueness", "no-nat", "service-reachability", "routing")
 UNIFORMITY_TOLERANCE = 1e-6
@@ -74,6 +75,27 @@ class Violation:
         return {"message": self.message, "flow": self.flow, "path": list(self.path)}
 
 
+def flow_key(invariant: str, v: Violation) -> tuple:
+    """What makes two violations the same flow: the invariant, the client and the packet it sent
+    (its source port aside: a session-affinity check's second connection is the same flow).
+    Address-plan violations have no flow: each is its own."""
+    if v.client is None or v.packet is None:
+        return (invariant, id(v))
+    p = v.packet
+    return (invariant, v.client, p.proto, p.src, p.dst, p.dport)
+
+
+def violating_flows(members) -> int:
+    """How many flows ``members`` ((invariant, violation) pairs) stand for: each flow once, however
+    many of its outcomes violate, counted for its whole class of equivalent flows (as ``checked``
+    counts them)."""
+    weights: dict[tuple, int] = {}
+    for inv, v in members:
+        key = flow_key(inv, v)
+        weights[key] = max(weights.get(key, 0), v.covers)
+    return sum(weights.values())
+
+
 @dataclass(frozen=True)
 class CheckedFlow:
     """One flow an invariant checked, with every way it ended (kept for ``--all`` captures)."""
@@ -98,14 +120,21 @@ class InvariantResult:
     def holds(self) -> bool:
         return not self.violations
 
+    @property
+    def violating(self) -> int:
+        """How many of the ``checked`` flows violate (a flow with several violating outcomes once;
+        for pod-ip-uniqueness, the address facts that do not hold)."""
+        return violating_flows((self.name, v) for v in self.violations)
+
     def to_json(self) -> dict:
-        return {"name": self.name, "holds": self.holds, "checked": self.checked,
+        return {"name": self.name, "holds": self.holds, "checked": self.checked, "violating_flows": self.violating,
                 "violations": [v.to_json() for v in self.violations], "notes": self.notes}
 
 
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
               exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS,
-              show_progress: bool = False, executor=None) -> list[InvariantResult]:
+              show_progress: bool = False, executor=None,
+              only_services: tuple[str, ...] | None = None) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
@@ -118,13 +147,14 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     :class:`pktverify.check.distributed.DaskExecutor`) over a Dask cluster's workers instead;
     the results are the same, in the same order. ``invariants``: the ones to check (results
     come in :data:`INVARIANTS` order); every violation records the invariant it breaks.
+    ``only_services``: service keys (``ns/name``) whose reachability is checked (None: every one).
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
     wanted = set(invariants)
     if "pod-ip-uniqueness" in wanted:
         pod_ip_uniqueness(cluster, results[0])
         results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
-    notes, tasks = plan_tasks(cluster, walker, wanted, exhaustive=exhaustive or keep_flows)
+    notes, tasks = plan_tasks(cluster, walker, wanted, exhaustive=exhaustive or keep_flows, only_services=only_services)
     results[1].notes += notes
     progress = Progress(len(tasks), "tasks") if show_progress else None
     if executor is not None and not keep_flows:
@@ -145,7 +175,7 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
 
 
 def plan_tasks(cluster: ClusterSpec, walker: ClusterWalker, wanted: set[str], *,
-               exhaustive: bool = False) -> tuple[list[str], list]:
+               exhaustive: bool = False, only_services: tuple[str, ...] | None = None) -> tuple[list[str], list]:
     """The flow checks as independent tasks (invariant index, task), and notes for no-nat. The
     same cluster and walker options give the same tasks in the same order, in any process."""
     notes: list[str] = []
@@ -158,7 +188,8 @@ def plan_tasks(cluster: ClusterSpec, walker: ClusterWalker, wanted: set[str], *,
     sym = NodeSymmetry(cluster, walker.states, classes, walker.proxy_ports, _FLOW_PORTS) if classes is not None else None
     sym = sym if sym is not None and sym.usable else None
     tasks = [(1, t) for t in no_nat_tasks(cluster, walker, classes, sym)] if "no-nat" in wanted else []
-    tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym)] if "service-reachability" in wanted else []
+    if "service-reachability" in wanted:
+        tasks += [(2, t) for t in service_tasks(cluster, walker, classes, sym, only=only_services)]
     tasks += [(3, t) for t in routing_tasks(cluster, walker, sym)] if "routing" in wanted else []
     return notes, tasks
 
@@ -512,8 +543,8 @@ class _Door:
 
 
 def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressClasses | None,
-                  sym: NodeSymmetry | None = None):
-    """The service-reachability checks as independent tasks: one per service."""
+                  sym: NodeSymmetry | None = None, *, only: tuple[str, ...] | None = None):
+    """The service-reachability checks as independent tasks: one per service (of ``only``, when given)."""
     nodes = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
     bases = base_groups(cluster, classes) if classes is not None else None
 
@@ -547,7 +578,7 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
                         _as_class(res, start, len(group), (group, None))
         return run
 
-    return [for_service(svc) for svc in cluster.services]
+    return [for_service(svc) for svc in cluster.services if only is None or svc.key in only]
 
 
 def _merged_clients(walker: ClusterWalker, groups: list, nodes: list, free: set[str]) -> tuple[list, list]:
@@ -668,7 +699,6 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
                     f"{name} from {client.label()}: the reply from {end.at.label()} arrives as "
                     f"{back.packet.describe()} ({back.kind}: {back.reason}); the client expects it from "
                     f"{format_ip(pkt.dst)}:{pkt.dport}", client, pkt, end, back))
-    first = walked[0][0] if walked else None
     where = {label: (ip, port) for label, ip, port in eps}
     for label in labels:
         if label in reached:
@@ -678,7 +708,9 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
         twin = [other for other in labels if other != label and where[other] == (ip, port)]
         if twin:
             message += f": {', '.join(twin)} has the same address, and this client's packets go there"
-        res.violations.append(_violation(message, client, pkt, first) if first else Violation(message, _flow(client, pkt)))
+        towards = _towards(walked, ip, port)
+        res.violations.append(_violation(message, client, pkt, towards) if towards else
+                              Violation(message, _flow(client, pkt)))
     if cluster.proxy_mode == "iptables" and reached and len(reached) == len(labels):
         share = 1.0 / len(labels)
         for end, backs in walked:
@@ -691,6 +723,20 @@ def _service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, 
                 reached.pop(hit)
     if affinity:
         _affinity(cluster, walker, res, client, pkt, name, eps, walked)
+
+
+def _towards(walked, ip: int, port: int) -> PathEnd | None:
+    """The path that shows why an endpoint at ``ip:port`` is never reached: the branch that was
+    sent towards it and ended on the way (the packet, rewritten to the endpoint, was dropped
+    or rejected), else the branch that arrived at that address (a twin took it); when no branch
+    went there, the first that arrived elsewhere (nothing sends the flow to it), or, when none
+    arrived anywhere, the first path (what stopped the flow stopped it before any endpoint)."""
+    ends = [end for end, _backs in walked]
+    for failed in (True, False):
+        for end in ends:
+            if (end.kind != "arrived") == failed and (end.packet.dst, end.packet.dport) == (ip, port):
+                return end
+    return next((end for end in ends if end.kind == "arrived"), ends[0] if ends else None)
 
 
 def _affinity(cluster, walker, res, client, pkt, name, eps, walked) -> None:

@@ -145,10 +145,13 @@ class _LazyChains(dict):
 class CompiledTable:
     """One table compiled for one node: walk a packet from any built-in chain."""
 
-    def __init__(self, table: Table, fib: Fib, shared: dict[int, _IndexedChain] | None = None) -> None:
+    def __init__(self, table: Table, fib: Fib, shared: dict[int, _IndexedChain] | None = None,
+                 source: str | None = None) -> None:
         """``shared``: compiled chains of other nodes, by model chain; a chain none of whose rules
-        asks the node anything (no ``addrtype``) compiles the same everywhere and is reused."""
+        asks the node anything (no ``addrtype``) compiles the same everywhere and is reused.
+        ``source``: the dump the table was read from (a policy's step names its declaration there)."""
         self.name = table.name
+        self.source = source or None
         self.fib = fib
         self._forks: dict[str, bool] = {}
         self._policy_steps: dict[str, Step] = {}
@@ -261,7 +264,8 @@ class CompiledTable:
             line, decl = chain.decl
             policy = chain.policy or "ACCEPT"
             step = self._policy_steps[chain_name] = Step(self.name, chain_name, None, line or None,
-                                                         decl or f":{chain_name} {policy}", f"policy {policy}")
+                                                         decl or f":{chain_name} {policy}", f"policy {policy}",
+                                                         self.source if line else None)
         return ChainResult(add_step(st, step), step.action[7:])
 
     def _step(self, cr: CompiledRule, action: str, p: float) -> Step:

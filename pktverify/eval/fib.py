@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.addresses import LIMITED_BROADCAST, in_network, is_multicast, is_zeronet
-from ..model.node import NodeState, Route
+from ..model.node import NodeState, Route, RoutingRule
 from .ipsets import IpSets
 
 __all__ = ["Fib", "RouteResult"]
@@ -21,9 +21,11 @@ _TABLE_RANK = {"local": 0, "main": 1}
 
 @dataclass(frozen=True, slots=True)
 class RouteResult:
-    """Where a lookup leads: ``kind`` local/broadcast/unicast or an error kind; ``route`` the winner."""
+    """Where a lookup leads: ``kind`` local/broadcast/unicast or an error kind; ``route`` the winner,
+    or ``rule`` the ``ip rule`` whose action (blackhole, unreachable, prohibit) ended the lookup."""
     kind: str
     route: Route | None
+    rule: RoutingRule | None = None
 
     @property
     def next_hop(self) -> int | None:
@@ -129,7 +131,7 @@ class Fib:
                 continue
             if rule.action == "nop":
                 continue
-            return RouteResult(rule.action if rule.action != "unreachable" else "unreachable", None)
+            return RouteResult(rule.action, None, rule)
         return RouteResult("unreachable-net", None)
 
     def addr_type(self, ip: int, dev: str | None = None) -> str:

@@ -54,7 +54,7 @@ class NodeTracer:
         self.max_branches = max_branches
         self.fib = Fib(node)
         with cyclic_gc_paused():
-            self.tables = {name: CompiledTable(table, self.fib, shared_chains)
+            self.tables = {name: CompiledTable(table, self.fib, shared_chains, node.ruleset.source)
                            for name, table in node.ruleset.tables.items()}
         if compile_all:
             with cyclic_gc_paused():
@@ -153,8 +153,8 @@ class _NodeWalk:
             self._input(st, finished)
             return
         if result.kind != "unicast":
-            verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
-            st = self._with_step(st, f"route: {reason}", result.route)
+            verdict, reason = _route_error(result)
+            st = self._with_step(st, f"route: {reason}", result.route or result.rule)
             if verdict == "reject":
                 self._answer_or_not(st, reason, _ROUTE_ICMP[result.kind], finished)
             else:
@@ -241,10 +241,11 @@ class _NodeWalk:
             return [(self._with_step(st._replace(out_iface="lo"),
                                      f"route: {self.fib.route_text(result.route)} → local via lo"), None)]
         if result.kind != "unicast":
-            verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
+            verdict, reason = _route_error(result)
             if not initial:
                 verdict, reason = "drop", f"re-route after NAT failed: {reason}"
-            finished.append(self._end(self._with_step(st, f"route: {reason}", result.route), verdict, reason))
+            finished.append(self._end(self._with_step(st, f"route: {reason}", result.route or result.rule), verdict,
+                                      reason))
             return []
         out = []
         for gateway, dev, share, text in _next_hops(self.fib, result.route, "out"):
@@ -437,8 +438,9 @@ class _NodeWalk:
 
     @staticmethod
     def _with_step(st: WalkState, text: str, route=None) -> WalkState:
-        """``st`` with a step that is no rule: a routing decision (``route``: the route it used,
-        whose dump line the step then carries), a bridge, a martian check."""
+        """``st`` with a step that is no rule: a routing decision (``route``: the route it used, or
+        the ``ip rule`` that refused the packet, whose dump line the step then carries), a bridge,
+        a martian check."""
         if route is not None and route.line:
             return add_step(st, Step(None, None, None, route.line, route.describe(), text, route.source or None))
         return add_step(st, Step(None, None, None, None, "", text))
@@ -457,6 +459,15 @@ class _NodeWalk:
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
                        reason, conn, st.mark, st.random_ports, answer)
+
+
+def _route_error(result) -> tuple[str, str]:
+    """(verdict, reason) of a lookup that found no unicast route; an ``ip rule``'s own action
+    (blackhole, unreachable, prohibit) is named as the rule, not as a route."""
+    verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
+    if result.route is None and result.rule is not None:
+        reason = reason.replace(" route", f" ip rule (priority {result.rule.priority})", 1)
+    return verdict, reason
 
 
 def _next_hops(fib: Fib, route, verb: str) -> list[tuple[int | None, str | None, float, str]]:

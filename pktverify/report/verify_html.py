@@ -44,9 +44,13 @@ svg text{font:12px system-ui,sans-serif}
 """
 
 
-def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_violations: int = 2) -> str:
-    """The page for one verify run (``max_violations`` example flows per cause; 0: all)."""
+def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_violations: int = 2,
+                   captures: dict | None = None) -> str:
+    """The page for one verify run (``max_violations`` example flows per cause; 0: all);
+    ``captures``: the capture files of each violation (see ``capture_names``), named by its example."""
     groups = group_violations(results)
+    names = {(r.name, id(v)): [str(p) for p in captures.get((r.name, n), ())]
+             for r in results for n, v in enumerate(r.violations)} if captures else {}
     holds = all(r.holds for r in results)
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
@@ -63,7 +67,7 @@ def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_
     out += _services(cluster)
     out.append("<h2>Causes, biggest first</h2>" if groups else "<h2>Causes</h2><p>None: nothing to fix.</p>")
     for n, group in enumerate(groups, 1):
-        out += _group(n, group, max_violations)
+        out += _group(n, group, max_violations, names)
     notes = [(r.name, note) for r in results for note in r.notes]
     if notes:
         out.append("<h2>Notes</h2><ul>")
@@ -136,14 +140,14 @@ def _services(cluster: ClusterSpec) -> list[str]:
             "<th>ready endpoints</th><th>policies</th></tr>", *rows, "</table>"]
 
 
-def _group(n: int, group: Group, max_violations: int) -> list[str]:
+def _group(n: int, group: Group, max_violations: int, names: dict) -> list[str]:
     where = f' <span class="loc">{escape(group.location)}</span>' if group.location else ""
     out = [f'<section class="group" id="cause-{n}"><h3>{n}. {escape(group.cause)}{where}</h3>',
            f'<div class="muted">{len(group.members)} violation(s), {group.flows} flow(s): '
            f'{escape(", ".join(group.invariants))}</div>']
-    shown = group.members if max_violations == 0 else group.members[:max_violations]
+    shown = group.examples(max_violations)
     for invariant, v in shown:
-        out += _example(invariant, v)
+        out += _example(invariant, v, names.get((invariant, id(v)), ()))
     if len(shown) < len(group.members):
         out.append(f'<div class="muted">... and {len(group.members) - len(shown)} more like it '
                    "(verify --max-violations 0, or --all, shows every one)</div>")
@@ -151,8 +155,11 @@ def _group(n: int, group: Group, max_violations: int) -> list[str]:
     return out
 
 
-def _example(invariant: str, v: Violation) -> list[str]:
+def _example(invariant: str, v: Violation, captures=()) -> list[str]:
     out = ['<div class="example">', f'<div class="message"><b>{escape(invariant)}</b>: {escape(v.message)}</div>']
+    if captures:
+        out.append('<div class="capture muted">capture: ' + ", ".join(f"<code>{escape(c)}</code>" for c in captures)
+                   + "</div>")
     if v.end is None:
         out.append("</div>")
         return out

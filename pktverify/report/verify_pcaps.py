@@ -11,7 +11,7 @@ from ..eval.flows import Flow, cluster_flow
 from .files import OutputDir
 from .pcap import write_pcapng
 
-__all__ = ["write_verify_pcaps", "SPLITS"]
+__all__ = ["write_verify_pcaps", "SPLITS", "capture_names"]
 
 
 def _slug(text: str) -> str:
@@ -33,6 +33,20 @@ def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], di
         return _write_all(walker, results, directory, all_flows, split)
     with OutputDir(directory) as folder:
         return _write_all(walker, results, folder, all_flows, split)
+
+
+def capture_names(results: list[InvariantResult], written: list[Path]) -> dict[tuple[str, int], list[Path]]:
+    """Which of the ``written`` captures hold each violation's counterexample:
+    ``(invariant, index in its violations) -> paths`` (one per flow, or one per observation point
+    with ``split="point"``), for the reports to name next to each example."""
+    out: dict[tuple[str, int], list[Path]] = {}
+    wanted = {f"{r.name}-violation-{n}": (r.name, n - 1) for r in results for n in range(1, len(r.violations) + 1)}
+    for path in written:
+        stem = path.name[:-len(".pcapng")] if path.name.endswith(".pcapng") else path.name
+        key = wanted.get(stem.split("-at-", 1)[0])
+        if key is not None:
+            out.setdefault(key, []).append(path)
+    return out
 
 
 MANIFEST = ".pktverify-verify-captures"      # the names the last run wrote in this folder

@@ -32,30 +32,38 @@ def _violation_json(v: Violation) -> dict:
     return out
 
 
-def verify_to_json(results: list[InvariantResult]) -> str:
-    """``{"invariants": [{"name", "holds", "checked", "violations": [{"message", "flow", "path", "hops"}],
-    "notes"}], "groups": [{"cause", "location", "invariants", "flows", "violations": [[name, index]]}]}``;
-    ``hops`` are records (point, node, interface, packet, note, verdict, rules with ``file:line``)."""
+def verify_to_json(results: list[InvariantResult], *, captures: dict | None = None) -> str:
+    """``{"invariants": [{"name", "holds", "checked", "violating_flows", "violations": [{"message", "flow",
+    "path", "hops", "captures"?}], "notes"}], "groups": [{"cause", "location", "kind", "nodes", "invariants",
+    "flows", "violations": [[name, index]]}]}``; ``hops`` are records (point, node, interface, packet, note,
+    verdict, rules with ``file:line``). ``checked`` counts flows checked, ``violating_flows`` those of
+    them that violate (each flow once, however many of its outcomes do), a group's ``flows`` the
+    flows it explains (each once). ``captures``: the capture files each violation's counterexample
+    was written to (``(invariant, index) -> [paths]``, see :func:`capture_names`), listed with it."""
     index = {(r.name, id(v)): n for r in results for n, v in enumerate(r.violations)}
-    groups = [{"cause": g.cause, "location": g.location, "invariants": g.invariants, "flows": g.flows,
-               "violations": [[inv, index[(inv, id(v))]] for inv, v in g.members]}
+    groups = [{"cause": g.cause, "location": g.location, "kind": g.kind, "nodes": g.nodes, "invariants": g.invariants,
+               "flows": g.flows, "violations": [[inv, index[(inv, id(v))]] for inv, v in g.members]}
               for g in group_violations(results)]
     invariants = []
     for r in results:
         item = r.to_json()
         item["violations"] = [_violation_json(v) for v in r.violations]
+        if captures is not None:
+            for n, v in enumerate(item["violations"]):
+                v["captures"] = [str(p) for p in captures.get((r.name, n), ())]
         invariants.append(item)
     return json.dumps({"invariants": invariants, "groups": groups}, indent=2) + "\n"
 
 
-def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2) -> str:
-    """One row per invariant, then the causes, biggest first: one line each, then up to
-    ``max_violations`` examples with their hop-by-hop paths (0: every one)."""
+def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2, captures: dict | None = None) -> str:
+    """One row per invariant (flows checked, and how many of them violate), then the causes,
+    biggest first: one line each, then up to ``max_violations`` examples with their hop-by-hop
+    paths (0: every one), each naming its capture files when ``captures`` are given."""
     width = max(len(r.name) for r in results)
-    lines = [f"{'invariant':<{width}}  result  checked  violations",
-             f"{'-' * width}  ------  -------  ----------"]
+    lines = [f"{'invariant':<{width}}  result  flows checked  violating flows",
+             f"{'-' * width}  ------  -------------  ---------------"]
     for r in results:
-        lines.append(f"{r.name:<{width}}  {'holds' if r.holds else 'FAILS':<6}  {r.checked:>7}  {len(r.violations):>10}")
+        lines.append(f"{r.name:<{width}}  {'holds' if r.holds else 'FAILS':<6}  {r.checked:>13}  {r.violating:>15}")
     for r in results:
         for note in r.notes:
             lines.append(f"\nnote ({r.name}): {note}")
@@ -64,21 +72,28 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2) -
         lines.append(f"\n{len(groups)} cause(s), biggest first:")
         for n, g in enumerate(groups, 1):
             lines.append(f"  {n}. {g.summary()}")
+    index = {(r.name, id(v)): n for r in results for n, v in enumerate(r.violations)}
     for n, g in enumerate(groups, 1):
-        lines += _group_text(n, g, max_violations)
+        lines += _group_text(n, g, max_violations, captures, index)
     # Rule text and names may hold control characters: each printed line is escaped on its own.
     return "\n".join(one_line(line) for line in "\n".join(lines).split("\n")) + "\n"
 
 
-def _group_text(n: int, g: Group, max_violations: int) -> list[str]:
+def _group_text(n: int, g: Group, max_violations: int, captures: dict | None, index: dict) -> list[str]:
     lines = [f"\ncause {n}: {g.summary()}"]
-    shown = g.members if max_violations <= 0 else g.members[:max_violations]
+    if len(g.nodes) > 1:
+        lines.append(f"  on {len(g.nodes)} nodes: {', '.join(g.nodes)}")
+    shown = g.examples(max_violations)
     for inv, v in shown:
         lines.append(f"  {inv}: {v.message}")
         if v.flow:
             lines.append(f"    flow: {v.flow}")
         for hop in v.path:
             lines.append(f"      {hop}")
+        if captures is not None:
+            names = captures.get((inv, index[(inv, id(v))]), ())
+            if names:
+                lines.append(f"    capture: {', '.join(str(p) for p in names)}")
     if len(g.members) > len(shown):
         lines.append(f"  ... {len(g.members) - len(shown)} more with this cause (--max-violations 0 shows every one;"
                      " --format json lists all)")
