@@ -141,3 +141,24 @@ def test_cli_text_json_exit_codes_and_a_cluster(tmp_path, capsys):
     assert "invariant service-reachability: 0 violation(s) before" in out
     assert main(["diff", str(old), str(new), "--addrs", str(old)]) == 2          # --routes missing
     assert main(["diff", str(old), str(tmp_path / "missing")]) == 2
+
+
+# ------------------------------------------------------------------ representative examples
+def test_examples_are_representative_packets_not_range_low_ends(tmp_path, capsys):
+    swapped = "-A FORWARD -d 10.1.2.0/24 -j DROP\n-A FORWARD -d 10.1.0.0/16 -j ACCEPT"
+    [cls] = _diff(tables(filter=FWD), tables(filter=swapped)).classes
+    ex = cls.example
+    assert ex.proto == 6 and ex.dst != parse_ip("10.1.2.0") and ex.dst >> 8 == parse_ip("10.1.2.0") >> 8
+    assert ex.sport != 0 and ex.dport != 0 and ex.dport == 80            # a real port, a usual one
+    assert ex.src >> 24 not in (0, 127) and ex.src & 0xFF != 0           # a host, not a special range's low end
+    # A class only the node's own packets are in says so, and its example is one of them.
+    old, new = tmp_path / "old.rules", tmp_path / "new.rules"
+    old.write_text(tables(filter="-A OUTPUT -d 10.9.0.0/16 -j ACCEPT"))
+    new.write_text(tables(filter="-A OUTPUT -d 10.9.0.0/16 -j DROP"))
+    assert main(["diff", str(old), str(new)]) == 1
+    out = capsys.readouterr().out
+    example = next(line for line in out.splitlines() if line.strip().startswith("example:"))
+    assert example.endswith("generated locally") and "10.9.0.1:80" in example and ":0 " not in example
+    assert main(["diff", str(old), str(new), "--format", "json"]) == 1
+    [doc] = json.loads(capsys.readouterr().out)["classes"]
+    assert doc["example"]["in_iface"] is None and doc["interfaces"] == ["local"]

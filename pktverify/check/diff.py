@@ -228,11 +228,50 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
     for (fa, fb), (members, da, db) in groups.items():
         # The rules responsible: those that acted on one side and not the other.
         da, db = _only_here(da, db), _only_here(db, da)
-        pkt, in_iface, _atoms_ = next((m for m in members if m[0].proto == 6), members[0])   # a TCP example if any
+        pkt, in_iface = _example(members, old_tracer, new_tracer, (fa, fb))
         spans = tuple(_hull([m[2][f] for m in members]) for f in range(5))
         result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
                                         tuple(sorted({m[1] or "local" for m in members}))))
     return result
+
+
+def _special(atom: tuple[int, int]) -> bool:
+    return any(lo <= atom[0] and atom[1] <= hi for lo, hi in _SPECIAL)
+
+
+def _host(atom: tuple[int, int]) -> int:
+    """An address inside ``atom`` that reads as a host: not its low end when it spans more than
+    two (10.1.2.1 for 10.1.2.0-10.1.2.255, not the network address)."""
+    lo, hi = atom
+    return lo + 1 if hi - lo >= 2 else lo
+
+
+def _port(atom: tuple[int, int], preferred: tuple[int, ...]) -> int:
+    """A port inside ``atom``: a usual one when it holds one, else its low end, never 0 unless
+    the atom is port 0 alone."""
+    lo, hi = atom
+    usual = next((p for p in preferred if lo <= p <= hi), None)
+    if usual is not None:
+        return usual
+    return lo + 1 if lo == 0 and hi > 0 else lo
+
+
+def _example(members: list, old_tracer: NodeTracer, new_tracer: NodeTracer, fates: tuple) -> tuple[Packet, str | None]:
+    """A representative packet of a class and its in-interface (None: generated locally): from the
+    cell most like real traffic (TCP, addresses outside the special ranges), a host inside each
+    address atom and a usual port inside each port atom, traced again to be sure it changes as
+    the class says; else the cell's own packet (the low end of each atom)."""
+    ranked = sorted(members, key=lambda m: (m[0].proto != 6, _special(m[2][0]), _special(m[2][1])))
+    for pkt, in_iface, atoms in ranked[:3]:
+        ports = pkt.proto in _PORT_PROTOS
+        better = Packet(pkt.proto, _host(atoms[0]), _host(atoms[1]), _port(atoms[3], (40000,)) if ports else 0,
+                        _port(atoms[4], (80, 443, 8080)) if ports else 0, pkt.tcp_flags, pkt.icmp_type, pkt.icmp_code)
+        fa = _fate(better, old_tracer.trace(better, in_iface=in_iface).outcomes)
+        fb = _fate(better, new_tracer.trace(better, in_iface=in_iface).outcomes)
+        if (fa, fb) == fates:
+            return better, in_iface
+    pkt, in_iface, _atoms = ranked[0]
+    return pkt, in_iface
 
 
 def _hull(atoms: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -24,7 +24,8 @@ def diff_text(run: DiffRun) -> str:
         lines += ["", f"class {n}: {' | '.join(c.old)}  →  {' | '.join(c.new)}",
                   f"  packets: {'; '.join(c.describe_spans()) or 'every address and port'}; arriving on "
                   f"{', '.join(c.interfaces)} ({c.cells} cell(s))",
-                  f"  example: {c.example.describe()} in {c.in_iface or 'locally generated'}",
+                  f"  example: {c.example.describe()} "
+                  f"{f'arriving on {c.in_iface}' if c.in_iface else 'generated locally'}",
                   f"  {run.old}:"] + [f"    {s}" for s in c.old_rules or ("(no rule: policies and routes)",)] + \
                  [f"  {run.new}:"] + [f"    {s}" for s in c.new_rules or ("(no rule: policies and routes)",)]
     for name, before, after in run.invariants:
