@@ -155,7 +155,9 @@ def _build() -> argparse.ArgumentParser:
     lint = sub.add_parser("lint", help="check proposed iptables-save files: structure, dead and shadowed rules, "
                                        "Kubernetes semantics; with --cluster, the invariants too")
     lint.add_argument("files", nargs="+", metavar="FILE", help="iptables-save files (what iptables-restore would load)")
-    lint.add_argument("--cluster", metavar="CLUSTER", help="verify this cluster with FILE as --node's rules")
+    lint.add_argument("--cluster", metavar="CLUSTER",
+                      help="verify this cluster with FILE (one file) as --node's rules; a FILE that does not "
+                           "load verifies nothing and fails (exit 1)")
     lint.add_argument("--node", metavar="NAME", help="with --cluster: the node FILE is for (needed with several nodes)")
     lint.add_argument("--format", choices=["text", "json", "sarif", "github"], default="text")
     lint.add_argument("--select", type=_ids, metavar="IDS", help="only these check ids or prefixes (PV2,PV301)")
