@@ -16,7 +16,7 @@ _EXPORTS = {
     "trace_packet": ".api", "trace_to_pcapng": ".api",
     "INVARIANTS": ".cluster_api", "VerifyReport": ".cluster_api", "cluster_to_yaml": ".cluster_api",
     "load_cluster": ".cluster_api", "verify": ".cluster_api", "trace_flow": ".cluster_api",
-    "FlowReport": ".cluster_api",
+    "FlowReport": ".cluster_api", "generated_dumps": ".cluster_api", "with_node_dumps": ".cluster_api",
     "InputError": ".errors", "InvalidArgument": ".errors", "PktverifyError": ".errors",
     "Packet": ".model.packet",
     "Connection": ".model.trace", "Outcome": ".model.trace", "Trace": ".model.trace",
@@ -25,15 +25,17 @@ _EXPORTS = {
 
 __all__ = [
     "ConntrackTable", "Connection", "FlowReport", "INVARIANTS", "InputError", "InvalidArgument", "NodeTracer", "Outcome",
-    "Packet", "PktverifyError", "Trace", "VerifyReport", "cluster_to_yaml", "load_cluster", "load_node",
-    "make_packet", "packet_from_scapy", "trace", "trace_flow", "trace_packet", "trace_to_pcapng", "verify",
+    "Packet", "PktverifyError", "Trace", "VerifyReport", "cluster_to_yaml", "generated_dumps", "load_cluster",
+    "load_node",
+    "make_packet", "packet_from_scapy", "trace", "trace_flow", "trace_packet", "trace_to_pcapng", "verify", "with_node_dumps",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .api import ConntrackTable, NodeTracer, load_node, trace, trace_packet, trace_to_pcapng
-    from .cluster_api import INVARIANTS, FlowReport, VerifyReport, cluster_to_yaml, load_cluster, trace_flow, verify
+    from .cluster_api import (INVARIANTS, FlowReport, VerifyReport, cluster_to_yaml, generated_dumps, load_cluster,
+                              trace_flow, verify, with_node_dumps)
     from .errors import InputError, InvalidArgument, PktverifyError
     from .model.packet import Packet
     from .model.trace import Connection, Outcome, Trace

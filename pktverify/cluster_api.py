@@ -26,32 +26,44 @@ from .report.cluster_yaml import cluster_to_yaml
 if TYPE_CHECKING:
     from .check.flow_question import FlowAnswer
 
-__all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS", "trace_flow", "FlowReport"]
+__all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS", "trace_flow", "FlowReport",
+           "generated_dumps", "with_node_dumps"]
 
 
 def load_cluster(path: str | Path, *, cluster_cidr: str | None = None, service_cidr: str | None = None,
-                 dumps: str | Path | None = None) -> ClusterSpec:
-    """Read a cluster as ``pktverify verify`` does: a cluster YAML, or ``kubectl get
-    nodes,pods,services,endpointslices -A -o json`` output (told apart by content) with its
-    per-node dumps under ``dumps`` (default: the JSON's folder) and the networks kubectl does not
-    show (``cluster_cidr``, ``service_cidr``). Raises InputError (``file:line``) on bad input."""
+                 dumps: str | Path | None = None, require_dumps: bool = False,
+                 pod_cidrs: Iterable[tuple[str, str]] | None = None) -> ClusterSpec:
+    """Read a cluster as ``pktverify verify`` does: a cluster YAML (or a folder holding
+    ``cluster.yaml``), or ``kubectl get nodes,pods,services,endpointslices -A -o json`` output
+    (told apart by content) with its per-node dumps under ``dumps`` (default: the JSON's folder)
+    and the networks kubectl does not show (``cluster_cidr``, ``service_cidr``). kubectl input
+    only: ``require_dumps`` makes a node without its dumps an error; ``pod_cidrs``: (node, CIDR)
+    pairs for nodes without ``spec.podCIDR``. Raises InputError (``file:line``) on bad input."""
     from .parse.cluster_kubectl import load_kubectl_cluster, looks_like_kubectl
+    from .parse.cluster_yaml import cluster_file
     from .parse.cluster_yaml import load_cluster as load_yaml
     from .parse.source import read_bytes
 
+    path = cluster_file(path)
     start = read_bytes(path, head=True, limit=4096).decode("utf-8", "replace")
     if not looks_like_kubectl(start):
-        for option, value in (("dumps", dumps), ("cluster_cidr", cluster_cidr), ("service_cidr", service_cidr)):
+        for option, value in (("dumps", dumps), ("cluster_cidr", cluster_cidr), ("service_cidr", service_cidr),
+                              ("require_dumps", require_dumps or None), ("pod_cidr", pod_cidrs or None)):
             if value is not None:
                 raise InvalidArgument(f"--{option.replace('_', '-')} is for kubectl JSON input, and {path} is not "
-                                      "kubectl JSON (it does not start with '{'); a cluster YAML says it itself "
-                                      "(cluster: cidr/service_cidr, a node's dump paths)")
+                                      "kubectl JSON (no kubectl List: items, apiVersion, kind); a cluster YAML says "
+                                      "it itself (cluster: cidr/service_cidr, a node's dump paths)")
         return load_yaml(path)
     if not (cluster_cidr and service_cidr):
         raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"
                               " --service-cidr (the values of kube-controller-manager --cluster-cidr and"
                               " kube-apiserver --service-cluster-ip-range)")
-    return load_kubectl_cluster(path, dumps=dumps, cluster_cidr=cluster_cidr, service_cidr=service_cidr)
+    pod_cidrs = list(pod_cidrs or ())
+    pairs = dict(pod_cidrs)
+    if len(pairs) != len(pod_cidrs):
+        raise InvalidArgument("--pod-cidr names a node twice")
+    return load_kubectl_cluster(path, dumps=dumps, cluster_cidr=cluster_cidr, service_cidr=service_cidr,
+                                require_dumps=require_dumps, pod_cidrs=pairs)
 
 
 @dataclass
@@ -300,3 +312,65 @@ def trace_flow(cluster: ClusterSpec, *, source: str, to: str, proto: str | None 
     client = parse_source(cluster, walker, source)
     target = parse_target(cluster, walker, to, proto=proto)
     return FlowReport(answer_flow(cluster, walker, client, target, sport=sport), walker)
+
+
+_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+
+
+def generated_dumps(cluster: ClusterSpec) -> dict[str, dict[str, str]]:
+    """The dumps pktverify generates for each node of ``cluster`` (what kube-proxy, kubelet and
+    the CNI would write there): ``{node: {"iptables": iptables-save text, "addrs": ip -j addr
+    JSON, "routes": ip route text}}``. Dumps a node gives itself are not in it: its entry holds
+    only what it leaves out (an empty dict when it gives all three).
+
+    With :func:`with_node_dumps`, the way to put your own tooling's rules on a drawn cluster:
+
+    >>> def render_cluster(cluster):                                            # doctest: +SKIP
+    ...     for node, dumps in pktverify.generated_dumps(cluster).items():
+    ...         cluster = pktverify.with_node_dumps(cluster, node, iptables=our_rules(node, dumps["iptables"]))
+    ...     return cluster
+    """
+    from .generate.node_state import generate_node
+
+    if not isinstance(cluster, ClusterSpec):
+        raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
+                              "pktverify.load_cluster or a pktverify.strategies strategy")
+    out: dict[str, dict[str, str]] = {}
+    for node in cluster.nodes:
+        missing = [kind for kind in ("iptables", "addrs", "routes") if not node.has_dump(kind)]
+        gen = generate_node(cluster, node) if missing else None
+        out[node.name] = {kind: getattr(gen, kind) for kind in missing}
+    return out
+
+
+def with_node_dumps(cluster: ClusterSpec, node: str, *, iptables: str | None = None, addrs: str | None = None,
+                    routes: str | None = None, ipsets: str | None = None, rules: str | None = None) -> ClusterSpec:
+    """A copy of ``cluster`` whose node ``node`` has the dumps given here, as text (the
+    formats ``pktverify trace`` reads: ``iptables-save``, ``ip -j addr``, ``ip route``, ``ipset
+    save``, ``ip rule``); its other dumps stay as they were (given, or generated). The copy is
+    of the same class (a drawn cluster keeps its ``fault``), and :func:`cluster_to_yaml` writes
+    the new dumps inline, so a counterexample stays one file. Errors in the text are reported
+    when the cluster is verified, at the text's own line numbers."""
+    import dataclasses
+
+    if not isinstance(cluster, ClusterSpec):
+        raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
+                              "pktverify.load_cluster or a pktverify.strategies strategy")
+    names = [n.name for n in cluster.nodes]
+    if node not in names:
+        raise InvalidArgument(f"node={node!r}: the cluster has no such node (it has {', '.join(names)})")
+    given = {"iptables": iptables, "addrs": addrs, "routes": routes, "ipsets": ipsets, "rules": rules}
+    for kind, text in given.items():
+        if text is not None and not isinstance(text, str):
+            raise InvalidArgument(f"{kind}={text!r} (type={type(text).__name__}): give the dump's text as a str")
+    given = {kind: text for kind, text in given.items() if text is not None}
+    if not given:
+        raise InvalidArgument("with_node_dumps: give at least one of iptables, addrs, routes, ipsets, rules")
+    nodes = []
+    for spec in cluster.nodes:
+        if spec.name == node:
+            inline = tuple((k, t) for k, t in spec.inline if k not in given) + tuple(given.items())
+            spec = dataclasses.replace(spec, inline=inline, inline_lines=tuple(
+                (k, line) for k, line in spec.inline_lines if k not in given), **{k: None for k in given})
+        nodes.append(spec)
+    return dataclasses.replace(cluster, nodes=tuple(nodes))

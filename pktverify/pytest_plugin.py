@@ -3,7 +3,7 @@
 * ``--pktverify-pcap-dir DIR``: for each failed test whose failure came from
   :func:`pktverify.testing.assert_invariants`, the last such failure — under Hypothesis the final,
   shrunk example — is written to ``DIR/<test id>/``: ``cluster.yaml`` (``pktverify verify`` reads
-  it) and ``<invariant>-violation-<n>.pcapng`` per violation. The failure report lists the paths.
+  it; every dump inline, so it stands alone) and ``<invariant>-violation-<n>.pcapng`` per violation. The failure report lists the paths.
 * Fixture ``pktverify_cluster``: the cluster at the path given by ``@pytest.mark.pktverify_cluster(
   "path", **load_options)`` or by indirect parametrization (``request.param``).
 
@@ -78,7 +78,7 @@ def _write(folder: str, nodeid: str, verify_report) -> list:
     from .report.verify_pcaps import write_verify_pcaps
 
     with OutputDir(folder) as root, root.subdir(counterexample_folder(nodeid)) as out:
-        written = [out.write("cluster.yaml", cluster_to_yaml(verify_report.cluster).encode())]
+        written = [out.write("cluster.yaml", cluster_to_yaml(verify_report.cluster, inline_files=True).encode())]
         written += write_verify_pcaps(verify_report.walker, verify_report.results, out)
     return written
 

@@ -64,6 +64,14 @@ class Packet(NamedTuple):
             "dport": self.dport if ports else None,
         }
 
+    def __repr__(self) -> str:
+        """Addresses as people write them: ``Packet(tcp 10.0.0.2:1234 > 10.96.0.10:80, SYN)``."""
+        flags = "" if self.proto != TCP else ", " + ("|".join(n for n, bit in TCP_FLAGS.items() if self.tcp_flags & bit)
+                                                     or "no flags")
+        icmp = f", type {self.icmp_type} code {self.icmp_code}" if self.icmp_type >= 0 else ""
+        ttl = f", ttl {self.ttl}" if self.ttl != 64 else ""
+        return f"Packet({self.describe()}{flags}{icmp}{ttl})"
+
     def describe(self) -> str:
         """Short human text: ``tcp 10.0.0.2:1234 > 10.96.0.10:80``."""
         name = PROTO_NAMES.get(self.proto, str(self.proto))

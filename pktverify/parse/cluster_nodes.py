@@ -86,15 +86,21 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
 
 def _given(cluster: ClusterSpec, node: NodeSpec, kind: str) -> tuple[str, str, int] | None:
     """(text, source name, line offset) of the dump ``kind`` the node gives, or None. Inline
-    text is named after the cluster file, its lines counted from where the text starts there."""
+    text is named after the cluster file, its lines counted from where the text starts there
+    (the offset is 0: the text comes padded to its place)."""
     path = getattr(node, kind)
     if path is not None:
         return read_text(path, allow_empty=kind in ("iptables", "ipsets")), path, 0
     text = node.dump_text(kind)
     if text is None:
         return None
-    start = dict(node.inline_lines).get(kind, 0)
-    return text, cluster.source, max(start - 1, 0)
+    # The text is read as if it stood where it does in the cluster file: every line number the
+    # parsers keep (a rule's, a route's, an error's) is then the cluster file's own.  Each dump
+    # reader skips blank lines, so the padding changes nothing else.
+    start = dict(node.inline_lines).get(kind)
+    if start is None:               # made in Python (with_node_dumps, a strategy): in no file
+        return text, f"<{kind} of {node.name} in {cluster.source}>", 0
+    return "\n" * max(start - 1, 0) + text, cluster.source, 0
 
 
 @contextmanager

@@ -26,8 +26,12 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def cluster_to_yaml(cluster: ClusterSpec) -> str:
-    """``cluster`` as cluster YAML text (see :mod:`pktverify.parse.cluster_yaml` for the format)."""
+def cluster_to_yaml(cluster: ClusterSpec, *, inline_files: bool = False) -> str:
+    """``cluster`` as cluster YAML text (see :mod:`pktverify.parse.cluster_yaml` for the format).
+    ``inline_files``: dumps given as files are read and written inline too, so the YAML stands
+    alone (a counterexample that still reproduces when the files have moved or changed)."""
+    if inline_files:
+        cluster = _inlined(cluster)
     doc = {
         "cluster": {"cidr": format_network(*cluster.cidr), "service_cidr": format_network(*cluster.service_cidr),
                     "proxy_mode": cluster.proxy_mode, "routing": cluster.routing,
@@ -39,6 +43,23 @@ def cluster_to_yaml(cluster: ClusterSpec) -> str:
     }
     return "# a cluster written by pktverify: check it with `pktverify verify FILE`\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=None, width=120,
                             allow_unicode=False)
+
+
+def _inlined(cluster: ClusterSpec) -> ClusterSpec:
+    """``cluster`` with every dump file's text held inline."""
+    from dataclasses import replace
+
+    from ..parse.source import read_text
+
+    nodes = []
+    for n in cluster.nodes:
+        files = {kind: getattr(n, kind) for kind in ("iptables", "addrs", "routes", "ipsets", "rules")
+                 if getattr(n, kind) is not None}
+        if files:
+            texts = {kind: read_text(path, allow_empty=True) for kind, path in files.items()}
+            n = replace(n, inline=n.inline + tuple(texts.items()), **{kind: None for kind in files})
+        nodes.append(n)
+    return replace(cluster, nodes=tuple(nodes))
 
 
 def _node(n: NodeSpec) -> dict:

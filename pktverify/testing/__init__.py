@@ -20,7 +20,7 @@ from ..errors import InvalidArgument, one_line
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
 
-__all__ = ["assert_invariants", "assert_trace", "InvariantsFailed"]
+__all__ = ["assert_invariants", "assert_trace", "InvariantsFailed", "register_ci_profile"]
 
 # The pytest plugin sets a list here for the duration of one test call; failures are appended.
 FAILURES: contextvars.ContextVar[list | None] = contextvars.ContextVar("pktverify_failures", default=None)
@@ -49,11 +49,30 @@ def assert_invariants(cluster: ClusterSpec, invariants: Iterable[str] | None = N
         return report
     if _final_hypothesis_example():
         from hypothesis import note
-        note(f"pktverify: the failing cluster (save it and run `pktverify verify FILE`):\n{cluster_to_yaml(cluster)}")
+        note(f"pktverify: the failing cluster (save it and run `pktverify verify FILE`):\n"
+             f"{cluster_to_yaml(cluster, inline_files=True)}")
     failures = FAILURES.get()
     if failures is not None:
         failures.append(report)
     raise InvariantsFailed(_message(report.violations, getattr(cluster, "fault", None)), report)
+
+
+def register_ci_profile(name: str = "pktverify-ci", *, max_examples: int = 500):
+    """Register (and return) the Hypothesis settings profile we recommend for property tests of a
+    network in CI: no deadline (one verification takes milliseconds to seconds), derandomized
+    (a failure fails the same way on every retry), and without Hypothesis's *explain* phase,
+    which re-runs a failing example many times to say which parts mattered (a failing
+    ``assert_invariants`` test took 60 s with it, 0.5 s without). Load it with
+    ``settings.load_profile(name)``; the tests' own ``@settings`` should not set
+    ``max_examples``, so the profile decides."""
+    from hypothesis import Phase, settings
+
+    if type(max_examples) is not int or max_examples < 1:
+        raise InvalidArgument(f"max_examples={max_examples!r} (type={type(max_examples).__name__}): use an integer >= 1")
+    phases = tuple(p for p in Phase if p.name != "explain")
+    settings.register_profile(name, max_examples=max_examples, deadline=None, derandomize=True, phases=phases,
+                              print_blob=True)
+    return settings.get_profile(name)
 
 
 def _message(violations: list[Violation], fault) -> str:
@@ -81,16 +100,25 @@ def _final_hypothesis_example() -> bool:
         return False
 
 
+_NODE_VERDICTS = ("forward", "local", "drop", "reject")
+_PATH_ENDS = ("arrived", "drop", "reject", "blackhole", "loop", "left")
+
+
 def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | None = None,
                  sender: str | None = None, verdict: str | None = None, reaches: str | None = None,
                  no_nat: bool = False):
     """Trace the scapy ``packet`` and assert what happens to every outcome.
 
     On a node (from :func:`pktverify.load_node`): ``in_iface`` is where it arrives (None:
-    sent by the node), ``verdict`` one of forward, local, drop, reject; returns the Trace.
-    Across a cluster: ``sender`` is a pod (``namespace/name``) or node name, ``reaches``
-    the pod or node every path must arrive at, ``no_nat`` that it arrives with its source
-    and destination unchanged; returns the path ends.
+    sent by the node); ``verdict`` is what every outcome must be (forward, local, drop or
+    reject; by default every outcome must get through: forward or local, never a drop or a
+    reject). Returns the :class:`~pktverify.Trace`.
+
+    Across a cluster: ``sender`` is a pod (``namespace/name``) or node name; ``reaches`` the
+    pod or node every path must arrive at, ``no_nat`` that it arrives with its source and
+    destination unchanged, ``verdict`` how every path must end (arrived, drop, reject,
+    blackhole, loop, left); by default every path must arrive somewhere. Returns the path ends
+    (records whose packets print their addresses).
     """
     __tracebackhide__ = True
     from ..packets import packet_from_scapy
@@ -99,17 +127,25 @@ def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | Non
     if isinstance(target, NodeState):
         if sender is not None or reaches is not None or no_nat:
             raise InvalidArgument("sender, reaches and no_nat are for a cluster; on a node give in_iface and verdict")
+        if verdict is not None and verdict not in _NODE_VERDICTS:
+            raise InvalidArgument(f"verdict={verdict!r}: on a node use one of {', '.join(_NODE_VERDICTS)}")
         from ..api import trace
         result = trace(target, pkt, in_iface=in_iface)
-        wrong = [o for o in result.outcomes if verdict is not None and o.verdict != verdict]
+        allowed = (verdict,) if verdict is not None else ("forward", "local")
+        wrong = [o for o in result.outcomes if o.verdict not in allowed]
         if wrong:
-            raise AssertionError(one_line(f"{pkt.describe()} on {target.name}: expected {verdict}, got ")
+            expected = verdict or "it to get through (forward or local)"
+            raise AssertionError(one_line(f"{pkt.describe()} on {target.name}: expected {expected}, got ")
                                  + "; ".join(f"{o.verdict} (p={o.probability:.6g}: {o.reason})" for o in wrong))
         return result
     if not isinstance(target, ClusterSpec):
         raise InvalidArgument(f"target={target!r} (type={type(target).__name__}): give a node or a cluster")
     if sender is None:
         raise InvalidArgument("sender is required on a cluster: a pod as namespace/name, or a node name")
+    if verdict is not None and verdict not in _PATH_ENDS:
+        raise InvalidArgument(f"verdict={verdict!r}: across a cluster use one of {', '.join(_PATH_ENDS)}")
+    if verdict not in (None, "arrived") and (reaches is not None or no_nat):
+        raise InvalidArgument(f"verdict={verdict!r} says no path arrives: reaches and no_nat cannot hold then")
     from ..eval.cluster_walk import ClusterWalker
     from ..parse.cluster_nodes import cluster_nodes
 
@@ -122,10 +158,13 @@ def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | Non
         raise InvalidArgument(f"sender={sender!r}: no such pod (namespace/name) or node in the cluster")
     ends = walker.walk(client, pkt)
     problems = []
+    wanted_kind = verdict or "arrived"
     for end in ends:
-        if reaches is not None and (end.kind != "arrived" or end.at is None or end.at.name != reaches):
+        if end.kind != wanted_kind:
             problems.append(f"{end.kind} at {end.at.label() if end.at else '-'} (p={end.probability:.6g}: "
-                            f"{end.reason}), not {reaches}")
+                            f"{end.reason}), not {reaches or wanted_kind}")
+        elif reaches is not None and (end.at is None or end.at.name != reaches):
+            problems.append(f"arrived at {end.at.label() if end.at else '-'} (p={end.probability:.6g}), not {reaches}")
         elif no_nat and (end.packet.src, end.packet.dst) != (pkt.src, pkt.dst):
             problems.append(f"arrived NATed as {end.packet.describe()}")
     if problems:
