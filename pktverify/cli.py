@@ -48,6 +48,16 @@ def _instant(text: str) -> int:
     return int(value.timestamp())
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip installed), else the package's own."""
+    from importlib import metadata
+    try:
+        return metadata.version("pktverify")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+        return __version__
+
+
 def _kubectl_options(p: argparse.ArgumentParser) -> None:
     """The options kubectl JSON input needs (verify, trace --cluster)."""
     p.add_argument("--dumps", metavar="DIR", help="kubectl JSON input: the per-node dumps, DIR/<node>/"
@@ -56,8 +66,33 @@ def _kubectl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cidr", metavar="CIDR", help="kubectl JSON input: --service-cluster-ip-range")
 
 
+def _pod_cidr(text: str) -> tuple[str, str]:
+    """An argparse type: NODE=CIDR (checked against the input's nodes when it is read)."""
+    node, sep, cidr = text.partition("=")
+    if not sep or not node or not cidr:
+        raise argparse.ArgumentTypeError(f"{text!r}: give NODE=CIDR, e.g. worker-1=10.244.1.0/24")
+    return node, cidr
+
+
+def _dump_options(p: argparse.ArgumentParser) -> None:
+    """kubectl JSON input's node dumps (verify, lint --cluster)."""
+    p.add_argument("--require-dumps", action="store_true",
+                   help="kubectl JSON input: a node without its iptables-save.txt, ip-addr.json and ip-route.json is "
+                        "an error (default: generated, and said so)")
+    p.add_argument("--pod-cidr", type=_pod_cidr, action="append", metavar="NODE=CIDR",
+                   help="kubectl JSON input: the pod CIDR of a node whose Node object has no spec.podCIDR (Calico, "
+                        "Cilium IPAM) and whose dumps do not show it (repeatable)")
+
+
+def _print_warnings(cluster) -> None:
+    """What the input lacks that the user must hear now (also in the report's notes)."""
+    for warning in cluster.extras.get("warnings", ()):
+        print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
+
+
 def _build() -> argparse.ArgumentParser:
     parser = _Parser(prog="pktverify", description="Packet-level verifier for Kubernetes networking.")
+    parser.add_argument("--version", action="version", version=f"pktverify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("trace", help="trace one packet through one node's netfilter and FIB, or one flow and its "
                                      "reply across a cluster (--cluster)",
@@ -147,11 +182,12 @@ def _build() -> argparse.ArgumentParser:
                    help="narrow the report to this service's reachability (every client, door, endpoint and reply;"
                         " repeatable); for one flow, see trace --cluster")
     _kubectl_options(v)
+    _dump_options(v)
     g = sub.add_parser("generate", help="write the dumps each node of a cluster would have (iptables-save, ip addr,"
                                         " ip route)")
     g.add_argument("cluster", metavar="CLUSTER")
-    g.add_argument("--out", metavar="DIR", help="write DIR/<node>/{iptables-save,ip-addr,ip-route}.txt"
-                                                " (default: print to stdout)")
+    g.add_argument("--out", metavar="DIR", help="write DIR/<node>/iptables-save.txt, ip-addr.json and ip-route.json,"
+                                                " the node folder layout (default: print to stdout)")
     lint = sub.add_parser("lint", help="check proposed iptables-save files: structure, dead and shadowed rules, "
                                        "Kubernetes semantics; with --cluster, the invariants too")
     lint.add_argument("files", nargs="+", metavar="FILE", help="iptables-save files (what iptables-restore would load)")
@@ -167,6 +203,7 @@ def _build() -> argparse.ArgumentParser:
     lint.add_argument("--lenient", action="store_true", help="unknown matches/targets become may-match, not PV100")
     lint.add_argument("--cluster-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the pod network")
     lint.add_argument("--service-cidr", metavar="CIDR", help="with a kubectl JSON --cluster: the service network")
+    _dump_options(lint)
     d = sub.add_parser("diff", help="every class of packets two rule sets of one node treat differently (exact)")
     d.add_argument("old", metavar="OLD", help="iptables-save of the rules now")
     d.add_argument("new", metavar="NEW", help="iptables-save of the proposed rules")
@@ -196,9 +233,24 @@ def run() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (BrokenPipeError, ValueError):       # a reader that went away, a closed stream
+        except BrokenPipeError:                     # a reader that went away: quietly, as a shell tool would
+            code = code or _EPIPE
+        except ValueError:                          # a closed stream
             code = code or 1
     os._exit(code)
+
+
+_EPIPE = 141        # 128 + SIGPIPE: what a shell reports for a tool whose reader went away (yes | head)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:     # e.g. an interface the node does not have
         print(f"pktverify: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:       # the reader went away (pktverify generate | head): nothing more to say
+        _quiet_stdout()
+        return _EPIPE
     except OSError as exc:        # a capture or generated file that cannot be written
         print(one_line(f"pktverify: cannot write {exc.filename}: {exc.strerror}"), file=sys.stderr)
         return 2
@@ -353,7 +408,8 @@ def _verify(args) -> int:
         from .report.files import refuse_special
         refuse_special(args.html)
     cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
-                           dumps=args.dumps)
+                           dumps=args.dumps, require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
+    _print_warnings(cluster)
     folder = None
     if args.pcap_dir:        # refuse an unusable folder before the work, not after it
         from .report.files import OutputDir
@@ -402,7 +458,9 @@ def _lint(args) -> int:
         from .cluster_api import load_cluster
         if len(args.files) != 1:
             raise InvalidArgument("with --cluster, give one FILE: the proposed rules of --node")
-        cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr)
+        cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                               require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
+        _print_warnings(cluster)
     result = lint_files(args.files, select_ids=args.select, ignore_ids=args.ignore, cluster=cluster,
                         node=args.node, lenient=args.lenient)
     if args.format == "json":

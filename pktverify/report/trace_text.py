@@ -15,7 +15,10 @@ def trace_to_text(trace: Trace) -> str:
     lines = [f"{trace.packet.describe()} ({where}): {len(trace.outcomes)} outcome(s)"]
     for n, o in enumerate(trace.outcomes, 1):
         exact = "" if o.exact else " [INEXACT]"
-        tail = f" out {o.out_iface} via {format_ip(o.next_hop)}" if o.verdict == "forward" else ""
+        tail = ""
+        if o.verdict == "forward":      # a next hop that is the destination itself: on the link, no gateway
+            tail = f" out {o.out_iface} " + (f"via {format_ip(o.next_hop)}" if o.next_hop not in (None, o.packet.dst)
+                                             else "on-link (to the destination itself, no gateway)")
         lines.append(f"\n[{n}] p={o.probability:.6g} {o.verdict.upper()}{tail}: {o.packet.describe()}"
                      f"{' (masqueraded)' if o.masquerade else ''}{exact}")
         lines.append(f"    reason: {o.reason}")
@@ -43,10 +46,12 @@ def _chain_paths(steps) -> list[str]:
             if parts:
                 out.append(" → ".join(parts))
             parts, table, chain = [], s.table, None
-        where = f"#{s.rule_index}" if s.rule_index else "policy"
         prob = f" (p={s.probability:.3g})" if s.probability is not None else ""
-        what = "" if s.action.startswith(("jump ", "goto ")) else f": {s.action}"
-        text = f"{where}{prob}{what}"
+        if s.rule_index:
+            what = "" if s.action.startswith(("jump ", "goto ")) else f": {s.action}"
+            text = f"#{s.rule_index}{prob}{what}"
+        else:                        # the chain's policy: its action already says so ("policy ACCEPT")
+            text = s.action if s.action.startswith("policy") else f"policy: {s.action}"
         if s.chain != chain:
             parts.append(f"{s.table + '/' if not parts else ''}{s.chain} {text}")
         else:

@@ -1,0 +1,47 @@
+"""The small things a user hits first: --version, a reader that goes away, how steps read."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from pktverify.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = ROOT / "rules/kube-node"
+
+
+def _trace(capsys, *argv: str) -> str:
+    code = main(["trace", "--iptables", str(NODE / "iptables-save.txt"), "--addrs", str(NODE / "ip-addr.json"),
+                 "--routes", str(NODE / "ip-route.txt"), *argv])
+    assert code == 0
+    return capsys.readouterr().out
+
+
+def test_version(capsys):
+    from importlib import metadata
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out == f"pktverify {metadata.version('pktverify')}\n"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    proc = subprocess.Popen([sys.executable, "-c", "from pktverify.cli import run; run()", "generate",
+                             str(ROOT / "rules/seed/cluster.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"# node1/")
+    proc.stdout.close()                    # as `| head -1` does
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""
+
+
+def test_a_policy_reads_once_and_a_connected_hop_says_on_link(capsys):
+    out = _trace(capsys, "--in-iface", "eth0", "--proto", "TCP", "--src", "10.1.20.5", "--dst", "10.1.10.5",
+                 "--dport", "80")
+    assert "policy ACCEPT" in out and "policy: policy" not in out
+    assert "FORWARD out cbr0 on-link (to the destination itself, no gateway)" in out
+    out = _trace(capsys, "--in-iface", "cbr0", "--proto", "tcp", "--src", "10.1.10.5", "--dst", "10.1.20.5",
+                 "--dport", "80")
+    assert "FORWARD out eth0 via 192.168.1.20" in out
