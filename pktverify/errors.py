@@ -25,7 +25,8 @@ class PktverifyError(Exception):
 class InputError(PktverifyError):
     """Input text that pktverify does not understand or that the kernel would reject.
 
-    ``str(err)`` is the one-line report ``FILE:LINE: what is wrong: the offending text``.
+    ``str(err)`` is the one-line report ``FILE:LINE: what is wrong: the offending text`` (``FILE: ...``
+    for what concerns the whole file, line 0).
     """
 
     def __init__(self, source: str, line: int, message: str, text: str = "") -> None:
@@ -37,7 +38,8 @@ class InputError(PktverifyError):
 
     def __str__(self) -> str:
         text = self.text if len(self.text) <= 200 else self.text[:200] + "..."
-        return one_line(f"{self.source}:{self.line}: {self.message}: {text}")
+        where = f"{self.source}:{self.line}" if self.line else self.source      # 0: the whole file
+        return one_line(f"{where}: {self.message}: {text}" if text else f"{where}: {self.message}")
 
 
 class InvalidArgument(PktverifyError, TypeError):

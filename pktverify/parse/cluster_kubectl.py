@@ -1,64 +1,84 @@
 """A real cluster: ``kubectl get nodes,pods,services,endpointslices -A -o json`` plus per-node dumps.
 
-Nodes come from ``Node`` objects (InternalIP, ``spec.podCIDR``) and their dumps
-in ``DUMPS/<node>/`` (``iptables-save.txt``, ``ip-addr.json``, ``ip-route.txt``);
-the node's prefix length and bridge are read from its address dump. Pods with
-a pod IP of their own (not host-network) come from ``Pod`` objects (ready =
-the Ready condition); services from ``Service`` objects (headless ones have no
-ClusterIP and are skipped); endpoints from ``EndpointSlice`` objects when a
-service has them (ready endpoints, pods by ``targetRef``, others by address),
-else from the selector. kubectl's output does not say the cluster and service
-CIDRs, so they are given on the command line.
+Nodes come from ``Node`` objects (InternalIP, ``spec.podCIDR``) and their dumps in
+``DUMPS/<node>/`` (the layout ``scripts/collect-node`` writes); :mod:`.kubectl_nodes` matches the
+folders, finds a missing pod CIDR and decides kube-proxy's mode from what the dumps show
+(:mod:`.dataplane`), refusing what is not modelled. Pods with a pod IP of their own (not
+host-network, not Succeeded or Failed: those released their IPs) come from ``Pod`` objects
+(ready = the Ready condition); services from ``Service`` objects (headless ones have no
+ClusterIP and are skipped); endpoints from ``EndpointSlice`` objects when a service has them
+(ready endpoints, pods by ``targetRef``, others by address), else from the selector. kubectl's
+output does not say the cluster and service CIDRs, so they are given on the command line.
 """
-
 from __future__ import annotations
 
-from dataclasses import replace
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import InvalidArgument
-from ..generate.ip_json import NODE_FILES
-from ..model.addresses import AddressError, format_network, in_network, parse_ip, parse_network
-from ..model.cluster import SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
-from .ipaddr import parse_ip_addr
+from ..model.addresses import AddressError, format_network, parse_ip, parse_network
+from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec, ServiceSpec
+from .dataplane import detect_dataplane
 from .json_input import JsonNode, load_json
 from .k8s_names import KINDS, dns1123_label, iana_svc_name, label_key, label_value
+from .kubectl_nodes import (NodeInput, dumps_folder, match_folders, node_specs, parse_pod_cidr_options,
+                            pod_cidr_from_dumps, proxy_mode, read_dumps)
 from .source import read_text
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
 
-# The node folder layout (NODE_FILES); earlier releases read ip-route.txt, still accepted.
-_FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
-
+_KUBECTL_KEY = re.compile(r'"(items|apiVersion|kind)"\s*:')
 
 def looks_like_kubectl(text: str) -> bool:
-    """True for kubectl JSON (an object), False for the YAML cluster description."""
-    return text.lstrip().startswith("{")
+    """True for kubectl JSON (an object with ``items``, ``apiVersion`` or ``kind``, as every
+    kubectl -o json output has), False for the YAML cluster description, in any YAML style
+    (flow style and JSON included: ``{"cluster": ...}``). ``text``: the file's beginning."""
+    return text.lstrip().startswith("{") and _KUBECTL_KEY.search(text) is not None
 
 
 def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, cluster_cidr: str,
-                         service_cidr: str) -> ClusterSpec:
-    """Read kubectl JSON and the per-node dumps under ``dumps`` (default: the JSON's directory)."""
+                         service_cidr: str, require_dumps: bool = False,
+                         pod_cidrs: Mapping[str, str] | None = None) -> ClusterSpec:
+    """Read kubectl JSON and the per-node dumps under ``dumps`` (default: the JSON's directory).
+
+    ``require_dumps``: a node without its iptables, addrs and routes dumps is an error (else
+    they are generated, and said so in the notes). ``pod_cidrs``: node name -> CIDR for nodes
+    whose Node object has no ``spec.podCIDR`` (``--pod-cidr NODE=CIDR``)."""
     text = read_text(path)
     doc = load_json(text, str(path), expect="kubectl get ... -o json")
     if not isinstance(doc.value, dict) or not isinstance(doc.value.get("items"), list):
         raise doc.error("expected kubectl's List output (an object with items): kubectl get nodes,pods,services,"
                         "endpointslices -A -o json")
-    base = Path(dumps) if dumps else Path(path).parent
     cidr = _cidr_argument("--cluster-cidr", cluster_cidr)
     svc_cidr = _cidr_argument("--service-cidr", service_cidr)
+    base = dumps_folder(path, dumps)
     by_kind: dict[str, list[JsonNode]] = {}
     for item in doc.list("items"):
         by_kind.setdefault(item.str("kind", default=""), []).append(item)
-    nodes = _unique([_node(n, base) for n in by_kind.get("Node", [])], "Node")
+    nodes = _unique([_node(n) for n in by_kind.get("Node", [])], "Node")
     if not nodes:
         raise doc.error("no Node objects: run kubectl get nodes,pods,services,endpointslices -A -o json")
     notes: list[str] = []          # what the input holds that is not modelled
-    nodes = _node_networks(nodes, base, notes)
-    node_ips = {n.ip for n, _item in nodes}
-    node_names = {n.name for n, _item in nodes}
-    pods = _unique([p for p in (_pod(item, node_ips, node_names, notes) for item in by_kind.get("Pod", [])) if p],
-                   "Pod")
+    warnings: list[str] = []       # what the user must hear about now (also in the notes)
+    inputs = [n for n, _item in nodes]
+    match_folders(inputs, base, require=require_dumps, notes=notes, warnings=warnings)
+    _pod_cidrs(nodes, parse_pod_cidr_options(pod_cidrs, {n.name for n in inputs}), cidr, notes)
+    node_ips = {n.ip for n in inputs}
+    for node in inputs:
+        if node.paths:
+            others = [n.pod_cidr for n in inputs if n is not node and n.pod_cidr]
+            iptables = read_text(node.paths["iptables"], allow_empty=True) if "iptables" in node.paths else None
+            ipsets = read_text(node.paths["ipsets"], allow_empty=True) if "ipsets" in node.paths else None
+            node.dataplane = detect_dataplane(iptables=iptables, interfaces=node.interfaces, routes=node.routes,
+                                              ipsets=ipsets, node_ips=node_ips, pod_cidrs=others)
+    node_names = {n.name for n in inputs}
+    pod_items = by_kind.get("Pod", [])
+    pods = _unique([p for p in (_pod(item, node_ips, node_names, notes) for item in pod_items if _live(item))
+                    if p], "Pod")
+    done = len(pod_items) - sum(1 for item in pod_items if _live(item))
+    if done:
+        notes.append(f"{done} completed pod(s) (Succeeded/Failed) skipped: their IPs are released")
     slices: dict[tuple[str, str], list[JsonNode]] = {}
     for s in by_kind.get("EndpointSlice", []):
         meta = s.obj("metadata")
@@ -68,12 +88,46 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     pod_keys = {p.key for p, _item in pods}
     services = _unique([s for s in (_service(item, slices, pod_keys, notes) for item in by_kind.get("Service", []))
                         if s], "Service")
+    mode = proxy_mode(inputs, str(path), has_services=bool(services), notes=notes)
+    specs = node_specs(inputs, notes)
     notes = list(dict.fromkeys(notes))
     for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
         notes.append(f"{len(by_kind[kind])} {kind} object(s) not modelled (NetworkPolicy, Ingress, ... are not "
                      "checked)")
-    return ClusterSpec(str(path), cidr, svc_cidr, "iptables", "direct", tuple(n for n, _ in nodes),
-                       tuple(p for p, _ in pods), tuple(s for s, _ in services), {"notes": notes})
+    return ClusterSpec(str(path), cidr, svc_cidr, mode, "direct", specs, tuple(p for p, _ in pods),
+                       tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
+
+
+def _live(item: JsonNode) -> bool:
+    """A pod that holds its address: not Succeeded or Failed (kubelet released their IPs, which
+    new pods may hold now)."""
+    return item.obj("status").str("phase", default="") not in ("Succeeded", "Failed")
+
+
+def _pod_cidrs(nodes: list[tuple[NodeInput, JsonNode]], given: dict[str, tuple[int, int]],
+               cluster_cidr: tuple[int, int], notes: list[str]) -> None:
+    """Each node's pod CIDR: spec.podCIDR, else --pod-cidr, else what its dumps show; else an error
+    that says both ways out."""
+    for node, item in nodes:
+        read_dumps(node)
+        if node.pod_cidr is not None:
+            if node.name in given and given[node.name] != node.pod_cidr:
+                raise InvalidArgument(f"--pod-cidr {node.name}={format_network(*given[node.name])}: the Node object "
+                                      f"says spec.podCIDR {format_network(*node.pod_cidr)}")
+            continue
+        if node.name in given:
+            node.pod_cidr = given[node.name]
+            notes.append(f"node {node.name}: no spec.podCIDR; pod CIDR {format_network(*node.pod_cidr)} from "
+                         "--pod-cidr")
+            continue
+        found = pod_cidr_from_dumps(node, cluster_cidr)
+        if found is None:
+            raise item.error(f"node {node.name} has no spec.podCIDR (Calico or Cilium IPAM?) and its dumps show none "
+                             f"(no bridge route or address in {format_network(*cluster_cidr)}): collect its "
+                             f"ip-addr.json and ip-route.json, or give --pod-cidr {node.name}=CIDR")
+        node.pod_cidr = found[0]
+        notes.append(f"node {node.name}: no spec.podCIDR; pod CIDR {format_network(*found[0])} taken from its dumps "
+                     f"({found[1]})")
 
 
 def _cidr_argument(option: str, text: str) -> tuple[int, int]:
@@ -113,21 +167,20 @@ def _meta(item: JsonNode, name_kind: str) -> tuple[JsonNode, str, str]:
                                                                        default="default")
 
 
-def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
+def _node(item: JsonNode) -> tuple[NodeInput, JsonNode]:
     meta = item.obj("metadata", required=True)
     name = _checked_name(meta, "name", "node name")       # a folder name under --dumps: validated first
     addresses = item.obj("status").list("addresses")
     internal = [a for a in addresses if a.str("type") == "InternalIP"]
     if not internal:
         raise item.error(f"node {name} has no InternalIP address in status.addresses")
-    spec = item.obj("spec")
-    if not spec.has("podCIDR"):
-        raise item.error(f"node {name} has no spec.podCIDR (pktverify needs each node's pod CIDR: is the "
-                         "controller manager's --allocate-node-cidrs on?)")
     try:
         ip = parse_ip(internal[0].str("address", required=True))
     except AddressError as exc:
         raise internal[0].error(f"node {name}: {exc}") from None
+    spec = item.obj("spec")
+    if not spec.str("podCIDR"):
+        return NodeInput(name, ip, None), item          # taken from --pod-cidr or the dumps
     cidr_text = spec.str("podCIDR")
     try:
         net = parse_network(cidr_text)
@@ -136,46 +189,7 @@ def _node(item: JsonNode, base: Path) -> tuple[NodeSpec, JsonNode]:
     if "/" not in cidr_text or parse_ip(cidr_text.split("/")[0]) != net[0]:
         raise spec.child("podCIDR").error(f"node {name}: podCIDR {cidr_text} has host bits set or no prefix "
                                           f"length (did you mean {format_network(*net)}?)")
-    folder = base / name
-    paths: dict[str, Path | None] = {}
-    for key in ("iptables", "addrs", "routes", "ipsets", "rules"):
-        p = folder / NODE_FILES[key]
-        if not p.is_file() and key in _FALLBACK and (folder / _FALLBACK[key]).is_file():
-            p = folder / _FALLBACK[key]
-        paths[key] = p if p.is_file() else None
-    prefixlen, bridge = 0, "cbr0"         # 0: no address dump, worked out from every node's address
-    if paths["addrs"] is not None:
-        prefixlen = 32
-        interfaces = parse_ip_addr(read_text(paths["addrs"]), source=str(paths["addrs"]))
-        for iface in interfaces.values():
-            for a in iface.addresses:
-                if a.ip == ip:
-                    prefixlen = a.prefixlen
-                if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
-                    bridge = iface.name
-    text = {k: (str(v) if v is not None else None) for k, v in paths.items()}
-    return NodeSpec(name, ip, prefixlen, net, bridge, text["iptables"], text["addrs"], text["routes"],
-                    ipsets=text["ipsets"], rules=text["rules"]), item
-
-
-def _node_networks(nodes: list[tuple[NodeSpec, JsonNode]], base: Path, notes: list[str]) -> list:
-    """Nodes without an address dump get the node network every node's address shares (at most a
-    /24); each node's missing dumps are noted: they are generated."""
-    ips = [n.ip for n, _item in nodes]
-    common = 24
-    while common > 0 and len({ip >> (32 - common) for ip in ips}) > 1:
-        common -= 1
-    out = []
-    for node, item in nodes:
-        missing = [k for k in ("iptables", "addrs", "routes") if getattr(node, k) is None]
-        if missing:
-            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {base / node.name}: generated "
-                         "(what kube-proxy and the CNI would write)"
-                         + (f"; node network taken as /{common}" if "addrs" in missing else ""))
-        if node.prefixlen == 0:
-            node = replace(node, prefixlen=common)
-        out.append((node, item))
-    return out
+    return NodeInput(name, ip, net), item
 
 
 def _pod(item: JsonNode, node_ips: set[int], node_names: set[str], notes: list[str]) -> tuple[PodSpec, JsonNode] | None:

@@ -21,12 +21,15 @@ import yaml
 
 from ..errors import InputError
 from ..limits import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
-from ..model.addresses import AddressError, format_ip, format_network, parse_ip, parse_network
+from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from .dataplane import detect_dataplane
+from .ipaddr import parse_ip_addr
+from .iproute import parse_routes
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
 from .source import read_text
 
-__all__ = ["load_cluster", "parse_cluster", "allocate_node_ports"]
+__all__ = ["load_cluster", "parse_cluster", "allocate_node_ports", "cluster_file"]
 
 
 class _Map(dict):
@@ -137,8 +140,26 @@ def _load_yaml(text: str, ctx: "_Ctx"):
 
 
 def load_cluster(path: str | Path) -> ClusterSpec:
-    """Read a cluster YAML file; dump paths in it are relative to the file."""
+    """Read a cluster YAML file (or a folder's ``cluster.yaml``); dump paths in it are relative to the file."""
+    path = cluster_file(path)
     return parse_cluster(read_text(path, limit=MAX_YAML_BYTES), source=str(path), base=Path(path).parent)
+
+
+def cluster_file(path: str | Path) -> str | Path:
+    """``path``, or ``path/cluster.yaml`` when ``path`` is a folder (what ``generate --out`` and
+    the examples hold); a folder without one is an error naming the folder."""
+    try:
+        folder = Path(path).is_dir()
+    except (OSError, ValueError):     # too long, a NUL: reading it says so
+        return path
+    if not folder:
+        return path
+    inside = Path(path) / "cluster.yaml"
+    if not inside.is_file():
+        raise InputError(str(path), 0, "a folder without cluster.yaml, and not a regular file: give the cluster "
+                                       "file (YAML, or kubectl get nodes,pods,services,endpointslices -A -o json "
+                                       "output)")
+    return inside
 
 
 class _Ctx:
@@ -232,8 +253,50 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
                                         f"{p.node}'s network namespace: its IP is the node's ({format_ip(node_ip)})")
             host_pods.append(replace(p, ip=node_ip))
     pods = tuple(p for p in all_pods if not p.host_network)
-    return ClusterSpec(source, ctx.net(c, "cidr"), ctx.net(c, "service_cidr"), mode, routing, nodes, pods, services,
+    cidr, service_cidr = ctx.net(c, "cidr"), ctx.net(c, "service_cidr")
+    if not nodes:
+        raise ctx.error(doc.key_lines["nodes"], "nodes is empty: a cluster has at least one node")
+    _check_dumps(ctx, nodes, mode)
+    return ClusterSpec(source, cidr, service_cidr, mode, routing, nodes, pods, services,
                        {"notes": notes} if notes else {}, host_pods=tuple(host_pods), node_port_range=port_range)
+
+
+def _check_dumps(ctx: _Ctx, nodes: tuple[NodeSpec, ...], mode: str) -> None:
+    """Refuse a node whose dumps show what the description does not say (another kube-proxy mode,
+    no interface of the bridge's name) or what pktverify does not model (IPVS, an overlay):
+    verifying it as described would report false violations or fail later without a line. A dump
+    that does not parse is left to the node's own parse, which names the line."""
+    node_ips = [n.ip for n in nodes]
+    for node in nodes:
+        texts = {}
+        for kind in ("iptables", "addrs", "routes", "ipsets"):
+            path = getattr(node, kind)
+            try:
+                texts[kind] = read_text(path, allow_empty=True) if path else node.dump_text(kind)
+            except InputError:
+                texts[kind] = None
+        if not any(texts.values()):
+            continue
+        try:
+            interfaces = parse_ip_addr(texts["addrs"]) if texts["addrs"] else None
+            routes = parse_routes(texts["routes"]).routes if texts["routes"] else None
+        except InputError:
+            continue
+        if interfaces is not None and node.bridge not in interfaces:
+            holder = next((i.name for i in interfaces.values() for a in i.addresses
+                           if in_network(a.ip, *node.pod_cidr) and not i.loopback), None)
+            raise ctx.error(node.line, f"node {node.name}: bridge {node.bridge} is not in its address dump (it has "
+                                       f"{', '.join(list(interfaces)[:8])}): pods hang on it"
+                                       + (f"; set bridge: {holder}" if holder else ""))
+        seen = detect_dataplane(iptables=texts["iptables"], interfaces=interfaces, routes=routes,
+                                ipsets=texts["ipsets"], node_ips=node_ips,
+                                pod_cidrs=[n.pod_cidr for n in nodes if n is not node])
+        why = seen.unmodelled()
+        if not why and seen.proxy_mode and seen.proxy_mode != mode:
+            why = (f"runs kube-proxy in {seen.proxy_mode} mode ({', '.join(seen.proxy_evidence)}), but the cluster "
+                   f"says proxy_mode: {mode}")
+        if why:
+            raise ctx.error(node.line, f"node {node.name} {why}")
 
 
 def _node_port_range(ctx: _Ctx, c: _Map) -> tuple[int, int]:
@@ -298,8 +361,12 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
         if rel is not None:
             if not rel or "\0" in rel:
                 raise ctx.error(n.key_lines[key], f"{key} must be a file path")
-            path = (base / rel).resolve()
-            if not path.is_file():
+            try:
+                path = (base / rel).resolve()
+                is_file = path.is_file()
+            except OSError as exc:       # e.g. a name too long: a read that failed, not a write
+                raise ctx.error(n.key_lines[key], f"{key} file cannot be read ({exc.strerror or exc})") from None
+            if not is_file:
                 raise ctx.error(n.key_lines[key], f"{key} file {path} does not exist or is not a regular file")
             dumps[key] = str(path)
     inline, inline_lines = [], []

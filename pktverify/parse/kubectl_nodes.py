@@ -1,0 +1,234 @@
+"""The nodes of kubectl input: each Node object with its dump folder, pod CIDR and dataplane.
+
+kubectl's Node objects say a node's name, address and (when the controller manager allocates them)
+its pod CIDR; what the node runs is in its dumps, ``DUMPS/<node>/`` in the layout
+``scripts/collect-node`` writes. This module matches folders to nodes (and says which folders match
+no node and which nodes have no dumps: a missing dump is generated, i.e. assumed healthy), makes
+every dump path absolute (workers elsewhere read them too), takes a node's pod CIDR from its dumps
+or ``--pod-cidr NODE=CIDR`` when ``spec.podCIDR`` is empty (Calico and Cilium IPAM), and decides the
+kube-proxy mode by what the dumps show, refusing in one line what pktverify does not model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import InputError, InvalidArgument
+from ..generate.ip_json import NODE_FILES
+from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
+from ..model.cluster import NodeSpec
+from ..model.node import SCOPES, Interface, Route
+from .dataplane import Dataplane
+from .ipaddr import parse_ip_addr
+from .iproute import parse_routes
+from .source import read_text
+
+__all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options", "pod_cidr_from_dumps",
+           "node_specs", "proxy_mode", "read_dumps"]
+
+# Earlier releases read ip-route.txt and ip-addr.txt; still accepted.
+_FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
+_CORE = ("iptables", "addrs", "routes")
+
+
+@dataclass
+class NodeInput:
+    """One Node object as read so far: ``pod_cidr`` None until found; ``paths`` the dumps its
+    folder holds (absolute); ``interfaces``/``routes`` parsed from them (None: not collected)."""
+    name: str
+    ip: int
+    pod_cidr: tuple[int, int] | None
+    paths: dict[str, str] = field(default_factory=dict)
+    interfaces: dict[str, Interface] | None = None
+    routes: tuple[Route, ...] | None = None
+    dataplane: Dataplane = field(default_factory=Dataplane)
+
+
+def dumps_folder(json_path: str | Path, dumps: str | Path | None) -> Path:
+    """The absolute folder holding the node folders: ``dumps``, or the JSON's folder. A ``dumps``
+    that is no folder is an error (a typo must not turn every node into a generated healthy one)."""
+    if dumps is None:
+        return Path(json_path).resolve().parent
+    base = Path(dumps)
+    try:
+        is_dir = base.is_dir()
+    except OSError as exc:            # e.g. a name too long
+        raise InvalidArgument(f"--dumps {dumps}: cannot read folder: {exc.strerror}") from None
+    if not is_dir:
+        what = "is not a folder" if base.exists() else "does not exist"
+        raise InvalidArgument(f"--dumps {dumps} {what}: give the folder holding one folder per node (named after "
+                              "the node, as scripts/collect-node DIR/<node> writes it)")
+    return base.resolve()
+
+
+def match_folders(nodes: list[NodeInput], base: Path, *, require: bool, notes: list[str],
+                  warnings: list[str]) -> None:
+    """Fill each node's ``paths`` from ``base/<node>/``; say which folders match no node (with the
+    node they were probably meant for) and which nodes' dumps are missing (generated); with
+    ``require``, a node without its iptables, addrs and routes dumps is an error."""
+    names = {n.name for n in nodes}
+    for node in nodes:
+        folder = base / node.name
+        for kind, file_name in NODE_FILES.items():
+            p = folder / file_name
+            if not p.is_file() and kind in _FALLBACK and (folder / _FALLBACK[kind]).is_file():
+                p = folder / _FALLBACK[kind]
+            if p.is_file():
+                node.paths[kind] = str(p)
+    stray = sorted(entry.name for entry in _subfolders(base)
+                   if entry.name not in names and any((entry / f).is_file() for f in (*NODE_FILES.values(),
+                                                                                          *_FALLBACK.values())))
+    for name in stray:
+        guess = _closest_node(name, names)
+        warnings.append(f"folder {base / name} holds node dumps but matches no node"
+                        + (f" (did you mean {guess}? node folders are named after metadata.name)" if guess else
+                           f" (nodes: {', '.join(sorted(names)[:5])}{', ...' if len(names) > 5 else ''})"))
+    missing = [n for n in nodes if not all(k in n.paths for k in _CORE)]
+    if require and missing:
+        node = missing[0]
+        lacking = [NODE_FILES[k] for k in _CORE if k not in node.paths]
+        more = f" (and {len(missing) - 1} more node(s))" if len(missing) > 1 else ""
+        raise InvalidArgument(f"--require-dumps: node {node.name} has no {', '.join(lacking)} in "
+                              f"{base / node.name}{more}: run scripts/collect-node {base / node.name} on it"
+                              + (f"; {stray[0]} matches no node" if stray else ""))
+    if missing and len(missing) == len(nodes):
+        warnings.append(f"no node has its dumps in {base} (folders named after the nodes, as "
+                        "scripts/collect-node writes them): every node's rules, addresses and routes are generated "
+                        "(what kube-proxy and the CNI would set up), not read")
+    elif missing:
+        warnings.append(f"{len(missing)} of {len(nodes)} nodes have no complete dumps in {base} "
+                        f"({', '.join(n.name for n in missing[:5])}{', ...' if len(missing) > 5 else ''}): what is "
+                        "missing is generated (assumed healthy); --require-dumps makes this an error")
+    notes.extend(warnings)
+
+
+def _subfolders(base: Path) -> list[Path]:
+    try:
+        return [entry for entry in base.iterdir() if entry.is_dir()]
+    except OSError:
+        return []
+
+
+def _closest_node(folder: str, names: set[str]) -> str | None:
+    """The node a stray folder was probably meant for: its first DNS label (an FQDN), or the same
+    name in another case."""
+    for candidate in (folder.split(".")[0], folder.lower(), folder.split(".")[0].lower()):
+        if candidate in names:
+            return candidate
+    hits = [n for n in names if folder.startswith(n + ".") or n.startswith(folder + ".")]
+    return hits[0] if len(hits) == 1 else None
+
+
+def parse_pod_cidr_options(options: Mapping[str, str] | None, names: set[str]) -> dict[str, tuple[int, int]]:
+    """``--pod-cidr NODE=CIDR`` values, checked: a known node, a network without host bits."""
+    out = {}
+    for name, text in (options or {}).items():
+        if name not in names:
+            raise InvalidArgument(f"--pod-cidr {name}={text}: no node {name!r} in the input (nodes: "
+                                  f"{', '.join(sorted(names)[:5])}{', ...' if len(names) > 5 else ''})")
+        try:
+            net = parse_network(text)
+        except AddressError as exc:
+            raise InvalidArgument(f"--pod-cidr {name}={text}: {exc}") from None
+        if "/" not in text or parse_ip(text.split("/")[0]) != net[0]:
+            raise InvalidArgument(f"--pod-cidr {name}={text} must be a network in CIDR form without host bits "
+                                  f"(did you mean {format_network(*net)}?)")
+        out[name] = net
+    return out
+
+
+def read_dumps(node: NodeInput) -> None:
+    """Parse the node's address and route dumps (what pod CIDR and dataplane detection read)."""
+    if "addrs" in node.paths:
+        node.interfaces = parse_ip_addr(read_text(node.paths["addrs"]), source=node.paths["addrs"])
+    if "routes" in node.paths:
+        node.routes = parse_routes(read_text(node.paths["routes"]), source=node.paths["routes"]).routes
+
+
+def pod_cidr_from_dumps(node: NodeInput, cluster_cidr: tuple[int, int]) -> tuple[tuple[int, int], str] | None:
+    """The node's pod CIDR as its dumps show it, and how: the connected route of the bridge pods
+    hang on (``10.244.1.0/24 dev cni0 scope link``), else such an address on an interface, else
+    the one IPAM block route Calico installs (``blackhole 10.244.1.0/26``). None when none fits."""
+    def inside(net: int, mask: int) -> bool:
+        return mask >= cluster_cidr[1] and mask != 0xFFFFFFFF and in_network(net, *cluster_cidr)
+
+    for r in node.routes or ():
+        if (r.table in ("main", "") and r.kind == "unicast" and r.gateway is None and r.dev
+                and r.scope == SCOPES["link"] and inside(r.network, r.mask)):
+            return (r.network, r.mask), f"the connected route {format_network(r.network, r.mask)} dev {r.dev}"
+    for iface in (node.interfaces or {}).values():
+        for a in iface.addresses:
+            mask = (0xFFFFFFFF << (32 - a.prefixlen)) & 0xFFFFFFFF
+            if not iface.loopback and inside(a.ip & mask, mask):
+                return (a.ip & mask, mask), f"the address {format_ip(a.ip)}/{a.prefixlen} on {iface.name}"
+    blocks = [r for r in node.routes or () if r.kind == "blackhole" and inside(r.network, r.mask)]
+    if len(blocks) == 1:
+        r = blocks[0]
+        return (r.network, r.mask), f"the IPAM block route blackhole {format_network(r.network, r.mask)}"
+    return None
+
+
+def node_specs(nodes: list[NodeInput], notes: list[str]) -> tuple[NodeSpec, ...]:
+    """NodeSpecs: the node's prefix length and bridge read from its address dump; nodes without
+    one get the node network every node's address shares (at most a /24). Missing dumps are noted."""
+    ips = [n.ip for n in nodes]
+    common = 24
+    while common > 0 and len({ip >> (32 - common) for ip in ips}) > 1:
+        common -= 1
+    out = []
+    for node in nodes:
+        net = node.pod_cidr
+        prefixlen, bridge = common, "cbr0"
+        if node.interfaces is not None:
+            prefixlen = 32
+            for iface in node.interfaces.values():
+                for a in iface.addresses:
+                    if a.ip == node.ip:
+                        prefixlen = a.prefixlen
+                    if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
+                        bridge = iface.name
+        missing = [k for k in _CORE if k not in node.paths]
+        if missing:
+            where = str(Path(node.paths[next(iter(node.paths))]).parent) if node.paths else f"<no folder {node.name}>"
+            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {where}: generated (what kube-proxy "
+                         "and the CNI would write)"
+                         + (f"; node network taken as /{common}" if "addrs" in missing else ""))
+        p = node.paths
+        out.append(NodeSpec(node.name, node.ip, prefixlen, net, bridge, p.get("iptables"), p.get("addrs"),
+                            p.get("routes"), ipsets=p.get("ipsets"), rules=p.get("rules")))
+    return tuple(out)
+
+
+def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes: list[str]) -> str:
+    """kube-proxy's mode as the nodes' iptables dumps show it ("iptables" when no node has one: the
+    generated dumps are). Refuses, in one line, a node that runs what is not modelled, nodes that
+    disagree, and dumps without any kube-proxy rule (nftables mode cannot be seen in them)."""
+    for node in nodes:
+        why = node.dataplane.unmodelled()
+        if why:
+            raise InputError(source, 0, f"node {node.name} {why}")
+    with_rules = [n for n in nodes if "iptables" in n.paths]
+    modes: dict[str, list[str]] = {}
+    for n in with_rules:
+        modes.setdefault(n.dataplane.proxy_mode or "", []).append(n.name)
+    found = sorted(m for m in modes if m)
+    if len(found) > 1:
+        parts = "; ".join(f"{m} on {', '.join(modes[m][:3])}{', ...' if len(modes[m]) > 3 else ''}" for m in found)
+        raise InputError(source, 0, f"the nodes run kube-proxy in different modes ({parts}): pktverify verifies "
+                                    "one mode per cluster")
+    bare = modes.get("", [])
+    if bare and not found and has_services:
+        which = f"{'node' if len(bare) == 1 else 'nodes'} {', '.join(bare[:3])}{', ...' if len(bare) > 3 else ''}"
+        raise InputError(source, 0, f"no kube-proxy rules found in the iptables-save of {which} (no nat "
+                                    "KUBE-SERVICES, no KUBE-PORTALS-*): kube-proxy in nftables mode "
+                                    "(nft list ruleset) or not running; pktverify models the userspace and iptables "
+                                    "modes")
+    for name in bare:
+        notes.append(f"node {name}: no kube-proxy rules found in its iptables-save (is kube-proxy running there?)")
+    mode = found[0] if found else "iptables"
+    if mode == "userspace":
+        notes.append("userspace mode: the proxy ports are pktverify's own choice, not read from the dumps' "
+                     "KUBE-PORTALS rules")
+    return mode
