@@ -95,15 +95,15 @@ def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: l
     blockers = [(f, why) for f in findings if f.source == path
                 for why in (lint_structure.load_blocker(f),) if why is not None]
     if blockers:
-        first, _why = blockers[0]
-        where = f"line {first.line} ({first.id}: {first.message})"
         if all(why == "unreadable" for _f, why in blockers):
-            notes.append(f"pktverify cannot read {path}, {where}, so the cluster was not verified with it "
-                         "(--lenient reads what pktverify does not model as may-match)")
+            first = blockers[0][0]
+            notes.append(f"pktverify cannot read {path} (line {first.line}, {first.id}: {first.message}), so the "
+                         "cluster was not verified with it (--lenient reads what pktverify does not model as "
+                         "may-match)")
         else:
             first = next(f for f, why in blockers if why == "refused")
-            notes.append(f"iptables-restore would refuse {path}, line {first.line} ({first.id}: {first.message}), "
-                         "so the cluster was not verified with it (fix the PV1xx errors first)")
+            notes.append(f"iptables-restore would refuse {path} (line {first.line}, {first.id}), so the cluster was "
+                         "not verified with it: fix the PV1xx errors first")
         return None
     report = verify(proposed, lenient=lenient)
     return lint_invariants.invariant_findings(proposed, node_name, path, report)

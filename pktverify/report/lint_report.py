@@ -38,7 +38,8 @@ def lint_text_report(result: LintResult, *, colour: bool = False) -> str:
     counts = [f"{result.count(s)} {s}{'s' if result.count(s) != 1 else ''}" for s in ("error", "warning", "info")
               if result.count(s)]
     lines.append(f"{len(result.findings)} finding(s) in {len(result.files)} file(s)" + (f": {', '.join(counts)}"
-                                                                                        if counts else ": clean"))
+                                                                                        if counts else ": clean")
+                 + ("; the cluster was not verified" if result.unverified else ""))
     return "\n".join(lines) + "\n"
 
 
