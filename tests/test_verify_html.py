@@ -116,3 +116,96 @@ def test_the_page_renders_in_chromium(browser, tmp_path, cluster, causes, replie
     else:
         assert page.locator("#verdict").inner_text() == "every invariant holds"
     page.close()
+
+
+# ------------------------------------------------------------------ one cause, shown where it acts
+SEED = RULES / "seed" / "cluster-iptables.yaml"
+
+
+def _dockerised_seed(tmp_path: Path, *, rules: str | None = None) -> Path:
+    """The seed cluster on disk, node2 given its generated iptables-save with docker's
+    ``:FORWARD DROP`` policy (and ``rules`` as its ``ip rule`` dump, when given)."""
+    from pktverify.generate.node_state import generate_node
+    cluster = pktverify.load_cluster(SEED)
+    node = next(n for n in cluster.nodes if n.name == "node2")
+    head, sep, tail = generate_node(cluster, node).iptables.partition("*filter\n")
+    (tmp_path / "node2").mkdir()
+    (tmp_path / "node2" / "iptables-save.txt").write_text(
+        head + sep + tail.replace(":FORWARD ACCEPT [0:0]", ":FORWARD DROP [0:0]", 1))
+    extra = ", iptables: node2/iptables-save.txt"
+    if rules is not None:
+        (tmp_path / "node2" / "ip-rule.txt").write_text(rules)
+        extra += ", rules: node2/ip-rule.txt"
+    old = "{name: node2, ip: 192.168.1.20/24, pod_cidr: 10.1.20.0/24, bridge: cbr0}"
+    (tmp_path / "cluster.yaml").write_text(SEED.read_text().replace(old, old[:-1] + extra + "}"))
+    return tmp_path / "cluster.yaml"
+
+
+def test_the_page_marks_the_node_of_the_biggest_cause_and_its_dropping_step(tmp_path):
+    report = pktverify.verify(pktverify.load_cluster(_dockerised_seed(tmp_path)))
+    html = report.to_html()
+    [group] = report.groups
+    marked = [part for part in html.split('<g class="node')[1:] if part.startswith(' cause"')]
+    assert len(marked) == 1 and ">node2</text>" in marked[0] and ">cause 1</text>" in marked[0]
+    # every stopped box says first, in bold, what stopped it, with the declaration's file:line
+    boxes = [b for b in html.split('<div class="hop')[1:] if b.startswith(' stop')]
+    assert boxes
+    for box in boxes:
+        after_point = box.split("</div>", 1)[1]
+        assert after_point.startswith('<div class="stopped">filter/FORWARD policy DROP<span class="loc">'
+                                      f'{tmp_path / "node2" / "iptables-save.txt"}:3</span></div>')
+        assert "<li" not in box or "policy DROP</li>" not in box        # not repeated below
+
+
+def test_pod_labels_stay_unique_when_shortened():
+    from pktverify.report.verify_html import _pod_labels
+    from pktverify.model.cluster import PodSpec
+    pods = [PodSpec(f"frontend-deployment-7d9f8b6c5-x2k4{c}", "production", "node1", 0x0A010A05 + i, (), (8080,))
+            for i, c in enumerate("pq")]
+    pods += [PodSpec("a" * 40 + c, "ns", "node1", 0x0A010A09, (), ()) for c in "xy"]     # one address: cut alike
+    labels = _pod_labels(pods)
+    assert len(set(labels.values())) == len(pods)
+    assert all(len(label) <= 32 for label in labels.values())
+    assert labels[id(pods[0])].endswith(" 10.1.10.5") and "…" in labels[id(pods[0])]
+
+
+def test_every_dump_is_listed_and_captures_are_named_next_to_each_example(tmp_path, capsys):
+    import json
+    rules = "0:\tfrom all lookup local\n32766:\tfrom all lookup main\n32767:\tfrom all lookup default\n"
+    cluster = _dockerised_seed(tmp_path, rules=rules)
+    page, pcaps = tmp_path / "report.html", tmp_path / "pcaps"
+    assert main(["verify", str(cluster), "--html", str(page), "--pcap-dir", str(pcaps)]) == 1
+    text = capsys.readouterr().out
+    html = page.read_text()
+    assert f"<code>{tmp_path / 'node2' / 'ip-rule.txt'}</code>" in html
+    assert f"<code>{tmp_path / 'node2' / 'iptables-save.txt'}</code>" in html
+    assert "dumps: iptables, rules</text>" in html and "generated: addrs, routes</text>" in html
+    shown = [line.split("capture: ", 1)[1] for line in text.split("\n") if line.startswith("    capture: ")]
+    assert len(shown) == 2 and all((pcaps / Path(name).name).exists() for name in shown)
+    assert all(f"capture: <code>{name}</code>" in html for name in shown)
+    assert main(["verify", str(cluster), "--format", "json", "--pcap-dir", str(pcaps)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    named = [c for inv in doc["invariants"] for v in inv["violations"] for c in v["captures"]]
+    assert set(shown) <= set(named) and all(Path(c).exists() for c in named)
+    # the counts read the same in the three outputs
+    for inv in doc["invariants"]:
+        row = next(line for line in text.split("\n") if line.startswith(inv["name"] + " "))
+        assert row.split()[2:] == [str(inv["checked"]), str(inv["violating_flows"])]
+        assert f"<td>{inv['checked']}</td><td>{inv['violating_flows']}</td></tr>" in html
+
+
+def test_the_dropping_step_is_the_most_prominent_thing_in_its_box(browser, tmp_path):
+    page_file = tmp_path / "report.html"
+    page_file.write_text(pktverify.verify(pktverify.load_cluster(_dockerised_seed(tmp_path))).to_html())
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(page_file.as_uri())
+    box = page.locator("section.group .hop.stop").first
+    stopped = box.locator(".stopped")
+    assert stopped.count() == 1 and stopped.inner_text().startswith("filter/FORWARD policy DROP")
+    style = stopped.evaluate("e => [getComputedStyle(e).fontSize, getComputedStyle(e).fontWeight]")
+    sizes = box.evaluate("b => [...b.querySelectorAll('.point, .tuple, li')].map(e => "
+                         "[parseFloat(getComputedStyle(e).fontSize), +getComputedStyle(e).fontWeight])")
+    assert all(float(style[0][:-2]) >= size and int(style[1]) >= weight for size, weight in sizes)
+    node = page.locator("#topology g.node.cause")
+    assert node.count() == 1 and "node2" in node.inner_html()
+    page.close()

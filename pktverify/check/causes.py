@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 from .invariants import InvariantResult, Violation, flow_key, violating_flows
 
-__all__ = ["Group", "group_violations", "Cause", "cause_of", "flow_key", "violating_flows", "REWRITES"]
+__all__ = ["Group", "group_violations", "Cause", "cause_of", "explain", "ending_step", "flow_key", "violating_flows",
+           "REWRITES"]
 
 REWRITES = ("DNAT", "SNAT", "MASQUERADE", "REDIRECT", "NETMAP")
 _STOPS = ("DROP", "REJECT")
@@ -151,20 +152,17 @@ def _ended(end) -> Cause:
     """What ended the path ``end`` on the node where it ended."""
     node = _end_node(end)
     last = next((h.outcome for h in reversed(end.hops) if h.outcome is not None), None)
-    if end.kind in ("drop", "reject") and last is not None and last.verdict in ("drop", "reject"):
-        for s in reversed(last.steps):
-            if s.table is not None:
-                word = s.action.split(" ")[0]
-                if s.rule_index is not None and word in _STOPS:
-                    return Cause(f"{s.table}/{s.chain} #{s.rule_index} {word}", _where(s), "rule", node)
-                if s.rule_index is None and s.action == "policy DROP":
-                    return Cause(f"{s.table}/{s.chain} policy DROP", _where(s), "policy", node)
-            elif s.action.startswith("route: ") and "→" not in s.action:
-                if s.line and s.rule and re.match(r"\d+:", s.rule):
-                    return Cause(f"ip rule {s.rule}", _where(s), "ip-rule", node)
-                if s.line:
-                    return Cause(f"route {s.rule}", _where(s), "route", node)
-                return Cause(s.action[len("route: "):], None, "no-route", node)
+    s = ending_step(last) if end.kind in ("drop", "reject") and last is not None else None
+    if s is not None:
+        if s.table is not None:
+            if s.rule_index is not None:
+                return Cause(f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}", _where(s), "rule", node)
+            return Cause(f"{s.table}/{s.chain} policy DROP", _where(s), "policy", node)
+        if s.line and s.rule and re.match(r"\d+:", s.rule):
+            return Cause(f"ip rule {s.rule}", _where(s), "ip-rule", node)
+        if s.line:
+            return Cause(f"route {s.rule}", _where(s), "route", node)
+        return Cause(s.action[len("route: "):], None, "no-route", node)
     reason = end.reason
     if node and reason.startswith(node):
         reason = reason[len(node):].lstrip(": ")
@@ -173,6 +171,23 @@ def _ended(end) -> Cause:
     if route is not None:
         return Cause(f"{reason} — by route {route.rule}", _where(route), "route", node)
     return Cause(reason, None, "other", node)
+
+
+def ending_step(outcome):
+    """The step that stopped a drop or reject ``outcome`` on its node: the DROP or REJECT rule, a
+    chain's DROP policy, or the routing decision (route, ``ip rule``, no route at all) that refused
+    the packet; None for another outcome or a stop no step names (a martian address, a TTL)."""
+    if outcome.verdict not in ("drop", "reject"):
+        return None
+    for s in reversed(outcome.steps):
+        if s.table is not None:
+            if s.rule_index is not None and s.action.split(" ")[0] in _STOPS:
+                return s
+            if s.rule_index is None and s.action == "policy DROP":
+                return s
+        elif s.action.startswith("route: ") and "→" not in s.action:
+            return s
+    return None
 
 
 def _end_node(end) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ..check.causes import REWRITES, Group, group_violations
+from ..check.causes import REWRITES, Group, ending_step, group_violations
 from ..check.invariants import InvariantResult, Violation
 from ..eval.cluster_walk import step_label
 from ..model.addresses import format_ip, format_network
@@ -37,6 +37,9 @@ padding:6px 8px;font-size:12px}.hop .point{font-weight:600;word-break:break-all}
 .hop .tuple{font-family:ui-monospace,monospace;font-size:11px;white-space:nowrap;margin-top:3px}
 .hop .rules{margin:4px 0 0;padding-left:14px;color:#5f6b7a}.hop .rules li.nat{color:#8a4b00;font-weight:600}
 .hop.nat{background:#fff4e0;border-color:#e69500}.hop.stop{background:#fdecea;border-color:#c62828}
+.hop .stopped{margin:4px 0 2px;padding:3px 5px;border-radius:4px;background:#c62828;color:#fff;font-weight:700;
+font-size:13px;word-break:break-word}.hop .stopped .loc{display:block;color:#fde0dc;font-weight:400;font-size:11px}
+.hop.stop:has(.stopped){width:260px;border-width:2px}
 .hop.end{background:#e8f4ea;border-color:#2e7d32}.hop.wire{background:#eef1f5;border-style:dashed}
 .arrow{flex:0 0 auto;align-self:center;color:#8593a3;font-size:18px;padding:0 4px}
 .row-label{font-size:12px;font-weight:600;color:#5f6b7a;margin-top:6px}
@@ -63,7 +66,8 @@ def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_
            f"{format_network(*cluster.cidr)}, service CIDR {format_network(*cluster.service_cidr)}</p>"]
     out += _invariants(results)
     out.append("<h2>The cluster</h2>")
-    out.append(_topology(cluster))
+    out.append(_topology(cluster, groups[0] if groups else None))
+    out += _dumps(cluster)
     out += _services(cluster)
     out.append("<h2>Causes, biggest first</h2>" if groups else "<h2>Causes</h2><p>None: nothing to fix.</p>")
     for n, group in enumerate(groups, 1):
@@ -80,41 +84,119 @@ def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_
 def _invariants(results: list[InvariantResult]) -> list[str]:
     rows = [f"<tr class=\"invariant\"><td>{escape(r.name)}</td><td><span class=\"verdict "
             f"{'holds' if r.holds else 'fails'}\">{'holds' if r.holds else 'FAILS'}</span></td>"
-            f"<td>{r.checked}</td><td>{len(r.violations)}</td></tr>" for r in results]
+            f"<td>{r.checked}</td><td>{r.violating}</td></tr>" for r in results]
     return ["<table id=\"invariants\"><tr><th>invariant</th><th>result</th><th>flows checked</th>"
-            "<th>violations</th></tr>", *rows, "</table>"]
+            "<th>violating flows</th></tr>", *rows, "</table>"]
 
 
-def _topology(cluster: ClusterSpec) -> str:
-    """The nodes side by side on their network, each with its address, bridge, pod CIDR and pods."""
-    width, gap, top = 200, 24, 40
+def _topology(cluster: ClusterSpec, biggest: Group | None = None) -> str:
+    """The nodes side by side on their network, each with its address, bridge, pod CIDR, every dump
+    it was given (and which are generated) and its pods; the node(s) where the biggest cause acts
+    are drawn in red, marked "cause 1"."""
+    width, gap, top = 220, 24, 40
     per_node = {n.name: [p for p in cluster.pods if p.node == n.name] for n in cluster.nodes}
+    labels = _pod_labels(cluster.pods)
     shown = min(8, max((len(v) for v in per_node.values()), default=0))
-    height = 92 + 16 * shown
-    total = max(1, len(cluster.nodes)) * (width + gap) + gap
+    height = 108 + 16 * shown
+    per_row = min(_PER_ROW, max(1, len(cluster.nodes)))      # rows of nodes: the page never scrolls sideways
+    rows = -(-len(cluster.nodes) // per_row) or 1
+    total = per_row * (width + gap) + gap
+    row_height = top + height + 20
+    marked = set(biggest.nodes) if biggest is not None else set()
     parts = [f'<svg id="topology" role="img" aria-label="nodes and pod CIDRs" width="{total}" '
-             f'height="{top + height + 20}" viewBox="0 0 {total} {top + height + 20}">',
-             f'<line x1="{gap}" y1="18" x2="{total - gap}" y2="18" stroke="#8593a3" stroke-width="3"/>',
+             f'height="{rows * row_height}" viewBox="0 0 {total} {rows * row_height}">',
              '<text x="8" y="12" fill="#5f6b7a">node network</text>']
+    for r in range(rows):
+        parts.append(f'<line x1="{gap}" y1="{18 + r * row_height}" x2="{total - gap}" y2="{18 + r * row_height}" '
+                     'stroke="#8593a3" stroke-width="3"/>')
     for i, node in enumerate(cluster.nodes):
-        x = gap + i * (width + gap)
+        x = gap + (i % per_row) * (width + gap)
+        y0 = (i // per_row) * row_height
         pods = per_node[node.name]
-        given = [k for k in ("iptables", "addrs", "routes") if node.has_dump(k)]
-        parts += [f'<line x1="{x + width / 2}" y1="18" x2="{x + width / 2}" y2="{top}" stroke="#8593a3"/>',
-                  f'<g class="node"><rect x="{x}" y="{top}" width="{width}" height="{height}" rx="6" fill="#fff" '
-                  'stroke="#8593a3"/>',
-                  f'<text x="{x + 8}" y="{top + 18}" font-weight="600">{escape(node.name)}</text>',
-                  f'<text x="{x + 8}" y="{top + 34}">{format_ip(node.ip)}/{node.prefixlen}</text>',
-                  f'<text x="{x + 8}" y="{top + 50}">{escape(node.bridge)} {format_network(*node.pod_cidr)}</text>',
-                  f'<text x="{x + 8}" y="{top + 66}" fill="#5f6b7a">dumps: '
-                  f'{escape(", ".join(given)) if given else "generated"}</text>']
+        given = [k for k in _DUMP_KINDS if node.has_dump(k)]
+        generated = [k for k in _GENERATED if k not in given]
+        hot = node.name in marked
+        stroke = 'stroke="#c62828" stroke-width="3"' if hot else 'stroke="#8593a3"'
+        parts += [f'<line x1="{x + width / 2}" y1="{18 + y0}" x2="{x + width / 2}" y2="{top + y0}" stroke="#8593a3"/>',
+                  f'<g class="node{" cause" if hot else ""}"><title>{escape(node.name)}</title>'
+                  f'<rect x="{x}" y="{top + y0}" width="{width}" height="{height}" rx="6" '
+                  f'fill="{"#fdecea" if hot else "#fff"}" {stroke}/>',
+                  f'<text x="{x + 8}" y="{top + y0 + 18}" font-weight="600">{escape(_cut(node.name, 22))}</text>']
+        if hot:
+            parts.append(f'<text class="cause-mark" x="{x + width - 8}" y="{top + y0 + 18}" text-anchor="end" '
+                         'fill="#c62828" font-weight="700">cause 1</text>')
+        parts += [f'<text x="{x + 8}" y="{top + y0 + 34}">{format_ip(node.ip)}/{node.prefixlen}</text>',
+                  f'<text x="{x + 8}" y="{top + y0 + 50}">{escape(_cut(node.bridge, 12))} '
+                  f'{format_network(*node.pod_cidr)}</text>',
+                  f'<text class="dumps" x="{x + 8}" y="{top + y0 + 66}" fill="#5f6b7a">dumps: '
+                  f'{escape(", ".join(given)) if given else "none given"}</text>',
+                  f'<text x="{x + 8}" y="{top + y0 + 82}" fill="#5f6b7a">generated: '
+                  f'{escape(", ".join(generated)) if generated else "none"}</text>']
         for j, pod in enumerate(pods[:shown]):
-            label = f"{pod.key} {format_ip(pod.ip)}" if j < shown - 1 or len(pods) <= shown else \
-                f"... and {len(pods) - shown + 1} more"
-            parts.append(f'<text x="{x + 14}" y="{top + 84 + 16 * j}">{escape(label[:30])}</text>')
+            more = j == shown - 1 and len(pods) > shown
+            label = f"... and {len(pods) - shown + 1} more" if more else labels[id(pod)]
+            parts.append(f'<text class="pod" x="{x + 14}" y="{top + y0 + 100 + 16 * j}">'
+                         + ("" if more else f"<title>{escape(pod.key)} {format_ip(pod.ip)}</title>")
+                         + f"{escape(label)}</text>")
         parts.append("</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+_GENERATED = ("iptables", "addrs", "routes")      # what pktverify writes for a node that does not give it
+_PER_ROW = 5                                       # nodes side by side (5 x 244 px fit a laptop's page)
+_LABEL = 28                                        # characters a pod's line holds in its node's box
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters: its middle left out (both ends tell names apart)."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head):]
+
+
+def _pod_labels(pods) -> dict[int, str]:
+    """Each pod's line, ``ns/name IP`` shortened to fit (the address whole, the name cut in the
+    middle), no two the same: pods whose shortened lines collide are numbered."""
+    labels: dict[int, str] = {}
+    for pod in pods:
+        ip = format_ip(pod.ip)
+        labels[id(pod)] = f"{_cut(pod.key, max(8, _LABEL - len(ip) - 1))} {ip}"
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    count: dict[str, int] = {}
+    for pod in pods:
+        label = labels[id(pod)]
+        if seen[label] > 1:
+            count[label] = count.get(label, 0) + 1
+            labels[id(pod)] = f"{label} #{count[label]}"
+    return labels
+
+
+def _dumps(cluster: ClusterSpec) -> list[str]:
+    """Every dump each node was read from: its file, inline text (and where in the cluster file),
+    or generated by pktverify."""
+    rows = []
+    for node in cluster.nodes:
+        lines = dict(node.inline_lines)
+        cells = []
+        for kind in _DUMP_KINDS:
+            path = getattr(node, kind, None)
+            if path is not None:
+                cells.append(f"<code>{escape(str(path))}</code>")
+            elif node.dump_text(kind) is not None:
+                at = f" line {lines[kind]}" if kind in lines else ""
+                cells.append(f"inline in <code>{escape(cluster.source)}</code>{at}")
+            else:
+                cells.append("generated" if kind in _GENERATED else "—")
+        rows.append(f"<tr><td>{escape(node.name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{k}</th>" for k in _DUMP_KINDS)
+    state = " open" if len(cluster.nodes) <= 20 else ""      # a long list folded
+    return [f'<details id="dumps"{state}><summary>Dumps read, node by node</summary><table><tr><th>node</th>{head}</tr>',
+            *rows, "</table></details>"]
 
 
 def _services(cluster: ClusterSpec) -> list[str]:
@@ -143,8 +225,9 @@ def _services(cluster: ClusterSpec) -> list[str]:
 def _group(n: int, group: Group, max_violations: int, names: dict) -> list[str]:
     where = f' <span class="loc">{escape(group.location)}</span>' if group.location else ""
     out = [f'<section class="group" id="cause-{n}"><h3>{n}. {escape(group.cause)}{where}</h3>',
-           f'<div class="muted">{len(group.members)} violation(s), {group.flows} flow(s): '
-           f'{escape(", ".join(group.invariants))}</div>']
+           f'<div class="muted">{group.flows} flow(s) in {len(group.members)} violation(s): '
+           f'{escape(", ".join(group.invariants))}'
+           + (f'; on node(s) {escape(", ".join(group.nodes))}' if group.nodes else "") + '</div>']
     shown = group.examples(max_violations)
     for invariant, v in shown:
         out += _example(invariant, v, names.get((invariant, id(v)), ()))
@@ -164,17 +247,20 @@ def _example(invariant: str, v: Violation, captures=()) -> list[str]:
         out.append("</div>")
         return out
     out.append('<div class="row-label">the flow</div>')
-    out.append(_path(v.end.hops, v.end.kind))
+    out.append(_path(v.end.hops, v.end.kind, reason=v.end.reason))
     for back in v.replies:
         answered = v.client is not None and v.packet is not None and back.answers(v.client, v.packet)
         out.append('<div class="row-label">its reply' + ("" if answered else ": not what the client expects") + "</div>")
-        out.append(_path(back.hops, back.kind if answered else "wrong", reply=True))
+        out.append(_path(back.hops, back.kind if answered else "wrong", reply=True,
+                         reason=back.reason if back.kind != "arrived" else ""))
     out.append("</div>")
     return out
 
 
-def _path(hops, end_kind: str, *, reply: bool = False) -> str:
-    """One path as boxes and arrows; ``end_kind`` colours the last box (arrived or a failure)."""
+def _path(hops, end_kind: str, *, reply: bool = False, reason: str = "") -> str:
+    """One path as boxes and arrows; ``end_kind`` colours the last box (arrived or a failure). A
+    box where the packet was stopped says first what stopped it (or, for the last box of a path
+    that failed past the node's tables — it left the cluster, looped —, ``reason``)."""
     boxes = []
     before = None
     for i, hop in enumerate(hops):
@@ -183,9 +269,12 @@ def _path(hops, end_kind: str, *, reply: bool = False) -> str:
         before = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
         rules = []
         if hop.outcome is not None:
+            stop = ending_step(hop.outcome)
             for s in hop.outcome.steps:
                 if s.table is None or s.action.startswith(("jump", "goto")) or s.action in ("policy ACCEPT", "RETURN"):
                     continue          # what passed the packet on unchanged: the tooltip has it all
+                if s is stop:
+                    continue          # shown first, in bold
                 nat = s.action.split(" ")[0] in REWRITES
                 rules.append(f'<li class="{"nat" if nat else "rule"}">{escape(step_label(s))}</li>')
         last = i == len(hops) - 1
@@ -201,11 +290,34 @@ def _path(hops, end_kind: str, *, reply: bool = False) -> str:
         elif last:
             kind.append("stop")
         title = escape(hop.note)
+        stopped = _stopped(hop.outcome)
+        if not stopped and last and end_kind != "arrived" and reason:
+            stopped = f'<div class="stopped">{escape(reason)}</div>'
         boxes.append(f'<div class="{" ".join(kind)}" title="{title}"><div class="point">{escape(hop.point)}</div>'
-                     f'<div class="tuple">{_tuple(pkt.describe())}</div>'
+                     + stopped + f'<div class="tuple">{_tuple(pkt.describe())}</div>'
                      + (f'<ul class="rules">{"".join(rules[:6])}</ul>' if rules else "") + "</div>")
     arrow = '<div class="arrow">→</div>'
     return f'<div class="path{" reply" if reply else ""}">' + arrow.join(boxes) + "</div>"
+
+
+def _stopped(outcome) -> str:
+    """For a hop where the packet was dropped or rejected: what did it, first and in bold (the
+    rule, the chain's policy, the ``ip rule`` or route, with its ``file:line``)."""
+    if outcome is None or outcome.verdict not in ("drop", "reject"):
+        return ""
+    s = ending_step(outcome)
+    if s is None:
+        what, where = f"{outcome.verdict}: {outcome.reason}", ""
+    else:
+        if s.table is not None:
+            what = step_label(s)
+        elif s.rule:             # the ip rule ("100: from all ... blackhole") or route that refused it
+            what = f"ip rule {s.rule}" if s.rule[:1].isdigit() else f"route {s.rule}"
+        else:
+            what = s.action.removeprefix("route: ")
+        where = f"{s.source}:{s.line}" if s.source and s.line else (f"line {s.line}" if s.line else "")
+    loc = f'<span class="loc">{escape(where)}</span>' if where else ""
+    return f'<div class="stopped">{escape(what)}{loc}</div>'
 
 
 def _tuple(text: str) -> str:
