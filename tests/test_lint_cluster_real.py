@@ -206,3 +206,29 @@ def test_the_kernel_refuses_what_lint_says_stops_the_load_and_takes_the_rest(nod
     realistic_dump = node1().read_text()
     assert _kernel_accepts(realistic_dump)
     assert not lint_files([node1()], cluster=load_cluster(SEED), node="node1").unverified
+
+
+def test_a_route_cause_is_reported_at_its_route_not_at_a_rule(node1, tmp_path):
+    """A blackhole route in node1's own routes: the proposed rules are innocent, the findings sit
+    at the route's line of the route dump (one per invariant)."""
+    cluster = load_cluster(SEED)
+    files = generate_node(cluster, cluster.nodes[0]).files()
+    (tmp_path / "ip-addr.json").write_text(files["ip-addr.json"])
+    routes = json.loads(files["ip-route.json"])
+    for entry in routes:
+        if entry["dst"] == "10.1.20.0/24":
+            entry.clear()
+            entry.update({"dst": "10.1.20.0/24", "type": "blackhole", "flags": []})
+    (tmp_path / "ip-route.json").write_text(json.dumps(routes, indent=2))
+    rules = node1()
+    text = SEED.read_text().replace(
+        "  - {name: node1, ip: 192.168.1.10/24, pod_cidr: 10.1.10.0/24, bridge: cbr0}",
+        f"  - {{name: node1, ip: 192.168.1.10/24, pod_cidr: 10.1.10.0/24, bridge: cbr0, iptables: {rules.name}, "
+        "addrs: ip-addr.json, routes: ip-route.json}")
+    (tmp_path / "cluster.yaml").write_text(text)
+    result = lint_files([rules], cluster=load_cluster(tmp_path / "cluster.yaml"), node="node1")
+    lines = (tmp_path / "ip-route.json").read_text().splitlines()
+    [(name, line)] = {(Path(f.source).name, f.line) for f in result.findings}
+    assert name == "ip-route.json" and lines[line - 1].strip() == "{"          # the blackhole route's entry
+    assert lines[line] == '    "dst": "10.1.20.0/24",' and lines[line + 1] == '    "type": "blackhole",'
+    assert sorted(f.id for f in result.findings) == ["PV402", "PV403", "PV404"]
