@@ -100,3 +100,30 @@ def test_cli_formats_and_exit_codes(result, capsys):
     assert json.loads(capsys.readouterr().out)["runs"][0]["results"][0]["ruleId"] == "PV203"
     assert main(["lint", "deploy/node.rules", "--format", "github", "--select", "PV203"]) == 0
     assert capsys.readouterr().out.count("\n") == 1
+
+
+def test_cluster_findings_and_an_unverified_run_are_valid_sarif(tmp_path, monkeypatch):
+    """--cluster findings carry example flows as relatedLocations; a run whose file does not load
+    says so in invocations (executionSuccessful false) — both valid SARIF 2.1.0."""
+    import jsonschema
+
+    from pktverify.generate.node_state import generate_node
+    from pktverify.parse.cluster_yaml import load_cluster
+    seed = ROOT / "rules" / "seed" / "cluster-iptables.yaml"
+    cluster = load_cluster(seed)
+    text = generate_node(cluster, cluster.nodes[0]).iptables
+    monkeypatch.chdir(tmp_path)
+    at = text.index("*filter\n")
+    Path("drop.rules").write_text(text[:at] + text[at:].replace(":FORWARD ACCEPT", ":FORWARD DROP", 1))
+    Path("typo.rules").write_text(text.replace("-j KUBE-POSTROUTING", "-j KUBE-POSTROUTNG", 1))
+    schema = _schema()
+    dropped = json.loads(lint_sarif(lint_files(["drop.rules"], cluster=cluster, node="node1")))
+    typo = json.loads(lint_sarif(lint_files(["typo.rules"], cluster=cluster, node="node1")))
+    for doc in (dropped, typo):
+        assert sorted(e.message for e in jsonschema.Draft4Validator(schema).iter_errors(doc)) == []
+    results = dropped["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} == {"PV402", "PV403"} and len(results) == 2
+    assert all(r["relatedLocations"] for r in results) and "invocations" not in dropped["runs"][0]
+    [invocation] = typo["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False
+    assert "not verified" in invocation["toolExecutionNotifications"][0]["message"]["text"]
