@@ -78,6 +78,9 @@ class Fib:
         self._default = _levels([r for r in everything if r.table == "default"], {"default": 0})
         self._rules = None if node.rules is None or _only_defaults(node.rules) else node.rules
         self._tables: dict[str, list] = {}
+        self._goto_targets: dict[int, int] = {}      # priority -> index of the first rule with it
+        for index, rule in enumerate(self._rules or ()):
+            self._goto_targets.setdefault(rule.priority, index)
         if self._rules is not None:
             by_table: dict[str, list[Route]] = {}
             for r in everything:
@@ -127,7 +130,12 @@ class Fib:
                     continue
                 return found
             if rule.action == "goto":
-                i = next((k for k, r in enumerate(rules) if r.priority >= rule.goto), len(rules))
+                # The kernel's goto targets the first rule whose priority is exactly the target
+                # (fib_nl_newrule); without one it is "unresolved" and passed over. The parser
+                # refused backward gotos, so this always moves on.
+                target = self._goto_targets.get(rule.goto)
+                if target is not None:
+                    i = target
                 continue
             if rule.action == "nop":
                 continue

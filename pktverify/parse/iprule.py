@@ -24,6 +24,13 @@ def parse_ip_rules(text: str, *, source: str = "<ip rule>") -> tuple[tuple[Routi
     if not stripped:
         raise InputError(source, 1, "no rules found (a node always has the local, main and default rules)", "")
     rules = _parse_json(text, source) if stripped[0] == "[" else _parse_text(text, source)
+    for rule in rules:
+        if rule.action == "goto" and rule.goto <= rule.priority:
+            # fib_nl_newrule: "Backward goto not supported" (a goto to itself included): such a
+            # rule cannot be on a node, and would loop if it were.
+            raise InputError(source, rule.line, f"rule {rule.priority} goes to {rule.goto}, which is not after it: "
+                             "the kernel refuses backward gotos ('Backward goto not supported')",
+                             f"{rule.priority}: goto {rule.goto}")
     return tuple(sorted(rules, key=lambda r: r.priority)), ()
 
 
@@ -88,10 +95,12 @@ def _parse_text(text: str, source: str) -> list[RoutingRule]:
         if not line or line.startswith("#"):
             continue
         head, sep, rest = line.partition(":")
-        if not sep or not head.isascii() or not head.isdigit() or int(head) > 0xFFFFFFFF:
+        if not sep or not head.isascii() or not head.isdigit() or len(head) > 10 or int(head) > 0xFFFFFFFF:
             raise InputError(source, lineno, "not an 'ip rule show' line (PRIORITY: selectors action)",
                              line if out else "")
-        words = rest.replace("[detached]", "").split()
+        # ip rule's state flags: [detached] (iif/oif down), [unresolved] (a goto whose target
+        # priority has no rule: the kernel passes over it, as the FIB model does)
+        words = rest.replace("[detached]", "").replace("[unresolved]", "").split()
         invert = bool(words) and words[0] == "not"
         if invert:
             words = words[1:]
@@ -117,7 +126,8 @@ def _parse_text(text: str, source: str) -> list[RoutingRule]:
                     oif = arg
                 elif word in ("lookup", "table") and arg:
                     table = table_name(arg)
-                elif word == "goto" and arg and arg.isascii() and arg.isdigit() and int(arg) <= 0xFFFFFFFF:
+                elif word == "goto" and arg and arg.isascii() and arg.isdigit() and len(arg) <= 10 and \
+                        int(arg) <= 0xFFFFFFFF:
                     action, goto = "goto", int(arg)
                 elif word in _ACTIONS:
                     action = word

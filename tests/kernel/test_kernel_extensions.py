@@ -155,6 +155,14 @@ ROUTED = [
      (("rule", "add", "iif", "lo", "lookup", "102", "pref", "100"), ("route", "add", "unreachable", "192.168.0.40", "table", "102"))),
     (table("filter"), "pod", "tcp", 41066, "192.168.0.40", 80,
      (("rule", "add", "goto", "32766", "pref", "50"), ("rule", "add", "from", "all", "blackhole", "pref", "100"))),
+    # A goto lands on the rule of exactly its target priority; with none ("unresolved") the kernel
+    # passes over it (the blackhole at 100 then decides), it does not jump to the next priority.
+    (table("filter"), "pod", "tcp", 41072, "192.168.0.40", 80,
+     (("rule", "add", "goto", "300", "pref", "50"), ("rule", "add", "from", "all", "blackhole", "pref", "100"),
+      ("rule", "add", "from", "all", "lookup", "main", "pref", "301"))),
+    (table("filter"), "pod", "tcp", 41073, "192.168.0.40", 80,
+     (("rule", "add", "goto", "300", "pref", "50"), ("rule", "add", "from", "all", "blackhole", "pref", "100"),
+      ("rule", "add", "from", "all", "lookup", "main", "pref", "300"))),
     (table("filter"), "pod", "tcp", 41067, "192.168.0.40", 80,
      (("rule", "add", "lookup", "100", "pref", "100"), ("route", "add", "throw", "192.168.0.0/24", "table", "100"),
       ("route", "add", "unreachable", "default", "table", "100"))),
