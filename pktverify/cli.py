@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     args = _build().parse_args(argv)
     try:
+        _refuse_empty_paths(args)
         if args.command == "selftest-kernel":
             return _selftest_kernel(args)
         if args.command == "verify":
@@ -299,6 +300,20 @@ def main(argv: list[str] | None = None) -> int:
                        f"{type(exc).__name__}: {str(exc)[:200]}{at}; PKTVERIFY_DEBUG=1 shows the traceback"),
               file=sys.stderr)
         return 2
+
+
+_PATH_OPTIONS = ("html", "pcap", "pcap_dir", "out", "cache_dir", "dumps", "cluster", "iptables", "addrs", "routes",
+                 "ipsets", "rules", "node")
+
+
+def _refuse_empty_paths(args) -> None:
+    """An option given an empty value (``--html ''``, an unset shell variable) is an error, never
+    taken as "not given": the user asked for something and would silently not get it."""
+    for name in _PATH_OPTIONS:
+        if getattr(args, name, None) == "":
+            positional = name == "cluster" and args.command in ("verify", "generate")
+            option = "CLUSTER" if positional else f"--{name.replace('_', '-')}"
+            raise InvalidArgument(f"{option} is empty: give a " + ("name" if name == "node" else "path"))
 
 
 def _cache(args):

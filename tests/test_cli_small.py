@@ -45,3 +45,13 @@ def test_a_policy_reads_once_and_a_connected_hop_says_on_link(capsys):
     out = _trace(capsys, "--in-iface", "cbr0", "--proto", "tcp", "--src", "10.1.10.5", "--dst", "10.1.20.5",
                  "--dport", "80")
     assert "FORWARD out eth0 via 192.168.1.20" in out
+
+
+def test_an_empty_path_is_refused_not_ignored(capsys, tmp_path):
+    for argv, option in ((["verify", str(ROOT / "rules/seed/cluster.yaml"), "--html", ""], "--html"),
+                         (["verify", ""], "CLUSTER"), (["generate", str(ROOT / "rules/seed/cluster.yaml"), "--out", ""],
+                                                        "--out"),
+                         (["verify", str(ROOT / "rules/seed/cluster.yaml"), "--pcap-dir", ""], "--pcap-dir")):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"pktverify: {option} is empty: give a path\n" and captured.out == ""
