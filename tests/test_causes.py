@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from pktverify import strategies, verify
@@ -19,6 +20,12 @@ def test_grouping_never_loses_a_violation(cluster):
     assert sorted(members) == sorted((r.name, id(v)) for r in report.results for v in r.violations)
     assert len(set(members)) == len(members)                       # each violation in one group
     assert [g.flows for g in groups] == sorted((g.flows for g in groups), reverse=True)
+    violating = sum(r.violating for r in report.results)
+    assert all(g.flows <= violating for g in groups) and sum(g.flows for g in groups) >= violating
+    for g in groups:           # a drop (forward or reply) is never blamed on a rewrite met before it
+        for _inv, v in g.members:
+            if v.end is not None and (v.end.kind != "arrived" or any(b.kind != "arrived" for b in v.replies)):
+                assert g.kind != "rewrite", (g.cause, v.message)
     doc = json.loads(report.to_json())
     listed = sorted((inv, n) for g in doc["groups"] for inv, n in g["violations"])
     assert listed == sorted((r["name"], n) for r in doc["invariants"] for n in range(len(r["violations"])))
@@ -62,3 +69,32 @@ def test_a_missing_route_names_the_pod_cidr_and_the_route_used():
     assert "no route to node node3's pod CIDR 10.1.30.0/24" in group.cause
     assert "by route default via 192.168.1.1 dev eth0" in group.cause
     assert group.location.endswith("missing-route/node1/ip-route.txt:1")
+
+
+@pytest.mark.parametrize("example,kind,line", [("stale-endpoint.yaml", "no-pod", None),
+                                               ("non-uniform-probabilities/cluster.yaml", "statistic", 33)])
+def test_a_fact_on_several_paths_is_one_cause(example, kind, line):
+    """No pod at a stale endpoint's address (reached routed or bridged), a service's uneven choice
+    (seen at each endpoint, the last one passing no statistic rule): one cause each, located at
+    the first line that shows it (for the choice, the rule with the wrong probability)."""
+    from pathlib import Path
+    from pktverify import load_cluster
+    path = Path(__file__).resolve().parent.parent / "rules" / "broken" / example
+    [group] = group_violations(verify(load_cluster(path)).results)
+    assert group.kind == kind
+    if line is not None:
+        assert group.location.endswith(f"iptables-save.txt:{line}")
+        assert "--probability 0.5" in path.parent.joinpath("node1", "iptables-save.txt").read_text().split("\n")[line - 1]
+
+
+def test_a_wrong_endpoint_is_blamed_on_the_dnat_and_explains_the_one_never_reached():
+    """A NodePort that two services claim: its flows reach the other service's pods (the DNAT that
+    chose them is the cause, not the MASQUERADE after it), and so never reach their own endpoint
+    (the same cause), beside the address-plan fact."""
+    from pathlib import Path
+    from pktverify import load_cluster
+    path = Path(__file__).resolve().parent.parent / "rules" / "broken" / "nodeport-collision.yaml"
+    groups = group_violations(verify(load_cluster(path)).results)
+    assert sorted(g.kind for g in groups) == ["address-plan", "rewrite"]
+    [rewrite] = [g for g in groups if g.kind == "rewrite"]
+    assert " DNAT" in rewrite.cause and any("never reaches endpoint" in v.message for _i, v in rewrite.members)

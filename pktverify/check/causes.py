@@ -96,20 +96,49 @@ class Group:
 def group_violations(results: list[InvariantResult]) -> list[Group]:
     """Every violation of ``results`` in one group by cause, the biggest groups first."""
     groups: dict[tuple, Group] = {}
+    for inv, v, c in _explained(results):
+        # A fact with no line of its own (no pod at an address, a service's uneven choice) is one
+        # cause wherever its paths pass; the group keeps the most telling location.
+        where = None if c.kind in _LOCATED_AFTER else c.location
+        shared = where is not None and where.startswith(_SHARED)
+        key = (c.what, where, c.kind) if shared else (c.node, c.what, where, c.kind)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = Group(c.text(), c.location, kind=c.kind)
+        elif c.location is not None and (group.location is None or _earlier(c.location, group.location)):
+            group.location = c.location
+        if c.node and c.node not in group.nodes:
+            group.nodes.append(c.node)
+            if len(group.nodes) > 1:
+                group.cause = f"{_node_list(group.nodes)}: {c.what}"
+        group.members.append((inv, v))
+    return sorted(groups.values(), key=lambda g: (-g.flows, g.cause))
+
+
+_LOCATED_AFTER = ("no-pod", "statistic")
+
+
+def _earlier(a: str, b: str) -> bool:
+    """``a`` is an earlier line of the same file as ``b`` (a service's first statistic rule)."""
+    fa, _, la = a.rpartition(":")
+    fb, _, lb = b.rpartition(":")
+    return fa == fb and la.isdigit() and lb.isdigit() and int(la) < int(lb)
+
+
+def _explained(results: list[InvariantResult]):
+    """(invariant, violation, cause) for every violation. "Endpoint X is never reached" on a path
+    that is itself another violation of the same flow (it reached a wrong endpoint) has that
+    violation's cause: what sent the flow elsewhere."""
+    out = []
+    by_end: dict[tuple, Cause] = {}
     for res in results:
         for v in res.violations:
             c = explain(res.name, v)
-            shared = c.location is not None and c.location.startswith(_SHARED)
-            key = (c.what, c.location, c.kind) if shared else (c.node, c.what, c.location, c.kind)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = Group(c.text(), c.location, kind=c.kind)
-            if c.node and c.node not in group.nodes:
-                group.nodes.append(c.node)
-                if len(group.nodes) > 1:
-                    group.cause = f"{_node_list(group.nodes)}: {c.what}"
-            group.members.append((res.name, v))
-    return sorted(groups.values(), key=lambda g: (-g.flows, g.cause))
+            out.append((res.name, v, c))
+            if c.kind != "endpoint" and v.end is not None:
+                by_end.setdefault((flow_key(res.name, v), id(v.end)), c)
+    return [(inv, v, by_end.get((flow_key(inv, v), id(v.end)), c) if c.kind == "endpoint" else c)
+            for inv, v, c in out]
 
 
 def _node_list(nodes: list[str]) -> str:
@@ -138,8 +167,14 @@ def explain(invariant: str, v: Violation) -> Cause:
         return Cause(f"session affinity not kept for {v.message.split(' from ', 1)[0]}: a new connection is "
                      "balanced again", None, "affinity")
     if "not the uniform" in v.message:
-        return Cause(f"uneven endpoint choice for {v.message.split(' from ', 1)[0]}", _statistic_step(v), "statistic")
-    found = _last_rewrite(v)
+        node, where = _statistic_step(v)
+        return Cause(f"uneven endpoint choice for {v.message.split(' from ', 1)[0]}", where, "statistic", node)
+    words = REWRITES
+    if "which is not a ready endpoint" in v.message or "which is not one this client may reach" in v.message:
+        words = ("DNAT", "REDIRECT", "NETMAP")          # what chose the wrong endpoint
+    elif "externalTrafficPolicy: Local, yet" in v.message:
+        words = ("SNAT", "MASQUERADE", "NETMAP")        # what hid the client's address
+    found = _last_rewrite(v, words)
     if found is not None:
         node, s = found
         return Cause(f"{s.table}/{s.chain} #{s.rule_index} {s.action.split(' ')[0]}", _where(s), "rewrite", node)
@@ -167,7 +202,12 @@ def _ended(end) -> Cause:
     if node and reason.startswith(node):
         reason = reason[len(node):].lstrip(": ")
     reason = re.sub(r"^(drop|reject) on [^:]+: ", "", reason)
-    route = _last_route(end) if end.kind in ("left", "blackhole", "loop", "drop", "reject") else None
+    if end.kind == "blackhole":
+        # No pod has the address behind the bridge the packet was sent to: that fact, located at
+        # the route that sent it there when one did (a bridged packet passes no route).
+        route = _last_route(end)
+        return Cause(reason, _where(route) if route is not None else None, "no-pod", node)
+    route = _last_route(end) if end.kind in ("left", "loop", "drop", "reject") else None
     if route is not None:
         return Cause(f"{reason} — by route {route.rule}", _where(route), "route", node)
     return Cause(reason, None, "other", node)
@@ -215,24 +255,29 @@ def _last_route(end):
     return None
 
 
-def _last_rewrite(v: Violation):
-    """(node, step) of the last rule that rewrote the packet on the violation's paths (forward,
-    then reply): the cause of a flow that arrived, but not as it was sent."""
+def _last_rewrite(v: Violation, words: tuple[str, ...] = REWRITES):
+    """(node, step) of the last rule of ``words`` (DNAT, MASQUERADE, ...) that rewrote the packet
+    on the violation's paths (forward, then reply): the cause of a flow that arrived, but not as
+    it was sent."""
     found = None
     for hop in v.hops:
         if hop.outcome is None:
             continue
         for s in hop.outcome.steps:
-            if s.table is not None and s.rule_index is not None and s.action.split(" ")[0] in REWRITES:
+            if s.table is not None and s.rule_index is not None and s.action.split(" ")[0] in words:
                 found = (hop.point.split(":")[0], s)
     return found
 
 
-def _statistic_step(v: Violation) -> str | None:
+def _statistic_step(v: Violation) -> tuple[str, str | None]:
+    """(node, ``file:line``) of the first statistic rule that chose the violation's branch."""
     for hop in v.hops:
         if hop.outcome is None:
             continue
         for s in hop.outcome.steps:
             if s.probability is not None and s.source and s.line:
-                return f"{s.source}:{s.line}"
-    return None
+                return hop.point.split(":")[0], f"{s.source}:{s.line}"
+    # The last endpoint's branch passes no statistic rule (it is what the others leave): the
+    # choice was made where the first node's tables acted.
+    first = next((hop for hop in v.hops if hop.outcome is not None), None)
+    return (first.point.split(":")[0] if first is not None else ""), None
