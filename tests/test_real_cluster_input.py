@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -246,7 +247,7 @@ def _generated(tmp_path: Path, mode: str) -> Path:
     return tmp_path / mode
 
 
-def test_userspace_dumps_are_verified_in_userspace_mode(cluster, tmp_path):
+def test_userspace_dumps_are_verified_in_userspace_mode(cluster, tmp_path, capsys):
     generated = _generated(tmp_path, "userspace")
     for node in NODES:
         shutil.copy(generated / node / "iptables-save.txt", cluster.parent / node / "iptables-save.txt")
@@ -254,6 +255,23 @@ def test_userspace_dumps_are_verified_in_userspace_mode(cluster, tmp_path):
     assert c.proxy_mode == "userspace"
     assert load_kubectl_cluster(FIXTURE / "cluster.json", cluster_cidr="10.244.0.0/16",
                                 service_cidr="10.96.0.0/12").proxy_mode == "iptables"
+    code, _doc, err = _verify_json(capsys, cluster)
+    assert code == 0, err
+
+
+def test_userspace_proxy_ports_pktverify_does_not_pick_are_refused(cluster, tmp_path, capsys):
+    """A real userspace kube-proxy listens on random ports; the model's proxies on the ones it picks:
+    verifying would call every service through the other ports unreachable."""
+    generated = _generated(tmp_path, "userspace")
+    for node in NODES:
+        shutil.copy(generated / node / "iptables-save.txt", cluster.parent / node / "iptables-save.txt")
+    rules = cluster.parent / "worker-1" / "iptables-save.txt"
+    text = rules.read_text()
+    port = re.search(r"-A KUBE-PORTALS-CONTAINER .*--to-ports (\d+)", text).group(1)
+    rules.write_text(text.replace(f"--to-ports {port}", "--to-ports 40999"))
+    line = _one_line_refusal(capsys, cluster)
+    assert line.startswith(f"pktverify: {cluster}: node worker-1 runs kube-proxy in userspace mode with proxy ports of "
+                           "its own (40999 in KUBE-PORTALS-CONTAINER): not modelled yet"), line
 
 
 def test_nodes_in_different_modes_are_refused_naming_them(cluster, tmp_path, capsys):

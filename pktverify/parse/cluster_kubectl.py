@@ -22,8 +22,8 @@ from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec
 from .dataplane import detect_dataplane
 from .json_input import JsonNode, load_json
 from .k8s_names import KINDS, dns1123_label, iana_svc_name, label_key, label_value
-from .kubectl_nodes import (NodeInput, dumps_folder, match_folders, node_specs, parse_pod_cidr_options,
-                            pod_cidr_from_dumps, proxy_mode, read_dumps)
+from .kubectl_nodes import (NodeInput, check_userspace_ports, dumps_folder, match_folders, node_specs,
+                            parse_pod_cidr_options, pod_cidr_from_dumps, proxy_mode, read_dumps)
 from .source import read_text
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
@@ -94,8 +94,10 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
         notes.append(f"{len(by_kind[kind])} {kind} object(s) not modelled (NetworkPolicy, Ingress, ... are not "
                      "checked)")
-    return ClusterSpec(str(path), cidr, svc_cidr, mode, "direct", specs, tuple(p for p, _ in pods),
-                       tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
+    cluster = ClusterSpec(str(path), cidr, svc_cidr, mode, "direct", specs, tuple(p for p, _ in pods),
+                          tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
+    check_userspace_ports(cluster)
+    return cluster
 
 
 def _live(item: JsonNode) -> bool:

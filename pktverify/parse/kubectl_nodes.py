@@ -11,6 +11,7 @@ kube-proxy mode by what the dumps show, refusing in one line what pktverify does
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pathlib import Path
 from ..errors import InputError, InvalidArgument
 from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
-from ..model.cluster import NodeSpec
+from ..model.cluster import ClusterSpec, NodeSpec
 from ..model.node import SCOPES, Interface, Route
 from .dataplane import Dataplane
 from .ipaddr import parse_ip_addr
@@ -26,21 +27,23 @@ from .iproute import parse_routes
 from .source import read_text
 
 __all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options", "pod_cidr_from_dumps",
-           "node_specs", "proxy_mode", "read_dumps"]
+           "node_specs", "proxy_mode", "read_dumps", "check_userspace_ports"]
 
 # Earlier releases read ip-route.txt and ip-addr.txt; still accepted.
 _FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
 _CORE = ("iptables", "addrs", "routes")
+_REDIRECT = re.compile(r"^-A KUBE-PORTALS-CONTAINER .*-j REDIRECT --to-ports (\d+)", re.M)
 
 
 @dataclass
 class NodeInput:
     """One Node object as read so far: ``pod_cidr`` None until found; ``paths`` the dumps its
-    folder holds (absolute); ``interfaces``/``routes`` parsed from them (None: not collected)."""
+    ``folder`` holds (absolute); ``interfaces``/``routes`` parsed from them (None: not collected)."""
     name: str
     ip: int
     pod_cidr: tuple[int, int] | None
     paths: dict[str, str] = field(default_factory=dict)
+    folder: str = ""
     interfaces: dict[str, Interface] | None = None
     routes: tuple[Route, ...] | None = None
     dataplane: Dataplane = field(default_factory=Dataplane)
@@ -71,6 +74,7 @@ def match_folders(nodes: list[NodeInput], base: Path, *, require: bool, notes: l
     names = {n.name for n in nodes}
     for node in nodes:
         folder = base / node.name
+        node.folder = str(folder)
         for kind, file_name in NODE_FILES.items():
             p = folder / file_name
             if not p.is_file() and kind in _FALLBACK and (folder / _FALLBACK[kind]).is_file():
@@ -191,8 +195,7 @@ def node_specs(nodes: list[NodeInput], notes: list[str]) -> tuple[NodeSpec, ...]
                         bridge = iface.name
         missing = [k for k in _CORE if k not in node.paths]
         if missing:
-            where = str(Path(node.paths[next(iter(node.paths))]).parent) if node.paths else f"<no folder {node.name}>"
-            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {where}: generated (what kube-proxy "
+            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {node.folder}: generated (what kube-proxy "
                          "and the CNI would write)"
                          + (f"; node network taken as /{common}" if "addrs" in missing else ""))
         p = node.paths
@@ -228,7 +231,25 @@ def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes
     for name in bare:
         notes.append(f"node {name}: no kube-proxy rules found in its iptables-save (is kube-proxy running there?)")
     mode = found[0] if found else "iptables"
-    if mode == "userspace":
-        notes.append("userspace mode: the proxy ports are pktverify's own choice, not read from the dumps' "
-                     "KUBE-PORTALS rules")
     return mode
+
+
+def check_userspace_ports(cluster: ClusterSpec) -> None:
+    """Refuse userspace-mode dumps whose KUBE-PORTALS rules redirect to proxy ports other than the
+    ones pktverify's model of kube-proxy listens on (it picks them itself, as ``generate`` writes
+    them): every service would look unreachable. Reading a real kube-proxy's ports is not modelled."""
+    if cluster.proxy_mode != "userspace":
+        return
+    from ..generate.node_state import service_ports, userspace_proxy_ports
+    ports = service_ports(cluster)
+    for node in cluster.nodes:
+        if node.iptables is None:
+            continue
+        named = {int(p) for p in _REDIRECT.findall(read_text(node.iptables, allow_empty=True))}
+        odd = sorted(named - set(userspace_proxy_ports(node, ports).values()))
+        if odd:
+            raise InputError(cluster.source, 0, f"node {node.name} runs kube-proxy in userspace mode with proxy ports "
+                                                f"of its own ({', '.join(map(str, odd[:3]))}"
+                                                f"{', ...' if len(odd) > 3 else ''} in KUBE-PORTALS-CONTAINER): not "
+                                                "modelled yet; pktverify's userspace proxies listen on the ports it "
+                                                "picks itself (pktverify generate writes them)")
