@@ -49,3 +49,24 @@ def test_a_number_of_thousands_of_digits_is_one_line_without_pythons_message():
         load_json('[\n{"priority":\n' + "7" * 5000 + "}]", "ip-rule.json", expect="ip -j rule show")
     assert caught.value.line == 3 and "a number of 5000 digits (at most 40 are read)" in caught.value.message
     assert "sys.set_int_max_str_digits" not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("create s hash:ip netmask " + "1" * 5000 + "\n", "netmask must be 1-32"),
+    ("create s hash:ip,port\nadd s 10.0.0.1,tcp:" + "9" * 5000 + "\n", "is not a number"),
+    ("create s hash:ip,port\nadd s 10.0.0.1,icmp:foo\n", "'foo' is not an ICMP type/code"),
+    ("create s hash:ip,port\nadd s 10.0.0.1,icmp:256/0\n", "'256/0' is not an ICMP type/code"),
+])
+def test_ipset_numbers_and_icmp_names_are_refused_with_the_line(text, message):
+    from pktverify.parse.ipset_save import parse_ipset_save
+    with pytest.raises(InputError) as caught:
+        parse_ipset_save(text, source="ipset-save.txt")
+    assert caught.value.line == text.count("\n") and message in caught.value.message
+
+
+def test_ipset_icmp_entries_as_ipset_7_saves_them():
+    from pktverify.parse.ipset_save import parse_ipset_save
+    dump = parse_ipset_save("create s hash:ip,port family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1\n"
+                            "add s 10.0.0.1,icmp:echo-request\nadd s 10.0.0.1,icmp:8/1\nadd s 10.0.0.1,icmp:TOS-host-redirect\n",
+                            source="ipset-save.txt")
+    assert [e.values[1] for e in dump.sets["s"].entries] == [(1, 0x0800, 0x0800), (1, 0x0801, 0x0801), (1, 0x0503, 0x0503)]

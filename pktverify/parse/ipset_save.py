@@ -27,6 +27,21 @@ SET_TYPES: dict[str, tuple[str, ...]] = {
     "list:set": ("set",),
 }
 _PORT_PROTOCOLS = {**PROTO_NUMBERS, "udplite": 136}
+# ipset's own ICMP names (lib/icmp.c), as ``ipset save`` prints a hash:*,port entry of protocol
+# icmp (``icmp:echo-request``; a type/code without a name as ``icmp:8/1``): (type, code).
+ICMP_NAMES = {
+    "echo-reply": (0, 0), "pong": (0, 0), "network-unreachable": (3, 0), "host-unreachable": (3, 1),
+    "protocol-unreachable": (3, 2), "port-unreachable": (3, 3), "fragmentation-needed": (3, 4),
+    "source-route-failed": (3, 5), "network-unknown": (3, 6), "host-unknown": (3, 7),
+    "network-prohibited": (3, 9), "host-prohibited": (3, 10), "tos-network-unreachable": (3, 11),
+    "tos-host-unreachable": (3, 12), "communication-prohibited": (3, 13), "host-precedence-violation": (3, 14),
+    "precedence-cutoff": (3, 15), "source-quench": (4, 0), "network-redirect": (5, 0), "host-redirect": (5, 1),
+    "tos-network-redirect": (5, 2), "tos-host-redirect": (5, 3), "echo-request": (8, 0), "ping": (8, 0),
+    "router-advertisement": (9, 0), "router-solicitation": (10, 0), "ttl-zero-during-transit": (11, 0),
+    "ttl-zero-during-reassembly": (11, 1), "ip-header-bad": (12, 0), "required-option-missing": (12, 1),
+    "timestamp-request": (13, 0), "timestamp-reply": (14, 0), "address-mask-request": (17, 0),
+    "address-mask-reply": (18, 0),
+}
 _ENTRY_OPTIONS = {"timeout": 1, "packets": 1, "bytes": 1, "comment": 1, "skbmark": 1, "skbprio": 1,
                   "skbqueue": 1, "nomatch": 0}
 
@@ -65,10 +80,8 @@ def parse_ipset_save(text: str, *, source: str = "<ipset save>") -> IpSetDump:
             netmask = 32
             if "netmask" in opts:
                 i = opts.index("netmask")
-                try:
-                    netmask = int(opts[i + 1]) if opts[i + 1].isascii() and opts[i + 1].isdigit() else -1
-                except IndexError:
-                    netmask = -1
+                value = opts[i + 1] if i + 1 < len(opts) else ""
+                netmask = int(value) if value.isascii() and value.isdigit() and len(value) <= 2 else -1
                 if not 1 <= netmask <= 32:
                     raise InputError(source, lineno, "netmask must be 1-32", line)
             sets[name] = IpSet(name, kind, SET_TYPES[kind], netmask, lineno)
@@ -115,6 +128,17 @@ def _entry(s: IpSet, text: str, opts: list[str], source: str, lineno: int, line:
     return SetEntry(tuple(values), nomatch)
 
 
+def _icmp(text: str) -> tuple[int, int]:
+    """An ICMP entry's (type, code): ipset's name, or TYPE/CODE (each 0-255)."""
+    named = ICMP_NAMES.get(text.lower())
+    if named is not None:
+        return named
+    type_text, slash, code_text = text.partition("/")
+    if slash and all(t.isascii() and t.isdigit() and len(t) <= 3 and int(t) <= 255 for t in (type_text, code_text)):
+        return int(type_text), int(code_text)
+    raise ValueError(f"{text!r} is not an ICMP type/code (a name such as echo-request, or TYPE/CODE with each 0-255)")
+
+
 def _value(kind: str, part: str, netmask: int):
     if kind == "ip":
         if "-" in part or "/" in part:
@@ -130,8 +154,13 @@ def _value(kind: str, part: str, netmask: int):
         proto = _PORT_PROTOCOLS.get(proto_text.lower(), -1) if sep else 6
         if proto < 0:
             raise ValueError(f"unknown protocol {proto_text!r}")
+        if proto == PROTO_NUMBERS["icmp"]:
+            # The kernel keeps an ICMP entry's type and code where a port would be: type << 8 | code.
+            icmp_type, code = _icmp(port_text)
+            return proto, icmp_type << 8 | code, icmp_type << 8 | code
         low_text, dash, high_text = port_text.partition("-")
-        if not low_text.isascii() or not low_text.isdigit() or (dash and not (high_text.isascii() and high_text.isdigit())):
+        if not low_text.isascii() or not low_text.isdigit() or (dash and not (high_text.isascii() and high_text.isdigit())) \
+                or len(low_text) > 5 or len(high_text) > 5:
             raise ValueError(f"port {port_text!r} is not a number")
         low, high = int(low_text), int(high_text) if dash else int(low_text)
         if high > 65535 or low > high:
