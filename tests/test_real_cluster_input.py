@@ -365,6 +365,13 @@ def test_a_folder_named_after_the_fqdn_is_said_and_not_silently_generated(cluste
     assert "worker-1.example.com matches no node" in err
 
 
+def test_a_stray_folder_name_cannot_break_the_report_lines(cluster, capsys):
+    (cluster.parent / "worker-1").rename(cluster.parent / "w1\nFAKE LINE")
+    code, out, err = _run(capsys, "verify", str(cluster), *NETS)
+    assert code == 0 and "\nFAKE LINE" not in out and "\nFAKE LINE" not in err, (out, err)
+    assert "w1\\nFAKE LINE" in out and "w1\\nFAKE LINE" in err
+
+
 def test_require_dumps_goes_with_lint_too(cluster, capsys):
     (cluster.parent / "worker-2" / "ip-route.json").unlink()
     rules = cluster.parent / "cp-1" / "iptables-save.txt"

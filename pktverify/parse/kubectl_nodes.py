@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError, InvalidArgument
+from ..errors import InputError, InvalidArgument, one_line
 from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec
@@ -105,6 +105,7 @@ def match_folders(nodes: list[NodeInput], base: Path, *, require: bool, notes: l
         warnings.append(f"{len(missing)} of {len(nodes)} nodes have no complete dumps in {base} "
                         f"({', '.join(n.name for n in missing[:5])}{', ...' if len(missing) > 5 else ''}): what is "
                         "missing is generated (assumed healthy); --require-dumps makes this an error")
+    warnings[:] = [one_line(w) for w in warnings]      # folder names are the filesystem's: any character
     notes.extend(warnings)
 
 
@@ -195,9 +196,9 @@ def node_specs(nodes: list[NodeInput], notes: list[str]) -> tuple[NodeSpec, ...]
                         bridge = iface.name
         missing = [k for k in _CORE if k not in node.paths]
         if missing:
-            notes.append(f"node {node.name}: no {', '.join(missing)} dump in {node.folder}: generated (what kube-proxy "
-                         "and the CNI would write)"
-                         + (f"; node network taken as /{common}" if "addrs" in missing else ""))
+            notes.append(one_line(f"node {node.name}: no {', '.join(missing)} dump in {node.folder}: generated (what "
+                                  "kube-proxy and the CNI would write)"
+                                  + (f"; node network taken as /{common}" if "addrs" in missing else "")))
         p = node.paths
         out.append(NodeSpec(node.name, node.ip, prefixlen, net, bridge, p.get("iptables"), p.get("addrs"),
                             p.get("routes"), ipsets=p.get("ipsets"), rules=p.get("rules")))
