@@ -76,7 +76,8 @@ def test_a_missing_route_names_the_pod_cidr_and_the_route_used():
 def test_a_fact_on_several_paths_is_one_cause(example, kind, line):
     """No pod at a stale endpoint's address (reached routed or bridged), a service's uneven choice
     (seen at each endpoint, the last one passing no statistic rule): one cause each, located at
-    the first line that shows it (for the choice, the rule with the wrong probability)."""
+    the first line that shows it (for the choice, the service's first statistic rule: here the one
+    with the wrong probability)."""
     from pathlib import Path
     from pktverify import load_cluster
     path = Path(__file__).resolve().parent.parent / "rules" / "broken" / example

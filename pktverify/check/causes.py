@@ -89,8 +89,7 @@ class Group:
     def summary(self) -> str:
         where = f" ({self.location})" if self.location else ""
         many = len(self.members)
-        return (f"{self.cause}{where} — {self.flows} flow(s) in {many} violation(s): "
-                f"{', '.join(self.invariants)}")
+        return f"{self.cause}{where} — {self.flows} flow(s) ({many} violation(s)): {', '.join(self.invariants)}"
 
 
 def group_violations(results: list[InvariantResult]) -> list[Group]:

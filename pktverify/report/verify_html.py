@@ -225,7 +225,7 @@ def _services(cluster: ClusterSpec) -> list[str]:
 def _group(n: int, group: Group, max_violations: int, names: dict) -> list[str]:
     where = f' <span class="loc">{escape(group.location)}</span>' if group.location else ""
     out = [f'<section class="group" id="cause-{n}"><h3>{n}. {escape(group.cause)}{where}</h3>',
-           f'<div class="muted">{group.flows} flow(s) in {len(group.members)} violation(s): '
+           f'<div class="muted">{group.flows} flow(s) ({len(group.members)} violation(s)): '
            f'{escape(", ".join(group.invariants))}'
            + (f'; on node(s) {escape(", ".join(group.nodes))}' if group.nodes else "") + '</div>']
     shown = group.examples(max_violations)
