@@ -20,4 +20,23 @@ def test_the_dispatch_cache_holds_only_destinations_a_rule_names():
         (outcome,) = t.trace(pkt("10.0.0.9", f"10.96.0.{i}", dport=9999), in_iface="cni0").outcomes
         assert outcome.packet.dst == (10 << 24) | 9          # the named rule still matched
     chain = t.tables["nat"].chains["PREROUTING"]
-    assert chain.indexed and len(chain._cache) == 5          # one entry per named destination, none per packet
+    # one entry per named destination (and one for the rest), none per packet; the port 9999 no rule names
+    named_ips = {(10 << 24) | (96 << 16) | i for i in range(1, 6)}
+    assert chain.indexed and set(chain._cache) == {(None, None)} | {(ip, None) for ip in named_ips}
+
+
+def test_many_rules_for_one_destination_are_split_by_their_port():
+    """A LoadBalancer with thousands of ports: a packet is tested against the rules of its own
+    port (and those that name none), not all of them; the answer is the same."""
+    ports = [f"-A PREROUTING -d 10.96.0.1/32 -p tcp --dport {10000 + i} -j DNAT --to-destination 10.0.0.{i % 200 + 2}:80"
+             for i in range(300)]
+    loose = ["-A PREROUTING -d 10.96.0.1/32 -p udp -j DNAT --to-destination 10.0.0.250:53"]
+    t = tracer(NAT + "\n".join(ports[:150] + loose + ports[150:]) + "\nCOMMIT\n")
+    chain = t.tables["nat"].chains["PREROUTING"]
+    for i in (0, 149, 150, 299):
+        (outcome,) = t.trace(pkt("10.0.0.9", "10.96.0.1", dport=10000 + i), in_iface="cni0").outcomes
+        assert outcome.packet.dst == (10 << 24) | (i % 200 + 2)
+    (outcome,) = t.trace(pkt("10.0.0.9", "10.96.0.1", dport=53, proto="udp"), in_iface="cni0").outcomes
+    assert outcome.packet.dst == (10 << 24) | 250
+    assert chain.candidates((10 << 24) | (96 << 16) | 1, 10150) == [150, 151]    # the loose rule stays in order
+    assert len(chain.candidates((10 << 24) | (96 << 16) | 1, 9)) == 1

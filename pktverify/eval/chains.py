@@ -44,7 +44,7 @@ class ChainResult(NamedTuple):
 
 class _IndexedChain:
     __slots__ = ("name", "rules", "policy", "builtin", "decl", "_by_dst", "_wild", "_cache", "indexed", "fixed", "table",
-                 "node_positions")
+                 "node_positions", "_ports")
 
     def __init__(self, chain: m.Chain, fib: Fib, table: str) -> None:
         self.name = chain.name
@@ -61,13 +61,26 @@ class _IndexedChain:
         self.indexed = len(self.rules) > INDEX_THRESHOLD
         self._by_dst: dict[int, list[int]] = {}
         self._wild: list[int] = []
-        self._cache: dict[int, list[int]] = {}
+        self._cache: dict = {}
+        # A large group of rules for one destination (or for any) is split again by the one
+        # destination port each requires: a LoadBalancer with 3,000 ports, KUBE-NODEPORTS with a
+        # port per service. Per group: (rules with no such port, {port: rules}); absent: unsplit.
+        self._ports: dict[int | None, tuple[list[int], dict[int, list[int]]]] = {}
         if self.indexed:
             for r in self.rules:
                 if r.dst_key is None:
                     self._wild.append(r.position)
                 else:
                     self._by_dst.setdefault(r.dst_key, []).append(r.position)
+            for dst, group in [(None, self._wild), *self._by_dst.items()]:
+                if len(group) > INDEX_THRESHOLD:
+                    loose: list[int] = []
+                    by_port: dict[int, list[int]] = {}
+                    for pos in group:
+                        key = self.rules[pos].dport_key
+                        (loose if key is None else by_port.setdefault(key, [])).append(pos)
+                    if len(by_port) > 1:
+                        self._ports[dst] = (loose, by_port)
 
     def for_node(self, chain: m.Chain, fib: Fib) -> "_IndexedChain":
         """This chain compiled for another node: only the rules that ask the node anything are
@@ -87,20 +100,35 @@ class _IndexedChain:
         fixed = self.fixed[pos] = _fixed_effect(self.table, self.rules[pos].rule)
         return fixed
 
-    def candidates(self, dst: int) -> list[int] | None:
-        """Positions of the rules that can match destination ``dst``, in order (None: all)."""
+    def candidates(self, dst: int, dport: int = 0) -> list[int] | None:
+        """Positions of the rules that can match destination ``dst`` and port ``dport``, in
+        order (None: all)."""
         if not self.indexed:
             return None
         exact = self._by_dst.get(dst)
-        if exact is None:
+        ports = self._ports
+        if exact is None and not ports:
             return self._wild           # no rule names this destination: the wildcard rules, shared
-        hit = self._cache.get(dst)
+        # Keys are only destinations and ports some rule names: the cache is bounded by the
+        # chain's own rules, not by the packets walked (a chain of port-only rules once kept a
+        # copy of all its rules per destination: 1.8 GB for 100 userspace nodes).
+        key = (dst if exact is not None else None,
+               dport if any(dport in split[1] for split in (ports.get(None), ports.get(dst)) if split) else None)
+        hit = self._cache.get(key)
         if hit is None:
-            # Merged once per destination some rule names: the cache is bounded by the chain's own
-            # rules, not by the destinations walked (a chain of port-only rules once kept a copy of
-            # all its rules per destination: 1.8 GB for 100 userspace nodes).
-            hit = self._cache[dst] = sorted(self._wild + exact)
+            parts = self._pick(None, self._wild, dport)
+            if exact is not None:
+                parts = parts + self._pick(dst, exact, dport)
+            hit = self._cache[key] = sorted(parts)
         return hit
+
+    def _pick(self, dst: int | None, group: list[int], dport: int) -> list[int]:
+        """The rules of ``group`` (those for ``dst``, or for any destination) that ``dport`` may match."""
+        split = self._ports.get(dst)
+        if split is None:
+            return group
+        loose, by_port = split
+        return loose + by_port.get(dport, [])
 
 
 # Matches that compile to a plain yes/no predicate (never a probability or a may-match).
@@ -218,7 +246,7 @@ class CompiledTable:
         while True:
             chain = chains[chain_name]
             rules = chain.rules
-            order_ix = chain.candidates(st.pkt.dst)
+            order_ix = chain.candidates(st.pkt.dst, st.pkt.dport)
             positions = range(start, len(rules)) if order_ix is None else order_ix[bisect_left(order_ix, start):]
             for pos in positions:
                 cr = rules[pos]
@@ -460,7 +488,7 @@ class _Walk:
         while True:
             chain = chains[chain_name]
             rules = chain.rules
-            order_ix = chain.candidates(st.pkt.dst)
+            order_ix = chain.candidates(st.pkt.dst, st.pkt.dport)
             positions = range(start, len(rules)) if order_ix is None else order_ix[bisect_left(order_ix, start):]
             moved = False
             for pos in positions:

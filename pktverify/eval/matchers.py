@@ -37,6 +37,7 @@ class CompiledRule:
     why: str = ""              # why the answer may be unknown (for the trace step)
     fixed: str = ""            # what a fresh-flow answer assumed (for the trace step)
     special: bool = False      # any of unknown, maybes, fixed: the walker's slow path
+    dport_key: int | None = None   # the one destination port this rule requires (--dport N), for the index
 
 def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
     """Turn ``rule``'s matches into predicates, a probability and may-match conditions."""
@@ -46,7 +47,7 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
     fixed: list[str] = []
     probability = 1.0
     unknown = False
-    dst_key = None
+    dst_key = dport_key = None
     for match in rule.matches:
         kind = type(match)
         if kind is m.RandomMatch:
@@ -91,6 +92,8 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
         else:
             if kind is m.AddrMatch and match.field == "dst" and not match.invert and match.mask == 0xFFFFFFFF:
                 dst_key = match.network
+            elif kind is m.PortMatch and match.field == "dport" and not match.invert and match.low == match.high:
+                dport_key = match.low         # a packet with another (or no) port never matches
             if kind in _NODE_FREE:
                 # The same test on another node (or twice on one) is the same predicate: nodes whose
                 # rules differ only in a few places (userspace portals) share the rest.
@@ -103,7 +106,7 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
             else:
                 preds.append(_COMPILERS[kind](match, fib))
     return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key, tuple(maybes),
-                        "; ".join(w for w in whys if w), "; ".join(fixed), bool(unknown or maybes or fixed))
+                        "; ".join(w for w in whys if w), "; ".join(fixed), bool(unknown or maybes or fixed), dport_key)
 
 
 def _maybe(st: WalkState) -> None:
