@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..limits import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
-from .dataplane import detect_dataplane
+from .dataplane import detect_dataplane, routes_worth_reading
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
@@ -279,7 +279,8 @@ def _check_dumps(ctx: _Ctx, nodes: tuple[NodeSpec, ...], mode: str) -> None:
             continue
         try:
             interfaces = parse_ip_addr(texts["addrs"]) if texts["addrs"] else None
-            routes = parse_routes(texts["routes"]).routes if texts["routes"] else None
+            routes = parse_routes(texts["routes"]).routes \
+                if texts["routes"] and routes_worth_reading(texts["routes"]) else None
         except InputError:
             continue
         if interfaces is not None and node.bridge not in interfaces:

@@ -30,12 +30,16 @@ from dataclasses import dataclass
 from ..model.addresses import format_ip, format_network, in_network
 from ..model.node import Interface, Route
 
-__all__ = ["Dataplane", "detect_dataplane", "MODELLED_MODES"]
+__all__ = ["Dataplane", "detect_dataplane", "routes_worth_reading", "MODELLED_MODES"]
 
 MODELLED_MODES = ("userspace", "iptables")
 _IPVS_SETS = ("KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER")
 _USERSPACE_CHAINS = ("KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 # Interface names overlays and eBPF dataplanes create (tunl0 is special: see _overlay_interfaces).
+_HEADER = re.compile(r"^([*:])(\S+)", re.M)         # *table and :chain lines
+_MATCH_SET = re.compile(r"--match-set\s+(\S+)")
+_OVERLAY_WORDS = ("onlink", "flannel", "vxlan", "cilium_", "tunl0", "wireguard", "wg", "genev", "weave", "ovn-k8s",
+                  "antrea-tun")
 _OVERLAY_NAME = re.compile(r"^(flannel[.-]|vxlan|cilium_|wireguard\.cali$|wg|genev_sys_|geneve|weave$|"
                            r"ovn-k8s-mp|antrea-tun)")
 
@@ -103,20 +107,22 @@ def detect_dataplane(*, iptables: str | None = None, interfaces: Mapping[str, In
 
 
 def _chains_and_sets(text: str) -> tuple[dict[str, set[str]], set[str]]:
-    """Chain name -> the tables that declare it or append to it, and the set names rules match."""
+    """Chain name -> the tables that declare it (iptables-save declares every chain it lists), and
+    the set names rules match; read by regular expressions, a 100,000-rule dump in milliseconds."""
     chains: dict[str, set[str]] = {}
-    matched: set[str] = set()
     table = ""
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:].strip()
-        elif line.startswith(":") or line.startswith("-A "):
-            name = line[1:].split(None, 1)[0] if line.startswith(":") else (line.split() + [""])[1]
+    for kind, name in _HEADER.findall(text):
+        if kind == "*":
+            table = name
+        else:
             chains.setdefault(name, set()).add(table)
-            if "--match-set" in line:
-                words = line.split()
-                matched.update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "--match-set")
-    return chains, matched
+    return chains, set(_MATCH_SET.findall(text)) if "--match-set" in text else set()
+
+
+def routes_worth_reading(text: str) -> bool:
+    """Whether a route dump's text may show an overlay (an ``onlink`` route, a device an overlay
+    makes): parsing thousands of routes only to find none is the cost of a large cluster's load."""
+    return any(word in text for word in _OVERLAY_WORDS)
 
 
 def _ipset_names(text: str) -> set[str]:
@@ -137,10 +143,9 @@ def _overlay_routes(routes: Iterable[Route], node_ips: set[int], pod_cidrs: list
     for r in routes:
         if r.table not in ("main", "") or r.kind != "unicast":
             continue
-        dst = format_network(r.network, r.mask)
-        to_pods = any(in_network(r.network, *cidr) for cidr in pod_cidrs)
         if r.onlink and r.gateway is not None and r.gateway not in node_ips:
-            out.append(f"route {dst} via {format_ip(r.gateway)} dev {r.dev} onlink")
-        elif to_pods and r.dev and (_OVERLAY_NAME.match(r.dev) or r.dev == "tunl0"):
-            out.append(f"route {dst} dev {r.dev}")
+            out.append(f"route {format_network(r.network, r.mask)} via {format_ip(r.gateway)} dev {r.dev} onlink")
+        elif (r.dev and (_OVERLAY_NAME.match(r.dev) or r.dev == "tunl0")      # the cheap test first: nodes x routes
+              and any(in_network(r.network, *cidr) for cidr in pod_cidrs)):
+            out.append(f"route {format_network(r.network, r.mask)} dev {r.dev}")
     return out

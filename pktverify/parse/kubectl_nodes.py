@@ -21,7 +21,7 @@ from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec
 from ..model.node import SCOPES, Interface, Route
-from .dataplane import Dataplane
+from .dataplane import Dataplane, routes_worth_reading
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
 from .source import read_text
@@ -145,11 +145,14 @@ def parse_pod_cidr_options(options: Mapping[str, str] | None, names: set[str]) -
 
 
 def read_dumps(node: NodeInput) -> None:
-    """Parse the node's address and route dumps (what pod CIDR and dataplane detection read)."""
+    """Parse the node's address and route dumps (what pod CIDR and dataplane detection read); the
+    routes only when the pod CIDR is unknown or their text may show an overlay."""
     if "addrs" in node.paths:
         node.interfaces = parse_ip_addr(read_text(node.paths["addrs"]), source=node.paths["addrs"])
     if "routes" in node.paths:
-        node.routes = parse_routes(read_text(node.paths["routes"]), source=node.paths["routes"]).routes
+        text = read_text(node.paths["routes"])
+        if node.pod_cidr is None or routes_worth_reading(text):
+            node.routes = parse_routes(text, source=node.paths["routes"]).routes
 
 
 def pod_cidr_from_dumps(node: NodeInput, cluster_cidr: tuple[int, int]) -> tuple[tuple[int, int], str] | None:
