@@ -239,6 +239,29 @@ def test_onlink_routes_via_a_node_are_direct_routing():
                                                                          "onlink",)
 
 
+def test_pods_without_a_bridge_are_refused(cluster, capsys):
+    """Calico wires each pod to the node by a point-to-point veth (cali*), no bridge holds an address."""
+    folder = cluster.parent / "worker-1"
+    addrs = [a for a in json.loads((folder / "ip-addr.json").read_text()) if a["ifname"] != "cni0"]
+    (folder / "ip-addr.json").write_text(json.dumps(addrs))
+    line = _one_line_refusal(capsys, cluster)
+    assert line.startswith(f"pktverify: {cluster}: node worker-1 has pods but no bridge: no interface holds an "
+                           "address in its pod CIDR 10.244.1.0/24 (interfaces: lo, veth"), line
+    assert line.endswith("pods on point-to-point veths (Calico) are not modelled yet; pktverify models pods on a "
+                         "bridge"), line
+
+
+def test_a_node_without_pods_needs_no_bridge():
+    """The bridge CNI makes cni0 with the node's first pod: a node without pods has none, and is fine."""
+    from pktverify.model.node import IfAddr, Interface
+    from pktverify.parse.kubectl_nodes import NodeInput, node_specs
+    eth0 = Interface("eth0", (IfAddr(parse_network("172.18.0.3/32")[0], 16),))
+    node = NodeInput("worker-1", eth0.addresses[0].ip, parse_network("10.244.1.0/24"), interfaces={"eth0": eth0})
+    assert node_specs([node], [], with_pods=set())[0].prefixlen == 16
+    with pytest.raises(InputError, match="node worker-1 has pods but no bridge"):
+        node_specs([node], [], with_pods={"worker-1"})
+
+
 def _generated(tmp_path: Path, mode: str) -> Path:
     """pktverify generate of the fixture's equivalent cluster YAML in ``mode``."""
     text = (FIXTURE / "equivalent.yaml").read_text().replace("proxy_mode: iptables", f"proxy_mode: {mode}")

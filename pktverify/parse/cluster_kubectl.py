@@ -89,7 +89,7 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     services = _unique([s for s in (_service(item, slices, pod_keys, notes) for item in by_kind.get("Service", []))
                         if s], "Service")
     mode = proxy_mode(inputs, str(path), has_services=bool(services), notes=notes)
-    specs = node_specs(inputs, notes)
+    specs = node_specs(inputs, notes, source=str(path), with_pods={p.node for p, _item in pods})
     notes = list(dict.fromkeys(notes))
     for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
         notes.append(f"{len(by_kind[kind])} {kind} object(s) not modelled (NetworkPolicy, Ingress, ... are not "

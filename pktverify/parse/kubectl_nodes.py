@@ -178,9 +178,12 @@ def pod_cidr_from_dumps(node: NodeInput, cluster_cidr: tuple[int, int]) -> tuple
     return None
 
 
-def node_specs(nodes: list[NodeInput], notes: list[str]) -> tuple[NodeSpec, ...]:
+def node_specs(nodes: list[NodeInput], notes: list[str], *, source: str = "",
+               with_pods: set[str] = frozenset()) -> tuple[NodeSpec, ...]:
     """NodeSpecs: the node's prefix length and bridge read from its address dump; nodes without
-    one get the node network every node's address shares (at most a /24). Missing dumps are noted."""
+    one get the node network every node's address shares (at most a /24). Missing dumps are noted.
+    A node in ``with_pods`` whose address dump shows no bridge (no address in its pod CIDR: pods on
+    point-to-point veths, as Calico wires them) is refused: pktverify models pods on a bridge."""
     ips = [n.ip for n in nodes]
     common = 24
     while common > 0 and len({ip >> (32 - common) for ip in ips}) > 1:
@@ -197,6 +200,13 @@ def node_specs(nodes: list[NodeInput], notes: list[str]) -> tuple[NodeSpec, ...]
                         prefixlen = a.prefixlen
                     if a.ip == net[0] + 1 or (in_network(a.ip, *net) and iface.name != "lo"):
                         bridge = iface.name
+            if bridge not in node.interfaces and node.name in with_pods:
+                names = list(node.interfaces)
+                raise InputError(source, 0, f"node {node.name} has pods but no bridge: no interface holds an address "
+                                            f"in its pod CIDR {format_network(*net)} (interfaces: "
+                                            f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}): pods on "
+                                            "point-to-point veths (Calico) are not modelled yet; pktverify models "
+                                            "pods on a bridge")
         missing = [k for k in _CORE if k not in node.paths]
         if missing:
             notes.append(one_line(f"node {node.name}: no {', '.join(missing)} dump in {node.folder}: generated (what "
