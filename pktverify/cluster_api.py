@@ -33,8 +33,8 @@ __all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIA
 def load_cluster(path: str | Path, *, cluster_cidr: str | None = None, service_cidr: str | None = None,
                  dumps: str | Path | None = None, require_dumps: bool = False,
                  pod_cidrs: Iterable[tuple[str, str]] | None = None) -> ClusterSpec:
-    """Read a cluster as ``pktverify verify`` does: a cluster YAML (or a folder holding
-    ``cluster.yaml``), or ``kubectl get nodes,pods,services,endpointslices -A -o json`` output
+    """Read a cluster as ``pktverify verify`` does (a folder: its ``cluster.yaml`` or ``cluster.json``):
+    a cluster YAML, or ``kubectl get nodes,pods,services,endpointslices -A -o json`` output
     (told apart by content) with its per-node dumps under ``dumps`` (default: the JSON's folder)
     and the networks kubectl does not show (``cluster_cidr``, ``service_cidr``). kubectl input
     only: ``require_dumps`` makes a node without its dumps an error; ``pod_cidrs``: (node, CIDR)

@@ -482,9 +482,15 @@ def test_verify_of_a_folder_reads_its_cluster_yaml(tmp_path, capsys):
     assert code == 0 and "routing" in out, err
     (tmp_path / "cluster.yaml").unlink()
     code, _out, err = _run(capsys, "verify", str(tmp_path))
-    assert code == 2 and err.strip() == f"pktverify: {tmp_path}: a folder without cluster.yaml, and not a regular " \
-                                        "file: give the cluster file (YAML, or kubectl get nodes,pods,services," \
-                                        "endpointslices -A -o json output)"
+    assert code == 2 and err.strip() == f"pktverify: {tmp_path}: a folder without cluster.yaml or cluster.json, and " \
+                                        "not a regular file: give the cluster file (YAML, or kubectl get nodes,pods," \
+                                        "services,endpointslices -A -o json output)"
+
+
+def test_verify_of_a_folder_reads_its_kubectl_list(cluster, capsys):
+    """The collected layout: cluster.json beside the node folders."""
+    code, _doc, err = _verify_json(capsys, cluster.parent)
+    assert code == 0, err
 
 
 def test_a_cluster_yaml_in_json_or_flow_style_is_yaml(tmp_path):

@@ -146,20 +146,22 @@ def load_cluster(path: str | Path) -> ClusterSpec:
 
 
 def cluster_file(path: str | Path) -> str | Path:
-    """``path``, or ``path/cluster.yaml`` when ``path`` is a folder (what ``generate --out`` and
-    the examples hold); a folder without one is an error naming the folder."""
+    """``path``, or the cluster file in it when ``path`` is a folder: ``cluster.yaml`` (what the
+    examples hold), else ``cluster.json`` (kubectl's List beside the node folders); a folder with
+    neither is an error naming the folder."""
     try:
         folder = Path(path).is_dir()
     except (OSError, ValueError):     # too long, a NUL: reading it says so
         return path
     if not folder:
         return path
-    inside = Path(path) / "cluster.yaml"
-    if not inside.is_file():
-        raise InputError(str(path), 0, "a folder without cluster.yaml, and not a regular file: give the cluster "
-                                       "file (YAML, or kubectl get nodes,pods,services,endpointslices -A -o json "
-                                       "output)")
-    return inside
+    for name in ("cluster.yaml", "cluster.json"):
+        inside = Path(path) / name
+        if inside.is_file():
+            return inside
+    raise InputError(str(path), 0, "a folder without cluster.yaml or cluster.json, and not a regular file: give the "
+                                   "cluster file (YAML, or kubectl get nodes,pods,services,endpointslices -A -o json "
+                                   "output)")
 
 
 class _Ctx:
