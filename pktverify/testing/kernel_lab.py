@@ -270,6 +270,7 @@ class KernelLab:
         self.load(rules, ipsets)
         if routing:
             self.route(*routing)
+        self._watch_input(proto, src, sport)
         events = self._start_events(proto)
         sniffers = {peer: self._start_sniffer(peer) for peer in ("pod", "lan")}
         try:
@@ -280,7 +281,23 @@ class KernelLab:
             seen = {peer: _stop(proc) for peer, proc in sniffers.items()}
             event_text = _stop(events)
         post_nat = _post_nat(event_text, src, sport)
-        return _classify(proto, client, src, sport, post_nat, seen, errname)
+        delivered = (src, sport, dst, dport) if self._input_count() else None
+        return _classify(proto, client, src, sport, post_nat, seen, errname, delivered)
+
+    def _watch_input(self, proto: str, src: str, sport: int) -> None:
+        """Count the probe where the node delivers it to a local socket: an nft chain on the
+        input hook after every iptables table (priority 500). A packet without a conntrack
+        entry (NOTRACK) leaves no conntrack event, and a local port without a listener answers
+        it as a REJECT would (port unreachable, reset): only this tells the two apart."""
+        self._ns(self.node, "nft", "-f", "-", input=(
+            "table ip pktverify_seen\ndelete table ip pktverify_seen\n"
+            "table ip pktverify_seen {\n chain input {\n  type filter hook input priority 500;\n"
+            f"  ip saddr {src} {proto} sport {sport} counter\n }}\n}}\n"))
+
+    def _input_count(self) -> int:
+        out = json.loads(self._ns(self.node, "nft", "-j", "list", "table", "ip", "pktverify_seen"))
+        return sum(item["rule"]["expr"][-1]["counter"]["packets"] for item in out.get("nftables", [])
+                   if "rule" in item and "counter" in item["rule"]["expr"][-1])
 
     def post_nat_many(self, rules: str, *, client: str, proto: str, sports: list[int], dst: str,
                       dport: int) -> list[tuple[str, int, str, int] | None]:
@@ -360,7 +377,7 @@ def _post_nat(event_text: str, src: str, sport: int) -> tuple[str, int, str, int
 
 
 def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dict[str, str],
-              errname: str) -> KernelObservation:
+              errname: str, delivered=None) -> KernelObservation:
     """The kernel's verdict from what was seen: conntrack's entry, the peers' captures, the client's error."""
     proto_num = 6 if proto == "tcp" else 17
     arrived = []            # peers that received the (post-NAT) probe itself
@@ -394,6 +411,8 @@ def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dic
     if untracked is not None:         # forwarded without a connection: untracked, so not NATed
         tuple_, peer = untracked
         return KernelObservation("forward", tuple_, _PEER_IFACE[peer], f"received by {peer}, no conntrack entry")
+    if delivered is not None:         # passed the input hook without a connection: untracked, so not NATed
+        return KernelObservation("local", delivered, None, "delivered locally, no conntrack entry (untracked)")
     if client == "node":
         if errname in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"):
             return KernelObservation("reject", None, None, f"socket error {errname}")
