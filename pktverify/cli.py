@@ -75,7 +75,7 @@ def _pod_cidr(text: str) -> tuple[str, str]:
 
 
 def _dump_options(p: argparse.ArgumentParser) -> None:
-    """kubectl JSON input's node dumps (verify, lint --cluster)."""
+    """kubectl JSON input's node dumps (verify, lint --cluster, trace --cluster)."""
     p.add_argument("--require-dumps", action="store_true",
                    help="kubectl JSON input: a node without its iptables-save.txt, ip-addr.json and ip-route.json is "
                         "an error (default: generated, and said so)")
@@ -121,6 +121,7 @@ def _build() -> argparse.ArgumentParser:
     t.add_argument("--max-paths", type=_number(1), default=MAX_PATHS, metavar="N",
                    help=f"with --cluster: most paths the flow may take across the cluster (default {MAX_PATHS:,})")
     _kubectl_options(t)
+    _dump_options(t)
     t.add_argument("--dport", type=_PORT, metavar="N")
     t.add_argument("--format", choices=["text", "json"], default="text")
     t.add_argument("--lenient", action="store_true",
@@ -322,12 +323,20 @@ def _cache(args):
     if not directory:
         return None
     from .parse.model_cache import ModelCache
-    return ModelCache(directory)
+    args.model_cache = ModelCache(directory)
+    return args.model_cache
+
+
+def _say_cache_warnings(args) -> None:
+    """Print what the model cache ignored or could not write (a bad entry never stops a run)."""
+    cache = getattr(args, "model_cache", None)
+    for warning in cache.warnings if cache is not None else ():
+        print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
 
 
 _NODE_ONLY = ("iptables", "addrs", "routes", "in_iface", "local", "src", "dst", "dport", "ipsets", "rules", "uid",
               "gid", "physdev_in", "physdev_out", "route_localnet")
-_CLUSTER_ONLY = ("source", "target", "html", "dumps", "cluster_cidr", "service_cidr")
+_CLUSTER_ONLY = ("source", "target", "html", "dumps", "cluster_cidr", "service_cidr", "require_dumps", "pod_cidr")
 
 
 def _given(args, names) -> list[str]:
@@ -369,6 +378,7 @@ def _trace(args) -> int:
                    uid=args.uid, gid=args.gid, physdev_in=args.physdev_in, physdev_out=args.physdev_out, at=args.at)
     for warning in node.warnings:
         print(one_line(f"pktverify: warning: {warning}"), file=sys.stderr)
+    _say_cache_warnings(args)
     out = trace_to_json(result, notes=node.warnings) if args.format == "json" else trace_to_text(result)
     if args.pcap:
         from .api import trace_to_pcapng
@@ -396,10 +406,12 @@ def _trace_cluster(args) -> int:
             from .report.files import refuse_special
             refuse_special(path)
     cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
-                           dumps=args.dumps)
+                           dumps=args.dumps, require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
+    _print_warnings(cluster)
     report = trace_flow(cluster, source=args.source, to=args.target, proto=args.proto, sport=args.sport,
                         lenient=args.lenient, max_branches=args.max_branches, max_paths=args.max_paths, at=args.at,
                         cache=_cache(args))
+    _say_cache_warnings(args)
     answer = report.answer
     captures: dict[int, list[str]] = {}
     if args.pcap:
@@ -436,6 +448,7 @@ def _verify(args) -> int:
                     max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
                     progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args),
                     only=args.only)
+    _say_cache_warnings(args)
     captures = None
     if folder is not None:
         from .report.verify_pcaps import capture_names, write_verify_pcaps

@@ -202,3 +202,18 @@ def test_verify_only_names_an_unknown_service(capsys):
     code = main(["verify", str(SEED), "--only", "default/http"])
     err = capsys.readouterr().err
     assert code == 2 and "--only: no service default/http (did you mean default/http-svc" in err
+
+
+def test_kubectl_input_with_its_dump_options(capsys, tmp_path):
+    import shutil
+    real = tmp_path / "rc"
+    shutil.copytree(ROOT / "tests/corpus/realcluster", real)
+    kubectl = ["--cluster", real / "cluster.json", "--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12",
+               "--from", "worker-2", "--to", "kube-system/kube-dns:53", "--proto", "UDP"]
+    code, out, _err = run(capsys, *kubectl)
+    assert code == 0 and out.startswith("node worker-2 → service kube-system/kube-dns:dns (ClusterIP 10.96.0.10:53/udp)")
+    (real / "worker-2").rename(real / "worker-2.example.com")
+    code, _out, err = run(capsys, *kubectl)
+    assert code == 0 and "did you mean worker-2?" in err            # said, and the rest generated
+    code, out, err = run(capsys, *kubectl, "--require-dumps")
+    assert code == 2 and out == "" and "--require-dumps: node worker-2 has no iptables-save.txt" in err
