@@ -214,6 +214,9 @@ def _build() -> argparse.ArgumentParser:
     d.add_argument("--node", metavar="NAME", help="with --cluster: the node OLD and NEW are for")
     d.add_argument("--format", choices=["text", "json"], default="text")
     d.add_argument("--lenient", action="store_true", help="unknown matches/targets become may-match")
+    d.add_argument("--max-cells", type=_number(1), default=200_000, metavar="N",
+                   help="compare at most N cells (default 200000); past it, or past the work bound, the verdict "
+                        "is 'inexact' (exit 2) unless a difference was already found")
     k = sub.add_parser("selftest-kernel",
                        help="compare pktverify with this machine's kernel on random rule sets (needs root)")
     k.add_argument("--examples", type=_number(1, 100_000), default=50, metavar="N",
@@ -505,7 +508,7 @@ def _lint(args) -> int:
 
 def _diff(args) -> int:
     from .check.diff_run import run_diff
-    from .report.diff_report import diff_json, diff_text
+    from .report.diff_report import diff_json, diff_text, inexact_line
 
     if (args.addrs is None) != (args.routes is None):
         raise InvalidArgument("give --addrs and --routes together (or neither)")
@@ -514,9 +517,12 @@ def _diff(args) -> int:
     if args.node and not args.cluster:
         raise InvalidArgument("--node goes with --cluster")
     result = run_diff(args.old, args.new, addrs=args.addrs, routes=args.routes, cluster=args.cluster,
-                      node=args.node, lenient=args.lenient)
+                      node=args.node, lenient=args.lenient, max_cells=args.max_cells)
     sys.stdout.write(diff_json(result) if args.format == "json" else diff_text(result))
-    return 0 if result.same else 1
+    if result.verdict == "inexact":          # a bound reached is never "same": exit 2, one line on stderr
+        sys.stderr.write(inexact_line(result) + "\n")
+        return 2
+    return 0 if result.verdict == "same" else 1
 
 
 def _generate(args) -> int:

@@ -6,23 +6,26 @@ How it is exact over header space, not sampled:
    targets, comments aside). A packet that matches none of the unmatched ("changed") rules of
    either side, in chains whose policies agree, is matched by the same common rules in the same
    order on both sides, so its fate is the same. The packets that may differ therefore lie in the
-   union of the changed rules' boxes (:mod:`.headerspace`); a changed policy puts every packet in.
-2. That region is cut into *cells*: along each field (source, destination, protocol, ports,
-   in-interface) at every boundary any rule of either side, any route or any local address puts
-   inside it. Within a cell every rule's box-expressible match, every route and every address-type
-   test answers the same for all packets, so one packet per cell stands for the whole cell.
+   union of the packets that can reach a changed rule with its match true (its box, less what
+   earlier ending rules of its chain take: :mod:`.diff_cells`); a changed policy puts every packet in.
+2. That region is cut into *cells* (:func:`.diff_cells.cells`): one field at a time, into classes of
+   values that every rule box of either side, every route, local or special address and NAT
+   address or port holds all of or none of; the in-interface is one cell per interface. Within a
+   cell every rule's box-expressible match, every route and every address-type test answers the
+   same for all packets, so one packet per cell stands for the whole cell.
 3. That packet is traced through both rule sets (first packet of a connection, mark 0); the cell
    differs when the outcomes differ: verdict, where it leaves, the NAT'd packet, probability.
 
 Matches the boxes cannot express (tcp flags, sets, time, ...) may answer differently inside a
-cell: when either side has one, the result says so (``exact`` false). More than
-:data:`MAX_CELLS` cells: the rest is not examined and the result says how many.
+cell: when either side has one, the result says so (``exact`` false). Past :data:`MAX_CELLS` cells
+or :data:`.diff_cells.MAX_WORK` units of work the rest is not compared: the result is then not
+complete, its verdict is ``inexact`` unless a difference was already found, and it says what was
+left (never "same").
 """
 
 from __future__ import annotations
 
 import difflib
-import itertools
 from dataclasses import dataclass, field
 
 from ..eval.node_trace import NodeTracer
@@ -31,16 +34,17 @@ from ..model.addresses import format_ip
 from ..model.node import NodeState
 from ..model.packet import Packet
 from ..model.trace import Outcome
-from .headerspace import DPORT, DST, IIF, PROTO, SPORT, SRC, Universe, _intersect, intersects, jumps_into, meet, rule_box
+from .diff_cells import MAX_WORK, PORT_PROTOS, Work, WorkBound, interfaces_of, reaching_region
+from .diff_cells import cells as cell_classes
+from .headerspace import DPORT, DST, PROTO, SPORT, SRC, Box, Universe, _intersect, jumps_into, meet, rule_box
 
-__all__ = ["DiffClass", "DiffResult", "diff_rulesets", "changed_rules", "MAX_CELLS"]
+__all__ = ["DiffClass", "DiffResult", "diff_rulesets", "changed_rules", "MAX_CELLS", "MAX_WORK"]
 
 MAX_CELLS = 200_000
 # Matches whose answer is not fixed by the fields a cell holds equal (addresses, protocol, ports,
 # in-interface) and the node's state: everything else a first packet meets (marks and connmarks
 # the rules set, ctstate NEW, addrtype, statistic branches, tcp SYN, icmp echo) is traced exactly.
 _VARYING = (m.SetMatch, m.UnknownMatch, m.MaybeMatch, m.TimeMatch, m.RecentMatch)
-_PORT_PROTOS = (6, 17, 132)
 
 
 @dataclass(frozen=True)
@@ -81,16 +85,30 @@ class DiffClass:
 
 @dataclass
 class DiffResult:
+    """The classes found; ``cells`` compared and ``work`` done (:class:`.diff_cells.Work`).
+    ``complete``: every cell of the region was compared (false: a bound was reached, and
+    ``not_compared`` says what was left); ``exact``: complete, and no rule matches on what no
+    packet field decides."""
     classes: list[DiffClass]
     changed_old: list[m.Rule]
     changed_new: list[m.Rule]
     cells: int
     exact: bool = True
     notes: list[str] = field(default_factory=list)
+    complete: bool = True
+    not_compared: str = ""
+    work: int = 0
 
     @property
     def same(self) -> bool:
-        return not self.classes
+        """No difference, and every cell compared (a bound reached is never "same")."""
+        return not self.classes and self.complete
+
+    @property
+    def verdict(self) -> str:
+        """``same``, ``different`` (a class found: true whatever was left), or ``inexact`` (none
+        found in what was compared, but a bound left some of the region out)."""
+        return "different" if self.classes else "same" if self.complete else "inexact"
 
 
 def _key(rule: m.Rule) -> tuple:
@@ -166,31 +184,41 @@ def _only_here(mine: set, theirs: set) -> tuple[str, ...]:
     return tuple(f"{src}:{line} ({what})" for src, line, what, text in sorted(mine) if (what, text) not in other)
 
 
-def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
+def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = MAX_CELLS,
+                  max_work: int = MAX_WORK) -> DiffResult:
     """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
-    node with two rule sets: same interfaces and routes)."""
+    node with two rule sets: same interfaces and routes). Past ``max_cells`` cells or ``max_work``
+    (see :mod:`.diff_cells`) the rest is not compared: ``complete`` is then false and
+    ``not_compared`` says what was left, so a bound reached never reads as "same"."""
     old, new = old_node.ruleset, new_node.ruleset
     gone, added, policy = changed_rules(old, new)
     result = DiffResult([], gone, added, 0)
     if not gone and not added and not policy:
         return result
+    work = Work(max_work)
     universe = _joint_universe(old, new)
-    if policy:
-        region = [universe.everything()]
-    else:
-        region = _region(old, gone, universe) + _region(new, added, universe)
-        region += _dnat_preimage(old, region, universe, old_node) + _dnat_preimage(new, region, universe, old_node)
+    try:
+        region = _whole_region(old_node, new_node, gone, added, policy, universe, work)
+        # The rules packets of the region can meet cut it (their own boxes; see _cutting_boxes).
+        boxes = _cutting_boxes(old, [b for b, _o in region], universe) + \
+            _cutting_boxes(new, [b for b, _o in region], universe) + \
+            _translated_cuts((old, new), [b for b, _o in region], universe, old_node, work)
+    except WorkBound:
+        result.complete, result.exact = False, False
+        result.not_compared = "every packet the changed rules may see (the work bound was reached while finding them)"
+        result.work = work.done
+        return result
     every_rule = [r for rs in (old, new) for t in rs.tables.values() for c in t.chains.values() for r in c.rules]
-    # The rules packets of the region can meet cut it (their own boxes; see _cutting_boxes).
-    boxes = _cutting_boxes(old, region, universe) + _cutting_boxes(new, region, universe)
-    exact = True
     varying = sorted({type(mt).__name__ for r in every_rule for mt in r.matches if type(mt) in _VARYING})
     if varying:
-        exact = False
+        result.exact = False
         result.notes.append(f"some rules match on what no packet field decides ({', '.join(varying)}: set "
                             "contents, time, unmodelled matches): within a class those may still tell packets apart")
-    extra = _node_boundaries(old_node, new_node)
-    nat_cuts = _nat_boundaries(old) + _nat_boundaries(new)
+    src_cuts, dst_cuts = _node_boundaries(old_node, new_node)
+    fixed: dict[int, list] = {SRC: [(e,) for e in src_cuts], DST: [(e,) for e in dst_cuts],
+                              PROTO: [((p, p),) for p in (1,) + PORT_PROTOS]}
+    for f, r in _nat_boundaries(old) + _nat_boundaries(new):
+        fixed.setdefault(f, []).append((r,))
     # Every interface of the node is a cell of its own (routing and martian checks read it too);
     # None: generated on the node itself.
     ifaces = [(name, universe.interface_atom(name)) for name in old_node.interfaces if name != "lo"]
@@ -200,39 +228,61 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState) -> DiffResult:
     seen: set[tuple] = set()
     groups: dict[tuple, list] = {}
     cells = 0
-    for box in region:
-        for point, atoms in _cells(box, boxes, extra, ifaces, nat_cuts):
-            if point in seen:
-                continue
-            seen.add(point)
-            cells += 1
-            if cells > MAX_CELLS:
-                result.notes.append(f"more than {MAX_CELLS:,} cells: the rest was not examined")
-                exact = False
-                break
-            src, dst, proto, sport, dport, in_iface = point
-            pkt = Packet(proto, src, dst, sport if proto in _PORT_PROTOS else 0, dport if proto in _PORT_PROTOS else 0,
-                         0x02 if proto == 6 else 0, 8 if proto == 1 else -1, 0 if proto == 1 else -1)
-            before = old_tracer.trace(pkt, in_iface=in_iface).outcomes
-            after = new_tracer.trace(pkt, in_iface=in_iface).outcomes
-            fa, fb = _fate(pkt, before), _fate(pkt, after)
-            if fa != fb:
-                entry = groups.setdefault((fa, fb), [[], set(), set()])
-                entry[0].append((pkt, in_iface, atoms))
-                entry[1].update(_deciders(before, gone_lines))
-                entry[2].update(_deciders(after, added_lines))
-        if cells > MAX_CELLS:
+    stopped: int | None = None           # the region box the bound stopped in
+    for at, (box, _origin) in enumerate(region):
+        try:
+            for atoms in cell_classes(box, boxes, fixed, work):
+                for in_iface in interfaces_of(box, ifaces):
+                    if (atoms, in_iface) in seen:         # the same cell from overlapping region boxes
+                        continue
+                    if cells >= max_cells:
+                        raise WorkBound
+                    seen.add((atoms, in_iface))
+                    cells += 1
+                    src, dst, proto, sport, dport = (a[0][0] for a in atoms)
+                    ports = proto in PORT_PROTOS
+                    pkt = Packet(proto, src, dst, sport if ports else 0, dport if ports else 0,
+                                 0x02 if proto == 6 else 0, 8 if proto == 1 else -1, 0 if proto == 1 else -1)
+                    before = old_tracer.trace(pkt, in_iface=in_iface).outcomes
+                    after = new_tracer.trace(pkt, in_iface=in_iface).outcomes
+                    fa, fb = _fate(pkt, before), _fate(pkt, after)
+                    if fa != fb:
+                        entry = groups.setdefault((fa, fb), [[], set(), set()])
+                        entry[0].append((pkt, in_iface, atoms))
+                        entry[1].update(_deciders(before, gone_lines))
+                        entry[2].update(_deciders(after, added_lines))
+        except WorkBound:
+            stopped = at
             break
     result.cells = cells
-    result.exact = exact
+    result.work = work.done
+    if stopped is not None:
+        result.complete, result.exact = False, False
+        bound = f"{max_cells:,} cells" if cells >= max_cells else f"{max_work:,} units of work"
+        origins = list(dict.fromkeys(o for _b, o in region[stopped:]))
+        shown = ", ".join(origins[:3]) + (f" and {len(origins) - 3} more" if len(origins) > 3 else "")
+        result.not_compared = (f"the rest of the packets reaching {shown} (stopped at the bound of {bound}; "
+                               f"{stopped} of {len(region)} region box(es) compared whole)")
     for (fa, fb), (members, da, db) in groups.items():
         # The rules responsible: those that acted on one side and not the other.
         da, db = _only_here(da, db), _only_here(db, da)
         pkt, in_iface = _example(members, old_tracer, new_tracer, (fa, fb))
-        spans = tuple(_hull([m[2][f] for m in members]) for f in range(5))
+        spans = tuple(_hull([iv for mem in members for iv in mem[2][f]]) for f in range(5))
         result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
-                                        tuple(sorted({m[1] or "local" for m in members}))))
+                                        tuple(sorted({mem[1] or "local" for mem in members}))))
     return result
+
+
+def _whole_region(old_node: NodeState, new_node: NodeState, gone: list[m.Rule], added: list[m.Rule], policy: bool,
+                  universe: Universe, work: Work) -> list[tuple[Box, str]]:
+    """The region as (box, where it comes from: the changed rule's FILE:LINE, a DNAT's, or the
+    policy change)."""
+    if policy:
+        return [(universe.everything(), "a changed chain policy")]
+    region = _region(old_node.ruleset, gone, universe, work) + _region(new_node.ruleset, added, universe, work)
+    boxes = [b for b, _o in region]
+    return region + _dnat_preimage(old_node.ruleset, boxes, universe, old_node) + \
+        _dnat_preimage(new_node.ruleset, boxes, universe, old_node)
 
 
 def _special(atom: tuple[int, int]) -> bool:
@@ -261,9 +311,10 @@ def _example(members: list, old_tracer: NodeTracer, new_tracer: NodeTracer, fate
     cell most like real traffic (TCP, addresses outside the special ranges), a host inside each
     address atom and a usual port inside each port atom, traced again to be sure it changes as
     the class says; else the cell's own packet (the low end of each atom)."""
-    ranked = sorted(members, key=lambda m: (m[0].proto != 6, _special(m[2][0]), _special(m[2][1])))
+    ranked = sorted(members, key=lambda m: (m[0].proto != 6, _special(m[2][0][0]), _special(m[2][1][0])))
     for pkt, in_iface, atoms in ranked[:3]:
-        ports = pkt.proto in _PORT_PROTOS
+        atoms = tuple(a[0] for a in atoms)          # the first interval of each class
+        ports = pkt.proto in PORT_PROTOS
         better = Packet(pkt.proto, _host(atoms[0]), _host(atoms[1]), _port(atoms[3], (40000,)) if ports else 0,
                         _port(atoms[4], (80, 443, 8080)) if ports else 0, pkt.tcp_flags, pkt.icmp_type, pkt.icmp_code)
         fa = _fate(better, old_tracer.trace(better, in_iface=in_iface).outcomes)
@@ -319,14 +370,33 @@ class _Entries:
         return out
 
 
-def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe) -> list:
-    """Boxes covering the packets that can reach the changed rules and match them."""
+def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe, work: Work) -> list[tuple[Box, str]]:
+    """Boxes covering the packets that can reach the changed rules and match them (earlier ending
+    rules of their chain taken away: :func:`.diff_cells.reaching_region`), each with its rule's place."""
     entries = {name: _Entries(t, universe) for name, t in ruleset.tables.items()}
     out = []
     for rule in changed:
-        box = rule_box(rule, universe)[0]
-        out += [b for b in (meet(box, e) for e in entries[rule.table](rule.chain)) if b is not None]
+        chain = ruleset.tables[rule.table].chains[rule.chain]
+        out += [(b, rule.location()) for b in reaching_region(rule, chain, entries[rule.table](rule.chain), universe,
+                                                              work)]
     return out
+
+
+def _translation(target, local: tuple) -> tuple[tuple | None, tuple | None] | None:
+    """What a DNAT or REDIRECT gives the packet: (destination values or None when it keeps its
+    address, port values or None when it keeps its port); None for any other target."""
+    if type(target) is m.Dnat:
+        dst = ((target.addr_low, target.addr_high),) if target.addr_low is not None else None
+    elif type(target) is m.Redirect:
+        dst = local
+    else:
+        return None
+    port = ((target.port_low, target.port_high),) if target.port_low is not None else None
+    return (dst, port) if dst is not None or port is not None else None
+
+
+def _local(node: NodeState) -> tuple:
+    return tuple(sorted((a.ip, a.ip) for i in node.interfaces.values() for a in i.addresses))
 
 
 def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: NodeState) -> list:
@@ -336,21 +406,53 @@ def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: N
     if nat is None or not region:
         return []
     entries = _Entries(nat, universe)
-    local = tuple(sorted((a.ip, a.ip) for i in node.interfaces.values() for a in i.addresses))
+    local = _local(node)
     out = []
     for chain in nat.chains.values():
         for rule in chain.rules:
-            target = rule.target
-            if type(target) is m.Dnat and target.addr_low is not None:
-                dst = ((target.addr_low, target.addr_high),)
-            elif type(target) is m.Redirect:
-                dst = local
-            else:
+            gives = _translation(rule.target, local)
+            if gives is None:
                 continue
-            if any(_intersect(b[DST], dst) for b in region):
+            dst, port = gives
+            if any((dst is None or _intersect(b[DST], dst)) and (port is None or _intersect(b[DPORT], port))
+                   for b in region):
                 box = rule_box(rule, universe)[0]
-                out += [b for b in (meet(box, e) for e in entries(chain.name)) if b is not None]
+                out += [(b, f"{rule.location()} (its DNAT)") for b in (meet(box, e) for e in entries(chain.name))
+                        if b is not None]
     return out
+
+
+def _translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Universe, node: NodeState,
+                     work: Work) -> list:
+    """Boxes that cut the region as the rules after a DNAT or REDIRECT see it: every rule a
+    translated packet of ``region`` can meet, with its destination (and port, when the NAT sets
+    it) put back to the packets the NAT takes. Without them a cell could hold packets that the
+    rules after the NAT tell apart by source or port."""
+    local = _local(node)
+    out: dict[Box, None] = {}
+    for ruleset in rulesets:
+        nat = ruleset.tables.get("nat")
+        for chain in (nat.chains.values() if nat else ()):
+            for rule in chain.rules:
+                gives = _translation(rule.target, local)
+                if gives is None:
+                    continue
+                dst, port = gives
+                box = rule_box(rule, universe)[0]
+                work.spend(len(region))
+                taken = [b for b in (meet(box, r) for r in region) if b is not None]
+                if not taken:
+                    continue
+                moved = [b[:DST] + ((dst or b[DST]),) + b[DST + 1:DPORT] + ((port or b[DPORT]),) + b[DPORT + 1:]
+                         for b in taken]
+                hits = [h for rs in rulesets for h in _cutting_boxes(rs, moved, universe)]
+                work.spend(len(hits) * len(taken))
+                for h in hits:
+                    for b in taken:
+                        back = h[:DST] + (b[DST],) + h[DST + 1:DPORT] + ((b[DPORT] if port else h[DPORT]),) \
+                            + h[DPORT + 1:]
+                        out[back] = None
+    return list(out)
 
 
 def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe) -> list:
@@ -416,22 +518,6 @@ def _node_boundaries(*nodes: NodeState) -> tuple[list[tuple[int, int]], list[tup
     return (own + routed if rpfilter else own), own + routed
 
 
-def _atoms(values: tuple[tuple[int, int], ...], pieces: list[tuple[tuple[int, int], ...]]) -> list[tuple[int, int]]:
-    """``values`` cut at every boundary of ``pieces``: the atoms, as (low, high)."""
-    out = []
-    for lo, hi in values:
-        points = {lo}
-        for piece in pieces:
-            for plo, phi in piece:
-                if lo < plo <= hi:
-                    points.add(plo)
-                if lo <= phi < hi:
-                    points.add(phi + 1)
-        starts = sorted(points)
-        out += [(a, b - 1) for a, b in zip(starts, starts[1:] + [hi + 1])]
-    return out
-
-
 def _nat_boundaries(ruleset: m.Ruleset) -> list[tuple[int, tuple[int, int]]]:
     """(field, range) of every NAT target's addresses and ports: whether a packet already has the
     address or port NAT gives it decides what changes, so each is a cell boundary."""
@@ -452,21 +538,3 @@ def _nat_boundaries(ruleset: m.Ruleset) -> list[tuple[int, tuple[int, int]]]:
             elif type(t) in (m.Redirect, m.Masquerade) and t.port_low is not None:
                 out.append((DPORT if type(t) is m.Redirect else SPORT, (t.port_low, t.port_high)))
     return out
-
-
-def _cells(box, boxes, extra, ifaces: list[tuple[str, int]], nat_cuts=()):
-    """Every cell of ``box`` (see the module docstring) as (packet fields, per-field atoms), lazily."""
-    touching = [b for b in boxes if intersects(box, b)]
-
-    def cuts(field: int) -> list:
-        return [b[field] for b in touching] + [(r,) for f, r in nat_cuts if f == field]
-    src = _atoms(box[SRC], cuts(SRC) + [(e,) for e in extra[0]])
-    dst = _atoms(box[DST], cuts(DST) + [(e,) for e in extra[1]])
-    protos = _atoms(box[PROTO], cuts(PROTO) + [((p, p),) for p in (1, 6, 17)])
-    sports = _atoms(box[SPORT], cuts(SPORT))
-    dports = _atoms(box[DPORT], cuts(DPORT))
-    iifs = [name for name, atom in ifaces if any(lo <= atom <= hi for lo, hi in box[IIF])] + [None]
-    for proto in protos:
-        ports = itertools.product(sports, dports) if proto[0] in _PORT_PROTOS else [((0, 65535), (0, 65535))]
-        for (sport, dport), s, d, iif in itertools.product(ports, src, dst, iifs):
-            yield (s[0], d[0], proto[0], sport[0], dport[0], iif), (s, d, proto, sport, dport)

@@ -12,7 +12,7 @@ from ..parse.iproute import parse_routes
 from ..parse.iptables_save import parse_iptables_save
 from ..parse.node import build_node
 from ..parse.source import read_text
-from .diff import DiffResult, diff_rulesets
+from .diff import MAX_CELLS, DiffResult, diff_rulesets
 from .headerspace import Universe
 
 __all__ = ["DiffRun", "run_diff"]
@@ -31,6 +31,14 @@ class DiffRun:
     @property
     def same(self) -> bool:
         return self.result.same and not self.invariants
+
+    @property
+    def verdict(self) -> str:
+        """``different`` (a class of packets or an invariant changed), ``same`` (every cell compared,
+        nothing changed) or ``inexact`` (a bound was reached before any difference was found)."""
+        if self.result.classes or self.invariants:
+            return "different"
+        return "same" if self.result.complete else "inexact"
 
 
 def _stand_in(old_rules, new_rules) -> tuple[str, str]:
@@ -53,7 +61,7 @@ def _stand_in(old_rules, new_rules) -> tuple[str, str]:
 
 
 def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, cluster=None, node=None,
-             lenient: bool = False) -> DiffRun:
+             lenient: bool = False, max_cells: int = MAX_CELLS) -> DiffRun:
     old_text, new_text = read_text(old, allow_empty=True), read_text(new, allow_empty=True)
     old_rules = parse_iptables_save(old_text, source=str(old), lenient=lenient)
     new_rules = parse_iptables_save(new_text, source=str(new), lenient=lenient)
@@ -83,4 +91,4 @@ def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, clust
         name = "node"
     old_node: NodeState = replace(base, ruleset=old_rules)
     new_node: NodeState = replace(base, ruleset=new_rules)
-    return DiffRun(str(old), str(new), diff_rulesets(old_node, new_node), name, invariants)
+    return DiffRun(str(old), str(new), diff_rulesets(old_node, new_node, max_cells=max_cells), name, invariants)

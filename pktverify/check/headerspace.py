@@ -23,6 +23,7 @@ match true; a rule with an opaque match is never used as a cover.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from ..model import rules as m
@@ -64,6 +65,8 @@ def _complement(a: Intervals, top: int) -> Intervals:
 
 
 def _intersect(a: Intervals, b: Intervals) -> Intervals:
+    if len(a) > 16 * len(b) or len(b) > 16 * len(a):
+        return _intersect_lopsided(a, b) if len(a) < len(b) else _intersect_lopsided(b, a)
     out, i, j = [], 0, 0
     while i < len(a) and j < len(b):
         lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
@@ -73,6 +76,20 @@ def _intersect(a: Intervals, b: Intervals) -> Intervals:
             i += 1
         else:
             j += 1
+    return tuple(out)
+
+
+def _intersect_lopsided(small: Intervals, big: Intervals) -> Intervals:
+    """``_intersect`` when one side holds many more intervals (the gaps of a blocklist): a binary
+    search per interval of the small side instead of a walk over the big one."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in small:
+        k = max(bisect.bisect_right(big, (lo, 0xFFFFFFFFFF)) - 1, 0)
+        while k < len(big) and big[k][0] <= hi:
+            blo, bhi = max(lo, big[k][0]), min(hi, big[k][1])
+            if blo <= bhi:
+                out.append((blo, bhi))
+            k += 1
     return tuple(out)
 
 

@@ -1,23 +1,38 @@
-"""``pktverify diff`` output: each changed class of packets — the change first, then an example and
-the rules responsible on each side — and the invariants that changed (with --cluster)."""
+"""``pktverify diff`` output: the verdict first (same, different, or inexact: a bound reached with
+no difference found, saying what was compared and what was not), then each changed class of packets
+— the change, an example and the rules responsible on each side — and the invariants that changed
+(with --cluster). Every string from input is escaped (:mod:`.safe_text`)."""
 
 from __future__ import annotations
 
-import json
-
 from ..check.diff_run import DiffRun
-from ..errors import one_line
+from .safe_text import json_text, log_line
 
-__all__ = ["diff_text", "diff_json"]
+__all__ = ["diff_text", "diff_json", "inexact_line"]
+
+
+def inexact_line(run: DiffRun) -> str:
+    """The one line that says a bound was reached: what was compared, what was not (``inexact:``
+    when no difference was found, ``incomplete:`` when some were)."""
+    r = run.result
+    found = (f"incomplete: {len(r.classes)} class(es) of packets treated differently found in" if r.classes
+             else "inexact: no difference found in")
+    return log_line(f"{found} the {r.cells:,} cells compared between {run.old} and {run.new}; "
+                    f"not compared: {r.not_compared}")
 
 
 def diff_text(run: DiffRun) -> str:
     r = run.result
     lines = []
+    if not r.complete:
+        lines.append(inexact_line(run))
     if run.same:
         lines.append(f"no packet is treated differently by {run.new} than by {run.old} "
                      f"({r.cells:,} cells compared{'' if r.exact else ', inexact: see notes'})")
-    else:
+    elif not r.classes and r.complete:
+        lines.append(f"no packet is treated differently by {run.new} than by {run.old} ({r.cells:,} cells "
+                     "compared), but the invariants differ")
+    elif r.classes:
         lines.append(f"{len(r.classes)} class(es) of packets treated differently ({r.cells:,} cells compared; "
                      f"{len(r.changed_old)} rule(s) only in {run.old}, {len(r.changed_new)} only in {run.new})")
     for n, c in enumerate(r.classes, 1):
@@ -34,14 +49,18 @@ def diff_text(run: DiffRun) -> str:
         lines += [f"  gone: {m}" for m in before if m not in after][:10]
     for note in r.notes:
         lines += ["", f"note: {note}"]
-    return "\n".join(one_line(line) for line in lines) + "\n"
+    return "\n".join(log_line(line) for line in lines) + "\n"
 
 
 def diff_json(run: DiffRun) -> str:
+    """``verdict`` (same, different, inexact), ``same``, ``complete`` (every cell compared), ``exact``,
+    ``not_compared``, ``cells``, ``work``, the classes, the changed rules, invariants and notes."""
     r = run.result
-    return json.dumps({"same": run.same, "exact": r.exact, "cells": r.cells, "old": run.old, "new": run.new,
-                       "classes": [c.to_json() for c in r.classes],
-                       "changed_rules": {"old": [f"{x.source}:{x.line}" for x in r.changed_old],
-                                         "new": [f"{x.source}:{x.line}" for x in r.changed_new]},
-                       "invariants": [{"name": n, "before": list(b), "after": list(a)} for n, b, a in run.invariants],
-                       "notes": r.notes}, indent=2) + "\n"
+    return json_text({"verdict": run.verdict, "same": run.same, "complete": r.complete, "exact": r.exact,
+                      "not_compared": r.not_compared, "cells": r.cells, "work": r.work,
+                      "old": run.old, "new": run.new,
+                      "classes": [c.to_json() for c in r.classes],
+                      "changed_rules": {"old": [f"{x.source}:{x.line}" for x in r.changed_old],
+                                        "new": [f"{x.source}:{x.line}" for x in r.changed_new]},
+                      "invariants": [{"name": n, "before": list(b), "after": list(a)} for n, b, a in run.invariants],
+                      "notes": r.notes}) + "\n"
