@@ -127,3 +127,69 @@ def test_cluster_findings_and_an_unverified_run_are_valid_sarif(tmp_path, monkey
     [invocation] = typo["runs"][0]["invocations"]
     assert invocation["executionSuccessful"] is False
     assert "not verified" in invocation["toolExecutionNotifications"][0]["message"]["text"]
+
+
+# ------------------------------------------------------------------ hostile names and comments
+HOSTILE_NAME = "::stop-commands::a b#c?\x1b[31m\x07\x7f##[add-mask]\udcff.rules"
+HOSTILE_COMMENT = "::add-mask::x ##[stop-commands]y \x1b]0;t\x07 \x7f \x9b \u2028 end"
+_RAW = [chr(c) for c in range(0x20) if c != 0x0A] + ["\x7f", "\u2028"] + [chr(c) for c in range(0x80, 0xA0)]
+
+
+def _hostile_file(tmp_path: Path) -> str:
+    rule = f'-A INPUT -s 10.0.0.0/8 -m comment --comment "{HOSTILE_COMMENT}" -j DROP\n'
+    text = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" + rule + rule + "COMMIT\n"
+    (tmp_path / HOSTILE_NAME).write_bytes(text.encode())      # the name holds a byte that is not UTF-8
+    return HOSTILE_NAME
+
+
+def _assert_inert(out: str, fmt: str) -> None:
+    out.encode("utf-8")                                         # no lone surrogate: valid UTF-8
+    assert not any(c in out for c in _RAW), fmt
+    assert "##[" not in out or fmt in ("json", "sarif"), fmt    # JSON strings are no log lines
+    for line in out.split("\n"):
+        if line.lstrip().startswith("::"):
+            assert fmt == "github" and line.startswith(("::warning file=", "::error file=", "::notice file=")), line
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "sarif", "github"])
+def test_every_format_escapes_a_hostile_file_name_and_rule_comment(tmp_path, monkeypatch, capsys, fmt):
+    monkeypatch.chdir(tmp_path)
+    name = _hostile_file(tmp_path)
+    assert main(["lint", name, "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    _assert_inert(out, fmt)
+    assert "PV201" in out and "add-mask" in out                # the finding and its comment are still shown
+    if fmt in ("json", "sarif"):
+        doc = json.loads(out)
+        if fmt == "sarif":
+            uri = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+            assert uri.startswith("%3A%3Astop-commands%3A%3Aa%20b%23c%3F%1B%5B31m%07%7F%23%23%5Badd-mask%5D%FF")
+            assert all(c.isalnum() or c in "-._~%/" for c in uri)
+            assert all(c.isprintable() for r in doc["runs"][0]["results"] for c in r["message"]["text"])
+        else:
+            assert HOSTILE_COMMENT in doc["findings"][0]["message"]      # JSON keeps the value, escaped
+
+
+def test_a_file_outside_the_working_folder_is_a_percent_encoded_file_uri(tmp_path, monkeypatch, capsys):
+    name = _hostile_file(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["lint", str(tmp_path / name), "--format", "sarif"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    uri = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri.startswith("file:///") and uri.endswith("%23%23%5Badd-mask%5D%FF.rules") and " " not in uri
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_diff_escapes_a_hostile_file_name_and_rule_comment(tmp_path, monkeypatch, capsys, fmt):
+    monkeypatch.chdir(tmp_path)
+    old = _hostile_file(tmp_path)
+    (tmp_path / "::new##[x]\x1b.rules").write_text("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n"
+                                                  ":OUTPUT ACCEPT [0:0]\nCOMMIT\n")
+    assert main(["diff", old, "::new##[x]\x1b.rules", "--format", fmt]) == 1
+    out = capsys.readouterr().out
+    _assert_inert(out, fmt)
+    if fmt == "json":
+        assert json.loads(out)["verdict"] == "different"
+    else:
+        assert "add-mask" in out and "(filter/INPUT #1 DROP)" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from .. import __version__
 from ..check.lint import LintResult
 from ..check.registry import REGISTRY, Finding
 from ..errors import one_line
+from .safe_text import json_text, log_line, uri_path
 
 __all__ = ["lint_text_report", "lint_json", "lint_sarif", "lint_github"]
 
@@ -20,21 +20,22 @@ _BOLD, _RESET = "\x1b[1m", "\x1b[0m"
 
 
 def lint_text_report(result: LintResult, *, colour: bool = False) -> str:
-    """Findings grouped by file: ``LINE:COL  SEVERITY  ID name  message`` and related places."""
+    """Findings grouped by file: ``LINE:COL  SEVERITY  ID name  message`` and related places; every
+    line from input escaped (:func:`.safe_text.log_line`: no control character, no workflow command)."""
     lines: list[str] = []
     by_file: dict[str, list[Finding]] = {}
     for f in result.findings:
         by_file.setdefault(f.source, []).append(f)
     for source, found in by_file.items():
-        lines.append(f"{_BOLD}{one_line(source)}{_RESET}" if colour else one_line(source))
+        lines.append(f"{_BOLD}{log_line(source)}{_RESET}" if colour else log_line(source))
         for f in found:
             sev = f"{_COLOURS[f.severity]}{f.severity:<7}{_RESET}" if colour else f"{f.severity:<7}"
-            lines.append(one_line(f"  {f.line}:{f.col}  ") + sev + one_line(f"  {f.id} {f.check.name}  {f.message}"))
+            lines.append(f"  {f.line}:{f.col}  " + sev + log_line(f"  {f.id} {f.check.name}  {f.message}"))
             for src, line, what in f.related:
-                lines.append(one_line(f"      {src}:{line}: {what}"))
+                lines.append(log_line(f"      {src}:{line}: {what}"))
         lines.append("")
     for note in result.notes:
-        lines.append(one_line(f"note: {note}"))
+        lines.append(log_line(f"note: {note}"))
     counts = [f"{result.count(s)} {s}{'s' if result.count(s) != 1 else ''}" for s in ("error", "warning", "info")
               if result.count(s)]
     lines.append(f"{len(result.findings)} finding(s) in {len(result.files)} file(s)" + (f": {', '.join(counts)}"
@@ -46,20 +47,20 @@ def lint_text_report(result: LintResult, *, colour: bool = False) -> str:
 def lint_json(result: LintResult) -> str:
     """``{"findings": [{id, name, severity, message, file, line, col, related}], "notes": [...], "unverified":
     bool (--cluster asked, the file could not be loaded), "summary": {...}}``."""
-    return json.dumps({"findings": [f.to_json() for f in result.findings], "notes": result.notes,
-                       "unverified": result.unverified,
-                       "summary": {"files": len(result.files), "errors": result.count("error"),
-                                   "warnings": result.count("warning"), "info": result.count("info")}},
-                      indent=2) + "\n"
+    return json_text({"findings": [f.to_json() for f in result.findings], "notes": result.notes,
+                      "unverified": result.unverified,
+                      "summary": {"files": len(result.files), "errors": result.count("error"),
+                                  "warnings": result.count("warning"), "info": result.count("info")}}) + "\n"
 
 
 def _uri(source: str) -> str:
-    """A path relative to the working folder (what code scanning expects), else a file:// URI."""
+    """A path relative to the working folder (what code scanning expects), else a file:// URI;
+    percent-encoded as RFC 3986 says (``a b#c?.rules`` -> ``a%20b%23c%3F.rules``)."""
     path = Path(source)
     try:
-        return path.resolve().relative_to(Path(os.getcwd()).resolve()).as_posix()
+        return uri_path(path.resolve().relative_to(Path(os.getcwd()).resolve()).as_posix())
     except ValueError:
-        return path.resolve().as_uri()
+        return "file://" + uri_path(path.resolve().as_posix())
 
 
 def _location(source: str, line: int, col: int = 1) -> dict:
@@ -84,9 +85,9 @@ def lint_sarif(result: LintResult) -> str:
     results = []
     for f in result.findings:
         item = {"ruleId": f.id, "ruleIndex": ids.index(f.id), "level": _SARIF_LEVEL[f.severity],
-                "message": {"text": f.message}, "locations": [_location(f.source, f.line, f.col)]}
+                "message": {"text": one_line(f.message)}, "locations": [_location(f.source, f.line, f.col)]}
         if f.related:
-            item["relatedLocations"] = [{"id": n, **_location(src, line), "message": {"text": what}}
+            item["relatedLocations"] = [{"id": n, **_location(src, line), "message": {"text": one_line(what)}}
                                         for n, (src, line, what) in enumerate(f.related, 1)]
         results.append(item)
     run = {"tool": {"driver": {"name": "pktverify", "version": __version__, "semanticVersion": __version__,
@@ -94,13 +95,16 @@ def lint_sarif(result: LintResult) -> str:
            "results": results, "columnKind": "unicodeCodePoints"}
     if result.notes or result.unverified:      # e.g. the cluster was not verified: say so, not only in text
         run["invocations"] = [{"executionSuccessful": not result.unverified, "toolExecutionNotifications": [
-            {"level": "warning", "message": {"text": note}} for note in result.notes]}]
+            {"level": "warning", "message": {"text": one_line(note)}} for note in result.notes]}]
     doc = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
-    return json.dumps(doc, indent=2) + "\n"
+    return json_text(doc) + "\n"
 
 
 def _escape(text: str, *, prop: bool = False) -> str:
-    """GitHub workflow command escaping (data: % CR LF; properties also : and ,)."""
+    """GitHub workflow command escaping (data: % CR LF; properties also : and ,); ``text`` has no
+    control character left (:func:`.errors.one_line` per line) and the data no workflow command
+    (:func:`.safe_text.inert`)."""
+    text = "\n".join(log_line(part) for part in text.split("\n"))
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
