@@ -3,8 +3,15 @@ is only ever trusted when it is the user's own and holds nothing but pktverify's
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +22,8 @@ from pktverify.cli import main
 from pktverify.errors import InputError, InvalidArgument
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.model_cache import ModelCache
+from pktverify.model.rules import Jump, MultiportMatch, Verdict
+from pktverify.parse.model_codec import decode_ruleset, encode_ruleset
 from pktverify.strategies import clusters, faulty_clusters
 from pktverify.testing.kernel_campaign import rule_sets
 
@@ -81,7 +90,7 @@ def test_a_tampered_entry_runs_nothing_and_is_parsed_again(tmp_path, monkeypatch
     assert not (tmp_path / "pwned").exists()
     assert got == parse_iptables_save(DUMP, source="dump")
     assert cache.hits == 0
-    assert pickle.loads(entry.read_bytes()) == got          # overwritten with the real model
+    assert decode_ruleset(entry.read_bytes()) == got          # overwritten with the real model
 
 
 def test_entries_others_could_write_or_that_are_links_are_not_loaded(tmp_path):
@@ -204,3 +213,226 @@ def test_hostile_cache_dirs_give_one_line_and_touch_nothing(tmp_path, capsys, ki
     assert list(real.iterdir()) == []
     if kind == "file":
         assert target.read_text() == "keep me"
+
+
+# ---------------------------------------------------------------- a hostile cache folder (issue #21)
+# Whatever is found in an entry's place, the run is the run without a cache plus one warning line
+# naming the entry, and the entry is replaced when it can be.
+
+def _trace_argv(tmp_path: Path) -> list[str]:
+    (tmp_path / "dump").write_text(DUMP)
+    (tmp_path / "addrs").write_text(STANDARD_ADDRS)
+    (tmp_path / "routes").write_text(STANDARD_ROUTES)
+    return ["trace", "--iptables", str(tmp_path / "dump"), "--addrs", str(tmp_path / "addrs"),
+            "--routes", str(tmp_path / "routes"), "--in-iface", "cni0", "--src", "10.1.10.5",
+            "--dst", "10.96.0.10", "--proto", "tcp", "--dport", "80"]
+
+
+def _entry_key(tmp_path: Path) -> str:
+    """The entry name the trace of _trace_argv uses (its source is the dump's path)."""
+    return ModelCache(tmp_path / "keys").key(DUMP, str(tmp_path / "dump"), False)
+
+
+class _Hung(Exception):
+    """Raised by the alarm (not an OSError: the code under test must not take it for one)."""
+
+
+class _Deadline:
+    """Fail (instead of hanging the suite) when the block takes more than ``seconds``: a blocking
+    open() of a FIFO is interrupted by the alarm."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+
+    def __enter__(self):
+        def expired(signum, frame):
+            raise _Hung(f"still running after {self.seconds} s")
+        self.previous = signal.signal(signal.SIGALRM, expired)
+        signal.alarm(self.seconds)
+
+    def __exit__(self, *exc):
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, self.previous)
+
+
+def _plant(kind: str, path: Path, tmp_path: Path) -> None:
+    if kind == "FIFO":
+        os.mkfifo(path, 0o600)
+    elif kind == "socket":
+        here = os.getcwd()
+        os.chdir(path.parent)          # the full path is longer than a socket address may be
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.bind(path.name)
+            sock.close()
+        finally:
+            os.chdir(here)
+    elif kind == "character device":
+        os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 3))     # /dev/null's numbers
+    elif kind == "folder":
+        path.mkdir(mode=0o700)
+        (path / "inside").write_text("keep me")
+    elif kind == "symlink":
+        (tmp_path / "target").write_text("keep me")
+        path.symlink_to(tmp_path / "target")
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "socket", "character device", "folder", "symlink"])
+def test_a_special_file_in_an_entrys_place_is_a_miss_said_once_never_a_hang(tmp_path, capsys, kind):
+    if kind == "character device" and os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    argv = _trace_argv(tmp_path)
+    assert main(argv) == 0
+    plain = capsys.readouterr().out
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    key = _entry_key(tmp_path)
+    _plant(kind, folder / key, tmp_path)
+    with _Deadline(20):
+        code = main(argv + ["--cache-dir", str(folder)])
+    out = capsys.readouterr()
+    assert (code, out.out) == (0, plain)
+    what = "a " + kind if kind != "character device" else "a character device"
+    if kind == "folder":            # a folder cannot be renamed over: said, and left as it is
+        assert out.err == f"pktverify: warning: cache entry {key} ignored: a folder; could not be replaced: " \
+                          f"Is a directory\n"
+        assert (folder / key / "inside").read_text() == "keep me"
+        assert not [p for p in folder.iterdir() if p.name.startswith(".tmp-")]
+        return
+    assert out.err == f"pktverify: warning: cache entry {key} ignored: {what}\n"
+    assert stat.S_ISREG(os.lstat(folder / key).st_mode)          # replaced by the real entry
+    if kind == "symlink":
+        assert (tmp_path / "target").read_text() == "keep me"
+    assert main(argv + ["--cache-dir", str(folder)]) == 0
+    again = capsys.readouterr()
+    assert (again.out, again.err) == (plain, "")
+
+
+def test_a_folder_swapped_for_a_symlink_after_it_was_opened_redirects_nothing(tmp_path):
+    """The cache works relative to the folder it opened: whoever owns the parent can swap the
+    path for a link to elsewhere, and nothing is written (or read) there."""
+    cache = ModelCache(tmp_path / "cache")
+    (tmp_path / "cache").rename(tmp_path / "opened")
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    (tmp_path / "cache").symlink_to(tmp_path / "elsewhere")
+    first = parse_iptables_save(DUMP, source="dump", cache=cache)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert [p.name for p in (tmp_path / "opened").iterdir()] == [cache.key(DUMP, "dump", False)]
+    assert parse_iptables_save(DUMP, source="dump", cache=cache) == first
+    assert (cache.hits, cache.misses, cache.warnings) == (1, 1, [])
+
+
+def _dag(depth: int) -> tuple:
+    node = (1, 1)
+    for _ in range(depth):
+        node = (node, node)
+    return node
+
+
+def _pickled_tuple_bomb() -> bytes:
+    """The old cache's allow-list took this: a rule set whose KUBE-SERVICES rule matches a
+    multiport range list that is a DAG of 2-tuples 100 deep (each level shared through the
+    pickle memo: 2**100 leaves in ~420 bytes)."""
+    ruleset = parse_iptables_save(DUMP, source="x")
+    chain = ruleset.tables["nat"].chains["KUBE-SERVICES"]
+    bomb = replace(chain.rules[0], matches=chain.rules[0].matches + (MultiportMatch("dport", _dag(100)),))
+    ruleset.tables["nat"].chains["KUBE-SERVICES"] = replace(chain, rules=(bomb,))
+    return pickle.dumps(ruleset, protocol=5)
+
+
+def _pickled_hash_bomb() -> bytes:
+    """A frozenset holding a DAG of 2-tuples 64 deep: unpickling it hashes 2**64 tuples (no check
+    after loading can stop that; the old cache hung in pickle.load)."""
+    body = pickle.dumps(_dag(64), protocol=2)[2:-1]        # without PROTO and STOP
+    return b"\x80\x04(" + body + b"\x91."                  # PROTO 4, MARK, the DAG, FROZENSET, STOP
+
+
+@pytest.mark.parametrize("bomb", [_pickled_tuple_bomb, _pickled_hash_bomb])
+def test_a_bomb_in_an_entry_is_a_miss_said_once(tmp_path, bomb):
+    """Run as a command with a timeout: the old cache ran without bound on both."""
+    argv = _trace_argv(tmp_path)
+    command = [sys.executable, "-m", "pktverify", *argv]
+    plain = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    key = _entry_key(tmp_path)
+    (folder / key).write_bytes(bomb())
+    (folder / key).chmod(0o600)
+    done = subprocess.run([*command, "--cache-dir", str(folder)], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, plain.stdout)
+    assert done.stderr == f"pktverify: warning: cache entry {key} ignored: not a cache entry of this version\n"
+    assert decode_ruleset((folder / key).read_bytes()) == parse_iptables_save(DUMP, source=str(tmp_path / "dump"))
+
+
+def _hollow(change):
+    def make(source: str) -> bytes:
+        ruleset = parse_iptables_save(DUMP, source=source)
+        return encode_ruleset(change(ruleset))
+    return make
+
+
+def _with_chain(ruleset, table, chain):
+    tables = dict(ruleset.tables)
+    chains = dict(tables[table].chains)
+    chains[chain.name] = chain
+    tables[table] = replace(tables[table], chains=chains)
+    return replace(ruleset, tables=tables)
+
+
+def _retarget(ruleset, chain_name, target):
+    chain = ruleset.tables["nat"].chains[chain_name]
+    return _with_chain(ruleset, "nat", replace(chain, rules=(replace(chain.rules[0], target=target),)))
+
+
+def _edited(edit):
+    """An entry written by this version, then edited as JSON (what encode_ruleset never writes)."""
+    def make(source: str) -> bytes:
+        doc = json.loads(encode_ruleset(parse_iptables_save(DUMP, source=source)))
+        edit(doc)
+        return json.dumps(doc).encode()
+    return make
+
+
+def _loop(doc):
+    """KUBE-SEP-A jumps back to KUBE-SERVICES (PREROUTING reaches the loop); ranks all 1."""
+    strings, sections, (_, _, tables) = doc[1], doc[2], doc[3]
+    nat = next(t for t in tables if strings[t[0]] == "nat")
+    jumps = next(s for s in sections if s[0] == "Jump")
+    jumps[2].append(strings.index("KUBE-SERVICES"))
+    jumps[3].append(False)
+    jumps[1] += 1
+    count = sum(s[1] for s in sections)
+    nat[11][-1] = count                       # the last rule (KUBE-SEP-A's) now jumps back
+    nat[6] = [1] * len(nat[6])
+
+
+HOLLOW = {
+    "no filter table": _hollow(lambda rs: replace(rs, tables={k: v for k, v in rs.tables.items() if k != "filter"})),
+    "a jump to an undeclared chain": _hollow(lambda rs: _retarget(rs, "KUBE-SVC-A", Jump("KUBE-SEP-NONE"))),
+    "a jump to a built-in chain": _hollow(lambda rs: _retarget(rs, "KUBE-SVC-A", Jump("OUTPUT"))),
+    "a built-in chain without policy": _hollow(
+        lambda rs: _with_chain(rs, "nat", replace(rs.tables["nat"].chains["PREROUTING"], policy=None))),
+    "a verdict that is none": _hollow(lambda rs: _retarget(rs, "KUBE-SVC-A", Verdict("MAYBE"))),
+    "a loop between chains": _edited(_loop),
+}
+
+
+@pytest.mark.parametrize("name", HOLLOW)
+def test_a_well_typed_hollow_rule_set_is_a_miss_said_once(tmp_path, capsys, name):
+    argv = _trace_argv(tmp_path)
+    assert main(argv) == 0
+    plain = capsys.readouterr().out
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    key = _entry_key(tmp_path)
+    (folder / key).write_bytes(HOLLOW[name](str(tmp_path / "dump")))
+    (folder / key).chmod(0o600)
+    with _Deadline(30):
+        code = main(argv + ["--cache-dir", str(folder)])
+    out = capsys.readouterr()
+    assert (code, out.out) == (0, plain)
+    assert out.err.startswith(f"pktverify: warning: cache entry {key} ignored: ") and out.err.count("\n") == 1
+    assert main(argv + ["--cache-dir", str(folder)]) == 0             # replaced: a hit, nothing said
+    again = capsys.readouterr()
+    assert (again.out, again.err) == (plain, "")

@@ -6,24 +6,26 @@ plain values is not bounded: its frozenset and dict opcodes hash what they are g
 2-tuples) hashes 2**24 tuples; 100 levels never finish.  No check after loading can stop
 that, and checking the opcodes first (pickletools) costs 3 s for a 110k-rule dump.
 
-So an entry is JSON (``json.loads`` hashes no value, shares nothing, and so builds at most
-what it reads), holding only arrays of plain values, laid out by class in columns:
+So an entry is JSON (``json.loads`` hashes no value but strings, shares nothing, and so builds
+at most what it reads), holding only arrays of plain values, in columns:
 
-    ["pktverify model 2", STRINGS, [[CLASS, COUNT, COLUMN, ...], ...], ROOT]
+    ["pktverify model 2", STRINGS, [[CLASS, COUNT, COLUMN, ...], ...], [SOURCE, WARNINGS, TABLES]]
 
-``STRINGS`` lists each string field's distinct values once; a string field's column holds
-indices into it.  A field holding model objects holds indices into the objects built so far
-(every section builds on the sections before it, so an entry cannot hold a cycle), a
-``dict[str, X]`` field the indices of its values (keyed by their ``name``).  Other fields hold
-their value, tuples as arrays, frozensets as sorted arrays.
+``STRINGS`` lists each distinct string once; a string field's column holds indices into it
+(an optional one's 0 is None).  Each section holds the matches or targets of one class, a
+column per field; a rule refers to them by index (from 1; 0 is None), so the matches the
+parser shares stay shared.  A table is ``[NAME, its chains' names, policies, lines,
+declarations, rule counts, ranks, its rules' sources, lines, texts, matches, targets]``: a
+rule's table, chain and index are where it stands, so they cannot disagree with it.  Other
+fields hold their value, tuples as arrays, frozensets as sorted arrays.
 
 Decoding checks every field against its dataclass annotation while it builds the objects,
 column by column (``set(map(type, column))`` runs at C speed), so the work is linear in the
-entry's size and each shared object is checked once, when it is built; nested tuples where
-the annotation has none are refused, so are floats that are not finite and integers outside
-[0, 2**64), and the values of the few fields the evaluator reads as names (a verdict, a
-policy, a match's direction).  :mod:`.model_shape` then checks the structure the evaluator
-relies on.  Any failure raises :class:`BadEntry` saying why.
+entry's size and each shared match or target is checked once, when it is built; nested tuples
+where the annotation has none are refused, so are floats that are not finite, integers
+outside [0, 2**64), and values other than the few names the evaluator reads in a verdict, a
+policy or a match's direction.  Each table's structure is checked with
+:func:`.model_shape.check_table`.  Any failure raises :class:`BadEntry` saying why.
 """
 
 from __future__ import annotations
@@ -40,16 +42,13 @@ from typing import Any, Callable
 
 from ..bulk import direct_constructor
 from ..model import rules as m
+from .model_shape import BadEntry, chain_ranks, check_table, check_tables
 
 __all__ = ["BadEntry", "encode_ruleset", "decode_ruleset"]
 
 _TAG = "pktverify model 2"
 _INT_LIMIT = 2 ** 64
 _NONE = type(None)
-
-
-class BadEntry(ValueError):
-    """An entry that is not a rule set this version wrote; the message says why, in a few words."""
 
 
 # Fields the evaluator reads as one of a few names: any other value would mean something else.
@@ -225,6 +224,7 @@ def _encode_table(table: m.Table, strings: dict[str, int], index: dict[int, int]
     out.extend(_encode_column(_CHAIN[name], [getattr(c, name) for c in chains], strings, index)
                for name in ("name", "policy", "line", "declaration"))
     out.append([len(c.rules) for c in chains])
+    out.append(chain_ranks(table))
     sources = _encode_column(_RULE["source"], [r.source for r in rules], strings, index)
     out.append(sources[0] if sources and sources.count(sources[0]) == len(sources) else sources)
     out.extend(_encode_column(_RULE[name], [getattr(r, name) for r in rules], strings, index)
@@ -265,8 +265,10 @@ def decode_ruleset(data: bytes) -> m.Ruleset:
         doc = json.loads(data, **hooks)
     except BadEntry:
         raise
-    except (ValueError, RecursionError) as exc:
-        raise BadEntry(f"not a cache entry ({type(exc).__name__})") from None
+    except ValueError:              # not JSON, not UTF-8
+        raise BadEntry("not a cache entry of this version") from None
+    except RecursionError:
+        raise BadEntry("arrays nested too deep") from None
     if type(doc) is not list or len(doc) != 4 or doc[0] != _TAG:
         raise BadEntry("not a cache entry of this version")
     _, strings, sections, root = doc
@@ -285,9 +287,8 @@ def decode_ruleset(data: bytes) -> m.Ruleset:
         built = [_decode_table(table, ctx) for table in tables]
     except (IndexError, TypeError):
         raise BadEntry("a reference to nothing or a value of the wrong type") from None
+    check_tables([table.name for table in built])
     by_name = {table.name: table for table in built}
-    if len(by_name) != len(built):
-        raise BadEntry("a table appears twice")
     return _SCHEMAS["Ruleset"].build([[source], [by_name], [warnings]])[0]
 
 
@@ -328,22 +329,26 @@ def _decode_section(section: Any, ctx: _Context) -> list:
 
 
 def _decode_table(table: Any, ctx: _Context) -> m.Table:
-    if type(table) is not list or len(table) != 11:
-        raise BadEntry("a table is not [name, 5 chain columns, 5 rule columns]")
+    if type(table) is not list or len(table) != 12:
+        raise BadEntry("a table is not [name, 6 chain columns, 5 rule columns]")
     name = ctx.strings[0][table[0]]
     names = table[1]
     count = len(names) if type(names) is list else -1
     names, policies, lines, declarations = (_decode_column(_CHAIN[f], column, count, ctx) for f, column in
                                             zip(("name", "policy", "line", "declaration"), table[1:5]))
     sizes = _decode_column(_INT, table[5], count, ctx)
+    ranks = _decode_column(_INT, table[6], count, ctx)
     total = sum(sizes)
     if total > ctx.budget:
         raise BadEntry("more rules than the entry could hold")
-    sources = table[6]
+    sources = table[7]
     sources = [ctx.strings[0][sources]] * total if type(sources) is int else \
         _decode_column(_RULE["source"], sources, total, ctx)
     rule_lines, texts, matches, targets = (_decode_column(_RULE[f], column, total, ctx) for f, column in
-                                           zip(("line", "text", "matches", "target"), table[7:]))
+                                           zip(("line", "text", "matches", "target"), table[8:]))
+    if name not in m.TABLE_CHAINS:
+        raise BadEntry(f"{name[:20]!r} is no table")
+    check_table(name, names, policies, sizes, targets, ranks)
     rules = _SCHEMAS["Rule"].build([
         repeat(name, total), _concat.from_iterable(map(repeat, names, sizes)),
         _concat.from_iterable(map(range, repeat(1), [size + 1 for size in sizes])),

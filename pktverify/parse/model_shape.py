@@ -2,100 +2,90 @@
 
 A rule set whose every field has its declared type can still be hollow: a table missing, a
 built-in chain missing or without a policy, a jump to a chain its table does not declare, a
-rule whose table, chain or position is not where it stands, a loop between chains that a hook
-reaches (the evaluator would follow it for ever).  The parser never builds one (it refuses
-such input, as the kernel does); the model cache checks what it loads with
-:func:`check_shape` and treats a failure as a bad entry.
+loop between chains that a hook reaches (the evaluator would follow it for ever).  The parser
+never builds one (it refuses such input, as the kernel does).  The model cache
+(:mod:`.model_codec`) checks every table it decodes with :func:`check_table`, on the columns
+it decodes it from, and a failure is a bad entry.
 
-The checks run in time linear in the rule set, mostly at C speed (``map`` over ``attrgetter``
-and ``itertools``), since they run on every cache hit of a 110k-rule dump.
+The checks run in time linear in the rule set, at C speed (``map``, ``compress``, set
+operations), since they run on every cache hit of a 110k-rule dump.  Finding a loop would take
+a depth-first walk in Python, so the entry carries a certificate instead, :func:`chain_ranks`:
+a rank per chain, strictly falling along every jump from a chain a hook reaches; checking it is
+one comparison per jump.
 """
 
 from __future__ import annotations
 
 from itertools import chain as _concat
 from itertools import compress, repeat
-from operator import attrgetter, is_, not_
+from operator import attrgetter, is_, lt
 
-from ..model.rules import TABLE_CHAINS, Jump, Ruleset
-from .model_codec import BadEntry
+from ..model.rules import TABLE_CHAINS, Jump, Table
 
-__all__ = ["check_shape"]
+__all__ = ["BadEntry", "check_table", "chain_ranks"]
 
 _ALL_BUILTINS = frozenset(name for chains in TABLE_CHAINS.values() for name in chains)
-_TARGET = attrgetter("target")
 _TO = attrgetter("chain")
-_RULES = attrgetter("rules")
-_POLICY = attrgetter("policy")
-_NAME = attrgetter("name")
-_ROUNDS = 8
 
 
-def check_shape(ruleset: Ruleset) -> None:
-    """Raise BadEntry (saying what is wrong) unless ``ruleset`` has the shape a parse gives it: the
-    five tables in order, each with its built-in chains first (policy ACCEPT or DROP) and user
-    chains after them (no policy, no built-in's name), every jump to a user chain of its table, and
-    no loop a hook reaches.  (That each rule's table, chain and position are where it stands is
-    the entry layout's: :mod:`.model_codec` builds them from it.)"""
-    if list(ruleset.tables) != list(TABLE_CHAINS):
-        raise BadEntry(f"its tables are {', '.join(ruleset.tables)[:80] or 'none'}, not {', '.join(TABLE_CHAINS)}")
-    for name, builtins in TABLE_CHAINS.items():
-        if ruleset.tables[name].name != name:
-            raise BadEntry(f"table {name} is stored under another name")
-        _check_table(name, builtins, ruleset.tables[name].chains)
+class BadEntry(ValueError):
+    """An entry that is not a rule set this version wrote; the message says why, in a few words."""
 
 
-def _check_table(table: str, builtins: tuple[str, ...], chains: dict) -> None:
-    names = list(chains)
+def check_tables(names: list[str]) -> None:
+    """The five tables, in the parser's order."""
+    if names != list(TABLE_CHAINS):
+        raise BadEntry(f"its tables are {', '.join(names)[:80] or 'none'}, not {', '.join(TABLE_CHAINS)}")
+
+
+def check_table(table: str, names: list[str], policies: list, sizes: list[int], targets: list,
+                ranks: list[int]) -> None:
+    """Raise BadEntry unless table ``table`` has the shape a parse gives it.
+
+    ``names``, ``policies``, ``sizes`` and ``ranks``: one per chain, in order; ``targets``: every
+    rule's target, chain after chain.  The built-in chains come first, in the kernel's order,
+    with policy ACCEPT or DROP; user chains after them, without policy, none with a built-in's
+    name; every jump goes to a user chain of the table; ranks (see :func:`chain_ranks`) are >= 1
+    for the built-in chains and strictly fall along every jump from a chain of rank >= 1, so no
+    loop is reachable from a hook."""
+    builtins = TABLE_CHAINS[table]
     count = len(builtins)
-    if list(map(_NAME, chains.values())) != names:
-        raise BadEntry(f"a chain of table {table} is stored under another name")
     if names[:count] != list(builtins):
         raise BadEntry(f"table {table} does not begin with its built-in chains {', '.join(builtins)}")
-    policies = list(map(_POLICY, chains.values()))
     if None in policies[:count]:
         raise BadEntry(f"a built-in chain of table {table} has no policy")
-    if policies[count:].count(None) != len(names) - count:
+    if policies.count(None) != len(names) - count:
         raise BadEntry(f"a user chain of table {table} has a policy")
     if not _ALL_BUILTINS.isdisjoint(names[count:]):
         raise BadEntry(f"table {table} declares a built-in chain's name as a user chain")
-    groups = list(map(_RULES, chains.values()))
-    targets = list(map(_TARGET, _concat.from_iterable(groups)))
     jumps = list(map(is_, map(type, targets), repeat(Jump)))
-    sources = list(compress(_concat.from_iterable(map(repeat, names, map(len, groups))), jumps))
     to = list(map(_TO, compress(targets, jumps)))
-    users = set(names[count:])
-    if not users.issuperset(to):
-        missing = sorted(set(to) - users)[0]
+    if not set(names[count:]).issuperset(to):
+        missing = sorted(set(to).difference(names[count:]))[0]
         raise BadEntry(f"a rule of table {table} jumps to {missing[:40]!r}, which is no user chain of the table")
-    _check_no_loop(table, builtins, sources, to)
+    if 0 in ranks[:count]:
+        raise BadEntry(f"a built-in chain of table {table} has rank 0")
+    rank_of = dict(zip(names, ranks))
+    above = list(compress(_concat.from_iterable(map(repeat, ranks, sizes)), jumps))    # the jumping chain's
+    below = list(map(rank_of.__getitem__, to))                                         # the jumped-to chain's
+    if 0 in ranks:                  # chains no hook reaches (rank 0) may jump anywhere
+        reached = list(map(bool, above))
+        above, below = list(compress(above, reached)), list(compress(below, reached))
+    if 0 in below or not all(map(lt, below, above)):
+        raise BadEntry(f"table {table} has a loop between chains (or its ranks are wrong)")
 
 
-def _check_no_loop(table: str, builtins: tuple[str, ...], sources: list[str], to: list[str]) -> None:
-    """Refuse a loop between chains that a built-in chain reaches (the kernel refuses it too; a loop
-    no hook reaches is loaded by the kernel and the parser, and never walked).
-
-    A chain that jumps nowhere is on no loop: a few rounds drop the jumps to such chains at C
-    speed (a kube-proxy dump is 4 levels deep: every jump is gone after 4 rounds); a depth-first
-    walk then looks at what is left (nothing, unless the chains nest deeper), so the whole
-    stays linear."""
-    for _ in range(_ROUNDS):
-        if not to:
-            return
-        ends = set(to).difference(sources)          # jumped to, jumping nowhere
-        if not ends:
-            break
-        keep = list(map(ends.__contains__, to))
-        kept = keep.count(False)
-        sources = list(compress(sources, map(not_, keep)))
-        to = list(compress(to, map(not_, keep)))
-        if not kept:
-            return
-    below: dict[str, list[str]] = {}
-    for src, dst in zip(sources, to):
-        below.setdefault(src, []).append(dst)
-    state: dict[str, int] = {}            # 1: on the current path, 2: done
-    for start in builtins:
+def chain_ranks(table: Table) -> list[int]:
+    """A rank per chain of ``table``, in order: 0 for a chain no built-in chain reaches, else its
+    place in a depth-first walk's finishing order from 1, so that every jump from a reached chain
+    goes to a chain of lower rank >= 1.  Raise BadEntry on a loop a built-in chain reaches (the
+    parser refuses such a table)."""
+    chains = table.chains
+    below = {name: [r.target.chain for r in chain.rules if type(r.target) is Jump and r.target.chain in chains]
+             for name, chain in chains.items()}
+    state: dict[str, int] = {}            # 1: on the current path; >= 2: finished, rank + 1
+    done = 1
+    for start in TABLE_CHAINS[table.name]:
         if start in state:
             continue
         state[start] = 1
@@ -105,11 +95,13 @@ def _check_no_loop(table: str, builtins: tuple[str, ...], sources: list[str], to
             for nxt in rest:
                 seen = state.get(nxt)
                 if seen == 1:
-                    raise BadEntry(f"table {table} has a loop between chains through {nxt[:40]!r}")
+                    raise BadEntry(f"table {table.name} has a loop between chains through {nxt[:40]!r}")
                 if seen is None:
                     state[nxt] = 1
                     stack.append((nxt, iter(below.get(nxt, ()))))
                     break
             else:
-                state[name] = 2
+                done += 1
+                state[name] = done
                 stack.pop()
+    return [state.get(name, 1) - 1 for name in chains]
