@@ -136,3 +136,36 @@ def test_fast_path_equals_exhaustive_on_the_public_strategies(cluster):
     from pktverify.parse.cluster_nodes import cluster_nodes
     walker = ClusterWalker(cluster, cluster_nodes(cluster))
     assert_fast_equals_exhaustive(cluster, walker)
+
+
+@st.composite
+def clusters_with_pod_prefixes(draw):
+    """Synthetic clusters whose nodes give their pods another prefix than the pod CIDR's
+    (``pod_prefix``: finer, so a node's pods are on-link for some neighbours and reach others
+    through the gateway; coarser, so other nodes' pods are on-link), some with a rule that
+    tells a bridged frame from a routed one."""
+    from dataclasses import replace
+    mode = draw(st.sampled_from(["iptables", "userspace"]))
+    cluster = synthetic_cluster(draw(st.integers(1, 3)), draw(st.integers(0, 2)), draw(st.integers(2, 40)),
+                                proxy_mode=mode)
+    nodes = tuple(replace(n, pod_prefix=draw(st.sampled_from((None, 16, 23, 25, 27, 28, 30)))) for n in cluster.nodes)
+    cluster = replace(cluster, nodes=nodes)
+    texts = {n.name: generate_node(cluster, n) for n in cluster.nodes}
+    states = {}
+    for name, made in texts.items():
+        rules = made.iptables
+        rule = draw(st.sampled_from(("", "-A FORWARD -m physdev --physdev-is-bridged -j DROP",
+                                     "-A FORWARD -i cbr0 -o cbr0 -m physdev ! --physdev-is-bridged -j DROP")))
+        if rule:
+            rules = _insert(rules, "filter", rule)
+        states[name] = build_node(name, parse_ip_addr(made.addrs), parse_routes(made.routes).routes,
+                                  parse_iptables_save(rules))
+    return cluster, states
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(clusters_with_pod_prefixes())
+def test_fast_path_equals_exhaustive_with_pod_prefixes(case):
+    # Each pod's eth0 subnet decides on-link (bridged) or the gateway (routed): a cut of the classes.
+    cluster, nodes = case
+    assert_fast_equals_exhaustive(cluster, ClusterWalker(cluster, nodes))

@@ -14,7 +14,13 @@ Everything the evaluator decides about an address is one of:
   the target (a hairpin) then sits in a class of its own;
 * conntrack: lookups by the flow's own tuple, consistent under renaming;
 * the walker's delivery: "is there a pod with this IP behind this bridge",
-  true for every pod of a class on that node.
+  true for every pod of a class on that node;
+* the sending pod's own route lookup (:mod:`pktverify.eval.pod_stack`): is the
+  destination inside the pod's eth0 subnet (each pod's subnet is a cut, so the
+  pods of one class on one node share theirs, and with it their gateway), and
+  is it an address of the node (a point); the receiving pod's martian check
+  compares the source with its own address (a hairpin, set apart as a NAT
+  target is).
 
 Cut the address space at every prefix, range and NAT target above, and set
 apart every address a test names exactly (a /32): inside one resulting class
@@ -46,7 +52,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 from ..model import rules as m
-from ..model.addresses import format_ip
+from ..model.addresses import format_ip, prefix_mask
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
 
@@ -187,6 +193,9 @@ class AddressClasses:
         base: list[Interval] = list(_SPECIAL)
         for net in (cluster.cidr, cluster.service_cidr, *(n.pod_cidr for n in cluster.nodes)):
             base.append(_interval(*net))
+        # Each pod's eth0 subnet decides on-link (ARP) or the gateway for every destination.
+        masks = {n.name: prefix_mask(n.pod_prefixlen) for n in cluster.nodes}
+        base += [_interval(*net) for net in {(p.ip & masks[p.node], masks[p.node]) for p in cluster.pods}]
         endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
         node_owner: dict[int, str] = {}
         scanned: set[int] = set()

@@ -1,10 +1,13 @@
 """A packet's path across a cluster, hop by hop, and its reply back.
 
-Pod network namespace → veth → the node's bridge → the node tracer (netfilter
-and FIB) → the node network → the next node → ... → a pod, a node, or a
+Pod network namespace (its own route lookup: on-link, ARP on the bridge, or
+via the gateway, see :mod:`pktverify.eval.pod_stack`) → veth → the node's
+bridge → the node tracer (netfilter and FIB) → the node network → the next
+node → ... → a pod (whose kernel checks the source first), a node, or a
 failure (drop, reject, blackhole, a loop, leaving the cluster). The reply is
-walked back from where the packet arrived, each node un-NATing it with the
-conntrack entries the forward path created on that node.
+walked back from where the packet arrived, starting in the receiver's own
+stack, each node un-NATing it with the conntrack entries the forward path
+created on that node.
 
 Userspace kube-proxy: a packet REDIRECTed/DNATed to a node's proxy port is
 delivered to the proxy, which opens a new connection from the node to one of
@@ -29,6 +32,7 @@ from ..model.trace import Connection
 from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
+from .pod_stack import PodStack, martian_at_pod, pod_stack
 from .state import MAX_BRANCHES, LimitExceeded, merge_equal
 
 __all__ = ["Hop", "PathEnd", "Endpoint", "ClusterWalker", "MAX_NODE_HOPS", "MAX_PATHS", "rules_summary", "step_label",
@@ -124,6 +128,7 @@ class _Cursor:
     visits: int = 0
     exact: bool = True
     seen: frozenset = frozenset()     # (node, in_iface, packet with TTL 0) this path has been at
+    physout: str = ""                 # a frame a pod sent on-link to a pod behind the same bridge (bridged)
 
     def here(self) -> tuple:
         """Where the packet is, as a loop check compares it (the TTL falls on every hop)."""
@@ -131,7 +136,7 @@ class _Cursor:
 
     def identity(self) -> tuple:
         """Two cursors with equal identity have equal futures and equal histories but for hops."""
-        return (self.node, self.in_iface, self.packet, self.exact, tuple(self.conns), self.seen)
+        return (self.node, self.in_iface, self.packet, self.exact, tuple(self.conns), self.seen, self.physout)
 
 
 class ClusterWalker:
@@ -173,6 +178,7 @@ class ClusterWalker:
         self._proxy_legs: dict[tuple[str, Packet], list[PathEnd]] = {}
         self._leg_replies: dict[int, list[PathEnd]] = {}
         self._last_answer: tuple = (None, [])
+        self._stacks: dict[str, PodStack] = {}
         self.pods_by_ip: dict[int, list[PodSpec]] = {}
         for p in cluster.pods:
             self.pods_by_ip.setdefault(p.ip, []).append(p)
@@ -205,6 +211,13 @@ class ClusterWalker:
     def external_endpoint(self, node: NodeSpec) -> Endpoint:
         """The off-cluster client, its packets arriving at ``node`` (by a router or load balancer)."""
         return Endpoint("external", format_ip(self.external_ip), node.name)
+
+    def pod_stack(self, pod: PodSpec) -> PodStack:
+        """The pod's eth0 address, prefix and gateway (made once per pod)."""
+        stack = self._stacks.get(pod.key)
+        if stack is None:
+            stack = self._stacks[pod.key] = pod_stack(self.specs[pod.node], self.states[pod.node], pod)
+        return stack
 
     def uplink(self, node: str) -> str:
         """The interface holding the node's own address (where the node network comes in)."""
@@ -257,14 +270,38 @@ class ClusterWalker:
             if packet.dst == pod.ip or (packet.dst >> 24) == 127:
                 # Inside the pod's own network namespace: never leaves it.
                 return PathEnd("arrived", 1.0, packet, (hop,), sender, "delivered inside the pod's network namespace")
-            spec = self.specs[pod.node]
-            bridge = spec.bridge
-            return _Cursor(pod.node, bridge, packet, 1.0, [hop])
+            return self._pod_first_hop(pod, packet, hop)
         if sender.kind == "external":
             hop = Hop(f"external:{sender.name}", packet, f"sent by off-cluster client {sender.name} to {sender.node}")
             return _Cursor(sender.node, self.uplink(sender.node), packet, 1.0, [hop])
         return _Cursor(sender.node, None, packet, 1.0,
                        [Hop(f"{sender.node}:local", packet, f"sent by node {sender.node}")])
+
+    def _pod_first_hop(self, pod: PodSpec, packet: Packet, hop: Hop):
+        """The pod's own route lookup: on-link (ARP on the bridge: a pod behind it, the node for an
+        address of its own, or nobody: dropped in the pod) or via the gateway (the node's stack)."""
+        stack = self.pod_stack(pod)
+        bridge = stack.bridge
+        dst = packet.dst
+        if not stack.on_link(dst):
+            if stack.gateway is None:
+                reason = (f"network unreachable in pod {pod.key}: {format_ip(dst)} is outside its subnet "
+                          f"{format_network(stack.network, stack.mask)} and it has no default route "
+                          f"({pod.node}:{bridge} has no address)")
+                hop._note = f"sent by pod {pod.key}; refused there: {reason}"
+                return PathEnd("reject", 1.0, packet, (hop,), None, reason)
+            hop._note = f"sent by pod {pod.key} via its gateway {format_ip(stack.gateway)} ({pod.node}:{bridge})"
+            return _Cursor(pod.node, bridge, packet, 1.0, [hop])
+        if any(p.node == pod.node for p in self.pods_by_ip.get(dst, ())):
+            hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (a pod behind {pod.node}:{bridge})"
+            return _Cursor(pod.node, bridge, packet, 1.0, [hop], physout=UNKNOWN_PORT)
+        if self.tracers[pod.node].fib.lookup(dst, None, pod.ip, 0, bridge).kind == "local":
+            hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (an address of node {pod.node})"
+            return _Cursor(pod.node, bridge, packet, 1.0, [hop])
+        reason = (f"no ARP answer for {format_ip(dst)} on {bridge} ({pod.node}): pod {pod.key} has "
+                  f"{format_network(stack.network, stack.mask)} on-link and nobody on the bridge owns {format_ip(dst)}")
+        hop._note = f"sent by pod {pod.key}; dropped there: {reason}"
+        return PathEnd("drop", 1.0, packet, (hop,), None, reason)
 
     def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None,
              recent: frozenset = frozenset()) -> list[PathEnd]:
@@ -309,8 +346,7 @@ class ClusterWalker:
         physin = physout = ""
         if cur.in_iface is not None and cur.in_iface in (spec.bridge, "docker0"):
             physin = UNKNOWN_PORT
-            if any(p.node == cur.node for p in self.pods_by_ip.get(cur.packet.dst, ())):
-                physout = UNKNOWN_PORT
+            physout = cur.physout       # the pod sent it on-link to a pod's port (else to the gateway)
         mine = frozenset((name, addr) for node, name, addr in recent if node == cur.node) if recent else frozenset()
         trace = tracer.trace(cur.packet, in_iface=cur.in_iface, conntrack=ct, physdev_in=physin, physdev_out=physout,
                              at=self.at, recent=mine)
@@ -345,6 +381,11 @@ class ClusterWalker:
                                                              f"{cur.node}:{o.out_iface}"))
                 return
             pod = pods[0]
+            martian = martian_at_pod(self.pod_stack(pod), pkt)
+            if martian:
+                cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"dropped by pod {pod.key}: {martian}"))
+                ends.append(self._end(cur, "drop", pkt, martian))
+                return
             cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"received by pod {pod.key}"))
             ends.append(self._end(cur, "arrived", pkt, f"received by pod {pod.key}", Endpoint("pod", pod.key, pod.node)))
             return

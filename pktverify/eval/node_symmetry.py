@@ -18,6 +18,8 @@ fixed ones (endpoints, ClusterIPs), so it holds for one exactly when it holds fo
   same rules, structurally); no ipsets, policy rules or route_localnet; no docker bridge;
 * every pod CIDR has one size, lies inside the cluster CIDR and outside the service CIDR, and
   every pod lies inside its node's CIDR (pod addresses are unique: the classes are sound);
+  every pod's eth0 subnet is its node's pod CIDR (no ``pod_prefix`` of another length: σ maps
+  A's CIDR onto B's, and a pod's own route lookup, on-link or via the gateway, with it);
 * no rule sets A or B apart: no address or range a rule names — a test or a NAT target the
   flows can meet (``AddressClasses.rule_intervals``, plus the chains of the destination being
   checked) — meets A's or B's pod CIDR or address, unless it covers every node's alike (the
@@ -46,7 +48,7 @@ from bisect import bisect_left, bisect_right
 from dataclasses import replace
 
 from ..model import rules as m
-from ..model.addresses import format_network, in_network, network_within, networks_overlap
+from ..model.addresses import format_network, in_network, mask_length, network_within, networks_overlap
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
 
@@ -143,6 +145,10 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
             return f"node {node.name} differs in bridge, docker mode, node-network prefix or pod-CIDR size"
         if not network_within(node.pod_cidr, cluster.cidr) or networks_overlap(node.pod_cidr, cluster.service_cidr):
             return f"node {node.name}'s pod CIDR {format_network(*node.pod_cidr)} is not inside the cluster CIDR alone"
+    for node in nodes:
+        if node.pod_prefixlen != mask_length(node.pod_cidr[1]):
+            return (f"node {node.name}'s pods carry a /{node.pod_prefixlen} (pod_prefix), not their pod CIDR's "
+                    f"/{mask_length(node.pod_cidr[1])}")
     for pod in cluster.pods:
         if not in_network(pod.ip, *cluster.node(pod.node).pod_cidr):
             return f"pod {pod.key} is outside its node's pod CIDR"

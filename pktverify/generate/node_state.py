@@ -85,11 +85,18 @@ def _addrs(node: NodeSpec) -> str:
     lines = ["1: lo    inet 127.0.0.1/8 scope host lo",
              f"2: eth0    inet {format_ip(node.ip)}/{node.prefixlen} brd "
              f"{format_ip((node.ip & net_mask) | (~net_mask & 0xFFFFFFFF))} scope global eth0"]
-    if node.bridge != "docker0" or node.pod_cidr != DOCKER_NET:
+    if not _docker_is_the_bridge(node):
         lines.append(f"3: {node.bridge}    inet {format_ip(bridge_address(node))}/{plen} scope global {node.bridge}")
     if node.docker:
         lines.append("4: docker0    inet 172.17.0.1/16 brd 172.17.255.255 scope global docker0")
     return "\n".join(lines) + "\n"
+
+
+def _docker_is_the_bridge(node: NodeSpec) -> bool:
+    """The pod bridge is docker's own docker0 (docker mode, its default 172.17.0.0/16), which the
+    docker lines make: the bridge is not written twice. Without ``docker: true`` a bridge named
+    docker0 is made like any other bridge (it was left out, and its pods had no interface)."""
+    return node.docker and node.bridge == "docker0" and node.pod_cidr == DOCKER_NET
 
 
 def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
@@ -99,7 +106,7 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
     lines = []
     if all(n.ip != gateway for n in cluster.nodes):
         lines.append(f"default via {format_ip(gateway)} dev eth0")
-    if node.bridge != "docker0" or node.pod_cidr != DOCKER_NET:
+    if not _docker_is_the_bridge(node):
         lines.append(f"{format_network(*node.pod_cidr)} dev {node.bridge} proto kernel scope link "
                      f"src {format_ip(bridge_address(node))}")
     if node.docker:

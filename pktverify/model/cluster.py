@@ -30,6 +30,7 @@ class NodeSpec:
     rules: str | None = None            # ``ip rule`` output (optional; default rules otherwise)
     inline: tuple[tuple[str, str], ...] = ()    # dumps given as text (kind, text) instead of a path
     inline_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)   # (kind, YAML line of text line 1)
+    pod_prefix: int | None = None       # the prefix length on each pod's eth0 (None: the pod CIDR's own)
 
     def __post_init__(self) -> None:
         # One order for inline dumps (that of DUMP_KINDS), whoever made the node: equal nodes compare equal.
@@ -42,6 +43,13 @@ class NodeSpec:
             if k == kind:
                 return text
         return None
+
+    @property
+    def pod_prefixlen(self) -> int:
+        """The prefix length a pod on this node carries on eth0: ``pod_prefix`` when the input
+        states it, else the pod CIDR's (the bridge CNI's host-local range, kubenet and docker all
+        give their pods the subnet of the node's range)."""
+        return self.pod_prefix if self.pod_prefix is not None else bin(self.pod_cidr[1]).count("1")
 
     def has_dump(self, kind: str) -> bool:
         """Whether dump ``kind`` (iptables, addrs, routes, ipsets, rules) is given, as a path or inline."""

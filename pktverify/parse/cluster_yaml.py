@@ -6,7 +6,10 @@ optional iptables/addrs/routes dumps relative to the file), ``pods`` (name,
 namespace, node, ip, labels, containers with ports) and ``services`` (name,
 namespace, cluster_ip, ports, selector or endpoints). Extensions: a node may
 say ``docker: true`` (docker's default bridge mode), a pod ``ready: false``,
-and a service ``endpoint_ips`` (endpoints by address, e.g. stale ones).
+and a service ``endpoint_ips`` (endpoints by address, e.g. stale ones);
+``pod_prefix`` (on the cluster, or a node to override it) is the prefix length
+each pod carries on eth0 (default: its node's pod CIDR's; see
+:mod:`pktverify.eval.pod_stack`).
 
 Every error names ``file:line`` and the offending text; unknown keys are
 errors too (a typo must not silently drop a node's dump).
@@ -229,7 +232,7 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
         raise ctx.error(1, "a cluster description is a mapping with cluster, nodes, pods, services")
     ctx.only(doc, {"cluster", "nodes", "pods", "services"}, "the document")
     c = ctx.field(doc, "cluster", dict)
-    ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing", "node_port_range"}, "cluster")
+    ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing", "node_port_range", "pod_prefix"}, "cluster")
     mode = ctx.field(c, "proxy_mode", str, required=False, default="iptables")
     if mode not in ("userspace", "iptables"):
         raise ctx.error(c.key_lines["proxy_mode"], f"proxy_mode must be userspace or iptables, not {mode!r}")
@@ -237,7 +240,7 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     if routing != "direct":
         raise ctx.error(c.key_lines["routing"], f"routing {routing!r} is not supported (only direct)")
     base = base or Path(".")
-    nodes = tuple(_node(ctx, n, base) for n in _list(ctx, doc, "nodes"))
+    nodes = tuple(_node(ctx, n, base, _pod_prefix(ctx, c, None)) for n in _list(ctx, doc, "nodes"))
     all_pods = tuple(_pod(ctx, p) for p in _list(ctx, doc, "pods", required=False))
     notes: list[str] = []
     services = tuple(svc for svc in (_service(ctx, s, notes) for s in _list(ctx, doc, "services", required=False))
@@ -346,8 +349,16 @@ def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map
 _DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
 
 
-def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
-    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "docker", "dumps", *_DUMP_KINDS}, "a node")
+def _pod_prefix(ctx: _Ctx, m: _Map, default: int | None) -> int | None:
+    """``pod_prefix`` (the prefix length on each pod's eth0) of the cluster or a node, 0-32."""
+    value = ctx.field(m, "pod_prefix", int, required=False, default=default)
+    if value is not None and "pod_prefix" in m and not 0 <= value <= 32:
+        raise ctx.error(m.key_lines["pod_prefix"], f"pod_prefix must be a prefix length from 0 to 32, not {value}")
+    return value
+
+
+def _node(ctx: _Ctx, n: _Map, base: Path, pod_prefix: int | None = None) -> NodeSpec:
+    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "docker", "dumps", "pod_prefix", *_DUMP_KINDS}, "a node")
     name = ctx.name(n, "name", "node name")
     ip_text = ctx.field(n, "ip", str)
     if "/" not in ip_text:
@@ -395,7 +406,7 @@ def _node(ctx: _Ctx, n: _Map, base: Path) -> NodeSpec:
                     ctx.name(n, "bridge", "bridge", required=False, default="cbr0"),
                     dumps.get("iptables"), dumps.get("addrs"), dumps.get("routes"),
                     ctx.field(n, "docker", bool, required=False, default=False), n.line, dumps.get("ipsets"),
-                    dumps.get("rules"), tuple(inline), tuple(inline_lines))
+                    dumps.get("rules"), tuple(inline), tuple(inline_lines), _pod_prefix(ctx, n, pod_prefix))
 
 
 def _labels(ctx: _Ctx, m: _Map, key: str) -> tuple[tuple[str, str], ...] | None:

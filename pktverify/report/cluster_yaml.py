@@ -67,6 +67,8 @@ def _node(n: NodeSpec) -> dict:
                  "bridge": n.bridge}
     if n.docker:
         out["docker"] = True
+    if n.pod_prefix is not None:
+        out["pod_prefix"] = n.pod_prefix
     for kind in ("iptables", "addrs", "routes", "ipsets", "rules"):
         path = getattr(n, kind)
         if path is not None:
