@@ -95,6 +95,8 @@ def parse_network(text: str) -> tuple[int, int]:
             raise AddressError(f"prefix length {length!r} is not a number")
         if len(length) > 1 and length[0] == "0":
             raise AddressError(f"prefix length {length!r} has a leading zero (C reads it as octal)")
+        if len(length) > 2:         # before int(): thousands of digits fail with Python's own message
+            raise AddressError(f"prefix length /{length[:12]}{'...' if len(length) > 12 else ''} is out of range 0-32")
         n = int(length)
         if n > 32:
             raise AddressError(f"prefix length /{n} is out of range 0-32")

@@ -21,7 +21,9 @@ from ..model.addresses import AddressError, format_network, parse_ip, parse_netw
 from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .dataplane import detect_dataplane
 from .json_input import JsonNode, load_json
-from .k8s_names import KINDS, dns1123_label, iana_svc_name, label_key, label_value
+from .k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name, label_key, label_value
+from .k8s_values import (AFFINITY_TYPES, DEFAULT_AFFINITY_TIMEOUT, affinity_timeout_reason, ip_text, ipv6_reason,
+                         is_ip_sloppy, note_shared_addresses)
 from .kubectl_nodes import (NodeInput, check_userspace_ports, dumps_folder, match_folders, node_specs,
                             parse_pod_cidr_options, pod_cidr_from_dumps, proxy_mode, read_dumps)
 from .source import read_text
@@ -88,6 +90,7 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     pod_keys = {p.key for p, _item in pods}
     services = _unique([s for s in (_service(item, slices, pod_keys, notes) for item in by_kind.get("Service", []))
                         if s], "Service")
+    note_shared_addresses([s for s, _item in services], {n.ip: n.name for n in inputs}, notes)
     mode = proxy_mode(inputs, str(path), has_services=bool(services), notes=notes)
     specs = node_specs(inputs, notes, source=str(path), with_pods={p.node for p, _item in pods})
     notes = list(dict.fromkeys(notes))
@@ -199,17 +202,21 @@ def _pod(item: JsonNode, node_ips: set[int], node_names: set[str], notes: list[s
     spec, status = item.obj("spec"), item.obj("status")
     if not status.has("podIP") or spec.bool("hostNetwork", default=False):
         return None                   # not running yet, or the node's own network namespace
+    where = status.child("podIP")
     text = status.str("podIP")
     if ":" in text:                   # dual stack lists the IPv4 address in podIPs; IPv6-only: skipped
-        v4 = [a.str("ip") for a in status.list("podIPs") if a.has("ip") and ":" not in a.str("ip")]
+        why = ipv6_reason(text)
+        if why:
+            raise where.error(f"pod {ns}/{name}: podIP {why}")
+        v4 = [(a.child("ip"), a.str("ip")) for a in status.list("podIPs") if a.has("ip") and ":" not in a.str("ip")]
         if not v4:
             notes.append(f"pod {ns}/{name} has only IPv6 addresses ({text}): skipped (pktverify models IPv4)")
             return None
-        text = v4[0]
+        where, text = v4[0]
     try:
         ip = parse_ip(text)
     except AddressError as exc:
-        raise status.child("podIP").error(f"pod {ns}/{name}: {exc}") from None
+        raise where.error(f"pod {ns}/{name}: {exc}") from None
     if ip in node_ips:
         return None
     node = spec.str("nodeName")
@@ -260,17 +267,25 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
     if not cip or cip == "None":
         notes.append(f"service {ns}/{name} is headless (no ClusterIP): not checked")
         return None
+    where = spec.child("clusterIP")
     if ":" in cip:                    # IPv6 primary family: use an IPv4 ClusterIP when there is one
-        v4 = [c.value for c in spec.list("clusterIPs") if isinstance(c.value, str) and ":" not in c.value]
+        why = ipv6_reason(cip)
+        if why:
+            raise where.error(f"service {ns}/{name}: clusterIP {why}")
+        v4 = [(c, c.value) for c in spec.list("clusterIPs") if isinstance(c.value, str) and ":" not in c.value]
         if not v4:
             notes.append(f"service {ns}/{name} has only IPv6 ClusterIPs ({cip}): skipped (pktverify models IPv4)")
             return None
-        cip = v4[0]
+        where, cip = v4[0]
     try:
         cluster_ip = parse_ip(cip)
     except AddressError as exc:
-        raise spec.child("clusterIP").error(f"service {ns}/{name}: {exc}") from None
+        raise where.error(f"service {ns}/{name}: {exc}") from None
     own = slices.get((ns, name), [])
+    slice_ports: dict[str, int] = {}     # port name -> number, as the first slice naming it says (one pass)
+    for s in own:
+        for sp in s.list("ports"):
+            slice_ports.setdefault(sp.str("name", default=""), sp.int("port"))
     ports = []
     for p in spec.list("ports"):
         port_name = p.str("name", default="")
@@ -285,11 +300,10 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
             why = iana_svc_name(target)
             if why:
                 raise p.child("targetPort").error(f"target port name {target!r} {why}")
-            numbers = [sp.int("port") for s in own for sp in s.list("ports") if sp.str("name", default="") == port_name]
-            if not numbers:
+            if port_name not in slice_ports:
                 raise p.error(f"service {ns}/{name} port {port_name!r} has a named target port ({target}) and no "
                               "EndpointSlice that resolves it")
-            target = numbers[0]
+            target = slice_ports[port_name]
         for what, value, node in (("port", port, p.child("port")), ("target port", target, p)):
             if not isinstance(value, int) or not 0 < value < 65536:
                 raise node.error(f"service {ns}/{name}: {what} {value} is not a port number 1-65535")
@@ -304,7 +318,8 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
     if not own:
         selector = _labels(spec, "selector") if spec.has("selector") else None
         return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line, **exposure), item
-    endpoints, ips = [], []
+    endpoints: dict[str, None] = {}      # ordered sets: one pass over any number of endpoints
+    ips: dict[int, None] = {}
     for s in own:
         for ep in s.list("endpoints"):
             if ep.obj("conditions").bool("ready") is False:
@@ -312,52 +327,40 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
             ref = ep.obj("targetRef")
             key = f"{ref.str('namespace', default=ns)}/{ref.str('name', default='')}"
             if ref.str("kind") == "Pod" and key in pod_keys:
-                if key not in endpoints:
-                    endpoints.append(key)
+                endpoints[key] = None
                 continue
             for addr in ep.list("addresses"):
-                text = addr.value
-                if not isinstance(text, str):
-                    raise addr.error("an endpoint address must be a string")
-                try:
-                    ip = parse_ip(text)
-                except AddressError as exc:
-                    if ":" in text:     # IPv6 (dual-stack): not modelled, skipped
-                        notes.append(f"service {ns}/{name}: IPv6 endpoint {text} skipped (pktverify models IPv4)")
-                        continue
-                    raise addr.error(f"service {ns}/{name}: {exc}") from None
-                if ip not in ips:
-                    ips.append(ip)
+                ip = _address(addr, f"service {ns}/{name}: endpoint address", notes, non_special=True)
+                if ip is not None:
+                    ips[ip] = None
     return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line, **exposure), item
 
 
 def _exposure(spec: JsonNode, status: JsonNode, kind: str, what: str, notes: list[str]) -> dict:
     """How a Service is reached and its policies, as ServiceSpec fields: type, externalIPs,
     status.loadBalancer.ingress IPs, loadBalancerSourceRanges, the two traffic policies and
-    ClientIP session affinity (IPv6 addresses and hostname-only ingresses are noted, not used)."""
-    def addresses(nodes: list[JsonNode], label: str) -> tuple[int, ...]:
-        out: list[int] = []
+    ClientIP session affinity, each checked as the API server checks it (:mod:`.k8s_values`);
+    IPv6 addresses and hostname-only ingresses are noted, not used."""
+    def addresses(nodes: list[JsonNode], label: str, non_special: bool) -> tuple[int, ...]:
+        out: dict[int, None] = {}         # ordered and O(1) per address: 200,000 external IPs in one pass
         for node in nodes:
-            text = node.value
-            if not isinstance(text, str):
-                raise node.error(f"{what}: an address in {label} must be a string")
-            if ":" in text:
-                notes.append(f"{what}: IPv6 {label} {text} skipped (pktverify models IPv4)")
-                continue
-            try:
-                ip = parse_ip(text)
-            except AddressError as exc:
-                raise node.error(f"{what}: {exc}") from None
-            if ip not in out:
-                out.append(ip)
+            ip = _address(node, f"{what}: {label}", notes, non_special=non_special)
+            if ip is not None:
+                out[ip] = None
         return tuple(out)
 
     ingress = []
     for entry in status.obj("loadBalancer").list("ingress"):
+        hostname = entry.str("hostname", default="")
+        if hostname:
+            why = dns1123_subdomain(hostname) or ("must be a DNS name, not an IP address"
+                                                  if is_ip_sloppy(hostname) else None)
+            if why:
+                raise entry.child("hostname").error(f"{what}: load balancer hostname {hostname[:80]!r} {why}")
         if entry.has("ip"):
             ingress.append(entry.child("ip"))
-        elif entry.str("hostname"):
-            notes.append(f"{what}: load balancer ingress {entry.str('hostname')} has a hostname only: not checked")
+        elif hostname:
+            notes.append(f"{what}: load balancer ingress {hostname} has a hostname only: not checked")
     ranges = []
     for node in spec.list("loadBalancerSourceRanges"):
         try:
@@ -370,9 +373,46 @@ def _exposure(spec: JsonNode, status: JsonNode, kind: str, what: str, notes: lis
         if value not in ("Cluster", "Local"):
             raise spec.child(key).error(f"{what}: {key} must be Cluster or Local, not {value!r}")
         policies[field_name] = value
-    timeout = 0
-    if spec.str("sessionAffinity", default="None") == "ClientIP":
-        timeout = spec.obj("sessionAffinityConfig").obj("clientIP").int("timeoutSeconds") or 10800
-    return {"type": kind, "external_ips": addresses(spec.list("externalIPs"), "external IP"),
-            "lb_ips": addresses(ingress, "load balancer IP"), "lb_source_ranges": tuple(ranges),
-            "affinity_timeout": timeout, **policies}
+    return {"type": kind, "external_ips": addresses(spec.list("externalIPs"), "externalIPs", True),
+            "lb_ips": addresses(ingress, "load balancer IP", False), "lb_source_ranges": tuple(ranges),
+            "affinity_timeout": _affinity(spec, what), **policies}
+
+
+def _affinity(spec: JsonNode, what: str) -> int:
+    """ClientIP affinity's timeout in seconds (0: None), as the API server defaults and validates
+    it: sessionAffinity None or ClientIP; with ClientIP, timeoutSeconds 1-86400 (absent: 10800);
+    with None, no sessionAffinityConfig."""
+    affinity = spec.str("sessionAffinity", default="") or "None"
+    if affinity not in AFFINITY_TYPES:
+        raise spec.child("sessionAffinity").error(f"{what}: sessionAffinity must be None or ClientIP (the API "
+                                                  f"server supports no other), not {affinity[:60]!r}")
+    config = spec.obj("sessionAffinityConfig")
+    if affinity == "None":
+        if spec.has("sessionAffinityConfig"):
+            raise spec.child("sessionAffinityConfig").error(f"{what}: sessionAffinityConfig must not be set when "
+                                                            "sessionAffinity is None")
+        return 0
+    client = config.obj("clientIP")
+    timeout = client.int("timeoutSeconds")
+    if timeout is None:
+        return DEFAULT_AFFINITY_TIMEOUT
+    why = affinity_timeout_reason(timeout)
+    if why:
+        raise client.child("timeoutSeconds").error(f"{what}: sessionAffinityConfig.clientIP.{why}")
+    return timeout
+
+
+def _address(node: JsonNode, what: str, notes: list[str], *, non_special: bool = False) -> int | None:
+    """An address the API server holds as a string: IPv4 as an int, IPv6 None (noted: not modelled),
+    anything it would refuse an error at the value's line (``non_special``: external IPs and
+    endpoint addresses, :func:`.k8s_values.special_ip_reason`)."""
+    text = node.value
+    if not isinstance(text, str):
+        raise node.error(f"{what}: an address must be a string")
+    ip, why = ip_text(text, non_special=non_special)
+    if why:
+        raise node.error(f"{what}: {why}")
+    if ip is None:
+        notes.append(f"{what}: IPv6 address {text} skipped (pktverify models IPv4)")
+    return ip
+

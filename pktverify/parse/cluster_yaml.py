@@ -30,6 +30,8 @@ from .dataplane import detect_dataplane, routes_worth_reading
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
 from .k8s_names import KINDS, iana_svc_name, label_key, label_value
+from .k8s_values import AFFINITY_TYPES, DEFAULT_AFFINITY_TIMEOUT, affinity_timeout_reason, ascii_number, ip_text, \
+    note_shared_addresses
 from .source import read_text
 
 __all__ = ["load_cluster", "parse_cluster", "allocate_node_ports", "cluster_file"]
@@ -70,6 +72,19 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+_MAX_INT_CHARS = 40         # no port or timeout is longer; int() of 5,000 digits fails with Python's own message
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    """YAML's integers (decimal, 0x, 0o, 0b, 1:30), bounded in length before they are converted."""
+    if len(node.value) > _MAX_INT_CHARS:
+        raise _Problem(node.start_mark.line + 1, f"a number of {len(node.value):,} characters (at most "
+                                                 f"{_MAX_INT_CHARS} are read)")
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _check_graph(root: yaml.Node) -> None:
@@ -246,8 +261,9 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     services = tuple(svc for svc in (_service(ctx, s, notes) for s in _list(ctx, doc, "services", required=False))
                      if svc is not None)
     _check_references(ctx, nodes, all_pods, services)
+    note_shared_addresses(services, {n.ip: n.name for n in nodes}, notes)
     port_range = _node_port_range(ctx, c)
-    services = allocate_node_ports(services, port_range)
+    services = allocate_node_ports(services, port_range, source=source)
     by_name = {n.name: n for n in nodes}
     host_pods = []
     for p in all_pods:
@@ -310,28 +326,41 @@ def _node_port_range(ctx: _Ctx, c: _Map) -> tuple[int, int]:
     text = ctx.field(c, "node_port_range", str, required=False, default=None)
     if text is None:
         return NODE_PORT_RANGE
-    low, sep, high = text.partition("-")
-    if not (sep and low.strip().isdigit() and high.strip().isdigit() and 0 < int(low) <= int(high) < 65536):
-        raise ctx.error(c.key_lines["node_port_range"], f"node_port_range must be LOW-HIGH within 1-65535 (like "
-                                                        f"30000-32767), not {text!r}")
-    return int(low), int(high)
+    low_text, sep, high_text = text.partition("-")
+    low, high = ascii_number(low_text), ascii_number(high_text)     # ASCII digits only: '³' and '٣' are no ports
+    if not (sep and low is not None and high is not None and 0 < low <= high < 65536):
+        raise ctx.error(c.key_lines["node_port_range"], f"node_port_range must be LOW-HIGH within 1-65535 in ASCII "
+                                                        f"digits (like 30000-32767), not {_short(text)}")
+    return low, high
 
 
-def allocate_node_ports(services: tuple[ServiceSpec, ...], port_range: tuple[int, int]) -> tuple[ServiceSpec, ...]:
+def allocate_node_ports(services: tuple[ServiceSpec, ...], port_range: tuple[int, int], *,
+                        source: str = "<cluster>") -> tuple[ServiceSpec, ...]:
     """Give each port of a NodePort or LoadBalancer service without a ``node_port`` the lowest free
-    one in ``port_range`` for its protocol, as the API server allocates one (it picks at random)."""
+    one in ``port_range`` for its protocol, as the API server allocates one (it picks at random).
+    A range with no free port left is an :class:`InputError` at the service's line, as the API
+    server refuses the service then ("range is full"). Linear: the lowest free port only grows,
+    so one cursor per protocol walks the range once."""
     taken = {(p.protocol, p.node_port) for s in services for p in s.ports if p.node_port}
+    cursor: dict[str, int] = {}
+    low, high = port_range
     out = []
     for svc in services:
         if svc.has_node_ports and any(p.node_port is None for p in svc.ports):
             ports = []
             for p in svc.ports:
                 if p.node_port is None:
-                    number = next((n for n in range(port_range[0], port_range[1] + 1) if (p.protocol, n) not in taken),
-                                  None)
-                    if number is not None:
-                        taken.add((p.protocol, number))
-                        p = replace(p, node_port=number)
+                    number = cursor.get(p.protocol, low)
+                    while number <= high and (p.protocol, number) in taken:
+                        number += 1
+                    if number > high:
+                        raise InputError(source, svc.line, f"service {svc.key} port {p.name or p.port}/"
+                                         f"{p.protocol.upper()}: no node port left in node_port_range {low}-{high} "
+                                         f"(every one is taken: the API server refuses the service, 'range is "
+                                         f"full'): widen node_port_range or give node_port")
+                    taken.add((p.protocol, number))
+                    cursor[p.protocol] = number + 1
+                    p = replace(p, node_port=number)
                 ports.append(p)
             svc = replace(svc, ports=tuple(ports))
         out.append(svc)
@@ -445,6 +474,7 @@ def _pod(ctx: _Ctx, p: _Map) -> PodSpec:
     ctx.only(p, {"name", "namespace", "node", "ip", "labels", "containers", "ready", "host_network"}, "a pod")
     ports: list[int] = []
     named: dict[tuple[str, str], tuple[int, int]] = {}
+    names_used: set[str] = set()
     for c in ctx.field(p, "containers", list, required=False, default=[]):
         if not isinstance(c, _Map):
             raise ctx.error(p.key_lines["containers"], "each container must be a mapping")
@@ -461,10 +491,11 @@ def _pod(ctx: _Ctx, p: _Map) -> PodSpec:
                     why = iana_svc_name(port_name)
                     if why:
                         raise ctx.error(port.key_lines["name"], f"container port name {port_name!r} {why}")
-                    if any(n == port_name for n, _proto in named):
+                    if port_name in names_used:
                         raise ctx.error(port.key_lines["name"], f"container port name {port_name!r} is used twice "
                                                                 f"in pod {p.get('name')!r}")
                     named[(port_name, proto)] = (number, port.line)
+                    names_used.add(port_name)
             else:
                 number = _port_number(ctx, port, line, "container port")
             ports.append(number)
@@ -495,7 +526,9 @@ _SERVICE_KEYS = {"name", "namespace", "cluster_ip", "ports", "selector", "endpoi
 def _service(ctx: _Ctx, s: _Map, notes: list[str]) -> ServiceSpec | None:
     ctx.only(s, _SERVICE_KEYS, "a service")
     kind = ctx.field(s, "type", str, required=False, default="ClusterIP")
-    where = f"service {s.get('namespace', 'default')}/{s.get('name')}"
+    svc_name = ctx.name(s, "name", "service name")         # checked first: notes below name the service
+    svc_ns = ctx.name(s, "namespace", "namespace", required=False, default="default")
+    where = f"service {svc_ns}/{svc_name}"
     if kind == "ExternalName":
         notes.append(f"{where} is of type ExternalName (a DNS alias, no address): not checked")
         return None
@@ -531,7 +564,7 @@ def _service(ctx: _Ctx, s: _Map, notes: list[str]) -> ServiceSpec | None:
             _port_number(ctx, node_port, p.key_lines["node_port"], "node_port")
         ports.append(ServicePortSpec(name, port, target, proto, node_port))
     endpoints = ctx.field(s, "endpoints", list, required=False)
-    keys: list[str] = []
+    keys: dict[str, None] = {}         # an ordered set: one pass
     for key in endpoints or ():
         line = s.key_lines["endpoints"]
         if not isinstance(key, str) or key.count("/") != 1:
@@ -541,25 +574,14 @@ def _service(ctx: _Ctx, s: _Map, notes: list[str]) -> ServiceSpec | None:
         ctx.check_name(pod, "pod name", line)
         if key in keys:
             raise ctx.error(line, f"endpoint {key} is listed twice")
-        keys.append(key)
-    ips = []
-    for text in ctx.field(s, "endpoint_ips", list, required=False, default=[]):
-        line = s.key_lines["endpoint_ips"]
-        if not isinstance(text, str):
-            raise ctx.error(line, f"an endpoint IP is a string like 10.1.10.5, not {_short(text)}")
-        try:
-            ip = parse_ip(text)
-        except AddressError as exc:
-            raise ctx.error(line, str(exc)) from None
-        if ip in ips:
-            raise ctx.error(line, f"endpoint IP {text} is listed twice")
-        ips.append(ip)
+        keys[key] = None
+    ips = _ip_list(ctx, s, "endpoint_ips", where, notes, non_special=True)
     named = [sp.target_port for sp in ports if isinstance(sp.target_port, str)]
     if named and ips:
         raise ctx.error(s.key_lines["endpoint_ips"], f"target port {named[0]!r} is a name, which endpoint IPs cannot "
                                                      "resolve (they are no pods): give the port number")
-    external_ips = _ip_list(ctx, s, "external_ips")
-    lb_ips = _ip_list(ctx, s, "load_balancer_ips")
+    external_ips = _ip_list(ctx, s, "external_ips", where, notes, non_special=True)
+    lb_ips = _ip_list(ctx, s, "load_balancer_ips", where, notes)
     if lb_ips and kind != "LoadBalancer":
         raise ctx.error(s.key_lines["load_balancer_ips"], f"load_balancer_ips (status.loadBalancer.ingress) need "
                                                           f"type LoadBalancer, not {kind}")
@@ -580,33 +602,41 @@ def _service(ctx: _Ctx, s: _Map, notes: list[str]) -> ServiceSpec | None:
                                                                 "reachable from outside (NodePort, LoadBalancer or "
                                                                 "external_ips)")
     affinity = ctx.field(s, "session_affinity", str, required=False, default="None")
-    if affinity not in ("None", "ClientIP"):
-        raise ctx.error(s.key_lines["session_affinity"], f"session_affinity must be None or ClientIP, not {affinity!r}")
-    timeout = ctx.field(s, "session_affinity_timeout", int, required=False, default=10800)
-    if "session_affinity_timeout" in s and (affinity != "ClientIP" or not 0 < timeout <= 86400):
+    if affinity not in AFFINITY_TYPES:
+        raise ctx.error(s.key_lines["session_affinity"], f"session_affinity must be None or ClientIP (the API server "
+                                                         f"supports no other), not {_short(affinity)}")
+    timeout = ctx.field(s, "session_affinity_timeout", int, required=False, default=DEFAULT_AFFINITY_TIMEOUT)
+    if "session_affinity_timeout" in s and (affinity != "ClientIP" or affinity_timeout_reason(timeout)):
         raise ctx.error(s.key_lines["session_affinity_timeout"], "session_affinity_timeout is 1-86400 seconds, and "
                                                                  "only with session_affinity: ClientIP")
-    return ServiceSpec(ctx.name(s, "name", "service name"),
-                       ctx.name(s, "namespace", "namespace", required=False, default="default"),
+    return ServiceSpec(svc_name, svc_ns,
                        ctx.ip(s, "cluster_ip"), tuple(ports), _labels(ctx, s, "selector"),
                        tuple(keys) if endpoints is not None else None, tuple(ips), s.line, kind,
                        external_ips, lb_ips, tuple(ranges), etp, itp, timeout if affinity == "ClientIP" else 0)
 
 
-def _ip_list(ctx: _Ctx, s: _Map, key: str) -> tuple[int, ...]:
-    """A list of distinct IPv4 addresses (``external_ips``, ``load_balancer_ips``)."""
-    out: list[int] = []
+def _ip_list(ctx: _Ctx, s: _Map, key: str, where: str, notes: list[str], *,
+             non_special: bool = False) -> tuple[int, ...]:
+    """A list of distinct addresses (``external_ips``, ``load_balancer_ips``, ``endpoint_ips``) as
+    the API server accepts them (``non_special``: external IPs and endpoint addresses may not be
+    unspecified, loopback or link-local, see :mod:`.k8s_values`); IPv6 ones are noted and skipped.
+    One pass with a set: 100,000 addresses are read in linear time."""
+    out: dict[int, None] = {}
+    seen_v6: set[str] = set()
+    line = s.key_lines.get(key, s.line)
     for text in ctx.field(s, key, list, required=False, default=[]):
-        line = s.key_lines[key]
         if not isinstance(text, str):
             raise ctx.error(line, f"an address in {key} is a string like 192.0.2.10, not {_short(text)}")
-        try:
-            ip = parse_ip(text)
-        except AddressError as exc:
-            raise ctx.error(line, f"{key}: {exc}") from None
-        if ip in out:
+        ip, why = ip_text(text, non_special=non_special)
+        if why:
+            raise ctx.error(line, f"{key}: {why}")
+        if ip in out or text in seen_v6:
             raise ctx.error(line, f"{key}: {text} is listed twice")
-        out.append(ip)
+        if ip is None:
+            seen_v6.add(text)
+            notes.append(f"{where}: IPv6 address {text} in {key} skipped (pktverify models IPv4)")
+        else:
+            out[ip] = None
     return tuple(out)
 
 

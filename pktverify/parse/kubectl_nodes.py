@@ -32,7 +32,9 @@ __all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options
 # Earlier releases read ip-route.txt and ip-addr.txt; still accepted.
 _FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
 _CORE = ("iptables", "addrs", "routes")
-_REDIRECT = re.compile(r"^-A KUBE-PORTALS-CONTAINER .*-j REDIRECT --to-ports (\d+)", re.M)
+# ASCII digits, at most 5 (\d takes '٣', and int() of 5,000 digits fails with Python's own message):
+# anything else is left to the iptables-save parser, which names the line.
+_REDIRECT = re.compile(r"^-A KUBE-PORTALS-CONTAINER .*-j REDIRECT --to-ports ([0-9]{1,5})\b", re.M | re.A)
 
 
 @dataclass

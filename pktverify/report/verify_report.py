@@ -66,21 +66,22 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2, c
         lines.append(f"{r.name:<{width}}  {'holds' if r.holds else 'FAILS':<6}  {r.checked:>13}  {r.violating:>15}")
     for r in results:
         for note in r.notes:
-            lines.append(f"\nnote ({r.name}): {note}")
+            lines += ["", f"note ({r.name}): {note}"]
     groups = group_violations(results)
     if groups:
-        lines.append(f"\n{len(groups)} cause(s), biggest first:")
+        lines += ["", f"{len(groups)} cause(s), biggest first:"]
         for n, g in enumerate(groups, 1):
             lines.append(f"  {n}. {g.summary()}")
     index = {(r.name, id(v)): n for r in results for n, v in enumerate(r.violations)}
     for n, g in enumerate(groups, 1):
         lines += _group_text(n, g, max_violations, captures, index)
-    # Rule text and names may hold control characters: each printed line is escaped on its own.
-    return "\n".join(one_line(line) for line in "\n".join(lines).split("\n")) + "\n"
+    # One entry is one row: notes, names, rule text and hostnames from input may hold line breaks,
+    # ANSI escapes and other control characters, escaped here so no input writes a row of its own.
+    return "\n".join(one_line(line) for line in lines) + "\n"
 
 
 def _group_text(n: int, g: Group, max_violations: int, captures: dict | None, index: dict) -> list[str]:
-    lines = [f"\ncause {n}: {g.summary()}"]
+    lines = ["", f"cause {n}: {g.summary()}"]
     if len(g.nodes) > 1:
         lines.append(f"  on {len(g.nodes)} nodes: {', '.join(g.nodes)}")
     shown = g.examples(max_violations)
