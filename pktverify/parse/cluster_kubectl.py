@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, one_line
 from ..model.addresses import AddressError, format_network, parse_ip, parse_network
 from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec, ServiceSpec
 from .dataplane import detect_dataplane
@@ -95,8 +95,8 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     specs = node_specs(inputs, notes, source=str(path), with_pods={p.node for p, _item in pods})
     notes = list(dict.fromkeys(notes))
     for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
-        notes.append(f"{len(by_kind[kind])} {kind} object(s) not modelled (NetworkPolicy, Ingress, ... are not "
-                     "checked)")
+        notes.append(f"{len(by_kind[kind])} {one_line(kind[:60])} object(s) not modelled (NetworkPolicy, Ingress, "
+                     "... are not checked)")      # the kind is the input's: escaped to one line
     cluster = ClusterSpec(str(path), cidr, svc_cidr, mode, "direct", specs, tuple(p for p, _ in pods),
                           tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
     check_userspace_ports(cluster)
