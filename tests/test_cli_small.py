@@ -28,9 +28,15 @@ def test_version(capsys):
     assert capsys.readouterr().out == f"pktverify {metadata.version('pktverify')}\n"
 
 
-def test_a_reader_that_goes_away_ends_the_command_quietly():
-    proc = subprocess.Popen([sys.executable, "-c", "from pktverify.cli import run; run()", "generate",
-                             str(ROOT / "rules/seed/cluster.yaml")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    # 40 nodes: far more output than a pipe holds (64 KiB), so the writer surely meets the closed end
+    nodes = "\n".join(f"  - {{name: node{i}, ip: 192.168.1.{i}/24, pod_cidr: 10.1.{i}.0/24, bridge: cbr0}}"
+                      for i in range(1, 41))
+    cluster = tmp_path / "cluster.yaml"
+    cluster.write_text("cluster: {cidr: 10.1.0.0/16, service_cidr: 10.152.183.0/24, proxy_mode: iptables, "
+                       f"routing: direct}}\nnodes:\n{nodes}\n")
+    proc = subprocess.Popen([sys.executable, "-c", "from pktverify.cli import run; run()", "generate", str(cluster)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline().startswith(b"# node1/")
     proc.stdout.close()                    # as `| head -1` does
     err = proc.stderr.read()
