@@ -127,9 +127,9 @@ def note_shared_addresses(services: Iterable[ServiceSpec], node_ips: Mapping[int
         for ip in svc.external_ips:
             if ip in node_ips:
                 found.append(f"service {svc.key}: external IP {format_ip(ip)} is node {node_ips[ip]}'s address: "
-                             f"kube-proxy sends what reaches it on the service's ports ({ports}) to the service's "
-                             "endpoints, on every node, not to the node (accepted by the API server, which does not "
-                             "know node addresses; CVE-2020-8554)")
+                             f"kube-proxy on every node sends what is addressed to it on the service's ports "
+                             f"({ports}) to the service's endpoints, not to the node's own sockets (accepted by the "
+                             "API server, which does not know node addresses; CVE-2020-8554)")
             elif cluster_ips.get(ip, svc.key) != svc.key:
                 found.append(f"service {svc.key}: external IP {format_ip(ip)} is the ClusterIP of service "
                              f"{cluster_ips[ip]}: on a port both use, which service a packet reaches depends on "
@@ -149,7 +149,7 @@ def ascii_number(text: str) -> int | None:
 def affinity_timeout_reason(seconds: int) -> str | None:
     """Why the API server refuses ``sessionAffinityConfig.clientIP.timeoutSeconds``, or None."""
     if not 0 < seconds <= MAX_AFFINITY_TIMEOUT:
-        return f"timeoutSeconds {_short(str(seconds))} must be greater than 0 and at most {MAX_AFFINITY_TIMEOUT}"
+        return f"timeoutSeconds {seconds} must be greater than 0 and at most {MAX_AFFINITY_TIMEOUT}"
     return None
 
 
