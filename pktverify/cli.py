@@ -223,6 +223,20 @@ def _build() -> argparse.ArgumentParser:
                    help="random probes to send (default 50)")
     k.add_argument("--seed", type=_number(0), metavar="S", help="replay the campaign of this seed")
     k.add_argument("--show", type=_number(0), default=3, metavar="K", help="divergences to print (default 3)")
+    c = sub.add_parser("selftest-cluster",
+                       help="build clusters in network namespaces and send every flow verify checks (needs root)")
+    c.add_argument("clusters", nargs="*", metavar="CLUSTER",
+                   help="cluster files (default: every example under rules/ the lab can emulate)")
+    c.add_argument("--examples", type=_number(0, 10_000), default=0, metavar="N",
+                   help="also N clusters drawn with planted faults (default 0)")
+    c.add_argument("--seed", type=_number(0), default=2026, metavar="S", help="seed of the drawn clusters (default 2026)")
+    c.add_argument("--connections", type=_number(1, 1000), default=10, metavar="K",
+                   help="connections per flow with one promised outcome (default 10; more where several are)")
+    c.add_argument("--drawn-only", action="store_true", help="only the drawn clusters, not the examples")
+    c.add_argument("--flow", default="", metavar="TEXT", help="only flows whose label contains TEXT")
+    c.add_argument("--out", metavar="DIR", help="where drawn clusters that disagree are written "
+                                                "(default cluster-lab-seed-S)")
+    c.add_argument("-v", "--verbose", action="store_true", help="print every flow, not only disagreements")
     return parser
 
 
@@ -264,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         _refuse_empty_paths(args)
         if args.command == "selftest-kernel":
             return _selftest_kernel(args)
+        if args.command == "selftest-cluster":
+            return _selftest_cluster(args)
         if args.command == "verify":
             return _verify(args)
         if args.command == "generate":
@@ -561,6 +577,19 @@ def _selftest_kernel(args) -> int:
     for res in result.divergences[:args.show]:
         print(f"\ndivergence: {res.explanation}\nreproduce with the lab's dumps:\n{res.probe.reproducer()}")
     return 0 if not result.divergences else 1
+
+
+def _selftest_cluster(args) -> int:
+    from .testing.cluster_campaign import run_campaign_cli
+    from .testing.kernel_lab import lab_available
+
+    reason = lab_available()
+    if reason:
+        raise InvalidArgument(f"selftest-cluster cannot build its network namespaces: {reason}")
+    if args.drawn_only and (args.clusters or not args.examples):
+        raise InvalidArgument("--drawn-only takes no CLUSTER and needs --examples N")
+    return run_campaign_cli(args.clusters, examples=args.examples, seed=args.seed, minimum=args.connections,
+                            drawn_only=args.drawn_only, flow=args.flow, out_dir=args.out, verbose=args.verbose)
 
 
 if __name__ == "__main__":

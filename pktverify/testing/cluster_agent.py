@@ -1,0 +1,181 @@
+"""The cluster lab's agent: one process inside each namespace the lab builds (a pod, a node, the
+off-cluster client), run as a script (``python3 cluster_agent.py IDENTITY PORTS``), importing
+nothing from pktverify so that starting one costs a bare interpreter.
+
+It listens on every TCP and UDP port the lab's flows may reach (``PORTS``: JSON
+``[[tcp ports], [udp ports]]``, bound to 0.0.0.0 as a pod's server is) and answers each
+connection or datagram with its own identity and the source address it saw, so the client
+learns who received its connection and whether it was masqueraded from the answer itself.
+Every receipt is also printed as an event line (``{"ev": "got", ...}``): a UDP datagram whose
+answer is lost still says who received it.
+
+Commands arrive on stdin, one JSON object a line, and each is answered by one JSON line on
+stdout (tagged ``"re": id``):
+
+* ``connect``: open one TCP connection or send one UDP datagram from ``src:sport`` to
+  ``dst:dport`` carrying the probe's token, and report the answer (who, the source it saw)
+  or the error (``timeout``, ``ECONNREFUSED``, ...);
+* ``drain``: the lab's nft set ``seen`` of this namespace (every TCP SYN and UDP datagram
+  delivered to a local socket, after every netfilter table: source, protocol, port), then
+  emptied: who received a SYN whose answer never came back;
+* ``forget``: empty every ``-m recent`` list (session affinity), so each probe of a flow is a
+  new client as the verifier's flow is.
+"""
+
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+IDENT = sys.argv[1]
+TCP_PORTS, UDP_PORTS = json.loads(sys.argv[2])
+_LOCK = threading.Lock()
+
+
+def emit(rec):
+    with _LOCK:
+        sys.stdout.write(json.dumps(rec) + "\n")
+        sys.stdout.flush()
+
+
+def _answer(peer):
+    return (json.dumps({"who": IDENT, "peer": peer[0]}) + "\n").encode()
+
+
+def _serve_tcp(sock):
+    while True:
+        try:
+            conn, peer = sock.accept()
+        except OSError:
+            continue
+        threading.Thread(target=_handle_tcp, args=(conn, peer), daemon=True).start()
+
+
+def _handle_tcp(conn, peer):
+    try:
+        conn.settimeout(2.0)
+        data = b""
+        while not data.endswith(b"\n") and len(data) < 200:
+            chunk = conn.recv(200)
+            if not chunk:
+                break
+            data += chunk
+        emit({"ev": "got", "proto": "tcp", "token": data.decode("ascii", "replace").strip(), "who": IDENT,
+              "peer": peer[0]})
+        conn.sendall(_answer(peer))
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _serve_udp(sock):
+    while True:
+        try:
+            data, peer = sock.recvfrom(200)
+        except OSError:
+            continue
+        emit({"ev": "got", "proto": "udp", "token": data.decode("ascii", "replace").strip(), "who": IDENT,
+              "peer": peer[0]})
+        try:
+            sock.sendto(_answer(peer), peer)
+        except OSError:
+            pass
+
+
+def _listen():
+    for port in TCP_PORTS:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(128)
+        threading.Thread(target=_serve_tcp, args=(s,), daemon=True).start()
+    for port in UDP_PORTS:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        threading.Thread(target=_serve_udp, args=(s,), daemon=True).start()
+
+
+def _errname(exc):
+    return errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else type(exc).__name__
+
+
+def connect(cmd):
+    """One probe; the answer's who/peer or the error."""
+    tcp = cmd["proto"] == "tcp"
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((cmd["src"], cmd["sport"]))
+        except OSError as exc:
+            return {"ok": False, "err": "bind " + _errname(exc)}
+        s.settimeout(cmd["timeout"])
+        token = (cmd["token"] + "\n").encode()
+        try:
+            s.connect((cmd["dst"], cmd["dport"]))
+            if tcp:
+                s.sendall(token)
+            else:
+                s.send(token)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(200)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            return {"ok": False, "err": "timeout"}
+        except OSError as exc:
+            return {"ok": False, "err": _errname(exc)}
+        try:
+            got = json.loads(data.decode())
+        except ValueError:
+            return {"ok": False, "err": "garbled answer %r" % data[:60]}
+        return {"ok": True, "who": got["who"], "peer": got["peer"]}
+    finally:
+        if tcp:       # no TIME_WAIT left behind: every probe uses a port of its own anyway
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+
+
+def drain(_cmd):
+    out = subprocess.run(["nft", "-j", "list", "set", "ip", "pvlab", "seen"], capture_output=True, text=True)
+    subprocess.run(["nft", "flush", "set", "ip", "pvlab", "seen"], capture_output=True)
+    seen = []
+    if out.returncode == 0:
+        for item in json.loads(out.stdout).get("nftables", []):
+            for elem in item.get("set", {}).get("elem", []):
+                concat = elem.get("elem", elem) if isinstance(elem, dict) else elem
+                parts = concat.get("concat", concat.get("val", {}).get("concat")) if isinstance(concat, dict) else None
+                if parts:
+                    seen.append(parts)
+    return {"ok": True, "seen": seen}
+
+
+def forget(_cmd):
+    folder = "/proc/net/xt_recent"
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), "w") as f:
+                f.write("/\n")
+    return {"ok": True}
+
+
+def main():
+    _listen()
+    emit({"ev": "ready", "who": IDENT})
+    ops = {"connect": connect, "drain": drain, "forget": forget}
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        res = ops[cmd["op"]](cmd)
+        res["re"] = cmd["id"]
+        emit(res)
+
+
+if __name__ == "__main__":
+    main()

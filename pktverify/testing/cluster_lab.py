@@ -1,0 +1,470 @@
+"""A whole cluster built in network namespaces, to ask Linux what ``pktverify verify`` claims.
+
+Given a cluster (iptables proxy mode), :class:`ClusterLab` builds, with nothing linked to the
+root namespace and every name starting with one prefix unique to the run:
+
+* ``<p>L``: the LAN, a bridge ``br0`` (bridge-nf-call-iptables off: a plain switch);
+* ``<p>X``: the off-cluster client on the LAN, holding each node network's gateway address
+  (the ``default via`` the generated routes name) and the client address ``verify`` uses;
+  it does not forward, so what a node sends out of the cluster dies there, as "left" says;
+* ``<p>nI`` per node: its uplink (the interface holding the node address) as a veth on the
+  LAN, the pod bridge and every other interface of its address dump (bridges for the pod
+  and docker bridges, dummies otherwise) with their addresses, every route of its route dump
+  in its table, ``ip_forward=1``, ``bridge-nf-call-iptables=1`` (as a kube-proxy node needs
+  it), its ``ipset save`` and ``iptables-save`` dumps loaded with ``ipset restore`` and
+  ``iptables-restore`` as ``pktverify generate`` (or the cluster file) gives them;
+* ``<p>pI`` per pod: ``eth0``, a veth whose other end is a port of its node's bridge with
+  hairpin on (as kubelet sets it), the pod address with its node's pod-CIDR prefix, the
+  connected route and ``default via`` the bridge address (``onlink`` when the bridge address
+  is outside the pod's subnet). A host-network pod is its node's namespace.
+
+Each namespace runs an agent (:mod:`.cluster_agent`) listening on every port the flows may
+reach and sending the lab's probes; and an nft table ``pvlab`` (input hook, priority 500,
+after every iptables table) records who received a SYN or datagram that was never answered.
+
+:meth:`ClusterLab.readback` reads back every namespace's ``ip -j addr`` and ``ip -j route``
+(and the rule count ``iptables-save`` shows) and compares it with what the dumps say, so a
+lab that built something else cannot pass for agreement.
+
+The namespaces are deleted by :meth:`close` (a context manager), and by an ``atexit`` hook and
+SIGTERM/SIGHUP handler as well, so an interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+
+from ..generate.node_state import generate_node
+from ..model.addresses import format_ip, mask_length, prefix_mask
+from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
+from ..model.node import NodeState, Route
+from ..parse.source import read_text
+
+__all__ = ["ClusterLab", "Unemulable", "node_dump_text", "unemulable_reasons"]
+
+_AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_agent.py")
+_LIVE: "weakref.WeakSet[ClusterLab]" = weakref.WeakSet()
+
+_PVLAB = """table ip pvlab {
+  set seen { type ipv4_addr . inet_proto . inet_service; flags dynamic; size 65535; }
+  chain in { type filter hook input priority 500; policy accept;
+    tcp flags & (syn | ack) == syn add @seen { ip saddr . meta l4proto . th dport }
+    meta l4proto udp add @seen { ip saddr . meta l4proto . th dport }
+  }
+%s}
+"""
+# A kube-proxy node always has conntrack; the model assumes it. Keep it on whatever rules load.
+_KEEP_CONNTRACK = """  chain pre { type filter hook prerouting priority -500; ct state new counter; }
+  chain out { type filter hook output priority -500; ct state new counter; }
+"""
+_ROUTE_KINDS = ("unicast", "blackhole", "unreachable", "prohibit", "throw", "local", "broadcast")
+
+
+class Unemulable(Exception):
+    """The cluster (or part of it) holds something the lab cannot build; the message says what."""
+
+
+def _run(*cmd: str, input: str | None = None, check: bool = True) -> str:
+    res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+    if check and res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()[:400]}")
+    return res.stdout
+
+
+def node_dump_text(cluster: ClusterSpec, node: NodeSpec, kind: str) -> str | None:
+    """The text of ``node``'s dump ``kind`` as the node has it: given (a file or inline), else
+    what ``pktverify generate`` writes for it (iptables, addrs, routes), else None."""
+    path = getattr(node, kind)
+    if path is not None:
+        return read_text(path, allow_empty=kind in ("iptables", "ipsets"))
+    text = node.dump_text(kind)
+    if text is not None:
+        return text
+    if kind in ("iptables", "addrs", "routes"):
+        return getattr(generate_node(cluster, node), kind)
+    return None
+
+
+def unemulable_reasons(cluster: ClusterSpec, states: dict[str, NodeState]) -> list[str]:
+    """What of ``cluster`` the lab cannot build (empty: all of it)."""
+    out = []
+    if cluster.proxy_mode != "iptables":
+        out.append(f"proxy mode {cluster.proxy_mode} (the lab has no userspace kube-proxy)")
+    for node in cluster.nodes:
+        state = states[node.name]
+        if state.rules is not None:
+            out.append(f"node {node.name}: ip rules (policy routing is not built)")
+        if not any(a.ip == node.ip for i in state.interfaces.values() for a in i.addresses):
+            out.append(f"node {node.name}: no interface holds the node address {format_ip(node.ip)}")
+        if any(r.nexthops for r in state.routes):
+            out.append(f"node {node.name}: multipath routes")
+        if any(r.kind not in _ROUTE_KINDS for r in state.routes):
+            out.append(f"node {node.name}: route kinds the lab does not add")
+        if any(p.node == node.name for p in cluster.pods) and node.bridge not in state.interfaces:
+            out.append(f"node {node.name}: its pods' bridge {node.bridge} is in none of its dumps")
+    names = [n.name for n in cluster.nodes]
+    if len(set(names)) != len(names):
+        out.append("two nodes share a name")
+    return out
+
+
+@dataclass
+class _Agent:
+    ns: str
+    ident: str
+    proc: subprocess.Popen
+    buf: str = ""
+    events: list = field(default_factory=list)
+
+
+class ClusterLab:
+    """Context manager owning the namespaces of one cluster (see the module docstring).
+
+    ``states``: the nodes as pktverify parsed them (``report.walker.states``); ``ports``: the
+    TCP and UDP ports every agent listens on; ``external``: the off-cluster client's address."""
+
+    def __init__(self, cluster: ClusterSpec, states: dict[str, NodeState], *, ports: tuple[set, set],
+                 external: int) -> None:
+        reasons = unemulable_reasons(cluster, states)
+        if reasons:
+            raise Unemulable("; ".join(reasons))
+        self.cluster, self.states, self.ports, self.external = cluster, states, ports, external
+        self.prefix = "pv" + uuid.uuid4().hex[:6]
+        self.lan, self.ext = f"{self.prefix}L", f"{self.prefix}X"
+        self.node_ns = {n.name: f"{self.prefix}n{i}" for i, n in enumerate(cluster.nodes)}
+        self.pod_ns = {p.key: f"{self.prefix}p{i}" for i, p in enumerate(cluster.pods)}
+        self.namespaces: list[str] = []
+        self.agents: dict[str, _Agent] = {}          # by identity: pod key, "node:NAME", "external"
+        self._next_id = 0
+
+    # ------------------------------------------------------------ life cycle
+    def __enter__(self) -> "ClusterLab":
+        _LIVE.add(self)
+        _install_handlers()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the agents and delete every namespace this lab made (idempotent)."""
+        for agent in self.agents.values():
+            if agent.proc.poll() is None:
+                agent.proc.kill()
+            agent.proc.wait()
+            for stream in (agent.proc.stdin, agent.proc.stdout):
+                if stream:
+                    stream.close()
+        self.agents.clear()
+        for ns in reversed(self.namespaces):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces.clear()
+        _LIVE.discard(self)
+
+    # ------------------------------------------------------------ building
+    def _netns(self, ns: str) -> None:
+        _run("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
+
+    def _sysctl(self, ns: str, *keys: str) -> None:
+        _run("ip", "netns", "exec", ns, "sysctl", "-qw", *keys)
+
+    def _build(self) -> None:
+        cluster = self.cluster
+        self._netns(self.lan)
+        self._netns(self.ext)
+        for ns in (self.lan, self.ext):
+            self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        batch = ["link add br0 type bridge", "link set br0 up"]
+        _run("ip", "-n", self.lan, "-batch", "-", input="\n".join(batch) + "\n")
+        self._sysctl(self.lan, "net.bridge.bridge-nf-call-iptables=0")
+        # The off-cluster client: every node network's gateway (unless a node holds it) and its own address.
+        _run("ip", "-n", self.ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ux", "netns", self.lan)
+        ext = ["link set eth0 up", f"addr add {format_ip(self.external)}/32 dev lo"]
+        node_ips = {n.ip for n in cluster.nodes}
+        seen = set()
+        for n in cluster.nodes:
+            net = n.ip & prefix_mask(n.prefixlen)
+            gw = net + 1
+            if (net, n.prefixlen) in seen:
+                continue
+            seen.add((net, n.prefixlen))
+            if gw not in node_ips:
+                ext.append(f"addr add {format_ip(gw)}/{n.prefixlen} dev eth0")
+            else:
+                ext.append(f"route add {format_ip(net)}/{n.prefixlen} dev eth0")
+        _run("ip", "-n", self.ext, "-batch", "-", input="\n".join(ext) + "\n")
+        _run("ip", "-n", self.lan, "link", "set", "ux", "master", "br0", "up")
+        for i, node in enumerate(cluster.nodes):
+            self._build_node(i, node)
+        for i, pod in enumerate(cluster.pods):
+            self._build_pod(i, pod)
+        for node in cluster.nodes:
+            self._load_rules(node)
+        self._start_agents()
+
+    def _build_node(self, index: int, node: NodeSpec) -> None:
+        ns, state = self.node_ns[node.name], self.states[node.name]
+        self._netns(ns)
+        self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
+                     "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", "net.ipv4.icmp_ratelimit=0")
+        uplink = next(i.name for i in state.interfaces.values() if any(a.ip == node.ip for a in i.addresses))
+        _run("ip", "-n", ns, "link", "add", uplink, "type", "veth", "peer", "name", f"u{index}", "netns", self.lan)
+        _run("ip", "-n", self.lan, "link", "set", f"u{index}", "master", "br0", "up")
+        batch = []
+        bridges = {node.bridge} | ({"docker0"} if node.docker else set())
+        for iface in state.interfaces.values():
+            if iface.loopback or iface.name == "lo":
+                extra = [a for a in iface.addresses if (a.ip, a.prefixlen) != (0x7F000001, 8)]
+                batch += [f"addr add {a} scope host dev lo" for a in extra]
+                continue
+            if iface.name != uplink:
+                kind = "bridge" if iface.name in bridges else "dummy"
+                batch.append(f"link add {iface.name} type {kind}")
+            for a in iface.addresses:
+                scope = {0: "global", 200: "site", 253: "link", 254: "host"}.get(a.scope, str(a.scope))
+                brd = f" broadcast {format_ip(a.broadcast)}" if a.broadcast is not None else ""
+                batch.append(f"addr add {a}{brd} scope {scope} dev {iface.name}")
+            if iface.up:
+                batch.append(f"link set {iface.name} up")
+        _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
+        present = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
+        batch = [_route_command(r) for r in state.routes if _route_key(r) not in present]
+        if batch:
+            _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
+        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_PVLAB % _KEEP_CONNTRACK)
+
+    def _build_pod(self, index: int, pod: PodSpec) -> None:
+        ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
+        node_ns, state = self.node_ns[node.name], self.states[node.name]
+        self._netns(ns)
+        self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        port = f"vp{index}"
+        _run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", node_ns)
+        _run("ip", "-n", node_ns, "-batch", "-", input=f"link set {port} master {node.bridge}\n"
+             f"link set {port} up\nlink set dev {port} type bridge_slave hairpin on\n")
+        plen = pod_prefixlen(pod, node)
+        gateway = next((a for a in state.interfaces[node.bridge].addresses), None)
+        cmds = [f"addr add {format_ip(pod.ip)}/{plen} dev eth0", "link set eth0 up"]
+        if gateway is not None:
+            onlink = "" if (gateway.ip & prefix_mask(plen)) == (pod.ip & prefix_mask(plen)) else " onlink"
+            cmds.append(f"route add default via {format_ip(gateway.ip)} dev eth0{onlink}")
+        _run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_PVLAB % "")
+
+    def _load_rules(self, node: NodeSpec) -> None:
+        ns = self.node_ns[node.name]
+        ipsets = node_dump_text(self.cluster, node, "ipsets")
+        if ipsets:
+            _run("ip", "netns", "exec", ns, "ipset", "restore", input=ipsets)
+        _run("ip", "netns", "exec", ns, "iptables-restore", input=node_dump_text(self.cluster, node, "iptables"))
+
+    def _start_agents(self) -> None:
+        ports = json.dumps([sorted(self.ports[0]), sorted(self.ports[1])])
+        where = [(ns, f"node:{name}") for name, ns in self.node_ns.items()]
+        where += [(ns, key) for key, ns in self.pod_ns.items()] + [(self.ext, "external")]
+        for ns, ident in where:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-u", _AGENT, ident, ports],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, bufsize=1)
+            self.agents[ident] = _Agent(ns, ident, proc)
+        for agent in self.agents.values():
+            rec = self._read(agent, lambda r: r.get("ev") == "ready", timeout=10)
+            if rec is None:
+                raise RuntimeError(f"agent in {agent.ident} did not start: {agent.proc.stderr.read()[:400]}")
+
+    # ------------------------------------------------------------ talking to agents
+    def _read(self, agent: _Agent, want, timeout: float):
+        """The first line of ``agent`` for which ``want`` holds (events kept aside), or None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            while "\n" in agent.buf:
+                line, agent.buf = agent.buf.split("\n", 1)
+                rec = json.loads(line)
+                if want(rec):
+                    return rec
+                if rec.get("ev") == "got":
+                    agent.events.append(rec)
+            left = deadline - time.monotonic()
+            if left <= 0 or agent.proc.poll() is not None:
+                return None
+            if select.select([agent.proc.stdout], [], [], left)[0]:
+                chunk = os.read(agent.proc.stdout.fileno(), 65536).decode()
+                if not chunk:
+                    return None
+                agent.buf += chunk
+
+    def ask(self, idents, op: str, *, wait: float = 10.0, **args) -> dict:
+        """Send ``op`` to the agents ``idents`` at once; their answers by identity."""
+        sent = {}
+        for ident in idents:
+            self._next_id += 1
+            sent[ident] = self._next_id
+            self.agents[ident].proc.stdin.write(json.dumps({"op": op, "id": self._next_id, **args}) + "\n")
+            self.agents[ident].proc.stdin.flush()
+        out = {}
+        for ident, rid in sent.items():
+            rec = self._read(self.agents[ident], lambda r, rid=rid: r.get("re") == rid, wait)
+            if rec is None:
+                raise RuntimeError(f"agent {ident} did not answer {op}: {self.agents[ident].proc.stderr.read()[:400]}")
+            out[ident] = rec
+        return out
+
+    def events(self, token: str, wait: float = 0.0) -> list[dict]:
+        """Receipt events carrying ``token`` (from every agent), after ``wait`` seconds for late ones."""
+        if wait:
+            time.sleep(wait)
+        out = []
+        for agent in self.agents.values():
+            self._read(agent, lambda r: False, 0)
+            keep = []
+            for rec in agent.events:
+                (out if rec["token"] == token else keep).append(rec)
+            agent.events = keep
+        return out
+
+    def route_external(self, dst: int, via_node: str) -> None:
+        """The off-cluster client reaches ``dst`` through ``via_node`` (as a flow arriving there)."""
+        _run("ip", "-n", self.ext, "route", "replace", f"{format_ip(dst)}/32", "via",
+             format_ip(self.cluster.node(via_node).ip))
+
+    # ------------------------------------------------------------ reading back
+    def readback(self) -> list[str]:
+        """Where what the lab built differs from the dumps (empty: it built them)."""
+        out = []
+        for node in self.cluster.nodes:
+            ns, state = self.node_ns[node.name], self.states[node.name]
+            built = _addr_set(_ip_json(ns, "addr", "show"))
+            want = {(i.name, str(a)) for i in state.interfaces.values() for a in i.addresses}
+            want |= {("lo", "127.0.0.1/8")}
+            out += [f"node {node.name}: {what} address {i} {a}" for what, diff in
+                    (("missing", want - built), ("extra", built - want)) for i, a in sorted(diff)]
+            routes = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
+            routes = {r for r in routes if r[0] not in ("local", "255")} - _kernel_extra(state)
+            want_routes = {_route_key(r) for r in state.routes}
+            out += [f"node {node.name}: {what} route {r}" for what, diff in
+                    (("missing", want_routes - routes), ("extra", routes - want_routes)) for r in sorted(diff, key=str)]
+            rules = _run("ip", "netns", "exec", ns, "iptables-save")
+            given = node_dump_text(self.cluster, node, "iptables") or ""
+            count = sum(line.startswith("-A ") for line in rules.splitlines())
+            wanted = sum(line.startswith("-A ") for line in given.splitlines())
+            if count != wanted:
+                out.append(f"node {node.name}: iptables-save shows {count} rules, the dump has {wanted}")
+        for pod in self.cluster.pods:
+            ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
+            plen = pod_prefixlen(pod, node)
+            built = _addr_set(_ip_json(ns, "addr", "show"))
+            want = {("lo", "127.0.0.1/8"), ("eth0", f"{format_ip(pod.ip)}/{plen}")}
+            if built != want:
+                out.append(f"pod {pod.key}: addresses {sorted(built)}, expected {sorted(want)}")
+            routes = {(r.get("dst"), r.get("gateway")) for r in _ip_json(ns, "route", "show")}
+            gateway = next((a for a in self.states[node.name].interfaces[node.bridge].addresses), None)
+            net = f"{format_ip(pod.ip & prefix_mask(plen))}/{plen}" if plen < 32 else format_ip(pod.ip)
+            want_r = {(net, None)} | ({("default", format_ip(gateway.ip))} if gateway else set())
+            if routes != want_r:
+                out.append(f"pod {pod.key}: routes {sorted(routes, key=str)}, expected {sorted(want_r, key=str)}")
+        return out
+
+
+def pod_prefixlen(pod: PodSpec, node: NodeSpec) -> int:
+    """The prefix of the pod's address on eth0: the pod's own when the cluster states it
+    (``pod_prefix``), else its node's pod CIDR's (what the bridge CNI and kubenet give)."""
+    own = getattr(pod, "prefixlen", None) or getattr(pod, "pod_prefix", None)
+    return int(own) if own else mask_length(node.pod_cidr[1])
+
+
+def _ip_json(ns: str, *args: str) -> list:
+    return json.loads(_run("ip", "-n", ns, "-j", *args) or "[]")
+
+
+def _addr_set(data: list) -> set[tuple[str, str]]:
+    return {(i["ifname"], f"{a['local']}/{a['prefixlen']}") for i in data for a in i.get("addr_info", [])
+            if a.get("family") == "inet"}
+
+
+def _route_key(r: Route) -> tuple:
+    dst = "default" if r.mask == 0 and r.network == 0 else \
+        (f"{format_ip(r.network)}/{mask_length(r.mask)}" if r.mask != 0xFFFFFFFF else format_ip(r.network))
+    table = {"254": "main", "255": "local"}.get(r.table, r.table)
+    gateway = format_ip(r.gateway) if r.gateway is not None else None
+    return (table, r.kind, dst, gateway, r.dev if r.kind == "unicast" else None, r.metric or 0)
+
+
+def _route_keys(data: list) -> set[tuple]:
+    out = set()
+    for r in data:
+        table = str(r.get("table", "main"))
+        kind = r.get("type", "unicast")
+        out.add((table, kind, r["dst"], r.get("gateway"), r.get("dev") if kind == "unicast" else None,
+                 r.get("metric", 0)))
+    return out
+
+
+def _kernel_extra(state: NodeState) -> set[tuple]:
+    """Nothing: every route the kernel adds for an address must be in the dump (it is, in ``ip route``)."""
+    return set()
+
+
+def _route_command(r: Route) -> str:
+    key = _route_key(r)
+    words = ["route", "add"] + ([] if r.kind == "unicast" else [r.kind]) + [key[2]]
+    if r.gateway is not None:
+        words += ["via", format_ip(r.gateway)]
+    if r.dev and r.kind == "unicast":
+        words += ["dev", r.dev]
+    if r.onlink:
+        words.append("onlink")
+    if r.prefsrc is not None:
+        words += ["src", format_ip(r.prefsrc)]
+    if r.metric:
+        words += ["metric", str(r.metric)]
+    if r.scope == 253 and r.gateway is None and r.kind == "unicast":
+        words += ["scope", "link"]
+    if key[0] != "main":
+        words += ["table", key[0]]
+    return " ".join(words)
+
+
+# ------------------------------------------------------------ cleanup when interrupted
+_HANDLERS = False
+
+
+def _cleanup_all() -> None:
+    for lab in list(_LIVE):
+        lab.close()
+
+
+def _on_signal(signum, frame) -> None:
+    _cleanup_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _install_handlers() -> None:
+    global _HANDLERS
+    if _HANDLERS:
+        return
+    _HANDLERS = True
+    atexit.register(_cleanup_all)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+        except ValueError:          # not the main thread: atexit and close() still apply
+            pass
