@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 IDENT = sys.argv[1]
 TCP_PORTS, UDP_PORTS = json.loads(sys.argv[2])
@@ -131,6 +132,13 @@ def connect(cmd):
         except socket.timeout:
             return {"ok": False, "err": "timeout"}
         except OSError as exc:
+            if exc.errno == errno.EPERM:
+                # A local hook dropped it (DROP and REJECT alike): a REJECT's answer (its ICMP or
+                # RST) still arrives as the socket's pending error, which tells the two apart.
+                time.sleep(min(cmd["timeout"], 0.2))
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    return {"ok": False, "err": errno.errorcode.get(err, str(err))}
             return {"ok": False, "err": _errname(exc)}
         try:
             got = json.loads(data.decode())

@@ -114,7 +114,7 @@ def test_readback_catches_a_lab_that_differs_from_the_dumps():
 
 def test_drawn_clusters_agree():
     """A fixed small number of drawn clusters with planted faults (seed 2026, few connections)."""
-    runs = [run_cluster(c, name=f"drawn {i}", minimum=3) for i, c in enumerate(drawn_clusters(2, 2026))]
+    runs = [run_cluster(c, name=f"drawn {i}", minimum=2) for i, c in enumerate(drawn_clusters(2, 2026))]
     assert runs
     for run in runs:
         assert not run.lab_errors, run.lab_errors
