@@ -24,7 +24,7 @@ from .json_input import JsonNode, load_json
 from .k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name, label_key, label_value
 from .k8s_values import (AFFINITY_TYPES, DEFAULT_AFFINITY_TIMEOUT, affinity_timeout_reason, ip_text, ipv6_reason,
                          is_ip_sloppy, note_shared_addresses)
-from .kubectl_nodes import (NodeInput, check_userspace_ports, dumps_folder, match_folders, node_specs,
+from .kubectl_nodes import (NodeInput, cidr_option, check_userspace_ports, dumps_folder, match_folders, node_specs,
                             parse_pod_cidr_options, pod_cidr_from_dumps, proxy_mode, read_dumps)
 from .source import read_text
 
@@ -52,8 +52,8 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     if not isinstance(doc.value, dict) or not isinstance(doc.value.get("items"), list):
         raise doc.error("expected kubectl's List output (an object with items): kubectl get nodes,pods,services,"
                         "endpointslices -A -o json")
-    cidr = _cidr_argument("--cluster-cidr", cluster_cidr)
-    svc_cidr = _cidr_argument("--service-cidr", service_cidr)
+    cidr = cidr_option(f"--cluster-cidr {cluster_cidr}", cluster_cidr)
+    svc_cidr = cidr_option(f"--service-cidr {service_cidr}", service_cidr)
     base = dumps_folder(path, dumps)
     by_kind: dict[str, list[JsonNode]] = {}
     for item in doc.list("items"):
@@ -133,17 +133,6 @@ def _pod_cidrs(nodes: list[tuple[NodeInput, JsonNode]], given: dict[str, tuple[i
         node.pod_cidr = found[0]
         notes.append(f"node {node.name}: no spec.podCIDR; pod CIDR {format_network(*found[0])} taken from its dumps "
                      f"({found[1]})")
-
-
-def _cidr_argument(option: str, text: str) -> tuple[int, int]:
-    try:
-        net = parse_network(text)
-    except AddressError as exc:
-        raise InvalidArgument(f"{option} {text}: {exc}") from None
-    if "/" not in text or parse_ip(text.split("/")[0]) != net[0]:
-        raise InvalidArgument(f"{option} {text} must be a network in CIDR form without host bits "
-                              f"(did you mean {format_network(*net)}?)")
-    return net
 
 
 def _unique(objects: list, kind: str) -> list:

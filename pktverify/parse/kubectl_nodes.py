@@ -135,15 +135,20 @@ def parse_pod_cidr_options(options: Mapping[str, str] | None, names: set[str]) -
         if name not in names:
             raise InvalidArgument(f"--pod-cidr {name}={text}: no node {name!r} in the input (nodes: "
                                   f"{', '.join(sorted(names)[:5])}{', ...' if len(names) > 5 else ''})")
-        try:
-            net = parse_network(text)
-        except AddressError as exc:
-            raise InvalidArgument(f"--pod-cidr {name}={text}: {exc}") from None
-        if "/" not in text or parse_ip(text.split("/")[0]) != net[0]:
-            raise InvalidArgument(f"--pod-cidr {name}={text} must be a network in CIDR form without host bits "
-                                  f"(did you mean {format_network(*net)}?)")
-        out[name] = net
+        out[name] = cidr_option(f"--pod-cidr {name}={text}", text)
     return out
+
+
+def cidr_option(option: str, text: str) -> tuple[int, int]:
+    """A command-line network (``--cluster-cidr``, ``--pod-cidr``): CIDR form, no host bits."""
+    try:
+        net = parse_network(text)
+    except AddressError as exc:
+        raise InvalidArgument(f"{option}: {exc}") from None
+    if "/" not in text or parse_ip(text.split("/")[0]) != net[0]:
+        raise InvalidArgument(f"{option} must be a network in CIDR form without host bits "
+                              f"(did you mean {format_network(*net)}?)")
+    return net
 
 
 def read_dumps(node: NodeInput) -> None:
