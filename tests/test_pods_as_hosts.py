@@ -165,7 +165,7 @@ def test_a_hairpinned_syn_from_the_pods_own_address_is_a_martian_in_the_pod():
     ends = _send(walker, "default/web-1", "10.152.183.164", 80)
     itself = [e for e in ends if e.packet.dst == parse_ip("10.1.10.5")]
     assert [e.kind for e in itself] == ["drop"]
-    assert itself[0].reason.startswith("martian source at pod default/web-1: 10.1.10.5 is the pod's own address")
+    assert itself[0].reason.startswith("martian source at pod default/web-1: 10.1.10.5 is its own address")
     assert itself[0].hops[-1].point == "pod:default/web-1:eth0"
     assert sorted(e.at.name for e in ends if e.kind == "arrived") == ["default/web-2", "default/web-3"]
 
@@ -248,3 +248,115 @@ pods:
     # docker mode still writes docker0 once.
     docker = parse_cluster(text.replace("bridge: docker0}", "bridge: docker0, docker: true}"))
     assert generate_node(docker, docker.node("node1")).addrs.count("docker0    inet") == 1
+
+
+# ------------------------------------------------------------------ sysctls (sysctl.txt beside the dumps)
+from pktverify.parse.sysctl import parse_sysctls  # noqa: E402
+
+EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+
+
+def _with_sysctls(tmp_path: Path, sysctls: str, rules: str = EMPTY_FILTER, *, pods: str = "", services: str = "",
+                  addrs: bool = False) -> ClusterWalker:
+    folder = tmp_path / "node1"
+    folder.mkdir()
+    (folder / "rules.txt").write_text(rules)
+    (folder / "sysctl.txt").write_text(sysctls)
+    if addrs:
+        (folder / "addrs.txt").write_text(
+            "1: lo    inet 127.0.0.1/8 scope host lo\n1: lo    inet 10.1.10.77/32 scope host lo\n"
+            "2: eth0    inet 192.168.1.10/24 brd 192.168.1.255 scope global eth0\n"
+            "3: cbr0    inet 10.1.10.1/24 scope global cbr0\n")
+    text = HEAD % "" + f"""nodes:
+  - {{name: node1, ip: 192.168.1.10/24, pod_cidr: 10.1.10.0/24, iptables: node1/rules.txt{
+        ', addrs: node1/addrs.txt' if addrs else ''}}}
+  - {{name: node2, ip: 192.168.1.20/24, pod_cidr: 10.1.20.0/24}}
+pods:
+  - {{name: web-1, node: node1, ip: 10.1.10.5, {WEB}}}
+  - {{name: web-2, node: node2, ip: 10.1.20.5, {WEB}}}
+  - {{name: stray, node: node1, ip: 10.1.99.5}}
+{pods}{services}"""
+    return _walker(text, tmp_path)
+
+
+def test_sysctl_txt_is_read_as_sysctl_a_writes_it():
+    s = parse_sysctls("net.ipv4.conf.all.rp_filter = 1\nnet.ipv4.conf.eth0/100.rp_filter = 2\n"
+                      "kernel.hostname = a b c\nnet.ipv4.conf.default.arp_ignore=1\n", source="s.txt")
+    assert s.rp_filter("eth0.100") == 2 and s.rp_filter("cbr0") == 1
+    assert s.arp_ignore("cbr0") == 1 and s.ip_forward and s.bridge_nf_call_iptables
+    for bad, line in (("net.ipv4.ip_forward = 1\nnot a pair\n", 2), ("net.ipv4.conf.all.rp_filter = strict\n", 1)):
+        with pytest.raises(InputError) as exc:
+            parse_sysctls(bad, source="s.txt")
+        assert str(exc.value).startswith(f"s.txt:{line}: ")
+
+
+@pytest.mark.parametrize("mode,arrives", [(0, True), (1, False), (2, True)])
+def test_the_nodes_rp_filter_applies_to_a_pod_outside_its_cidr(tmp_path, mode, arrives):
+    # stray's source 10.1.99.5 is routed back by node1's default route (eth0), not cbr0: strict
+    # rp_filter drops it, loose passes it (a route exists). Kernel-checked with the same routes.
+    walker = _with_sysctls(tmp_path, f"net.ipv4.conf.all.rp_filter = {mode}\n")
+    [end] = _send(walker, "default/stray", "10.1.10.5")
+    assert (end.kind == "arrived") is arrives
+    if not arrives:
+        assert "reverse-path filter: the route back to 10.1.99.5 leaves by eth0, not cbr0 (rp_filter=1" in end.reason
+    # web-1's own traffic passes in every mode.
+    assert [e.kind for e in _send(walker, "default/web-1", "10.1.20.5")] == ["arrived"]
+
+
+def test_loose_rp_filter_drops_a_source_with_no_route_back(tmp_path):
+    walker = _with_sysctls(tmp_path, "net.ipv4.conf.cbr0.rp_filter = 2\n")
+    assert walker.states["node1"].sysctls.rp_filter("cbr0") == 2
+    # Take node1's default route away: 10.1.99.5 has no route back at all.
+    from dataclasses import replace
+    state = walker.states["node1"]
+    nodes = dict(walker.states, node1=replace(state, routes=tuple(r for r in state.routes if r.mask != 0)))
+    walker = ClusterWalker(walker.cluster, nodes)
+    [end] = _send(walker, "default/stray", "10.1.10.5")
+    assert end.kind == "drop" and "reverse-path filter: no route back to 10.1.99.5 (rp_filter=2 on cbr0 (loose))" \
+        in end.reason
+
+
+def test_ip_forward_0_refuses_what_the_node_would_forward(tmp_path):
+    walker = _with_sysctls(tmp_path, "net.ipv4.ip_forward = 0\n")
+    [end] = _send(walker, "default/web-1", "10.1.20.5")
+    assert end.kind in ("reject", "drop") and "ip_forward=0" in end.reason
+    [local] = _send(walker, "default/web-1", "192.168.1.10", 10250)       # delivered locally: no forwarding
+    assert local.kind == "arrived"
+
+
+def test_arp_ignore_1_answers_only_for_the_bridges_own_addresses(tmp_path):
+    # Kernel-checked: with arp_ignore=1 an address on the node's lo is no longer answered on cbr0.
+    walker = _with_sysctls(tmp_path, "net.ipv4.conf.all.arp_ignore = 1\n", addrs=True)
+    [end] = _send(walker, "default/web-1", "10.1.10.77", 9000)
+    assert end.kind == "drop" and end.reason.startswith("no ARP answer for 10.1.10.77 on cbr0")
+    [bridge] = _send(walker, "default/web-1", "10.1.10.1", 9000)
+    assert bridge.kind == "arrived"
+
+
+def test_without_bridge_nf_call_iptables_bridged_frames_skip_iptables_and_clusterip_replies_break(tmp_path, capsys):
+    # Kernel-checked: with net.bridge.bridge-nf-call-iptables=0 a "-m physdev --physdev-is-bridged
+    # -j DROP" no longer stops web-1 -> web-3 (same bridge, on-link), and a ClusterIP DNATed to web-3
+    # fails: web-3 answers web-1 on-link, the reply is bridged past conntrack, never un-DNATed.
+    rules = EMPTY_FILTER.replace("COMMIT", "-A FORWARD -m physdev --physdev-is-bridged -j DROP\nCOMMIT")
+    svc = "services:\n  - {name: one, cluster_ip: 10.152.183.7, endpoints: [default/web-3], " \
+          "ports: [{port: 80, target_port: 8080}]}\n"
+    pod = f"  - {{name: web-3, node: node1, ip: 10.1.10.6, containers: [{{name: nginx, ports: [8080]}}]}}\n"
+    walker = _with_sysctls(tmp_path, "net.bridge.bridge-nf-call-iptables = 0\n", rules, pods=pod)
+    [end] = _send(walker, "default/web-1", "10.1.10.6")
+    assert end.kind == "arrived" and "bridge-nf-call-iptables=0" in end.hops[1].note
+    generated = tmp_path / "svc"
+    (generated / "node1").mkdir(parents=True)
+    (generated / "node1" / "sysctl.txt").write_text("net.bridge.bridge-nf-call-iptables = 0\n")
+    text = HEAD % "" + f"""nodes:
+  - {{name: node1, ip: 192.168.1.10/24, pod_cidr: 10.1.10.0/24%s}}
+pods:
+  - {{name: web-1, node: node1, ip: 10.1.10.5, {WEB}}}
+{pod}{svc}"""
+    plain = parse_cluster(text % "")
+    (generated / "node1" / "rules.txt").write_text(generate_node(plain, plain.node("node1")).iptables)
+    text = text % ", iptables: node1/rules.txt"
+    svc_walker = _walker(text, generated)
+    [to_svc] = _send(svc_walker, "default/web-1", "10.152.183.7", 80)
+    assert to_svc.kind == "arrived" and to_svc.at.name == "default/web-3"
+    [back] = _replies(svc_walker, "default/web-1", [to_svc])
+    assert back.kind == "arrived" and back.packet.src == parse_ip("10.1.10.6")      # not from 10.152.183.7

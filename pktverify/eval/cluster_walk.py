@@ -292,16 +292,49 @@ class ClusterWalker:
                 return PathEnd("reject", 1.0, packet, (hop,), None, reason)
             hop._note = f"sent by pod {pod.key} via its gateway {format_ip(stack.gateway)} ({pod.node}:{bridge})"
             return _Cursor(pod.node, bridge, packet, 1.0, [hop])
-        if any(p.node == pod.node for p in self.pods_by_ip.get(dst, ())):
+        sysctls = self.states[pod.node].sysctls
+        owner = next((p for p in self.pods_by_ip.get(dst, ()) if p.node == pod.node), None)
+        if owner is not None:
             hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (a pod behind {pod.node}:{bridge})"
+            if not sysctls.bridge_nf_call_iptables:
+                # Without br_netfilter the bridge forwards the frame and no iptables rule sees it.
+                cur = _Cursor(pod.node, bridge, packet, 1.0, [hop])
+                cur.hops.append(Hop(f"{pod.node}:{bridge}", packet, f"bridged on {bridge} (bridge-nf-call-iptables=0"
+                                                                   f" in {sysctls.source}: iptables does not see it)"))
+                return self._received(cur, packet, owner)
             return _Cursor(pod.node, bridge, packet, 1.0, [hop], physout=UNKNOWN_PORT)
-        if self.tracers[pod.node].fib.lookup(dst, None, pod.ip, 0, bridge).kind == "local":
+        if self._node_answers_arp(pod, stack, dst):
             hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (an address of node {pod.node})"
             return _Cursor(pod.node, bridge, packet, 1.0, [hop])
         reason = (f"no ARP answer for {format_ip(dst)} on {bridge} ({pod.node}): pod {pod.key} has "
                   f"{format_network(stack.network, stack.mask)} on-link and nobody on the bridge owns {format_ip(dst)}")
         hop._note = f"sent by pod {pod.key}; dropped there: {reason}"
         return PathEnd("drop", 1.0, packet, (hop,), None, reason)
+
+    def _node_answers_arp(self, pod: PodSpec, stack: PodStack, dst: int) -> bool:
+        """Whether the node answers the pod's ARP for ``dst`` on the bridge: an address of its own
+        on any interface (arp_ignore=0), one on the bridge (1), one on the bridge whose subnet holds
+        the pod's address (2); never (8)."""
+        state = self.states[pod.node]
+        mode = state.sysctls.arp_ignore(stack.bridge)
+        if self.tracers[pod.node].fib.lookup(dst, None, pod.ip, 0, stack.bridge).kind != "local":
+            return False
+        if mode == 0:
+            return True
+        if mode >= 8:
+            return False
+        iface = state.interfaces.get(stack.bridge)
+        mine = [a for a in (iface.addresses if iface is not None else ()) if a.ip == dst]
+        return bool(mine) and (mode != 2 or any(in_network(pod.ip, a.ip & a.mask, a.mask) for a in mine))
+
+    def _received(self, cur: _Cursor, pkt: Packet, pod: PodSpec) -> PathEnd:
+        """``pkt`` at ``pod``'s eth0: its kernel drops a martian source, else a socket gets it."""
+        martian = martian_at_pod(self.pod_stack(pod), pkt)
+        if martian:
+            cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, martian))
+            return self._end(cur, "drop", pkt, martian)
+        cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"received by pod {pod.key}"))
+        return self._end(cur, "arrived", pkt, f"received by pod {pod.key}", Endpoint("pod", pod.key, pod.node))
 
     def _run(self, start: _Cursor, client: Endpoint, tables: dict[str, ConntrackTable] | None,
              recent: frozenset = frozenset()) -> list[PathEnd]:
@@ -344,7 +377,8 @@ class ClusterWalker:
         # (physdev-out, --physdev-is-bridged). The ports' names are in no input.
         spec = self.specs[cur.node]
         physin = physout = ""
-        if cur.in_iface is not None and cur.in_iface in (spec.bridge, "docker0"):
+        if cur.in_iface is not None and cur.in_iface in (spec.bridge, "docker0") \
+                and self.states[cur.node].sysctls.bridge_nf_call_iptables:
             physin = UNKNOWN_PORT
             physout = cur.physout       # the pod sent it on-link to a pod's port (else to the gateway)
         mine = frozenset((name, addr) for node, name, addr in recent if node == cur.node) if recent else frozenset()
@@ -380,14 +414,7 @@ class ClusterWalker:
                 ends.append(self._end(cur, "blackhole", pkt, f"no pod with IP {format_ip(pkt.dst)} behind "
                                                              f"{cur.node}:{o.out_iface}"))
                 return
-            pod = pods[0]
-            martian = martian_at_pod(self.pod_stack(pod), pkt)
-            if martian:
-                cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"dropped by pod {pod.key}: {martian}"))
-                ends.append(self._end(cur, "drop", pkt, martian))
-                return
-            cur.hops.append(Hop(f"pod:{pod.key}:eth0", pkt, f"received by pod {pod.key}"))
-            ends.append(self._end(cur, "arrived", pkt, f"received by pod {pod.key}", Endpoint("pod", pod.key, pod.node)))
+            ends.append(self._received(cur, pkt, pods[0]))
             return
         nh = o.next_hop if o.next_hop is not None else pkt.dst
         peer = self.node_by_ip.get(nh)

@@ -15,7 +15,8 @@ fixed ones (endpoints, ClusterIPs), so it holds for one exactly when it holds fo
   with its own addresses, its pod CIDR and each peer's pod CIDR routed via that peer written as
   placeholders, are the same on every node (what pktverify generates, and what real nodes with
   ``route add -net <peer cidr> gw <peer>`` routes have); every node has the same rule set (the
-  same rules, structurally); no ipsets, policy rules or route_localnet; no docker bridge;
+  same rules, structurally); no ipsets, policy rules or route_localnet, and no sysctl other
+  than the ones pktverify assumes (:mod:`pktverify.model.sysctls`); no docker bridge;
 * every pod CIDR has one size, lies inside the cluster CIDR and outside the service CIDR, and
   every pod lies inside its node's CIDR (pod addresses are unique: the classes are sound);
   every pod's eth0 subnet is its node's pod CIDR (no ``pod_prefix`` of another length: σ maps
@@ -164,6 +165,8 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
         state = states[node.name]
         if state.ipsets is not None or state.rules is not None or state.route_localnet:
             return f"node {node.name} has ipsets, policy rules or route_localnet"
+        if state.sysctls.differences():
+            return f"node {node.name} has sysctls other than the assumed ones ({', '.join(state.sysctls.differences())})"
         key = seen_rulesets.get(id(state.ruleset))
         if key is None:
             why = _ports_apart(state.ruleset, all_ports, ports_of.get(node.name, {})) if all_ports else ""

@@ -7,9 +7,13 @@ Locally generated: route → OUTPUT (raw, mangle, nat, filter; re-routed when
 mangle or nat changed the destination) → POSTROUTING (mangle, nat) → out, or
 over ``lo`` back through PREROUTING (raw, mangle) and INPUT (mangle, filter).
 
-Assumptions about the node's sysctls (a Kubernetes node's usual ones):
-``ip_forward=1``, ``rp_filter=0``, ``accept_local=0``, ``route_localnet`` as
-the NodeState says (0 by default), no policy-routing rules.
+The node's sysctls are the NodeState's (its ``sysctl.txt``), else what a
+Kubernetes node has (:mod:`pktverify.model.sysctls`): ``ip_forward=1``,
+``rp_filter=0``, ``accept_local=0``, ``route_localnet=0``. With ``rp_filter``
+1 (strict) or 2 (loose) on the interface a packet arrives on, the kernel's
+reverse-path check (``fib_validate_source``) drops it when no route leads back
+to its source (loose), or the route back leaves by another interface (strict);
+with ``ip_forward=0`` a packet to forward is refused (ICMP host unreachable).
 """
 
 from __future__ import annotations
@@ -136,6 +140,10 @@ class _NodeWalk:
             else:
                 new_route = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
                 if new_route.kind == "unicast" and not new_route.route.nexthops and new_route.route.dev == st.in_iface:
+                    why = self._reverse_path(pkt, st.in_iface)      # br_nf's ip_route_input checks the source
+                    if why:
+                        finished.append(self._end(st, "drop", why))
+                        return
                     self._bridged(st._replace(meta=meta._replace(physdev_out=UNKNOWN_PORT)), finished)
                     return
                 if meta.physdev_out:
@@ -149,8 +157,16 @@ class _NodeWalk:
             if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
                 finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
                 return
+            why = self._reverse_path(pkt, st.in_iface)
+            if why:
+                finished.append(self._end(st, "drop", why))
+                return
             st = self._with_step(st, f"route: {self.fib.route_text(result.route)} → local delivery")
             self._input(st, finished)
+            return
+        if not self.node.sysctls.ip_forward:
+            self._answer_or_not(st, f"ip_forward=0 ({self.node.sysctls.source}): the node forwards nothing "
+                                    "(ICMP host unreachable)", (3, 1), finished)
             return
         if result.kind != "unicast":
             verdict, reason = _route_error(result)
@@ -163,6 +179,10 @@ class _NodeWalk:
         if self.fib.is_interface_address(pkt.src):
             finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
             return
+        why = self._reverse_path(pkt, st.in_iface)
+        if why:
+            finished.append(self._end(st, "drop", why))
+            return
         if pkt.ttl <= 1:
             self._answer_or_not(st, "TTL exceeded in transit (ICMP time exceeded)", (11, 0), finished)
             return
@@ -173,6 +193,26 @@ class _NodeWalk:
             next_hop = gateway if gateway is not None else s.pkt.dst
             states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
             self._postrouting(states, next_hop, finished)
+
+    def _reverse_path(self, pkt: Packet, in_iface: str) -> str:
+        """Why rp_filter drops ``pkt`` arriving on ``in_iface`` (empty: it passes, or rp_filter is 0).
+        The kernel looks the source up as a destination (from ``lo``, mark 0): no usable route
+        fails loose and strict mode, one leaving by another interface fails strict mode."""
+        mode = self.node.sysctls.rp_filter(in_iface)
+        if not mode:
+            return ""
+        back = self.fib.lookup(pkt.src, None, pkt.dst, 0, "lo")
+        name = f"rp_filter={mode} on {in_iface} ({'strict' if mode == 1 else 'loose'})"
+        if back.kind == "local" and not self.node.sysctls.accept_local(in_iface):
+            return f"martian source: {format_ip(pkt.src)} is a local address ({name})"
+        if back.kind not in ("unicast", "local"):
+            return f"reverse-path filter: no route back to {format_ip(pkt.src)} ({name})"
+        if mode == 1 and back.kind == "unicast":
+            devs = [dev for _gw, dev, _share, _text in _next_hops(self.fib, back.route, "out")]
+            if in_iface not in devs:
+                return (f"reverse-path filter: the route back to {format_ip(pkt.src)} leaves by {', '.join(devs)}, "
+                        f"not {in_iface} ({name})")
+        return ""
 
     def _bridged(self, st: WalkState, finished: list) -> None:
         """A frame bridged between two ports of one bridge, as br_netfilter shows it to iptables:

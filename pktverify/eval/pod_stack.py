@@ -98,8 +98,8 @@ def martian_at_pod(stack: PodStack, pkt: Packet) -> str:
     """Why the pod's kernel drops ``pkt`` arriving on eth0 before any socket (empty: it does not)."""
     src = pkt.src
     if src == stack.address:
-        return (f"martian source at pod {stack.key}: {format_ip(src)} is the pod's own address, arriving on eth0 "
-                "(a hairpin without masquerade); dropped before any reply")
+        return (f"martian source at pod {stack.key}: {format_ip(src)} is its own address, arriving on eth0 (a "
+                "hairpin without masquerade): its kernel drops it before any socket")
     if is_multicast(src) or src == LIMITED_BROADCAST or is_zeronet(src):
         return f"martian source at pod {stack.key}: {format_ip(src)}"
     if is_loopback(src) or is_loopback(pkt.dst):

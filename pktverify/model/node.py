@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .addresses import format_ip, mask_length, prefix_mask
 from .ipsets import IpSetDump
 from .rules import Ruleset
+from .sysctls import Sysctls
 
 __all__ = ["IfAddr", "Interface", "Route", "RoutingRule", "NodeState", "SCOPES", "DEFAULT_RULES", "table_name"]
 
@@ -151,6 +152,7 @@ class NodeState:
     warnings: tuple[str, ...] = field(default=())
     ipsets: IpSetDump | None = None     # ``ipset save`` contents; None: not given (-m set may match)
     rules: tuple[RoutingRule, ...] | None = None   # ``ip rule``; None: the kernel's three default rules
+    sysctls: Sysctls = Sysctls()         # from the node's sysctl.txt; empty: the values pktverify assumes
 
     def local_addresses(self) -> frozenset[int]:
         """Every address configured on an interface (what the kernel calls ifaddrs)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from ..errors import InputError
 from ..generate.node_state import generate_node
@@ -25,6 +26,7 @@ from .iptables_save import parse_iptables_save
 from .model_cache import ModelCache
 from .node import build_node
 from .source import read_text
+from .sysctl import node_sysctls
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
 
@@ -81,6 +83,9 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
                     policy = parse_ip_rules(text, source=source)[0]
             out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
                                         ipsets=sets, notes=notes + routes.notes, rules=policy)
+            sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
+            if sysctls is not None:
+                out[node.name] = replace(out[node.name], sysctls=sysctls, route_localnet=sysctls.route_localnet)
     return out
 
 
