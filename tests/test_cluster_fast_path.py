@@ -143,13 +143,18 @@ def clusters_with_pod_prefixes(draw):
     """Synthetic clusters whose nodes give their pods another prefix than the pod CIDR's
     (``pod_prefix``: finer, so a node's pods are on-link for some neighbours and reach others
     through the gateway; coarser, so other nodes' pods are on-link), some with a rule that
-    tells a bridged frame from a routed one."""
+    tells a bridged frame from a routed one, a pod outside its node's CIDR, and sysctls
+    other than the assumed ones."""
     from dataclasses import replace
     mode = draw(st.sampled_from(["iptables", "userspace"]))
     cluster = synthetic_cluster(draw(st.integers(1, 3)), draw(st.integers(0, 2)), draw(st.integers(2, 40)),
                                 proxy_mode=mode)
     nodes = tuple(replace(n, pod_prefix=draw(st.sampled_from((None, 16, 23, 25, 27, 28, 30)))) for n in cluster.nodes)
     cluster = replace(cluster, nodes=nodes)
+    if draw(st.booleans()):       # one pod outside its node's CIDR (its gateway then onlink, rp_filter may bite)
+        stray = cluster.pods[-1]
+        cluster = replace(cluster, pods=cluster.pods[:-1] + (replace(stray, ip=(10 << 24) | (1 << 16) | (250 << 8) | 7),))
+    from pktverify.model.sysctls import Sysctls
     texts = {n.name: generate_node(cluster, n) for n in cluster.nodes}
     states = {}
     for name, made in texts.items():
@@ -158,14 +163,19 @@ def clusters_with_pod_prefixes(draw):
                                      "-A FORWARD -i cbr0 -o cbr0 -m physdev ! --physdev-is-bridged -j DROP")))
         if rule:
             rules = _insert(rules, "filter", rule)
-        states[name] = build_node(name, parse_ip_addr(made.addrs), parse_routes(made.routes).routes,
-                                  parse_iptables_save(rules))
+        state = build_node(name, parse_ip_addr(made.addrs), parse_routes(made.routes).routes, parse_iptables_save(rules))
+        settings = draw(st.sampled_from(((), (("net.ipv4.conf.all.rp_filter", 1),), (("net.ipv4.conf.cbr0.rp_filter", 2),),
+                                         (("net.ipv4.conf.all.arp_ignore", 1),),
+                                         (("net.bridge.bridge-nf-call-iptables", 0),))))
+        states[name] = replace(state, sysctls=Sysctls(settings, "<drawn>"))
     return cluster, states
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(clusters_with_pod_prefixes())
 def test_fast_path_equals_exhaustive_with_pod_prefixes(case):
-    # Each pod's eth0 subnet decides on-link (bridged) or the gateway (routed): a cut of the classes.
+    # Each pod's eth0 subnet decides on-link (bridged) or the gateway (routed): a cut of the classes;
+    # the nodes' rp_filter, arp_ignore and bridge-nf-call-iptables read routes and addresses the
+    # classes already cut at.
     cluster, nodes = case
     assert_fast_equals_exhaustive(cluster, ClusterWalker(cluster, nodes))

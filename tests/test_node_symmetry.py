@@ -121,3 +121,19 @@ def test_a_port_range_splitting_the_proxy_ports_keeps_userspace_nodes_apart():
     sym = NodeSymmetry(cluster, states, AddressClasses(cluster, states), ClusterWalker(cluster, states).proxy_ports)
     assert not sym.usable
     assert "holding some proxy ports only" in sym.reason
+
+
+def test_a_node_with_other_sysctls_or_pod_prefix_is_not_interchangeable():
+    # node1 forwards nothing (sysctl.txt: ip_forward=0): flows from its pods fail where another
+    # node's succeed, so it stands for no other node; so does a node whose pods carry a /26.
+    from pktverify.model.sysctls import Sysctls
+    cluster = synthetic_cluster(3, 1, 9)
+    states = cluster_nodes(cluster)
+    states["node1"] = dataclasses.replace(states["node1"], sysctls=Sysctls((("net.ipv4.ip_forward", 0),), "s.txt"))
+    sym = NodeSymmetry(cluster, states, AddressClasses(cluster, states))
+    assert not sym.usable and "node1 has sysctls other than the assumed ones (net.ipv4.ip_forward=0)" in sym.reason
+    assert_fast_equals_exhaustive(cluster, ClusterWalker(cluster, states))
+    narrow = dataclasses.replace(cluster, nodes=tuple(dataclasses.replace(n, pod_prefix=26) for n in cluster.nodes))
+    states = cluster_nodes(narrow)
+    sym = NodeSymmetry(narrow, states, AddressClasses(narrow, states))
+    assert not sym.usable and "pods carry a /26 (pod_prefix)" in sym.reason

@@ -360,3 +360,22 @@ pods:
     assert to_svc.kind == "arrived" and to_svc.at.name == "default/web-3"
     [back] = _replies(svc_walker, "default/web-1", [to_svc])
     assert back.kind == "arrived" and back.packet.src == parse_ip("10.1.10.6")      # not from 10.152.183.7
+
+
+def test_kubectl_input_reads_sysctl_txt_in_a_nodes_folder(tmp_path, capsys):
+    # The folder layout collect-node writes: <node>/sysctl.txt beside the node's other dumps.
+    import shutil
+    folder = tmp_path / "cluster"
+    shutil.copytree(Path(__file__).resolve().parent / "corpus" / "realcluster", folder,
+                    ignore=shutil.ignore_patterns("*.py", "*.yaml", "__pycache__"))
+    nets = ["--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/12", "--jobs", "1"]
+    defaults = "".join(f"{k} = {v}\n" for k, v in
+                       (("net.bridge.bridge-nf-call-iptables", 1), ("net.ipv4.conf.all.rp_filter", 0),
+                        ("net.ipv4.conf.eth0.rp_filter", 0), ("net.ipv4.ip_forward", 1)))
+    for node in ("cp-1", "worker-1", "worker-2"):
+        (folder / node / "sysctl.txt").write_text(defaults)
+    assert main(["verify", str(folder / "cluster.json"), *nets]) == 0        # what is assumed: still clean
+    capsys.readouterr()
+    (folder / "worker-1" / "sysctl.txt").write_text(defaults.replace("ip_forward = 1", "ip_forward = 0"))
+    assert main(["verify", str(folder / "cluster.json"), *nets, "--all"]) == 1
+    assert f"ip_forward=0 ({folder / 'worker-1' / 'sysctl.txt'})" in capsys.readouterr().out
