@@ -23,7 +23,7 @@ from pktverify.errors import InputError, InvalidArgument
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.model_cache import ModelCache
 from pktverify.model.rules import Jump, MultiportMatch, Verdict
-from pktverify.parse.model_codec import decode_ruleset, encode_ruleset
+from pktverify.parse.model_codec import BadEntry, decode_ruleset, encode_ruleset
 from pktverify.strategies import clusters, faulty_clusters
 from pktverify.testing.kernel_campaign import rule_sets
 
@@ -436,3 +436,89 @@ def test_a_well_typed_hollow_rule_set_is_a_miss_said_once(tmp_path, capsys, name
     assert main(argv + ["--cache-dir", str(folder)]) == 0             # replaced: a hit, nothing said
     again = capsys.readouterr()
     assert (again.out, again.err) == (plain, "")
+
+
+def _entry_doc() -> list:
+    return json.loads(encode_ruleset(parse_iptables_save(DUMP, source="dump")))
+
+
+def _section(doc: list, name: str) -> list:
+    return next(s for s in doc[2] if s[0] == name)
+
+
+def _nat(doc: list) -> list:
+    return next(t for t in doc[3][2] if doc[1][t[0]] == "nat")
+
+
+def _nested_where_ints_go(doc):
+    """A Dnat's port is arrays nested 100 deep (the annotation says int | None): JSON cannot share
+    what the pickled DAG shared, so this is as far as it goes; refused at the first level."""
+    nested = [1, 1]
+    for _ in range(100):
+        nested = [nested, [1, 1]]
+    _section(doc, "Dnat")[5][0] = nested
+
+
+def _deep(doc):
+    doc[3][1] = json.loads("[" * 50 + "]" * 50)
+
+
+def _extra_rule_count(doc):
+    _nat(doc)[5][0] = 10 ** 9
+
+
+ENTRY_EDITS = {
+    "an array where an int goes": (_nested_where_ints_go, "int expected"),
+    "a bool where an int goes": (lambda d: _section(d, "AddrMatch").__setitem__(3, [True] * _section(d, "AddrMatch")[1]),
+                                 "int expected"),
+    "a negative int": (lambda d: _section(d, "AddrMatch")[3].__setitem__(0, -1), "integer out of range"),
+    "an int of 2**64": (lambda d: _section(d, "AddrMatch")[3].__setitem__(0, 2 ** 64), "integer out of range"),
+    "a string where an int goes": (lambda d: _nat(d)[8].__setitem__(0, "5"), "int expected"),
+    "warnings nested where strings go": (_deep, "str expected"),
+    "a reference past the end": (lambda d: _nat(d)[11].__setitem__(0, 10 ** 6), "a reference to nothing"),
+    "a match where the target goes": (lambda d: _nat(d)[11].__setitem__(0, 1), "another type"),
+    "None among the matches": (lambda d: _nat(d)[10].__setitem__(0, [0]), "another type"),
+    "a class outside the model": (lambda d: d[2].append(["system", 1, ["id"]]), "no match or target"),
+    "a rule class in a section": (lambda d: d[2].append(["Rule", 0, [], [], [], [], [], [], [], []]),
+                                  "no match or target"),
+    "a column too short": (lambda d: _section(d, "AddrMatch")[2].pop(), "wrong length"),
+    "a count past the entry's size": (_extra_rule_count, "more rules than the entry could hold"),
+    "a table twice": (lambda d: d[3][2].append(d[3][2][0]), "its tables are"),
+    "a chain twice": (lambda d: (_nat(d)[1].__setitem__(5, _nat(d)[1][4])), "appears twice"),
+    "a string table holding a number": (lambda d: d[1].append(5), "string table"),
+    "another format": (lambda d: d.__setitem__(0, "pktverify model 1"), "not a cache entry of this version"),
+}
+
+
+@pytest.mark.parametrize("name", ENTRY_EDITS)
+def test_an_edited_entry_is_refused_saying_why(name):
+    edit, why = ENTRY_EDITS[name]
+    doc = _entry_doc()
+    edit(doc)
+    with pytest.raises(BadEntry, match=why):
+        decode_ruleset(json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("text, why", [
+    (b'{"a": 1}', "JSON object"),
+    (b'["pktverify model 2", [], [], [NaN, [], []]]', "finite"),
+    (b'["pktverify model 2", [], [["RandomMatch", 1, [1e999], [false]]], [0, [], []]]', "not finite"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+    (b"\x80\x05\x95", "not a cache entry"),
+    (b"", "not a cache entry"),
+])
+def test_what_is_no_entry_at_all_is_refused_saying_why(text, why):
+    with pytest.raises(BadEntry, match=why):
+        decode_ruleset(text)
+
+
+def test_an_entry_larger_than_its_dump_could_make_it_is_not_read(tmp_path):
+    cache = _cache(tmp_path)
+    key = cache.key(DUMP, "dump", False)
+    entry = tmp_path / "cache" / key
+    entry.write_bytes(encode_ruleset(parse_iptables_save(DUMP, source="dump")) + b" " * (5 * len(DUMP) + 2 ** 20))
+    entry.chmod(0o600)
+    assert parse_iptables_save(DUMP, source="dump", cache=cache) == parse_iptables_save(DUMP, source="dump")
+    assert cache.hits == 0
+    assert len(cache.warnings) == 1 and "more than its dump could need" in cache.warnings[0]
+    assert decode_ruleset(entry.read_bytes()) == parse_iptables_save(DUMP, source="dump")     # replaced

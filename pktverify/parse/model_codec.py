@@ -356,9 +356,7 @@ def _decode_table(table: Any, ctx: _Context) -> m.Table:
     ordered = iter(rules)
     groups = list(map(tuple, map(islice, repeat(ordered), sizes)))
     chains = _SCHEMAS["Chain"].build([names, policies, groups, lines, declarations])
-    by_name = dict(zip(names, chains))
-    if len(by_name) != len(chains):
-        raise BadEntry(f"a chain appears twice in table {name[:20]!r}")
+    by_name = dict(zip(names, chains))              # no name twice: check_table
     return _SCHEMAS["Table"].build([[name], [by_name]])[0]
 
 

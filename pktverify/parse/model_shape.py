@@ -45,7 +45,7 @@ def check_table(table: str, names: list[str], policies: list, sizes: list[int], 
     ``names``, ``policies``, ``sizes`` and ``ranks``: one per chain, in order; ``targets``: every
     rule's target, chain after chain.  The built-in chains come first, in the kernel's order,
     with policy ACCEPT or DROP; user chains after them, without policy, none with a built-in's
-    name; every jump goes to a user chain of the table; ranks (see :func:`chain_ranks`) are >= 1
+    name, no name twice; every jump goes to a user chain of the table; ranks (see :func:`chain_ranks`) are >= 1
     for the built-in chains and strictly fall along every jump from a chain of rank >= 1, so no
     loop is reachable from a hook."""
     builtins = TABLE_CHAINS[table]
@@ -56,6 +56,8 @@ def check_table(table: str, names: list[str], policies: list, sizes: list[int], 
         raise BadEntry(f"a built-in chain of table {table} has no policy")
     if policies.count(None) != len(names) - count:
         raise BadEntry(f"a user chain of table {table} has a policy")
+    if len(set(names)) != len(names):
+        raise BadEntry(f"a chain appears twice in table {table}")
     if not _ALL_BUILTINS.isdisjoint(names[count:]):
         raise BadEntry(f"table {table} declares a built-in chain's name as a user chain")
     jumps = list(map(is_, map(type, targets), repeat(Jump)))
