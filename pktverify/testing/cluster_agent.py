@@ -1,5 +1,5 @@
 """The cluster lab's agent: one process inside each namespace the lab builds (a pod, a node, the
-off-cluster client), run as a script (``python3 cluster_agent.py IDENTITY PORTS``), importing
+off-cluster client), run as a script (``python3 cluster_agent.py IDENTITY PORTS ADDRESSES``), importing
 nothing from pktverify so that starting one costs a bare interpreter.
 
 It listens on every TCP and UDP port the lab's flows may reach (``PORTS``: JSON
@@ -15,9 +15,10 @@ stdout (tagged ``"re": id``):
 * ``connect``: open one TCP connection or send one UDP datagram from ``src:sport`` to
   ``dst:dport`` carrying the probe's token, and report the answer (who, the source it saw)
   or the error (``timeout``, ``ECONNREFUSED``, ...);
-* ``drain``: the lab's nft set ``seen`` of this namespace (every TCP SYN and UDP datagram
-  delivered to a local socket, after every netfilter table: source, protocol, port), then
-  emptied: who received a SYN whose answer never came back;
+* ``drain``: the connections conntrack confirmed in this namespace since the last drain whose
+  destination (after NAT) is one of its own addresses (``/proc/net/nf_conntrack``: an entry is
+  confirmed only once its first packet passed every netfilter hook and was delivered): who
+  received a SYN whose answer never came back, and from which source;
 * ``forget``: empty every ``-m recent`` list (session affinity), so each probe of a flow is a
   new client as the verifier's flow is.
 """
@@ -26,13 +27,13 @@ import errno
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 IDENT = sys.argv[1]
 TCP_PORTS, UDP_PORTS = json.loads(sys.argv[2])
+LOCAL = set(json.loads(sys.argv[3]))      # this namespace's own addresses
 _LOCK = threading.Lock()
 
 
@@ -151,17 +152,41 @@ def connect(cmd):
         s.close()
 
 
+_SNAPSHOT = set()
+
+
+def _conntrack():
+    """This namespace's connections as (key, delivered here, orig src, proto, delivered port)."""
+    out = []
+    try:
+        with open("/proc/net/nf_conntrack") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        words = line.split()
+        if len(words) < 4 or words[0] != "ipv4" or words[2] not in ("tcp", "udp"):
+            continue
+        pairs = [w.split("=", 1) for w in words if "=" in w]
+        src = [v for k, v in pairs if k == "src"]
+        dst = [v for k, v in pairs if k == "dst"]
+        sport = [v for k, v in pairs if k == "sport"]
+        dport = [v for k, v in pairs if k == "dport"]
+        if len(src) < 2 or len(sport) < 2:
+            continue
+        key = (words[2], src[0], dst[0], sport[0], dport[0])
+        # The reply's source is where the connection was delivered (after DNAT): here if it is ours.
+        out.append((key, src[1] in LOCAL, src[0], words[2], int(sport[1])))
+    return out
+
+
 def drain(_cmd):
-    out = subprocess.run(["nft", "-j", "list", "set", "ip", "pvlab", "seen"], capture_output=True, text=True)
-    subprocess.run(["nft", "flush", "set", "ip", "pvlab", "seen"], capture_output=True)
-    seen = []
-    if out.returncode == 0:
-        for item in json.loads(out.stdout).get("nftables", []):
-            for elem in item.get("set", {}).get("elem", []):
-                concat = elem.get("elem", elem) if isinstance(elem, dict) else elem
-                parts = concat.get("concat", concat.get("val", {}).get("concat")) if isinstance(concat, dict) else None
-                if parts:
-                    seen.append(parts)
+    """Connections delivered to this namespace since the last drain (conntrack confirms an entry
+    only once its first packet passed every hook: a martian, a DROP or a lost packet leaves none)."""
+    global _SNAPSHOT
+    entries = _conntrack()
+    seen = [[src, proto, port] for key, here, src, proto, port in entries if here and key not in _SNAPSHOT]
+    _SNAPSHOT = {e[0] for e in entries}
     return {"ok": True, "seen": seen}
 
 

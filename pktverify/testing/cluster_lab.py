@@ -19,8 +19,8 @@ root namespace and every name starting with one prefix unique to the run:
   is outside the pod's subnet). A host-network pod is its node's namespace.
 
 Each namespace runs an agent (:mod:`.cluster_agent`) listening on every port the flows may
-reach and sending the lab's probes; and an nft table ``pvlab`` (input hook, priority 500,
-after every iptables table) records who received a SYN or datagram that was never answered.
+reach and sending the lab's probes; conntrack runs in every namespace (a passive nft table
+``pvlab`` keeps it on), so the connections each one received, answered or not, can be read.
 
 :meth:`ClusterLab.readback` reads back every namespace's ``ip -j addr`` and ``ip -j route``
 (and the rule count ``iptables-save`` shows) and compares it with what the dumps say, so a
@@ -55,17 +55,13 @@ __all__ = ["ClusterLab", "Unemulable", "node_dump_text", "unemulable_reasons"]
 _AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_agent.py")
 _LIVE: "weakref.WeakSet[ClusterLab]" = weakref.WeakSet()
 
-_PVLAB = """table ip pvlab {
-  set seen { type ipv4_addr . inet_proto . inet_service; flags dynamic; size 65535; }
-  chain in { type filter hook input priority 500; policy accept;
-    tcp flags & (syn | ack) == syn add @seen { ip saddr . meta l4proto . th dport }
-    meta l4proto udp add @seen { ip saddr . meta l4proto . th dport }
-  }
-%s}
-"""
-# A kube-proxy node always has conntrack; the model assumes it. Keep it on whatever rules load.
-_KEEP_CONNTRACK = """  chain pre { type filter hook prerouting priority -500; ct state new counter; }
+# Conntrack runs in a namespace only while something needs it. A kube-proxy node always has it
+# (and the model assumes it); in every namespace it also tells who received a connection whose
+# answer never came back (the agent's ``drain``). A passive table keeps it on.
+_KEEP_CONNTRACK = """table ip pvlab {
+  chain pre { type filter hook prerouting priority -500; ct state new counter; }
   chain out { type filter hook output priority -500; ct state new counter; }
+}
 """
 _ROUTE_KINDS = ("unicast", "blackhole", "unreachable", "prohibit", "throw", "local", "broadcast")
 
@@ -248,7 +244,7 @@ class ClusterLab:
         batch = [_route_command(r) for r in state.routes if _route_key(r) not in present]
         if batch:
             _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
-        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_PVLAB % _KEEP_CONNTRACK)
+        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     def _build_pod(self, index: int, pod: PodSpec) -> None:
         ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
@@ -266,7 +262,7 @@ class ClusterLab:
             onlink = "" if (gateway.ip & prefix_mask(plen)) == (pod.ip & prefix_mask(plen)) else " onlink"
             cmds.append(f"route add default via {format_ip(gateway.ip)} dev eth0{onlink}")
         _run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
-        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_PVLAB % "")
+        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     def _load_rules(self, node: NodeSpec) -> None:
         ns = self.node_ns[node.name]
@@ -277,10 +273,13 @@ class ClusterLab:
 
     def _start_agents(self) -> None:
         ports = json.dumps([sorted(self.ports[0]), sorted(self.ports[1])])
-        where = [(ns, f"node:{name}") for name, ns in self.node_ns.items()]
-        where += [(ns, key) for key, ns in self.pod_ns.items()] + [(self.ext, "external")]
-        for ns, ident in where:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-u", _AGENT, ident, ports],
+        where = [(ns, f"node:{name}", sorted({format_ip(a.ip) for i in self.states[name].interfaces.values()
+                                                for a in i.addresses})) for name, ns in self.node_ns.items()]
+        where += [(ns, key, [format_ip(self.cluster.pods_by_key[key].ip)]) for key, ns in self.pod_ns.items()]
+        where.append((self.ext, "external", [format_ip(self.external)]))
+        for ns, ident, local in where:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-u", _AGENT, ident, ports,
+                                     json.dumps(local)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, bufsize=1)
             self.agents[ident] = _Agent(ns, ident, proc)

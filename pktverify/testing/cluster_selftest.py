@@ -5,8 +5,8 @@
 For each distinct sent flow (client, protocol, source, destination, port) the lab opens
 ``connections_for`` connections from the client's namespace, each from a source port of its
 own, and counts their outcomes; each connection of a flow whose outcomes may include an
-unanswered one runs *traced*: the lab's nft sets are emptied before it and read after it, so
-a SYN delivered but never answered still names its receiver (a flow promised to answer every
+unanswered one runs *traced*: every namespace's connections are read before and after it, so
+a SYN delivered but never answered still names its receiver and the source it saw (a flow promised to answer every
 time that does not is restarted traced once, its first counts thrown away, so the counts
 stay unbiased).  An off-cluster client's packets are routed through the node the flow
 arrives at.  Services with session affinity: every ``-m recent`` list is emptied before each
@@ -27,7 +27,8 @@ from .cluster_lab import ClusterLab, Unemulable, node_dump_text
 __all__ = ["ClusterRun", "run_cluster", "drawn_clusters"]
 
 _REFUSED = {"ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"}
-_TIMEOUT = 0.4          # a SYN unanswered this long is lost (the first retransmission comes at 1 s)
+_TIMEOUT = 0.25         # a SYN unanswered this long is lost (in-lab answers take under a millisecond;
+                        # the first retransmission would come at 1 s)
 
 
 @dataclass
@@ -114,7 +115,6 @@ class _Prober:
         self.sport = 41000
         self.sent = 0
         self.everyone = [a for a in lab.agents if a != "external"]
-        self.clean = False       # the nft sets are empty (drained since the last connection that filled them)
 
     def _port(self) -> int:
         while True:
@@ -144,9 +144,8 @@ class _Prober:
         lab = self.lab
         if self.affinity:
             lab.ask([a for a in lab.agents if a.startswith("node:")], "forget")
-        if traced and exp.proto == "tcp" and not self.clean:
-            lab.ask(self.everyone, "drain")
-        self.clean = False
+        if traced and exp.proto == "tcp":
+            lab.ask(self.everyone, "drain")       # every agent's snapshot of its connections
         self.sent += 1
         token = f"t{self.sent}"
         res = lab.ask([exp.client], "connect", proto=exp.proto, src=exp.src, sport=self._port(),
@@ -167,7 +166,6 @@ class _Prober:
             return None
         time.sleep(0.02)
         seen = lab.ask(self.everyone, "drain")
-        self.clean = True
         for ident, rec in sorted(seen.items()):
             for src, proto, _port in rec["seen"]:
                 if proto == "tcp":
