@@ -173,6 +173,9 @@ def _build() -> argparse.ArgumentParser:
                    help="where the flow checks run: local processes (--jobs, default) or a Dask cluster "
                         "(--scheduler; pip install 'pktverify[distributed]')")
     v.add_argument("--scheduler", metavar="ADDRESS", help="with --executor dask: the scheduler, tcp://HOST:8786")
+    v.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="bound the whole run (dumps, connecting, every check); past it, exit 2 saying how far it "
+                        "got, and no report (default: none; connecting to a Dask scheduler is bounded by 10 s)")
     v.add_argument("--max-branches", type=_number(1), default=MAX_BRANCHES, metavar="N",
                    help=f"most distinct branches one packet may take on one node (default {MAX_BRANCHES:,})")
     v.add_argument("--at", type=_instant, metavar="ISO-TIME",
@@ -447,26 +450,41 @@ def _trace_cluster(args) -> int:
     return 0 if answer.holds else 1
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a plain ASCII number of seconds > 0 (no 'inf', 'nan' or '1e9')."""
+    from .check.deadline import MAX_TIMEOUT
+    whole, _, fraction = text.partition(".")
+    if not (text.isascii() and whole.isdigit() and (fraction.isdigit() or not _) and len(text) <= 16):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 30 or 2.5)")
+    if not 0 < float(text) <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (allowed: more than 0, at most {MAX_TIMEOUT:,.0f})")
+    return float(text)
+
+
 def _verify(args) -> int:
+    from .check.deadline import bounded
     from .cluster_api import load_cluster, verify
 
     if args.html:            # refuse a device, FIFO, link or folder before the work, not after it
         from .report.files import refuse_special
         refuse_special(args.html)
-    cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
-                           dumps=args.dumps, require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
-    _print_warnings(cluster)
-    folder = None
-    if args.pcap_dir:        # refuse an unusable folder before the work, not after it
-        from .report.files import OutputDir
-        folder = OutputDir(args.pcap_dir)
-    cpus = len(os.sched_getaffinity(0))
-    if args.scheduler and args.executor != "dask":
-        raise InvalidArgument("--scheduler goes with --executor dask")
-    report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
-                    max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
-                    progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args),
-                    only=args.only)
+    with bounded(args.timeout) as deadline:     # the whole run, from reading the cluster file on
+        if deadline is not None:
+            deadline.phase = "reading the cluster file"
+        cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
+                               dumps=args.dumps, require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
+        _print_warnings(cluster)
+        folder = None
+        if args.pcap_dir:        # refuse an unusable folder before the work, not after it
+            from .report.files import OutputDir
+            folder = OutputDir(args.pcap_dir)
+        cpus = len(os.sched_getaffinity(0))
+        if args.scheduler and args.executor != "dask":
+            raise InvalidArgument("--scheduler goes with --executor dask")
+        report = verify(cluster, jobs=min(args.jobs, cpus) if args.jobs else cpus, lenient=args.lenient,
+                        max_branches=args.max_branches, max_paths=args.max_paths, at=args.at, keep_flows=args.all,
+                        progress=True, executor=args.executor, scheduler=args.scheduler, cache=_cache(args),
+                        only=args.only, timeout=deadline)
     _say_cache_warnings(args)
     captures = None
     if folder is not None:

@@ -124,7 +124,8 @@ class VerifyReport:
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
            at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
-           executor: str = "local", scheduler=None, cache=None, only: Iterable[str] | None = None) -> VerifyReport:
+           executor: str = "local", scheduler=None, cache=None, only: Iterable[str] | None = None,
+           timeout: float | None = None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
     ``invariants``: names from :data:`INVARIANTS` (default all four). ``jobs``: worker
@@ -139,7 +140,12 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     ``only``: service keys (``"ns/name"``) to narrow the report to: their reachability from every
     client, every door, every endpoint and reply (unless ``invariants`` says otherwise, only
     service-reachability is run); the report's notes say what was left out.
+    ``timeout``: seconds for the whole run (reading the dumps, connecting, every check), or a
+    running :class:`pktverify.check.deadline.Deadline`; past them it raises
+    :class:`pktverify.check.deadline.VerificationStopped` (how many tasks were done; nothing is
+    judged, no report), having stopped its worker processes and released its Dask tasks.
     """
+    from .check.deadline import bounded
     from .parse.cluster_nodes import cluster_nodes
 
     if not isinstance(cluster, ClusterSpec):
@@ -160,21 +166,27 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
         raise InvalidArgument(f"at={at!r} (type={type(at).__name__}): use a datetime or epoch seconds")
     if executor not in ("local", "dask"):
         raise InvalidArgument(f"executor={executor!r}: use 'local' (--jobs processes) or 'dask'")
-    nodes = cluster_nodes(cluster, lenient=lenient, cache=cache)
-    walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
-    jobs = min(jobs, len(os.sched_getaffinity(0)))
-    runner = None
-    if executor == "dask":
-        from .check.distributed import DaskExecutor, WalkerOptions
-        options = WalkerOptions(lenient, max_branches, max_paths, at, names, only_services)
-        runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
-                              client=None if isinstance(scheduler, str) else scheduler)
-    try:
-        results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names,
-                            show_progress=progress, executor=runner, only_services=only_services)
-    finally:
-        if runner is not None and isinstance(scheduler, str):
-            runner.client.close()           # the client pktverify opened (not one the caller gave)
+    with bounded(timeout) as deadline:
+        if deadline is not None:
+            deadline.phase = "reading the nodes' dumps"
+        nodes = cluster_nodes(cluster, lenient=lenient, cache=cache)
+        walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
+        jobs = min(jobs, len(os.sched_getaffinity(0)))
+        runner = None
+        if executor == "dask":
+            from .check.distributed import DaskExecutor, WalkerOptions
+            options = WalkerOptions(lenient, max_branches, max_paths, at, names, only_services)
+            runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
+                                  client=None if isinstance(scheduler, str) else scheduler, deadline=deadline)
+        try:
+            if deadline is not None:
+                deadline.phase = "planning the flow checks"
+            results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names,
+                                show_progress=progress, executor=runner, only_services=only_services,
+                                deadline=deadline)
+        finally:
+            if runner is not None:
+                runner.close()              # the client pktverify opened (not one the caller gave)
     if only_services is not None:
         left = len(cluster.services) - len(only_services)
         results[0].notes.append(f"narrowed to {', '.join(only_services)} (--only): {left} other service(s) and the "

@@ -134,7 +134,7 @@ class InvariantResult:
 def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool = False,
               exhaustive: bool = False, jobs: int = 1, invariants: tuple[str, ...] = INVARIANTS,
               show_progress: bool = False, executor=None,
-              only_services: tuple[str, ...] | None = None) -> list[InvariantResult]:
+              only_services: tuple[str, ...] | None = None, deadline=None) -> list[InvariantResult]:
     """Run the four invariants; each result lists its violations with flows and paths.
 
     Flows are checked once per class of equivalent flows (see
@@ -148,6 +148,7 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     the results are the same, in the same order. ``invariants``: the ones to check (results
     come in :data:`INVARIANTS` order); every violation records the invariant it breaks.
     ``only_services``: service keys (``ns/name``) whose reachability is checked (None: every one).
+    ``deadline``: a :class:`pktverify.check.deadline.Deadline` that counts the tasks done.
     """
     results = [InvariantResult(name, flows=[] if keep_flows else None) for name in INVARIANTS]
     wanted = set(invariants)
@@ -157,6 +158,8 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
     notes, tasks = plan_tasks(cluster, walker, wanted, exhaustive=exhaustive or keep_flows, only_services=only_services)
     results[1].notes += notes
     progress = Progress(len(tasks), "tasks") if show_progress else None
+    if deadline is not None:            # counts the tasks done, for the message if the time runs out
+        progress = deadline.tasks(len(tasks), progress)
     if executor is not None and not keep_flows:
         _merge(executor.run(len(tasks), progress), tasks, results)
     elif jobs > 1 and not keep_flows and len(tasks) >= _MIN_PARALLEL_TASKS:
