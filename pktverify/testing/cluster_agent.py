@@ -19,6 +19,11 @@ stdout (tagged ``"re": id``):
   destination (after NAT) is one of its own addresses (``/proc/net/nf_conntrack``: an entry is
   confirmed only once its first packet passed every netfilter hook and was delivered): who
   received a SYN whose answer never came back, and from which source;
+A node's agent is also its userspace kube-proxy when ``PROXIES`` (4th argument) lists proxy
+ports: each connection (datagram) to one is relayed from the node to one of its endpoints,
+chosen uniformly at random, and the endpoint's answer relayed back; without endpoints the
+connection is closed unanswered.
+
 * ``forget``: empty every ``-m recent`` list (session affinity), so each probe of a flow is a
   new client as the verifier's flow is.
 """
@@ -26,6 +31,7 @@ stdout (tagged ``"re": id``):
 import errno
 import json
 import os
+import random
 import socket
 import sys
 import threading
@@ -34,6 +40,7 @@ import time
 IDENT = sys.argv[1]
 TCP_PORTS, UDP_PORTS = json.loads(sys.argv[2])
 LOCAL = set(json.loads(sys.argv[3]))      # this namespace's own addresses
+PROXIES = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []   # [[port, proto, [[ip, port], ...]], ...]
 _LOCK = threading.Lock()
 
 
@@ -100,6 +107,76 @@ def _listen():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
         threading.Thread(target=_serve_udp, args=(s,), daemon=True).start()
+    for port, proto, endpoints in PROXIES:
+        tcp = proto == "tcp"
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        if tcp:
+            s.listen(128)
+        target = _proxy_tcp if tcp else _proxy_udp
+        threading.Thread(target=target, args=(s, [tuple(e) for e in endpoints]), daemon=True).start()
+
+
+def _proxy_tcp(sock, endpoints):
+    while True:
+        try:
+            conn, _peer = sock.accept()
+        except OSError:
+            continue
+        threading.Thread(target=_relay_tcp, args=(conn, endpoints), daemon=True).start()
+
+
+def _read_line(sock):
+    data = b""
+    while not data.endswith(b"\n") and len(data) < 400:
+        chunk = sock.recv(400)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _relay_tcp(conn, endpoints):
+    """kube-proxy's userspace proxier: a new connection from this node to a random endpoint, relayed;
+    without endpoints (or when the endpoint cannot be reached) the client's connection is closed."""
+    try:
+        conn.settimeout(2.0)
+        token = _read_line(conn)
+        if not endpoints:
+            return
+        ip, port = random.choice(endpoints)
+        with socket.create_connection((ip, port), timeout=1.0) as back:
+            back.sendall(token)
+            conn.sendall(_read_line(back))
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def _proxy_udp(sock, endpoints):
+    while True:
+        try:
+            data, peer = sock.recvfrom(400)
+        except OSError:
+            continue
+        threading.Thread(target=_relay_udp, args=(sock, data, peer, endpoints), daemon=True).start()
+
+
+def _relay_udp(sock, data, peer, endpoints):
+    if not endpoints:
+        return
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        back.settimeout(1.0)
+        back.connect(tuple(random.choice(endpoints)))
+        back.send(data)
+        sock.sendto(back.recv(400), peer)
+    except OSError:
+        pass
+    finally:
+        back.close()
 
 
 def _errname(exc):
@@ -141,6 +218,8 @@ def connect(cmd):
                 if err:
                     return {"ok": False, "err": errno.errorcode.get(err, str(err))}
             return {"ok": False, "err": _errname(exc)}
+        if not data:          # accepted, then closed without an answer (a proxy without endpoints)
+            return {"ok": False, "err": "ECONNRESET"}
         try:
             got = json.loads(data.decode())
         except ValueError:

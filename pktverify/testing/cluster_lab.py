@@ -1,6 +1,7 @@
 """A whole cluster built in network namespaces, to ask Linux what ``pktverify verify`` claims.
 
-Given a cluster (iptables proxy mode), :class:`ClusterLab` builds, with nothing linked to the
+Given a cluster (iptables or userspace proxy mode; in userspace mode each node's agent is its
+kube-proxy, relaying the proxy ports the generated KUBE-PORTALS rules redirect to), :class:`ClusterLab` builds, with nothing linked to the
 root namespace and every name starting with one prefix unique to the run:
 
 * ``<p>L``: the LAN, a bridge ``br0`` (bridge-nf-call-iptables off: a plain switch);
@@ -94,8 +95,8 @@ def node_dump_text(cluster: ClusterSpec, node: NodeSpec, kind: str) -> str | Non
 def unemulable_reasons(cluster: ClusterSpec, states: dict[str, NodeState]) -> list[str]:
     """What of ``cluster`` the lab cannot build (empty: all of it)."""
     out = []
-    if cluster.proxy_mode != "iptables":
-        out.append(f"proxy mode {cluster.proxy_mode} (the lab has no userspace kube-proxy)")
+    if cluster.proxy_mode not in ("iptables", "userspace"):
+        out.append(f"proxy mode {cluster.proxy_mode}")
     for node in cluster.nodes:
         state = states[node.name]
         if state.rules is not None:
@@ -127,14 +128,19 @@ class ClusterLab:
     """Context manager owning the namespaces of one cluster (see the module docstring).
 
     ``states``: the nodes as pktverify parsed them (``report.walker.states``); ``ports``: the
-    TCP and UDP ports every agent listens on; ``external``: the off-cluster client's address."""
+    TCP and UDP ports every agent listens on; ``external``: the off-cluster client's address;
+    ``proxies``: userspace mode's proxy ports (``report.walker.proxy_ports``)."""
 
     def __init__(self, cluster: ClusterSpec, states: dict[str, NodeState], *, ports: tuple[set, set],
-                 external: int) -> None:
+                 external: int, proxies: dict | None = None) -> None:
         reasons = unemulable_reasons(cluster, states)
         if reasons:
             raise Unemulable("; ".join(reasons))
         self.cluster, self.states, self.ports, self.external = cluster, states, ports, external
+        # userspace mode: node -> [[proxy port, proto, [[endpoint ip, port], ...]], ...]
+        self.proxies: dict[str, list] = {}
+        for (node, port), (_name, proto, eps) in (proxies or {}).items():
+            self.proxies.setdefault(node, []).append([port, proto, [[format_ip(ip), p] for _l, ip, p in eps]])
         self.prefix = "pv" + uuid.uuid4().hex[:6]
         self.lan, self.ext = f"{self.prefix}L", f"{self.prefix}X"
         self.node_ns = {n.name: f"{self.prefix}n{i}" for i, n in enumerate(cluster.nodes)}
@@ -278,8 +284,9 @@ class ClusterLab:
         where += [(ns, key, [format_ip(self.cluster.pods_by_key[key].ip)]) for key, ns in self.pod_ns.items()]
         where.append((self.ext, "external", [format_ip(self.external)]))
         for ns, ident, local in where:
+            proxies = json.dumps(self.proxies.get(ident[5:], []) if ident.startswith("node:") else [])
             proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-u", _AGENT, ident, ports,
-                                     json.dumps(local)],
+                                     json.dumps(local), proxies],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, bufsize=1)
             self.agents[ident] = _Agent(ns, ident, proc)

@@ -26,7 +26,8 @@ from .cluster_lab import ClusterLab, Unemulable, node_dump_text
 
 __all__ = ["ClusterRun", "run_cluster", "drawn_clusters"]
 
-_REFUSED = {"ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"}
+# Answers that say no: a reset or ICMP error; a userspace proxy without endpoints closes unanswered.
+_REFUSED = {"ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES", "ECONNRESET"}
 _TIMEOUT = 0.25         # a SYN unanswered this long is lost (in-lab answers take under a millisecond;
                         # the first retransmission would come at 1 s)
 
@@ -85,7 +86,8 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     udp.discard(0)
     affinity = any(" -m recent " in (node_dump_text(cluster, n, "iptables") or "") for n in cluster.nodes)
     try:
-        lab = ClusterLab(cluster, report.walker.states, ports=(tcp, udp), external=report.walker.external_ip)
+        lab = ClusterLab(cluster, report.walker.states, ports=(tcp, udp), external=report.walker.external_ip,
+                         proxies=report.walker.proxy_ports)
     except Unemulable as exc:
         run.skipped = f"cannot emulate: {exc}"
         return run

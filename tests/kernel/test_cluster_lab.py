@@ -56,6 +56,17 @@ def test_seed_cluster_agrees_flow_by_flow_and_leaves_nothing():
     assert _namespaces() <= before
 
 
+def test_userspace_seed_cluster_agrees_through_the_lab_proxies():
+    """Userspace mode: the node agents relay the proxy ports; a backend sees its node's address
+    (the proxy's own connection) or, from its own node, the bridge address."""
+    run = run_cluster(pktverify.load_cluster(SEED.with_name("cluster.yaml")), name="seed-userspace", minimum=3,
+                      flow_filter="> 10.152.183.164:80")
+    assert not run.skipped and not run.lab_errors and run.verdicts
+    assert run.agreed == len(run.verdicts), _explain(run)
+    sources = {src for v in run.verdicts for (_who, src, _a) in v.counts}
+    assert "192.168.1.10" in sources        # web-2 reached through node1's proxy
+
+
 def test_a_wrong_verdict_is_caught():
     """Each expectation changed the way a wrong model would be wrong: another receiver, a lost
     reply, a missing masquerade, an endpoint share; every one must come out as a disagreement."""
