@@ -11,8 +11,8 @@ root namespace and every name starting with one prefix unique to the run:
 * ``<p>nI`` per node: its uplink (the interface holding the node address) as a veth on the
   LAN, the pod bridge and every other interface of its address dump (bridges for the pod
   and docker bridges, dummies otherwise) with their addresses, every route of its route dump
-  in its table, ``ip_forward=1``, ``bridge-nf-call-iptables=1`` (as a kube-proxy node needs
-  it), its ``ipset save`` and ``iptables-save`` dumps loaded with ``ipset restore`` and
+  in its table, the sysctls its ``sysctl.txt`` gives or pktverify assumes without one
+  (``ip_forward=1``, ``rp_filter=0``, ``arp_ignore=0``, ``bridge-nf-call-iptables=1``...), its ``ipset save`` and ``iptables-save`` dumps loaded with ``ipset restore`` and
   ``iptables-restore`` as ``pktverify generate`` (or the cluster file) gives them;
 * ``<p>pI`` per pod: ``eth0``, a veth whose other end is a port of its node's bridge with
   hairpin on (as kubelet sets it), the pod address with its node's pod-CIDR prefix, the
@@ -225,7 +225,7 @@ class ClusterLab:
         ns, state = self.node_ns[node.name], self.states[node.name]
         self._netns(ns)
         self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
-                     "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1", "net.ipv4.icmp_ratelimit=0")
+                     "net.ipv4.icmp_ratelimit=0", *(f"{k}={v}" for k, v in node_sysctls(state, interfaces=False)))
         uplink = next(i.name for i in state.interfaces.values() if any(a.ip == node.ip for a in i.addresses))
         _run("ip", "-n", ns, "link", "add", uplink, "type", "veth", "peer", "name", f"u{index}", "netns", self.lan)
         _run("ip", "-n", self.lan, "link", "set", f"u{index}", "master", "br0", "up")
@@ -246,6 +246,9 @@ class ClusterLab:
             if iface.up:
                 batch.append(f"link set {iface.name} up")
         _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
+        per_interface = node_sysctls(state, interfaces=True)
+        if per_interface:
+            self._sysctl(ns, *(f"{k}={v}" for k, v in per_interface))
         present = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
         batch = [_route_command(r) for r in state.routes if _route_key(r) not in present]
         if batch:
@@ -366,6 +369,10 @@ class ClusterLab:
             want_routes = {_route_key(r) for r in state.routes}
             out += [f"node {node.name}: {what} route {r}" for what, diff in
                     (("missing", want_routes - routes), ("extra", routes - want_routes)) for r in sorted(diff, key=str)]
+            for key, value in node_sysctls(state, interfaces=False) + node_sysctls(state, interfaces=True):
+                got = _run("ip", "netns", "exec", ns, "sysctl", "-n", key, check=False).strip()
+                if got != str(value):
+                    out.append(f"node {node.name}: {key} is {got or 'missing'}, the node has {value}")
             rules = _run("ip", "netns", "exec", ns, "iptables-save")
             given = node_dump_text(self.cluster, node, "iptables") or ""
             count = sum(line.startswith("-A ") for line in rules.splitlines())
@@ -389,10 +396,26 @@ class ClusterLab:
 
 
 def pod_prefixlen(pod: PodSpec, node: NodeSpec) -> int:
-    """The prefix of the pod's address on eth0: the pod's own when the cluster states it
-    (``pod_prefix``), else its node's pod CIDR's (what the bridge CNI and kubenet give)."""
-    own = getattr(pod, "prefixlen", None) or getattr(pod, "pod_prefix", None)
-    return int(own) if own else mask_length(node.pod_cidr[1])
+    """The prefix of the pod's address on eth0: the node's ``pod_prefix`` when the cluster states
+    it, else its pod CIDR's (what the bridge CNI and kubenet give)."""
+    own = getattr(node, "pod_prefixlen", None)
+    return int(own) if own is not None else mask_length(node.pod_cidr[1])
+
+
+def node_sysctls(state: NodeState, *, interfaces: bool) -> list[tuple[str, int]]:
+    """The sysctls the lab sets on a node: the namespace-wide ones (ip_forward, ``all`` and
+    ``default`` conf keys, bridge-nf-call-iptables: as the node's sysctl.txt says, else the values
+    pktverify assumes), or (``interfaces``) the per-interface ones its sysctl.txt names."""
+    from ..model.sysctls import ASSUMED
+
+    sysctls = getattr(state, "sysctls", None)
+    values = dict(ASSUMED)
+    values.update(dict(sysctls.values) if sysctls is not None else {})
+    wide = [(k, v) for k, v in values.items()
+            if not k.startswith("net.ipv4.conf.") or k.split(".")[3] in ("all", "default")]
+    per_iface = [(k, v) for k, v in values.items() if k.startswith("net.ipv4.conf.")
+                 and k.split(".")[3] not in ("all", "default") and k.split(".")[3] in state.interfaces]
+    return sorted(per_iface if interfaces else wide)
 
 
 def _ip_json(ns: str, *args: str) -> list:
