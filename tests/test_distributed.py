@@ -3,6 +3,8 @@ processes) give the report ``--jobs 1`` gives, violations and their paths includ
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,10 @@ def test_the_cli_takes_the_scheduler_address(dask_cluster, capsys):
     assert main(["verify", str(path), "--format", "json", "--executor", "dask",
                  "--scheduler", dask_cluster[0].scheduler_address]) == 1
     assert capsys.readouterr().out == local
+    done = subprocess.run([sys.executable, "-m", "pktverify", "verify", str(path), "--format", "json", "--executor",
+                           "dask", "--scheduler", dask_cluster[0].scheduler_address, "--timeout", "60"],
+                          capture_output=True, text=True, timeout=120)       # a process with no Dask client of its own
+    assert (done.returncode, done.stdout) == (1, local), done.stderr
 
 
 def test_scheduler_mistakes_are_one_line(capsys):

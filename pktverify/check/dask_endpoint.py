@@ -144,7 +144,8 @@ async def _exchange(address: str, seconds: float, args: dict) -> InvalidArgument
         reply = await within(comm.read())
     except (asyncio.TimeoutError, TimeoutError):
         return NoAnswer(f"the Dask scheduler at {address} accepted the connection but did not answer Dask's "
-                        f"handshake within {seconds:.3g} s: it is no Dask scheduler, or a stuck one",
+                        f"handshake within {seconds:.3g} s: it is no Dask scheduler (an HTTP server such as Dask's "
+                        "dashboard, port 8787, waits so), or a stuck one",
                         "it accepted the connection and has not answered Dask's handshake")
     except CommClosedError:
         return InvalidArgument(f"{address} closed the connection during Dask's handshake: it is no Dask scheduler, "

@@ -127,7 +127,8 @@ class DaskExecutor:
                 for i in range(0, count, size):
                     futures.append(self.client.submit(_chunk, cluster, self.options, range(i, min(i + size, count)),
                                                       pure=False))
-                done = as_completed(futures, timeout=None if self.deadline is None else self.deadline.left())
+                done = as_completed(futures, loop=self.client.loop,        # not the default client's: none
+                                    timeout=None if self.deadline is None else self.deadline.left())
                 parts = []
                 for future in done:
                     part = _result(future)
