@@ -307,3 +307,19 @@ def test_timeout_stops_a_dask_run_and_releases_its_tasks(dask_cluster, big_clust
     assert not cluster.scheduler.tasks and set(cluster.scheduler.clients) <= clients
     one = pktverify.load_cluster(RULES / "broken" / "stale-endpoint.yaml")      # the given client still works
     assert pktverify.verify(one, executor="dask", scheduler=client).to_json() == pktverify.verify(one).to_json()
+
+
+def test_a_scheduler_without_workers_is_one_line(capsys):
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=40) as empty:
+        spec = pktverify.load_cluster(SEED)
+        runner = DaskExecutor(spec, WalkerOptions(False, 100, 100, None, ("routing",)), address=empty.scheduler_address,
+                              connect_timeout=0.5)
+        try:
+            start = time.monotonic()
+            with pytest.raises(pktverify.errors.InvalidArgument,
+                               match=f"the Dask scheduler at {empty.scheduler_address} has no workers "
+                                     r"\(waited 0.5 s\): start some"):
+                runner.run(5)
+            assert time.monotonic() - start < 5
+        finally:
+            runner.close()
