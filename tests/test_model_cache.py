@@ -11,6 +11,7 @@ import socket
 import stat
 import subprocess
 import sys
+import typing
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pktverify.cli import main
 from pktverify.errors import InputError, InvalidArgument
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.model_cache import ModelCache
-from pktverify.model.rules import Jump, MultiportMatch, Verdict
+from pktverify.model.rules import Jump, MultiportMatch, Target, Verdict
 from pktverify.parse.model_codec import BadEntry, decode_ruleset, encode_ruleset
 from pktverify.strategies import clusters, faulty_clusters
 from pktverify.testing.kernel_campaign import rule_sets
@@ -402,8 +403,10 @@ def _loop(doc):
     jumps[2].append(strings.index("KUBE-SERVICES"))
     jumps[3].append(False)
     jumps[1] += 1
-    count = sum(s[1] for s in sections)
-    nat[11][-1] = count                       # the last rule (KUBE-SEP-A's) now jumps back
+    targets = {cls.__name__ for cls in typing.get_args(Target)}
+    before = sections[:sections.index(jumps) + 1]
+    nat[11][-1] = sum(s[1] for s in before if s[0] in targets)      # (target 0 is None) the new jump:
+                                                                    # KUBE-SEP-A's rule jumps back
     nat[6] = [1] * len(nat[6])
 
 
@@ -473,11 +476,12 @@ ENTRY_EDITS = {
                                  "int expected"),
     "a negative int": (lambda d: _section(d, "AddrMatch")[3].__setitem__(0, -1), "integer out of range"),
     "an int of 2**64": (lambda d: _section(d, "AddrMatch")[3].__setitem__(0, 2 ** 64), "integer out of range"),
-    "a string where an int goes": (lambda d: _nat(d)[8].__setitem__(0, "5"), "int expected"),
+    "a string where an int goes": (lambda d: _nat(d)[8][0].__setitem__(0, "5"), "int expected"),
+    "line runs that do not add up": (lambda d: _nat(d)[8][1].__setitem__(0, 7), "one line per rule"),
     "warnings nested where strings go": (_deep, "str expected"),
-    "a reference past the end": (lambda d: _nat(d)[11].__setitem__(0, 10 ** 6), "a reference to nothing"),
-    "a match where the target goes": (lambda d: _nat(d)[11].__setitem__(0, 1), "another type"),
-    "None among the matches": (lambda d: _nat(d)[10].__setitem__(0, [0]), "another type"),
+    "a match past the end": (lambda d: _nat(d)[10].__setitem__(0, [10 ** 6]), "a reference to nothing"),
+    "a target past the end": (lambda d: _nat(d)[11].__setitem__(0, 10 ** 6), "a reference to nothing"),
+    "a match referred to by a string": (lambda d: _nat(d)[10].__setitem__(0, ["0"]), "wrong type"),
     "a class outside the model": (lambda d: d[2].append(["system", 1, ["id"]]), "no match or target"),
     "a rule class in a section": (lambda d: d[2].append(["Rule", 0, [], [], [], [], [], [], [], []]),
                                   "no match or target"),

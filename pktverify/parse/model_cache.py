@@ -176,7 +176,9 @@ class ModelCache:
                 raise BadEntry(why)
             if st.st_size > limit:
                 raise BadEntry(f"{st.st_size} bytes, more than its dump could need ({limit})")
-            data = _read_at_most(fd, limit)
+            data = os.read(fd, st.st_size + 1)      # one read: the size is known and bounded
+            if len(data) != st.st_size:
+                raise BadEntry("it changed while it was read")
         finally:
             os.close(fd)
         return decode_ruleset(data)
@@ -217,20 +219,6 @@ class ModelCache:
 def _is_key(name: str) -> bool:
     """A name :meth:`ModelCache.key` gives: 64 lower-case hex digits (no '/', no '..')."""
     return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
-
-def _read_at_most(fd: int, limit: int) -> bytes:
-    """The file's bytes; BadEntry if it grew past ``limit`` while being read."""
-    chunks = []
-    size = 0
-    while True:
-        chunk = os.read(fd, min(1 << 24, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise BadEntry(f"more than {limit} bytes, more than its dump could need")
 
 
 def _unsafe(st: os.stat_result, what: str) -> str:

@@ -38,6 +38,7 @@ import typing
 from collections import deque
 from itertools import chain as _concat
 from itertools import islice, repeat
+from operator import add
 from typing import Any, Callable
 
 from ..bulk import direct_constructor
@@ -179,6 +180,14 @@ _RULE = {fld.name: fld for fld in _SCHEMAS["Rule"].fields}
 _CHAIN = {fld.name: fld for fld in _SCHEMAS["Chain"].fields}
 _RULESET = {fld.name: fld for fld in _SCHEMAS["Ruleset"].fields}
 _INT = _Field(m.Chain, "line", int)         # a plain int column (the chains' rule counts)
+# A rule refers to its matches and its target by index, in two lists: one holds matches only,
+# the other targets only, so where a reference points says its type.
+_MATCH_CLASSES = _RULE["matches"].classes
+if _MATCH_CLASSES & _RULE["target"].classes or set(_LEAVES) != {c.__name__ for c in
+                                                              _MATCH_CLASSES | _RULE["target"].classes}:
+    raise TypeError("model cache: every match or target class is one of the two")
+if tuple(m.Jump.__dataclass_fields__)[0] != "chain":
+    raise TypeError("model cache: Jump's first field must be its chain")
 
 
 # The structure is stored by position: a rule's table, chain and index are where it stands.
@@ -201,15 +210,18 @@ def encode_ruleset(ruleset: m.Ruleset) -> bytes:
             leaves.setdefault(type(leaf), {})[id(leaf)] = leaf
         if rule.target is not None:
             leaves.setdefault(type(rule.target), {})[id(rule.target)] = rule.target
-    index: dict[int, int] = {id(None): 0}          # object 0 is None
+    index: dict[int, int] = {id(None): 0}          # matches from 0; targets from 1, 0 is None
+    counts = {True: 0, False: 1}
     sections = []
     for cls in sorted(leaves, key=lambda c: c.__name__):
         objs = list(leaves[cls].values())
         section: list[Any] = [cls.__name__, len(objs)]
         section.extend(_encode_column(fld, [getattr(o, fld.name) for o in objs], strings, index)
                        for fld in _BY_CLASS[cls].fields)
+        is_match = cls in _MATCH_CLASSES
         for o in objs:
-            index[id(o)] = len(index)
+            index[id(o)] = counts[is_match]
+            counts[is_match] += 1
         sections.append(section)
     tables = [_encode_table(table, strings, index) for table in ruleset.tables.values()]
     root = [strings.setdefault(ruleset.source, len(strings)), list(ruleset.warnings), tables]
@@ -227,9 +239,23 @@ def _encode_table(table: m.Table, strings: dict[str, int], index: dict[int, int]
     out.append(chain_ranks(table))
     sources = _encode_column(_RULE["source"], [r.source for r in rules], strings, index)
     out.append(sources[0] if sources and sources.count(sources[0]) == len(sources) else sources)
+    out.append(_line_runs([r.line for r in rules]))
     out.extend(_encode_column(_RULE[name], [getattr(r, name) for r in rules], strings, index)
-               for name in ("line", "text", "matches", "target"))
+               for name in ("text", "matches", "target"))
     return out
+
+
+def _line_runs(lines: list[int]) -> list[list[int]]:
+    """``[starts, lengths]``: runs of consecutive line numbers (a table's rules mostly are)."""
+    starts: list[int] = []
+    lengths: list[int] = []
+    for line in lines:
+        if lengths and line == starts[-1] + lengths[-1]:
+            lengths[-1] += 1
+        else:
+            starts.append(line)
+            lengths.append(1)
+    return [starts, lengths]
 
 
 def _encode_column(fld: _Field, column: list, strings: dict[str, int], index: dict[int, int]) -> list:
@@ -276,11 +302,10 @@ def decode_ruleset(data: bytes) -> m.Ruleset:
         raise BadEntry("its string table holds something else")
     if type(sections) is not list or type(root) is not list or len(root) != 3 or type(root[2]) is not list:
         raise BadEntry("not [tag, strings, sections, rule set]")
-    leaves: list[Any] = [None]
-    ctx = _Context((strings, [None, *strings]), leaves, len(data))
+    ctx = _Context((strings, [None, *strings]), len(data))
     try:
         for section in sections:
-            leaves.extend(_decode_section(section, ctx))
+            _decode_section(section, ctx)
         source, warnings, tables = root
         source = strings[source]
         warnings = _RULESET["warnings"].plain(warnings)
@@ -294,12 +319,18 @@ def decode_ruleset(data: bytes) -> m.Ruleset:
 
 class _Context:
     """What decoding one entry refers to: its strings (as is, and with None first), the matches
-    and targets built so far (None first), and its size (no count may exceed it)."""
+    and the targets built so far (None first, so a rule's 0 is no target; a match list holds
+    matches only and a target list targets only: a reference is of the right type by where it
+    points), the chain each target jumps to (None: no jump), and the entry's size (no count may
+    exceed it)."""
 
-    __slots__ = ("strings", "leaves", "budget")
+    __slots__ = ("strings", "matches", "targets", "jump_to", "budget")
 
-    def __init__(self, strings: tuple[list, list], leaves: list, budget: int) -> None:
-        self.strings, self.leaves, self.budget = strings, leaves, budget
+    def __init__(self, strings: tuple[list, list], budget: int) -> None:
+        self.strings, self.budget = strings, budget
+        self.matches: list = []
+        self.targets: list = [None]
+        self.jump_to: list = [None]
 
 
 def _no_object(pairs: list) -> None:
@@ -325,7 +356,13 @@ def _decode_section(section: Any, ctx: _Context) -> list:
         raise BadEntry(f"{section[0][:40]!r} is no match or target")
     if type(count) is not int or not 0 <= count <= ctx.budget or len(section) != 2 + len(schema.fields):
         raise BadEntry(f"a {schema.cls.__name__} section has a wrong count or wrong columns")
-    return schema.build([_decode_column(fld, column, count, ctx) for fld, column in zip(schema.fields, section[2:])])
+    columns = [_decode_column(fld, column, count, ctx) for fld, column in zip(schema.fields, section[2:])]
+    built = schema.build(columns)
+    if schema.cls in _MATCH_CLASSES:
+        ctx.matches.extend(built)
+    else:
+        ctx.targets.extend(built)
+        ctx.jump_to.extend(columns[0] if schema.cls is m.Jump else repeat(None, count))
 
 
 def _decode_table(table: Any, ctx: _Context) -> m.Table:
@@ -344,11 +381,12 @@ def _decode_table(table: Any, ctx: _Context) -> m.Table:
     sources = table[7]
     sources = [ctx.strings[0][sources]] * total if type(sources) is int else \
         _decode_column(_RULE["source"], sources, total, ctx)
-    rule_lines, texts, matches, targets = (_decode_column(_RULE[f], column, total, ctx) for f, column in
-                                           zip(("line", "text", "matches", "target"), table[8:]))
+    rule_lines = _decode_runs(table[8], total)
+    texts, matches, targets = (_decode_column(_RULE[f], column, total, ctx) for f, column in
+                               zip(("text", "matches", "target"), table[9:]))
     if name not in m.TABLE_CHAINS:
         raise BadEntry(f"{name[:20]!r} is no table")
-    check_table(name, names, policies, sizes, targets, ranks)
+    check_table(name, names, policies, sizes, list(map(ctx.jump_to.__getitem__, table[11])), ranks)
     rules = _SCHEMAS["Rule"].build([
         repeat(name, total), _concat.from_iterable(map(repeat, names, sizes)),
         _concat.from_iterable(map(range, repeat(1), [size + 1 for size in sizes])),
@@ -360,7 +398,7 @@ def _decode_table(table: Any, ctx: _Context) -> m.Table:
     return _SCHEMAS["Table"].build([[name], [by_name]])[0]
 
 
-def _decode_column(fld: _Field, column: Any, count: int, ctx: _Context) -> list:
+def _decode_column(fld: _Field, column: Any, count: int, ctx: _Context | None) -> list:
     """The field's values from its stored column (of ``count`` rows), each checked against the
     field's type."""
     kind, where = fld.kind, fld.name
@@ -378,16 +416,12 @@ def _decode_column(fld: _Field, column: Any, count: int, ctx: _Context) -> list:
         if kind == "float" and not all(map(math.isfinite, present)):
             raise BadEntry(f"{where}: a float that is not finite")
         values = column
-    elif kind == "ref":                     # leaf 0 is None
-        values = list(map(ctx.leaves.__getitem__, column))
-        if not set(map(type, values)) <= (fld.classes | {_NONE} if fld.optional else fld.classes):
-            raise BadEntry(f"{where}: holds an object of another type")
-    elif kind == "refs":
+    elif kind == "ref":                     # a rule's target (0: None)
+        values = list(map(ctx.targets.__getitem__, column))
+    elif kind == "refs":                    # a rule's matches
         if not set(map(type, column)) <= {list}:
             raise BadEntry(f"{where}: array expected")
-        values = list(map(tuple, map(map, repeat(ctx.leaves.__getitem__), column)))
-        if not set(map(type, _concat.from_iterable(values))) <= fld.classes:
-            raise BadEntry(f"{where}: holds an object of another type")
+        values = list(map(tuple, map(map, repeat(ctx.matches.__getitem__), column)))
     elif kind == "plain":
         values = list(map(fld.plain, column))
     else:
@@ -395,3 +429,14 @@ def _decode_column(fld: _Field, column: Any, count: int, ctx: _Context) -> list:
     if fld.names is not None and not set(values) <= fld.names:
         raise BadEntry(f"{where}: a value that is no valid name")
     return values
+
+
+def _decode_runs(column: Any, count: int) -> list[int]:
+    """A rule line column stored as ``[starts, lengths]`` (see ``_line_runs``)."""
+    if type(column) is not list or len(column) != 2:
+        raise BadEntry("line: not [starts, lengths]")
+    starts = _decode_column(_INT, column[0], len(column[0]) if type(column[0]) is list else -1, None)
+    lengths = _decode_column(_INT, column[1], len(starts), None)
+    if sum(lengths) != count or (starts and max(map(add, starts, lengths)) > _INT_LIMIT):
+        raise BadEntry("line: runs that are not one line per rule")
+    return list(_concat.from_iterable(map(range, starts, map(add, starts, lengths))))

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from itertools import chain as _concat
 from itertools import compress, repeat
-from operator import attrgetter, is_, lt
+from operator import is_not, lt
 
 from ..model.rules import TABLE_CHAINS, Jump, Table
 
 __all__ = ["BadEntry", "check_table", "chain_ranks"]
 
 _ALL_BUILTINS = frozenset(name for chains in TABLE_CHAINS.values() for name in chains)
-_TO = attrgetter("chain")
 
 
 class BadEntry(ValueError):
@@ -38,12 +37,12 @@ def check_tables(names: list[str]) -> None:
         raise BadEntry(f"its tables are {', '.join(names)[:80] or 'none'}, not {', '.join(TABLE_CHAINS)}")
 
 
-def check_table(table: str, names: list[str], policies: list, sizes: list[int], targets: list,
+def check_table(table: str, names: list[str], policies: list, sizes: list[int], jump_to: list,
                 ranks: list[int]) -> None:
     """Raise BadEntry unless table ``table`` has the shape a parse gives it.
 
-    ``names``, ``policies``, ``sizes`` and ``ranks``: one per chain, in order; ``targets``: every
-    rule's target, chain after chain.  The built-in chains come first, in the kernel's order,
+    ``names``, ``policies``, ``sizes`` and ``ranks``: one per chain, in order; ``jump_to``: for every
+    rule, chain after chain, the chain it jumps or goes to (None when its target is no jump).  The built-in chains come first, in the kernel's order,
     with policy ACCEPT or DROP; user chains after them, without policy, none with a built-in's
     name, no name twice; every jump goes to a user chain of the table; ranks (see :func:`chain_ranks`) are >= 1
     for the built-in chains and strictly fall along every jump from a chain of rank >= 1, so no
@@ -60,8 +59,8 @@ def check_table(table: str, names: list[str], policies: list, sizes: list[int], 
         raise BadEntry(f"a chain appears twice in table {table}")
     if not _ALL_BUILTINS.isdisjoint(names[count:]):
         raise BadEntry(f"table {table} declares a built-in chain's name as a user chain")
-    jumps = list(map(is_, map(type, targets), repeat(Jump)))
-    to = list(map(_TO, compress(targets, jumps)))
+    jumps = list(map(is_not, jump_to, repeat(None)))
+    to = list(compress(jump_to, jumps))
     if not set(names[count:]).issuperset(to):
         missing = sorted(set(to).difference(names[count:]))[0]
         raise BadEntry(f"a rule of table {table} jumps to {missing[:40]!r}, which is no user chain of the table")
