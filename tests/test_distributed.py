@@ -246,6 +246,23 @@ def test_timeout_outside_the_main_thread_is_checked_between_tasks(big_cluster):
     assert len(errors) == 1 and _STOPPED_ANYWHERE.fullmatch(str(errors[0]))
 
 
+def test_a_dask_run_outside_the_main_thread_is_bounded_too(dask_cluster, big_cluster):
+    errors: list = []
+
+    def run():
+        try:
+            pktverify.verify(big_cluster, executor="dask", scheduler=dask_cluster[1], timeout=1)
+        except VerificationStopped as exc:
+            errors.append(exc)
+
+    start = time.monotonic()
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join(30)
+    assert time.monotonic() - start < 4             # as_completed's own bound, no alarm in a thread
+    assert len(errors) == 1 and _STOPPED_ANYWHERE.fullmatch(str(errors[0]))
+
+
 def test_a_run_within_its_timeout_is_the_same_report():
     spec = pktverify.load_cluster(RULES / "broken" / "stale-endpoint.yaml")
     assert pktverify.verify(spec, jobs=1, timeout=60).to_json() == pktverify.verify(spec, jobs=1).to_json()
