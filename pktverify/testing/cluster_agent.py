@@ -255,7 +255,9 @@ def _conntrack():
             continue
         key = (words[2], src[0], dst[0], sport[0], dport[0])
         # The reply's source is where the connection was delivered (after DNAT): here if it is ours.
-        out.append((key, src[1] in LOCAL, src[0], words[2], int(sport[1])))
+        # Not a connection to itself: conntrack confirms that one on the way out (POSTROUTING),
+        # before its INPUT hooks had their say, so its entry proves no delivery.
+        out.append((key, src[1] in LOCAL and src[0] not in LOCAL, src[0], words[2], int(sport[1])))
     return out
 
 

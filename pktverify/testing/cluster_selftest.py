@@ -41,6 +41,7 @@ class ClusterRun:
     lab_errors: list[str] = field(default_factory=list)
     connections: int = 0
     unsent: int = 0             # flows of other protocols (ICMP, SCTP): not sent
+    prefix: str = ""            # the lab's namespace name prefix (empty: no lab was built)
     seconds: float = 0.0
 
     @property
@@ -91,6 +92,7 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     except Unemulable as exc:
         run.skipped = f"cannot emulate: {exc}"
         return run
+    run.prefix = lab.prefix
     with lab:
         run.lab_errors = lab.readback()
         if run.lab_errors:
@@ -176,7 +178,7 @@ class _Prober:
 
 
 def drawn_clusters(count: int, seed: int) -> list[ClusterSpec]:
-    """``count`` clusters drawn by :func:`pktverify.strategies.faulty_clusters` (iptables mode,
+    """``count`` clusters drawn by :func:`pktverify.strategies.faulty_clusters` (either proxy mode,
     small: at most 3 nodes, 3 pods a node, 3 services) from Hypothesis seed ``seed``."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
@@ -188,7 +190,7 @@ def drawn_clusters(count: int, seed: int) -> list[ClusterSpec]:
     @hseed(seed)
     @settings(max_examples=count, phases=[Phase.generate], database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(faulty_clusters(proxy_modes=("iptables",), max_nodes=3, max_pods_per_node=3, max_services=3))
+    @given(faulty_clusters(max_nodes=3, max_pods_per_node=3, max_services=3))
     def collect(cluster) -> None:
         if len(out) < count:
             out.append(cluster)
