@@ -378,4 +378,6 @@ def test_kubectl_input_reads_sysctl_txt_in_a_nodes_folder(tmp_path, capsys):
     capsys.readouterr()
     (folder / "worker-1" / "sysctl.txt").write_text(defaults.replace("ip_forward = 1", "ip_forward = 0"))
     assert main(["verify", str(folder / "cluster.json"), *nets, "--all"]) == 1
-    assert f"ip_forward=0 ({folder / 'worker-1' / 'sysctl.txt'})" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"ip_forward=0 ({folder / 'worker-1' / 'sysctl.txt'})" in out
+    assert "\n1 cause(s), biggest first:\n  1. worker-1: ip_forward=0" in out      # one fault, one cause
