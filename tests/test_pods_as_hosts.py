@@ -208,7 +208,7 @@ pods:
     assert [n.pod_prefix for n in walker.cluster.nodes] == [16, 24]
     # web-1 carries 10.1.10.5/16: web-2 is on-link for it, and nobody on node1's bridge answers.
     [end] = _send(walker, "default/web-1", "10.1.20.5")
-    assert end.kind == "drop" and "pod default/web-1 has 10.1.0.0/16 on-link" in end.reason
+    assert end.kind == "drop" and "inside the pod subnet 10.1.0.0/16 (on-link)" in end.reason
     [other] = _send(walker, "default/web-2", "10.1.10.5")
     assert other.kind == "arrived"
     again = parse_cluster(cluster_to_yaml(walker.cluster))

@@ -306,8 +306,9 @@ class ClusterWalker:
         if self._node_answers_arp(pod, stack, dst):
             hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (an address of node {pod.node})"
             return _Cursor(pod.node, bridge, packet, 1.0, [hop])
-        reason = (f"no ARP answer for {format_ip(dst)} on {bridge} ({pod.node}): pod {pod.key} has "
-                  f"{format_network(stack.network, stack.mask)} on-link and nobody on the bridge owns {format_ip(dst)}")
+        # The pod's name stays out of the reason: every pod of the subnet fails alike (one cause).
+        reason = (f"no ARP answer for {format_ip(dst)} on {bridge} ({pod.node}): it is inside the pod subnet "
+                  f"{format_network(stack.network, stack.mask)} (on-link) and nobody on the bridge owns it")
         hop._note = f"sent by pod {pod.key}; dropped there: {reason}"
         return PathEnd("drop", 1.0, packet, (hop,), None, reason)
 
