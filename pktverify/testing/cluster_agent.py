@@ -96,13 +96,15 @@ def _serve_udp(sock):
 
 
 def _listen():
-    for port in TCP_PORTS:
+    # A proxy port is the proxy's (kube-proxy holds it), not a server's.
+    proxied = {(port, proto) for port, proto, _eps in PROXIES}
+    for port in [p for p in TCP_PORTS if (p, "tcp") not in proxied]:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))
         s.listen(128)
         threading.Thread(target=_serve_tcp, args=(s,), daemon=True).start()
-    for port in UDP_PORTS:
+    for port in [p for p in UDP_PORTS if (p, "udp") not in proxied]:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("0.0.0.0", port))

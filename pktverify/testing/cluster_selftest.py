@@ -93,7 +93,12 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
         run.skipped = f"cannot emulate: {exc}"
         return run
     run.prefix = lab.prefix
-    with lab:
+    try:
+        lab.__enter__()
+    except RuntimeError as exc:     # a command of the build failed: the lab's fault, said, not a verdict
+        run.lab_errors = [f"the lab could not be built: {exc}"]
+        return run
+    try:                            # built (and entered): closed whatever happens from here
         run.lab_errors = lab.readback()
         if run.lab_errors:
             return run
@@ -108,6 +113,8 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
             for e in members:
                 run.verdicts.append(judge(e, counts))
         run.connections = prober.sent
+    finally:
+        lab.close()
     run.unsent = len(skipped)
     run.seconds = time.monotonic() - started
     return run
