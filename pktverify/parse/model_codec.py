@@ -13,11 +13,14 @@ at most what it reads), holding only arrays of plain values, in columns:
 
 ``STRINGS`` lists each distinct string once; a string field's column holds indices into it
 (an optional one's 0 is None).  Each section holds the matches or targets of one class, a
-column per field; a rule refers to them by index (from 1; 0 is None), so the matches the
-parser shares stay shared.  A table is ``[NAME, its chains' names, policies, lines,
-declarations, rule counts, ranks, its rules' sources, lines, texts, matches, targets]``: a
-rule's table, chain and index are where it stands, so they cannot disagree with it.  Other
-fields hold their value, tuples as arrays, frozensets as sorted arrays.
+column per field, in the order of the sections; a rule refers to its matches by their index
+among the matches and to its target by its index among the targets (from 1; 0 is None), so a
+reference's type is where it points, and what the parser shares stays shared.  A table is
+``[NAME, its chains' names, policies, lines, declarations, rule counts, ranks, its rules'
+sources (one index when all are the same), lines (as runs: [starts, lengths]), texts,
+matches, targets]``: a rule's table, chain and index are where it stands, so they cannot
+disagree with it.  Other fields hold their value, tuples as arrays, frozensets as sorted
+arrays.
 
 Decoding checks every field against its dataclass annotation while it builds the objects,
 column by column (``set(map(type, column))`` runs at C speed), so the work is linear in the
