@@ -106,3 +106,81 @@ def test_cells_after_a_dnat_are_cut_by_the_rules_that_see_the_translated_packet(
 
 def test_same_rules_stay_same(tmp_path):
     assert diff_rulesets(tracer(tables(filter=PAIRS)).node, tracer(tables(filter=PAIRS)).node).verdict == "same"
+
+
+# ------------------------------------------------------------------ lint: shadowing at scale
+from pktverify.check import lint_reachability  # noqa: E402
+from pktverify.check.cover_index import ShadowWork  # noqa: E402
+from pktverify.check.lint import lint_text  # noqa: E402
+
+BLOCK = "".join(f"-A INPUT -s {_ip(0x0A000000 + 3 * i)}/32 -j DROP\n" for i in range(10_000))
+
+
+def _reach(text: str) -> tuple[list, ShadowWork]:
+    work = ShadowWork()
+    return lint_reachability.reachability(parse_iptables_save(text, source="r.rules"), work), work
+
+
+def test_a_10000_entry_blocklist_compares_no_rule_pair_and_still_finds_shadowing():
+    tail = ("-A INPUT -s 10.0.0.3/32 -p tcp --dport 22 -j DROP\n"      # inside blocklist entry 2: shadowed
+            "-A INPUT -s 10.0.0.4/32 -j ACCEPT\n"                      # between entries: not
+            "-A INPUT -s 10.0.0.0/8 -j DROP\n"
+            "-A INPUT -s 10.200.0.1/32 -p tcp -j ACCEPT\n")            # under the /8: shadowed
+    findings, work = _reach(_filter(BLOCK + tail))
+    shadowed = sorted(f.line for f in findings if f.id == "PV203")
+    assert shadowed == [5 + 10_000, 5 + 10_003]
+    assert not work.beyond and not work.too_big
+    assert work.pairs <= 10                 # an entry is decided by the union of the others, not by pairs
+    assert work.intervals <= 100
+
+
+def test_a_30000_deep_jump_chain_with_a_mark_at_the_bottom_is_walked_once():
+    n = 30_000
+    text = ("*mangle\n:PREROUTING ACCEPT [0:0]\n" + "".join(f":C{i} - [0:0]\n" for i in range(n))
+            + "-A PREROUTING -s 10.0.0.0/8 -j ACCEPT\n-A PREROUTING -j C0\n"
+            + "".join(f"-A C{i} -j C{i + 1}\n" for i in range(n - 1)) + f"-A C{n - 1} -j MARK --set-mark 1\n"
+            + "-A PREROUTING -s 10.1.0.0/16 -j ACCEPT\nCOMMIT\n")
+    table = parse_iptables_save(text, source="deep").tables["mangle"]
+    assert lint_reachability._changing_chains(table) == {f"C{i}" for i in range(n)} | {"PREROUTING"}
+    findings, _work = _reach(text)          # the jump changes the packet: 10.1/16 after it is no shadow
+    assert not [f for f in findings if f.id == "PV203"]
+
+
+def _interleaved(n: int) -> str:
+    """Rules whose corners are covered (the first two) and whose ranges interleave in four fields:
+    each cover check cuts many pieces (80 s for 50 such rules before the bound)."""
+    body = ("-A FORWARD -p tcp -m iprange --src-range 10.0.0.0-10.0.3.255 --dst-range 10.0.0.0-10.0.3.255 "
+            "--sport 0:4100 --dport 0:4100 -j ACCEPT\n"
+            "-A FORWARD -p tcp -m iprange --src-range 10.239.0.0-10.241.0.0 --dst-range 10.239.0.0-10.241.0.0 "
+            "--sport 50000:65535 --dport 50000:65535 -j ACCEPT\n")
+    for i in range(n):
+        s, d = 0x0A000000 + i * 7, 0x0A000000 + i * 11
+        sp = ",".join(f"{p}:{p + 2000}" for p in range(i * 97 % 4000, 65000, 9000)[:6])
+        dp = ",".join(f"{p}:{p + 2000}" for p in range(i * 131 % 4000, 65000, 9000)[:6])
+        body += (f"-A FORWARD -p tcp -m iprange --src-range {_ip(s)}-{_ip(s + 0xF00000)} --dst-range "
+                 f"{_ip(d)}-{_ip(d + 0xF00000)} -m multiport --sports {sp},64000:65535 -m multiport --dports "
+                 f"{dp},64000:65535 -j {'DROP' if i % 2 else 'ACCEPT'}\n")
+    return _filter(body)
+
+
+def test_interleaved_ranges_stop_at_the_work_bound_and_say_how_many_rules_were_not_analysed():
+    text = _interleaved(100)
+    findings, work = _reach(text)
+    assert work.intervals <= work.max_intervals + 1_000 and work.pairs <= work.max_pairs   # + one piece at most
+    assert len(work.beyond) + len(work.too_big) > 0
+    note = work.note()
+    assert note.startswith("PV203 (shadowed-rule) not analysed: ") and "beyond the bound" in note
+    notes: list[str] = []
+    lint_text(text, "r.rules", notes=notes)
+    assert notes == [f"r.rules: {note}"]
+
+
+def test_the_not_analysed_note_is_in_every_format_and_gone_when_pv203_is_ignored(tmp_path, capsys):
+    path = _write(tmp_path, "ranges.rules", _interleaved(100))
+    for fmt, where in (("text", "note: "), ("json", '"notes"'), ("sarif", "toolExecutionNotifications"),
+                       ("github", "::warning title=pktverify::")):
+        assert main(["lint", path, "--format", fmt]) == 0
+        out = capsys.readouterr().out
+        assert where in out and "PV203 (shadowed-rule) not analysed" in out, fmt
+    assert main(["lint", path, "--ignore", "PV203"]) == 0
+    assert "not analysed" not in capsys.readouterr().out

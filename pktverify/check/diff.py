@@ -36,7 +36,7 @@ from ..model.packet import Packet
 from ..model.trace import Outcome
 from .diff_cells import MAX_WORK, PORT_PROTOS, Work, WorkBound, interfaces_of, reaching_region
 from .diff_cells import cells as cell_classes
-from .headerspace import DPORT, DST, PROTO, SPORT, SRC, Box, Universe, _intersect, jumps_into, meet, rule_box
+from .headerspace import DPORT, DST, PROTO, SPORT, SRC, Box, Universe, _intersect, _norm, jumps_into, meet, rule_box
 
 __all__ = ["DiffClass", "DiffResult", "diff_rulesets", "changed_rules", "MAX_CELLS", "MAX_WORK"]
 
@@ -200,9 +200,10 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     try:
         region = _whole_region(old_node, new_node, gone, added, policy, universe, work)
         # The rules packets of the region can meet cut it (their own boxes; see _cutting_boxes).
-        boxes = _cutting_boxes(old, [b for b, _o in region], universe) + \
-            _cutting_boxes(new, [b for b, _o in region], universe) + \
+        boxes = _cutting_boxes(old, [b for b, _o in region], universe, work) + \
+            _cutting_boxes(new, [b for b, _o in region], universe, work) + \
             _translated_cuts((old, new), [b for b, _o in region], universe, old_node, work)
+        boxes = list(dict.fromkeys(boxes))       # rules with the same matches cut alike
     except WorkBound:
         result.complete, result.exact = False, False
         result.not_compared = "every packet the changed rules may see (the work bound was reached while finding them)"
@@ -430,22 +431,28 @@ def _translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Un
     rules after the NAT tell apart by source or port."""
     local = _local(node)
     out: dict[Box, None] = {}
+    region_dst = _norm([iv for r in region for iv in r[DST]])
     for ruleset in rulesets:
         nat = ruleset.tables.get("nat")
+        entries = _Entries(nat, universe) if nat else None
         for chain in (nat.chains.values() if nat else ()):
             for rule in chain.rules:
                 gives = _translation(rule.target, local)
                 if gives is None:
                     continue
                 dst, port = gives
+                near = [e for e in entries(chain.name) if _intersect(e[DST], region_dst)]   # cheap first cut
+                if not near:
+                    continue
                 box = rule_box(rule, universe)[0]
-                work.spend(len(region))
-                taken = [b for b in (meet(box, r) for r in region) if b is not None]
+                own = [b for b in (meet(box, e) for e in near) if b is not None]
+                work.spend(len(region) * len(own))
+                taken = [b for b in (meet(o, r) for o in own for r in region) if b is not None]
                 if not taken:
                     continue
                 moved = [b[:DST] + ((dst or b[DST]),) + b[DST + 1:DPORT] + ((port or b[DPORT]),) + b[DPORT + 1:]
                          for b in taken]
-                hits = [h for rs in rulesets for h in _cutting_boxes(rs, moved, universe)]
+                hits = [h for rs in rulesets for h in _cutting_boxes(rs, moved, universe, work)]
                 work.spend(len(hits) * len(taken))
                 for h in hits:
                     for b in taken:
@@ -455,10 +462,10 @@ def _translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Un
     return list(out)
 
 
-def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe) -> list:
+def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Work | None = None) -> list:
     """The boxes of every rule a packet of ``region`` can meet with its match true (a walk from the
     built-in chains into the chains those rules jump to); a rule for another destination address is
-    skipped without building its box (most of a kube-proxy dump)."""
+    skipped without building its box (most of a kube-proxy dump). ``work`` counts the rules passed."""
     out = []
     for table in ruleset.tables.values():
         done: dict[str, set] = {}
@@ -470,6 +477,8 @@ def _cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe) -> list
             if not reg:
                 continue
             seen.update(reg)
+            if work is not None:
+                work.spend(len(table.chains[chain].rules) * len(reg))
             dsts = [b[DST] for b in reg]
             for rule in table.chains[chain].rules:
                 point = _fixed_dst(rule)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..model import rules as m
 
@@ -35,7 +36,7 @@ FIELDS = ("source", "destination", "protocol", "source port", "destination port"
           "out-interface", "conntrack state", "mark")
 SRC, DST, PROTO, SPORT, DPORT, IIF, OIF, CT, MARK = range(9)
 MAX_MARK_BITS = 8
-MAX_BOXES = 20_000             # a cover check that needs more pieces gives up (reports nothing)
+MAX_BOXES = 20_000             # a cover check that needs more pieces at once gives up (and says so)
 
 _CT_BASE = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
 
@@ -121,13 +122,17 @@ class Universe:
         bits = tuple(b for b in range(32) if mark_mask >> b & 1)
         return cls(tuple(witnesses), bits if len(bits) <= MAX_MARK_BITS else (), len(bits) > MAX_MARK_BITS)
 
-    @property
+    @cached_property
     def tops(self) -> tuple[int, ...]:
         return (0xFFFFFFFF, 0xFFFFFFFF, 255, 65535, 65535, len(self.interfaces) - 1, len(self.interfaces) - 1,
                 len(_CT_BASE) * 4 - 1, (1 << len(self.mark_bits)) - 1)
 
-    def everything(self) -> Box:
+    @cached_property
+    def _everything(self) -> Box:
         return tuple(((0, top),) for top in self.tops)
+
+    def everything(self) -> Box:
+        return self._everything
 
     def interface_atom(self, name: str) -> int:
         """The atom a real interface name falls in: its own, else its longest mentioned ``+``
@@ -221,17 +226,22 @@ def subtract(box: Box, other: Box, tops: tuple[int, ...]) -> list[Box]:
     return out
 
 
-def covered(box: Box, covers: list[Box], tops: tuple[int, ...]) -> bool | None:
-    """Whether every packet of ``box`` is in some box of ``covers`` (None: too many pieces to say)."""
+def covered(box: Box, covers: list[Box], tops: tuple[int, ...], work: list[int] | None = None,
+            limit: int | None = None) -> bool | None:
+    """Whether every packet of ``box`` is in some box of ``covers`` (None: more than
+    :data:`MAX_BOXES` pieces at once, or ``work[0]`` — the intervals of the pieces handled, counted
+    here: what the time grows with — past ``limit``)."""
     remaining = [box]
+    count = work if work is not None else [0]
     for cover in covers:
         nxt: list[Box] = []
         for piece in remaining:
+            count[0] += sum(map(len, piece))
             if intersects(piece, cover):
                 nxt.extend(subtract(piece, cover, tops))
             else:
                 nxt.append(piece)
-            if len(nxt) > MAX_BOXES:
+            if len(nxt) > MAX_BOXES or (limit is not None and count[0] > limit):
                 return None
         remaining = nxt
         if not remaining:

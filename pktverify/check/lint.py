@@ -14,6 +14,7 @@ from pathlib import Path
 from ..model.cluster import ClusterSpec
 from ..parse.source import read_text
 from . import lint_cluster, lint_invariants, lint_kubernetes, lint_reachability, lint_structure
+from .cover_index import ShadowWork
 from .registry import SEVERITIES, Finding, select
 
 __all__ = ["LintResult", "lint_text", "lint_files"]
@@ -42,14 +43,18 @@ class LintResult:
 
 
 def lint_text(text: str, source: str, *, lenient: bool = False, cluster: ClusterSpec | None = None,
-              node: str | None = None) -> list[Finding]:
+              node: str | None = None, notes: list[str] | None = None) -> list[Finding]:
     """Every rule-set check on one iptables-save ``text`` (no suppression or selection); with
-    ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too."""
+    ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too.
+    ``notes`` receives what was not analysed (rules past the shadowing check's work bound)."""
     ruleset, findings = lint_structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
     findings += lint_structure.unused_chains(ruleset)
-    findings += lint_reachability.reachability(ruleset)
+    work = ShadowWork()
+    findings += lint_reachability.reachability(ruleset, work)
+    if notes is not None and work.note():
+        notes.append(f"{source}: {work.note()}")
     findings += lint_kubernetes.endpoint_choice(ruleset)
     findings += lint_kubernetes.conflicting_nat(ruleset)
     node_ips = None                   # not knowing the node: DNATs in kube-proxy's host chains count
@@ -71,7 +76,9 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
     findings: list[Finding] = []
     notes: list[str] = []
     for source, text in texts.items():
-        findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node)
+        found: list[str] = []
+        findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node, notes=found)
+        notes += found if "PV203" in enabled else []
     unverified = False
     if cluster is not None:
         more = _with_cluster(cluster, node, str(paths[0]), findings, lenient, enabled, notes)
