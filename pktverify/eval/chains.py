@@ -132,9 +132,11 @@ class _IndexedChain:
 
 
 # Matches that compile to a plain yes/no predicate (never a probability or a may-match).
+# Not -m length: it is a may-match (a first packet's size is a range), which the straight walk would
+# take for "matches" (`--length 1000:65535 -j DROP` dropped every packet; found by this campaign).
 _PLAIN_MATCHES = frozenset({m.AddrMatch, m.ProtoMatch, m.IfaceMatch, m.PortMatch, m.MultiportMatch, m.TcpFlagsMatch,
                             m.CommentMatch, m.AddrTypeMatch, m.MarkMatch, m.CtStateMatch, m.IpRangeMatch,
-                            m.IcmpTypeMatch, m.LengthMatch})
+                            m.IcmpTypeMatch})
 
 
 class _LazyChains(dict):

@@ -175,6 +175,12 @@ def run_probe(lab: KernelLab, probe: Probe) -> ProbeResult:
     why = "" if agrees else (
         f"kernel: {obs.verdict} {obs.post_nat or ''} out={obs.out_iface} ({obs.detail}); "
         f"pktverify: {'; '.join(_describe(o) for o in prediction.outcomes)}")
+    if not agrees:
+        # pktverify reads iptables-save's text: when that text is not what the kernel runs, the
+        # divergence is iptables-save's (the reproducer's rules are the probe's, not the saved text).
+        misprint = lab.misprinted(dump.iptables_save)
+        if misprint:
+            why = f"{misprint}; {why}"
     return ProbeResult(probe, obs, "", prediction, agrees, why)
 
 

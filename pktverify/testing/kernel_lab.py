@@ -15,7 +15,10 @@ observes what the kernel did, without adding any rule of its own:
 
 * the post-NAT tuple, from conntrack *events* (``conntrack -E -e NEW``; an
   entry exists only once the packet has passed every hook, so its presence
-  also says "not dropped");
+  also says "not dropped" -- except for a packet the node sends itself, which
+  conntrack confirms at POSTROUTING, before lo brings it back through
+  PREROUTING and INPUT, where a rule can still drop it);
+* local delivery, from a counter on the input hook after every iptables table;
 * where the packet went, from raw packet sockets on the peers' interfaces
   (the peer that receives it tells the node's outgoing interface);
 * DROP versus REJECT, from what the client receives (an ICMP unreachable or
@@ -261,6 +264,45 @@ class KernelLab:
                         self._ns(self.node, "ipset", "save", check=False),
                         _run("ip", "-n", self.node, "-j", "rule", "show"))
 
+    def misprinted(self, saved: str) -> str:
+        """Why ``saved`` (the node's ``iptables-save`` text) is not the rule set the kernel runs, or "".
+
+        iptables-nft keeps most matches as native nftables expressions and prints them back
+        as iptables matches; two matches on one field merge into one and print as another
+        (``-m tcp ! --sport 53 -m tcp --sport 8000:9000`` saves as ``-m tcp ! --sport 8000:9000``,
+        found by the kernel campaign, seed 424242). pktverify can only read the text, so such a
+        probe tests iptables-save, not pktverify. Checked by loading the text back and comparing
+        the kernel's rules (``nft -s list table``) before and after; this replaces the loaded
+        rule set, so call it after the probe."""
+        tables = list(TABLE_CHAINS)
+
+        def listing() -> dict[tuple[str, str], list[str]]:
+            """Each chain's lines (the order of chains in a table is the order they were made)."""
+            chains: dict[tuple[str, str], list[str]] = {}
+            for t in tables:
+                lines: list[str] = []
+                for line in self._ns(self.node, "nft", "-s", "list", "table", "ip", t, check=False).splitlines():
+                    line = line.strip()
+                    if line.startswith("chain ") and line.endswith("{"):
+                        lines = chains.setdefault((t, line[6:-1].strip()), [])
+                    elif line and line != "}":
+                        lines.append(line)
+            # iptables-nft makes a built-in chain only when a rule set names it; iptables-save
+            # prints every built-in chain: an empty one with policy accept is one never made.
+            return {key: lines for key, lines in chains.items()
+                    if not (len(lines) == 1 and lines[0].startswith("type ") and lines[0].endswith("policy accept;"))}
+        before = listing()
+        self._ns(self.node, "iptables-restore", input=saved)
+        after = listing()
+        for (t, chain) in sorted(set(before) | set(after)):
+            was, now = before.get((t, chain), []), after.get((t, chain), [])
+            if was != now:
+                lost = [line for line in was if line not in now] or ["?"]
+                made = [line for line in now if line not in was] or ["?"]
+                return (f"iptables-save does not print what the kernel runs in table {t}: {chain}'s "
+                        f"'{lost[0]}' reloads from the saved text as '{made[0]}'")
+        return ""
+
     # ------------------------------------------------------------ probes
     def probe(self, rules: str, *, client: str, proto: str, sport: int, dst: str, dport: int,
               src: str | None = None, ipsets: str = "", routing: tuple = ()) -> KernelObservation:
@@ -281,18 +323,23 @@ class KernelLab:
             seen = {peer: _stop(proc) for peer, proc in sniffers.items()}
             event_text = _stop(events)
         post_nat = _post_nat(event_text, src, sport)
-        delivered = (src, sport, dst, dport) if self._input_count() else None
+        delivered = (src, sport, dst, dport) if self._input_count() else None     # the pre-NAT tuple
         return _classify(proto, client, src, sport, post_nat, seen, errname, delivered)
 
     def _watch_input(self, proto: str, src: str, sport: int) -> None:
         """Count the probe where the node delivers it to a local socket: an nft chain on the
         input hook after every iptables table (priority 500). A packet without a conntrack
         entry (NOTRACK) leaves no conntrack event, and a local port without a listener answers
-        it as a REJECT would (port unreachable, reset): only this tells the two apart."""
+        it as a REJECT would (port unreachable, reset): only this tells the two apart.
+        A tracked packet is counted by its connection's original tuple (NAT may have changed
+        its own): the node's own packet has a confirmed entry before it comes back through lo,
+        where a PREROUTING or INPUT rule can still drop it (found by the kernel campaign,
+        seeds 20261207 and 99991)."""
         self._ns(self.node, "nft", "-f", "-", input=(
             "table ip pktverify_seen\ndelete table ip pktverify_seen\n"
             "table ip pktverify_seen {\n chain input {\n  type filter hook input priority 500;\n"
-            f"  ip saddr {src} {proto} sport {sport} counter\n }}\n}}\n"))
+            f"  ip saddr {src} {proto} sport {sport} counter\n"
+            f"  meta l4proto {proto} ct original ip saddr {src} ct original proto-src {sport} counter\n }}\n}}\n"))
 
     def _input_count(self) -> int:
         out = json.loads(self._ns(self.node, "nft", "-j", "list", "table", "ip", "pktverify_seen"))
@@ -407,16 +454,20 @@ def _classify(proto: str, client: str, src: str, sport: int, post_nat, seen: dic
     if post_nat is not None:
         if arrived:
             return KernelObservation("forward", post_nat, _PEER_IFACE[arrived[0]], f"received by {arrived[0]}")
-        return KernelObservation("local", post_nat, None, "conntrack entry, no peer received it")
-    if untracked is not None:         # forwarded without a connection: untracked, so not NATed
+        if delivered is not None:
+            return KernelObservation("local", post_nat, None, "conntrack entry, delivered locally")
+        # Confirmed, yet neither a peer nor the input hook saw it: the node's own packet, dropped
+        # on its way back in through lo (its entry was confirmed at POSTROUTING).
+    elif untracked is not None:       # forwarded without a connection: untracked, so not NATed
         tuple_, peer = untracked
         return KernelObservation("forward", tuple_, _PEER_IFACE[peer], f"received by {peer}, no conntrack entry")
-    if delivered is not None:         # passed the input hook without a connection: untracked, so not NATed
+    elif delivered is not None:       # passed the input hook without a connection: untracked, so not NATed
         return KernelObservation("local", delivered, None, "delivered locally, no conntrack entry (untracked)")
+    tracked = "conntrack entry, but no peer or local socket received it; " if post_nat is not None else ""
     if client == "node":
         if errname in ("ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EACCES"):
-            return KernelObservation("reject", None, None, f"socket error {errname}")
-        return KernelObservation("drop", None, None, f"socket error {errname}")
+            return KernelObservation("reject", None, None, f"{tracked}socket error {errname}")
+        return KernelObservation("drop", None, None, f"{tracked}socket error {errname}")
     if answered:
-        return KernelObservation("reject", None, None, answered)
-    return KernelObservation("drop", None, None, "no conntrack entry, no answer")
+        return KernelObservation("reject", None, None, f"{tracked}{answered}")
+    return KernelObservation("drop", None, None, f"{tracked or 'no conntrack entry, '}no answer")
