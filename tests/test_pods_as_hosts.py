@@ -19,7 +19,7 @@ from pktverify.generate.node_state import generate_node
 from pktverify.model.addresses import parse_ip
 from pktverify.model.packet import Packet
 from pktverify.parse.cluster_nodes import cluster_nodes
-from pktverify.parse.cluster_yaml import load_cluster, parse_cluster
+from pktverify.parse.cluster_yaml import parse_cluster
 from pktverify.report.cluster_yaml import cluster_to_yaml
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -340,7 +340,7 @@ def test_without_bridge_nf_call_iptables_bridged_frames_skip_iptables_and_cluste
     rules = EMPTY_FILTER.replace("COMMIT", "-A FORWARD -m physdev --physdev-is-bridged -j DROP\nCOMMIT")
     svc = "services:\n  - {name: one, cluster_ip: 10.152.183.7, endpoints: [default/web-3], " \
           "ports: [{port: 80, target_port: 8080}]}\n"
-    pod = f"  - {{name: web-3, node: node1, ip: 10.1.10.6, containers: [{{name: nginx, ports: [8080]}}]}}\n"
+    pod = "  - {name: web-3, node: node1, ip: 10.1.10.6, containers: [{name: nginx, ports: [8080]}]}\n"
     walker = _with_sysctls(tmp_path, "net.bridge.bridge-nf-call-iptables = 0\n", rules, pods=pod)
     [end] = _send(walker, "default/web-1", "10.1.10.6")
     assert end.kind == "arrived" and "bridge-nf-call-iptables=0" in end.hops[1].note

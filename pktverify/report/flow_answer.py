@@ -51,7 +51,7 @@ def flow_answer_to_text(answer: FlowAnswer, *, captures: dict[int, list[str]] | 
         for v in answer.violations:
             lines.append(f"  - {v.message}")
         causes = _causes(answer)
-        lines.append(f"  cause(s), biggest first:")
+        lines.append("  cause(s), biggest first:")
         lines += [f"    {n}. {g.summary()}" for n, g in enumerate(causes, 1)]
     for note in answer.notes:
         lines.append(f"note: {note}")
