@@ -198,11 +198,13 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     work = Work(max_work)
     universe = _joint_universe(old, new)
     try:
-        region = _whole_region(old_node, new_node, gone, added, policy, universe, work)
+        cache = _EntryCache(universe)
+        region = _whole_region(old_node, new_node, gone, added, policy, universe, work, cache)
         # The rules packets of the region can meet cut it (their own boxes; see _cutting_boxes).
         boxes = _cutting_boxes(old, [b for b, _o in region], universe, work) + \
             _cutting_boxes(new, [b for b, _o in region], universe, work) + \
-            _translated_cuts((old, new), [b for b, _o in region], universe, old_node, work)
+            _translated_cuts((old, new), [b for b, _o in region], universe, old_node, work, cache) + \
+            _nat_cut_boxes(old, universe, cache) + _nat_cut_boxes(new, universe, cache)
         boxes = list(dict.fromkeys(boxes))       # rules with the same matches cut alike
     except WorkBound:
         result.complete, result.exact = False, False
@@ -218,8 +220,6 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     src_cuts, dst_cuts = _node_boundaries(old_node, new_node)
     fixed: dict[int, list] = {SRC: [(e,) for e in src_cuts], DST: [(e,) for e in dst_cuts],
                               PROTO: [((p, p),) for p in (1,) + PORT_PROTOS]}
-    for f, r in _nat_boundaries(old) + _nat_boundaries(new):
-        fixed.setdefault(f, []).append((r,))
     # Every interface of the node is a cell of its own (routing and martian checks read it too);
     # None: generated on the node itself.
     ifaces = [(name, universe.interface_atom(name)) for name in old_node.interfaces if name != "lo"]
@@ -275,15 +275,16 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
 
 
 def _whole_region(old_node: NodeState, new_node: NodeState, gone: list[m.Rule], added: list[m.Rule], policy: bool,
-                  universe: Universe, work: Work) -> list[tuple[Box, str]]:
+                  universe: Universe, work: Work, cache: "_EntryCache") -> list[tuple[Box, str]]:
     """The region as (box, where it comes from: the changed rule's FILE:LINE, a DNAT's, or the
     policy change)."""
     if policy:
         return [(universe.everything(), "a changed chain policy")]
-    region = _region(old_node.ruleset, gone, universe, work) + _region(new_node.ruleset, added, universe, work)
+    region = _region(old_node.ruleset, gone, universe, work, cache) + \
+        _region(new_node.ruleset, added, universe, work, cache)
     boxes = [b for b, _o in region]
-    return region + _dnat_preimage(old_node.ruleset, boxes, universe, old_node) + \
-        _dnat_preimage(new_node.ruleset, boxes, universe, old_node)
+    return region + _dnat_preimage(old_node.ruleset, boxes, universe, old_node, cache) + \
+        _dnat_preimage(new_node.ruleset, boxes, universe, old_node, cache)
 
 
 def _special(atom: tuple[int, int]) -> bool:
@@ -371,15 +372,28 @@ class _Entries:
         return out
 
 
-def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe, work: Work) -> list[tuple[Box, str]]:
+class _EntryCache:
+    """One :class:`_Entries` per table of each rule set, built once for every use in a diff."""
+
+    def __init__(self, universe: Universe) -> None:
+        self.universe, self.made = universe, {}
+
+    def __call__(self, ruleset: m.Ruleset, table: str) -> _Entries:
+        key = (id(ruleset), table)
+        if key not in self.made:
+            self.made[key] = _Entries(ruleset.tables[table], self.universe)
+        return self.made[key]
+
+
+def _region(ruleset: m.Ruleset, changed: list[m.Rule], universe: Universe, work: Work,
+            entries: _EntryCache) -> list[tuple[Box, str]]:
     """Boxes covering the packets that can reach the changed rules and match them (earlier ending
     rules of their chain taken away: :func:`.diff_cells.reaching_region`), each with its rule's place."""
-    entries = {name: _Entries(t, universe) for name, t in ruleset.tables.items()}
     out = []
     for rule in changed:
         chain = ruleset.tables[rule.table].chains[rule.chain]
-        out += [(b, rule.location()) for b in reaching_region(rule, chain, entries[rule.table](rule.chain), universe,
-                                                              work)]
+        out += [(b, rule.location()) for b in reaching_region(rule, chain, entries(ruleset, rule.table)(rule.chain),
+                                                              universe, work)]
     return out
 
 
@@ -400,13 +414,14 @@ def _local(node: NodeState) -> tuple:
     return tuple(sorted((a.ip, a.ip) for i in node.interfaces.values() for a in i.addresses))
 
 
-def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: NodeState) -> list:
+def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: NodeState,
+                   cache: _EntryCache) -> list:
     """The packets that a DNAT or REDIRECT turns into packets of ``region`` (the filter and later
     tables see the translated destination): those DNAT rules' own boxes, met with their entries."""
     nat = ruleset.tables.get("nat")
     if nat is None or not region:
         return []
-    entries = _Entries(nat, universe)
+    entries = cache(ruleset, "nat")
     local = _local(node)
     out = []
     for chain in nat.chains.values():
@@ -424,7 +439,7 @@ def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: N
 
 
 def _translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Universe, node: NodeState,
-                     work: Work) -> list:
+                     work: Work, cache: _EntryCache) -> list:
     """Boxes that cut the region as the rules after a DNAT or REDIRECT see it: every rule a
     translated packet of ``region`` can meet, with its destination (and port, when the NAT sets
     it) put back to the packets the NAT takes. Without them a cell could hold packets that the
@@ -434,7 +449,7 @@ def _translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Un
     region_dst = _norm([iv for r in region for iv in r[DST]])
     for ruleset in rulesets:
         nat = ruleset.tables.get("nat")
-        entries = _Entries(nat, universe) if nat else None
+        entries = cache(ruleset, "nat") if nat else None
         for chain in (nat.chains.values() if nat else ()):
             for rule in chain.rules:
                 gives = _translation(rule.target, local)
@@ -527,23 +542,38 @@ def _node_boundaries(*nodes: NodeState) -> tuple[list[tuple[int, int]], list[tup
     return (own + routed if rpfilter else own), own + routed
 
 
-def _nat_boundaries(ruleset: m.Ruleset) -> list[tuple[int, tuple[int, int]]]:
-    """(field, range) of every NAT target's addresses and ports: whether a packet already has the
-    address or port NAT gives it decides what changes, so each is a cell boundary."""
+def _nat_cut_boxes(ruleset: m.Ruleset, universe: Universe, cache: _EntryCache) -> list[Box]:
+    """For each NAT rule, the packets it can translate (its box met with its chain's entries) that
+    already have the address or port it gives: that decides what the NAT changes, so each cuts the
+    cells it meets, and only those (a kube-proxy dump has 20,000 DNATs, each for its own service)."""
     out = []
     nat = ruleset.tables.get("nat")
     for chain in (nat.chains.values() if nat else ()):
         for rule in chain.rules:
-            t = rule.target
-            if type(t) is m.Dnat:
-                if t.addr_low is not None:
-                    out.append((DST, (t.addr_low, t.addr_high)))
-                if t.port_low is not None:
-                    out.append((DPORT, (t.port_low, t.port_high)))
-            elif type(t) is m.Snat:
-                out.append((SRC, (t.addr_low, t.addr_high)))
-                if t.port_low is not None:
-                    out.append((SPORT, (t.port_low, t.port_high)))
-            elif type(t) in (m.Redirect, m.Masquerade) and t.port_low is not None:
-                out.append((DPORT if type(t) is m.Redirect else SPORT, (t.port_low, t.port_high)))
+            cuts = _nat_boundaries(rule)
+            if not cuts:
+                continue
+            box = rule_box(rule, universe)[0]
+            for entry in cache(ruleset, "nat")(chain.name):
+                met = meet(box, entry)
+                if met is not None:       # what it translates that already has what it gives
+                    out += [met[:f] + (hit,) + met[f + 1:] for f, r in cuts for hit in (_intersect(met[f], (r,)),)
+                            if hit]
+    return out
+
+
+def _nat_boundaries(rule: m.Rule) -> list[tuple[int, tuple[int, int]]]:
+    """(field, range) of a NAT target's addresses and ports."""
+    t, out = rule.target, []
+    if type(t) is m.Dnat:
+        if t.addr_low is not None:
+            out.append((DST, (t.addr_low, t.addr_high)))
+        if t.port_low is not None:
+            out.append((DPORT, (t.port_low, t.port_high)))
+    elif type(t) is m.Snat:
+        out.append((SRC, (t.addr_low, t.addr_high)))
+        if t.port_low is not None:
+            out.append((SPORT, (t.port_low, t.port_high)))
+    elif type(t) in (m.Redirect, m.Masquerade) and t.port_low is not None:
+        out.append((DPORT if type(t) is m.Redirect else SPORT, (t.port_low, t.port_high)))
     return out

@@ -105,8 +105,10 @@ def classes(values: Intervals, cuts: list[Intervals], work: Work) -> list[Interv
     interval set, in order of their lowest value."""
     if not values:
         return []
-    points: set[int] = set()
     lo_all, hi_all = values[0][0], values[-1][1]
+    # A cut of one interval holding every value tells none apart (most rules, on most fields).
+    cuts = list(dict.fromkeys(c for c in cuts if c and not (len(c) == 1 and c[0][0] <= lo_all and hi_all <= c[0][1])))
+    points: set[int] = set()
     for cut in cuts:
         for lo, hi in cut:
             if lo_all < lo <= hi_all:
