@@ -365,7 +365,7 @@ class ClusterLab:
             out += [f"node {node.name}: {what} address {i} {a}" for what, diff in
                     (("missing", want - built), ("extra", built - want)) for i, a in sorted(diff)]
             routes = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
-            routes = {r for r in routes if r[0] not in ("local", "255")} - _kernel_extra(state)
+            routes = {r for r in routes if r[0] not in ("local", "255")}
             want_routes = {_route_key(r) for r in state.routes}
             out += [f"node {node.name}: {what} route {r}" for what, diff in
                     (("missing", want_routes - routes), ("extra", routes - want_routes)) for r in sorted(diff, key=str)]
@@ -443,11 +443,6 @@ def _route_keys(data: list) -> set[tuple]:
         out.add((table, kind, r["dst"], r.get("gateway"), r.get("dev") if kind == "unicast" else None,
                  r.get("metric", 0)))
     return out
-
-
-def _kernel_extra(state: NodeState) -> set[tuple]:
-    """Nothing: every route the kernel adds for an address must be in the dump (it is, in ``ip route``)."""
-    return set()
 
 
 def _route_command(r: Route) -> str:

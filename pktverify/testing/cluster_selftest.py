@@ -204,7 +204,3 @@ def drawn_clusters(count: int, seed: int) -> list[ClusterSpec]:
 
     collect()
     return out
-
-
-def describe_outcomes(counts: Counter) -> str:
-    return ", ".join(f"{k}x {who} from {src} {answer}" for (who, src, answer), k in counts.most_common())
