@@ -184,3 +184,16 @@ def test_the_not_analysed_note_is_in_every_format_and_gone_when_pv203_is_ignored
         assert where in out and "PV203 (shadowed-rule) not analysed" in out, fmt
     assert main(["lint", path, "--ignore", "PV203"]) == 0
     assert "not analysed" not in capsys.readouterr().out
+
+
+def test_the_work_bound_is_inexact_too_whether_hit_while_finding_the_region_or_cutting_it():
+    node = tracer(_filter(PAIRS)).node
+    new = replace(node, ruleset=parse_iptables_save(_filter(PAIRS + SPORT_DROP), source="new"))
+    full = diff_rulesets(node, new)
+    assert full.verdict == "different" and full.work > 0
+    for bound in (10, full.work // 2):
+        result = diff_rulesets(node, new, max_work=bound)
+        assert result.verdict in ("inexact", "different") and not result.complete and not result.same
+        assert result.not_compared and result.work <= bound + 5_000
+    tiny = diff_rulesets(node, new, max_work=10)
+    assert tiny.verdict == "inexact" and tiny.cells == 0
