@@ -411,7 +411,9 @@ class _NodeWalk:
         # The answer is a second packet through the same rules: a one-token limit the packet used
         # is empty for it (found by the kernel campaign, seed 4242).
         spent = frozenset((s.table, s.chain, s.rule_index) for s in steps_tuple(st.steps) if s.rule_index is not None)
-        meta = TraceMeta(answer, False, 0, 0, spent=spent)
+        # No socket owns it (the kernel's ICMP socket has no file, the RST no socket): -m owner
+        # --uid-owner does not match it (found by the kernel campaign, seed 424242).
+        meta = TraceMeta(answer, False, None, None, spent=spent)
         states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
         out: list[tuple[bool, WalkState, str, Packet | None]] = []
         for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),

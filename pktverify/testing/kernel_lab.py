@@ -334,12 +334,14 @@ class KernelLab:
         A tracked packet is counted by its connection's original tuple (NAT may have changed
         its own): the node's own packet has a confirmed entry before it comes back through lo,
         where a PREROUTING or INPUT rule can still drop it (found by the kernel campaign,
-        seeds 20261207 and 99991)."""
+        seeds 20261207 and 99991). Only in the original direction: REJECT's TCP reset to the
+        node's own SYN carries that SYN's connection too (as its reply)."""
         self._ns(self.node, "nft", "-f", "-", input=(
             "table ip pktverify_seen\ndelete table ip pktverify_seen\n"
             "table ip pktverify_seen {\n chain input {\n  type filter hook input priority 500;\n"
             f"  ip saddr {src} {proto} sport {sport} counter\n"
-            f"  meta l4proto {proto} ct original ip saddr {src} ct original proto-src {sport} counter\n }}\n}}\n"))
+            f"  meta l4proto {proto} ct direction original ct original ip saddr {src} ct original proto-src {sport}"
+            " counter\n }\n}\n"))
 
     def _input_count(self) -> int:
         out = json.loads(self._ns(self.node, "nft", "-j", "list", "table", "ip", "pktverify_seen"))

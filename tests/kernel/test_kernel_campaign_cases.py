@@ -111,3 +111,27 @@ def test_length_match_alone_agrees_with_kernel(lab, case):
     res = run_probe(lab, Probe(rules, client, proto, sport, "192.168.0.40" if client == "pod" else "10.0.0.20", 80))
     assert res.kernel is not None and res.kernel.verdict == verdict, res.kernel
     assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
+
+
+# seed 424242: REJECT's answer has no owner (the kernel's ICMP socket has no file, the RST no
+# socket), so `-m owner --uid-owner` does not match it and `! --uid-owner` does. pktverify gave it
+# the node socket's uid 0: the rule that rejected the node's SYN rejected its answer too (a drop).
+# (rules, client, proto, sport, dst, dport, kernel verdict)
+ANSWER_OWNER = [
+    (table("nat", "-A OUTPUT -m owner --uid-owner 0-10 -j DNAT --to-destination 192.168.0.20-192.168.0.30",
+           "-A POSTROUTING -j SNAT --to-source 192.168.0.60")
+     + table("filter", "-A OUTPUT -m mark ! --mark 0x1 -m owner --uid-owner 0-10 -j REJECT"),
+     "node", "tcp", 20000, "10.96.0.10", 443, "reject"),
+    (table("filter", "-A OUTPUT -p tcp -m owner --uid-owner 0 -j REJECT --reject-with tcp-reset"),
+     "node", "tcp", 20020, "192.168.0.40", 80, "reject"),
+    (table("filter", "-A FORWARD -j REJECT", "-A OUTPUT -m owner ! --uid-owner 0 -j DROP"),
+     "lan", "udp", 20021, "10.0.0.20", 53, "drop"),
+]
+
+
+@pytest.mark.parametrize("case", ANSWER_OWNER, ids=[f"{c[1]}-{c[2]}-{c[6]}-{c[3]}" for c in ANSWER_OWNER])
+def test_reject_answer_has_no_owner_agrees_with_kernel(lab, case):
+    rules, client, proto, sport, dst, dport, verdict = case
+    res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport))
+    assert res.kernel is not None and res.kernel.verdict == verdict, res.kernel
+    assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
