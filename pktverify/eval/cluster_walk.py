@@ -245,6 +245,8 @@ class ClusterWalker:
         start = self._start(client, packet)
         if isinstance(start, PathEnd):
             return [start]
+        if isinstance(start, list):
+            return start
         return self._run(start, client, tables=None, recent=recent)
 
     def reply(self, end: PathEnd, client: Endpoint) -> list[PathEnd]:
@@ -260,6 +262,8 @@ class ClusterWalker:
         start = self._start(sender, packet)
         if isinstance(start, PathEnd):
             return [start]
+        if isinstance(start, list):
+            return start
         return self._run(start, sender, tables=tables)
 
     # ------------------------------------------------------------ the walk
@@ -301,7 +305,7 @@ class ClusterWalker:
                 cur = _Cursor(pod.node, bridge, packet, 1.0, [hop])
                 cur.hops.append(Hop(f"{pod.node}:{bridge}", packet, f"bridged on {bridge} (bridge-nf-call-iptables=0"
                                                                    f" in {sysctls.source}: iptables does not see it)"))
-                return self._received(cur, packet, owner)
+                return self._received_any(cur, packet, [p for p in self.pods_by_ip[dst] if p.node == pod.node])
             return _Cursor(pod.node, bridge, packet, 1.0, [hop], physout=UNKNOWN_PORT)
         if self._node_answers_arp(pod, stack, dst):
             hop._note = f"sent by pod {pod.key} on-link to {format_ip(dst)} (an address of node {pod.node})"
@@ -327,6 +331,23 @@ class ClusterWalker:
         iface = state.interfaces.get(stack.bridge)
         mine = [a for a in (iface.addresses if iface is not None else ()) if a.ip == dst]
         return bool(mine) and (mode != 2 or any(in_network(pod.ip, a.ip & a.mask, a.mask) for a in mine))
+
+    def _received_any(self, cur: _Cursor, pkt: Packet, pods: list[PodSpec]) -> list[PathEnd]:
+        """``pkt`` delivered behind the bridge to the pod that owns its address. Two pods holding
+        one address (the violation pod-ip-uniqueness reports) both answer the ARP request; the
+        bridge delivers to whichever answer came first, which no input tells: each is possible,
+        so each gets an equal share marked inexact (its probability is no promise), not the
+        first listed."""
+        if len(pods) == 1:
+            return [self._received(cur, pkt, pods[0])]
+        ends = []
+        for pod in pods:
+            fork = dataclasses.replace(cur, probability=cur.probability / len(pods), hops=list(cur.hops), exact=False)
+            end = self._received(fork, pkt, pod)
+            ends.append(dataclasses.replace(end, reason=f"{end.reason} (or another: {len(pods)} pods behind "
+                                                        f"{cur.node}:{self.specs[cur.node].bridge} hold "
+                                                        f"{format_ip(pkt.dst)}; the first ARP answer wins)"))
+        return ends
 
     def _received(self, cur: _Cursor, pkt: Packet, pod: PodSpec) -> PathEnd:
         """``pkt`` at ``pod``'s eth0: its kernel drops a martian source, else a socket gets it."""
@@ -397,7 +418,11 @@ class ClusterWalker:
             summary = _Summary(o)
             if o.verdict in ("drop", "reject"):
                 hops.append(Hop(arrive_point, o.packet, lambda o=o, s=summary: f"{o.verdict}: {o.reason}; {s}", o))
-                ends.append(self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}"))
+                end = self._end(nxt, o.verdict, o.packet, f"{o.verdict} on {cur.node}: {o.reason}")
+                if o.verdict == "reject" and o.answer is not None and tables is None:
+                    ends.extend(self._answered(end, cur, o, client))
+                else:
+                    ends.append(end)
             elif o.verdict == "local":
                 hops.append(Hop(f"{cur.node}:local", o.packet, lambda s=summary: f"delivered locally; {s}", o))
                 ends.extend(self._local(nxt, o.packet, client, tables, recent))
@@ -405,6 +430,33 @@ class ClusterWalker:
                 hops.append(Hop(f"{cur.node}:{o.out_iface}", o.packet,
                                 lambda o=o, s=summary: f"out {o.out_iface}; {s}", o))
                 self._forward(nxt, o, ends, work)
+
+    def _answered(self, end: PathEnd, cur: _Cursor, o, client: Endpoint) -> list[PathEnd]:
+        """A REJECT on ``cur.node`` refuses the flow only if its answer (the ICMP error or RST
+        the node sends, ``o.answer``) gets back to ``client``: it is walked from that node like
+        any packet, each node applying the connection's conntrack entries (the RST belongs to the
+        connection; the ICMP error is RELATED to it and un-NATed by it, see
+        :meth:`ConntrackTable.related`), the rejecting node's own entry included (made, never
+        confirmed, when the packet arrived there). Where the answer ends elsewhere (a drop on the
+        way back, a route away from the client), the client hears nothing: that part of the flow
+        ends as a drop, named where the answer died."""
+        conns = (*end.conns, (cur.node, Connection(cur.packet, o.packet.reversed())))
+        me = Endpoint("node", cur.node, cur.node)
+        start = _Cursor(cur.node, None, o.answer, 1.0, [Hop(f"{cur.node}:local", o.answer,
+                                                             f"{cur.node} answers: {o.answer.describe()}")])
+        out: list[PathEnd] = []
+        for back in self._run(start, me, _conntrack_tables(conns)):
+            p = end.probability * back.probability
+            exact = end.exact and back.exact
+            if back.kind == "arrived" and client.same_client(back.at):
+                out.append(dataclasses.replace(end, probability=p, exact=exact))
+                continue
+            where = f"arrived at {back.at.label()}" if back.kind == "arrived" and back.at is not None else \
+                f"{back.kind}: {back.reason}"
+            reason = (f"{end.reason}; its answer ({o.answer.describe()}) never reaches {client.label()} ({where}):"
+                      " the client hears nothing")
+            out.append(PathEnd("drop", p, end.packet, (*end.hops, *back.hops), None, reason, exact, end.conns))
+        return out
 
     def _forward(self, cur: _Cursor, o, ends: list[PathEnd], work: list[_Cursor]) -> None:
         spec = self.specs[cur.node]
@@ -415,7 +467,7 @@ class ClusterWalker:
                 ends.append(self._end(cur, "blackhole", pkt, f"no pod with IP {format_ip(pkt.dst)} behind "
                                                              f"{cur.node}:{o.out_iface}"))
                 return
-            ends.append(self._received(cur, pkt, pods[0]))
+            ends.extend(self._received_any(cur, pkt, pods))
             return
         nh = o.next_hop if o.next_hop is not None else pkt.dst
         peer = self.node_by_ip.get(nh)
@@ -444,8 +496,14 @@ class ClusterWalker:
                               Endpoint("node", cur.node, cur.node))]
         name, proto, eps = proxy
         if not eps:
-            return [self._end(cur, "reject", pkt, f"the {cur.node} proxy for {name} has no endpoint: it closes the"
-                                                  " connection")]
+            # kube-proxy's proxysocket.go: the TCP proxy accepts the connection, fails to connect to
+            # any endpoint and closes it (the client sees it accepted, then closed: refused); the UDP
+            # proxy reads the datagram and drops it, its socket open, so no ICMP error: silence.
+            if proto == "udp":
+                return [self._end(cur, "drop", pkt, f"the {cur.node} proxy for {name} has no endpoint: it reads the"
+                                                    " datagram and drops it (its socket is open: no ICMP error)")]
+            return [self._end(cur, "reject", pkt, f"the {cur.node} proxy for {name} has no endpoint: it accepts the"
+                                                  " connection and closes it")]
         ends: list[PathEnd] = []
         me = Endpoint("node", cur.node, cur.node)
         # sessionAffinity: ClientIP — the proxy sends a client it has seen to the endpoint it chose

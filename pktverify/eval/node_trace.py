@@ -25,7 +25,7 @@ from ..model.packet import ICMP, TCP, Packet
 from ..model.trace import Connection, Outcome, Trace
 from .chains import ChainResult, CompiledTable, NatContext
 from .facts import UNKNOWN_PORT
-from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known
+from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known, translate_related
 from .fib import Fib, RouteResult
 from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, MERGE_FROM,
                     Budget, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
@@ -82,7 +82,14 @@ class NodeTracer:
         """
         known = conntrack.lookup(pkt) if conntrack is not None else None
         ctbits = known_ctbits(known[0]) if known else initial_ctbits(pkt)
-        meta = TraceMeta(known[0].original if known else pkt, bool(known and known[1] == "reply"),
+        if known is None and conntrack is not None:
+            # An ICMP error about a known connection (a REJECT's answer on its way back): RELATED,
+            # its outer header un-NATed by that connection.
+            conn = conntrack.related(pkt)
+            if conn is not None:
+                known = (conn, "related")
+                ctbits = CT_RELATED | (known_ctbits(conn) & (CT_DNAT | CT_SNAT))
+        meta = TraceMeta(known[0].original if known else pkt, bool(known and known[1] in ("reply", "related")),
                          uid if in_iface is None else None, gid if in_iface is None else None,
                          physdev_in, physdev_out, at, recent=recent)
         st = WalkState(pkt, in_iface or "", "", 0, ctbits, 1.0, True, (), ctmark=known[0].ctmark if known else 0,
@@ -442,10 +449,11 @@ class _NodeWalk:
             conn, direction = self._known
             out = []
             for st in states:
-                new = translate_known(st.pkt, conn, direction, manip)
+                new = translate_related(st.pkt, conn, manip) if direction == "related" else \
+                    translate_known(st.pkt, conn, direction, manip)
                 if new != st.pkt:
                     st = self._with_step(st._replace(pkt=new),
-                                         f"conntrack: {'un-NAT' if direction == 'reply' else 'NAT'} "
+                                         f"conntrack: {'NAT' if direction == 'original' else 'un-NAT'} "
                                          f"{st.pkt.describe()} → {new.describe()}")
                 out.append(st)
             return out

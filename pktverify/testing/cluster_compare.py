@@ -60,6 +60,7 @@ class Expectation:
     dst: str
     dport: int
     promised: tuple[tuple[Outcome, float], ...]
+    possible: tuple[Outcome, ...] = ()    # outcomes of inexact paths: any of them, in any shares (see judge)
 
 
 @dataclass
@@ -88,11 +89,14 @@ def _ident(endpoint, cluster) -> str:
     return "external"
 
 
-def ends_distribution(flow, cluster) -> dict[Outcome, float]:
-    """verify's outcome distribution of a kept flow (``report.results[i].flows[j]``)."""
+def ends_distribution(flow, cluster, inexact: set | None = None) -> dict[Outcome, float]:
+    """verify's outcome distribution of a kept flow (``report.results[i].flows[j]``); the outcomes
+    of its inexact paths are added to ``inexact`` when given."""
     sent = flow.ends[0][0].hops[0].packet
     dist: dict[Outcome, float] = {}
     for end, replies in flow.ends:
+        if not end.exact and inexact is not None:
+            inexact.update(outcome for outcome in ends_distribution(_Only(flow, end, replies), cluster))
         if end.kind == "arrived":
             who, src = _ident(end.at, cluster), format_ip(end.packet.src)
             if not replies:          # a check that does not walk replies (routing): the answer is not judged
@@ -110,13 +114,41 @@ def ends_distribution(flow, cluster) -> dict[Outcome, float]:
     return dist
 
 
+@dataclass(frozen=True)
+class _Only:
+    """One path of a flow, as a flow of its own (its outcomes alone)."""
+    flow: object
+    end: object
+    replies: tuple
+
+    @property
+    def ends(self):
+        return [(self.end, self.replies)]
+
+    @property
+    def client(self):
+        return self.flow.client
+
+
 def expectation_of(invariant: str, flow, cluster) -> Expectation:
     sent = flow.ends[0][0].hops[0].packet
     proto = {6: "tcp", 17: "udp"}.get(sent.proto, str(sent.proto))
     client = _ident(flow.client, cluster) if flow.client.kind != "external" else "external"
+    inexact: set = set()
+    dist = ends_distribution(flow, cluster, inexact)
     return Expectation(invariant, flow.label, client, flow.client.node if flow.client.kind == "external" else "",
                        proto, format_ip(sent.src), format_ip(sent.dst), sent.dport,
-                       tuple(sorted(ends_distribution(flow, cluster).items())))
+                       tuple(sorted(dist.items())), tuple(sorted(o for o in inexact if o in dist)))
+
+
+def _pooled(exp: Expectation) -> dict[Outcome, Outcome]:
+    """Each outcome of an inexact path mapped to the one outcome they make together: verify
+    says one of them happens (their probabilities summed), not which nor in what shares (two pods
+    holding one address behind one bridge: the first ARP answer wins, and no input says whose)."""
+    if len(exp.possible) < 2:
+        return {}
+    pooled = tuple(" | ".join(sorted({o[i] for o in exp.possible})) for i in range(3))
+    return {o: pooled for o in exp.possible}
 
 
 def connections_for(exp: Expectation, *, alpha: float = ALPHA, minimum: int = MIN_CONNECTIONS) -> int:
@@ -168,8 +200,19 @@ def _chi2_sf(x: float, df: int) -> float:
 
 
 def judge(exp: Expectation, counts: Counter, *, alpha: float = ALPHA) -> Verdict:
-    """Compare the kernel's ``counts`` (outcome -> connections) with verify's promise."""
+    """Compare the kernel's ``counts`` (outcome -> connections) with verify's promise. The
+    outcomes of inexact paths (``exp.possible``) are pooled first: any of them may happen."""
     promised = dict(exp.promised)
+    pool = _pooled(exp)
+    if pool:
+        merged: dict[Outcome, float] = {}
+        for o, p in promised.items():
+            merged[pool.get(o, o)] = merged.get(pool.get(o, o), 0.0) + p
+        promised = merged
+        pooled: Counter = Counter()
+        for o, k in counts.items():
+            pooled[pool.get(o, o)] += k
+        counts = pooled
     # An outcome whose answer verify did not judge ("*": its check walked no reply) takes any answer.
     counts = Counter({(o if (o[0], o[1], "*") not in promised or o[2] == "refused" else (o[0], o[1], "*")): k
                       for o, k in counts.items()})

@@ -102,7 +102,9 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
         run.lab_errors = lab.readback()
         if run.lab_errors:
             return run
-        prober = _Prober(lab, tcp | udp, affinity)
+        # A probe's source port is none a socket listens on: the flows' ports, and the userspace
+        # proxies' ports (each node's proxies listen on every address of the node).
+        prober = _Prober(lab, tcp | udp | {port for _node, port in report.walker.proxy_ports}, affinity)
         groups: dict[tuple, list[Expectation]] = {}
         for e in exps:
             groups.setdefault(_send_key(e), []).append(e)

@@ -134,6 +134,29 @@ def test_drawn_clusters_agree():
         assert run.agreed == len(run.verdicts), _explain(run)
 
 
+def test_model_gaps_found_by_drawn_clusters_now_agree():
+    """The reproducers of tests/test_cluster_walk_gaps.py, built and sent for real: a REJECT's
+    ICMP error dropped by the node that forwards it back (silence, not refused), the same error
+    RELATED and un-masqueraded on its way back (refused), a userspace UDP service without
+    endpoints (silence), two pods holding one address behind one bridge (either may answer)."""
+    from tests.test_cluster_walk_gaps import CLIENT, NODEPORT, TWINS, _cluster, with_filter_rule
+    plain = _cluster("iptables", CLIENT)
+    udp = ("  - {name: dns, cluster_ip: 10.152.183.53, selector: {app: dns}, "
+           "ports: [{name: u, port: 53, target_port: 53, protocol: UDP}]}\n")
+    cases = [(with_filter_rule(plain, "node1", "-A FORWARD -d 10.1.10.5/32 -j DROP"),
+              "10.1.10.5:40000 > 192.168.1.20:30080", ("-", "-", "silence")),
+             (with_filter_rule(plain, "node1", "-A FORWARD -m conntrack --ctstate INVALID -j DROP"),
+              "10.1.10.5:40000 > 192.168.1.20:30080", ("-", "-", "refused")),
+             (_cluster("userspace", CLIENT, udp), "10.1.10.5:40000 > 10.152.183.53:53", ("-", "-", "silence")),
+             (_cluster("iptables", TWINS, NODEPORT), "10.1.20.7:40000 > 10.1.10.5:8080", None)]
+    for i, (cluster, flow, outcome) in enumerate(cases):
+        run = run_cluster(cluster, name=f"gap {i}", minimum=3, flow_filter=flow)
+        assert not run.lab_errors and run.verdicts, (i, run.lab_errors, run.skipped)
+        assert run.agreed == len(run.verdicts), (i, _explain(run))
+        if outcome is not None:
+            assert {o for v in run.verdicts for o in v.counts} == {outcome}, i
+
+
 def test_sigterm_removes_the_namespaces():
     """A run killed while its lab stands leaves no namespace behind (the handler deletes them)."""
     code = ("import sys, time, pktverify\n"
