@@ -15,7 +15,7 @@ from ..model.addresses import is_multicast
 from ..model.packet import ICMP, TCP, UDP
 from .fib import Fib
 from .ipsets import IpSets
-from .state import WalkState
+from .state import CT_INVALID, CT_UNTRACKED, WalkState
 
 __all__ = ["UNKNOWN_PORT", "compile_fact", "compile_length", "compile_time", "compile_rpfilter", "compile_physdev", "compile_owner",
            "compile_set", "fact_value", "TriPredicate"]
@@ -27,6 +27,7 @@ TriPredicate = Callable[[WalkState], "bool | None"]
 # with 40 of options at most): where a length range covers all or none of that, the answer is exact.
 _SYN_LENGTHS = (40, 60)
 _ANY_LENGTHS = (28, 65535)
+_NO_CONNECTION = CT_INVALID | CT_UNTRACKED
 
 
 def fact_value(fact: str, st: WalkState, fib: Fib) -> int:
@@ -72,6 +73,11 @@ def _pkttype(st: WalkState, fib: Fib) -> int:
 
 def compile_fact(mt: m.FactMatch, fib: Fib) -> Predicate:
     fact, ranges, mask, inv = mt.fact, mt.ranges, mt.mask, mt.invert
+    if fact == "ctmark":
+        # xt_connmark: a packet without a connection (raw tables, INVALID, UNTRACKED) matches
+        # neither --mark nor ! --mark (found by the kernel campaign, seed 2718281).
+        return lambda st: not st.ctbits & _NO_CONNECTION and any(
+            lo <= (st.ctmark & mask) <= hi for lo, hi in ranges) != inv
     if fact == "ctstatus_any":
         return lambda st: bool(fact_value(fact, st, fib) & mask) != inv
     return lambda st: any(lo <= (fact_value(fact, st, fib) & mask) <= hi for lo, hi in ranges) != inv

@@ -127,7 +127,7 @@ class _NodeWalk:
             self._route_input(st, finished)
 
     def _prerouting(self, st: WalkState, finished: list, *, nat: bool = True) -> list[WalkState]:
-        states = self._raw("PREROUTING", st, finished)
+        states = self._raw("PREROUTING", st, finished, looped=not nat)
         states = self._tables("PREROUTING", ("mangle",), states, finished)
         if nat:
             states = self._nat("PREROUTING", "dst", states, finished)
@@ -327,11 +327,15 @@ class _NodeWalk:
         return out
 
     # ------------------------------------------------------------ tables
-    def _raw(self, hook: str, st: WalkState, finished: list) -> list[WalkState]:
-        """The raw table runs before conntrack: its rules see no connection state (INVALID)."""
+    def _raw(self, hook: str, st: WalkState, finished: list, *, looped: bool = False) -> list[WalkState]:
+        """The raw table runs before conntrack: its rules see no connection state (INVALID).
+        A packet looped back through lo (``looped``) still carries the connection it had on its
+        way out: raw sees that, and CT --notrack leaves it alone (xt_CT: "Previously seen")."""
         if self.tables["raw"].is_empty(hook):
             return [st]
         bits = st.ctbits
+        if looped:
+            return [s._replace(ctbits=bits) for s in self._tables(hook, ("raw",), [st], finished)]
         states = self._tables(hook, ("raw",), [st._replace(ctbits=CT_INVALID)], finished)
         # CT --notrack / NOTRACK leaves the packet UNTRACKED: conntrack then gives it no connection.
         return [s if s.ctbits == CT_UNTRACKED else s._replace(ctbits=bits) for s in states]

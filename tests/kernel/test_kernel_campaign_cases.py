@@ -135,3 +135,31 @@ def test_reject_answer_has_no_owner_agrees_with_kernel(lab, case):
     res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport))
     assert res.kernel is not None and res.kernel.verdict == verdict, res.kernel
     assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
+
+
+# seed 2718281: raw PREROUTING runs before conntrack, so connmark has no connection to read there:
+# xt_connmark matches neither --mark nor ! --mark (pktverify read mark 0, so `! --mark 0x5` matched
+# and NOTRACKed the packet). A packet looped back through lo does carry its connection there (NEW,
+# not INVALID; CT --notrack leaves it alone), which pktverify's raw walk had forgotten.
+# (rules, client, proto, sport, dst, dport, kernel verdict)
+NO_CONNECTION_YET = [
+    (table("raw", "-A PREROUTING -m connmark ! --mark 0x5 -j CT --notrack")
+     + table("filter", "-A INPUT -m conntrack ! --ctstate NEW,ESTABLISHED -j DROP"),
+     "lan", "udp", 20001, "10.0.0.1", 80, "local"),
+    (table("raw", "-A PREROUTING -m connmark ! --mark 0x5 -j CT --notrack")
+     + table("nat", "-A PREROUTING -j DNAT --to-destination 192.168.0.40"),
+     "lan", "udp", 20030, "192.168.0.2", 80, "forward"),
+    (table("raw", "-A PREROUTING -m conntrack --ctstate INVALID -j DROP"),
+     "node", "tcp", 20031, "192.168.0.2", 80, "local"),
+    (table("raw", "-A PREROUTING -i lo -j CT --notrack")
+     + table("filter", "-A INPUT -m conntrack --ctstate UNTRACKED -j DROP"),
+     "node", "udp", 20032, "192.168.0.2", 53, "local"),
+]
+
+
+@pytest.mark.parametrize("case", NO_CONNECTION_YET, ids=[f"{c[1]}-{c[2]}-{c[6]}-{c[3]}" for c in NO_CONNECTION_YET])
+def test_raw_table_connection_agrees_with_kernel(lab, case):
+    rules, client, proto, sport, dst, dport, verdict = case
+    res = run_probe(lab, Probe(rules, client, proto, sport, dst, dport))
+    assert res.kernel is not None and res.kernel.verdict == verdict, res.kernel
+    assert res.agrees, f"{res.explanation}\n{res.probe.reproducer()}"
