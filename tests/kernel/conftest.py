@@ -28,14 +28,20 @@ def kernel_seed(request) -> int | None:
     return None if seed == "random" else int(seed)
 
 
+def require_lab(what: str = "kernel lab") -> None:
+    """Skip with the reason when namespaces, iptables or root are missing; on CI, fail instead
+    (CI installs and runs everything: a missing capability there is a broken CI)."""
+    reason = lab_available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} unavailable on CI: {reason}")
+        pytest.skip(f"{what} unavailable: {reason}")
+
+
 @pytest.fixture()
 def lab():
     """A fresh lab for every test (~0.1 s to build): no rule, connection or socket of one test
     can leak into the next."""
-    reason = lab_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"kernel lab unavailable on CI: {reason}")
-        pytest.skip(f"kernel lab unavailable: {reason}")
+    require_lab()
     with KernelLab() as kernel_lab:
         yield kernel_lab

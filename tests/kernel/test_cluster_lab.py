@@ -7,7 +7,6 @@ lab's read-back to catch a lab that built something other than the dumps.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pktverify
 from pktverify.testing.cluster_compare import judge
 from pktverify.testing.cluster_lab import ClusterLab
 from pktverify.testing.cluster_selftest import drawn_clusters, run_cluster
-from pktverify.testing.kernel_lab import lab_available
+from .conftest import require_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -32,11 +31,7 @@ SEED = ROOT / "rules" / "seed" / "cluster-iptables.yaml"
 
 @pytest.fixture(autouse=True)
 def _needs_lab():
-    reason = lab_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"cluster lab unavailable on CI: {reason}")
-        pytest.skip(f"cluster lab unavailable: {reason}")
+    require_lab("cluster lab")
 
 
 def _namespaces() -> set[str]:

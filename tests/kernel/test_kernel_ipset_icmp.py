@@ -9,14 +9,13 @@ pktverify traces the same request on the sender's dumps (``iptables-save``, ``ip
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
 
 import pytest
 
-from pktverify.testing.kernel_lab import lab_available
+from .conftest import require_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -44,11 +43,7 @@ def _ip(*args: str, ns: str | None = None, input: str | None = None) -> str:
 
 @pytest.fixture()
 def pair():
-    reason = lab_available()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"kernel lab unavailable on CI: {reason}")
-        pytest.skip(f"kernel lab unavailable: {reason}")
+    require_lab()
     tag = uuid.uuid4().hex[:6]
     a, b = f"pv-icmp-a-{tag}", f"pv-icmp-b-{tag}"
     try:
