@@ -541,9 +541,11 @@ def _plant_nodeport_collision(draw, c: ClusterSpec) -> FaultyCluster:
     new = tuple(ServiceSpec(f"svc-np{i}", "default", c.service_cidr[0] + 1 + start + i,
                             (ServicePortSpec("", 80 + i, 8080, "tcp", number),), (("app", "web"),), type="NodePort")
                 for i in range(2))
+    # The other services lose their node ports (the two new ones alone share one): a ClusterIP
+    # service has no node port, no load-balancer ingress and no source ranges either.
     c = replace(c, services=tuple(replace(s, type="ClusterIP", ports=tuple(replace(p, node_port=None) for p in s.ports),
-                                          external_policy="Cluster") if s.has_node_ports else s
-                                  for s in c.services) + new)
+                                          external_policy="Cluster", lb_ips=(), lb_source_ranges=())
+                                  if s.has_node_ports else s for s in c.services) + new)
     return _faulty(c, "nodeport-collision", f"services {new[0].key} and {new[1].key} both have NodePort {number}/tcp")
 
 

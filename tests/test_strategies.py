@@ -142,3 +142,12 @@ def test_cluster_yaml_round_trips(cluster):
     fields = ("cidr", "service_cidr", "proxy_mode", "routing", "nodes", "pods", "services", "host_pods")
     assert all(getattr(again, f) == getattr(cluster, f) for f in fields)
     assert cluster_to_yaml(again) == text
+
+
+@settings(SETTINGS, max_examples=60)
+@given(strategies.faulty_clusters(faults="nodeport-collision"))
+def test_a_planted_nodeport_collision_is_a_cluster_the_api_server_would_accept(cluster):
+    """The planter turns the other services into ClusterIP ones: without their node ports, and
+    without load-balancer ingress or source ranges, which only a LoadBalancer may have."""
+    assert all(not (s.lb_ips or s.lb_source_ranges) for s in cluster.services if s.type == "ClusterIP")
+    parse_cluster(cluster_to_yaml(cluster), source="planted.yaml")
