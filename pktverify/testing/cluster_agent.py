@@ -54,13 +54,18 @@ def _answer(peer):
     return (json.dumps({"who": IDENT, "peer": peer[0]}) + "\n").encode()
 
 
-def _serve_tcp(sock):
+def _accept_each(sock, handle, *args):
+    """Accept connections on ``sock`` forever, each handled by ``handle(conn, peer, *args)`` in a thread."""
     while True:
         try:
             conn, peer = sock.accept()
         except OSError:
             continue
-        threading.Thread(target=_handle_tcp, args=(conn, peer), daemon=True).start()
+        threading.Thread(target=handle, args=(conn, peer, *args), daemon=True).start()
+
+
+def _serve_tcp(sock):
+    _accept_each(sock, _handle_tcp)
 
 
 def _handle_tcp(conn, peer):
@@ -121,12 +126,7 @@ def _listen():
 
 
 def _proxy_tcp(sock, endpoints):
-    while True:
-        try:
-            conn, _peer = sock.accept()
-        except OSError:
-            continue
-        threading.Thread(target=_relay_tcp, args=(conn, endpoints), daemon=True).start()
+    _accept_each(sock, lambda conn, _peer, eps: _relay_tcp(conn, eps), endpoints)
 
 
 def _read_line(sock):
