@@ -278,16 +278,22 @@ def _plant(kind: str, path: Path, tmp_path: Path) -> None:
         path.symlink_to(tmp_path / "target")
 
 
-@pytest.mark.parametrize("kind", ["FIFO", "socket", "character device", "folder", "symlink"])
-def test_a_special_file_in_an_entrys_place_is_a_miss_said_once_never_a_hang(tmp_path, capsys, kind):
-    if kind == "character device" and os.geteuid() != 0:
-        pytest.skip("mknod needs root")
+def _uncached_run(tmp_path, capsys) -> tuple[list[str], str, Path, str]:
+    """The trace's argv and its output without a cache, an empty cache folder of the user's own,
+    and the name the trace's entry will have there."""
     argv = _trace_argv(tmp_path)
     assert main(argv) == 0
     plain = capsys.readouterr().out
     folder = tmp_path / "cache"
     folder.mkdir(mode=0o700)
-    key = _entry_key(tmp_path)
+    return argv, plain, folder, _entry_key(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "socket", "character device", "folder", "symlink"])
+def test_a_special_file_in_an_entrys_place_is_a_miss_said_once_never_a_hang(tmp_path, capsys, kind):
+    if kind == "character device" and os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    argv, plain, folder, key = _uncached_run(tmp_path, capsys)
     _plant(kind, folder / key, tmp_path)
     with _Deadline(20):
         code = main(argv + ["--cache-dir", str(folder)])
@@ -423,12 +429,7 @@ HOLLOW = {
 
 @pytest.mark.parametrize("name", HOLLOW)
 def test_a_well_typed_hollow_rule_set_is_a_miss_said_once(tmp_path, capsys, name):
-    argv = _trace_argv(tmp_path)
-    assert main(argv) == 0
-    plain = capsys.readouterr().out
-    folder = tmp_path / "cache"
-    folder.mkdir(mode=0o700)
-    key = _entry_key(tmp_path)
+    argv, plain, folder, key = _uncached_run(tmp_path, capsys)
     (folder / key).write_bytes(HOLLOW[name](str(tmp_path / "dump")))
     (folder / key).chmod(0o600)
     with _Deadline(30):
