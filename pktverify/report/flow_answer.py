@@ -15,7 +15,7 @@ from ..check.flow_question import FlowAnswer
 from ..check.invariants import InvariantResult
 from ..errors import one_line
 from ..eval.cluster_walk import PathEnd
-from .verify_report import _hop_json
+from .verify_report import hop_json
 
 __all__ = ["flow_answer_to_text", "flow_answer_to_json", "flow_answer_to_html"]
 
@@ -76,7 +76,7 @@ def flow_answer_to_text(answer: FlowAnswer, *, captures: dict[int, list[str]] | 
 def _end_json(end: PathEnd) -> dict:
     return {"kind": end.kind, "probability": end.probability, "exact": end.exact,
             "at": end.at.label() if end.at is not None else None, "reason": end.reason,
-            "packet": end.packet.to_json(), "hops": [_hop_json(h) for h in end.hops]}
+            "packet": end.packet.to_json(), "hops": [hop_json(h) for h in end.hops]}
 
 
 def flow_answer_to_json(answer: FlowAnswer, *, captures: dict[int, list[str]] | None = None) -> str:
@@ -105,11 +105,9 @@ def flow_answer_to_json(answer: FlowAnswer, *, captures: dict[int, list[str]] | 
 
 def flow_answer_to_html(answer: FlowAnswer, *, source: str = "") -> str:
     """One self-contained page: the answer, then each outcome drawn hop by hop with its reply."""
-    from .verify_html import _STYLE, _path
+    from .verify_html import page_head, path_html
     cls = "holds" if answer.holds else "fails"
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-           f"<title>pktverify trace: {escape(answer.question)}</title><style>{_STYLE}</style></head><body>",
+    out = [*page_head(f"pktverify trace: {answer.question}"),
            f"<h1>{escape(answer.question)} <span class=\"verdict {cls}\" id=\"verdict\">{escape(_verdict(answer))}"
            "</span></h1>",
            f"<p class=\"muted\">{escape(source)}: sent {escape(answer.packet.describe())}</p>"]
@@ -128,11 +126,12 @@ def flow_answer_to_html(answer: FlowAnswer, *, source: str = "") -> str:
         out.append(f'<div class="group" id="outcome-{n}"><h3>outcome {n}: p={end.probability:.6g} — '
                    f"{escape(_end_text(end))}</h3>")
         out.append('<div class="row-label">the flow</div>')
-        out.append(_path(end.hops, end.kind))
+        out.append(path_html(end.hops, end.kind, reason=end.reason))
         for back in backs:
             ok = back.answers(answer.client, answer.packet)
             out.append('<div class="row-label">its reply' + ("" if ok else ": not what the client expects") + "</div>")
-            out.append(_path(back.hops, back.kind if ok else "wrong", reply=True))
+            out.append(path_html(back.hops, back.kind if ok else "wrong", reply=True,
+                                 reason=back.reason if back.kind != "arrived" else ""))
         out.append("</div>")
     out.append("</body></html>\n")
     return "\n".join(out)

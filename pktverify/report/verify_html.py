@@ -19,7 +19,7 @@ from ..eval.cluster_walk import step_label
 from ..model.addresses import format_ip, format_network
 from ..model.cluster import ClusterSpec
 
-__all__ = ["verify_to_html"]
+__all__ = ["verify_to_html", "page_head", "path_html"]
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
@@ -47,6 +47,14 @@ svg text{font:12px system-ui,sans-serif}
 """
 
 
+def page_head(title: str) -> list[str]:
+    """The opening lines of a self-contained page: no script, nothing fetched (the
+    Content-Security-Policy says so), the shared style, ``title`` escaped."""
+    return ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>"]
+
+
 def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_violations: int = 2,
                    captures: dict | None = None) -> str:
     """The page for one verify run (``max_violations`` example flows per cause; 0: all);
@@ -55,9 +63,7 @@ def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_
     names = {(r.name, id(v)): [str(p) for p in captures.get((r.name, n), ())]
              for r in results for n, v in enumerate(r.violations)} if captures else {}
     holds = all(r.holds for r in results)
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
-           f"<title>pktverify: {escape(cluster.source)}</title><style>{_STYLE}</style></head><body>",
+    out = [*page_head(f"pktverify: {cluster.source}"),
            f"<h1>pktverify verify {escape(cluster.source)} "
            f"<span class=\"verdict {'holds' if holds else 'fails'}\" id=\"verdict\">"
            f"{'every invariant holds' if holds else f'{len(groups)} cause(s) of violations'}</span></h1>",
@@ -247,17 +253,17 @@ def _example(invariant: str, v: Violation, captures=()) -> list[str]:
         out.append("</div>")
         return out
     out.append('<div class="row-label">the flow</div>')
-    out.append(_path(v.end.hops, v.end.kind, reason=v.end.reason))
+    out.append(path_html(v.end.hops, v.end.kind, reason=v.end.reason))
     for back in v.replies:
         answered = v.client is not None and v.packet is not None and back.answers(v.client, v.packet)
         out.append('<div class="row-label">its reply' + ("" if answered else ": not what the client expects") + "</div>")
-        out.append(_path(back.hops, back.kind if answered else "wrong", reply=True,
-                         reason=back.reason if back.kind != "arrived" else ""))
+        out.append(path_html(back.hops, back.kind if answered else "wrong", reply=True,
+                             reason=back.reason if back.kind != "arrived" else ""))
     out.append("</div>")
     return out
 
 
-def _path(hops, end_kind: str, *, reply: bool = False, reason: str = "") -> str:
+def path_html(hops, end_kind: str, *, reply: bool = False, reason: str = "") -> str:
     """One path as boxes and arrows; ``end_kind`` colours the last box (arrived or a failure). A
     box where the packet was stopped says first what stopped it (or, for the last box of a path
     that failed past the node's tables — it left the cluster, looped —, ``reason``)."""

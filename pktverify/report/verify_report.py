@@ -8,10 +8,10 @@ from ..check.causes import Group, group_violations
 from ..check.invariants import InvariantResult, Violation
 from ..errors import one_line
 
-__all__ = ["verify_to_json", "verify_to_text"]
+__all__ = ["verify_to_json", "verify_to_text", "hop_json"]
 
 
-def _hop_json(hop) -> dict:
+def hop_json(hop) -> dict:
     """One observation point as a structured record: where, the packet there, what acted."""
     node, _, iface = hop.point.partition(":")
     rules = []
@@ -28,7 +28,7 @@ def _hop_json(hop) -> dict:
 
 def _violation_json(v: Violation) -> dict:
     out = v.to_json()
-    out["hops"] = [_hop_json(h) for h in v.hops]
+    out["hops"] = [hop_json(h) for h in v.hops]
     return out
 
 
