@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .check.invariants import INVARIANTS, InvariantResult, Violation, check_all
-from .errors import InvalidArgument
+from .errors import InvalidArgument, suggest
 from .eval.cluster_walk import MAX_PATHS, ClusterWalker
 from .limits import MAX_BRANCHES
 from .model.cluster import ClusterSpec
@@ -205,9 +205,7 @@ def _only_services(cluster: ClusterSpec, only) -> tuple[str, ...] | None:
     wanted = set(only)
     unknown = sorted(wanted - set(keys))
     if unknown or not wanted:
-        import difflib
-        hint = "; ".join(f"{k}" + (f" (did you mean {', '.join(difflib.get_close_matches(k, keys, n=2))}?)"
-                                   if difflib.get_close_matches(k, keys, n=2) else "") for k in unknown)
+        hint = "; ".join(k + suggest(k, keys) for k in unknown)
         raise InvalidArgument(f"--only: no service {hint} in {cluster.source} (services are NS/NAME)" if unknown
                               else "--only: name at least one service, NS/NAME")
     return tuple(k for k in keys if k in wanted)

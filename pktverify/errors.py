@@ -7,7 +7,7 @@ offending text so the CLI can print one line and exit 2 without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["PktverifyError", "InputError", "InvalidArgument", "one_line"]
+__all__ = ["PktverifyError", "InputError", "InvalidArgument", "one_line", "suggest"]
 
 
 def one_line(text: str) -> str:
@@ -44,3 +44,14 @@ class InputError(PktverifyError):
 
 class InvalidArgument(PktverifyError, TypeError):
     """A library or CLI argument is out of range; the message echoes it and says what is valid."""
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    """What to say after "no X named ``word``": the closest of ``choices`` (" (did you mean a, b?)"),
+    else the first few of them, so that a typo never reads as "not there"."""
+    import difflib
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    if close:
+        return f" (did you mean {', '.join(close)}?)"
+    shown = ", ".join(sorted(choices)[:8]) + (", ..." if len(choices) > 8 else "")
+    return f" (there are: {shown})" if choices else " (there are none)"

@@ -20,10 +20,9 @@ there is, since a typo should never read as "unreachable".
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, suggest
 from ..eval.cluster_walk import ClusterWalker, Endpoint, PathEnd
 from ..model.addresses import AddressError, format_ip, parse_ip
 from ..model.cluster import ClusterSpec, ServicePortSpec, ServiceSpec
@@ -67,14 +66,6 @@ class FlowAnswer:
         return not self.violations
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    if close:
-        return f" (did you mean {', '.join(close)}?)"
-    shown = ", ".join(sorted(choices)[:8]) + (", ..." if len(choices) > 8 else "")
-    return f" (there are: {shown})" if choices else " (there are none)"
-
-
 def parse_source(cluster: ClusterSpec, walker: ClusterWalker, text: str) -> Endpoint:
     """``--from``: ``NS/POD`` (a pod), ``NODE`` (the node's own stack) or ``outside@NODE`` (an
     off-cluster client whose packets arrive at NODE, as a router or load balancer sends them)."""
@@ -84,7 +75,7 @@ def parse_source(cluster: ClusterSpec, walker: ClusterWalker, text: str) -> Endp
         name = text[len("outside@"):]
         node = walker.specs.get(name)
         if node is None:
-            raise InvalidArgument(f"--from {text}: no node {name!r}{_suggest(name, list(walker.specs))}")
+            raise InvalidArgument(f"--from {text}: no node {name!r}{suggest(name, list(walker.specs))}")
         return walker.external_endpoint(node)
     if "/" in text:
         pod = cluster.pods_by_key.get(text)
@@ -93,11 +84,11 @@ def parse_source(cluster: ClusterSpec, walker: ClusterWalker, text: str) -> Endp
             if text in hosts:
                 raise InvalidArgument(f"--from {text}: a host-network pod is its node's network namespace: "
                                       f"use --from {next(p.node for p in cluster.host_pods if p.key == text)}")
-            raise InvalidArgument(f"--from {text}: no pod {text}{_suggest(text, list(cluster.pods_by_key))}")
+            raise InvalidArgument(f"--from {text}: no pod {text}{suggest(text, list(cluster.pods_by_key))}")
         return walker.pod_endpoint(pod)
     node = walker.specs.get(text)
     if node is None:
-        raise InvalidArgument(f"--from {text}: no node {text!r}{_suggest(text, list(walker.specs))} "
+        raise InvalidArgument(f"--from {text}: no node {text!r}{suggest(text, list(walker.specs))} "
                               "(a pod is NS/POD)")
     return walker.node_endpoint(node)
 
@@ -137,7 +128,7 @@ def parse_target(cluster: ClusterSpec, walker: ClusterWalker, text: str, *, prot
         return Target("pod", f"pod {pod.key} ({format_ip(pod.ip)}:{port_text})", pod.ip,
                       _port_number(port_text, text), proto or "tcp", endpoint=walker.pod_endpoint(pod))
     choices = ([] if kind == "pod" else list(services)) + ([] if kind == "service" else list(cluster.pods_by_key))
-    raise InvalidArgument(f"--to {text}: no service or pod {name}{_suggest(name, choices)}")
+    raise InvalidArgument(f"--to {text}: no service or pod {name}{suggest(name, choices)}")
 
 
 def _service_target(svc: ServiceSpec, port_text: str, text: str, proto: str | None) -> Target:
