@@ -324,9 +324,6 @@ def trace_flow(cluster: ClusterSpec, *, source: str, to: str, proto: str | None 
     return FlowReport(answer_flow(cluster, walker, client, target, sport=sport), walker)
 
 
-_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
-
-
 def generated_dumps(cluster: ClusterSpec) -> dict[str, dict[str, str]]:
     """The dumps pktverify generates for each node of ``cluster`` (what kube-proxy, kubelet and
     the CNI would write there): ``{node: {"iptables": iptables-save text, "addrs": ip -j addr

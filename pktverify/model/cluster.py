@@ -7,10 +7,12 @@ from functools import cached_property
 
 from .addresses import format_ip, in_network
 
-__all__ = ["NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec", "SERVICE_TYPES", "NODE_PORT_RANGE"]
+__all__ = ["DUMP_KINDS", "NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec", "SERVICE_TYPES", "NODE_PORT_RANGE"]
 
 
-_KIND_ORDER = {"iptables": 0, "addrs": 1, "routes": 2, "ipsets": 3, "rules": 4}
+# A node's dumps, in the order every reader and writer lists them (NodeSpec has a field for each).
+DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+_KIND_ORDER = {kind: n for n, kind in enumerate(DUMP_KINDS)}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from ..errors import InputError
 from ..generate.node_state import generate_node
-from ..model.cluster import ClusterSpec, NodeSpec
+from ..model.cluster import DUMP_KINDS, ClusterSpec, NodeSpec
 from ..model.node import NodeState
 from .ipaddr import ipv6_note, parse_ip_addr
 from .iproute import parse_routes
@@ -30,7 +30,6 @@ from .sysctl import node_sysctls
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
 
-DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
 _GENERATED = ("iptables", "addrs", "routes")      # the ones pktverify makes when not given
 
 

@@ -25,7 +25,8 @@ import yaml
 from ..errors import InputError
 from ..limits import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
-from ..model.cluster import NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from ..model.cluster import (DUMP_KINDS, NODE_PORT_RANGE, SERVICE_TYPES, ClusterSpec, NodeSpec, PodSpec, ServicePortSpec,
+                             ServiceSpec)
 from .dataplane import detect_dataplane, routes_worth_reading
 from .ipaddr import parse_ip_addr
 from .iproute import parse_routes
@@ -375,7 +376,6 @@ def _list(ctx: _Ctx, doc: _Map, key: str, *, required: bool = True) -> list[_Map
     return items
 
 
-_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
 
 
 def _pod_prefix(ctx: _Ctx, m: _Map, default: int | None) -> int | None:
@@ -387,7 +387,7 @@ def _pod_prefix(ctx: _Ctx, m: _Map, default: int | None) -> int | None:
 
 
 def _node(ctx: _Ctx, n: _Map, base: Path, pod_prefix: int | None = None) -> NodeSpec:
-    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "docker", "dumps", "pod_prefix", *_DUMP_KINDS}, "a node")
+    ctx.only(n, {"name", "ip", "pod_cidr", "bridge", "docker", "dumps", "pod_prefix", *DUMP_KINDS}, "a node")
     name = ctx.name(n, "name", "node name")
     ip_text = ctx.field(n, "ip", str)
     if "/" not in ip_text:
@@ -399,7 +399,7 @@ def _node(ctx: _Ctx, n: _Map, base: Path, pod_prefix: int | None = None) -> Node
         raise ctx.error(n.key_lines["ip"], str(exc)) from None
     prefixlen = bin(mask).count("1")
     dumps = {}
-    for key in _DUMP_KINDS:
+    for key in DUMP_KINDS:
         rel = ctx.field(n, key, str, required=False)
         if rel is not None:
             if not rel or "\0" in rel:
@@ -415,8 +415,8 @@ def _node(ctx: _Ctx, n: _Map, base: Path, pod_prefix: int | None = None) -> Node
     inline, inline_lines = [], []
     texts = ctx.field(n, "dumps", dict, required=False, default={})
     if texts:
-        ctx.only(texts, set(_DUMP_KINDS), "a node's dumps")
-    for key in _DUMP_KINDS:
+        ctx.only(texts, set(DUMP_KINDS), "a node's dumps")
+    for key in DUMP_KINDS:
         if key not in texts:
             continue
         text = ctx.field(texts, key, str)

@@ -12,7 +12,7 @@ import os
 import re
 
 from ..errors import InputError
-from ..model.cluster import NodeSpec
+from ..model.cluster import DUMP_KINDS, NodeSpec
 from ..model.sysctls import KNOWN, Sysctls
 from .source import read_text
 
@@ -46,7 +46,7 @@ def parse_sysctls(text: str, *, source: str = "<sysctl>") -> Sysctls:
 def node_sysctls(node: NodeSpec) -> Sysctls | None:
     """The node's ``sysctl.txt`` beside its dump files (the folder layout ``collect-node``
     writes), or None when it gives no dump file or the folder holds none."""
-    paths = [getattr(node, kind) for kind in ("iptables", "addrs", "routes", "ipsets", "rules")]
+    paths = [getattr(node, kind) for kind in DUMP_KINDS]
     folder = next((os.path.dirname(p) for p in paths if p), None)
     if folder is None:
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import yaml
 
 from ..model.addresses import format_ip, format_network
-from ..model.cluster import NODE_PORT_RANGE, ClusterSpec, NodeSpec, PodSpec, ServiceSpec
+from ..model.cluster import DUMP_KINDS, NODE_PORT_RANGE, ClusterSpec, NodeSpec, PodSpec, ServiceSpec
 
 __all__ = ["cluster_to_yaml"]
 
@@ -53,7 +53,7 @@ def _inlined(cluster: ClusterSpec) -> ClusterSpec:
 
     nodes = []
     for n in cluster.nodes:
-        files = {kind: getattr(n, kind) for kind in ("iptables", "addrs", "routes", "ipsets", "rules")
+        files = {kind: getattr(n, kind) for kind in DUMP_KINDS
                  if getattr(n, kind) is not None}
         if files:
             texts = {kind: read_text(path, allow_empty=True) for kind, path in files.items()}
@@ -69,7 +69,7 @@ def _node(n: NodeSpec) -> dict:
         out["docker"] = True
     if n.pod_prefix is not None:
         out["pod_prefix"] = n.pod_prefix
-    for kind in ("iptables", "addrs", "routes", "ipsets", "rules"):
+    for kind in DUMP_KINDS:
         path = getattr(n, kind)
         if path is not None:
             out[kind] = path

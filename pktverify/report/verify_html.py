@@ -17,7 +17,7 @@ from ..check.causes import REWRITES, Group, ending_step, group_violations
 from ..check.invariants import InvariantResult, Violation
 from ..eval.cluster_walk import step_label
 from ..model.addresses import format_ip, format_network
-from ..model.cluster import ClusterSpec
+from ..model.cluster import DUMP_KINDS, ClusterSpec
 
 __all__ = ["verify_to_html", "page_head", "path_html"]
 
@@ -119,7 +119,7 @@ def _topology(cluster: ClusterSpec, biggest: Group | None = None) -> str:
         x = gap + (i % per_row) * (width + gap)
         y0 = (i // per_row) * row_height
         pods = per_node[node.name]
-        given = [k for k in _DUMP_KINDS if node.has_dump(k)]
+        given = [k for k in DUMP_KINDS if node.has_dump(k)]
         generated = [k for k in _GENERATED if k not in given]
         hot = node.name in marked
         stroke = 'stroke="#c62828" stroke-width="3"' if hot else 'stroke="#8593a3"'
@@ -149,7 +149,6 @@ def _topology(cluster: ClusterSpec, biggest: Group | None = None) -> str:
     return "".join(parts)
 
 
-_DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
 _GENERATED = ("iptables", "addrs", "routes")      # what pktverify writes for a node that does not give it
 _PER_ROW = 5                                       # nodes side by side (5 x 244 px fit a laptop's page)
 _LABEL = 28                                        # characters a pod's line holds in its node's box
@@ -189,7 +188,7 @@ def _dumps(cluster: ClusterSpec) -> list[str]:
     for node in cluster.nodes:
         lines = dict(node.inline_lines)
         cells = []
-        for kind in _DUMP_KINDS:
+        for kind in DUMP_KINDS:
             path = getattr(node, kind, None)
             if path is not None:
                 cells.append(f"<code>{escape(str(path))}</code>")
@@ -199,7 +198,7 @@ def _dumps(cluster: ClusterSpec) -> list[str]:
             else:
                 cells.append("generated" if kind in _GENERATED else "—")
         rows.append(f"<tr><td>{escape(node.name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{k}</th>" for k in _DUMP_KINDS)
+    head = "".join(f"<th>{k}</th>" for k in DUMP_KINDS)
     state = " open" if len(cluster.nodes) <= 20 else ""      # a long list folded
     return [f'<details id="dumps"{state}><summary>Dumps read, node by node</summary><table><tr><th>node</th>{head}</tr>',
             *rows, "</table></details>"]
