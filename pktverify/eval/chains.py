@@ -112,8 +112,11 @@ class _IndexedChain:
         # Keys are only destinations and ports some rule names: the cache is bounded by the
         # chain's own rules, not by the packets walked (a chain of port-only rules once kept a
         # copy of all its rules per destination: 1.8 GB for 100 userspace nodes).
-        key = (dst if exact is not None else None,
-               dport if any(dport in split[1] for split in (ports.get(None), ports.get(dst)) if split) else None)
+        if not ports:                   # no group split by port (most chains): keyed by destination alone
+            key = dst
+        else:
+            key = (dst if exact is not None else None,
+                   dport if any(dport in split[1] for split in (ports.get(None), ports.get(dst)) if split) else None)
         hit = self._cache.get(key)
         if hit is None:
             parts = self._pick(None, self._wild, dport)
