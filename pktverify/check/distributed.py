@@ -123,7 +123,7 @@ class DaskExecutor:
         cluster = done = None
         try:
             try:
-                cluster = self.client.scatter({key: self.cluster}, broadcast=True)[key]
+                cluster = self._scatter(key)
                 for i in range(0, count, size):
                     futures.append(self.client.submit(_chunk, cluster, self.options, range(i, min(i + size, count)),
                                                       pure=False))
@@ -147,6 +147,24 @@ class DaskExecutor:
         finally:
             futures.clear()
             done = cluster = None
+
+    def _scatter(self, key: str):
+        """The cluster sent to every worker under ``key``. Run on the client's own loop, so that a
+        stop arriving meanwhile (the alarm) can let the scatter land, within 5 s, before the key is
+        cancelled: cancelled while still in flight, it would land afterwards and stay on the
+        scheduler for nobody."""
+        import asyncio
+
+        pending = asyncio.run_coroutine_threadsafe(
+            self.client.scatter({key: self.cluster}, broadcast=True, asynchronous=True), self.client.loop.asyncio_loop)
+        try:
+            return pending.result()[key]
+        except BaseException:
+            try:
+                pending.result(timeout=5)
+            except BaseException:       # it failed, or is still not there: nothing more to wait for
+                pass
+            raise
 
     def _cancel(self, futures: list) -> None:
         """Cancel ``futures`` on the scheduler, waiting at most 5 s for the client's own event loop
