@@ -12,12 +12,12 @@ import time
 
 from pktverify.eval.node_trace import NodeTracer
 from pktverify.generate.kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
+from pktverify.load.node import build_node
 from pktverify.model.addresses import parse_ip
 from pktverify.model.packet import Packet
 from pktverify.parse.ipaddr import parse_ip_addr
 from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
-from pktverify.parse.node import build_node
 
 ADDRS = ("1: lo inet 127.0.0.1/8 scope host lo\n2: eth0 inet 192.168.1.10/24 scope global eth0\n"
          "3: cbr0 inet 10.1.10.1/24 scope global cbr0\n")

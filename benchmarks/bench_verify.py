@@ -12,7 +12,7 @@ import time
 from pktverify.check.invariants import check_all
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.synthetic_cluster import synthetic_cluster
-from pktverify.parse.cluster_nodes import cluster_nodes
+from pktverify.load.cluster_nodes import cluster_nodes
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "ConntrackTable": ".api", "NodeTracer": ".api", "load_node": ".api", "trace": ".api",
-    "trace_packet": ".api", "trace_to_pcapng": ".api",
+    "ConntrackTable": ".node_api", "NodeTracer": ".node_api", "load_node": ".node_api", "trace": ".node_api",
+    "trace_packet": ".node_api", "trace_to_pcapng": ".node_api",
     "INVARIANTS": ".cluster_api", "VerifyReport": ".cluster_api", "cluster_to_yaml": ".cluster_api",
     "load_cluster": ".cluster_api", "verify": ".cluster_api", "trace_flow": ".cluster_api",
     "FlowReport": ".cluster_api", "generated_dumps": ".cluster_api", "with_node_dumps": ".cluster_api",
@@ -30,15 +30,24 @@ __all__ = [
     "make_packet", "packet_from_scapy", "trace", "trace_flow", "trace_packet", "trace_to_pcapng", "verify", "with_node_dumps",
 ]
 assert sorted(__all__) == sorted(_EXPORTS)
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401  (the one home of the version)
 
 if TYPE_CHECKING:
-    from .api import ConntrackTable, NodeTracer, load_node, trace, trace_packet, trace_to_pcapng
-    from .cluster_api import (INVARIANTS, FlowReport, VerifyReport, cluster_to_yaml, generated_dumps, load_cluster,
-                              trace_flow, verify, with_node_dumps)
+    from .cluster_api import (
+        INVARIANTS,
+        FlowReport,
+        VerifyReport,
+        cluster_to_yaml,
+        generated_dumps,
+        load_cluster,
+        trace_flow,
+        verify,
+        with_node_dumps,
+    )
     from .errors import InputError, InvalidArgument, PktverifyError
     from .model.packet import Packet
     from .model.trace import Connection, Outcome, Trace
+    from .node_api import ConntrackTable, NodeTracer, load_node, trace, trace_packet, trace_to_pcapng
     from .packets import make_packet, packet_from_scapy
 
 

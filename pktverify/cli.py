@@ -54,7 +54,7 @@ def _version() -> str:
     try:
         return metadata.version("pktverify")
     except metadata.PackageNotFoundError:
-        from . import __version__
+        from .version import __version__
         return __version__
 
 
@@ -344,7 +344,7 @@ def _cache(args):
     directory = args.cache_dir or os.environ.get("PKTVERIFY_CACHE_DIR")
     if not directory:
         return None
-    from .parse.model_cache import ModelCache
+    from .load.model_cache import ModelCache
     args.model_cache = ModelCache(directory)
     return args.model_cache
 
@@ -381,9 +381,9 @@ def _trace(args) -> int:
     if missing:
         raise InvalidArgument(f"the following arguments are required: {', '.join(missing)} (or --cluster CLUSTER "
                               "--from ... --to ... for a flow across a cluster; see 'pktverify trace --help')")
-    from .api import trace
+    from .load.node import load_node
+    from .node_api import trace
     from .packets import make_packet
-    from .parse.node import load_node
     from .report.trace_json import trace_to_json
     from .report.trace_text import trace_to_text
 
@@ -403,7 +403,7 @@ def _trace(args) -> int:
     _say_cache_warnings(args)
     out = trace_to_json(result, notes=node.warnings) if args.format == "json" else trace_to_text(result)
     if args.pcap:
-        from .api import trace_to_pcapng
+        from .node_api import trace_to_pcapng
         for path in trace_to_pcapng(node, result, args.pcap):
             print(f"pktverify: wrote {path}", file=sys.stderr)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
@@ -563,18 +563,19 @@ def _generate(args) -> int:
     from .generate.node_state import generate_node
     from .parse.cluster_yaml import load_cluster
     from .report.files import OutputDir
+    from .report.node_folder import node_files
 
     cluster = load_cluster(args.cluster)
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes}
     if not args.out:
         for name, gen in generated.items():
-            for fname, text in gen.files().items():
+            for fname, text in node_files(gen).items():
                 sys.stdout.write(f"# {name}/{fname}\n{text}")
         return 0
     with OutputDir(args.out) as out:
         for name, gen in generated.items():      # node names are DNS-1123 subdomains: one plain component
             with out.subdir(name) as folder:
-                for fname, text in gen.files().items():
+                for fname, text in node_files(gen).items():
                     folder.write(fname, text.encode())
     return 0
 

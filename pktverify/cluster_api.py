@@ -20,6 +20,7 @@ from .check.invariants import INVARIANTS, InvariantResult, Violation, check_all
 from .errors import InvalidArgument, suggest
 from .eval.cluster_walk import MAX_PATHS, ClusterWalker
 from .limits import MAX_BRANCHES
+from .load.cluster import load_cluster
 from .model.cluster import ClusterSpec
 from .report.cluster_yaml import cluster_to_yaml
 
@@ -28,42 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS", "trace_flow", "FlowReport",
            "generated_dumps", "with_node_dumps"]
-
-
-def load_cluster(path: str | Path, *, cluster_cidr: str | None = None, service_cidr: str | None = None,
-                 dumps: str | Path | None = None, require_dumps: bool = False,
-                 pod_cidrs: Iterable[tuple[str, str]] | None = None) -> ClusterSpec:
-    """Read a cluster as ``pktverify verify`` does (a folder: its ``cluster.yaml`` or ``cluster.json``):
-    a cluster YAML, or ``kubectl get nodes,pods,services,endpointslices -A -o json`` output
-    (told apart by content) with its per-node dumps under ``dumps`` (default: the JSON's folder)
-    and the networks kubectl does not show (``cluster_cidr``, ``service_cidr``). kubectl input
-    only: ``require_dumps`` makes a node without its dumps an error; ``pod_cidrs``: (node, CIDR)
-    pairs for nodes without ``spec.podCIDR``. Raises InputError (``file:line``) on bad input."""
-    from .parse.cluster_kubectl import load_kubectl_cluster, looks_like_kubectl
-    from .parse.cluster_yaml import cluster_file
-    from .parse.cluster_yaml import load_cluster as load_yaml
-    from .parse.source import read_bytes
-
-    path = cluster_file(path)
-    start = read_bytes(path, head=True, limit=4096).decode("utf-8", "replace")
-    if not looks_like_kubectl(start):
-        for option, value in (("dumps", dumps), ("cluster_cidr", cluster_cidr), ("service_cidr", service_cidr),
-                              ("require_dumps", require_dumps or None), ("pod_cidr", pod_cidrs or None)):
-            if value is not None:
-                raise InvalidArgument(f"--{option.replace('_', '-')} is for kubectl JSON input, and {path} is not "
-                                      "kubectl JSON (no kubectl List: items, apiVersion, kind); a cluster YAML says "
-                                      "it itself (cluster: cidr/service_cidr, a node's dump paths)")
-        return load_yaml(path)
-    if not (cluster_cidr and service_cidr):
-        raise InvalidArgument("kubectl JSON does not say the pod and service networks: give --cluster-cidr and"
-                              " --service-cidr (the values of kube-controller-manager --cluster-cidr and"
-                              " kube-apiserver --service-cluster-ip-range)")
-    pod_cidrs = list(pod_cidrs or ())
-    pairs = dict(pod_cidrs)
-    if len(pairs) != len(pod_cidrs):
-        raise InvalidArgument("--pod-cidr names a node twice")
-    return load_kubectl_cluster(path, dumps=dumps, cluster_cidr=cluster_cidr, service_cidr=service_cidr,
-                                require_dumps=require_dumps, pod_cidrs=pairs)
 
 
 @dataclass
@@ -136,7 +101,7 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     ``progress``: a progress line on stderr while it runs (only when stderr is a terminal).
     ``executor="dask"``: run the flow checks on a Dask cluster — ``scheduler`` is its address
     (``tcp://HOST:8786``) or a ``distributed.Client``; the report is the one ``jobs=1`` gives.
-    ``cache``: a :class:`pktverify.parse.model_cache.ModelCache` for the given dumps' rule sets.
+    ``cache``: a :class:`pktverify.load.model_cache.ModelCache` for the given dumps' rule sets.
     ``only``: service keys (``"ns/name"``) to narrow the report to: their reachability from every
     client, every door, every endpoint and reply (unless ``invariants`` says otherwise, only
     service-reachability is run); the report's notes say what was left out.
@@ -146,7 +111,7 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     judged, no report), having stopped its worker processes and released its Dask tasks.
     """
     from .check.deadline import bounded
-    from .parse.cluster_nodes import cluster_nodes
+    from .load.cluster_nodes import cluster_nodes
 
     if not isinstance(cluster, ClusterSpec):
         raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
@@ -300,7 +265,7 @@ def trace_flow(cluster: ClusterSpec, *, source: str, to: str, proto: str | None 
     (True, [(0.5, 'pod default/web-1'), (0.5, 'pod default/web-2')])
     """
     from .check.flow_question import answer_flow, parse_source, parse_target
-    from .parse.cluster_nodes import cluster_nodes
+    from .load.cluster_nodes import cluster_nodes
 
     if not isinstance(cluster, ClusterSpec):
         raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "

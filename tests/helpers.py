@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pktverify.eval.node_trace import NodeTracer
+from pktverify.load.node import build_node
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import PROTO_NUMBERS, Packet
 from pktverify.parse.ipaddr import parse_ip_addr
 from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
-from pktverify.parse.node import build_node
 
 from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 

@@ -56,10 +56,11 @@ def assert_verdict_or_refusal(result: Run, *, names: tuple[str, ...] = ()) -> No
 def write_node_dumps(cluster, folder: Path) -> None:
     """Each node's generated dumps under ``folder/<node>/`` with the file names kubectl input reads."""
     from pktverify.generate.node_state import generate_node
+    from pktverify.report.node_folder import node_files
 
     for node in cluster.nodes:
         (folder / node.name).mkdir(parents=True, exist_ok=True)
-        for name, text in generate_node(cluster, node).files().items():
+        for name, text in node_files(generate_node(cluster, node)).items():
             (folder / node.name / name).write_text(text)
 
 

@@ -17,11 +17,11 @@ from pktverify.eval.address_classes import AddressClasses
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
+from pktverify.load.node import build_node
 from pktverify.model.addresses import format_ip
 from pktverify.parse.ipaddr import parse_ip_addr
 from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
-from pktverify.parse.node import build_node
 
 from .helpers import assert_fast_equals_exhaustive
 
@@ -87,7 +87,7 @@ def test_grouping_is_real_on_a_kube_proxy_cluster():
     # Pods that are no endpoint of a service share a class; kube-proxy's per-endpoint
     # "-s ep/32" tests only split the endpoints of the service being checked.
     cluster = synthetic_cluster(3, 2, 12)
-    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.load.cluster_nodes import cluster_nodes
     classes = AddressClasses(cluster, cluster_nodes(cluster))
     by_node = {}
     for p in cluster.pods:
@@ -106,16 +106,17 @@ def test_grouping_is_real_on_a_kube_proxy_cluster():
 def test_synthetic_userspace_cluster_verifies_clean():
     # Regression: two service ports once drew the same proxy port on a node (30 services).
     cluster = synthetic_cluster(10, 30, 40, proxy_mode="userspace")
-    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.load.cluster_nodes import cluster_nodes
     results = check_all(cluster, ClusterWalker(cluster, cluster_nodes(cluster)))
     assert all(r.holds for r in results), [(r.name, r.violations[:1]) for r in results]
 
 
 def test_parallel_workers_give_the_same_results(monkeypatch):
     from pathlib import Path
+
     from pktverify.check import invariants
     monkeypatch.setattr(invariants, "_MIN_PARALLEL_TASKS", 1)      # also fork for the small broken cluster
-    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.load.cluster_nodes import cluster_nodes
     from pktverify.parse.cluster_yaml import load_cluster
     rules = Path(__file__).resolve().parent.parent / "rules"
     for cluster in (synthetic_cluster(4, 40, 30), load_cluster(rules / "broken" / "stale-endpoint.yaml")):
@@ -133,7 +134,7 @@ def test_parallel_workers_give_the_same_results(monkeypatch):
 @given(st.one_of(strategies.clusters(docker=True), strategies.faulty_clusters()))
 def test_fast_path_equals_exhaustive_on_the_public_strategies(cluster):
     # Named ports, host-network endpoints, hairpins and every planted fault class, both ways.
-    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.load.cluster_nodes import cluster_nodes
     walker = ClusterWalker(cluster, cluster_nodes(cluster))
     assert_fast_equals_exhaustive(cluster, walker)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
 
 from pktverify.cli import main
+from pktverify.load.cluster_kubectl import load_kubectl_cluster
 from pktverify.model.addresses import format_ip
-from pktverify.parse.cluster_kubectl import load_kubectl_cluster
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
@@ -113,7 +112,7 @@ def test_a_node_folder_may_hold_any_subset_of_its_dumps(tmp_path, capsys, remove
 def test_kubectl_cluster_reads_every_service_type(tmp_path, capsys):
     """NodePort, LoadBalancer (ingress IPs, source ranges), external IPs, traffic policies and
     affinity come from the Service objects; ExternalName and hostname-only ingresses are notes."""
-    from pktverify.parse.cluster_kubectl import load_kubectl_cluster
+    from pktverify.load.cluster_kubectl import load_kubectl_cluster
     path = kubectl_dump(tmp_path)
     doc = json.loads(path.read_text())
     svc = next(i for i in doc["items"] if i["kind"] == "Service")

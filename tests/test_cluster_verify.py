@@ -9,9 +9,9 @@ import pytest
 
 from pktverify.cli import main
 from pktverify.eval.cluster_walk import ClusterWalker
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import Packet
-from pktverify.parse.cluster_nodes import cluster_nodes
 from pktverify.parse.cluster_yaml import load_cluster, parse_cluster
 
 RULES = Path(__file__).resolve().parent.parent / "rules"

@@ -16,10 +16,10 @@ from collections import Counter
 import pktverify
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.eval.conntrack import ConntrackTable, translate_related
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import parse_ip
 from pktverify.model.packet import ICMP, TCP, UDP, Packet
 from pktverify.model.trace import Connection
-from pktverify.parse.cluster_nodes import cluster_nodes
 from pktverify.parse.cluster_yaml import parse_cluster
 from pktverify.testing.cluster_compare import expectation_of, judge
 

@@ -74,10 +74,10 @@ import threading
 import time
 
 from pktverify.check.deadline import Deadline, VerificationStopped, bounded
+from pktverify.check.distributed import DaskExecutor, WalkerOptions
 from pktverify.check.invariants import check_all
 from pktverify.eval.cluster_walk import ClusterWalker
-from pktverify.parse.cluster_nodes import cluster_nodes
-from pktverify.check.distributed import DaskExecutor, WalkerOptions
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.report.cluster_yaml import cluster_to_yaml
 
 SEED = str(RULES / "seed" / "cluster-iptables.yaml")

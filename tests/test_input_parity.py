@@ -20,8 +20,8 @@ from pktverify.check.invariants import check_all
 from pktverify.cli import main
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.synthetic_cluster import synthetic_cluster
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip, format_network
-from pktverify.parse.cluster_nodes import cluster_nodes
 
 from .hostile import write_node_dumps
 

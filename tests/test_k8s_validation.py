@@ -15,9 +15,10 @@ import pytest
 
 from pktverify.cli import main
 from pktverify.errors import InputError, InvalidArgument
+from pktverify.load import cluster_kubectl
+from pktverify.load.cluster_kubectl import load_kubectl_cluster
 from pktverify.model.addresses import format_ip, parse_ip
-from pktverify.parse import cluster_kubectl, cluster_yaml, k8s_values
-from pktverify.parse.cluster_kubectl import load_kubectl_cluster
+from pktverify.parse import cluster_yaml, k8s_values
 from pktverify.parse.cluster_yaml import allocate_node_ports, parse_cluster
 
 NETS = ["--cluster-cidr", "10.1.0.0/16", "--service-cidr", "10.152.183.0/24"]
@@ -162,7 +163,7 @@ def test_userspace_proxy_ports_are_read_in_ascii_digits_only(tmp_path, port):
     proxy port it does not have): such a line is left to the iptables-save parser."""
     from dataclasses import replace
 
-    from pktverify.parse.kubectl_nodes import check_userspace_ports
+    from pktverify.load.kubectl_nodes import check_userspace_ports
     cluster = parse_cluster(YAML_HEAD.replace("iptables}", "userspace}") + YAML_POD + YAML_SVC, source="c.yaml")
     dump = tmp_path / "iptables-save.txt"
     dump.write_text("*nat\n:KUBE-PORTALS-CONTAINER - [0:0]\n-A KUBE-PORTALS-CONTAINER -d 10.152.183.10/32 -p tcp -m "
@@ -342,7 +343,7 @@ def test_200000_kubectl_external_ips_load_in_bounded_time(tmp_path):
     path = tmp_path / "big.json"
     script = textwrap.dedent(f"""
         import json, sys
-        from pktverify.parse.cluster_kubectl import load_kubectl_cluster
+        from pktverify.load.cluster_kubectl import load_kubectl_cluster
         ips = [f"11.{{i >> 16}}.{{(i >> 8) & 255}}.{{i & 255}}" for i in range(200_000)]
         doc = {{"kind": "List", "items": [
             {{"kind": "Node", "metadata": {{"name": "node1"}}, "spec": {{"podCIDR": "10.1.10.0/24"}},

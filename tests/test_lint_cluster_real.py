@@ -19,6 +19,7 @@ from pktverify.cli import main
 from pktverify.generate.node_state import generate_node
 from pktverify.parse.cluster_yaml import load_cluster
 from pktverify.report.lint_report import lint_github, lint_sarif
+from pktverify.report.node_folder import node_files
 from pktverify.testing.kernel_lab import lab_available
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +213,7 @@ def test_a_route_cause_is_reported_at_its_route_not_at_a_rule(node1, tmp_path):
     """A blackhole route in node1's own routes: the proposed rules are innocent, the findings sit
     at the route's line of the route dump (one per invariant)."""
     cluster = load_cluster(SEED)
-    files = generate_node(cluster, cluster.nodes[0]).files()
+    files = node_files(generate_node(cluster, cluster.nodes[0]))
     (tmp_path / "ip-addr.json").write_text(files["ip-addr.json"])
     routes = json.loads(files["ip-route.json"])
     for entry in routes:

@@ -60,10 +60,11 @@ def test_the_same_question_gets_the_same_answer_in_one_world():
 
 
 def test_a_set_without_contents_may_match_and_says_how_to_pass_them():
-    from pktverify.parse.iptables_save import parse_iptables_save
+    from pktverify.load.node import build_node
     from pktverify.parse.ipaddr import parse_ip_addr
     from pktverify.parse.iproute import parse_routes
-    from pktverify.parse.node import build_node
+    from pktverify.parse.iptables_save import parse_iptables_save
+
     from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 
     rules = parse_iptables_save(tables(filter="-A FORWARD -m set --match-set S dst -j DROP"))

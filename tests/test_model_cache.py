@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from pktverify.cli import main
 from pktverify.errors import InputError, InvalidArgument
-from pktverify.parse.iptables_save import parse_iptables_save
-from pktverify.parse.model_cache import ModelCache
+from pktverify.load.model_cache import ModelCache
+from pktverify.load.model_codec import BadEntry, decode_ruleset, encode_ruleset
 from pktverify.model.rules import Jump, MultiportMatch, Target, Verdict
-from pktverify.parse.model_codec import BadEntry, decode_ruleset, encode_ruleset
+from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.strategies import clusters, faulty_clusters
 from pktverify.testing.kernel_campaign import rule_sets
 

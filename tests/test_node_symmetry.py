@@ -14,9 +14,9 @@ from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.eval.node_symmetry import NodeSymmetry
 from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip
 from pktverify.model.cluster import ServicePortSpec, ServiceSpec
-from pktverify.parse.cluster_nodes import cluster_nodes
 
 from .helpers import assert_fast_equals_exhaustive
 

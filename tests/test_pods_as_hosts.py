@@ -16,9 +16,9 @@ from pktverify.errors import InputError
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.eval.pod_stack import pod_stack
 from pktverify.generate.node_state import generate_node
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import parse_ip
 from pktverify.model.packet import Packet
-from pktverify.parse.cluster_nodes import cluster_nodes
 from pktverify.parse.cluster_yaml import parse_cluster
 from pktverify.report.cluster_yaml import cluster_to_yaml
 

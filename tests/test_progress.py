@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pktverify.report.progress import Progress
+from pktverify.progress import Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,8 +21,8 @@ import pytest
 
 from pktverify.cli import main
 from pktverify.errors import InputError, InvalidArgument
+from pktverify.load.cluster_kubectl import load_kubectl_cluster
 from pktverify.model.addresses import format_network, parse_network
-from pktverify.parse.cluster_kubectl import load_kubectl_cluster
 from pktverify.parse.cluster_yaml import load_cluster
 from pktverify.parse.dataplane import detect_dataplane
 from pktverify.parse.iproute import parse_routes
@@ -253,8 +253,8 @@ def test_pods_without_a_bridge_are_refused(cluster, capsys):
 
 def test_a_node_without_pods_needs_no_bridge():
     """The bridge CNI makes cni0 with the node's first pod: a node without pods has none, and is fine."""
+    from pktverify.load.kubectl_nodes import NodeInput, node_specs
     from pktverify.model.node import IfAddr, Interface
-    from pktverify.parse.kubectl_nodes import NodeInput, node_specs
     eth0 = Interface("eth0", (IfAddr(parse_network("172.18.0.3/32")[0], 16),))
     node = NodeInput("worker-1", eth0.addresses[0].ip, parse_network("10.244.1.0/24"), interfaces={"eth0": eth0})
     assert node_specs([node], [], with_pods=set())[0].prefixlen == 16
@@ -433,8 +433,8 @@ def test_a_pod_cidr_missing_from_the_node_is_read_from_its_dumps(cluster, capsys
 
 
 def test_a_pod_cidr_from_an_address_or_an_ipam_block():
+    from pktverify.load.kubectl_nodes import NodeInput, pod_cidr_from_dumps
     from pktverify.model.node import IfAddr, Interface
-    from pktverify.parse.kubectl_nodes import NodeInput, pod_cidr_from_dumps
     cluster = parse_network("10.244.0.0/16")
     node = NodeInput("n", 1, None, interfaces={"cni0": Interface("cni0", (IfAddr(parse_network("10.244.3.1/32")[0],
                                                                                    24),))})
@@ -501,7 +501,7 @@ def test_a_cluster_yaml_in_json_or_flow_style_is_yaml(tmp_path):
         assert text.lstrip().startswith("{")
         c = load_cluster(tmp_path / name)
         assert [n.name for n in c.nodes] == list(NODES)
-    from pktverify.parse.cluster_kubectl import looks_like_kubectl
+    from pktverify.load.cluster_kubectl import looks_like_kubectl
     assert looks_like_kubectl((FIXTURE / "cluster.json").read_text()[:4096])
     assert looks_like_kubectl('{"kind": "Node", "metadata": {"name": "x"}}')
     assert not looks_like_kubectl(json.dumps(doc))

@@ -25,8 +25,8 @@ from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.source import read_text
 from pktverify.parse.tokens import split_args
 
-from .hostile import RULES, assert_verdict_or_refusal, run, tree
 from .helpers import tracer
+from .hostile import RULES, assert_verdict_or_refusal, run, tree
 
 NODE = RULES / "kube-node"
 SEED = RULES / "seed" / "cluster.yaml"
@@ -263,9 +263,9 @@ _PKT = Packet(TCP, 0x0A010A05, 0x08080808, 40000, 80, 0x02)
 
 def _walk(rules: str, table: str, hook: str, budget: Budget):
     from pktverify.eval.fib import Fib
+    from pktverify.load.node import build_node
     from pktverify.parse.ipaddr import parse_ip_addr
     from pktverify.parse.iproute import parse_routes
-    from pktverify.parse.node import build_node
 
     ruleset = parse_iptables_save(rules)
     node = build_node("n", parse_ip_addr(_ADDRS), parse_routes(_ROUTES).routes, ruleset)

@@ -12,9 +12,9 @@ import pktverify
 from pktverify.check.invariants import _CLIENT_SPORT
 from pktverify.errors import InputError
 from pktverify.eval.cluster_walk import ClusterWalker, remembered
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import Packet
-from pktverify.parse.cluster_nodes import cluster_nodes
 from pktverify.parse.cluster_yaml import parse_cluster
 from pktverify.report.cluster_yaml import cluster_to_yaml
 

@@ -10,9 +10,9 @@ from hypothesis.errors import InvalidArgument
 
 from pktverify import cluster_to_yaml, strategies, verify
 from pktverify.eval.cluster_walk import ClusterWalker
+from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import in_network, networks_overlap
 from pktverify.packets import packet_from_scapy
-from pktverify.parse.cluster_nodes import cluster_nodes
 from pktverify.parse.cluster_yaml import parse_cluster
 from pktverify.parse.iptables_save import parse_iptables_save
 

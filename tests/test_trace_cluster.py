@@ -79,7 +79,7 @@ def test_the_answer_is_verifys_for_that_flow():
     exactly the violations verify reports for that client and packet (flows checked one by one)."""
     from pktverify.check.invariants import check_all
     from pktverify.eval.cluster_walk import ClusterWalker
-    from pktverify.parse.cluster_nodes import cluster_nodes
+    from pktverify.load.cluster_nodes import cluster_nodes
 
     compared = 0
     for path in sorted((ROOT / "rules/broken").glob("*.yaml")) + [STALE, SEED_USERSPACE]:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..load.node import build_node
 from ..model.node import NodeState
 from ..parse.ipaddr import parse_ip_addr
 from ..parse.iproute import parse_routes
 from ..parse.iptables_save import parse_iptables_save
-from ..parse.node import build_node
 from ..parse.source import read_text
 from .diff import MAX_CELLS, DiffResult, diff_rulesets
 from .headerspace import Universe

@@ -141,7 +141,7 @@ class DaskExecutor:
                     raise self.deadline.stopped() from None
                 raise
         except BaseException:                       # stopped or failed: the chunks left and the cluster
-            from distributed import Future          # are cancelled (a scatter cut short never returned
+            from distributed import Future  # are cancelled (a scatter cut short never returned
             self._cancel(futures + [Future(key, self.client)])      # its future: the key names it)
             raise
         finally:
@@ -195,7 +195,7 @@ _WORKER_TASKS: dict = {}      # per worker process: (cluster hash, options) -> i
 def _chunk(cluster: ClusterSpec, options: WalkerOptions, indexes: range) -> list:
     """On a worker: the task list for ``cluster`` (built once per worker), then run ``indexes``."""
     from ..eval.cluster_walk import ClusterWalker
-    from ..parse.cluster_nodes import cluster_nodes
+    from ..load.cluster_nodes import cluster_nodes
     from .invariants import plan_tasks, run_task_chunk
 
     key = (hash(cluster), options)

@@ -23,12 +23,11 @@ from dataclasses import dataclass, field, replace
 from ..eval.address_classes import AddressClasses, base_groups
 from ..eval.cluster_walk import PROXY_SPORT, ClusterWalker, Endpoint, Hop, PathEnd, remembered
 from ..eval.node_symmetry import NodeSymmetry
-from ..generate.kube_proxy_userspace import PROBE_CLIENT_SPORT
-from ..generate.node_state import bridge_address
 from ..model.addresses import format_ip, format_network, in_network, network_within, networks_overlap
 from ..model.cluster import ClusterSpec, PodSpec
+from ..model.kube_proxy import PROBE_CLIENT_SPORT, bridge_address
 from ..model.packet import PROTO_NUMBERS, Packet
-from ..report.progress import Progress
+from ..progress import Progress
 
 __all__ = ["Violation", "InvariantResult", "check_all", "INVARIANTS", "UNIFORMITY_TOLERANCE", "flow_key",
            "violating_flows"]

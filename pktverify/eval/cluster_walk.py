@@ -21,10 +21,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..generate.kube_proxy_userspace import PROXY_SPORT   # the port each userspace proxy connects from
 from ..limits import MAX_NODE_HOPS, MAX_PATHS
 from ..model.addresses import format_ip, format_network, in_network, prefix_mask
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
+from ..model.kube_proxy import PROXY_SPORT  # the port each userspace proxy connects from
 from ..model.node import NodeState
 from ..model.packet import Packet
 from ..model.rules import RecentMatch
@@ -185,7 +185,7 @@ class ClusterWalker:
         # proxy port -> (service key:port name, protocol, endpoints as (label, ip, port)), per node (userspace)
         self.proxy_ports: dict[tuple[str, int], tuple[str, str, tuple[tuple[str, int, int], ...]]] = {}
         if cluster.proxy_mode == "userspace":
-            from ..generate.node_state import service_ports, userspace_proxy_ports
+            from ..model.kube_proxy import service_ports, userspace_proxy_ports
             ports = service_ports(cluster)
             for node in cluster.nodes:
                 chosen = userspace_proxy_ports(node, ports)

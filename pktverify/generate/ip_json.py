@@ -14,9 +14,6 @@ from ..model.node import SCOPES, Interface, Route
 
 __all__ = ["NODE_FILES", "addrs_to_json", "routes_to_json"]
 
-# The node folder layout: dump kind -> file name (the command that writes it in the README).
-NODE_FILES = {"iptables": "iptables-save.txt", "addrs": "ip-addr.json", "routes": "ip-route.json",
-              "rules": "ip-rule.json", "ipsets": "ipset-save.txt"}
 _SCOPE_NAMES = {254: "host", 253: "link", 200: "site", 0: "global", 255: "nowhere"}
 
 

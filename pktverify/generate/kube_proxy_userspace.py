@@ -8,12 +8,11 @@ proxy port) and ``KUBE-PORTALS-HOST`` (OUTPUT: traffic from the node, DNAT to
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from .rule_text import quote
 
-__all__ = ["PortalPort", "proxy_ports", "kube_proxy_userspace_rules", "PROBE_CLIENT_SPORT", "PROXY_SPORT"]
+__all__ = ["PortalPort", "kube_proxy_userspace_rules"]
 
 
 @dataclass(frozen=True)
@@ -27,35 +26,6 @@ class PortalPort:
     node_port: int = 0                     # 0: none
     external_ips: tuple[str, ...] = ()     # spec.externalIPs
     lb_ips: tuple[str, ...] = ()           # LoadBalancer ingress IPs
-
-
-# Linux's default ephemeral range (net.ipv4.ip_local_port_range = 32768 60999): kube-proxy's
-# proxier listens on port 0 and gets one from it, so a proxy port is never a NodePort (30000-32767).
-_PORT_LOW, _PORT_COUNT = 32768, 60999 - 32768 + 1
-# Ports in use on every node in pktverify's model, which a listening socket could not take: the
-# source port of the checks' probe clients and the one each userspace proxy connects from.
-PROBE_CLIENT_SPORT = 40000
-PROXY_SPORT = 45000
-_IN_USE = frozenset({PROBE_CLIENT_SPORT, PROXY_SPORT})
-
-
-def proxy_ports(node: str, service_ports: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """The local port kube-proxy listens on for each (service port name, protocol) on ``node``.
-
-    kube-proxy picks a free random port per service port, so two never share
-    one on a node. Here: a stable hash of (node, name, protocol) in the ephemeral range
-    32768-60999, moved to the next free port on a collision or a port in use.
-    """
-    taken: set[int] = set(_IN_USE)
-    out: dict[tuple[str, str], int] = {}
-    for name, proto in sorted(set(service_ports)):
-        digest = hashlib.sha256(f"{node}|{name}|{proto}".encode()).digest()
-        offset = int.from_bytes(digest[:4], "big") % _PORT_COUNT
-        while _PORT_LOW + offset in taken:
-            offset = (offset + 1) % _PORT_COUNT
-        taken.add(_PORT_LOW + offset)
-        out[(name, proto)] = _PORT_LOW + offset
-    return out
 
 
 def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> str:

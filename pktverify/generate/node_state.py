@@ -15,63 +15,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import NamedTuple
 
 from ..model.addresses import format_ip, format_network, mask_length
-from ..model.cluster import ClusterSpec, NodeSpec, ServicePortSpec, ServiceSpec
+from ..model.cluster import ClusterSpec, NodeSpec
+from ..model.kube_proxy import DOCKER_NET, bridge_address, service_ports, userspace_proxy_ports
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
-from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules, proxy_ports
+from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules
 
-__all__ = ["GeneratedNode", "generate_node", "bridge_address", "DOCKER_NET", "service_ports",
-           "userspace_proxy_ports", "ServicePortPlan"]
-
-DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default on every host
+__all__ = ["GeneratedNode", "generate_node"]
 
 
 @dataclass(frozen=True)
 class GeneratedNode:
     addrs: str
     routes: str
+    """A node's dumps as text: ``ip -o addr`` lines, ``ip route`` lines, ``iptables-save``. Written
+    in the node folder layout by :func:`pktverify.load.node_files.node_files`."""
+    addrs: str
+    routes: str
     iptables: str
-
-    def files(self) -> dict[str, str]:
-        """The node's dumps by file name, in the node folder layout every reader shares
-        (:data:`~.ip_json.NODE_FILES`): addresses and routes as ``ip -j`` JSON."""
-        from ..parse.ipaddr import parse_ip_addr
-        from ..parse.iproute import parse_routes
-        from .ip_json import NODE_FILES, addrs_to_json, routes_to_json
-
-        interfaces = parse_ip_addr(self.addrs, source="<generated addrs>")
-        return {NODE_FILES["iptables"]: self.iptables, NODE_FILES["addrs"]: addrs_to_json(interfaces),
-                NODE_FILES["routes"]: routes_to_json(parse_routes(self.routes, source="<generated routes>").routes)}
-
-
-def bridge_address(node: NodeSpec) -> int:
-    """The bridge's address: the first host of the node's pod CIDR."""
-    return node.pod_cidr[0] + 1
-
-
-class ServicePortPlan(NamedTuple):
-    """One service port as every node's generator and the cluster walk see it."""
-    name: str                                      # namespace/service:port
-    cluster_ip: str
-    port: int
-    proto: str                                     # tcp | udp
-    endpoints: tuple[tuple[str, int, int], ...]    # (label, ip, target port)
-    service: ServiceSpec
-    spec: ServicePortSpec
-
-
-@lru_cache(maxsize=4)
-def service_ports(cluster: ClusterSpec) -> tuple[ServicePortPlan, ...]:
-    """Every service port with its ready endpoints. The same for every node of the cluster, so
-    made once per cluster."""
-    out = []
-    for svc in cluster.services:
-        for p in svc.ports:
-            eps = tuple(cluster.port_endpoints(svc, p))
-            out.append(ServicePortPlan(f"{svc.key}:{p.name}", format_ip(svc.cluster_ip), p.port, p.protocol, eps, svc, p))
-    return tuple(out)
 
 
 def generate_node(cluster: ClusterSpec, node: NodeSpec) -> GeneratedNode:
@@ -122,12 +84,6 @@ def _routes(cluster: ClusterSpec, node: NodeSpec) -> str:
             continue
         lines.append(f"{format_network(*peer.pod_cidr)} via {format_ip(peer.ip)} dev eth0")
     return "\n".join(lines) + "\n"
-
-
-def userspace_proxy_ports(node: NodeSpec, ports: tuple[ServicePortPlan, ...]) -> dict[tuple[str, str], int]:
-    """The proxy port of each (service port name, protocol) on ``node``: the one mapping both the
-    generated KUBE-PORTALS rules and the cluster walk's proxy use."""
-    return proxy_ports(node.name, [(p.name, p.proto) for p in ports])
 
 
 def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from ..bulk import cyclic_gc_paused, direct_constructor
 from ..errors import InputError
 from ..model.rules import TABLE_CHAINS, Chain, Jump, Rule, Ruleset, Table, UnknownMatch, UnknownTarget
 from .iptables_checks import check_ruleset
 from .iptables_rule import RuleParser, RuleSyntaxError
-from .model_cache import ModelCache
 from .source import decode_text, read_text
 from .tokens import TokenError, split_args
 
@@ -44,12 +44,20 @@ class _TableBuilder:
         self.rules: dict[str, list[Rule]] = {}
 
 
+class RulesetCache(Protocol):
+    """Where parsed rule sets are kept between runs (:class:`pktverify.load.model_cache.ModelCache`)."""
+
+    def key(self, text: str | bytes, source: str, lenient: bool) -> str: ...
+    def load(self, key: str) -> Ruleset | None: ...
+    def store(self, key: str, ruleset: Ruleset) -> None: ...
+
+
 def parse_iptables_save(text: str | bytes, *, source: str = "<iptables-save>", lenient: bool = False,
-                        cache: ModelCache | None = None, parser: RuleParser | None = None) -> Ruleset:
+                        cache: RulesetCache | None = None, parser: RuleParser | None = None) -> Ruleset:
     """Parse iptables-save ``text``; ``lenient`` turns unknown matches/targets into may-match.
 
     ``cache``: load the rule set parsed before from the same text, source and options, or
-    store this one (see :mod:`.model_cache`).  ``parser``: one :class:`RuleParser` (of the same
+    store this one (see :mod:`pktverify.load.model_cache`).  ``parser``: one :class:`RuleParser` (of the same
     ``lenient``) for several dumps, so that the nodes of a cluster share their equal matches,
     targets and rule-shape plans."""
     if parser is not None and parser.lenient != lenient:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import __version__
 from ..check.lint import LintResult
 from ..check.registry import REGISTRY, Finding
 from ..errors import one_line
+from ..version import __version__
 from .safe_text import json_text, log_line, uri_path
 
 __all__ = ["lint_text_report", "lint_json", "lint_sarif", "lint_github"]

@@ -129,7 +129,7 @@ def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | Non
             raise InvalidArgument("sender, reaches and no_nat are for a cluster; on a node give in_iface and verdict")
         if verdict is not None and verdict not in _NODE_VERDICTS:
             raise InvalidArgument(f"verdict={verdict!r}: on a node use one of {', '.join(_NODE_VERDICTS)}")
-        from ..api import trace
+        from ..node_api import trace
         result = trace(target, pkt, in_iface=in_iface)
         allowed = (verdict,) if verdict is not None else ("forward", "local")
         wrong = [o for o in result.outcomes if o.verdict not in allowed]
@@ -147,7 +147,7 @@ def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | Non
     if verdict not in (None, "arrived") and (reaches is not None or no_nat):
         raise InvalidArgument(f"verdict={verdict!r} says no path arrives: reaches and no_nat cannot hold then")
     from ..eval.cluster_walk import ClusterWalker
-    from ..parse.cluster_nodes import cluster_nodes
+    from ..load.cluster_nodes import cluster_nodes
 
     walker = ClusterWalker(target, cluster_nodes(target))
     if sender in target.pods_by_key:

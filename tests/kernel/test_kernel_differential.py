@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from pktverify.testing.kernel_campaign import Probe, binomial_consistent, run_campaign, run_probe
+from pktverify.testing.kernel_lab import CLIENT_ADDRESSES
 
 from ..helpers import pkt, tracer
-from pktverify.testing.kernel_lab import CLIENT_ADDRESSES
 
 pytestmark = pytest.mark.kernel
 
@@ -125,6 +125,7 @@ def test_binomial_check_rejects_a_wrong_probability():
 def test_lab_text_dumps_describe_the_lab(lab):
     """The reproducer's addrs/routes text gives the same node as the lab's own JSON dumps."""
     from dataclasses import replace
+
     from pktverify.parse.ipaddr import parse_ip_addr
     from pktverify.parse.iproute import parse_routes
     from pktverify.testing.kernel_lab import LAB_ADDRS, LAB_ROUTES
@@ -135,7 +136,7 @@ def test_lab_text_dumps_describe_the_lab(lab):
     assert routes(LAB_ROUTES) == routes(dump.ip_route_json)
     # The dump is `ip -j route show table all`: its local table is what pktverify derives from the
     # addresses when a dump has none (fib_add_ifaddr).
-    from pktverify.parse.node import kernel_routes_for
+    from pktverify.load.node import kernel_routes_for
     derived = {replace(r, line=0, source="") for r in kernel_routes_for(parse_ip_addr(LAB_ADDRS))[0]}
     kernel = {replace(r, line=0, source="") for r in routes(dump.ip_route_json, "local")}
     assert {(r.network, r.mask, r.kind, r.dev) for r in derived} == {(r.network, r.mask, r.kind, r.dev) for r in kernel}

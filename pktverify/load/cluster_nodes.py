@@ -17,16 +17,16 @@ from ..errors import InputError
 from ..generate.node_state import generate_node
 from ..model.cluster import DUMP_KINDS, ClusterSpec, NodeSpec
 from ..model.node import NodeState
-from .ipaddr import ipv6_note, parse_ip_addr
-from .iproute import parse_routes
-from .iprule import parse_ip_rules
-from .ipset_save import parse_ipset_save
-from .iptables_rule import RuleParser
-from .iptables_save import parse_iptables_save
+from ..parse.ipaddr import ipv6_note, parse_ip_addr
+from ..parse.iproute import parse_routes
+from ..parse.iprule import parse_ip_rules
+from ..parse.ipset_save import parse_ipset_save
+from ..parse.iptables_rule import RuleParser
+from ..parse.iptables_save import parse_iptables_save
+from ..parse.source import read_text
+from ..parse.sysctl import node_sysctls
 from .model_cache import ModelCache
 from .node import build_node
-from .source import read_text
-from .sysctl import node_sysctls
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
 

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from ..errors import InvalidArgument
 from ..model.rules import Ruleset
+from ..parse.source import file_kind
 from .model_codec import BadEntry, decode_ruleset, encode_ruleset
-from .source import file_kind
 
 __all__ = ["ModelCache"]
 
@@ -118,7 +118,7 @@ class ModelCache:
 
     def key(self, text: str | bytes, source: str, lenient: bool) -> str:
         """The entry name for parsing ``text`` reported as ``source`` with ``lenient``."""
-        from .. import __version__
+        from ..version import __version__
         digest = hashlib.sha256()
         for part in (_FORMAT, __version__.encode(), sys.version.encode(), source.encode("utf-8", "surrogateescape"),
                      b"lenient" if lenient else b"strict"):

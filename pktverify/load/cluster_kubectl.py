@@ -19,14 +19,31 @@ from pathlib import Path
 from ..errors import InvalidArgument, one_line
 from ..model.addresses import AddressError, format_network, parse_ip, parse_network
 from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec, ServiceSpec
-from .dataplane import detect_dataplane
-from .json_input import JsonNode, load_json
-from .k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name, label_key, label_value
-from .k8s_values import (AFFINITY_TYPES, DEFAULT_AFFINITY_TIMEOUT, affinity_timeout_reason, ip_text, ipv6_reason,
-                         is_ip_sloppy, note_shared_addresses)
-from .kubectl_nodes import (NodeInput, cidr_option, check_userspace_ports, dumps_folder, match_folders, node_specs,
-                            parse_pod_cidr_options, pod_cidr_from_dumps, proxy_mode, read_dumps)
-from .source import read_text
+from ..parse.dataplane import detect_dataplane
+from ..parse.json_input import JsonNode, load_json
+from ..parse.k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name, label_key, label_value
+from ..parse.k8s_values import (
+    AFFINITY_TYPES,
+    DEFAULT_AFFINITY_TIMEOUT,
+    affinity_timeout_reason,
+    ip_text,
+    ipv6_reason,
+    is_ip_sloppy,
+    note_shared_addresses,
+)
+from ..parse.source import read_text
+from .kubectl_nodes import (
+    NodeInput,
+    check_userspace_ports,
+    cidr_option,
+    dumps_folder,
+    match_folders,
+    node_specs,
+    parse_pod_cidr_options,
+    pod_cidr_from_dumps,
+    proxy_mode,
+    read_dumps,
+)
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
 

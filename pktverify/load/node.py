@@ -14,16 +14,16 @@ from pathlib import Path
 from ..bulk import direct_constructor
 from ..errors import InputError
 from ..model.addresses import format_ip, in_network, is_zeronet
-from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
 from ..model.ipsets import IpSetDump
+from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
 from ..model.rules import Ruleset, SetMatch
-from .ipaddr import ipv6_note, parse_ip_addr
-from .iproute import parse_routes
-from .iprule import parse_ip_rules
-from .ipset_save import parse_ipset_save
-from .iptables_save import parse_iptables_save
+from ..parse.ipaddr import ipv6_note, parse_ip_addr
+from ..parse.iproute import parse_routes
+from ..parse.iprule import parse_ip_rules
+from ..parse.ipset_save import parse_ipset_save
+from ..parse.iptables_save import parse_iptables_save
+from ..parse.source import read_text
 from .model_cache import ModelCache
-from .source import read_text
 
 __all__ = ["load_node", "build_node", "kernel_routes_for"]
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, InvalidArgument, one_line
-from ..generate.ip_json import NODE_FILES
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec
+from ..model.kube_proxy import NODE_FILES
 from ..model.node import SCOPES, Interface, Route
-from .dataplane import Dataplane, routes_worth_reading
-from .ipaddr import parse_ip_addr
-from .iproute import parse_routes
-from .source import read_text
+from ..parse.dataplane import Dataplane, routes_worth_reading
+from ..parse.ipaddr import parse_ip_addr
+from ..parse.iproute import parse_routes
+from ..parse.source import read_text
 
 __all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options", "pod_cidr_from_dumps",
            "node_specs", "proxy_mode", "read_dumps", "check_userspace_ports"]
@@ -261,7 +261,7 @@ def check_userspace_ports(cluster: ClusterSpec) -> None:
     them): every service would look unreachable. Reading a real kube-proxy's ports is not modelled."""
     if cluster.proxy_mode != "userspace":
         return
-    from ..generate.node_state import service_ports, userspace_proxy_ports
+    from ..model.kube_proxy import service_ports, userspace_proxy_ports
     ports = service_ports(cluster)
     for node in cluster.nodes:
         if node.iptables is None:

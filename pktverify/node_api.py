@@ -7,11 +7,11 @@ from pathlib import Path
 from .eval.conntrack import ConntrackTable
 from .eval.node_trace import NodeTracer
 from .limits import MAX_BRANCHES
+from .load.node import load_node
 from .model.node import NodeState
 from .model.packet import Packet
 from .model.trace import Trace
 from .packets import packet_from_scapy
-from .parse.node import load_node
 
 __all__ = ["trace", "trace_packet", "trace_to_pcapng", "load_node", "NodeTracer", "ConntrackTable"]
 
@@ -67,9 +67,8 @@ def trace_to_pcapng(node: NodeState, result: Trace, path: str | Path) -> list[Pa
     and, for TCP, the handshake's ACK. One file per outcome when there are several
     (``name-1.pcapng``, ``name-2.pcapng``, ... with the probability in the comments)."""
     from .eval.flows import node_flows
-    from .report.pcap import write_pcapng
-
     from .report.files import OutputError, refuse_special
+    from .report.pcap import write_pcapng
 
     path = Path(path)
     refuse_special(path)
