@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from .errors import InvalidArgument, PktverifyError, one_line
-from .limits import MAX_BRANCHES, MAX_PATHS
+from ..errors import InvalidArgument, PktverifyError, one_line
+from ..limits import MAX_BRANCHES, MAX_PATHS
 
 __all__ = ["main"]
 
@@ -54,7 +54,7 @@ def _version() -> str:
     try:
         return metadata.version("pktverify")
     except metadata.PackageNotFoundError:
-        from .version import __version__
+        from ..version import __version__
         return __version__
 
 
@@ -248,7 +248,7 @@ def run() -> None:
     over a million objects; freeing them one by one when the interpreter shuts down took a third
     of a ``trace`` command on a 110k-rule dump (3.6 s → 2.6 s), and nothing is left to do then:
     every file was written and closed, so only the standard streams are flushed."""
-    from .bulk import freeze_what_is_built
+    from ..bulk import freeze_what_is_built
     freeze_what_is_built()          # a process that ends with the command: see bulk.py
     code = main()
     for stream in (sys.stdout, sys.stderr):
@@ -344,7 +344,7 @@ def _cache(args):
     directory = args.cache_dir or os.environ.get("PKTVERIFY_CACHE_DIR")
     if not directory:
         return None
-    from .load.model_cache import ModelCache
+    from ..load.model_cache import ModelCache
     args.model_cache = ModelCache(directory)
     return args.model_cache
 
@@ -381,11 +381,11 @@ def _trace(args) -> int:
     if missing:
         raise InvalidArgument(f"the following arguments are required: {', '.join(missing)} (or --cluster CLUSTER "
                               "--from ... --to ... for a flow across a cluster; see 'pktverify trace --help')")
-    from .load.node import load_node
-    from .node_api import trace
-    from .packets import make_packet
-    from .report.trace_json import trace_to_json
-    from .report.trace_text import trace_to_text
+    from ..load.node import load_node
+    from ..node_api import trace
+    from ..packets import make_packet
+    from ..report.trace_json import trace_to_json
+    from ..report.trace_text import trace_to_text
 
     packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
     node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
@@ -403,7 +403,7 @@ def _trace(args) -> int:
     _say_cache_warnings(args)
     out = trace_to_json(result, notes=node.warnings) if args.format == "json" else trace_to_text(result)
     if args.pcap:
-        from .node_api import trace_to_pcapng
+        from ..node_api import trace_to_pcapng
         for path in trace_to_pcapng(node, result, args.pcap):
             print(f"pktverify: wrote {path}", file=sys.stderr)
     sys.stdout.write(out if out.endswith("\n") else out + "\n")
@@ -412,8 +412,8 @@ def _trace(args) -> int:
 
 def _trace_cluster(args) -> int:
     """``trace --cluster``: one flow and its reply across the cluster, judged as verify judges it."""
-    from .cluster_api import load_cluster, trace_flow
-    from .report.flow_answer import flow_answer_to_html, flow_answer_to_json, flow_answer_to_text
+    from ..cluster_api import load_cluster, trace_flow
+    from ..report.flow_answer import flow_answer_to_html, flow_answer_to_json, flow_answer_to_text
 
     stray = _given(args, _NODE_ONLY)
     if stray:
@@ -425,7 +425,7 @@ def _trace_cluster(args) -> int:
                               "default/web:80")
     for path in (args.html, args.pcap):          # refuse a device, FIFO, link or folder before the work
         if path:
-            from .report.files import refuse_special
+            from ..report.files import refuse_special
             refuse_special(path)
     cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
                            dumps=args.dumps, require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
@@ -441,7 +441,7 @@ def _trace_cluster(args) -> int:
             captures.setdefault(n, []).append(str(path))
             print(one_line(f"pktverify: wrote {path}"), file=sys.stderr)
     if args.html:
-        from .report.files import write_file
+        from ..report.files import write_file
         write_file(args.html, flow_answer_to_html(answer, source=cluster.source).encode())
         print(one_line(f"pktverify: wrote {args.html}"), file=sys.stderr)
     out = flow_answer_to_json(answer, captures=captures) if args.format == "json" else \
@@ -452,7 +452,7 @@ def _trace_cluster(args) -> int:
 
 def _seconds(text: str) -> float:
     """An argparse type: a plain ASCII number of seconds > 0 (no 'inf', 'nan' or '1e9')."""
-    from .check.deadline import MAX_TIMEOUT
+    from ..check.deadline import MAX_TIMEOUT
     whole, _, fraction = text.partition(".")
     if not (text.isascii() and whole.isdigit() and (fraction.isdigit() or not _) and len(text) <= 16):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 30 or 2.5)")
@@ -462,11 +462,11 @@ def _seconds(text: str) -> float:
 
 
 def _verify(args) -> int:
-    from .check.deadline import bounded
-    from .cluster_api import load_cluster, verify
+    from ..check.deadline import bounded
+    from ..cluster_api import load_cluster, verify
 
     if args.html:            # refuse a device, FIFO, link or folder before the work, not after it
-        from .report.files import refuse_special
+        from ..report.files import refuse_special
         refuse_special(args.html)
     with bounded(args.timeout) as deadline:     # the whole run, from reading the cluster file on
         if deadline is not None:
@@ -476,7 +476,7 @@ def _verify(args) -> int:
         _print_warnings(cluster)
         folder = None
         if args.pcap_dir:        # refuse an unusable folder before the work, not after it
-            from .report.files import OutputDir
+            from ..report.files import OutputDir
             folder = OutputDir(args.pcap_dir)
         cpus = len(os.sched_getaffinity(0))
         if args.scheduler and args.executor != "dask":
@@ -488,7 +488,7 @@ def _verify(args) -> int:
     _say_cache_warnings(args)
     captures = None
     if folder is not None:
-        from .report.verify_pcaps import capture_names, write_verify_pcaps
+        from ..report.verify_pcaps import capture_names, write_verify_pcaps
         with folder:
             written = write_verify_pcaps(report.walker, report.results, folder, all_flows=args.all,
                                          split=args.pcap_split)
@@ -496,7 +496,7 @@ def _verify(args) -> int:
         print(one_line(f"pktverify: wrote {len(written)} capture(s) to {args.pcap_dir}"), file=sys.stderr)
     shown = 0 if args.all else args.max_violations
     if args.html:
-        from .report.files import write_file
+        from ..report.files import write_file
         write_file(args.html, report.to_html(max_violations=shown, captures=captures).encode())
         print(one_line(f"pktverify: wrote {args.html}"), file=sys.stderr)
     sys.stdout.write(report.to_json(captures=captures) if args.format == "json"
@@ -513,14 +513,14 @@ def _ids(text: str) -> list[str]:
 
 
 def _lint(args) -> int:
-    from .check.lint import lint_files
-    from .report.lint_report import lint_github, lint_json, lint_sarif, lint_text_report
+    from ..check.lint import lint_files
+    from ..report.lint_report import lint_github, lint_json, lint_sarif, lint_text_report
 
     if args.node and not args.cluster:
         raise InvalidArgument("--node goes with --cluster")
     cluster = None
     if args.cluster:
-        from .cluster_api import load_cluster
+        from ..cluster_api import load_cluster
         if len(args.files) != 1:
             raise InvalidArgument("with --cluster, give one FILE: the proposed rules of --node")
         cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
@@ -541,8 +541,8 @@ def _lint(args) -> int:
 
 
 def _diff(args) -> int:
-    from .check.diff_run import run_diff
-    from .report.diff_report import diff_json, diff_text, inexact_line
+    from ..check.diff_run import run_diff
+    from ..report.diff_report import diff_json, diff_text, inexact_line
 
     if (args.addrs is None) != (args.routes is None):
         raise InvalidArgument("give --addrs and --routes together (or neither)")
@@ -560,10 +560,10 @@ def _diff(args) -> int:
 
 
 def _generate(args) -> int:
-    from .generate.node_state import generate_node
-    from .parse.cluster_yaml import load_cluster
-    from .report.files import OutputDir
-    from .report.node_folder import node_files
+    from ..generate.node_state import generate_node
+    from ..parse.cluster_yaml import load_cluster
+    from ..report.files import OutputDir
+    from ..report.node_folder import node_files
 
     cluster = load_cluster(args.cluster)
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes}
@@ -581,8 +581,8 @@ def _generate(args) -> int:
 
 
 def _selftest_kernel(args) -> int:
-    from .testing.kernel_campaign import run_campaign
-    from .testing.kernel_lab import KernelLab, lab_available
+    from ..testing.kernel_campaign import run_campaign
+    from ..testing.kernel_lab import KernelLab, lab_available
 
     reason = lab_available()
     if reason:
@@ -599,8 +599,8 @@ def _selftest_kernel(args) -> int:
 
 
 def _selftest_cluster(args) -> int:
-    from .testing.cluster_campaign import run_campaign_cli
-    from .testing.kernel_lab import lab_available
+    from ..testing.cluster_campaign import run_campaign_cli
+    from ..testing.kernel_lab import lab_available
 
     reason = lab_available()
     if reason:
