@@ -10,14 +10,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .check.invariants import INVARIANTS, InvariantResult, Violation, check_all
-from .errors import InvalidArgument, suggest
+from .check import verify_run
+from .check.invariants import INVARIANTS, Violation
+from .errors import InvalidArgument
 from .eval.cluster_walk import MAX_PATHS, ClusterWalker
 from .limits import MAX_BRANCHES
 from .load.cluster import load_cluster
@@ -31,28 +31,11 @@ __all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIA
            "generated_dumps", "with_node_dumps"]
 
 
-@dataclass
-class VerifyReport:
+class VerifyReport(verify_run.VerifyReport):
     """What :func:`verify` found: ``results`` per invariant (in :data:`INVARIANTS` order),
     ``holds`` when none is broken, ``violations`` all of them (each with ``.invariant``,
-    ``.message``, ``.flow``, ``.packet``, ``.hops`` as records and ``.probability``)."""
-    cluster: ClusterSpec
-    results: list[InvariantResult]
-    walker: ClusterWalker = field(repr=False)
-
-    @property
-    def holds(self) -> bool:
-        return all(r.holds for r in self.results)
-
-    @property
-    def violations(self) -> list[Violation]:
-        return [v for r in self.results for v in r.violations]
-
-    def __getitem__(self, invariant: str) -> InvariantResult:
-        for r in self.results:
-            if r.name == invariant:
-                return r
-        raise KeyError(f"{invariant!r} was not checked (checked: {', '.join(r.name for r in self.results)})")
+    ``.message``, ``.flow``, ``.packet``, ``.hops`` as records and ``.probability``); the
+    check stage's record (:class:`pktverify.check.verify_run.VerifyReport`) with its renderings."""
 
     def to_json(self, *, captures: dict | None = None) -> str:
         """The JSON ``pktverify verify --format json`` prints, byte for byte (``captures``: what
@@ -69,12 +52,6 @@ class VerifyReport:
         """The self-contained HTML page ``pktverify verify --html FILE`` writes."""
         from .report.verify_html import verify_to_html
         return verify_to_html(self.cluster, self.results, max_violations=max_violations, captures=captures)
-
-    @property
-    def groups(self):
-        """The violations grouped by cause (rule, route or address fact), biggest first."""
-        from .check.causes import group_violations
-        return group_violations(self.results)
 
     def write_pcaps(self, folder: str | Path, *, all_flows: bool = False, split: str = "flow") -> list[Path]:
         """Each violation's counterexample as pcapng in ``folder`` (made if missing), as
@@ -110,70 +87,10 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     :class:`pktverify.check.deadline.VerificationStopped` (how many tasks were done; nothing is
     judged, no report), having stopped its worker processes and released its Dask tasks.
     """
-    from .check.deadline import bounded
-    from .load.cluster_nodes import cluster_nodes
-
-    if not isinstance(cluster, ClusterSpec):
-        raise InvalidArgument(f"cluster={cluster!r} (type={type(cluster).__name__}): give a cluster from "
-                              "pktverify.load_cluster or a pktverify.strategies strategy")
-    only_services = _only_services(cluster, only)
-    if only_services is not None and invariants is None:
-        invariants = ("service-reachability",)
-    names = tuple(INVARIANTS) if invariants is None else tuple(invariants)
-    if isinstance(invariants, str) or any(name not in INVARIANTS for name in names) or not names:
-        raise InvalidArgument(f"invariants={invariants!r}: use some of {', '.join(INVARIANTS)}")
-    for what, value in (("jobs", jobs), ("max_branches", max_branches), ("max_paths", max_paths)):
-        if type(value) is not int or value < 1:
-            raise InvalidArgument(f"{what}={value!r} (type={type(value).__name__}): use an integer >= 1")
-    if isinstance(at, dt.datetime):
-        at = int((at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).timestamp())
-    elif at is not None and type(at) is not int:
-        raise InvalidArgument(f"at={at!r} (type={type(at).__name__}): use a datetime or epoch seconds")
-    if executor not in ("local", "dask"):
-        raise InvalidArgument(f"executor={executor!r}: use 'local' (--jobs processes) or 'dask'")
-    with bounded(timeout) as deadline:
-        if deadline is not None:
-            deadline.phase = "reading the nodes' dumps"
-        nodes = cluster_nodes(cluster, lenient=lenient, cache=cache)
-        walker = ClusterWalker(cluster, nodes, max_branches=max_branches, max_paths=max_paths, at=at)
-        jobs = min(jobs, len(os.sched_getaffinity(0)))
-        runner = None
-        if executor == "dask":
-            from .check.distributed import DaskExecutor, WalkerOptions
-            options = WalkerOptions(lenient, max_branches, max_paths, at, names, only_services)
-            runner = DaskExecutor(cluster, options, address=scheduler if isinstance(scheduler, str) else None,
-                                  client=None if isinstance(scheduler, str) else scheduler, deadline=deadline)
-        try:
-            if deadline is not None:
-                deadline.phase = "planning the flow checks"
-            results = check_all(cluster, walker, keep_flows=keep_flows, jobs=jobs, invariants=names,
-                                show_progress=progress, executor=runner, only_services=only_services,
-                                deadline=deadline)
-        finally:
-            if runner is not None:
-                runner.close()              # the client pktverify opened (not one the caller gave)
-    if only_services is not None:
-        left = len(cluster.services) - len(only_services)
-        results[0].notes.append(f"narrowed to {', '.join(only_services)} (--only): {left} other service(s) and the "
-                                f"invariants {', '.join(n for n in INVARIANTS if n not in names) or 'none'} were not "
-                                "checked")
-    return VerifyReport(cluster, results, walker)
-
-
-def _only_services(cluster: ClusterSpec, only) -> tuple[str, ...] | None:
-    """``only`` checked against the cluster's services (each named once, in the cluster's order)."""
-    if only is None:
-        return None
-    if isinstance(only, str) or not all(isinstance(k, str) for k in only):
-        raise InvalidArgument(f"only={only!r}: give a list of service keys such as ['default/web']")
-    keys = [s.key for s in cluster.services]
-    wanted = set(only)
-    unknown = sorted(wanted - set(keys))
-    if unknown or not wanted:
-        hint = "; ".join(k + suggest(k, keys) for k in unknown)
-        raise InvalidArgument(f"--only: no service {hint} in {cluster.source} (services are NS/NAME)" if unknown
-                              else "--only: name at least one service, NS/NAME")
-    return tuple(k for k in keys if k in wanted)
+    run = verify_run.verify(cluster, invariants=invariants, jobs=jobs, lenient=lenient, max_branches=max_branches,
+                            max_paths=max_paths, at=at, keep_flows=keep_flows, progress=progress,
+                            executor=executor, scheduler=scheduler, cache=cache, only=only, timeout=timeout)
+    return VerifyReport(run.cluster, run.results, run.walker)
 
 
 @dataclass
