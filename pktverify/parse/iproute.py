@@ -152,41 +152,48 @@ def _parse_text(text: str, source: str) -> tuple[tuple[Route, ...], int]:
             network, mask = _net(words[0])
         except AddressError as exc:
             raise InputError(source, lineno, f"bad destination: {exc}", line) from None
-        gateway = prefsrc = None
-        dev, metric, scope, table = None, 0, 0, "main"
-        onlink = "onlink" in words
-        i = 1
-        while i < len(words):
-            word = words[i]
-            arg = words[i + 1] if i + 1 < len(words) else None
-            try:
-                if word == "via" and arg:
-                    gateway, i = _via(words, i)
-                elif word == "dev" and arg:
-                    dev = arg
-                elif word == "src" and arg:
-                    prefsrc = parse_ip(arg)
-                elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
-                    metric = int(arg)
-                elif word == "scope" and arg:
-                    scope = int(arg) if _ASCII_NUMBER.match(arg) else SCOPES[arg]
-                elif word == "table" and arg:
-                    table = arg
-                elif word in _ONE_ARG_IGNORED and arg:
-                    pass
-                elif word in _FLAGS_IGNORED:
-                    i += 1
-                    continue
-                else:
-                    raise InputError(source, lineno, f"unknown route attribute {word!r}", line)
-            except (AddressError, KeyError) as exc:
-                raise InputError(source, lineno, f"bad value for {word}: {exc}", line) from None
-            i += 2
-        routes.append(Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno, onlink))
+        routes.append(_text_route(words, kind, network, mask, source, lineno, line))
         last_line = lineno
     if not routes:
         raise InputError(source, 1, "no routes found", "")
     return tuple(routes), skipped
+
+
+def _text_route(words: list[str], kind: str, network: int, mask: int, source: str, lineno: int,
+                line: str) -> Route:
+    """One ``ip route`` line's attributes after its destination (``via``, ``dev``, ``src``, ``metric``,
+    ``scope``, ``table``; flags and attributes that do not change the lookup are skipped)."""
+    gateway = prefsrc = None
+    dev, metric, scope, table = None, 0, 0, "main"
+    onlink = "onlink" in words
+    i = 1
+    while i < len(words):
+        word = words[i]
+        arg = words[i + 1] if i + 1 < len(words) else None
+        try:
+            if word == "via" and arg:
+                gateway, i = _via(words, i)
+            elif word == "dev" and arg:
+                dev = arg
+            elif word == "src" and arg:
+                prefsrc = parse_ip(arg)
+            elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
+                metric = int(arg)
+            elif word == "scope" and arg:
+                scope = int(arg) if _ASCII_NUMBER.match(arg) else SCOPES[arg]
+            elif word == "table" and arg:
+                table = arg
+            elif word in _ONE_ARG_IGNORED and arg:
+                pass
+            elif word in _FLAGS_IGNORED:
+                i += 1
+                continue
+            else:
+                raise InputError(source, lineno, f"unknown route attribute {word!r}", line)
+        except (AddressError, KeyError) as exc:
+            raise InputError(source, lineno, f"bad value for {word}: {exc}", line) from None
+        i += 2
+    return Route(network, mask, kind, gateway, dev, prefsrc, metric, scope, table, source, lineno, onlink)
 
 
 def _via(words: list[str], i: int) -> tuple[int, int]:
@@ -235,57 +242,62 @@ def _parse_legacy(text: str, source: str) -> tuple[tuple[Route, ...], int]:
             words[0:1] = ["route"] if words[0] == "/sbin/route" else []
         if len(words) < 3 or words[0] != "route" or words[1] != "add":
             raise InputError(source, lineno, "expected 'route add -net N netmask M gw G'", line)
-        words = words[2:]
-        network = mask = gateway = dev = None
-        metric = 0
-        kind = "unicast"
-        i = 0
-        try:
-            while i < len(words):
-                word = words[i]
-                arg = words[i + 1] if i + 1 < len(words) else None
-                if word == "-net" and arg:
-                    network, mask = parse_network(arg)
-                    i += 2
-                elif word == "-host" and arg:
-                    network, mask = parse_ip(arg), 0xFFFFFFFF
-                    i += 2
-                elif word == "default":
-                    network, mask = 0, 0
-                    i += 1
-                elif word in ("netmask", "genmask") and arg:
-                    nm = parse_ip(arg)
-                    plen = bin(nm).count("1")
-                    if prefix_mask(plen) != nm:
-                        raise InputError(source, lineno, f"non-contiguous netmask {arg}", line)
-                    mask = nm
-                    i += 2
-                elif word in ("gw", "gateway") and arg:
-                    gateway = parse_ip(arg)
-                    i += 2
-                elif word == "dev" and arg:
-                    dev = arg
-                    i += 2
-                elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
-                    metric = int(arg)
-                    i += 2
-                elif word == "reject":
-                    kind = "unreachable"
-                    i += 1
-                elif i == len(words) - 1 and network is not None and dev is None and not word.startswith("-"):
-                    dev = word      # route add -net N netmask M eth0
-                    i += 1
-                else:
-                    raise InputError(source, lineno, f"unknown route option {word!r}", line)
-        except AddressError as exc:
-            raise InputError(source, lineno, f"bad address: {exc}", line) from None
-        if network is None or mask is None:
-            raise InputError(source, lineno, "route add needs -net N netmask M, -host H or default", line)
-        if network & ~mask & 0xFFFFFFFF:
-            raise InputError(source, lineno, "network address has host bits set for this netmask (route refuses it)", line)
-        if gateway is None and dev is None and kind == "unicast":
-            raise InputError(source, lineno, "route add needs gw G or dev D", line)
-        routes.append(Route(network, mask, kind, gateway, dev, None, metric, 0, "main", source, lineno))
+        routes.append(_legacy_route(words[2:], source, lineno, line))
     if not routes:
         raise InputError(source, 1, "no routes found", "")
     return tuple(routes), 0
+
+
+def _legacy_route(words: list[str], source: str, lineno: int, line: str) -> Route:
+    """The words of one ``route add`` after ``add``: ``-net N netmask M``, ``-host H`` or ``default``,
+    then ``gw``, ``dev``, ``metric``, ``reject`` or a trailing device name."""
+    network = mask = gateway = dev = None
+    metric = 0
+    kind = "unicast"
+    i = 0
+    try:
+        while i < len(words):
+            word = words[i]
+            arg = words[i + 1] if i + 1 < len(words) else None
+            if word == "-net" and arg:
+                network, mask = parse_network(arg)
+                i += 2
+            elif word == "-host" and arg:
+                network, mask = parse_ip(arg), 0xFFFFFFFF
+                i += 2
+            elif word == "default":
+                network, mask = 0, 0
+                i += 1
+            elif word in ("netmask", "genmask") and arg:
+                nm = parse_ip(arg)
+                plen = bin(nm).count("1")
+                if prefix_mask(plen) != nm:
+                    raise InputError(source, lineno, f"non-contiguous netmask {arg}", line)
+                mask = nm
+                i += 2
+            elif word in ("gw", "gateway") and arg:
+                gateway = parse_ip(arg)
+                i += 2
+            elif word == "dev" and arg:
+                dev = arg
+                i += 2
+            elif word == "metric" and arg and _ASCII_NUMBER.match(arg):
+                metric = int(arg)
+                i += 2
+            elif word == "reject":
+                kind = "unreachable"
+                i += 1
+            elif i == len(words) - 1 and network is not None and dev is None and not word.startswith("-"):
+                dev = word      # route add -net N netmask M eth0
+                i += 1
+            else:
+                raise InputError(source, lineno, f"unknown route option {word!r}", line)
+    except AddressError as exc:
+        raise InputError(source, lineno, f"bad address: {exc}", line) from None
+    if network is None or mask is None:
+        raise InputError(source, lineno, "route add needs -net N netmask M, -host H or default", line)
+    if network & ~mask & 0xFFFFFFFF:
+        raise InputError(source, lineno, "network address has host bits set for this netmask (route refuses it)", line)
+    if gateway is None and dev is None and kind == "unicast":
+        raise InputError(source, lineno, "route add needs gw G or dev D", line)
+    return Route(network, mask, kind, gateway, dev, None, metric, 0, "main", source, lineno)
