@@ -84,13 +84,7 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     match_folders(inputs, base, require=require_dumps, notes=notes, warnings=warnings)
     _pod_cidrs(nodes, parse_pod_cidr_options(pod_cidrs, {n.name for n in inputs}), cidr, notes)
     node_ips = {n.ip for n in inputs}
-    for node in inputs:
-        if node.paths:
-            others = [n.pod_cidr for n in inputs if n is not node and n.pod_cidr]
-            iptables = read_text(node.paths["iptables"], allow_empty=True) if "iptables" in node.paths else None
-            ipsets = read_text(node.paths["ipsets"], allow_empty=True) if "ipsets" in node.paths else None
-            node.dataplane = detect_dataplane(iptables=iptables, interfaces=node.interfaces, routes=node.routes,
-                                              ipsets=ipsets, node_ips=node_ips, pod_cidrs=others)
+    _detect_dataplanes(inputs, node_ips)
     node_names = {n.name for n in inputs}
     pod_items = by_kind.get("Pod", [])
     pods = _unique([p for p in (_pod(item, node_ips, node_names, notes) for item in pod_items if _live(item))
@@ -98,12 +92,7 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     done = len(pod_items) - sum(1 for item in pod_items if _live(item))
     if done:
         notes.append(f"{done} completed pod(s) (Succeeded/Failed) skipped: their IPs are released")
-    slices: dict[tuple[str, str], list[JsonNode]] = {}
-    for s in by_kind.get("EndpointSlice", []):
-        meta = s.obj("metadata")
-        svc = meta.obj("labels").str("kubernetes.io/service-name")
-        if svc:
-            slices.setdefault((meta.str("namespace", default="default"), svc), []).append(s)
+    slices = _slices_by_service(by_kind.get("EndpointSlice", []))
     pod_keys = {p.key for p, _item in pods}
     services = _unique([s for s in (_service(item, slices, pod_keys, notes) for item in by_kind.get("Service", []))
                         if s], "Service")
@@ -118,6 +107,28 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
                           tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
     check_userspace_ports(cluster)
     return cluster
+
+
+def _detect_dataplanes(inputs: list[NodeInput], node_ips: set[int]) -> None:
+    """Each node with dumps: what its dumps say it runs (kube-proxy's mode, an overlay, ...)."""
+    for node in inputs:
+        if node.paths:
+            others = [n.pod_cidr for n in inputs if n is not node and n.pod_cidr]
+            iptables = read_text(node.paths["iptables"], allow_empty=True) if "iptables" in node.paths else None
+            ipsets = read_text(node.paths["ipsets"], allow_empty=True) if "ipsets" in node.paths else None
+            node.dataplane = detect_dataplane(iptables=iptables, interfaces=node.interfaces, routes=node.routes,
+                                              ipsets=ipsets, node_ips=node_ips, pod_cidrs=others)
+
+
+def _slices_by_service(items: list[JsonNode]) -> dict[tuple[str, str], list[JsonNode]]:
+    """EndpointSlices by the (namespace, name) of the service their label names."""
+    slices: dict[tuple[str, str], list[JsonNode]] = {}
+    for s in items:
+        meta = s.obj("metadata")
+        svc = meta.obj("labels").str("kubernetes.io/service-name")
+        if svc:
+            slices.setdefault((meta.str("namespace", default="default"), svc), []).append(s)
+    return slices
 
 
 def _live(item: JsonNode) -> bool:
@@ -288,6 +299,19 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
     except AddressError as exc:
         raise where.error(f"service {ns}/{name}: {exc}") from None
     own = slices.get((ns, name), [])
+    ports = _ports(spec, kind, f"{ns}/{name}", own)
+    line = 0       # found only when an error needs it (line_of reads the whole text)
+    exposure = _exposure(spec, item.obj("status"), kind, f"service {ns}/{name}", notes)
+    if not own:
+        selector = _labels(spec, "selector") if spec.has("selector") else None
+        return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line, **exposure), item
+    endpoints, ips = _slice_endpoints(own, ns, name, pod_keys, notes)
+    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line, **exposure), item
+
+
+def _ports(spec: JsonNode, kind: str, key: str, own: list[JsonNode]) -> list[ServicePortSpec]:
+    """A Service's ports as the API server accepts them; a named target port is resolved by the
+    number its EndpointSlices give it (the first slice naming the port)."""
     slice_ports: dict[str, int] = {}     # port name -> number, as the first slice naming it says (one pass)
     for s in own:
         for sp in s.list("ports"):
@@ -297,7 +321,7 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
         port_name = p.str("name", default="")
         if port_name and dns1123_label(port_name):
             raise p.child("name").error(f"service port name {port_name!r} {dns1123_label(port_name)}")
-        port = p.int("port", required=True, what=f"a port of service {ns}/{name}")
+        port = p.int("port", required=True, what=f"a port of service {key}")
         target = p.get("targetPort", (int, str), default=port)
         protocol = p.str("protocol", default="TCP")
         if protocol not in ("TCP", "UDP", "SCTP"):
@@ -307,23 +331,25 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
             if why:
                 raise p.child("targetPort").error(f"target port name {target!r} {why}")
             if port_name not in slice_ports:
-                raise p.error(f"service {ns}/{name} port {port_name!r} has a named target port ({target}) and no "
+                raise p.error(f"service {key} port {port_name!r} has a named target port ({target}) and no "
                               "EndpointSlice that resolves it")
             target = slice_ports[port_name]
         for what, value, node in (("port", port, p.child("port")), ("target port", target, p)):
             if not isinstance(value, int) or not 0 < value < 65536:
-                raise node.error(f"service {ns}/{name}: {what} {value} is not a port number 1-65535")
+                raise node.error(f"service {key}: {what} {value} is not a port number 1-65535")
         if protocol == "SCTP":
-            raise p.child("protocol").error(f"service {ns}/{name}: SCTP services are not modelled")
+            raise p.child("protocol").error(f"service {key}: SCTP services are not modelled")
         node_port = p.int("nodePort") if kind != "ClusterIP" else None
         if node_port is not None and not 0 < node_port < 65536:
-            raise p.child("nodePort").error(f"service {ns}/{name}: nodePort {node_port} is not a port number 1-65535")
+            raise p.child("nodePort").error(f"service {key}: nodePort {node_port} is not a port number 1-65535")
         ports.append(ServicePortSpec(port_name, port, target, protocol.lower(), node_port or None))
-    line = 0       # found only when an error needs it (line_of reads the whole text)
-    exposure = _exposure(spec, item.obj("status"), kind, f"service {ns}/{name}", notes)
-    if not own:
-        selector = _labels(spec, "selector") if spec.has("selector") else None
-        return ServiceSpec(name, ns, cluster_ip, tuple(ports), selector or None, None, (), line, **exposure), item
+    return ports
+
+
+def _slice_endpoints(own: list[JsonNode], ns: str, name: str, pod_keys: set[str],
+                     notes: list[str]) -> tuple[dict[str, None], dict[int, None]]:
+    """The ready endpoints of a Service's slices: the pods among them (as namespace/name) and the
+    other addresses, each once, in order."""
     endpoints: dict[str, None] = {}      # ordered sets: one pass over any number of endpoints
     ips: dict[int, None] = {}
     for s in own:
@@ -339,7 +365,7 @@ def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str])
                 ip = _address(addr, f"service {ns}/{name}: endpoint address", notes, non_special=True)
                 if ip is not None:
                     ips[ip] = None
-    return ServiceSpec(name, ns, cluster_ip, tuple(ports), None, tuple(endpoints), tuple(ips), line, **exposure), item
+    return endpoints, ips
 
 
 def _exposure(spec: JsonNode, status: JsonNode, kind: str, what: str, notes: list[str]) -> dict:
