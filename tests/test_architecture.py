@@ -127,3 +127,22 @@ def test_the_budget_check_sees_a_long_function(tmp_path, monkeypatch):
         test_every_function_fits_the_budget()
     with pytest.raises(AssertionError, match="modules over"):
         test_every_module_fits_the_budget()
+
+
+def _documented_public_names() -> set[str]:
+    """The names in docs/library.md's "Public names" table: each row's first cell, backticked."""
+    import re
+
+    text = (ROOT / "docs" / "library.md").read_text()
+    section = text.split("## Public names", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", row.split("|")[1])}
+
+
+def test_the_public_face_is_what_the_docs_list():
+    """``pktverify.__all__`` is exactly the documented names, and each resolves (lazily) to an object."""
+    import pktverify
+
+    assert set(pktverify.__all__) == _documented_public_names()
+    for name in pktverify.__all__:
+        assert getattr(pktverify, name) is not None, name
