@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pktverify.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,3 +63,31 @@ def test_an_empty_path_is_refused_not_ignored(capsys, tmp_path):
         assert main(argv) == 2
         captured = capsys.readouterr()
         assert captured.err == f"pktverify: {option} is empty: give a path\n" and captured.out == ""
+
+
+@pytest.mark.parametrize("bug", [ValueError("a slip"), TypeError("a slip"), KeyError("a slip")])
+def test_a_bare_error_from_a_bug_is_an_internal_error_not_bad_input(capsys, monkeypatch, bug):
+    import pktverify.cli as cli
+
+    def broken(args):
+        raise bug
+    monkeypatch.delenv("PKTVERIFY_DEBUG", raising=False)
+    monkeypatch.setattr(cli, "generate_command", broken)
+    assert main(["generate", str(ROOT / "rules/seed/cluster.yaml")]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("pktverify: internal error (a bug in pktverify, please report it with the input): "
+                                   f"{type(bug).__name__}: {bug} at test_cli_small.py:")
+    assert captured.err.endswith("; PKTVERIFY_DEBUG=1 shows the traceback\n") and captured.err.count("\n") == 1
+
+
+def test_pktverifys_own_errors_are_bad_input(capsys, monkeypatch):
+    import pktverify.cli as cli
+    from pktverify.errors import InputError, InvalidArgument
+
+    for error, said in ((InvalidArgument("--out is not a folder"), "--out is not a folder"),
+                        (InputError("x.yaml", 3, "no such field", "nodez"), "x.yaml:3: no such field: nodez")):
+        def refuse(args, error=error):
+            raise error
+        monkeypatch.setattr(cli, "generate_command", refuse)
+        assert main(["generate", str(ROOT / "rules/seed/cluster.yaml")]) == 2
+        assert capsys.readouterr().err == f"pktverify: {said}\n"

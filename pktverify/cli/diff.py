@@ -1,0 +1,31 @@
+"""``pktverify diff``: every class of packets two rule sets of one node treat differently (exact),
+optionally as one node of a cluster whose invariants are compared too."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InvalidArgument
+
+__all__ = ["diff_command"]
+
+
+def diff_command(args: argparse.Namespace) -> int:
+    """``diff``: exit 0 same, 1 different, 2 inexact (a bound reached is never "same")."""
+    from ..check.diff import run_diff
+    from ..report.diff_report import diff_json, diff_text, inexact_line
+
+    if (args.addrs is None) != (args.routes is None):
+        raise InvalidArgument("give --addrs and --routes together (or neither)")
+    if args.cluster and args.addrs:
+        raise InvalidArgument("give either --addrs/--routes or --cluster/--node: the cluster says the node's addresses")
+    if args.node and not args.cluster:
+        raise InvalidArgument("--node goes with --cluster")
+    result = run_diff(args.old, args.new, addrs=args.addrs, routes=args.routes, cluster=args.cluster,
+                      node=args.node, lenient=args.lenient, max_cells=args.max_cells)
+    sys.stdout.write(diff_json(result) if args.format == "json" else diff_text(result))
+    if result.verdict == "inexact":          # a bound reached is never "same": exit 2, one line on stderr
+        sys.stderr.write(inexact_line(result) + "\n")
+        return 2
+    return 0 if result.verdict == "same" else 1

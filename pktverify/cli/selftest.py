@@ -1,0 +1,44 @@
+"""``pktverify selftest-kernel`` and ``selftest-cluster``: pktverify compared with this machine's
+kernel (random rule sets), and with clusters built in network namespaces (both need root)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InvalidArgument
+
+__all__ = ["selftest_cluster_command", "selftest_kernel_command"]
+
+
+def selftest_kernel_command(args: argparse.Namespace) -> int:
+    """``selftest-kernel``: the agreement, and the first --show divergences with their reproducers."""
+    from ..oracle.kernel_campaign import run_campaign
+    from ..oracle.kernel_lab import KernelLab, lab_available
+    from . import main
+
+    reason = lab_available()
+    if reason:
+        raise InvalidArgument(f"selftest-kernel cannot build its network namespaces: {reason}")
+    if args.examples < 1:
+        raise InvalidArgument("--examples must be at least 1")
+    with KernelLab() as lab:
+        result = run_campaign(lab, args.examples, main, seed=args.seed)
+    share = 100.0 * result.agreed / result.sent if result.sent else 0.0
+    print(f"kernel agreement: {result.agreed}/{result.sent} probes ({share:.1f}%), seed {result.seed}")
+    for res in result.divergences[:args.show]:
+        print(f"\ndivergence: {res.explanation}\nreproduce with the lab's dumps:\n{res.probe.reproducer()}")
+    return 0 if not result.divergences else 1
+
+
+def selftest_cluster_command(args: argparse.Namespace) -> int:
+    """``selftest-cluster``: the lab's verdict per cluster (see oracle.cluster_campaign)."""
+    from ..oracle.cluster_campaign import run_campaign_cli
+    from ..oracle.kernel_lab import lab_available
+
+    reason = lab_available()
+    if reason:
+        raise InvalidArgument(f"selftest-cluster cannot build its network namespaces: {reason}")
+    if args.drawn_only and (args.clusters or not args.examples):
+        raise InvalidArgument("--drawn-only takes no CLUSTER and needs --examples N")
+    return run_campaign_cli(args.clusters, examples=args.examples, seed=args.seed, minimum=args.connections,
+                            drawn_only=args.drawn_only, flow=args.flow, out_dir=args.out, verbose=args.verbose)
