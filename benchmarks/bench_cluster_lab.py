@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pktverify
-from pktverify.testing.cluster_campaign import default_examples
-from pktverify.testing.cluster_selftest import run_cluster
+from pktverify.oracle.cluster_campaign import default_examples
+from pktverify.oracle.cluster_selftest import run_cluster
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import parse_ip
 from pktverify.model.packet import ICMP, TCP, UDP, Packet
 from pktverify.model.trace import Connection
+from pktverify.oracle.cluster_compare import expectation_of, judge
 from pktverify.parse.cluster_yaml import parse_cluster
-from pktverify.testing.cluster_compare import expectation_of, judge
 
 NODES = """nodes:
   - {name: node1, ip: 192.168.1.10/24, pod_cidr: 10.1.10.0/24}

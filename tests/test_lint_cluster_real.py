@@ -20,7 +20,7 @@ from pktverify.generate.node_state import generate_node
 from pktverify.parse.cluster_yaml import load_cluster
 from pktverify.report.lint_report import lint_github, lint_sarif
 from pktverify.report.node_folder import node_files
-from pktverify.testing.kernel_lab import lab_available
+from pktverify.oracle.kernel_lab import lab_available
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "rules" / "seed" / "cluster-iptables.yaml"

@@ -26,7 +26,7 @@ from pktverify.load.model_codec import BadEntry, decode_ruleset, encode_ruleset
 from pktverify.model.rules import Jump, MultiportMatch, Target, Verdict
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.strategies import clusters, faulty_clusters
-from pktverify.testing.kernel_campaign import rule_sets
+from pktverify.testing.iptables_draw import rule_sets
 
 from .conftest import STANDARD_ADDRS, STANDARD_ROUTES
 

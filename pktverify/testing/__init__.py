@@ -1,4 +1,4 @@
-"""Assertions for tests in your own repository (and the kernel lab pktverify tests itself with).
+"""The testing kit: assertions and Hypothesis strategies for tests in your own repository.
 
 * :func:`assert_invariants` — the Kubernetes network model holds on a cluster, or an
   ``AssertionError`` that shows the violation hop by hop; under Hypothesis the cluster's YAML
@@ -8,6 +8,11 @@
 With the pytest plugin (``--pktverify-pcap-dir DIR``), the last failing
 :func:`assert_invariants` of a failed test — under Hypothesis, the final shrunk example —
 is written to DIR as its cluster YAML and one pcapng per violation.
+
+The rest of the kit: :mod:`.strategies` (clusters, faulty clusters, rule sets, packets and flows
+to draw; also importable as :mod:`pktverify.strategies`), :mod:`.faults` (the faults
+``faulty_clusters`` plants) and :mod:`.iptables_draw` (random ``iptables-restore`` texts). The
+kernel oracle pktverify checks itself with is apart, in :mod:`pktverify.oracle`.
 """
 
 from __future__ import annotations
@@ -127,19 +132,32 @@ def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | Non
     if isinstance(target, NodeState):
         if sender is not None or reaches is not None or no_nat:
             raise InvalidArgument("sender, reaches and no_nat are for a cluster; on a node give in_iface and verdict")
-        if verdict is not None and verdict not in _NODE_VERDICTS:
-            raise InvalidArgument(f"verdict={verdict!r}: on a node use one of {', '.join(_NODE_VERDICTS)}")
-        from ..node_api import trace
-        result = trace(target, pkt, in_iface=in_iface)
-        allowed = (verdict,) if verdict is not None else ("forward", "local")
-        wrong = [o for o in result.outcomes if o.verdict not in allowed]
-        if wrong:
-            expected = verdict or "it to get through (forward or local)"
-            raise AssertionError(one_line(f"{pkt.describe()} on {target.name}: expected {expected}, got ")
-                                 + "; ".join(f"{o.verdict} (p={o.probability:.6g}: {o.reason})" for o in wrong))
-        return result
+        return _assert_on_node(target, pkt, in_iface, verdict)
     if not isinstance(target, ClusterSpec):
         raise InvalidArgument(f"target={target!r} (type={type(target).__name__}): give a node or a cluster")
+    return _assert_across_cluster(target, pkt, sender, verdict, reaches, no_nat)
+
+
+def _assert_on_node(node: NodeState, pkt, in_iface: str | None, verdict: str | None):
+    """:func:`assert_trace` on a node: every outcome's verdict is ``verdict`` (default: gets through)."""
+    __tracebackhide__ = True
+    if verdict is not None and verdict not in _NODE_VERDICTS:
+        raise InvalidArgument(f"verdict={verdict!r}: on a node use one of {', '.join(_NODE_VERDICTS)}")
+    from ..node_api import trace
+    result = trace(node, pkt, in_iface=in_iface)
+    allowed = (verdict,) if verdict is not None else ("forward", "local")
+    wrong = [o for o in result.outcomes if o.verdict not in allowed]
+    if wrong:
+        expected = verdict or "it to get through (forward or local)"
+        raise AssertionError(one_line(f"{pkt.describe()} on {node.name}: expected {expected}, got ")
+                             + "; ".join(f"{o.verdict} (p={o.probability:.6g}: {o.reason})" for o in wrong))
+    return result
+
+
+def _assert_across_cluster(target: ClusterSpec, pkt, sender: str | None, verdict: str | None,
+                           reaches: str | None, no_nat: bool):
+    """:func:`assert_trace` across a cluster: every path from ``sender`` ends as asked."""
+    __tracebackhide__ = True
     if sender is None:
         raise InvalidArgument("sender is required on a cluster: a pod as namespace/name, or a node name")
     if verdict is not None and verdict not in _PATH_ENDS:

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from pktverify.testing.kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES
+from pktverify.oracle.kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES
 
 from ..hostile import run
 from .realworld_cases import CASES, IDS, dumps, reaches_the_node

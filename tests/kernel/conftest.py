@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pktverify.testing.kernel_lab import KernelLab, lab_available
+from pktverify.oracle.kernel_lab import KernelLab, lab_available
 
 
 def pytest_addoption(parser):

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 import pktverify
-from pktverify.testing.cluster_compare import judge
-from pktverify.testing.cluster_lab import ClusterLab
-from pktverify.testing.cluster_selftest import drawn_clusters, run_cluster
+from pktverify.oracle.cluster_compare import judge
+from pktverify.oracle.cluster_lab import ClusterLab
+from pktverify.oracle.cluster_selftest import drawn_clusters, run_cluster
+
 from .conftest import require_lab
 
 pytestmark = pytest.mark.kernel
@@ -91,7 +92,7 @@ def test_a_wrong_verdict_is_caught():
 def test_judge_statistics_on_fixed_counts():
     """The comparison on counts alone: a promised outcome never seen, an unpromised one seen, and
     shares far from the promise are disagreements; counts close to the promise are not."""
-    from pktverify.testing.cluster_compare import Expectation
+    from pktverify.oracle.cluster_compare import Expectation
     a, b = ("p/a", "10.0.0.1", "reply"), ("p/b", "10.0.0.1", "reply")
     exp = Expectation("x", "flow", "p/c", "", "tcp", "10.0.0.1", "10.9.0.1", 80, ((a, 0.5), (b, 0.5)))
     assert judge(exp, Counter({a: 26, b: 24})).agrees
@@ -155,7 +156,7 @@ def test_model_gaps_found_by_drawn_clusters_now_agree():
 def test_sigterm_removes_the_namespaces():
     """A run killed while its lab stands leaves no namespace behind (the handler deletes them)."""
     code = ("import sys, time, pktverify\n"
-            "from pktverify.testing.cluster_lab import ClusterLab\n"
+            "from pktverify.oracle.cluster_lab import ClusterLab\n"
             f"c = pktverify.load_cluster({str(SEED)!r}); r = pktverify.verify(c)\n"
             "lab = ClusterLab(c, r.walker.states, ports=({8080}, set()), external=r.walker.external_ip)\n"
             "lab.__enter__(); print(lab.prefix, flush=True); time.sleep(60)\n")
@@ -172,7 +173,7 @@ def test_sigterm_removes_the_namespaces():
 def test_cli_bad_input_is_exit_2_and_builds_nothing(tmp_path, capsys, monkeypatch):
     """A bad file among good ones: one line, exit 2, and no lab built for the good one before it."""
     from pktverify.cli import main
-    from pktverify.testing import cluster_campaign
+    from pktverify.oracle import cluster_campaign
     built = []
     monkeypatch.setattr(cluster_campaign, "run_cluster", lambda *a, **k: built.append(a))
     bad = tmp_path / "c.yaml"

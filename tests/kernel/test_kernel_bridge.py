@@ -21,7 +21,7 @@ from pktverify.eval.node_trace import NodeTracer
 from pktverify.load.node import load_node
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import Packet
-from pktverify.testing.kernel_lab import lab_available
+from pktverify.oracle.kernel_lab import lab_available
 
 pytestmark = pytest.mark.kernel
 

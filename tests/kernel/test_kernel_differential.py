@@ -3,17 +3,18 @@
 Each probe loads a rule set into an isolated node namespace, sends a TCP SYN
 or UDP datagram from the pod or LAN namespace or from the node itself, and
 compares what the kernel did with ``pktverify trace`` run on the namespace's
-own dumps (see pktverify.testing.kernel_campaign).
+own dumps (see pktverify.oracle.kernel_campaign).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pktverify.testing.kernel_campaign import Probe, binomial_consistent, run_campaign, run_probe
-from pktverify.testing.kernel_lab import CLIENT_ADDRESSES
+from pktverify.oracle.kernel_campaign import Probe, binomial_consistent
+from pktverify.oracle.kernel_lab import CLIENT_ADDRESSES
 
 from ..helpers import pkt, tracer
+from .cli_campaign import run_campaign, run_probe
 
 pytestmark = pytest.mark.kernel
 
@@ -126,9 +127,9 @@ def test_lab_text_dumps_describe_the_lab(lab):
     """The reproducer's addrs/routes text gives the same node as the lab's own JSON dumps."""
     from dataclasses import replace
 
+    from pktverify.oracle.kernel_lab import LAB_ADDRS, LAB_ROUTES
     from pktverify.parse.ipaddr import parse_ip_addr
     from pktverify.parse.iproute import parse_routes
-    from pktverify.testing.kernel_lab import LAB_ADDRS, LAB_ROUTES
     dump = lab.dump()
     assert parse_ip_addr(LAB_ADDRS) == parse_ip_addr(dump.ip_addr_json)
     def routes(text, table="main"):       # where a route was written down does not matter

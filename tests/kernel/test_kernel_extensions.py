@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pktverify.testing.kernel_campaign import Probe, run_probe
+from pktverify.oracle.kernel_campaign import Probe
+
+from .cli_campaign import run_probe
 
 pytestmark = pytest.mark.kernel
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import pytest
 
 from pktverify.generate.kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
-from pktverify.testing.kernel_campaign import Probe, run_probe
+from pktverify.oracle.kernel_campaign import Probe
+
+from .cli_campaign import run_probe
 
 pytestmark = pytest.mark.kernel
 

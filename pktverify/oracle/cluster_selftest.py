@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from ..model.addresses import parse_ip
 from ..model.cluster import ClusterSpec
 from .cluster_compare import Expectation, Verdict, connections_for, expectation_of, judge
-from .cluster_lab import ClusterLab, Unemulable, node_dump_text
+from .cluster_dumps import Unemulable, node_dump_text
+from .cluster_lab import ClusterLab
 
 __all__ = ["ClusterRun", "run_cluster", "drawn_clusters"]
 
@@ -62,13 +63,13 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     """Verify ``cluster`` with every flow kept, build it, send every flow, judge each.
     ``override``: a function mapping the list of expectations to another (tests feed a wrong
     verdict through it: the comparison must catch it)."""
-    import pktverify
+    from ..cluster_api import verify
     from ..errors import PktverifyError
 
     started = time.monotonic()
     run = ClusterRun(name)
     try:
-        report = pktverify.verify(cluster, keep_flows=True)
+        report = verify(cluster, keep_flows=True)
     except PktverifyError as exc:
         run.skipped = f"verify refuses it: {exc}"
         return run
@@ -77,14 +78,7 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     exps = [e for e in exps if e.proto in ("tcp", "udp") and flow_filter in e.label]
     if override is not None:
         exps = override(exps)
-    tcp, udp = set(), set()
-    for res in report.results:
-        for f in res.flows or ():
-            for end, _ in f.ends:
-                for pkt in (end.hops[0].packet, end.packet):
-                    (tcp if pkt.proto == 6 else udp if pkt.proto == 17 else set()).add(pkt.dport)
-    tcp.discard(0)
-    udp.discard(0)
+    tcp, udp = _flow_ports(report)
     affinity = any(" -m recent " in (node_dump_text(cluster, n, "iptables") or "") for n in cluster.nodes)
     try:
         lab = ClusterLab(cluster, report.walker.states, ports=(tcp, udp), external=report.walker.external_ip,
@@ -120,6 +114,21 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     run.unsent = len(skipped)
     run.seconds = time.monotonic() - started
     return run
+
+
+def _flow_ports(report) -> tuple[set[int], set[int]]:
+    """The TCP and UDP destination ports of every flow's first and last packet: the ports the
+    lab's agents listen on."""
+    tcp: set[int] = set()
+    udp: set[int] = set()
+    for res in report.results:
+        for f in res.flows or ():
+            for end, _ in f.ends:
+                for pkt in (end.hops[0].packet, end.packet):
+                    (tcp if pkt.proto == 6 else udp if pkt.proto == 17 else set()).add(pkt.dport)
+    tcp.discard(0)
+    udp.discard(0)
+    return tcp, udp
 
 
 class _Prober:
@@ -192,7 +201,7 @@ def drawn_clusters(count: int, seed: int) -> list[ClusterSpec]:
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
-    from ..strategies import faulty_clusters
+    from ..testing.strategies import faulty_clusters
 
     out: list[ClusterSpec] = []
 

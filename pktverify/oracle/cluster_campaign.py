@@ -73,13 +73,12 @@ def run_campaign_cli(paths: list[str], *, examples: int, seed: int, minimum: int
                      stream: TextIO = sys.stdout) -> int:
     """Run the campaign; 0 when every flow sent agrees, 1 on a disagreement or lab error.
     ``paths``: cluster files (default: :func:`default_examples`, none with ``drawn_only``)."""
-    import pktverify
-    from pktverify import cluster_to_yaml
+    from ..cluster_api import cluster_to_yaml, load_cluster
 
     files = [Path(p) for p in paths] if paths or drawn_only else default_examples()
     clusters: list[tuple[str, ClusterSpec, str]] = []
     for path in files:                       # load every file first: bad input builds nothing
-        clusters.append((str(path), pktverify.load_cluster(path), str(path)))
+        clusters.append((str(path), load_cluster(path), str(path)))
     drawn = drawn_clusters(examples, seed) if examples else []
     folder = Path(out_dir) if out_dir else Path(f"cluster-lab-seed-{seed}")
     for i, cluster in enumerate(drawn):

@@ -45,13 +45,24 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 
-from ..generate.node_state import generate_node
-from ..model.addresses import format_ip, mask_length, prefix_mask
+from ..model.addresses import format_ip, prefix_mask
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
-from ..model.node import NodeState, Route
-from ..parse.source import read_text
+from ..model.node import NodeState
+from .cluster_dumps import (
+    Unemulable,
+    ip_json,
+    node_dump_text,
+    node_sysctls,
+    pod_prefixlen,
+    readback,
+    route_command,
+    route_key,
+    route_keys,
+    run,
+    unemulable_reasons,
+)
 
-__all__ = ["ClusterLab", "Unemulable", "node_dump_text", "unemulable_reasons"]
+__all__ = ["ClusterLab"]
 
 _AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_agent.py")
 _LIVE: "weakref.WeakSet[ClusterLab]" = weakref.WeakSet()
@@ -64,55 +75,6 @@ _KEEP_CONNTRACK = """table ip pvlab {
   chain out { type filter hook output priority -500; ct state new counter; }
 }
 """
-_ROUTE_KINDS = ("unicast", "blackhole", "unreachable", "prohibit", "throw", "local", "broadcast")
-
-
-class Unemulable(Exception):
-    """The cluster (or part of it) holds something the lab cannot build; the message says what."""
-
-
-def _run(*cmd: str, input: str | None = None, check: bool = True) -> str:
-    res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
-    if check and res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()[:400]}")
-    return res.stdout
-
-
-def node_dump_text(cluster: ClusterSpec, node: NodeSpec, kind: str) -> str | None:
-    """The text of ``node``'s dump ``kind`` as the node has it: given (a file or inline), else
-    what ``pktverify generate`` writes for it (iptables, addrs, routes), else None."""
-    path = getattr(node, kind)
-    if path is not None:
-        return read_text(path, allow_empty=kind in ("iptables", "ipsets"))
-    text = node.dump_text(kind)
-    if text is not None:
-        return text
-    if kind in ("iptables", "addrs", "routes"):
-        return getattr(generate_node(cluster, node), kind)
-    return None
-
-
-def unemulable_reasons(cluster: ClusterSpec, states: dict[str, NodeState]) -> list[str]:
-    """What of ``cluster`` the lab cannot build (empty: all of it)."""
-    out = []
-    if cluster.proxy_mode not in ("iptables", "userspace"):
-        out.append(f"proxy mode {cluster.proxy_mode}")
-    for node in cluster.nodes:
-        state = states[node.name]
-        if state.rules is not None:
-            out.append(f"node {node.name}: ip rules (policy routing is not built)")
-        if not any(a.ip == node.ip for i in state.interfaces.values() for a in i.addresses):
-            out.append(f"node {node.name}: no interface holds the node address {format_ip(node.ip)}")
-        if any(r.nexthops for r in state.routes):
-            out.append(f"node {node.name}: multipath routes")
-        if any(r.kind not in _ROUTE_KINDS for r in state.routes):
-            out.append(f"node {node.name}: route kinds the lab does not add")
-        if any(p.node == node.name for p in cluster.pods) and node.bridge not in state.interfaces:
-            out.append(f"node {node.name}: its pods' bridge {node.bridge} is in none of its dumps")
-    names = [n.name for n in cluster.nodes]
-    if len(set(names)) != len(names):
-        out.append("two nodes share a name")
-    return out
 
 
 @dataclass
@@ -180,12 +142,12 @@ class ClusterLab:
 
     # ------------------------------------------------------------ building
     def _netns(self, ns: str) -> None:
-        _run("ip", "netns", "add", ns)
+        run("ip", "netns", "add", ns)
         self.namespaces.append(ns)
-        _run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
 
     def _sysctl(self, ns: str, *keys: str) -> None:
-        _run("ip", "netns", "exec", ns, "sysctl", "-qw", *keys)
+        run("ip", "netns", "exec", ns, "sysctl", "-qw", *keys)
 
     def _build(self) -> None:
         cluster = self.cluster
@@ -194,10 +156,10 @@ class ClusterLab:
         for ns in (self.lan, self.ext):
             self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
         batch = ["link add br0 type bridge", "link set br0 up"]
-        _run("ip", "-n", self.lan, "-batch", "-", input="\n".join(batch) + "\n")
+        run("ip", "-n", self.lan, "-batch", "-", input="\n".join(batch) + "\n")
         self._sysctl(self.lan, "net.bridge.bridge-nf-call-iptables=0")
         # The off-cluster client: every node network's gateway (unless a node holds it) and its own address.
-        _run("ip", "-n", self.ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ux", "netns", self.lan)
+        run("ip", "-n", self.ext, "link", "add", "eth0", "type", "veth", "peer", "name", "ux", "netns", self.lan)
         ext = ["link set eth0 up", f"addr add {format_ip(self.external)}/32 dev lo"]
         node_ips = {n.ip for n in cluster.nodes}
         seen = set()
@@ -211,8 +173,8 @@ class ClusterLab:
                 ext.append(f"addr add {format_ip(gw)}/{n.prefixlen} dev eth0")
             else:
                 ext.append(f"route add {format_ip(net)}/{n.prefixlen} dev eth0")
-        _run("ip", "-n", self.ext, "-batch", "-", input="\n".join(ext) + "\n")
-        _run("ip", "-n", self.lan, "link", "set", "ux", "master", "br0", "up")
+        run("ip", "-n", self.ext, "-batch", "-", input="\n".join(ext) + "\n")
+        run("ip", "-n", self.lan, "link", "set", "ux", "master", "br0", "up")
         for i, node in enumerate(cluster.nodes):
             self._build_node(i, node)
         for i, pod in enumerate(cluster.pods):
@@ -227,8 +189,8 @@ class ClusterLab:
         self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
                      "net.ipv4.icmp_ratelimit=0", *(f"{k}={v}" for k, v in node_sysctls(state, interfaces=False)))
         uplink = next(i.name for i in state.interfaces.values() if any(a.ip == node.ip for a in i.addresses))
-        _run("ip", "-n", ns, "link", "add", uplink, "type", "veth", "peer", "name", f"u{index}", "netns", self.lan)
-        _run("ip", "-n", self.lan, "link", "set", f"u{index}", "master", "br0", "up")
+        run("ip", "-n", ns, "link", "add", uplink, "type", "veth", "peer", "name", f"u{index}", "netns", self.lan)
+        run("ip", "-n", self.lan, "link", "set", f"u{index}", "master", "br0", "up")
         batch = []
         bridges = {node.bridge} | ({"docker0"} if node.docker else set())
         for iface in state.interfaces.values():
@@ -245,15 +207,15 @@ class ClusterLab:
                 batch.append(f"addr add {a}{brd} scope {scope} dev {iface.name}")
             if iface.up:
                 batch.append(f"link set {iface.name} up")
-        _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
+        run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
         per_interface = node_sysctls(state, interfaces=True)
         if per_interface:
             self._sysctl(ns, *(f"{k}={v}" for k, v in per_interface))
-        present = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
-        batch = [_route_command(r) for r in state.routes if _route_key(r) not in present]
+        present = route_keys(ip_json(ns, "route", "show", "table", "all"))
+        batch = [route_command(r) for r in state.routes if route_key(r) not in present]
         if batch:
-            _run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
-        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
+            run("ip", "-n", ns, "-batch", "-", input="\n".join(batch) + "\n")
+        run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     def _build_pod(self, index: int, pod: PodSpec) -> None:
         ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
@@ -261,8 +223,8 @@ class ClusterLab:
         self._netns(ns)
         self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
         port = f"vp{index}"
-        _run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", node_ns)
-        _run("ip", "-n", node_ns, "-batch", "-", input=f"link set {port} master {node.bridge}\n"
+        run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", node_ns)
+        run("ip", "-n", node_ns, "-batch", "-", input=f"link set {port} master {node.bridge}\n"
              f"link set {port} up\nlink set dev {port} type bridge_slave hairpin on\n")
         plen = pod_prefixlen(pod, node)
         gateway = next((a for a in state.interfaces[node.bridge].addresses), None)
@@ -270,15 +232,15 @@ class ClusterLab:
         if gateway is not None:
             onlink = "" if (gateway.ip & prefix_mask(plen)) == (pod.ip & prefix_mask(plen)) else " onlink"
             cmds.append(f"route add default via {format_ip(gateway.ip)} dev eth0{onlink}")
-        _run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
-        _run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
+        run("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+        run("ip", "netns", "exec", ns, "nft", "-f", "-", input=_KEEP_CONNTRACK)
 
     def _load_rules(self, node: NodeSpec) -> None:
         ns = self.node_ns[node.name]
         ipsets = node_dump_text(self.cluster, node, "ipsets")
         if ipsets:
-            _run("ip", "netns", "exec", ns, "ipset", "restore", input=ipsets)
-        _run("ip", "netns", "exec", ns, "iptables-restore", input=node_dump_text(self.cluster, node, "iptables"))
+            run("ip", "netns", "exec", ns, "ipset", "restore", input=ipsets)
+        run("ip", "netns", "exec", ns, "iptables-restore", input=node_dump_text(self.cluster, node, "iptables"))
 
     def _start_agents(self) -> None:
         ports = json.dumps([sorted(self.ports[0]), sorted(self.ports[1])])
@@ -350,119 +312,13 @@ class ClusterLab:
 
     def route_external(self, dst: int, via_node: str) -> None:
         """The off-cluster client reaches ``dst`` through ``via_node`` (as a flow arriving there)."""
-        _run("ip", "-n", self.ext, "route", "replace", f"{format_ip(dst)}/32", "via",
-             format_ip(self.cluster.node(via_node).ip))
+        run("ip", "-n", self.ext, "route", "replace", f"{format_ip(dst)}/32", "via",
+            format_ip(self.cluster.node(via_node).ip))
 
     # ------------------------------------------------------------ reading back
     def readback(self) -> list[str]:
         """Where what the lab built differs from the dumps (empty: it built them)."""
-        out = []
-        for node in self.cluster.nodes:
-            ns, state = self.node_ns[node.name], self.states[node.name]
-            built = _addr_set(_ip_json(ns, "addr", "show"))
-            want = {(i.name, str(a)) for i in state.interfaces.values() for a in i.addresses}
-            want |= {("lo", "127.0.0.1/8")}
-            out += [f"node {node.name}: {what} address {i} {a}" for what, diff in
-                    (("missing", want - built), ("extra", built - want)) for i, a in sorted(diff)]
-            routes = _route_keys(_ip_json(ns, "route", "show", "table", "all"))
-            routes = {r for r in routes if r[0] not in ("local", "255")}
-            want_routes = {_route_key(r) for r in state.routes}
-            out += [f"node {node.name}: {what} route {r}" for what, diff in
-                    (("missing", want_routes - routes), ("extra", routes - want_routes)) for r in sorted(diff, key=str)]
-            for key, value in node_sysctls(state, interfaces=False) + node_sysctls(state, interfaces=True):
-                got = _run("ip", "netns", "exec", ns, "sysctl", "-n", key, check=False).strip()
-                if got != str(value):
-                    out.append(f"node {node.name}: {key} is {got or 'missing'}, the node has {value}")
-            rules = _run("ip", "netns", "exec", ns, "iptables-save")
-            given = node_dump_text(self.cluster, node, "iptables") or ""
-            count = sum(line.startswith("-A ") for line in rules.splitlines())
-            wanted = sum(line.startswith("-A ") for line in given.splitlines())
-            if count != wanted:
-                out.append(f"node {node.name}: iptables-save shows {count} rules, the dump has {wanted}")
-        for pod in self.cluster.pods:
-            ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
-            plen = pod_prefixlen(pod, node)
-            built = _addr_set(_ip_json(ns, "addr", "show"))
-            want = {("lo", "127.0.0.1/8"), ("eth0", f"{format_ip(pod.ip)}/{plen}")}
-            if built != want:
-                out.append(f"pod {pod.key}: addresses {sorted(built)}, expected {sorted(want)}")
-            routes = {(r.get("dst"), r.get("gateway")) for r in _ip_json(ns, "route", "show")}
-            gateway = next((a for a in self.states[node.name].interfaces[node.bridge].addresses), None)
-            net = f"{format_ip(pod.ip & prefix_mask(plen))}/{plen}" if plen < 32 else format_ip(pod.ip)
-            want_r = {(net, None)} | ({("default", format_ip(gateway.ip))} if gateway else set())
-            if routes != want_r:
-                out.append(f"pod {pod.key}: routes {sorted(routes, key=str)}, expected {sorted(want_r, key=str)}")
-        return out
-
-
-def pod_prefixlen(pod: PodSpec, node: NodeSpec) -> int:
-    """The prefix of the pod's address on eth0: the node's ``pod_prefix`` when the cluster states
-    it, else its pod CIDR's (what the bridge CNI and kubenet give)."""
-    own = getattr(node, "pod_prefixlen", None)
-    return int(own) if own is not None else mask_length(node.pod_cidr[1])
-
-
-def node_sysctls(state: NodeState, *, interfaces: bool) -> list[tuple[str, int]]:
-    """The sysctls the lab sets on a node: the namespace-wide ones (ip_forward, ``all`` and
-    ``default`` conf keys, bridge-nf-call-iptables: as the node's sysctl.txt says, else the values
-    pktverify assumes), or (``interfaces``) the per-interface ones its sysctl.txt names."""
-    from ..model.sysctls import ASSUMED
-
-    sysctls = getattr(state, "sysctls", None)
-    values = dict(ASSUMED)
-    values.update(dict(sysctls.values) if sysctls is not None else {})
-    wide = [(k, v) for k, v in values.items()
-            if not k.startswith("net.ipv4.conf.") or k.split(".")[3] in ("all", "default")]
-    per_iface = [(k, v) for k, v in values.items() if k.startswith("net.ipv4.conf.")
-                 and k.split(".")[3] not in ("all", "default") and k.split(".")[3] in state.interfaces]
-    return sorted(per_iface if interfaces else wide)
-
-
-def _ip_json(ns: str, *args: str) -> list:
-    return json.loads(_run("ip", "-n", ns, "-j", *args) or "[]")
-
-
-def _addr_set(data: list) -> set[tuple[str, str]]:
-    return {(i["ifname"], f"{a['local']}/{a['prefixlen']}") for i in data for a in i.get("addr_info", [])
-            if a.get("family") == "inet"}
-
-
-def _route_key(r: Route) -> tuple:
-    dst = "default" if r.mask == 0 and r.network == 0 else \
-        (f"{format_ip(r.network)}/{mask_length(r.mask)}" if r.mask != 0xFFFFFFFF else format_ip(r.network))
-    table = {"254": "main", "255": "local"}.get(r.table, r.table)
-    gateway = format_ip(r.gateway) if r.gateway is not None else None
-    return (table, r.kind, dst, gateway, r.dev if r.kind == "unicast" else None, r.metric or 0)
-
-
-def _route_keys(data: list) -> set[tuple]:
-    out = set()
-    for r in data:
-        table = str(r.get("table", "main"))
-        kind = r.get("type", "unicast")
-        out.add((table, kind, r["dst"], r.get("gateway"), r.get("dev") if kind == "unicast" else None,
-                 r.get("metric", 0)))
-    return out
-
-
-def _route_command(r: Route) -> str:
-    key = _route_key(r)
-    words = ["route", "add"] + ([] if r.kind == "unicast" else [r.kind]) + [key[2]]
-    if r.gateway is not None:
-        words += ["via", format_ip(r.gateway)]
-    if r.dev and r.kind == "unicast":
-        words += ["dev", r.dev]
-    if r.onlink:
-        words.append("onlink")
-    if r.prefsrc is not None:
-        words += ["src", format_ip(r.prefsrc)]
-    if r.metric:
-        words += ["metric", str(r.metric)]
-    if r.scope == 253 and r.gateway is None and r.kind == "unicast":
-        words += ["scope", "link"]
-    if key[0] != "main":
-        words += ["table", key[0]]
-    return " ".join(words)
+        return readback(self.cluster, self.states, self.node_ns, self.pod_ns)
 
 
 # ------------------------------------------------------------ cleanup when interrupted

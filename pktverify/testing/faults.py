@@ -1,0 +1,349 @@
+"""The faults :func:`pktverify.strategies.faulty_clusters` plants, and how each is planted.
+
+:data:`FAULTS` names each fault with the invariants it must break; a planter takes a valid
+cluster (drawn without given dumps) and returns it as a :class:`FaultyCluster` with the fault
+recorded. Faults in a node's rules or routes are planted in that node's dumps, held inline, so
+:func:`pktverify.cluster_to_yaml` writes one self-contained file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+from hypothesis import strategies as st
+
+from ..check.invariants import INVARIANTS
+from ..generate.node_state import generate_node
+from ..model.addresses import format_ip, format_network
+from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+
+__all__ = ["Fault", "FaultyCluster", "FAULTS", "NEEDS_IPTABLES", "NEEDS_TWO_NODES", "plant"]
+
+# ------------------------------------------------------------------ faults
+@dataclass(frozen=True)
+class Fault:
+    """A planted fault: ``name`` (one of :data:`FAULTS`), the invariants it must ``break``,
+    and ``detail``, what exactly was changed where."""
+    name: str
+    breaks: frozenset[str]
+    detail: str
+
+
+# name -> (invariants it must break, what it is)
+FAULTS: dict[str, tuple[frozenset[str], str]] = {
+    "overlapping-pod-cidrs": (frozenset({"pod-ip-uniqueness"}), "two nodes own the same pod CIDR"),
+    "duplicate-pod-ip": (frozenset({"pod-ip-uniqueness"}), "two pods have one IP"),
+    "pod-outside-node-cidr": (frozenset({"pod-ip-uniqueness"}), "a pod's IP is outside its node's pod CIDR"),
+    "docker-default": (frozenset({"pod-ip-uniqueness"}),
+                       "docker's default 172.17.0.0/16 bridge, masqueraded, as every node's pod network"),
+    "cluster-ip-outside-service-cidr": (frozenset({"pod-ip-uniqueness"}),
+                                        "a ClusterIP outside the service CIDR, inside a node's pod CIDR"),
+    "missing-peer-route": (frozenset({"routing"}), "a node has no route to another node's pod CIDR"),
+    "blackhole-route": (frozenset({"routing"}), "a node blackholes another node's pod CIDR"),
+    "pod-to-pod-masquerade": (frozenset({"no-nat"}), "a node masquerades pod-to-pod traffic"),
+    "pod-to-node-masquerade": (frozenset({"no-nat"}), "a node masquerades its pods' traffic to other nodes"),
+    "forward-drop": (frozenset({"no-nat"}), "a node's FORWARD chain drops traffic to one of its pods"),
+    "stray-dnat": (frozenset({"no-nat"}), "a node DNATs traffic for one pod to another"),
+    "hairpin-without-masquerade": (frozenset({"service-reachability"}),
+                                   "kube-proxy's hairpin KUBE-MARK-MASQ rules are missing on a node"),
+    "stale-endpoint": (frozenset({"service-reachability"}), "a service endpoint is an address no pod has"),
+    "non-uniform-probabilities": (frozenset({"service-reachability"}),
+                                  "a statistic rule of a service's endpoint choice has the wrong probability"),
+    "empty-service-not-rejected": (frozenset({"service-reachability"}),
+                                   "a service without endpoints is not rejected: its ClusterIP leaves the node"),
+    "nodeport-collision": (frozenset({"pod-ip-uniqueness"}), "two services have the same NodePort"),
+    "etp-local-pod-detour": (frozenset({"service-reachability"}),
+                             "externalTrafficPolicy: Local; a pod calls another node's NodePort, whose endpoint "
+                             "is on the pod's node: DNATed without masquerade, the reply takes a shortcut"),
+    "session-affinity-lost": (frozenset({"service-reachability"}),
+                              "sessionAffinity: ClientIP, but a node's rules lost the -m recent --rcheck rules"),
+}
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FaultyCluster(ClusterSpec):
+    """A cluster drawn by :func:`faulty_clusters`: a valid cluster with ``fault`` planted."""
+    fault: Fault | None = None
+
+
+def _faulty(cluster: ClusterSpec, name: str, detail: str) -> FaultyCluster:
+    values = {f.name: getattr(cluster, f.name) for f in fields(ClusterSpec)}
+    return FaultyCluster(**values, fault=Fault(name, FAULTS[name][0], detail))
+
+# Faults planted in kube-proxy's iptables rules (the base cluster is drawn in iptables mode), and
+# faults between two nodes (the base cluster has at least two).
+NEEDS_IPTABLES = frozenset({"hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
+                            "etp-local-pod-detour", "session-affinity-lost"})
+NEEDS_TWO_NODES = frozenset({"overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
+                             "pod-to-node-masquerade", "etp-local-pod-detour"})
+
+
+# ------------------------------------------------------------------ planting faults
+def _with_pods(cluster: ClusterSpec, node: NodeSpec, count: int) -> tuple[ClusterSpec, list[PodSpec]]:
+    """``cluster`` with at least ``count`` (not host-network, ready) pods on ``node``; ``count`` of them."""
+    here = [p for p in cluster.pods if p.node == node.name and p.ready]
+    pods_ = list(cluster.pods)
+    used = {p.ip for p in cluster.pods}
+    ip = node.pod_cidr[0] + 2
+    while len(here) < count:
+        while ip in used:
+            ip += 1
+        pod = PodSpec(f"pod-f{len(pods_)}", "default", node.name, ip, (("app", "web"),), (8080,))
+        used.add(ip)
+        pods_.append(pod)
+        here.append(pod)
+    return replace(cluster, pods=tuple(pods_)), here[:count]
+
+
+def _plant_rule(cluster: ClusterSpec, node: NodeSpec, table: str, rule: str, *, first: bool = True) -> ClusterSpec:
+    """``cluster`` whose ``node`` has its generated iptables-save with ``rule`` added to ``table``."""
+    return _edit_iptables(cluster, node, lambda text: _insert(text, table, rule, first=first))
+
+
+def _edit_iptables(cluster: ClusterSpec, node: NodeSpec, edit) -> ClusterSpec:
+    text = node.dump_text("iptables") or generate_node(cluster, node).iptables
+    return _with_inline(cluster, node, "iptables", edit(text))
+
+
+def _with_inline(cluster: ClusterSpec, node: NodeSpec, kind: str, text: str) -> ClusterSpec:
+    inline = tuple((k, t) for k, t in node.inline if k != kind) + ((kind, text),)
+    new = replace(node, inline=inline)
+    return replace(cluster, nodes=tuple(new if n.name == node.name else n for n in cluster.nodes))
+
+
+def _insert(text: str, table: str, rule: str, *, first: bool) -> str:
+    """``rule`` (``-A CHAIN ...``) first (or last) in its chain of ``table`` in iptables-save ``text``."""
+    chain = rule.split()[1]
+    head, sep, tail = text.partition(f"*{table}\n")
+    if not sep:
+        chains = {"nat": "PREROUTING INPUT OUTPUT POSTROUTING", "filter": "INPUT FORWARD OUTPUT"}[table].split()
+        return text + f"*{table}\n" + "".join(f":{c} ACCEPT [0:0]\n" for c in chains) + f"{rule}\nCOMMIT\n"
+    body, commit, rest = tail.partition("COMMIT\n")
+    lines = body.split("\n")
+    at = [i for i, line in enumerate(lines) if line.startswith(f"-A {chain} ")]
+    if first:
+        index = at[0] if at else next(i for i, line in enumerate(lines) if not line.startswith(":"))
+    else:
+        index = at[-1] + 1 if at else next(i for i, line in enumerate(lines) if not line.startswith(":"))
+    lines.insert(index, rule)
+    return head + sep + "\n".join(lines) + commit + rest
+
+
+def _plant_overlapping(draw, c: ClusterSpec) -> FaultyCluster:
+    a, b = c.nodes[0], c.nodes[1]
+    nodes = tuple(replace(n, pod_cidr=a.pod_cidr) if n.name == b.name else n for n in c.nodes)
+    return _faulty(replace(c, nodes=nodes), "overlapping-pod-cidrs",
+                   f"{b.name} gets {a.name}'s pod CIDR {format_network(*a.pod_cidr)}")
+
+
+def _plant_duplicate_ip(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c = replace(c, pods=tuple(replace(p, ip=a.ip) if p.key == b.key else p for p in c.pods))
+    return _faulty(c, "duplicate-pod-ip", f"pod {b.key} gets pod {a.key}'s IP {format_ip(a.ip)}")
+
+
+def _plant_outside(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a,) = _with_pods(c, node, 1)
+    outside = c.cidr[0] + 0xFFFE                                 # the last host of the cluster CIDR: no node's
+    c = replace(c, pods=tuple(replace(p, ip=outside) if p.key == a.key else p for p in c.pods))
+    return _faulty(c, "pod-outside-node-cidr", f"pod {a.key} gets {format_ip(outside)}, outside "
+                                               f"{node.name}'s pod CIDR {format_network(*node.pod_cidr)}")
+
+
+def _plant_docker(draw, c: ClusterSpec) -> FaultyCluster:
+    docker_net = (0xAC110000, 0xFFFF0000)
+    nodes = tuple(replace(n, pod_cidr=docker_net, bridge="docker0", docker=True) for n in c.nodes)
+    index: dict[str, int] = {}
+    moved = []
+    for p in c.pods:                                             # docker numbers each host's containers from .2
+        index[p.node] = index.get(p.node, 0) + 1
+        moved.append(replace(p, ip=0xAC110001 + index[p.node]))
+    return _faulty(replace(c, nodes=nodes, pods=tuple(moved)), "docker-default",
+                   "every node's pods on docker0 172.17.0.0/16, masqueraded off it")
+
+
+def _plant_cluster_ip(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    inside = node.pod_cidr[0] + (~node.pod_cidr[1] & 0xFFFFFFFF) - 1      # the pod CIDR's last host
+    if not c.services:
+        c = replace(c, services=(ServiceSpec("svc-f", "default", c.service_cidr[0] + 1,
+                                             (ServicePortSpec("", 80, 8080, "tcp"),), (("app", "web"),)),))
+    svc = draw(st.sampled_from(c.services))
+    c = replace(c, services=tuple(replace(s, cluster_ip=inside) if s.key == svc.key else s for s in c.services))
+    return _faulty(c, "cluster-ip-outside-service-cidr",
+                   f"service {svc.key} gets ClusterIP {format_ip(inside)}, inside {node.name}'s pod CIDR")
+
+
+def _route_lines(c: ClusterSpec, node: NodeSpec) -> list[str]:
+    return generate_node(c, node).routes.rstrip("\n").split("\n")
+
+
+def _plant_missing_route(draw, c: ClusterSpec) -> FaultyCluster:
+    node, peer = draw(st.permutations(c.nodes))[:2]
+    lines = [line for line in _route_lines(c, node) if not line.startswith(format_network(*peer.pod_cidr) + " via")]
+    c = _with_inline(c, node, "routes", "\n".join(lines) + "\n")
+    return _faulty(c, "missing-peer-route", f"{node.name} loses its route to {peer.name}'s pod CIDR "
+                                            f"{format_network(*peer.pod_cidr)}")
+
+
+def _plant_blackhole(draw, c: ClusterSpec) -> FaultyCluster:
+    node, peer = draw(st.permutations(c.nodes))[:2]
+    net = format_network(*peer.pod_cidr)
+    lines = [f"blackhole {net}" if line.startswith(net + " via") else line for line in _route_lines(c, node)]
+    c = _with_inline(c, node, "routes", "\n".join(lines) + "\n")
+    return _faulty(c, "blackhole-route", f"{node.name} has `blackhole {net}` ({peer.name}'s pod CIDR)")
+
+
+def _plant_pod_masquerade(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, _ = _with_pods(c, node, 2)
+    cidr = format_network(*c.cidr)
+    rule = f"-A POSTROUTING -s {cidr} -d {cidr} -j MASQUERADE"
+    return _faulty(_plant_rule(c, node, "nat", rule), "pod-to-pod-masquerade", f"{node.name}: {rule}")
+
+
+def _plant_node_masquerade(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, _ = _with_pods(c, node, 1)
+    rule = (f"-A POSTROUTING -s {format_network(*node.pod_cidr)} -d {format_network(node.ip & 0xFFFFFF00, 0xFFFFFF00)}"
+            " -j MASQUERADE")
+    return _faulty(_plant_rule(c, node, "nat", rule), "pod-to-node-masquerade", f"{node.name}: {rule}")
+
+
+def _plant_forward_drop(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, _b) = _with_pods(c, node, 2)
+    rule = f"-A FORWARD -d {format_ip(a.ip)}/32 -j DROP"
+    return _faulty(_plant_rule(c, node, "filter", rule), "forward-drop", f"{node.name}: {rule}")
+
+
+def _plant_stray_dnat(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    rule = f"-A PREROUTING -d {format_ip(a.ip)}/32 -j DNAT --to-destination {format_ip(b.ip)}"
+    return _faulty(_plant_rule(c, node, "nat", rule), "stray-dnat", f"{node.name}: {rule}")
+
+
+def _service_for(c: ClusterSpec, pods_: list[PodSpec], name: str) -> tuple[ClusterSpec, ServiceSpec]:
+    """``c`` with a new service listing exactly ``pods_`` (port 80 → 8080/TCP)."""
+    svc = ServiceSpec(name, "default", c.service_cidr[0] + 1 + len(c.services), (ServicePortSpec("", 80, 8080, "tcp"),),
+                      None, tuple(p.key for p in pods_))
+    return replace(c, services=c.services + (svc,)), svc
+
+
+def _plant_hairpin(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a,) = _with_pods(c, node, 1)
+    c, svc = _service_for(c, [a], "svc-hairpin")
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if not (
+            f'"{svc.key}:"' in line and "-j KUBE-MARK-MASQ" in line and " -s " in line))
+
+    return _faulty(_edit_iptables(c, node, edit), "hairpin-without-masquerade",
+                   f"{node.name}: no `-s {format_ip(a.ip)}/32 -j KUBE-MARK-MASQ` for service {svc.key}")
+
+
+def _plant_stale(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    stale = node.pod_cidr[0] + (~node.pod_cidr[1] & 0xFFFFFFFF) - 1      # no pod is drawn this high
+    svc = ServiceSpec("svc-stale", "default", c.service_cidr[0] + 1 + len(c.services),
+                      (ServicePortSpec("", 80, 8080, "tcp"),), None, None, (stale,))
+    return _faulty(replace(c, services=c.services + (svc,)), "stale-endpoint",
+                   f"service {svc.key} lists endpoint {format_ip(stale)}, which no pod has")
+
+
+def _plant_skew(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c, svc = _service_for(c, [a, b], "svc-skewed")
+
+    def edit(text: str) -> str:
+        lines = text.split("\n")
+        for i, line in enumerate(lines):
+            if f'"{svc.key}:' in line and "--probability" in line:
+                words = line.split()
+                at = words.index("--probability") + 1
+                words[at] = "0.25000000000"
+                lines[i] = " ".join(words)
+                break
+        return "\n".join(lines)
+
+    return _faulty(_edit_iptables(c, node, edit), "non-uniform-probabilities",
+                   f"{node.name}: service {svc.key} picks its first endpoint with probability 0.25, not 0.5")
+
+
+def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    svc = ServiceSpec("svc-empty", "default", c.service_cidr[0] + 1 + len(c.services),
+                      (ServicePortSpec("", 80, 8080, "tcp"),), None, ())
+    c = replace(c, services=c.services + (svc,))
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if not (f'"{svc.key}:' in line and "-j REJECT" in line))
+
+    return _faulty(_edit_iptables(c, node, edit), "empty-service-not-rejected",
+                   f"{node.name}: no REJECT for service {svc.key}, which has no endpoints")
+
+
+def _plant_nodeport_collision(draw, c: ClusterSpec) -> FaultyCluster:
+    number = draw(st.integers(*c.node_port_range))
+    start = len(c.services)
+    new = tuple(ServiceSpec(f"svc-np{i}", "default", c.service_cidr[0] + 1 + start + i,
+                            (ServicePortSpec("", 80 + i, 8080, "tcp", number),), (("app", "web"),), type="NodePort")
+                for i in range(2))
+    # The other services lose their node ports (the two new ones alone share one): a ClusterIP
+    # service has no node port, no load-balancer ingress and no source ranges either.
+    c = replace(c, services=tuple(replace(s, type="ClusterIP", ports=tuple(replace(p, node_port=None) for p in s.ports),
+                                          external_policy="Cluster", lb_ips=(), lb_source_ranges=())
+                                  if s.has_node_ports else s for s in c.services) + new)
+    return _faulty(c, "nodeport-collision", f"services {new[0].key} and {new[1].key} both have NodePort {number}/tcp")
+
+
+def _plant_etp_detour(draw, c: ClusterSpec) -> FaultyCluster:
+    home, other = draw(st.permutations(c.nodes))[:2]
+    c, (client, server) = _with_pods(c, home, 2)
+    c, svc = _service_for(c, [server], "svc-local")
+    number = draw(st.integers(*c.node_port_range).filter(
+        lambda n: all(p.node_port != n for s in c.services for p in s.ports)))
+    svc2 = replace(svc, type="NodePort", external_policy="Local",
+                   ports=tuple(replace(p, node_port=number) for p in svc.ports))
+    c = replace(c, services=c.services[:-1] + (svc2,))
+    return _faulty(c, "etp-local-pod-detour",
+                   f"pod {client.key} on {home.name} → {other.name}:{number} (externalTrafficPolicy: Local), endpoint "
+                   f"{server.key} on {home.name}")
+
+
+def _plant_affinity_lost(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    c, (a, b) = _with_pods(c, node, 2)
+    c, svc = _service_for(c, [a, b], "svc-sticky")
+    c = replace(c, services=c.services[:-1] + (replace(svc, affinity_timeout=10800),))
+
+    def edit(text: str) -> str:
+        return "\n".join(line for line in text.split("\n") if "--rcheck" not in line)
+
+    return _faulty(_edit_iptables(c, node, edit), "session-affinity-lost",
+                   f"{node.name}: no `-m recent --rcheck` rules for service {svc.key} (sessionAffinity: ClientIP)")
+
+
+_PLANT = {
+    "overlapping-pod-cidrs": _plant_overlapping, "duplicate-pod-ip": _plant_duplicate_ip,
+    "pod-outside-node-cidr": _plant_outside, "docker-default": _plant_docker,
+    "cluster-ip-outside-service-cidr": _plant_cluster_ip, "missing-peer-route": _plant_missing_route,
+    "blackhole-route": _plant_blackhole, "pod-to-pod-masquerade": _plant_pod_masquerade,
+    "pod-to-node-masquerade": _plant_node_masquerade, "forward-drop": _plant_forward_drop,
+    "stray-dnat": _plant_stray_dnat, "hairpin-without-masquerade": _plant_hairpin,
+    "stale-endpoint": _plant_stale, "non-uniform-probabilities": _plant_skew,
+    "empty-service-not-rejected": _plant_unrejected, "nodeport-collision": _plant_nodeport_collision,
+    "etp-local-pod-detour": _plant_etp_detour, "session-affinity-lost": _plant_affinity_lost,
+}
+assert set(_PLANT) == set(FAULTS) and all(b <= set(INVARIANTS) for b, _ in FAULTS.values())
+
+
+def plant(draw, name: str, cluster: ClusterSpec) -> FaultyCluster:
+    """``cluster`` (valid, without given dumps) with the fault ``name`` planted; ``draw`` (of a
+    Hypothesis composite strategy) picks where."""
+    return _PLANT[name](draw, cluster)
