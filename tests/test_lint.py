@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktverify.check.lint import lint_files, lint_text
-from pktverify.check.registry import REGISTRY
+from pktverify.check.lint import REGISTRY, lint_files, lint_text
 from pktverify.cli import main
 from pktverify.generate.node_state import generate_node
 from pktverify.parse.cluster_yaml import load_cluster

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pktverify.check.lint import lint_files, lint_text
-from pktverify.check.lint_structure import load_blocker
-from pktverify.check.registry import REGISTRY
+from pktverify.check.lint import REGISTRY, lint_files, lint_text
+from pktverify.check.lint.structure import load_blocker
 from pktverify.cli import main
 from pktverify.generate.node_state import generate_node
+from pktverify.oracle.kernel_lab import lab_available
 from pktverify.parse.cluster_yaml import load_cluster
 from pktverify.report.lint_report import lint_github, lint_sarif
 from pktverify.report.node_folder import node_files
-from pktverify.oracle.kernel_lab import lab_available
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "rules" / "seed" / "cluster-iptables.yaml"

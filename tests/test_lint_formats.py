@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pktverify.check.lint import lint_files
-from pktverify.check.registry import REGISTRY
+from pktverify.check.lint import REGISTRY, lint_files
 from pktverify.cli import main
 from pktverify.report.lint_report import lint_github, lint_sarif, lint_text_report
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..check.lint import LintResult
-from ..check.registry import REGISTRY, Finding
+from ..check.lint import REGISTRY, Finding, LintResult
 from ..errors import one_line
 from ..version import __version__
 from .safe_text import json_text, log_line, uri_path

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from ..check import lint  # noqa: F401  (importing the lint checks registers them)
-from ..check.registry import REGISTRY
+from ..check.lint import REGISTRY
 
 __all__ = ["render"]
 

@@ -1,4 +1,4 @@
-"""``pktverify lint``: run the registry's checks on rule files (and, with a cluster, the invariants).
+"""``pktverify lint``: run the rule table's checks on rule files (and, with a cluster, the invariants).
 
 Findings are filtered by ``--select``/``--ignore`` (ids or prefixes) and by inline suppressions:
 a rule whose comment says ``pktverify: ignore[PV203]`` (ids or prefixes, comma-separated;
@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..model.cluster import ClusterSpec
-from ..parse.source import read_text
-from . import lint_cluster, lint_invariants, lint_kubernetes, lint_reachability, lint_structure
-from .cover_index import ShadowWork
-from .registry import SEVERITIES, Finding, select
+from ...model.cluster import ClusterSpec
+from ...parse.source import read_text
+from . import cluster as cluster_checks
+from . import invariants, structure
+from .finding import SEVERITIES, Finding, Subject
+from .registry import rule_checks, select
 
 __all__ = ["LintResult", "lint_text", "lint_files"]
 
@@ -47,25 +48,15 @@ def lint_text(text: str, source: str, *, lenient: bool = False, cluster: Cluster
     """Every rule-set check on one iptables-save ``text`` (no suppression or selection); with
     ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too.
     ``notes`` receives what was not analysed (rules past the shadowing check's work bound)."""
-    ruleset, findings = lint_structure.parse_with_findings(text, source, lenient=lenient)
+    ruleset, findings = structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
-    findings += lint_structure.unused_chains(ruleset)
-    work = ShadowWork()
-    findings += lint_reachability.reachability(ruleset, work)
-    if notes is not None and work.note():
-        notes.append(f"{source}: {work.note()}")
-    findings += lint_kubernetes.endpoint_choice(ruleset)
-    findings += lint_kubernetes.conflicting_nat(ruleset)
-    node_ips = None                   # not knowing the node: DNATs in kube-proxy's host chains count
-    if cluster is not None:           # only userspace mode DNATs to its own proxy ports
-        known = node is not None and node in {n.name for n in cluster.nodes}
-        node_ips = {cluster.node(node).ip} if known and cluster.proxy_mode == "userspace" else set()
-    findings += lint_kubernetes.shared_proxy_ports(ruleset, node_ips)
-    if cluster is not None:
-        findings += lint_cluster.rule_findings(ruleset, cluster)
+    subject = Subject(ruleset, cluster, node)
+    for check in rule_checks():
+        findings += check(subject)
+    if notes is not None and subject.work.note():
+        notes.append(f"{source}: {subject.work.note()}")
     return findings
-
 
 def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, ignore_ids: list[str] | None = None,
                cluster: ClusterSpec | None = None, node: str | None = None, lenient: bool = False) -> LintResult:
@@ -94,13 +85,13 @@ def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: l
                   enabled: set[str], notes: list[str]) -> list[Finding] | None:
     """PV401-PV404 for the cluster with ``path`` as ``node``'s rules; None (and a note) when the
     file cannot be loaded: only a finding that stops the load skips the verification."""
-    from ..cluster_api import verify
+    from ..verify_run import verify
 
     if not any(cid.startswith("PV4") for cid in enabled):
         return []
-    proposed, node_name = lint_cluster.proposed_cluster(cluster, node, path)   # a bad --node first
+    proposed, node_name = cluster_checks.proposed_cluster(cluster, node, path)   # a bad --node first
     blockers = [(f, why) for f in findings if f.source == path
-                for why in (lint_structure.load_blocker(f),) if why is not None]
+                for why in (structure.load_blocker(f),) if why is not None]
     if blockers:
         if all(why == "unreadable" for _f, why in blockers):
             first = blockers[0][0]
@@ -113,7 +104,7 @@ def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: l
                          "not verified with it: fix the PV1xx errors first")
         return None
     report = verify(proposed, lenient=lenient)
-    return lint_invariants.invariant_findings(proposed, node_name, path, report)
+    return invariants.invariant_findings(proposed, node_name, path, report)
 
 
 def _suppressed(finding: Finding, lines: dict[str, list[str]]) -> bool:

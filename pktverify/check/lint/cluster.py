@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InvalidArgument
-from ..model import rules as m
-from ..model.addresses import format_ip, in_network
-from ..model.cluster import ClusterSpec
-from .headerspace import DPORT, DST, MARK, PROTO, SRC, Universe, _intersect, intersects, rule_box
+from ...errors import InvalidArgument
+from ...model import rules as m
+from ...model.addresses import format_ip, in_network
+from ...model.cluster import ClusterSpec
+from ..headerspace import DPORT, DST, MARK, PROTO, SRC, Universe, _intersect, intersects, rule_box
+from .finding import Check, Finding, Subject
 from .reaching import Reaching
-from .registry import Check, Finding, register
 
 # kube-proxy's masquerade chain and a CNI's rules after it (pods 10.1.0.0/16, nodes 192.168.1.0/24).
 _KUBE_POSTROUTING = ("# pods 10.1.0.0/16, nodes 192.168.1.0/24\n*nat\n:POSTROUTING ACCEPT [0:0]\n"
@@ -24,19 +24,19 @@ _KUBE_POSTROUTING = ("# pods 10.1.0.0/16, nodes 192.168.1.0/24\n*nat\n:POSTROUTI
                      "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n"
                      "-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000\n-A KUBE-POSTROUTING -j MASQUERADE\nCOMMIT")
 
-register(Check(
+PV303 = Check(
     "PV303", "dnat-to-non-endpoint", "error", "a DNAT to an address that is no ready endpoint of any service",
     "Connections sent there reach a pod that is gone, not ready, or never was an endpoint (stale rules).",
     "-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.1.10.99:8080   # no ready pod has 10.1.10.99",
-    "-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.1.10.5:8080    # web-1, ready, selected", "kubernetes"))
-register(Check(
+    "-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.1.10.5:8080    # web-1, ready, selected", "kubernetes")
+PV304 = Check(
     "PV304", "clusterip-outside-service-cidr", "error",
     "a service rule for an address outside the cluster's service CIDR",
     "ClusterIPs come from --service-cluster-ip-range; a rule for another address is stale or catches "
     "traffic for something else (a pod or node address).",
     "-A KUBE-SERVICES -d 10.1.10.7/32 -p tcp --dport 80 -j KUBE-SVC-X   # inside a pod CIDR",
-    "-A KUBE-SERVICES -d 10.152.183.7/32 -p tcp --dport 80 -j KUBE-SVC-X", "kubernetes"))
-register(Check(
+    "-A KUBE-SERVICES -d 10.152.183.7/32 -p tcp --dport 80 -j KUBE-SVC-X", "kubernetes")
+PV305 = Check(
     "PV305", "masquerade-pod-traffic", "error",
     "a MASQUERADE or SNAT rule that matches pod-to-pod or pod-to-node traffic",
     "The Kubernetes network model forbids NAT between pods and nodes: the receiver would see the node's "
@@ -48,15 +48,15 @@ register(Check(
     _KUBE_POSTROUTING.format("-A POSTROUTING -s 10.1.0.0/16 -d 10.1.0.0/16 -j RETURN\n"
                              "-A POSTROUTING -s 10.1.0.0/16 -d 192.168.1.0/24 -j RETURN\n"
                              "-A POSTROUTING -s 10.1.0.0/16 -j MASQUERADE\n"),
-    "kubernetes"))
-register(Check(
+    "kubernetes")
+PV306 = Check(
     "PV306", "empty-service-not-rejected", "error",
     "a service port without endpoints that no filter rule rejects (iptables mode)",
     "kube-proxy rejects connections to a service without endpoints; without the REJECT the packet leaves the "
     "node with the ClusterIP as destination, which no network routes, and the client waits for a timeout.",
     "(no rule) — service default/db has no ready endpoints",
     "-A KUBE-SERVICES -d 10.152.183.9/32 -p tcp --dport 5432 -j REJECT --reject-with icmp-port-unreachable",
-    "kubernetes"))
+    "kubernetes")
 
 _SERVICE_CHAINS = ("KUBE-SERVICES", "KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 
@@ -75,8 +75,11 @@ def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str) -> 
     return replace(cluster, nodes=nodes), node_name
 
 
-def rule_findings(ruleset: m.Ruleset, cluster: ClusterSpec) -> list[Finding]:
-    """PV303-PV306 for the proposed rules of one node, against the cluster's facts."""
+def rule_findings(subject: Subject) -> list[Finding]:
+    """PV303-PV306 for the proposed rules of one node, against the cluster's facts (none without a cluster)."""
+    ruleset, cluster = subject.ruleset, subject.cluster
+    if cluster is None:
+        return []
     universe = Universe.of(ruleset)
     endpoints = {ip for s in cluster.services for p in s.ports for _l, ip, _n in cluster.port_endpoints(s, p)}
     node_ips = {n.ip for n in cluster.nodes}
@@ -117,7 +120,7 @@ def _matches_pod_traffic(box, universe: Universe, cluster: ClusterSpec) -> bool:
 
 
 def _unrejected(ruleset: m.Ruleset, universe: Universe, cluster: ClusterSpec) -> list[Finding]:
-    from ..model.packet import PROTO_NUMBERS
+    from ...model.packet import PROTO_NUMBERS
     filt = ruleset.tables.get("filter")
     rejects = [rule_box(r, universe)[0] for c in (filt.chains.values() if filt else ()) for r in c.rules
                if type(r.target) is m.Reject]

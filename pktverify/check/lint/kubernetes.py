@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from ..model import rules as m
-from ..model.addresses import format_ip
-from .headerspace import DPORT, DST, PROTO, Universe, intersects, rule_box
-from .registry import Check, Finding, register
+from ...model import rules as m
+from ...model.addresses import format_ip
+from ..headerspace import DPORT, DST, PROTO, Universe, intersects, rule_box
+from .finding import Check, Finding, Subject
 
-register(Check(
+PV301 = Check(
     "PV301", "non-uniform-endpoint-choice", "error",
     "statistic-random branches that do not split traffic evenly, or with no unconditional last branch",
     "kube-proxy spreads a service's connections evenly: branch i of n has --probability 1/(n-i) and the last "
@@ -22,8 +22,8 @@ register(Check(
     "*nat\n:KUBE-SVC-X - [0:0]\n:KUBE-SEP-A - [0:0]\n:KUBE-SEP-B - [0:0]\n:KUBE-SEP-C - [0:0]\n"
     "-A KUBE-SVC-X -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-A\n"
     "-A KUBE-SVC-X -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-B\n"
-    "-A KUBE-SVC-X -j KUBE-SEP-C\nCOMMIT", "kubernetes"))
-register(Check(
+    "-A KUBE-SVC-X -j KUBE-SEP-C\nCOMMIT", "kubernetes")
+PV302 = Check(
     "PV302", "conflicting-nat", "error",
     "two DNAT/REDIRECT rules of one chain for the same destination with different targets",
     "The first one decides every packet both match; the other is dead or, with different sources, sends some "
@@ -32,9 +32,9 @@ register(Check(
     "10.1.1.5:8080\n-A PREROUTING -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination 10.1.2.7:8080\nCOMMIT",
     "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination "
     "10.1.1.5:8080\n-A PREROUTING -d 10.96.0.11/32 -p tcp --dport 80 -j DNAT --to-destination 10.1.2.7:8080\nCOMMIT",
-    "kubernetes"))
+    "kubernetes")
 
-register(Check(
+PV307 = Check(
     "PV307", "shared-proxy-port", "error",
     "two services redirected to the same userspace proxy port",
     "kube-proxy's userspace mode opens one proxy port per service port and sends that service's connections "
@@ -53,7 +53,7 @@ register(Check(
     "-A KUBE-PORTALS-CONTAINER -d 10.152.183.69/32 -p tcp -m comment --comment \"default/backend:\" -m tcp "
     "--dport 80 -j REDIRECT --to-ports 36533\n"
     "-A KUBE-PORTALS-CONTAINER -d 10.152.183.164/32 -p tcp -m comment --comment \"default/web:http\" -m tcp "
-    "--dport 80 -j REDIRECT --to-ports 58263\nCOMMIT", "kubernetes"))
+    "--dport 80 -j REDIRECT --to-ports 58263\nCOMMIT", "kubernetes")
 
 UNIFORMITY = 1e-6
 _SERVICE_PORT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-a-z0-9]*")
@@ -73,10 +73,10 @@ def _key(rule: m.Rule) -> tuple:
     return tuple(mt for mt in rule.matches if type(mt) not in (m.CommentMatch, m.RandomMatch))
 
 
-def endpoint_choice(ruleset: m.Ruleset) -> list[Finding]:
+def endpoint_choice(subject: Subject) -> list[Finding]:
     """PV301 for every run of statistic-random rules (kube-proxy's endpoint choice)."""
     out = []
-    for table in ruleset.tables.values():
+    for table in subject.ruleset.tables.values():
         for chain in table.chains.values():
             rules = chain.rules
             i = 0
@@ -117,8 +117,9 @@ def _judge(chain: m.Chain, run, last) -> list[Finding]:
                                   for r, s in zip([*run, last], shares)))]
 
 
-def conflicting_nat(ruleset: m.Ruleset) -> list[Finding]:
+def conflicting_nat(subject: Subject) -> list[Finding]:
     """PV302 in the nat table: same destination address, protocol and port, different DNAT/REDIRECT."""
+    ruleset = subject.ruleset
     table = ruleset.tables.get("nat")
     if table is None:
         return []
@@ -145,6 +146,18 @@ def conflicting_nat(ruleset: m.Ruleset) -> list[Finding]:
     return out
 
 
+def _own_addresses(subject: Subject) -> set[int] | None:
+    """The addresses a DNAT to a userspace proxy port goes to: None, not knowing the cluster (a
+    DNAT in kube-proxy's host chains counts); with it, the node's address in userspace mode, and an
+    empty set otherwise (no DNAT counts: in iptables mode two services may well DNAT to one
+    host-network endpoint; only userspace mode DNATs to its own proxy ports)."""
+    cluster, node = subject.cluster, subject.node
+    if cluster is None:
+        return None
+    known = node is not None and node in {n.name for n in cluster.nodes}
+    return {cluster.node(node).ip} if known and cluster.proxy_mode == "userspace" else set()
+
+
 def _service_comment(rule: m.Rule) -> str | None:
     """kube-proxy's ``namespace/name:port`` comment of a service rule, or None."""
     for mt in rule.matches:
@@ -153,12 +166,12 @@ def _service_comment(rule: m.Rule) -> str | None:
     return None
 
 
-def shared_proxy_ports(ruleset: m.Ruleset, node_ips: set[int] | None = None) -> list[Finding]:
+def shared_proxy_ports(subject: Subject) -> list[Finding]:
     """PV307: the rules of two services (told apart by kube-proxy's comment) that send their
-    connections to one userspace proxy port: REDIRECT to it, or DNAT to one of ``node_ips`` and it
-    (None, not knowing the node: a DNAT in kube-proxy's host chains; an empty set: no DNAT counts,
-    as in iptables mode, where two services may well DNAT to one host-network endpoint)."""
-    table = ruleset.tables.get("nat")
+    connections to one userspace proxy port: REDIRECT to it, or DNAT to one of the node's own
+    addresses (:func:`_own_addresses`) and it."""
+    node_ips = _own_addresses(subject)
+    table = subject.ruleset.tables.get("nat")
     if table is None:
         return []
     users: dict[tuple[int, int], dict[str, m.Rule]] = {}

@@ -8,42 +8,42 @@ file ``iptables-restore`` takes as it is.
 
 from __future__ import annotations
 
-from ..errors import InputError
-from ..model import rules as m
-from ..parse.iptables_save import parse_iptables_save
-from .registry import Check, Finding, register
+from ...errors import InputError
+from ...model import rules as m
+from ...parse.iptables_save import parse_iptables_save
+from .finding import Check, Finding, Subject
 
-PV100 = register(Check(
+PV100 = Check(
     "PV100", "parse-error", "error", "iptables-restore refuses this line",
     "The whole rule set would fail to load: iptables-restore commits nothing of a file with an error, so the "
     "node keeps its old rules (or none).",
     "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 99999 -j ACCEPT\nCOMMIT",
-    "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 9999 -j ACCEPT\nCOMMIT", "structure"))
-PV101 = register(Check(
+    "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 9999 -j ACCEPT\nCOMMIT", "structure")
+PV101 = Check(
     "PV101", "undefined-chain", "error", "a jump or goto to a chain the table does not declare",
     "iptables-restore refuses the file ('Couldn't load target'); a misspelt chain name is the usual cause.",
     "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j KUBE-FIREWAL\nCOMMIT",
-    "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\nCOMMIT", "structure"))
-PV102 = register(Check(
+    "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\nCOMMIT", "structure")
+PV102 = Check(
     "PV102", "chain-loop", "error", "chains a built-in chain reaches jump to each other in a loop",
     "The kernel refuses a table whose built-in chains reach a loop of chains (ELOOP), so the file does not "
     "load. (A loop no built-in chain reaches loads: no packet ever enters it.)",
     "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j A\nCOMMIT",
     "*filter\n:INPUT ACCEPT [0:0]\n:A - [0:0]\n:B - [0:0]\n-A INPUT -j A\n-A A -j B\n-A B -j RETURN\nCOMMIT",
-    "structure"))
-PV103 = register(Check(
+    "structure")
+PV103 = Check(
     "PV103", "target-not-allowed-here", "error",
     "a target or match in a table or chain where the kernel refuses it (DNAT outside nat, -o in PREROUTING, ...)",
     "The kernel checks each target's and match's tables and hooks when the table is loaded; one misplaced "
     "DNAT or MASQUERADE makes the whole file fail.",
     "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -p tcp -j DNAT --to-destination 10.0.0.1\nCOMMIT",
-    "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1\nCOMMIT", "structure"))
-PV104 = register(Check(
+    "*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p tcp -j DNAT --to-destination 10.0.0.1\nCOMMIT", "structure")
+PV104 = Check(
     "PV104", "unused-chain", "warning", "a user chain no rule jumps to",
     "Rules in a chain nothing jumps to never see a packet: usually a jump was removed or misspelt.",
     "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A KUBE-FIREWALL -j DROP\nCOMMIT",
     "*filter\n:INPUT ACCEPT [0:0]\n:KUBE-FIREWALL - [0:0]\n-A INPUT -j KUBE-FIREWALL\n-A KUBE-FIREWALL -j DROP\nCOMMIT",
-    "structure"))
+    "structure")
 
 MAX_PARSE_ERRORS = 200
 
@@ -102,9 +102,10 @@ def load_blocker(finding: Finding) -> str | None:
     return "refused"
 
 
-def unused_chains(ruleset: m.Ruleset) -> list[Finding]:
+def unused_chains(subject: Subject) -> list[Finding]:
     """PV104: user chains that no rule of their table jumps or goes to (the empty canary chains
     every node declares, :data:`CANARY_CHAINS`, are not findings)."""
+    ruleset = subject.ruleset
     out = []
     for table in ruleset.tables.values():
         used = {r.target.chain for c in table.chains.values() for r in c.rules if type(r.target) is m.Jump}

@@ -15,33 +15,33 @@ compared; the work is bounded and the rules past the bound are counted in a note
 
 from __future__ import annotations
 
-from ..model import rules as m
+from ...model import rules as m
+from ..headerspace import Universe, covered, is_everything, rule_box
 from .cover_index import CoverIndex, ShadowWork
-from .headerspace import Universe, covered, is_everything, rule_box
-from .registry import Check, Finding, register
+from .finding import Check, Finding, Subject
 
-register(Check(
+PV201 = Check(
     "PV201", "duplicate-rule", "warning", "a rule repeats an earlier rule of its chain",
     "The second copy never matches anything the first did not already decide (for an ending target) or "
     "applies the same change twice: usually a rule added by two tools or a re-run script.",
     "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.0/8 -j DROP\n-A INPUT -s 10.0.0.0/8 -j DROP\nCOMMIT",
     "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.0/8 -j DROP\n-A INPUT -s 10.1.0.0/16 -j DROP\nCOMMIT",
-    "reachability"))
-register(Check(
+    "reachability")
+PV202 = Check(
     "PV202", "after-unconditional-terminal", "warning", "a rule after a rule that ends the chain for every packet",
     "An unconditional ACCEPT, DROP, REJECT, RETURN or goto ends the walk through the chain for every packet: "
     "the rules after it are dead code, often a rule appended after a catch-all.",
     "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -j DROP\n-A FORWARD -d 10.1.0.0/16 -j ACCEPT\nCOMMIT",
     "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -d 10.1.0.0/16 -j ACCEPT\n-A FORWARD -j DROP\nCOMMIT",
-    "reachability"))
-register(Check(
+    "reachability")
+PV203 = Check(
     "PV203", "shadowed-rule", "warning", "earlier rules already decide every packet this rule matches",
     "Computed over header space (addresses and ranges, protocols, ports, interfaces, conntrack state, marks): "
     "no packet reaches the rule with its match true, so it has no effect; the finding names the earlier rules "
     "that cover it.",
     "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -d 10.1.0.0/16 -j ACCEPT\n-A FORWARD -d 10.1.2.0/24 -j DROP\nCOMMIT",
     "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -d 10.1.2.0/24 -j DROP\n-A FORWARD -d 10.1.0.0/16 -j ACCEPT\nCOMMIT",
-    "reachability"))
+    "reachability")
 
 _ENDING = (m.Verdict, m.Reject, m.Dnat, m.Snat, m.Masquerade, m.Redirect, m.Netmap, m.Tproxy, m.Nfqueue)
 _CHANGING = (m.SetMark, m.ConnMark, m.SetTtl)
@@ -69,6 +69,11 @@ def reachability(ruleset: m.Ruleset, work: ShadowWork | None = None) -> list[Fin
         for chain in table.chains.values():
             out += _chain(chain, universe, tops, changers, work)
     return out
+
+
+def dead_rules(subject: Subject) -> list[Finding]:
+    """PV201-PV203 for the subject's rules, within (and counting in) its shadowing work bound."""
+    return reachability(subject.ruleset, subject.work)
 
 
 def _changing_chains(table: m.Table) -> set[str]:

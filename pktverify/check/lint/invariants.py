@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..model.cluster import ClusterSpec
-from .causes import Group, group_violations
-from .invariants import INVARIANTS
-from .registry import Check, Finding, register
+from ...model.cluster import ClusterSpec
+from ..causes import Group, group_violations
+from ..invariants import INVARIANTS
+from .finding import Check, Finding
 
 __all__ = ["INVARIANT_IDS", "invariant_findings"]
 
@@ -38,13 +38,18 @@ _DOCS = {
     "routing": ("every node reaches every node's pod CIDR, without loops or blackholes",
                 "Without a route a node's pods are unreachable from the others."),
 }
-for _name, _cid in INVARIANT_IDS.items():
-    register(Check(_cid, _name, "error", _DOCS[_name][0],
-                   _DOCS[_name][1] + " `lint --cluster` reports one finding per responsible rule (the drop, "
-                   "reject, chain policy, rewrite or statistic branch that ended the violating paths), with the "
-                   "number of flows it breaks and example flows as related locations.",
-                   "pktverify lint proposed.rules --cluster cluster.yaml --node node1   # a rule that breaks it",
-                   "pktverify verify cluster.yaml   # the same invariant on the whole cluster", "invariants"))
+
+
+def _documented(name: str) -> Check:
+    return Check(INVARIANT_IDS[name], name, "error", _DOCS[name][0],
+                 _DOCS[name][1] + " `lint --cluster` reports one finding per responsible rule (the drop, "
+                 "reject, chain policy, rewrite or statistic branch that ended the violating paths), with the "
+                 "number of flows it breaks and example flows as related locations.",
+                 "pktverify lint proposed.rules --cluster cluster.yaml --node node1   # a rule that breaks it",
+                 "pktverify verify cluster.yaml   # the same invariant on the whole cluster", "invariants")
+
+
+PV401, PV402, PV403, PV404 = (_documented(name) for name in INVARIANT_IDS)
 assert set(INVARIANT_IDS) == set(INVARIANTS)
 
 EXAMPLES = 3            # example flows per finding

@@ -15,8 +15,8 @@ always sound here; so past :data:`MAX_PIECES` boxes the rest is left out.
 
 from __future__ import annotations
 
-from ..model import rules as m
-from .headerspace import Box, Universe, intersects, jumps_into, meet, rule_box, subtract
+from ...model import rules as m
+from ..headerspace import Box, Universe, intersects, jumps_into, meet, rule_box, subtract
 
 __all__ = ["Reaching", "MAX_PIECES", "MAX_DEPTH"]
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from ..model import rules as m
-from .headerspace import DPORT, DST, SPORT, SRC, Box, Intervals, intersects
+from ...model import rules as m
+from ..headerspace import DPORT, DST, SPORT, SRC, Box, Intervals, intersects
 
 __all__ = ["CoverIndex", "ShadowWork", "MAX_PAIRS", "MAX_INTERVALS", "MAX_RULE_INTERVALS"]
 
