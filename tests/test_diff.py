@@ -9,7 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktverify.check.diff import _fate, diff_rulesets
+from pktverify.check.diff import diff_rulesets
+from pktverify.check.diff.compare import _fate
 from pktverify.cli import main
 from pktverify.eval.node_trace import NodeTracer
 from pktverify.generate.node_state import generate_node

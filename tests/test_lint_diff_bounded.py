@@ -8,7 +8,8 @@ import ipaddress
 import json
 from dataclasses import replace
 
-from pktverify.check.diff import _fate, diff_rulesets
+from pktverify.check.diff import diff_rulesets
+from pktverify.check.diff.compare import _fate
 from pktverify.cli import main
 from pktverify.eval.node_trace import NodeTracer
 from pktverify.parse.iptables_save import parse_iptables_save
@@ -109,9 +110,9 @@ def test_same_rules_stay_same(tmp_path):
 
 
 # ------------------------------------------------------------------ lint: shadowing at scale
-from pktverify.check import lint_reachability  # noqa: E402
-from pktverify.check.cover_index import ShadowWork  # noqa: E402
 from pktverify.check.lint import lint_text  # noqa: E402
+from pktverify.check.lint import reachability as lint_reachability  # noqa: E402
+from pktverify.check.lint.cover_index import ShadowWork  # noqa: E402
 
 BLOCK = "".join(f"-A INPUT -s {_ip(0x0A000000 + 3 * i)}/32 -j DROP\n" for i in range(10_000))
 

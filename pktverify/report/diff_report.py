@@ -5,7 +5,7 @@ no difference found, saying what was compared and what was not), then each chang
 
 from __future__ import annotations
 
-from ..check.diff_run import DiffRun
+from ..check.diff import DiffRun
 from .safe_text import json_text, log_line
 
 __all__ = ["diff_text", "diff_json", "inexact_line"]

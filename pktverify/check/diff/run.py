@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ..load.node import build_node
-from ..model.node import NodeState
-from ..parse.ipaddr import parse_ip_addr
-from ..parse.iproute import parse_routes
-from ..parse.iptables_save import parse_iptables_save
-from ..parse.source import read_text
-from .diff import MAX_CELLS, DiffResult, diff_rulesets
-from .headerspace import Universe
+from ...load.node import build_node
+from ...model.node import NodeState
+from ...parse.ipaddr import parse_ip_addr
+from ...parse.iproute import parse_routes
+from ...parse.iptables_save import parse_iptables_save
+from ...parse.source import read_text
+from ..headerspace import Universe
+from .compare import MAX_CELLS, diff_rulesets
+from .result import DiffResult
 
 __all__ = ["DiffRun", "run_diff"]
 
@@ -67,8 +68,9 @@ def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, clust
     new_rules = parse_iptables_save(new_text, source=str(new), lenient=lenient)
     invariants = []
     if cluster is not None:
-        from ..cluster_api import load_cluster, verify
-        from .lint_cluster import proposed_cluster
+        from ...load.cluster import load_cluster
+        from ..lint.cluster import proposed_cluster
+        from ..verify_run import verify
         spec = load_cluster(cluster)
         before, name = proposed_cluster(spec, node, str(old))
         after, _ = proposed_cluster(spec, node, str(new))

@@ -14,7 +14,7 @@ every route, local and special address and every NAT address or port contains al
 (an interval set, not one interval: the addresses between the entries of a blocklist are one
 class). Below one class only the boxes that meet it are considered, so independent rules never
 multiply each other's cuts. In a cell (a class per field) every box-expressible test answers the
-same for every packet, so one packet stands for the cell (see :mod:`.diff`).
+same for every packet, so one packet stands for the cell (see :mod:`.compare`).
 
 Work (interval boundaries handled, box pieces made) is counted in :class:`Work`; past its bound the
 split stops and the diff says so, never "same".
@@ -26,9 +26,25 @@ import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..model import rules as m
-from .headerspace import (DPORT, DST, IIF, PROTO, SPORT, SRC, Box, Intervals, Universe, _intersect, _minus, _norm,
-                          intersects, meet, rule_box, subtract)
+from ...model import rules as m
+from ..headerspace import (
+    DPORT,
+    DST,
+    IIF,
+    PROTO,
+    SPORT,
+    SRC,
+    Box,
+    Intervals,
+    Universe,
+    _intersect,
+    _minus,
+    _norm,
+    intersects,
+    meet,
+    rule_box,
+    subtract,
+)
 
 __all__ = ["Work", "WorkBound", "reaching_region", "cells", "PORT_PROTOS", "MAX_WORK"]
 
