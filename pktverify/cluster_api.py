@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from .check import verify_run
 from .check.invariants import INVARIANTS, Violation
 from .errors import InvalidArgument
-from .eval.cluster_walk import MAX_PATHS, ClusterWalker
-from .limits import MAX_BRANCHES
+from .eval.cluster_walk import ClusterWalker
+from .limits import MAX_BRANCHES, MAX_PATHS
 from .load.cluster import load_cluster
 from .model.cluster import ClusterSpec
 from .report.cluster_yaml import cluster_to_yaml

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pktverify import strategies
 from pktverify.check.invariants import check_all
-from pktverify.eval.address_classes import AddressClasses
+from pktverify.check.invariants.address_classes import AddressClasses
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
@@ -114,7 +114,7 @@ def test_synthetic_userspace_cluster_verifies_clean():
 def test_parallel_workers_give_the_same_results(monkeypatch):
     from pathlib import Path
 
-    from pktverify.check import invariants
+    from pktverify.check.invariants import runner as invariants
     monkeypatch.setattr(invariants, "_MIN_PARALLEL_TASKS", 1)      # also fork for the small broken cluster
     from pktverify.load.cluster_nodes import cluster_nodes
     from pktverify.parse.cluster_yaml import load_cluster

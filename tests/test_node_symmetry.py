@@ -1,4 +1,4 @@
-"""Flows from interchangeable nodes checked once (pktverify.eval.node_symmetry): the same verdicts,
+"""Flows from interchangeable nodes checked once (pktverify.check.invariants.node_symmetry): the same verdicts,
 counts and violating flows as checking every flow, on drawn clusters with faults that keep the
 nodes alike and faults that set some apart."""
 
@@ -9,9 +9,9 @@ import dataclasses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pktverify.eval.address_classes import AddressClasses
+from pktverify.check.invariants.address_classes import AddressClasses
+from pktverify.check.invariants.node_symmetry import NodeSymmetry
 from pktverify.eval.cluster_walk import ClusterWalker
-from pktverify.eval.node_symmetry import NodeSymmetry
 from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
 from pktverify.load.cluster_nodes import cluster_nodes

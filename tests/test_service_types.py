@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import pktverify
-from pktverify.check.invariants import _CLIENT_SPORT
+from pktverify.check.invariants.flows import CLIENT_SPORT as _CLIENT_SPORT
 from pktverify.errors import InputError
 from pktverify.eval.cluster_walk import ClusterWalker, remembered
 from pktverify.load.cluster_nodes import cluster_nodes

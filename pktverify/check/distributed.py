@@ -1,7 +1,7 @@
 """Verify's flow checks on a Dask cluster: ``pktverify verify --executor dask --scheduler ADDRESS``.
 
 The cluster description goes to every worker once (scattered); each worker builds the nodes,
-the walker and the same list of tasks as the client (:func:`~.invariants.plan_tasks` is
+the walker and the same list of tasks as the client (:func:`~.invariants.runner.plan_tasks` is
 deterministic), keeps them for the run, and runs the chunks of task indexes it is handed. The
 client merges the chunks in task order, so the report is the one ``--jobs 1`` prints. Node
 dumps given as files must be readable at the same paths on the workers (inline dumps travel
@@ -196,7 +196,7 @@ def _chunk(cluster: ClusterSpec, options: WalkerOptions, indexes: range) -> list
     """On a worker: the task list for ``cluster`` (built once per worker), then run ``indexes``."""
     from ..eval.cluster_walk import ClusterWalker
     from ..load.cluster_nodes import cluster_nodes
-    from .invariants import plan_tasks, run_task_chunk
+    from .invariants.runner import plan_tasks, run_task_chunk
 
     key = (hash(cluster), options)
     tasks = _WORKER_TASKS.get(key)

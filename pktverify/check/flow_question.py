@@ -23,11 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidArgument, suggest
-from ..eval.cluster_walk import ClusterWalker, Endpoint, PathEnd
+from ..eval.cluster_walk import ClusterWalker
 from ..model.addresses import AddressError, format_ip, parse_ip
 from ..model.cluster import ClusterSpec, ServicePortSpec, ServiceSpec
 from ..model.packet import PROTO_NUMBERS, Packet
-from .invariants import _CLIENT_SPORT, InvariantResult, Violation, _doors, _no_nat_flow, _service_flow
+from ..model.path import Endpoint, PathEnd
+from .invariants import InvariantResult, Violation
+from .invariants.flows import CLIENT_SPORT
+from .invariants.no_nat import no_nat_flow
+from .invariants.service_reachability import service_doors, service_flow
 
 __all__ = ["FlowAnswer", "answer_flow", "parse_source", "parse_target"]
 
@@ -193,7 +197,7 @@ def answer_flow(cluster: ClusterSpec, walker: ClusterWalker, client: Endpoint, t
     """Walk ``client``'s flow to ``target`` and its replies, and judge it as ``verify`` does."""
     src = walker.source_address(client, target.dst)
     proto = PROTO_NUMBERS[target.protocol]
-    pkt = Packet(proto, src, target.dst, _CLIENT_SPORT if sport is None else sport, target.dport)
+    pkt = Packet(proto, src, target.dst, CLIENT_SPORT if sport is None else sport, target.dport)
     question = f"{client.label()} → {target.label}"
     res = InvariantResult("service-reachability" if target.kind == "service" else "no-nat", flows=[])
     answer = FlowAnswer(question, client, pkt, target, [])
@@ -206,8 +210,8 @@ def answer_flow(cluster: ClusterSpec, walker: ClusterWalker, client: Endpoint, t
             _walk_only(walker, res, client, pkt)
         else:
             name = f"{target.service.key}:{target.port.name or target.port.port} via {door}"
-            _service_flow(cluster, walker, res, client, pkt, name, wanted, keep_source=keep,
-                          affinity=bool(target.service.affinity_timeout))
+            service_flow(cluster, walker, res, client, pkt, name, wanted, keep_source=keep,
+                         affinity=bool(target.service.affinity_timeout))
             eps = sorted({label for label, _ip, _port in wanted})
             answer.promise = (f"reaches each of its {len(eps)} ready endpoint(s) it may reach ({', '.join(eps)}) and "
                               "no other, and the reply comes back from the address it sent to"
@@ -216,7 +220,7 @@ def answer_flow(cluster: ClusterSpec, walker: ClusterWalker, client: Endpoint, t
                 answer.notes.append(f"service {target.service.key} has no ready endpoints")
     elif target.endpoint is not None and client.kind in ("pod", "node") and target.endpoint != client and \
             "pod" in (client.kind, target.kind):
-        _no_nat_flow(walker, res, client, pkt, target.endpoint)
+        no_nat_flow(walker, res, client, pkt, target.endpoint)
         answer.promise = (f"arrives at {target.endpoint.label()} with its source and destination unchanged "
                           "(no NAT), and so does the reply")
     else:
@@ -240,7 +244,7 @@ def _service_door(cluster: ClusterSpec, walker: ClusterWalker, client: Endpoint,
     pods = [(client, (cluster.pods_by_key[client.name],))] if client.kind == "pod" else []
     pods_for_nodeports = pods
     every_node = [(walker.node_endpoint(n), (n,)) for n in cluster.nodes]
-    for door in _doors(cluster, walker, svc, sp, eps, pods, every_node, pods_for_nodeports, every_node):
+    for door in service_doors(cluster, walker, svc, sp, eps, pods, every_node, pods_for_nodeports, every_node):
         if (door.dst, door.dport) != (target.dst, target.dport):
             continue
         for door_client, _group, wanted, keep in door.clients:

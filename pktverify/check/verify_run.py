@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..errors import InvalidArgument, suggest
-from ..eval.cluster_walk import MAX_PATHS, ClusterWalker
-from ..limits import MAX_BRANCHES
+from ..eval.cluster_walk import ClusterWalker
+from ..limits import MAX_BRANCHES, MAX_PATHS
 from ..model.cluster import ClusterSpec
 from .invariants import INVARIANTS, InvariantResult, Violation, check_all
 

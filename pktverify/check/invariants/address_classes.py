@@ -51,10 +51,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 
-from ..model import rules as m
-from ..model.addresses import format_ip, prefix_mask
-from ..model.cluster import ClusterSpec
-from ..model.node import NodeState
+from ...model import rules as m
+from ...model.addresses import format_ip, prefix_mask
+from ...model.cluster import ClusterSpec
+from ...model.node import NodeState
 
 __all__ = ["AddressClasses", "base_groups"]
 
@@ -181,7 +181,7 @@ class AddressClasses:
     def __init__(self, cluster: ClusterSpec, nodes: dict[str, NodeState]) -> None:
         self.unsound_reason = ""
         # Addresses and ranges some rule names (tests and NAT targets the flows can meet): a node
-        # whose own addresses are among them is set apart (see pktverify.eval.node_symmetry).
+        # whose own addresses are among them is set apart (see pktverify.check.invariants.node_symmetry).
         self.rule_intervals: list[Interval] = []
         # A class stands for flows that differ only by a renaming of addresses; two endpoints that
         # share one address cannot be renamed apart (a flow to one may reach the other).
@@ -199,46 +199,13 @@ class AddressClasses:
         endpoints: list[Interval] = [(p.ip, p.ip) for p in cluster.pods]
         node_owner: dict[int, str] = {}
         scanned: set[int] = set()
-        # A rule set used by one node alone may name that node's own address without setting it
-        # apart: the renaming that swaps two nodes maps one's rules onto the other's when they are
-        # the same up to it (kube-proxy's userspace portals DNAT to the node's own address).
-        users: dict[int, list[str]] = {}
-        for name, node in nodes.items():
-            users.setdefault(id(node.ruleset), []).append(name)
-            users.setdefault(id(node.ruleset.tables["nat"]), []).append(name)
-        by_name = {n.name: n for n in cluster.nodes}
-        self._own: dict[int, int] = {}        # id(rule set or nat table) -> its one user's address
-        for key, names in users.items():
-            if len(names) == 1 and names[0] in by_name:
-                self._own[key] = by_name[names[0]].ip
+        self._own = _one_user_addresses(cluster, nodes)
         for node in nodes.values():
-            for iface in node.interfaces.values():
-                for a in iface.addresses:
-                    if iface.name != "lo" and not self.unsound_reason:
-                        if a.ip in owners:
-                            self.unsound_reason = (f"pod {owners[a.ip]} has the address of node {node.name} "
-                                                   f"({format_ip(a.ip)})")
-                        elif node_owner.setdefault(a.ip, node.name) != node.name:
-                            self.unsound_reason = (f"nodes {node_owner[a.ip]} and {node.name} share the address "
-                                                   f"{format_ip(a.ip)}")
-                    base += [(a.ip, a.ip), _interval(a.ip, a.mask)]
-                    endpoints.append((a.ip, a.ip))
-                    if a.broadcast is not None:
-                        base.append((a.broadcast, a.broadcast))
-            for route in (*node.routes, *node.local_routes):
-                base.append(_interval(route.network, route.mask))
-                base += [(p, p) for p in (route.gateway, route.prefsrc) if p is not None]
+            self._read_node(node, owners, node_owner, base, endpoints)
             if id(node.ruleset) in scanned:       # a rule set shared by nodes is read once
                 continue
             scanned.add(id(node.ruleset))
-            for table in node.ruleset.tables.values():
-                for chain in table.chains.values():
-                    for rule in chain.rules:
-                        self._check_sound(rule, node.name)
-                        if table.name != "nat":
-                            named = _tests(rule)
-                            base += named
-                            self.rule_intervals += _not_own(named, self._own.get(id(node.ruleset)))
+            base += self._read_rules(node)
         # One jump graph per distinct nat table: nodes that share a parsed rule set share it.
         graphs: dict[int, _NatChains] = {}
         self._nat = {}
@@ -252,6 +219,42 @@ class AddressClasses:
         self._reached_keys = {name: frozenset(chains) for name, chains in self._reached.items()}
         self.rule_intervals += naming
         self._classify = _Classifier(base + extra)
+
+    def _read_node(self, node: NodeState, owners: dict[int, str], node_owner: dict[int, str],
+                   base: list[Interval], endpoints: list[Interval]) -> None:
+        """A node's addresses and routes into ``base`` (and its addresses into ``endpoints``); an
+        address a pod or another node holds too makes the classes unsound."""
+        for iface in node.interfaces.values():
+            for a in iface.addresses:
+                if iface.name != "lo" and not self.unsound_reason:
+                    if a.ip in owners:
+                        self.unsound_reason = (f"pod {owners[a.ip]} has the address of node {node.name} "
+                                               f"({format_ip(a.ip)})")
+                    elif node_owner.setdefault(a.ip, node.name) != node.name:
+                        self.unsound_reason = (f"nodes {node_owner[a.ip]} and {node.name} share the address "
+                                               f"{format_ip(a.ip)}")
+                base += [(a.ip, a.ip), _interval(a.ip, a.mask)]
+                endpoints.append((a.ip, a.ip))
+                if a.broadcast is not None:
+                    base.append((a.broadcast, a.broadcast))
+        for route in (*node.routes, *node.local_routes):
+            base.append(_interval(route.network, route.mask))
+            base += [(p, p) for p in (route.gateway, route.prefsrc) if p is not None]
+
+    def _read_rules(self, node: NodeState) -> list[Interval]:
+        """The address tests of ``node``'s rules outside the nat table (that table is walked per
+        destination, see :class:`_NatChains`); each rule checked for soundness, and the tests that
+        set nodes apart kept in :attr:`rule_intervals`."""
+        base: list[Interval] = []
+        for table in node.ruleset.tables.values():
+            for chain in table.chains.values():
+                for rule in chain.rules:
+                    self._check_sound(rule, node.name)
+                    if table.name != "nat":
+                        named = _tests(rule)
+                        base += named
+                        self.rule_intervals += _not_own(named, self._own.get(id(node.ruleset)))
+        return base
 
     @property
     def sound(self) -> bool:
@@ -306,6 +309,24 @@ class AddressClasses:
                 and target.addr_low != target.addr_high:
             self.unsound_reason = (f"{node}: NAT to an address range picks by a hash of the packet's addresses"
                                    f" ({rule.location()})")
+
+
+def _one_user_addresses(cluster: ClusterSpec, nodes: dict[str, NodeState]) -> dict[int, int]:
+    """id(rule set or nat table) -> the address of its one user, for those one node alone uses.
+
+    A rule set used by one node alone may name that node's own address without setting it
+    apart: the renaming that swaps two nodes maps one's rules onto the other's when they are
+    the same up to it (kube-proxy's userspace portals DNAT to the node's own address)."""
+    users: dict[int, list[str]] = {}
+    for name, node in nodes.items():
+        users.setdefault(id(node.ruleset), []).append(name)
+        users.setdefault(id(node.ruleset.tables["nat"]), []).append(name)
+    by_name = {n.name: n for n in cluster.nodes}
+    own: dict[int, int] = {}
+    for key, names in users.items():
+        if len(names) == 1 and names[0] in by_name:
+            own[key] = by_name[names[0]].ip
+    return own
 
 
 def _not_own(intervals: list[Interval], own: int | None) -> list[Interval]:

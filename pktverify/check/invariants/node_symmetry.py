@@ -1,6 +1,6 @@
 """Nodes an address renaming can swap: one flow checked stands for the same flow from every one.
 
-The argument extends the one of :mod:`pktverify.eval.address_classes` from addresses to nodes.
+The argument extends the one of :mod:`pktverify.check.invariants.address_classes` from addresses to nodes.
 Take two nodes A and B and the renaming σ that swaps their addresses (node IPs, bridge
 addresses, and each address of A's pod CIDR with the one at the same offset in B's) and leaves
 every other address alone. When σ maps the whole cluster state onto itself — every node's
@@ -48,10 +48,16 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from dataclasses import replace
 
-from ..model import rules as m
-from ..model.addresses import format_network, in_network, mask_length, network_within, networks_overlap
-from ..model.cluster import ClusterSpec
-from ..model.node import NodeState
+from ...model import rules as m
+from ...model.addresses import (
+    format_network,
+    in_network,
+    mask_length,
+    network_within,
+    networks_overlap,
+)
+from ...model.cluster import ClusterSpec
+from ...model.node import NodeState
 
 __all__ = ["NodeSymmetry"]
 
@@ -121,6 +127,13 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
     ports_of: dict[str, dict[int, tuple]] = {}
     for (node_name, port), (name, proto, *_rest) in proxy_ports.items():
         ports_of.setdefault(node_name, {})[port] = ("proxy-port", name, proto)
+    return (_proxies_apart(cluster, proxy_ports, flow_ports, ports_of) or _plan_apart(cluster)
+            or _states_apart(cluster, states, proxy_ports, ports_of))
+
+
+def _proxies_apart(cluster: ClusterSpec, proxy_ports: dict[tuple[str, int], tuple], flow_ports: frozenset[int],
+                   ports_of: dict[str, dict[int, tuple]]) -> str:
+    """Why userspace mode's proxies set nodes apart ('' when they do not, or in iptables mode)."""
     if cluster.proxy_mode != "iptables":
         if not proxy_ports:
             return "userspace mode without the proxies' port table"
@@ -133,6 +146,12 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
             return f"a userspace proxy listens on port {clash[0]}, which the checked flows use too"
         if len({len(ports_of.get(n.name, {})) for n in cluster.nodes}) > 1:
             return "the nodes' userspace proxies listen on different numbers of ports"
+    return ""
+
+
+def _plan_apart(cluster: ClusterSpec) -> str:
+    """Why the cluster's description sets nodes apart: per-node policies, nodes of different
+    shapes, pod CIDRs or pods out of place ('' when nothing does)."""
     if any(s.internal_policy == "Local" or s.external_policy == "Local" or s.affinity_timeout
            for s in cluster.services):
         return "a traffic policy or session affinity makes rules per node"
@@ -153,6 +172,15 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
     for pod in cluster.pods:
         if not in_network(pod.ip, *cluster.node(pod.node).pod_cidr):
             return f"pod {pod.key} is outside its node's pod CIDR"
+    return ""
+
+
+def _states_apart(cluster: ClusterSpec, states: dict[str, NodeState], proxy_ports: dict[tuple[str, int], tuple],
+                  ports_of: dict[str, dict[int, tuple]]) -> str:
+    """Why the nodes' states set them apart: extra state, other sysctls, rules that differ beyond
+    each node's own address and proxy ports, addresses or routes of another shape ('' when none)."""
+    nodes = cluster.nodes
+    first = nodes[0]
     by_cidr = {n.pod_cidr: n for n in nodes}
     all_ports = sorted(port for _node, port in proxy_ports)
     rules_key = None
