@@ -146,8 +146,9 @@ class FlowReport:
         """Each outcome (the packet at every hop, its reply, the ACK) as pcapng: ``path`` itself
         for one outcome, ``NAME-1.pcapng``, ``NAME-2.pcapng``, ... for several (the probability
         in each file's comment); returns (outcome number, path) pairs."""
+        from .errors import OutputError
         from .eval.flows import cluster_flow
-        from .report.files import OutputError, refuse_special
+        from .report.files import refuse_special
         from .report.pcap import write_pcapng
 
         path = Path(path)

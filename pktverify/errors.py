@@ -3,11 +3,14 @@
 One root (:class:`PktverifyError`) so callers can catch everything the tool
 reports on purpose; :class:`InputError` carries the ``file:line`` and the
 offending text so the CLI can print one line and exit 2 without a traceback.
+Every error a public call raises on purpose is defined here and exported by
+``pktverify``.
 """
 
 from __future__ import annotations
 
-__all__ = ["PktverifyError", "InputError", "InvalidArgument", "one_line", "suggest"]
+__all__ = ["PktverifyError", "InputError", "InvalidArgument", "LimitExceeded", "OutputError", "VerificationStopped",
+           "one_line", "suggest"]
 
 
 def one_line(text: str) -> str:
@@ -44,6 +47,19 @@ class InputError(PktverifyError):
 
 class InvalidArgument(PktverifyError, TypeError):
     """A library or CLI argument is out of range; the message echoes it and says what is valid."""
+
+
+class LimitExceeded(PktverifyError):
+    """A bound on the work for one packet or flow was reached (``max_branches``, ``max_paths``);
+    the message names it and how to raise it."""
+
+
+class OutputError(PktverifyError):
+    """An output path pktverify refuses to write (one line for the CLI, exit 2)."""
+
+
+class VerificationStopped(PktverifyError):
+    """The run reached its ``timeout``: nothing was judged (the message says how far it got)."""
 
 
 def suggest(word: str, choices: list[str]) -> str:

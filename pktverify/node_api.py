@@ -66,8 +66,9 @@ def trace_to_pcapng(node: NodeState, result: Trace, path: str | Path) -> list[Pa
     """Write ``result`` (from :func:`trace`) as pcapng: the packet at each interface, its reply
     and, for TCP, the handshake's ACK. One file per outcome when there are several
     (``name-1.pcapng``, ``name-2.pcapng``, ... with the probability in the comments)."""
+    from .errors import OutputError
     from .eval.flows import node_flows
-    from .report.files import OutputError, refuse_special
+    from .report.files import refuse_special
     from .report.pcap import write_pcapng
 
     path = Path(path)

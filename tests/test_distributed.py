@@ -73,9 +73,10 @@ import socket
 import threading
 import time
 
-from pktverify.check.deadline import Deadline, VerificationStopped, bounded
+from pktverify.check.deadline import Deadline, bounded
 from pktverify.check.distributed import DaskExecutor, WalkerOptions
 from pktverify.check.invariants import check_all
+from pktverify.errors import VerificationStopped
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.report.cluster_yaml import cluster_to_yaml

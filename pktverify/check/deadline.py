@@ -22,15 +22,11 @@ import threading
 import time
 import traceback
 
-from ..errors import InvalidArgument, PktverifyError
+from ..errors import InvalidArgument, VerificationStopped
 
-__all__ = ["Deadline", "VerificationStopped", "bounded", "MAX_TIMEOUT"]
+__all__ = ["Deadline", "bounded", "MAX_TIMEOUT"]
 
 MAX_TIMEOUT = 10_000_000.0        # seconds (about 115 days): more is a typo, not a bound
-
-
-class VerificationStopped(PktverifyError):
-    """The run reached its ``timeout``: nothing was judged (the message says how far it got)."""
 
 
 class _TimeUp(BaseException):

@@ -22,17 +22,13 @@ import secrets
 import stat
 from pathlib import Path
 
-from ..errors import PktverifyError
+from ..errors import OutputError
 from ..parse.source import file_kind
 
-__all__ = ["OutputError", "OutputDir", "write_file", "check_component", "refuse_special"]
+__all__ = ["OutputDir", "write_file", "check_component", "refuse_special"]
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class OutputError(PktverifyError):
-    """An output path pktverify refuses to write (one line for the CLI, exit 2)."""
 
 
 def check_component(name: str, what: str = "file name") -> str:
