@@ -11,7 +11,8 @@ import pytest
 import pktverify
 from pktverify.check.invariants.flows import CLIENT_SPORT as _CLIENT_SPORT
 from pktverify.errors import InputError
-from pktverify.eval.cluster_walk import ClusterWalker, remembered
+from pktverify.eval.cluster_walk import ClusterWalker
+from pktverify.eval.walk_notes import remembered
 from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import Packet

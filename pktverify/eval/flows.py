@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.packet import TCP, Packet
+from ..model.path import Endpoint, Hop, PathEnd
 from ..model.trace import Trace
-from .cluster_walk import ClusterWalker, Endpoint, Hop, PathEnd, rules_summary
+from .cluster_walk import ClusterWalker
 from .conntrack import ConntrackTable
 from .node_trace import NodeTracer
+from .walk_notes import rules_summary
 
 __all__ = ["Flow", "node_flows", "cluster_flow"]
 

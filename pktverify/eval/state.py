@@ -1,38 +1,23 @@
-"""The evaluator's per-branch state and trace steps (small immutable records)."""
+"""The evaluator's per-branch state (small immutable records) and its bounds."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from typing import NamedTuple, TypeVar
 
-from ..errors import PktverifyError
+from ..errors import LimitExceeded
 from ..limits import MAX_BRANCHES
 from ..model.packet import Packet
+from ..model.trace import Step
 
 __all__ = ["CT_INVALID", "CT_ESTABLISHED", "CT_RELATED", "CT_NEW", "CT_UNTRACKED", "CT_SNAT",
-           "CT_DNAT", "CT_BITS", "Step", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
-           "merge_states", "merge_equal", "MERGE_FROM", "with_prob", "routed", "nat_done", "with_ctbits", "Budget", "LimitExceeded", "MAX_BRANCHES"]
+           "CT_DNAT", "CT_BITS", "WalkState", "TraceMeta", "add_step", "steps_tuple", "last_step", "state_key",
+           "merge_states", "merge_equal", "MERGE_FROM", "with_prob", "routed", "nat_done", "with_ctbits", "Budget", "MAX_BRANCHES"]
 
 # Bits as the conntrack match sees them (XT_CONNTRACK_STATE_*).
 CT_INVALID, CT_ESTABLISHED, CT_RELATED, CT_NEW, CT_UNTRACKED, CT_SNAT, CT_DNAT = 1, 2, 4, 8, 16, 32, 64
 CT_BITS = {"INVALID": CT_INVALID, "ESTABLISHED": CT_ESTABLISHED, "RELATED": CT_RELATED,
            "NEW": CT_NEW, "UNTRACKED": CT_UNTRACKED, "SNAT": CT_SNAT, "DNAT": CT_DNAT}
-
-
-class Step(NamedTuple):
-    """One thing that happened to the packet: a rule that matched, a policy, a route, a NAT."""
-    table: str | None
-    chain: str | None
-    rule_index: int | None
-    line: int | None
-    rule: str
-    action: str
-    source: str | None = None
-    probability: float | None = None   # set on the step that took a probabilistic branch
-
-    def to_json(self) -> dict:
-        return {"table": self.table, "chain": self.chain, "rule_index": self.rule_index,
-                "line": self.line, "rule": self.rule, "action": self.action}
 
 
 class TraceMeta(NamedTuple):
@@ -178,10 +163,6 @@ def _prob(st: WalkState) -> float:
 
 def _with_prob(st: WalkState, prob: float, _first: WalkState) -> WalkState:
     return st._replace(prob=prob)
-
-
-class LimitExceeded(PktverifyError):
-    """A bound on the work for one packet or flow was reached; the message names it and how to raise it."""
 
 
 class Budget:

@@ -1,14 +1,39 @@
-"""What a trace produces: outcomes with probabilities, and the connection they create."""
+"""What a trace produces: outcomes with probabilities, the steps that made them, and the
+connection they create."""
 
 from __future__ import annotations
 
+import enum
 from typing import NamedTuple
 
 from .packet import Packet
 
-__all__ = ["Connection", "Outcome", "Trace", "VERDICTS"]
+__all__ = ["Connection", "NodeVerdict", "Outcome", "Step", "Trace"]
 
-VERDICTS = ("forward", "local", "drop", "reject")
+
+class NodeVerdict(enum.StrEnum):
+    """How a packet ends on one node (:attr:`Outcome.verdict`). A ``str``: it equals, hashes,
+    formats and writes to JSON as its value (``"drop"``), as the plain strings it replaced."""
+    FORWARD = "forward"      # routed out of an interface
+    LOCAL = "local"          # delivered to a local socket
+    DROP = "drop"
+    REJECT = "reject"        # dropped, and the node answers (ICMP error or TCP RST)
+
+
+class Step(NamedTuple):
+    """One thing that happened to the packet: a rule that matched, a policy, a route, a NAT."""
+    table: str | None
+    chain: str | None
+    rule_index: int | None
+    line: int | None
+    rule: str
+    action: str
+    source: str | None = None
+    probability: float | None = None   # set on the step that took a probabilistic branch
+
+    def to_json(self) -> dict:
+        return {"table": self.table, "chain": self.chain, "rule_index": self.rule_index,
+                "line": self.line, "rule": self.rule, "action": self.action}
 
 
 class Connection(NamedTuple):
@@ -41,7 +66,7 @@ class Outcome(NamedTuple):
     unknown rule (``--lenient``) or a random port choice was involved; then
     ``probability`` is an upper bound.
     """
-    verdict: str
+    verdict: NodeVerdict
     probability: float
     exact: bool
     packet: Packet
@@ -49,7 +74,7 @@ class Outcome(NamedTuple):
     out_iface: str | None
     next_hop: int | None
     masquerade: bool
-    steps: tuple
+    steps: tuple[Step, ...]
     reason: str
     connection: Connection | None
     mark: int = 0

@@ -14,7 +14,7 @@ from ..check.causes import group_violations
 from ..check.flow_question import FlowAnswer
 from ..check.invariants import InvariantResult
 from ..errors import one_line
-from ..eval.cluster_walk import PathEnd
+from ..model.path import PathEnd
 from .verify_report import hop_json
 
 __all__ = ["flow_answer_to_text", "flow_answer_to_json", "flow_answer_to_html"]

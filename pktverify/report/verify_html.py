@@ -15,7 +15,7 @@ from html import escape
 
 from ..check.causes import REWRITES, Group, ending_step, group_violations
 from ..check.invariants import InvariantResult, Violation
-from ..eval.cluster_walk import step_label
+from ..eval.walk_notes import step_label
 from ..model.addresses import format_ip, format_network
 from ..model.cluster import DUMP_KINDS, ClusterSpec
 
