@@ -12,7 +12,6 @@ import re
 from functools import lru_cache
 from socket import inet_aton, inet_ntoa
 
-
 __all__ = [
     "AddressError",
     "parse_ip",
