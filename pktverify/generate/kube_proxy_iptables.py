@@ -103,96 +103,149 @@ class _Rules:
         self.bodies: list[str] = []        # the per-service chains
 
 
-def _service_rules(svc: ServicePort, cluster_cidr: str, out: _Rules) -> None:
-    """One service port's rules, following kube-proxy's syncProxyRules."""
-    proto = svc.protocol.lower()
-    match = f"-p {proto} -m comment --comment {{}} -m {proto} --dport {{}}"
-    suffix = chain_suffix(svc.name, proto)
-    svc_chain, svl_chain, ext_chain, fw_chain = (f"KUBE-{kind}-{suffix}" for kind in ("SVC", "SVL", "EXT", "FW"))
-    # kube-proxy writes one KUBE-SEP chain per distinct endpoint address: two pods sharing an
-    # address (docker's default 172.17.0.0/16 on every node) are one endpoint to it, and the
-    # invariants, not the generator, report the shared address.
-    endpoints = tuple(dict.fromkeys(svc.endpoints))
-    local = tuple(ep for ep in endpoints if ep in set(svc.local_endpoints))
-    doors = [(ip, "external IP") for ip in svc.external_ips] + [(ip, "loadbalancer IP") for ip in svc.lb_ips]
+@dataclass(frozen=True)
+class _Port:
+    """One service port as its rules name it: the protocol, the ``-p -m comment -m --dport`` match
+    (``{}`` for the comment and the port), its chains, its distinct and local endpoints, and the
+    doors from outside (external and LoadBalancer IPs)."""
+    svc: ServicePort
+    proto: str
+    match: str
+    svc_chain: str
+    svl_chain: str
+    ext_chain: str
+    fw_chain: str
+    endpoints: tuple[str, ...]
+    local: tuple[str, ...]
+    doors: tuple[tuple[str, str], ...]
 
-    def door_rules(chain: str, comment: str, target: str) -> None:
+    @classmethod
+    def of(cls, svc: ServicePort) -> _Port:
+        proto = svc.protocol.lower()
+        suffix = chain_suffix(svc.name, proto)
+        # kube-proxy writes one KUBE-SEP chain per distinct endpoint address: two pods sharing an
+        # address (docker's default 172.17.0.0/16 on every node) are one endpoint to it, and the
+        # invariants, not the generator, report the shared address.
+        endpoints = tuple(dict.fromkeys(svc.endpoints))
+        local = tuple(ep for ep in endpoints if ep in set(svc.local_endpoints))
+        doors = tuple([(ip, "external IP") for ip in svc.external_ips] + [(ip, "loadbalancer IP") for ip in svc.lb_ips])
+        return cls(svc, proto, f"-p {proto} -m comment --comment {{}} -m {proto} --dport {{}}",
+                   *(f"KUBE-{kind}-{suffix}" for kind in ("SVC", "SVL", "EXT", "FW")), endpoints, local, doors)
+
+    def sep(self, ep: str) -> str:
+        """The KUBE-SEP chain of endpoint ``ep``."""
+        return "KUBE-SEP-" + chain_suffix(self.svc.name, self.proto, ep)
+
+    def door_rules(self, out: _Rules, chain: str, comment: str, target: str) -> None:
         """``target`` for every way in from outside: external IPs, LB IPs, the NodePort."""
-        for ip, _what in doors:
+        svc, match = self.svc, self.match
+        for ip, _what in self.doors:
             out.filter.append(f"-A {chain} -d {ip}/32 {match.format(quote(comment), svc.port)} -j {target}")
         if svc.node_port:
             out.filter.append(f"-A {chain} {match.format(quote(comment), svc.node_port)} -m addrtype --dst-type "
                               f"LOCAL -j {target}")
 
-    if not endpoints:
-        out.filter.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 {match.format(quote(svc.name + ' has no endpoints'), svc.port)} "
+
+def _service_rules(svc: ServicePort, cluster_cidr: str, out: _Rules) -> None:
+    """One service port's rules, following kube-proxy's syncProxyRules."""
+    port = _Port.of(svc)
+    if not port.endpoints:
+        out.filter.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 {port.match.format(quote(svc.name + ' has no endpoints'), svc.port)} "
                           "-j REJECT --reject-with icmp-port-unreachable")
-        door_rules("KUBE-EXTERNAL-SERVICES", svc.name + " has no endpoints", "REJECT --reject-with icmp-port-unreachable")
+        port.door_rules(out, "KUBE-EXTERNAL-SERVICES", svc.name + " has no endpoints",
+                        "REJECT --reject-with icmp-port-unreachable")
         return
-    internal_chain = svl_chain if svc.internal_local else svc_chain
-    external_chain = svl_chain if svc.external_local else svc_chain
+    internal_chain = port.svl_chain if svc.internal_local else port.svc_chain
     uses_svc = not svc.internal_local or (svc.external and not svc.external_local)
-    uses_svl = bool(local) and (svc.internal_local or (svc.external and svc.external_local))
-    cluster_comment = quote(svc.name + " cluster IP")
-    if svc.internal_local and not local:
+    uses_svl = bool(port.local) and (svc.internal_local or (svc.external and svc.external_local))
+    if svc.internal_local and not port.local:
         out.filter.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 "
-                          f"{match.format(quote(svc.name + ' has no local endpoints'), svc.port)} -j DROP")
+                          f"{port.match.format(quote(svc.name + ' has no local endpoints'), svc.port)} -j DROP")
     else:
-        out.dispatch.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 {match.format(cluster_comment, svc.port)} "
-                            f"-j {internal_chain}")
+        out.dispatch.append(f"-A KUBE-SERVICES -d {svc.cluster_ip}/32 "
+                            f"{port.match.format(quote(svc.name + ' cluster IP'), svc.port)} -j {internal_chain}")
     if svc.external:
-        if svc.external_local and not local:
-            door_rules("KUBE-EXTERNAL-SERVICES", svc.name + " has no local endpoints", "DROP")
-        out.nat_chains.append(ext_chain)
-        for ip, what in doors:
-            target = fw_chain if what == "loadbalancer IP" and svc.lb_source_ranges else ext_chain
-            out.dispatch.append(f"-A KUBE-SERVICES -d {ip}/32 {match.format(quote(f'{svc.name} {what}'), svc.port)} "
-                                f"-j {target}")
-        if svc.node_port:
-            out.nodeports.append(f"-A KUBE-NODEPORTS {match.format(quote(svc.name), svc.node_port)} -j {ext_chain}")
-        if svc.external_local:
-            out.bodies += [
-                f"-A {ext_chain} -s {cluster_cidr} -m comment --comment "
-                f"{quote(f'pod traffic for {svc.name} external destinations')} -j {svc_chain}",
-                f"-A {ext_chain} -m comment --comment {quote(f'masquerade LOCAL traffic for {svc.name} external destinations')}"
-                " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
-                f"-A {ext_chain} -m comment --comment {quote(f'route LOCAL traffic for {svc.name} external destinations')}"
-                f" -m addrtype --src-type LOCAL -j {svc_chain}"]
-            uses_svc = True
-        else:
-            out.bodies.append(f"-A {ext_chain} -m comment --comment "
-                              f"{quote(f'masquerade traffic for {svc.name} external destinations')} -j KUBE-MARK-MASQ")
-        if external_chain == svc_chain or local:
-            out.bodies.append(f"-A {ext_chain} -j {external_chain}")
-        if svc.lb_source_ranges and svc.lb_ips:
-            out.nat_chains.append(fw_chain)
-            lb_comment = quote(f"{svc.name} loadbalancer IP")
-            for source in (*svc.lb_source_ranges, *(f"{ip}/32" for ip in svc.lb_ips)):
-                out.bodies.append(f"-A {fw_chain} -s {source} -m comment --comment {lb_comment} -j {ext_chain}")
-            out.bodies.append(f"-A {fw_chain} -m comment --comment "
-                              f"{quote(f'other traffic to {svc.name} will be dropped by KUBE-PROXY-FIREWALL')}")
-            for ip in svc.lb_ips:
-                out.filter.append(f"-A KUBE-PROXY-FIREWALL -d {ip}/32 "
-                                  f"{match.format(quote(f'{svc.name} traffic not accepted by {fw_chain}'), svc.port)} -j DROP")
-    for chain, eps, used in ((svc_chain, endpoints, uses_svc), (svl_chain, local, uses_svl)):
-        if not used or not eps:
-            continue
-        out.nat_chains.append(chain)
-        if chain == internal_chain:
-            out.bodies.append(f"-A {chain} ! -s {cluster_cidr} -d {svc.cluster_ip}/32 "
-                              f"{match.format(cluster_comment, svc.port)} -j KUBE-MARK-MASQ")
-        seps = [(ep, "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)) for ep in eps]
-        if svc.affinity_timeout:
-            for ep, sep in seps:
-                out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')} -m recent --rcheck "
-                                  f"--seconds {svc.affinity_timeout} --reap --name {sep} --mask 255.255.255.255 "
-                                  f"--rsource -j {sep}")
-        n = len(seps)
-        for i, (ep, sep) in enumerate(seps):
-            stat = f" -m statistic --mode random --probability {1.0 / (n - i):.11f}" if i < n - 1 else ""
-            out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')}{stat} -j {sep}")
-    for ep in endpoints:
-        sep = "KUBE-SEP-" + chain_suffix(svc.name, proto, ep)
+        _external_rules(port, cluster_cidr, out)
+        uses_svc = uses_svc or svc.external_local
+    for chain, eps, used in ((port.svc_chain, port.endpoints, uses_svc), (port.svl_chain, port.local, uses_svl)):
+        if used and eps:
+            _balancing_chain(port, chain, eps, chain == internal_chain, cluster_cidr, out)
+    _endpoint_chains(port, out)
+
+
+def _external_rules(port: _Port, cluster_cidr: str, out: _Rules) -> None:
+    """The ways in from outside: the doors' dispatch and NodePort rules into KUBE-EXT-*, its body
+    (masquerade, then the service or its local endpoints), and the LoadBalancer firewall."""
+    svc, ext_chain, svc_chain = port.svc, port.ext_chain, port.svc_chain
+    external_chain = port.svl_chain if svc.external_local else svc_chain
+    if svc.external_local and not port.local:
+        port.door_rules(out, "KUBE-EXTERNAL-SERVICES", svc.name + " has no local endpoints", "DROP")
+    out.nat_chains.append(ext_chain)
+    for ip, what in port.doors:
+        target = port.fw_chain if what == "loadbalancer IP" and svc.lb_source_ranges else ext_chain
+        out.dispatch.append(f"-A KUBE-SERVICES -d {ip}/32 {port.match.format(quote(f'{svc.name} {what}'), svc.port)} "
+                            f"-j {target}")
+    if svc.node_port:
+        out.nodeports.append(f"-A KUBE-NODEPORTS {port.match.format(quote(svc.name), svc.node_port)} -j {ext_chain}")
+    if svc.external_local:
+        out.bodies += [
+            f"-A {ext_chain} -s {cluster_cidr} -m comment --comment "
+            f"{quote(f'pod traffic for {svc.name} external destinations')} -j {svc_chain}",
+            f"-A {ext_chain} -m comment --comment {quote(f'masquerade LOCAL traffic for {svc.name} external destinations')}"
+            " -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ",
+            f"-A {ext_chain} -m comment --comment {quote(f'route LOCAL traffic for {svc.name} external destinations')}"
+            f" -m addrtype --src-type LOCAL -j {svc_chain}"]
+    else:
+        out.bodies.append(f"-A {ext_chain} -m comment --comment "
+                          f"{quote(f'masquerade traffic for {svc.name} external destinations')} -j KUBE-MARK-MASQ")
+    if external_chain == svc_chain or port.local:
+        out.bodies.append(f"-A {ext_chain} -j {external_chain}")
+    if svc.lb_source_ranges and svc.lb_ips:
+        _firewall_rules(port, out)
+
+
+def _firewall_rules(port: _Port, out: _Rules) -> None:
+    """loadBalancerSourceRanges: KUBE-FW-* lets the ranges (and the LB IPs themselves) on to
+    KUBE-EXT-*; KUBE-PROXY-FIREWALL drops the rest."""
+    svc, fw_chain = port.svc, port.fw_chain
+    out.nat_chains.append(fw_chain)
+    lb_comment = quote(f"{svc.name} loadbalancer IP")
+    for source in (*svc.lb_source_ranges, *(f"{ip}/32" for ip in svc.lb_ips)):
+        out.bodies.append(f"-A {fw_chain} -s {source} -m comment --comment {lb_comment} -j {port.ext_chain}")
+    out.bodies.append(f"-A {fw_chain} -m comment --comment "
+                      f"{quote(f'other traffic to {svc.name} will be dropped by KUBE-PROXY-FIREWALL')}")
+    for ip in svc.lb_ips:
+        out.filter.append(f"-A KUBE-PROXY-FIREWALL -d {ip}/32 "
+                          f"{port.match.format(quote(f'{svc.name} traffic not accepted by {fw_chain}'), svc.port)} -j DROP")
+
+
+def _balancing_chain(port: _Port, chain: str, eps: tuple[str, ...], internal: bool, cluster_cidr: str,
+                     out: _Rules) -> None:
+    """KUBE-SVC-* (every endpoint) or KUBE-SVL-* (the local ones): the masquerade mark of
+    off-cluster clients (the chain the cluster IP dispatches to), session affinity, then one
+    endpoint picked with ``--probability 1/(n-i)``."""
+    svc = port.svc
+    out.nat_chains.append(chain)
+    if internal:
+        out.bodies.append(f"-A {chain} ! -s {cluster_cidr} -d {svc.cluster_ip}/32 "
+                          f"{port.match.format(quote(svc.name + ' cluster IP'), svc.port)} -j KUBE-MARK-MASQ")
+    seps = [(ep, port.sep(ep)) for ep in eps]
+    if svc.affinity_timeout:
+        for ep, sep in seps:
+            out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')} -m recent --rcheck "
+                              f"--seconds {svc.affinity_timeout} --reap --name {sep} --mask 255.255.255.255 "
+                              f"--rsource -j {sep}")
+    n = len(seps)
+    for i, (ep, sep) in enumerate(seps):
+        stat = f" -m statistic --mode random --probability {1.0 / (n - i):.11f}" if i < n - 1 else ""
+        out.bodies.append(f"-A {chain} -m comment --comment {quote(f'{svc.name} -> {ep}')}{stat} -j {sep}")
+
+
+def _endpoint_chains(port: _Port, out: _Rules) -> None:
+    """One KUBE-SEP-* per endpoint: the hairpin mark, then DNAT (and affinity's --set)."""
+    svc, proto = port.svc, port.proto
+    for ep in port.endpoints:
+        sep = port.sep(ep)
         out.nat_chains.append(sep)
         ip = ep.rsplit(":", 1)[0]
         recent = f" -m recent --set --name {sep} --mask 255.255.255.255 --rsource" if svc.affinity_timeout else ""
