@@ -1,8 +1,9 @@
 """The records lint's checks share: a check's documentation (:class:`Check`), what a check found
 (:class:`Finding`), and what a rule-set check reads (:class:`Subject`).
 
-A finding names its check by id only; its name and severity come from the rule table
-(:mod:`.registry`), so a check's documentation lives in one place.
+A finding names its check by id only; its name and severity come from the check's documentation,
+which :mod:`.registry` puts in :data:`DOCUMENTATION` from its table when the package loads (the
+checks import this module, so it cannot import the table).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from ...model import rules as m
 from ...model.cluster import ClusterSpec
 from .cover_index import ShadowWork
 
-__all__ = ["Check", "Finding", "SEVERITIES", "Subject"]
+__all__ = ["Check", "DOCUMENTATION", "Finding", "SEVERITIES", "Subject"]
 
 SEVERITIES = ("info", "warning", "error")
 
@@ -31,6 +32,9 @@ class Check:
     family: str = ""
 
 
+DOCUMENTATION: dict[str, Check] = {}       # id -> Check, filled by .registry from its table
+
+
 @dataclass(frozen=True)
 class Finding:
     """One finding: the check ``id``, where (``source:line:col``), what, and the other places
@@ -44,12 +48,11 @@ class Finding:
 
     @property
     def check(self) -> Check:
-        from .registry import REGISTRY  # the table imports the checks, which make findings
-        return REGISTRY[self.id]
+        return DOCUMENTATION[self.id]
 
     @property
     def severity(self) -> str:
-        return self.check.severity
+        return DOCUMENTATION[self.id].severity
 
     def to_json(self) -> dict:
         return {"id": self.id, "name": self.check.name, "severity": self.severity, "message": self.message,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ...errors import InvalidArgument
 from . import cluster, invariants, kubernetes, reachability, structure
-from .finding import SEVERITIES, Check
+from .finding import DOCUMENTATION, SEVERITIES, Check
 
 __all__ = ["REGISTRY", "RULES", "Rule", "rule_checks", "select"]
 
@@ -56,7 +56,8 @@ RULES: dict[str, Rule] = {
 
 
 def _documentation(rules: dict[str, Rule]) -> dict[str, Check]:
-    """Each id's :class:`.Check`, after checking the table: its key is the check's own id, its
+    """Each id's :class:`.Check` (put in :data:`.finding.DOCUMENTATION`, where findings look up
+    their name and severity), after checking the table: its key is the check's own id, its
     severity one of :data:`.SEVERITIES`, its stage one the runner knows."""
     for cid, rule in rules.items():
         if rule.check.id != cid:
@@ -65,7 +66,8 @@ def _documentation(rules: dict[str, Rule]) -> dict[str, Check]:
             raise ValueError(f"{cid}: severity {rule.check.severity!r}")
         if rule.stage not in ("file", "rules", "cluster"):
             raise ValueError(f"{cid}: stage {rule.stage!r}")
-    return {cid: rule.check for cid, rule in rules.items()}
+    DOCUMENTATION.update({cid: rule.check for cid, rule in rules.items()})
+    return DOCUMENTATION
 
 
 REGISTRY: dict[str, Check] = _documentation(RULES)
