@@ -80,6 +80,9 @@ class CheckedFlow:
 
 @dataclass
 class InvariantResult:
+    """One invariant's result: how many flows (or address facts) were ``checked``, the
+    ``violations`` found, ``notes`` (what was assumed or left out) and, when
+    ``check_all(keep_flows=True)``, every checked flow."""
     name: str
     checked: int = 0
     violations: list[Violation] = field(default_factory=list)
@@ -87,6 +90,7 @@ class InvariantResult:
     flows: list[CheckedFlow] | None = None       # filled when check_all(keep_flows=True)
 
     def keep(self, label: str, client: Endpoint, ends: list[tuple[PathEnd, tuple[PathEnd, ...]]]) -> None:
+        """Record a checked flow and its ends (when flows are kept, for ``--all`` captures)."""
         if self.flows is not None:
             self.flows.append(CheckedFlow(label, client, tuple(ends)))
 

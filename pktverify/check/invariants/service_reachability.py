@@ -16,7 +16,7 @@ from ...eval.walk_notes import remembered
 from ...model.addresses import format_ip, in_network
 from ...model.cluster import ClusterSpec
 from ...model.packet import PROTO_NUMBERS, Packet
-from ...model.path import PathEnd
+from ...model.path import Endpoint, PathEnd
 from .address_classes import AddressClasses, base_groups
 from .flows import (
     CLIENT_SPORT,
@@ -30,7 +30,7 @@ from .flows import (
 from .node_symmetry import NodeSymmetry
 from .results import InvariantResult, Violation
 
-__all__ = ["UNIFORMITY_TOLERANCE", "service_tasks", "service_doors", "service_flow"]
+__all__ = ["UNIFORMITY_TOLERANCE", "Door", "service_tasks", "service_doors", "service_flow"]
 
 UNIFORMITY_TOLERANCE = 1e-6
 
@@ -44,7 +44,7 @@ class _Scoped(list):
 
 
 @dataclass(frozen=True)
-class _Door:
+class Door:
     """One way into a service port: ``label`` names it in messages (``NodePort 192.168.1.10:30080``);
     ``dst``/``dport`` are what clients send to; ``clients`` are (client, the pods or nodes it
     stands for, the endpoints it must reach — all of them, uniformly, and no other —, whether the
@@ -117,7 +117,7 @@ def _merged_clients(walker: ClusterWalker, groups: list, nodes: list, free: set[
 
 
 def service_doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pods, nodes, node_pods,
-                  every_node) -> list[_Door]:
+                  every_node) -> list[Door]:
     """Every front door of one service port, with what each client must get through it.
 
     * the ClusterIP, from pods and nodes (``internalTrafficPolicy: Local``: only the endpoints on
@@ -135,7 +135,7 @@ def service_doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pod
 
     doors = []
     internal = (lambda node: local(node)) if svc.internal_policy == "Local" else (lambda node: eps)
-    doors.append(_Door(f"ClusterIP {format_ip(svc.cluster_ip)}:{sp.port}", svc.cluster_ip, sp.port, tuple(
+    doors.append(Door(f"ClusterIP {format_ip(svc.cluster_ip)}:{sp.port}", svc.cluster_ip, sp.port, tuple(
         (client, group, internal(client.node), False) for client, group in pods + nodes)))
     nodes = every_node          # the other doors: every node on its own
     ext_local = svc.external_policy == "Local"
@@ -152,22 +152,23 @@ def service_doors(cluster: ClusterSpec, walker: ClusterWalker, svc, sp, eps, pod
             clients += [(client, group, *(outside(node) if client.node != node.name else (eps, False)))
                         for client, group in nodes]
             clients.append((outsider, (outsider,), *outside(node)))
-            doors.append(_Door(f"NodePort {format_ip(node.ip)}:{sp.node_port}", node.ip, sp.node_port, tuple(clients)))
+            doors.append(Door(f"NodePort {format_ip(node.ip)}:{sp.node_port}", node.ip, sp.node_port, tuple(clients)))
         for ip in svc.external_ips:
-            doors.append(_Door(f"ExternalIP {format_ip(ip)}:{sp.port} at {node.name}", ip, sp.port,
-                               ((outsider, (outsider,), *outside(node)),)))
+            doors.append(Door(f"ExternalIP {format_ip(ip)}:{sp.port} at {node.name}", ip, sp.port,
+                              ((outsider, (outsider,), *outside(node)),)))
         for ip in svc.lb_ips:
             if not allowed and cluster.proxy_mode == "userspace":
                 continue        # userspace kube-proxy leaves source ranges to the load balancer itself
             wanted, keep = outside(node) if allowed else ([], False)
-            doors.append(_Door(f"LoadBalancer {format_ip(ip)}:{sp.port} at {node.name}"
-                               + ("" if allowed else " (client outside loadBalancerSourceRanges)"), ip, sp.port,
-                               ((outsider, (outsider,), wanted, keep),)))
+            doors.append(Door(f"LoadBalancer {format_ip(ip)}:{sp.port} at {node.name}"
+                              + ("" if allowed else " (client outside loadBalancerSourceRanges)"), ip, sp.port,
+                              ((outsider, (outsider,), wanted, keep),)))
     return doors
 
 
-def service_flow(cluster, walker, res, client, pkt, name, eps: list[tuple[str, int, int]], *,
-                 keep_source: bool = False, affinity: bool = False) -> None:
+def service_flow(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResult, client: Endpoint, pkt: Packet,
+                 name: str, eps: list[tuple[str, int, int]], *, keep_source: bool = False,
+                 affinity: bool = False) -> None:
     """One client's flow to one service port whose ready endpoints are ``eps`` (label, ip, port).
 
     An endpoint is reached when the flow arrives at its address and port — and, for a pod, at
