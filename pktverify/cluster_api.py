@@ -78,13 +78,13 @@ def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, job
     ``progress``: a progress line on stderr while it runs (only when stderr is a terminal).
     ``executor="dask"``: run the flow checks on a Dask cluster — ``scheduler`` is its address
     (``tcp://HOST:8786``) or a ``distributed.Client``; the report is the one ``jobs=1`` gives.
-    ``cache``: a :class:`pktverify.load.model_cache.ModelCache` for the given dumps' rule sets.
+    ``cache``: a :class:`pktverify.ModelCache` for the given dumps' rule sets.
     ``only``: service keys (``"ns/name"``) to narrow the report to: their reachability from every
     client, every door, every endpoint and reply (unless ``invariants`` says otherwise, only
     service-reachability is run); the report's notes say what was left out.
     ``timeout``: seconds for the whole run (reading the dumps, connecting, every check), or a
     running :class:`pktverify.check.deadline.Deadline`; past them it raises
-    :class:`pktverify.check.deadline.VerificationStopped` (how many tasks were done; nothing is
+    :class:`pktverify.VerificationStopped` (how many tasks were done; nothing is
     judged, no report), having stopped its worker processes and released its Dask tasks.
     """
     run = verify_run.verify(cluster, invariants=invariants, jobs=jobs, lenient=lenient, max_branches=max_branches,
