@@ -18,7 +18,7 @@ _FAMILIES = {"PV1": "Structure (what iptables-restore refuses)", "PV2": "Reachab
 def render() -> str:
     """The whole rules page."""
     out = ["# pktverify checks", "",
-           "Generated from the registry (`pktverify/check/registry.py`) by "
+           "Generated from the registry (`pktverify/check/lint/registry.py`) by "
            "`python -m pktverify.report.rules_doc > docs/rules.md`; do not edit by hand.", "",
            "Select or ignore by id or prefix (`pktverify lint --select PV2 --ignore PV203`), or silence one rule with "
            "its comment: `-m comment --comment \"pktverify: ignore[PV203]\"`.", "",
