@@ -279,9 +279,9 @@ def faulty_clusters(*, faults=None, max_nodes: int = 4, max_pods_per_node: int =
 # ------------------------------------------------------------------ rule sets, packets, flows
 def rule_sets(*, client: str = "pod") -> st.SearchStrategy[str]:
     """Random ``iptables-save`` text (all five tables, user chains, NAT, marks, conntrack, ...)
-    from :mod:`pktverify.testing.iptables_draw` (the kernel campaign's generator), keeping only the rules ``iptables-restore`` accepts
-    (pktverify refuses exactly what the kernel refuses; the campaign checks that), so every draw
-    loads. ``client`` (pod, lan, node) aims the addresses at the kernel lab's packets from there."""
+    from :mod:`pktverify.testing.iptables_draw` (the kernel campaign's generator), keeping only
+    the rules ``iptables-restore`` accepts (pktverify refuses exactly what the kernel refuses; the
+    campaign checks that), so every draw loads. ``client`` (pod, lan, node) aims the addresses at the kernel lab's packets from there."""
     if client not in ("pod", "lan", "node"):
         raise InvalidArgument(f"client={client!r}: use pod, lan or node")
     return _drawn_rule_sets(client).map(_loadable)
