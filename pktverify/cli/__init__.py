@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
 from typing import Callable
 
 from ..errors import PktverifyError, one_line
@@ -58,9 +59,9 @@ def _quiet_stdout() -> None:
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    """Each command's function, looked up when the command runs."""
+    """Each command's function, looked up when the command runs (selftest-kernel's probes run :func:`main`)."""
     return {"trace": trace_command, "verify": verify_command, "generate": generate_command, "lint": lint_command,
-            "diff": diff_command, "selftest-kernel": selftest_kernel_command,
+            "diff": diff_command, "selftest-kernel": partial(selftest_kernel_command, trace=main),
             "selftest-cluster": selftest_cluster_command}
 
 

@@ -4,17 +4,18 @@ kernel (random rule sets), and with clusters built in network namespaces (both n
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 from ..errors import InvalidArgument
 
 __all__ = ["selftest_cluster_command", "selftest_kernel_command"]
 
 
-def selftest_kernel_command(args: argparse.Namespace) -> int:
-    """``selftest-kernel``: the agreement, and the first --show divergences with their reproducers."""
+def selftest_kernel_command(args: argparse.Namespace, trace: Callable[[list[str]], int]) -> int:
+    """``selftest-kernel``: the agreement, and the first --show divergences with their reproducers;
+    ``trace`` is the CLI's entry point (:func:`pktverify.cli.main`), which each probe runs."""
     from ..oracle.kernel_campaign import run_campaign
     from ..oracle.kernel_lab import KernelLab, lab_available
-    from . import main
 
     reason = lab_available()
     if reason:
@@ -22,7 +23,7 @@ def selftest_kernel_command(args: argparse.Namespace) -> int:
     if args.examples < 1:
         raise InvalidArgument("--examples must be at least 1")
     with KernelLab() as lab:
-        result = run_campaign(lab, args.examples, main, seed=args.seed)
+        result = run_campaign(lab, args.examples, trace, seed=args.seed)
     share = 100.0 * result.agreed / result.sent if result.sent else 0.0
     print(f"kernel agreement: {result.agreed}/{result.sent} probes ({share:.1f}%), seed {result.seed}")
     for res in result.divergences[:args.show]:
