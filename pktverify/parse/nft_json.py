@@ -9,6 +9,7 @@ builder as the text and script readers, so that the three forms give equal model
 
 from __future__ import annotations
 
+from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .json_input import load_json
@@ -34,7 +35,13 @@ def parse_nft_json(text: str, source: str) -> NftRuleset:
     if not isinstance(root.value, dict) or not isinstance(root.value.get("nftables"), list):
         raise InputError(source, 0, "the document: not `nft -j list ruleset` output (no \"nftables\" list)")
     rs = RulesetBuilder()
-    for index, item in enumerate(root.value["nftables"]):
+    with cyclic_gc_paused():
+        _items(rs, root.value["nftables"], source)
+    return rs.freeze(source, "json")
+
+
+def _items(rs: RulesetBuilder, items: list, source: str) -> None:
+    for index, item in enumerate(items):
         path = f"nftables[{index}]"
         try:
             _item(rs, item, index, path)
@@ -42,7 +49,6 @@ def parse_nft_json(text: str, source: str) -> NftRuleset:
             raise InputError(source, 0, f"{exc.path}: {exc}") from None
         except ValueProblem as exc:
             raise InputError(source, 0, f"{path}: {exc}") from None
-    return rs.freeze(source, "json")
 
 
 def _item(rs: RulesetBuilder, item: object, index: int, path: str) -> None:

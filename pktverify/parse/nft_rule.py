@@ -64,8 +64,21 @@ class RuleParser:
         self.toks, self.pos, self.end, self.family = toks, pos, end, family
         self.comment: str | None = None
 
+    @classmethod
+    def of_rule(cls, toks: list[str], start: int, end: int, family: str) -> "RuleParser":
+        """A parser of one rule's tokens, newlines (inside braces) left out once: ``peek`` is then
+        an index, the parse's innermost step."""
+        words = [t for t in toks[start:end] if t != "\n"]
+        return cls(words, 0, len(words), family)
+
     # ---------------------------------------------------------------- tokens
     def peek(self, ahead: int = 0) -> str:
+        toks, i, end = self.toks, self.pos, self.end
+        if i < end and toks[i] == "\n" or ahead:
+            return self._peek_lines(ahead)
+        return toks[i] if i < end else ""
+
+    def _peek_lines(self, ahead: int) -> str:
         toks, i, end = self.toks, self.pos, self.end
         while i < end and toks[i] == "\n":
             i += 1

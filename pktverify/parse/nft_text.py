@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .nft_build import FAMILIES, RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
@@ -36,7 +37,8 @@ def looks_like_nft_text(text: str) -> bool:
 def parse_nft_text(text: str, source: str) -> NftRuleset:
     """Read an ``nft list ruleset`` listing or an ``nft -f`` script (told apart by content)."""
     reader = _Reader(text, source)
-    reader.run()
+    with cyclic_gc_paused():
+        reader.run()
     form = "script" if reader.commands else "text"
     ruleset = reader.rs.freeze(source, form)
     if form == "text":
@@ -97,6 +99,16 @@ class _Reader:
             return "ip", family
         return family, self.name("a table name")
 
+    def table_family_name(self) -> tuple[str, str]:
+        """``[FAMILY] NAME`` of a table command, which ends there (or at its block)."""
+        family, name = self.family_name()
+        tok = self.peek()
+        if tok not in ("", "\n", ";", "{") and not tok.startswith("#"):
+            raise self.error(f"unknown family {self.toks[self.pos - 1]!r} (nft has {', '.join(FAMILIES)})"
+                             if family == "ip" and self.toks[self.pos - 1] not in FAMILIES
+                             else f"unexpected {tok!r} after table {family} {name}")
+        return family, name
+
     def statement_end(self) -> int:
         """The index of the token ending the statement at ``pos``: newline, ``;`` or the closing
         brace of the enclosing block (braces inside are skipped)."""
@@ -152,7 +164,7 @@ class _Reader:
             raise self.error(f"{verb} works on rules, not {what}s")
         line = self.tline[self.pos - 1]
         if what == "table":
-            table = self.rs.table(*self.family_name(), line)
+            table = self.rs.table(*self.table_family_name(), line)
             if self.peek() == "{":
                 self.table_block(table)
             return
@@ -184,6 +196,8 @@ class _Reader:
             self.pos += 1
             handle = int(self.next("a handle"))
         rule = self.rule(table, self.command_text)
+        if self.peek() == "}":
+            raise self.error("unexpected '}' in a rule")
         add_rule(chain, rule, position=verb if verb in ("insert", "replace") else "add", handle=handle)
 
     def flush(self) -> None:
@@ -204,7 +218,7 @@ class _Reader:
     def delete(self) -> None:
         what = self.next("table, chain, set, map, element or rule")
         if what == "table":
-            self.rs.delete_table(*self.family_name())
+            self.rs.delete_table(*self.table_family_name())
             return
         table = self.rs.need_table(*self.family_name())
         name = self.name("a name")
@@ -361,15 +375,15 @@ class _Reader:
     def rule(self, table: TableBuilder, text_of) -> NftRule:
         start, end = self.pos, self.statement_end()
         line = self.tline[start] if start < len(self.tline) else 0
-        parser = RuleParser(self.toks, start, end, table.family)
+        parser = RuleParser.of_rule(self.toks, start, end, table.family)
         try:
             exprs = parser.statements()
         except (ValueProblem, ValueError) as exc:
             raise self.error(f"{exc}", start) from None
-        if parser.pos < end and not self.toks[parser.pos].startswith("#"):
-            raise self.error(f"unexpected {self.toks[parser.pos]!r} in a rule", parser.pos)
+        if parser.pos < parser.end and not parser.toks[parser.pos].startswith("#"):
+            raise self.error(f"unexpected {parser.toks[parser.pos]!r} in a rule", start)
         handle = 0
-        for tok in self.toks[parser.pos:end]:
+        for tok in parser.toks[parser.pos:]:
             m = _HANDLE.match(tok)
             if m:
                 handle = int(m.group(1))

@@ -118,6 +118,19 @@ def _scalar(text: str, dtype: str | None) -> object:
 
 
 def convert(raw: object, dtype: str | None) -> object:
+    """One scalar (a str as printed, an int or bool from JSON) as a canonical value of ``dtype``
+    (cached: dumps repeat their addresses, ports and names)."""
+    if isinstance(raw, str):
+        return _convert_text(raw, dtype)
+    return _convert(raw, dtype)
+
+
+@lru_cache(maxsize=1 << 16)
+def _convert_text(raw: str, dtype: str | None) -> object:
+    return _convert(raw, dtype)
+
+
+def _convert(raw: object, dtype: str | None) -> object:
     """One scalar (a str as printed, an int or bool from JSON) as a canonical value of ``dtype``:
     addresses, numbers, protocols, services and flags become ints; ranges and prefixes records."""
     if isinstance(raw, (int, bool)):
@@ -203,7 +216,9 @@ def fold_bitwise(expr: object, op: str, value: int) -> m.Bitwise:
 
 
 def _order(value: object) -> tuple:
-    if isinstance(value, bool) or isinstance(value, int):
+    if type(value) is int:
+        return (0, value)
+    if isinstance(value, int):
         return (0, int(value))
     if isinstance(value, str):
         return (1, value)
@@ -212,7 +227,7 @@ def _order(value: object) -> tuple:
     if isinstance(value, m.Range):
         return (3, value.low, value.high)
     if isinstance(value, tuple):
-        return (4, tuple(_order(v) for v in value))
+        return (4, tuple(map(_order, value)))
     return (5, repr(value))
 
 
