@@ -14,9 +14,29 @@ has ~40k chains, and a set per chain costs more than the rest of the check.
 from __future__ import annotations
 
 from ..errors import InputError
-from ..model.rules import (TABLE_CHAINS, AddrTypeMatch, Dnat, FixedMatch, IfaceMatch, Jump, Masquerade, Netmap, NoOp,
-                           NoTrack, OwnerMatch, Redirect, Reject, RpFilterMatch, Rule, Ruleset, SetTtl, Snat, Table, Tproxy,
-                           Verdict)
+from ..model.rules import (
+    TABLE_CHAINS,
+    AddrTypeMatch,
+    Dnat,
+    FixedMatch,
+    IfaceMatch,
+    Jump,
+    Masquerade,
+    Netmap,
+    NoOp,
+    NoTrack,
+    OwnerMatch,
+    Redirect,
+    Reject,
+    RpFilterMatch,
+    Rule,
+    Ruleset,
+    SetTtl,
+    Snat,
+    Table,
+    Tproxy,
+    Verdict,
+)
 
 __all__ = ["check_ruleset", "chain_hooks"]
 

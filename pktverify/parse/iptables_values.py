@@ -7,9 +7,7 @@ the rule parser turns it into an InputError carrying ``file:line``.
 from __future__ import annotations
 
 import re
-
 from math import floor
-
 from socket import inet_aton
 
 from ..model.addresses import AddressError, is_prefix_mask, parse_ip, parse_network, prefix_mask
