@@ -14,7 +14,7 @@ from ..model import nft as m
 from . import nft_values as nv
 from .nft_values import FLAG_TYPES, META_UNQUALIFIED, ValueProblem, convert, dtype_of, flags_of, fold_bitwise
 
-__all__ = ["tokenize", "RuleParser", "ValueProblem", "VERDICTS", "BYTE_UNITS", "DEFAULT_REJECT"]
+__all__ = ["tokenize", "RuleParser", "ValueProblem", "VERDICTS", "BYTE_UNITS", "DEFAULT_REJECT", "unquote"]
 
 _TOKEN = re.compile(r'#.*|"(?:[^"\\]|\\.)*"|[{};,()|&^]|[^\s{};,()|&^"#]+|\S')
 
@@ -286,7 +286,7 @@ class RuleParser:
             return m.NftVerdict(tok)
         if tok in ("jump", "goto"):
             self.pos += 1
-            return m.NftVerdict(tok, self.next("a chain name"))
+            return m.NftVerdict(tok, unquote(self.next("a chain name")))
         return self.value(data or (None,))
 
     def map_data(self, keys: tuple, data: tuple) -> object:
@@ -311,8 +311,13 @@ class RuleParser:
 
 
 # ---------------------------------------------------------------- statement keywords
+def unquote(word: str) -> str:
+    """A name as written, bare or in double quotes (chain names may hold ``/ . :``)."""
+    return word[1:-1] if len(word) >= 2 and word[0] == '"' and word[-1] == '"' else word
+
+
 def _jump(p: RuleParser, kind: str) -> m.NftVerdict:
-    return m.NftVerdict(kind, convert(p.next("a chain name"), None))
+    return m.NftVerdict(kind, unquote(p.next("a chain name")))
 
 
 def _reject(p: RuleParser) -> m.Reject:

@@ -16,7 +16,7 @@ from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .nft_build import FAMILIES, RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
-from .nft_rule import RuleParser, ValueProblem, tokenize
+from .nft_rule import RuleParser, ValueProblem, tokenize, unquote
 from .nft_values import convert, resolve_priority
 
 __all__ = ["parse_nft_text", "looks_like_nft_text"]
@@ -91,7 +91,7 @@ class _Reader:
         self.pos += 1
 
     def name(self, what: str) -> str:
-        return convert(self.next(what), None) if self.peek().startswith('"') else self.next(what)
+        return unquote(self.next(what))
 
     def family_name(self) -> tuple[str, str]:
         family = self.next("a family or table name")
