@@ -86,7 +86,7 @@ def _write(folder: str, nodeid: str, verify_report) -> list:
 @pytest.fixture
 def pktverify_cluster(request: pytest.FixtureRequest):
     """The cluster named by the ``pktverify_cluster`` marker or by ``request.param`` (a path)."""
-    from . import load_cluster
+    from .cluster_api import load_cluster
 
     marker = request.node.get_closest_marker("pktverify_cluster")
     if marker is not None:

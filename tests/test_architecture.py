@@ -85,6 +85,13 @@ def test_no_module_imports_itself_round_a_cycle():
     assert _cycles(graph, modules) == []
 
 
+def test_no_module_imports_the_package_face():
+    """The face (``pktverify/__init__.py``) re-exports from the packages; a module importing it
+    instead of the module that defines a name would depend on every layer at once."""
+    graph = grimp.build_graph("pktverify", cache_dir=None)
+    assert graph.find_modules_that_directly_import("pktverify") == set()
+
+
 def test_the_cycle_check_sees_a_cycle():
     """The cycle check can fail: two modules importing each other, and a loop of three, are found."""
     graph = grimp.ImportGraph()
