@@ -220,8 +220,10 @@ class NoTrack:
 
 @dataclass(frozen=True, slots=True)
 class Counter:
-    """``counter`` (its numbers are state, not kept) or ``counter name X``."""
+    """``counter`` or ``counter name X``; the numbers the dump shows are state (not compared)."""
     name: str | None = None
+    packets: int | None = field(default=None, compare=False)
+    bytes: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

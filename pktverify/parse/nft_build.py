@@ -54,9 +54,9 @@ class SetBuilder:
     def freeze(self, dynamic: bool) -> m.NftSet:
         flags = set(self.flags) | ({"dynamic"} if dynamic else set())
         size = None if "dynamic" in flags and self.size == _DYNAMIC_SIZE else self.size
+        elements = sort_elements(list(self.elements.values()), self.key_type)
         return m.NftSet(self.name, tuple(self.key_type), tuple(self.data) if self.data else None,
-                      tuple(sorted(flags)), self.timeout, size, sort_elements(list(self.elements.values())),
-                      self.comment, self.handle, self.line)
+                        tuple(sorted(flags)), self.timeout, size, elements, self.comment, self.handle, self.line)
 
 
 @dataclass

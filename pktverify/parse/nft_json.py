@@ -13,7 +13,8 @@ from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .json_input import load_json
-from .nft_build import RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
+from .nft_build import RulesetBuilder, SetBuilder, TableBuilder, add_rule, new_flowtable, new_object
+from .nft_format import format_rule
 from .nft_json_expr import JsonProblem, element_list, statement
 from .nft_values import ValueProblem, drop_dependencies, parse_time_ms, resolve_priority
 
@@ -103,8 +104,11 @@ def _rule(table: TableBuilder, body: dict, index: int, path: str) -> None:
     exprs = body.get("expr", [])
     if not isinstance(exprs, list):
         raise JsonProblem(f"{path}.expr", "must be a list")
-    stmts = [statement(e, f"{path}.expr[{i}]", table.family) for i, e in enumerate(exprs)]
-    add_rule(chain, NftRule(body.get("handle", 0), index, "", tuple(drop_dependencies(stmts)), body.get("comment")))
+    stmts = tuple(drop_dependencies([statement(e, f"{path}.expr[{i}]", table.family) for i, e in enumerate(exprs)],
+                                     table.family))
+    comment = body.get("comment")
+    text = format_rule(stmts, comment, table.family, table.sets)
+    add_rule(chain, NftRule(body.get("handle", 0), index, text, stmts, comment))
 
 
 def _types(value: object, path: str) -> tuple:
@@ -118,7 +122,6 @@ def _types(value: object, path: str) -> tuple:
 
 
 def _set(table: TableBuilder, body: dict, index: int, path: str, kind: str = "set") -> None:
-    from .nft_build import SetBuilder
     name = _str(body, "name", path)
     key = _types(body.get("type"), f"{path}.type")
     data = _types(body["map"], f"{path}.map") if kind == "map" else None

@@ -97,11 +97,11 @@ def value(v: object, dtypes: tuple, path: str) -> object:
                      for i, b in enumerate(body))
     if kind == "set":
         items = body if isinstance(body, list) else [body]
-        return m.AnonSet(element_list(items, f"{path}.set", dtypes, None))
+        return nv.anon_set(element_list(items, f"{path}.set", dtypes, None, raw=True), dtypes)
     raise JsonProblem(path, f"not a value: {_short(v)}")
 
 
-def element_list(items: object, path: str, keys: tuple, data: tuple | None) -> tuple[m.Element, ...]:
+def element_list(items: object, path: str, keys: tuple, data: tuple | None, raw: bool = False) -> tuple:
     """Set or map elements: ``v``, ``{"elem": {"val": v, ...}}``, or ``[key, data]`` in maps."""
     if not isinstance(items, list):
         raise JsonProblem(path, "elements must be a list")
@@ -120,7 +120,7 @@ def element_list(items: object, path: str, keys: tuple, data: tuple | None) -> t
             timeout = body["timeout"] * 1000 if "timeout" in body else None
             comment, item = body.get("comment"), body["val"]
         out.append(m.Element(value(item, keys, where), mapped, timeout, comment))
-    return nv.sort_elements(out)
+    return out if raw else nv.sort_elements(out, keys)
 
 
 def _element_data(v: object, path: str, data: tuple | None) -> object:
@@ -172,7 +172,7 @@ def _match(b: dict, path: str, family: str) -> m.Match:
     if op not in _OPS:
         raise JsonProblem(f"{path}.op", f"unknown operator {op!r}")
     left = expression(b["left"], f"{path}.left")
-    right = nv.simplify_right(value(b["right"], dtype_of(left), f"{path}.right"))
+    right = value(b["right"], dtype_of(left), f"{path}.right")
     if isinstance(left, m.Fib) and left.result == "oif" and isinstance(right, bool):
         pass
     elif op == "in" and not isinstance(right, int) and dtype_of(left)[0] not in FLAG_TYPES:
@@ -245,7 +245,8 @@ _STATEMENTS = {
     "masquerade": lambda b, p, f: _nat("masquerade", b, p, f), "redirect": lambda b, p, f: _nat("redirect", b, p, f),
     "vmap": lambda b, p, f: m.Vmap(k := expression(b["key"], f"{p}.key"),
                                  map_data(b["data"], f"{p}.data", dtype_of(k), ("verdict",))),
-    "counter": lambda b, p, f: m.Counter(b) if isinstance(b, str) else m.Counter(),
+    "counter": lambda b, p, f: m.Counter(b) if isinstance(b, str) else m.Counter(None, b.get("packets"),
+                                                                                  b.get("bytes")),
     "log": lambda b, p, f: m.Log(b.get("prefix"), None if b.get("level", "warn") == "warn" else b["level"],
                                b.get("group")),
     "quota": lambda b, p, f: m.Quota(b["val"] * BYTE_UNITS.get(b.get("val_unit", "bytes"), 1), bool(b.get("inv"))),

@@ -114,7 +114,7 @@ class RuleParser:
             stmt = self.statement()
             if stmt is not None:
                 out.append(stmt)
-        return tuple(nv.drop_dependencies(out))
+        return tuple(nv.drop_dependencies(out, self.family))
 
     def statement(self) -> object:
         tok = self.peek()
@@ -209,7 +209,7 @@ class RuleParser:
         if op is not None:
             self.pos += 1
         dtypes = dtype_of(left)
-        right = nv.simplify_right(self.right(dtypes, left))
+        right = self.right(dtypes, left)
         if self.take("/"):                              # tcp flags syn / syn,ack
             left = fold_bitwise(left, "&", self.constant(dtypes[0]))
             return m.Match(left, op or "==", right)
@@ -221,7 +221,7 @@ class RuleParser:
         tok = self.peek()
         if tok == "{":
             self.pos += 1
-            return m.AnonSet(self.elements(dtypes, None))
+            return nv.anon_set(self.elements(dtypes, None, raw=True), dtypes)
         if tok.startswith("@"):
             self.pos += 1
             return m.SetRef(tok[1:])
@@ -255,7 +255,7 @@ class RuleParser:
             return expr
         return self.value(dtype_of(left))
 
-    def elements(self, dtypes: tuple, data: tuple | None) -> tuple[m.Element, ...]:
+    def elements(self, dtypes: tuple, data: tuple | None, raw: bool = False) -> tuple:
         """``a, b : c, ...`` up to the closing brace (the opening one read); newlines allowed."""
         out = []
         while not self.take("}"):
@@ -277,7 +277,7 @@ class RuleParser:
             if self.take(":"):
                 value = self.element_data(data)
             out.append(m.Element(key, value, timeout, comment))
-        return nv.sort_elements(out)
+        return out if raw else nv.sort_elements(out, dtypes)
 
     def element_data(self, data: tuple | None) -> object:
         tok = self.peek()
@@ -347,9 +347,11 @@ def _queue(p: RuleParser) -> m.Queue:
 def _counter(p: RuleParser) -> m.Counter:
     if p.take("name"):
         return m.Counter(convert(p.next("a counter name"), None))
+    numbers = {}
     while p.peek() in ("packets", "bytes"):
-        p.pos += 2
-    return m.Counter()
+        word = p.next()
+        numbers[word] = int(p.next("a number"))
+    return m.Counter(None, numbers.get("packets"), numbers.get("bytes"))
 
 
 def _log(p: RuleParser) -> m.Log:

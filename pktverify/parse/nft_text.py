@@ -408,9 +408,9 @@ class _TrackingParser(RuleParser):
         super().__init__(toks, pos, end, family)
         self.reader = reader
 
-    def elements(self, dtypes, data):
+    def elements(self, dtypes, data, raw=False):
         try:
-            out = super().elements(dtypes, data)
+            out = super().elements(dtypes, data, raw)
         except (ValueProblem, ValueError) as exc:
             self.reader.pos = self.pos
             raise self.reader.error(str(exc)) from None

@@ -18,7 +18,7 @@ from ..model.addresses import AddressError, parse_ip, prefix_mask
 
 __all__ = ["dtype_of", "convert", "fold_bitwise", "canonical", "sort_elements", "drop_dependencies",
            "resolve_priority", "parse_time_ms", "ValueProblem", "FLAG_TYPES", "META_UNQUALIFIED",
-           "PROTO_NUMBERS", "flags_of", "simplify_right"]
+           "PROTO_NUMBERS", "flags_of", "anon_set"]
 
 
 class ValueProblem(ValueError):
@@ -43,7 +43,7 @@ META_UNQUALIFIED = frozenset({"mark", "iif", "iifname", "iiftype", "oif", "oifna
 _PAYLOAD_TYPES = {"saddr": "ipv4_addr", "daddr": "ipv4_addr", "protocol": "inet_proto", "sport": "inet_service",
                   "dport": "inet_service", "flags": "tcp_flag"}
 _META_TYPES = {"l4proto": "inet_proto", "mark": "mark", "nfproto": "nf_proto", "iifname": "ifname",
-               "oifname": "ifname", "protocol": "ether_type"}
+               "oifname": "ifname", "iif": "ifname", "oif": "ifname", "protocol": "ether_type"}
 _CT_TYPES = {"state": "ct_state", "status": "ct_status", "mark": "mark", "ip saddr": "ipv4_addr",
              "ip daddr": "ipv4_addr", "saddr": "ipv4_addr", "daddr": "ipv4_addr", "protocol": "inet_proto",
              "proto-src": "inet_service", "proto-dst": "inet_service"}
@@ -169,18 +169,28 @@ def _range_ends(raw: str) -> tuple[int, int] | None:
 
 
 def canonical(value: object, dtype: str | None) -> object:
-    """``value`` in the one form nft lists it: an IPv4 range that is a prefix as the prefix, a /32
-    prefix or a one-value range as the address."""
-    if isinstance(value, m.Range):
-        if value.low == value.high:
-            return value.low
-        if dtype == "ipv4_addr":
-            size = value.high - value.low + 1
-            if size & (size - 1) == 0 and value.low % size == 0:
-                return canonical(m.Prefix(value.low, 32 - size.bit_length() + 1), dtype)
-    if isinstance(value, m.Prefix) and value.length == 32:
+    """A plain value in the one form nft lists it: a one-value range or an IPv4 /32 prefix as
+    the value (a range stays a range: nft lists ``ip daddr 10.0.0.0-10.0.0.255`` so)."""
+    if isinstance(value, m.Range) and value.low == value.high:
+        return value.low
+    if isinstance(value, m.Prefix) and value.length == 32 and dtype != "ipv6_addr":
         return value.addr
     return value
+
+
+def _element_value(value: object, dtype: str | None) -> object:
+    """An element's value as nft lists set elements: an IPv4 range that is a prefix as the prefix."""
+    if isinstance(value, m.Range) and dtype == "ipv4_addr":
+        size = value.high - value.low + 1
+        if size & (size - 1) == 0 and value.low % size == 0:
+            return canonical(m.Prefix(value.low, 33 - size.bit_length()), dtype)
+    return canonical(value, dtype)
+
+
+def _element_key(key: object, dtypes: tuple) -> object:
+    if isinstance(key, tuple):
+        return tuple(_element_value(v, dtypes[i] if i < len(dtypes) else None) for i, v in enumerate(key))
+    return _element_value(key, dtypes[0] if dtypes else None)
 
 
 def flags_of(names: list[str], dtype: str | None) -> int:
@@ -231,18 +241,23 @@ def _order(value: object) -> tuple:
     return (5, repr(value))
 
 
-def sort_elements(elements: list[m.Element]) -> tuple[m.Element, ...]:
-    """Elements in one order whatever the form listed them in (the kernel's order is its hash's)."""
+def sort_elements(elements: list, dtypes: tuple = ()) -> tuple:
+    """Elements with keys as nft lists them, in one order whatever order the form listed them in
+    (the kernel's order is its hash's)."""
+    if dtypes:
+        elements = [e if (k := _element_key(e.key, dtypes)) == e.key else
+                    m.Element(k, e.data, e.timeout, e.comment) for e in elements]
     return tuple(sorted(elements, key=lambda e: _order(e.key)))
 
 
-def simplify_right(right: object) -> object:
-    """A one-element anonymous set ``{ x }`` as ``x``: nft stores and lists it as a plain compare."""
-    if isinstance(right, m.AnonSet) and len(right.elements) == 1:
-        only = right.elements[0]
-        if only.data is None and only.timeout is None and only.comment is None:
+def anon_set(elements: list, dtypes: tuple) -> object:
+    """The right side ``{ ... }`` of a match: a one-element set (not a concatenation) as its
+    value, since nft stores and lists it as a plain compare; else an AnonSet."""
+    if len(elements) == 1:
+        only = elements[0]
+        if only.data is None and only.timeout is None and only.comment is None and not isinstance(only.key, tuple):
             return only.key
-    return right
+    return m.AnonSet(sort_elements(elements, dtypes))
 
 
 _DEPENDS = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1, "dccp": 33, "udplite": 136, "esp": 50, "ah": 51,
@@ -259,27 +274,28 @@ def _headers(expr: object) -> set[str]:
     return set()
 
 
-def _dependency(stmt: object) -> tuple[str, int] | None:
+def _dependency(stmt: object, family: str) -> tuple[str, int] | None:
     if not isinstance(stmt, m.Match) or stmt.op != "==" or not isinstance(stmt.right, int):
         return None
-    if stmt.left in (m.Meta("l4proto"), m.Payload("ip", "protocol")):
+    if stmt.left == m.Meta("l4proto") or family == "ip" and stmt.left == m.Payload("ip", "protocol"):
         return ("l4", stmt.right)
     if stmt.left == m.Meta("nfproto"):
         return ("l3", stmt.right)
     return None
 
 
-def drop_dependencies(stmts: list) -> list:
-    """Leave out a ``meta l4proto tcp`` (``ip protocol tcp``, ``meta nfproto ipv4``) that the next
-    match's header implies, as nft does when it lists a rule: the header match tests it anyway."""
+def drop_dependencies(stmts: list, family: str) -> list:
+    """Leave out a ``meta l4proto tcp`` (in ip tables also ``ip protocol tcp``; in inet tables
+    ``meta nfproto ipv4``) that the next match's header implies, as nft does when it lists a rule
+    (seen on nft 1.0.6): the header match tests it anyway."""
     out: list = []
     for i, stmt in enumerate(stmts):
-        dep = _dependency(stmt)
+        dep = _dependency(stmt, family)
         if dep is not None and i + 1 < len(stmts) and isinstance(stmts[i + 1], m.Match):
             headers = _headers(stmts[i + 1].left)
             if dep[0] == "l4" and any(_DEPENDS.get(h) == dep[1] for h in headers):
                 continue
-            if dep[0] == "l3" and dep[1] == 2 and "ip" in headers:
+            if dep[0] == "l3" and (dep[1] == 2 and "ip" in headers or dep[1] == 10 and "ip6" in headers):
                 continue
         out.append(stmt)
     return out

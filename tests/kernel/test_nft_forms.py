@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 from pktverify.errors import InputError
+from pktverify.model import nft as m
 from pktverify.parse.nft_json import parse_nft_json
 from pktverify.parse.nft_text import parse_nft_text
 
@@ -252,6 +253,7 @@ def _three_forms(ns: str, script: str, name: str) -> None:
         for c_text, c_json in zip(t_text.chains, t_json.chains):
             assert c_text.handle == c_json.handle
             assert [r.handle for r in c_text.rules] == [r.handle for r in c_json.rules]
+            assert [r.text for r in c_text.rules] == [r.text for r in c_json.rules]
             lines = listing.split("\n")
             for rule in c_text.rules:
                 assert rule.text and rule.text in lines[rule.line - 1], (name, rule.text)
@@ -300,3 +302,26 @@ def test_terse_listing_is_refused(netns):
     terse = _nft(netns, "-t", "list", "ruleset").stdout
     with pytest.raises(InputError, match="terse listing"):
         parse_nft_text(terse, "terse.txt")
+
+
+def test_iptables_nft_tables(netns):
+    """Tables iptables-nft wrote: the JSON shows their matches and targets as ``xt`` statements
+    (names only: the arguments are read from iptables-save); the listing translates what it can
+    (``ct state new``, ``dnat to``; comments dropped) and shows the rest as ``xt match NAME``."""
+    if shutil.which("iptables-nft") is None:
+        pytest.skip("iptables-nft is not installed")
+    assert _nft(netns, "flush", "ruleset").returncode == 0
+    for rule in (["-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "c", "-j",
+                  "ACCEPT"],
+                 ["-A", "INPUT", "-m", "recent", "--name", "x", "--rcheck", "-j", "DROP"],
+                 ["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination",
+                  "10.0.0.1:80"]):
+        subprocess.run(["ip", "netns", "exec", netns, "iptables-nft", *rule], check=True, capture_output=True)
+    listing = parse_nft_text(_nft(netns, "list", "ruleset").stdout, "ipt.txt")
+    dump = parse_nft_json(_nft(netns, "-j", "list", "ruleset").stdout, "ipt.json")
+    json_xt = {s.name for t in dump.tables for c in t.chains for r in c.rules for s in r.exprs
+               if isinstance(s, m.Xt)}
+    text_xt = {s.name for t in listing.tables for c in t.chains for r in c.rules for s in r.exprs
+               if isinstance(s, m.Xt)}
+    assert {"conntrack", "comment", "recent", "DNAT"} <= json_xt
+    assert "recent" in text_xt and "conntrack" not in text_xt
