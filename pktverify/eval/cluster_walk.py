@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import LimitExceeded
-from ..limits import MAX_NODE_HOPS, MAX_PATHS
+from ..limits import MAX_BRANCHES, MAX_NODE_HOPS, MAX_PATHS
 from ..model.addresses import format_ip, format_network, in_network, prefix_mask
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec
 from ..model.node import NodeState
@@ -31,7 +31,6 @@ from .conntrack import ConntrackTable
 from .facts import UNKNOWN_PORT
 from .node_trace import NodeTracer
 from .pod_stack import PodStack
-from .state import MAX_BRANCHES
 from .walk_cursor import Cursor, conntrack_tables, merge_cursors, path_end
 from .walk_notes import Summary
 from .walk_pods import PodHops
