@@ -12,13 +12,13 @@ import ipaddress
 
 from ..model import nft as m
 from ..model.addresses import format_ip
+from .nft_stmts import DEFAULT_REJECT
 from .nft_values import FLAG_TYPES, PROTO_NUMBERS, dtype_of
 
 __all__ = ["format_rule", "format_statement", "format_ms"]
 
 _PROTO_NAMES = {number: name for name, number in PROTO_NUMBERS.items() if name not in ("ipv6-icmp",)}
 _META_BARE = frozenset({"iif", "oif", "iifname", "oifname", "iifgroup", "oifgroup"})
-_DEFAULT_REJECT = {"inet": "icmpx", "ip6": "icmpv6", "bridge": "icmpx", "netdev": "icmpx"}
 _NAT_FLAGS = ("random", "fully-random", "persistent", "netmap")
 _UNITS = (("gbytes", 1024 ** 3), ("mbytes", 1024 ** 2), ("kbytes", 1024))
 
@@ -221,7 +221,7 @@ def _counter(s: m.Counter) -> str:
 def _reject(s: m.Reject, family: str) -> str:
     if s.kind == "tcp reset":
         return "reject with tcp reset"
-    if s.code == "port-unreachable" and s.kind == _DEFAULT_REJECT.get(family, "icmp"):
+    if s.code == "port-unreachable" and s.kind == DEFAULT_REJECT.get(family, "icmp"):
         return "reject"
     return f"reject with {s.kind} {s.code}"
 

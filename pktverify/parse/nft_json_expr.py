@@ -7,7 +7,7 @@ import json
 
 from ..model import nft as m
 from . import nft_values as nv
-from .nft_rule import BYTE_UNITS, DEFAULT_REJECT
+from .nft_stmts import BYTE_UNITS, DEFAULT_REJECT
 from .nft_values import FLAG_TYPES, ValueProblem, convert, dtype_of, flags_of, fold_bitwise
 
 __all__ = ["JsonProblem", "expression", "value", "element_list", "statement"]

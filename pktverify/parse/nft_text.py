@@ -16,7 +16,8 @@ from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .nft_build import FAMILIES, RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
-from .nft_rule import RuleParser, ValueProblem, tokenize, unquote
+from .nft_rule import RuleParser, ValueProblem, tokenize
+from .nft_stmts import unquote
 from .nft_values import convert, resolve_priority
 
 __all__ = ["parse_nft_text", "looks_like_nft_text"]
