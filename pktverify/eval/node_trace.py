@@ -21,27 +21,38 @@ from __future__ import annotations
 from ..bulk import cyclic_gc_paused
 from ..model.addresses import LIMITED_BROADCAST, format_ip, is_loopback, is_multicast, is_zeronet
 from ..model.node import NodeState
-from ..model.packet import ICMP, TCP, Packet
-from ..model.trace import Connection, Outcome, Trace
-from .chains import ChainResult, CompiledTable, NatContext
-from .facts import UNKNOWN_PORT
+from ..model.packet import Packet
+from ..model.trace import NODE_VERDICTS, Connection, Outcome, Trace
+from .branches import merge_outcomes
+from .chains import ChainResult, CompiledTable
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known, translate_related
+from .facts import UNKNOWN_PORT
 from .fib import Fib, RouteResult
-from .state import (CT_DNAT, CT_INVALID, CT_NEW, CT_RELATED, CT_SNAT, CT_UNTRACKED, MAX_BRANCHES, MERGE_FROM,
-                    Budget, Step, TraceMeta, WalkState, add_step, last_step, merge_equal, merge_states,
-                    routed, steps_tuple, with_ctbits)
+from .reject_answer import reject_answer, stopped_at
+from .route_checks import ROUTE_ICMP, martian_input, next_hops, reverse_path, route_error, with_step
+from .state import (
+    CT_DNAT,
+    CT_INVALID,
+    CT_NEW,
+    CT_RELATED,
+    CT_SNAT,
+    CT_UNTRACKED,
+    MAX_BRANCHES,
+    MERGE_FROM,
+    Budget,
+    TraceMeta,
+    WalkState,
+    last_step,
+    merge_states,
+    routed,
+    steps_tuple,
+    with_ctbits,
+)
+from .targets import NatContext
 
 _new_tuple = tuple.__new__
 
 __all__ = ["NodeTracer"]
-
-_ROUTE_ERRORS = {
-    "unreachable-net": ("reject", "no route to the destination (ICMP net unreachable)"),
-    "unreachable": ("reject", "unreachable route (ICMP host unreachable)"),
-    "prohibit": ("reject", "prohibit route (ICMP administratively prohibited)"),
-    "blackhole": ("drop", "blackhole route"),
-    "throw": ("reject", "throw route, no further table (ICMP net unreachable)"),
-}
 
 
 class NodeTracer:
@@ -103,7 +114,7 @@ class NodeTracer:
                 raise ValueError(f"node {self.node.name!r} has no interface {in_iface!r} "
                                  f"(it has {', '.join(self.node.interfaces)})")
             walk._from_wire(st, finished)
-        return Trace(pkt, in_iface, _merge(finished), self.node.name)
+        return Trace(pkt, in_iface, merge_outcomes(finished), self.node.name)
 
 
 class _NodeWalk:
@@ -134,68 +145,87 @@ class _NodeWalk:
         return states
 
     def _route_input(self, st: WalkState, finished: list) -> None:
+        """The routing decision for a packet that arrived on an interface: bridged on (br_netfilter),
+        dropped as a martian or by the reverse-path filter, delivered locally, refused, or forwarded."""
+        if st.meta is not None and st.meta.physdev_in:
+            st = self._bridge_or_route(st, finished)
+            if st is None:
+                return
         pkt = st.pkt
-        meta = st.meta
-        if meta is not None and meta.physdev_in:
-            # br_netfilter (br_nf_pre_routing_finish): a frame for a host behind the bridge stays
-            # bridged; one whose destination PREROUTING changed is bridged on when its new route
-            # leaves by the same bridge (to the new destination's port), else routed like any.
-            if pkt.dst == self._start.dst:
-                if meta.physdev_out:
-                    self._bridged(st, finished)
-                    return
-            else:
-                new_route = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
-                if new_route.kind == "unicast" and not new_route.route.nexthops and new_route.route.dev == st.in_iface:
-                    why = self._reverse_path(pkt, st.in_iface)      # br_nf's ip_route_input checks the source
-                    if why:
-                        self._rp_dropped(st, why, finished)
-                        return
-                    self._bridged(st._replace(meta=meta._replace(physdev_out=UNKNOWN_PORT)), finished)
-                    return
-                if meta.physdev_out:
-                    st = st._replace(meta=meta._replace(physdev_out=""))
-        martian = self._martian_input(pkt, st.in_iface)
+        martian = martian_input(self.node, pkt, st.in_iface)
         if martian:
             finished.append(self._end(st, "drop", martian, route_step=martian))
             return
         result = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
         if result.kind in ("local", "broadcast"):
-            if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
-                finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
-                return
-            why = self._reverse_path(pkt, st.in_iface)
-            if why:
-                self._rp_dropped(st, why, finished)
-                return
-            st = self._with_step(st, f"route: {self.fib.route_text(result.route)} → local delivery")
-            self._input(st, finished)
+            self._local_delivery(st, result, finished)
             return
         if not self.node.sysctls.ip_forward:
             why = f"ip_forward=0 ({self.node.sysctls.source}): the node forwards nothing (ICMP host unreachable)"
-            self._answer_or_not(self._with_step(st, f"route: {why}"), why, (3, 1), finished)
+            self._answer_or_not(with_step(st, f"route: {why}"), why, (3, 1), finished)
             return
         if result.kind != "unicast":
-            verdict, reason = _route_error(result)
-            st = self._with_step(st, f"route: {reason}", result.route or result.rule)
+            verdict, reason = route_error(result)
+            st = with_step(st, f"route: {reason}", result.route or result.rule)
             if verdict == "reject":
-                self._answer_or_not(st, reason, _ROUTE_ICMP[result.kind], finished)
+                self._answer_or_not(st, reason, ROUTE_ICMP[result.kind], finished)
             else:
                 finished.append(self._end(st, verdict, reason))
             return
+        self._forward(st, result.route, finished)
+
+    def _bridge_or_route(self, st: WalkState, finished: list) -> WalkState | None:
+        """br_netfilter (br_nf_pre_routing_finish) on a bridged frame: one for a host behind the
+        bridge stays bridged; one whose destination PREROUTING changed is bridged on when its new
+        route leaves by the same bridge (to the new destination's port), else routed like any.
+        None: it was bridged (or dropped); else the state to route."""
+        pkt, meta = st.pkt, st.meta
+        if pkt.dst == self._start.dst:
+            if meta.physdev_out:
+                self._bridged(st, finished)
+                return None
+            return st
+        new_route = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
+        if new_route.kind == "unicast" and not new_route.route.nexthops and new_route.route.dev == st.in_iface:
+            why = reverse_path(self.node, self.fib, pkt, st.in_iface)   # br_nf's ip_route_input checks the source
+            if why:
+                self._rp_dropped(st, why, finished)
+                return None
+            self._bridged(st._replace(meta=meta._replace(physdev_out=UNKNOWN_PORT)), finished)
+            return None
+        if meta.physdev_out:
+            st = st._replace(meta=meta._replace(physdev_out=""))
+        return st
+
+    def _local_delivery(self, st: WalkState, result: RouteResult, finished: list) -> None:
+        """A packet routed to a local address: the martian and reverse-path checks, then INPUT."""
+        pkt = st.pkt
+        if self.fib.is_interface_address(pkt.src) and st.in_iface != "lo":
+            finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
+            return
+        why = reverse_path(self.node, self.fib, pkt, st.in_iface)
+        if why:
+            self._rp_dropped(st, why, finished)
+            return
+        st = with_step(st, f"route: {self.fib.route_text(result.route)} → local delivery")
+        self._input(st, finished)
+
+    def _forward(self, st: WalkState, route, finished: list) -> None:
+        """A packet routed on by ``route``: the martian, reverse-path and TTL checks, then FORWARD
+        and POSTROUTING by each of the route's nexthops (TTL decremented)."""
+        pkt = st.pkt
         if self.fib.is_interface_address(pkt.src):
             finished.append(self._end(st, "drop", "martian source (a local address arriving from outside)"))
             return
-        why = self._reverse_path(pkt, st.in_iface)
+        why = reverse_path(self.node, self.fib, pkt, st.in_iface)
         if why:
             self._rp_dropped(st, why, finished)
             return
         if pkt.ttl <= 1:
             self._answer_or_not(st, "TTL exceeded in transit (ICMP time exceeded)", (11, 0), finished)
             return
-        route = result.route
-        for gateway, dev, share, text in _next_hops(self.fib, route, "forward out"):
-            s = self._with_step(st, text, route)
+        for gateway, dev, share, text in next_hops(self.fib, route, "forward out"):
+            s = with_step(st, text, route)
             s = routed(s, _new_tuple(Packet, (*pkt[:8], pkt.ttl - 1)), dev or "", s.prob * share)
             next_hop = gateway if gateway is not None else s.pkt.dst
             states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
@@ -206,28 +236,9 @@ class _NodeWalk:
         for every source it stops), the end the source."""
         mode = self.node.sysctls.rp_filter(st.in_iface)
         check = "martian source" if why.startswith("martian") else "reverse-path filter"
-        st = self._with_step(st, f"route: {check} (rp_filter={mode} on {st.in_iface}, {self.node.sysctls.source})")
+        st = with_step(st, f"route: {check} (rp_filter={mode} on {st.in_iface}, {self.node.sysctls.source})")
         finished.append(self._end(st, "drop", why))
 
-    def _reverse_path(self, pkt: Packet, in_iface: str) -> str:
-        """Why rp_filter drops ``pkt`` arriving on ``in_iface`` (empty: it passes, or rp_filter is 0).
-        The kernel looks the source up as a destination (from ``lo``, mark 0): no usable route
-        fails loose and strict mode, one leaving by another interface fails strict mode."""
-        mode = self.node.sysctls.rp_filter(in_iface)
-        if not mode:
-            return ""
-        back = self.fib.lookup(pkt.src, None, pkt.dst, 0, "lo")
-        name = f"rp_filter={mode} on {in_iface} ({'strict' if mode == 1 else 'loose'})"
-        if back.kind == "local" and not self.node.sysctls.accept_local(in_iface):
-            return f"martian source: {format_ip(pkt.src)} is a local address ({name})"
-        if back.kind not in ("unicast", "local"):
-            return f"reverse-path filter: no route back to {format_ip(pkt.src)} ({name})"
-        if mode == 1 and back.kind == "unicast":
-            devs = [dev for _gw, dev, _share, _text in _next_hops(self.fib, back.route, "out")]
-            if in_iface not in devs:
-                return (f"reverse-path filter: the route back to {format_ip(pkt.src)} leaves by {', '.join(devs)}, "
-                        f"not {in_iface} ({name})")
-        return ""
 
     def _bridged(self, st: WalkState, finished: list) -> None:
         """A frame bridged between two ports of one bridge, as br_netfilter shows it to iptables:
@@ -236,7 +247,7 @@ class _NodeWalk:
         bridge = st.in_iface
         ports = " to ".join(f"port {name}" if name != UNKNOWN_PORT else "a pod's port"
                             for name in (st.meta.physdev_in, st.meta.physdev_out))
-        st = self._with_step(st, f"bridged on {bridge} from {ports} (br_netfilter: not routed, TTL unchanged)")
+        st = with_step(st, f"bridged on {bridge} from {ports} (br_netfilter: not routed, TTL unchanged)")
         st = st._replace(out_iface=bridge)
         states = self._tables("FORWARD", ("mangle", "filter", "security"), [st], finished)
         self._postrouting(states, st.pkt.dst, finished)
@@ -278,7 +289,7 @@ class _NodeWalk:
         states = self._tables("POSTROUTING", ("mangle",), [st], finished)
         states = self._nat("POSTROUTING", "src", states, finished, NatContext(st.pkt.dst))
         for s in states:
-            s = self._with_step(s._replace(in_iface="lo"), "loopback: back in through lo")
+            s = with_step(s._replace(in_iface="lo"), "loopback: back in through lo")
             # The looped packet keeps its conntrack entry (nat already done) and its route.
             for s2 in self._prerouting(s, finished, nat=False):
                 self._input(s2, finished, nat=False)
@@ -293,22 +304,22 @@ class _NodeWalk:
             return []
         result: RouteResult = self.fib.lookup(pkt.dst, None, pkt.src, st.mark)   # iif lo: locally generated
         if result.kind in ("local", "broadcast"):
-            return [(self._with_step(st._replace(out_iface="lo"),
+            return [(with_step(st._replace(out_iface="lo"),
                                      f"route: {self.fib.route_text(result.route)} → local via lo"), None)]
         if result.kind != "unicast":
-            verdict, reason = _route_error(result)
+            verdict, reason = route_error(result)
             if not initial:
                 verdict, reason = "drop", f"re-route after NAT failed: {reason}"
-            finished.append(self._end(self._with_step(st, f"route: {reason}", result.route or result.rule), verdict,
+            finished.append(self._end(with_step(st, f"route: {reason}", result.route or result.rule), verdict,
                                       reason))
             return []
         out = []
-        for gateway, dev, share, text in _next_hops(self.fib, result.route, "out"):
+        for gateway, dev, share, text in next_hops(self.fib, result.route, "out"):
             if is_loopback(pkt.src) and dev != "lo" and not self.node.route_localnet:
                 finished.append(self._end(st, "drop", f"martian source: loopback source {format_ip(pkt.src)} "
                                           f"cannot leave on {dev} (route_localnet=0)"))
                 continue
-            out.append((self._with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text, result.route),
+            out.append((with_step(st._replace(out_iface=dev or "", prob=st.prob * share), text, result.route),
                         gateway))
         return out
 
@@ -361,12 +372,12 @@ class _NodeWalk:
         if verdict == "ACCEPT":
             nxt.append(res.state)
         elif verdict == "DROP":
-            why = res.detail or f"dropped by {_stopped_at(table, hook, res.state)}"
+            why = res.detail or f"dropped by {stopped_at(table, hook, res.state)}"
             finished.append(self._end(res.state, "drop", why))
         elif verdict == "REJECT":
             last = last_step(res.state.steps)
             why = f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"
-            for answered, st, note, answer in self._reject_answer(res.state, res.detail):
+            for answered, st, note, answer in reject_answer(self.fib, self.tables, self.budget, res.state, res.detail):
                 if answered:
                     finished.append(self._end(st, "reject", why, answer=answer))
                 else:
@@ -382,70 +393,12 @@ class _NodeWalk:
         """The kernel's own ICMP error (routing refused the packet, or its TTL ran out): a locally
         generated packet that crosses OUTPUT like REJECT's answer, where a rule or policy can stop
         it (then the sender sees a drop)."""
-        for answered, out, note, answer in self._reject_answer(st, "", icmp=icmp):
+        for answered, out, note, answer in reject_answer(self.fib, self.tables, self.budget, st, "", icmp=icmp):
             if answered:
                 finished.append(self._end(out, "reject", why, answer=answer))
             else:
                 finished.append(self._end(out, "drop", f"{why}, but the ICMP error was stopped: {note}"))
 
-    def _reject_answer(self, st: WalkState, with_: str, *,
-                       icmp: tuple[int, int] | None = None) -> list[tuple[bool, WalkState, str, Packet | None]]:
-        """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not, the answer)].
-
-        The kernel sends it as a locally generated packet: it crosses OUTPUT
-        (raw, mangle, filter; not nat, as its conntrack state is RELATED to the
-        rejected packet's entry) and mangle POSTROUTING, where a rule can drop
-        it; then the client sees nothing, as after DROP. Checked against the
-        kernel: an OUTPUT ``--ctstate RELATED -j DROP`` silences both kinds.
-        The RST comes from the rejected packet's destination; the ICMP error
-        from that destination when it is local, else from the address routing
-        picks towards the client.
-        """
-        pkt = st.pkt
-        route = self.fib.lookup(pkt.src, src=pkt.dst)
-        dev = route.route.dev if route.route is not None else None
-        if route.kind not in ("unicast", "local", "broadcast"):
-            return [(False, st, f"no route back to {format_ip(pkt.src)} ({route.kind})", None)]
-        if route.kind == "local":
-            dev = "lo"          # an answer to the node itself leaves by lo, as every local delivery does
-        if with_ == "tcp-reset":
-            answer = Packet(TCP, pkt.dst, pkt.src, pkt.dport, pkt.sport, tcp_flags=0x14)
-        else:
-            if self.fib.addr_type(pkt.dst) == "LOCAL":
-                src = pkt.dst
-            elif route.route is not None and route.route.prefsrc is not None:
-                src = route.route.prefsrc
-            else:
-                src = self.fib.masquerade_source(dev or "", route.next_hop or pkt.src) or 0
-            kind, code = icmp if icmp is not None else (3, _ICMP_CODES.get(with_, 3))
-            answer = Packet(ICMP, src, pkt.src, 0, 0, 0, kind, code)
-        # The answer is a second packet through the same rules: a one-token limit the packet used
-        # is empty for it (found by the kernel campaign, seed 4242).
-        spent = frozenset((s.table, s.chain, s.rule_index) for s in steps_tuple(st.steps) if s.rule_index is not None)
-        # No socket owns it (the kernel's ICMP socket has no file, the RST no socket): -m owner
-        # --uid-owner does not match it (found by the kernel campaign, seed 424242).
-        meta = TraceMeta(answer, False, None, None, spent=spent)
-        states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
-        out: list[tuple[bool, WalkState, str, Packet | None]] = []
-        for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
-                           ("POSTROUTING", "mangle")):
-            table = self.tables[name]
-            if table.is_empty(hook):
-                continue
-            passed = []
-            for state in states:
-                for res in table.walk(hook, state, None, self.budget):
-                    if res.verdict == "ACCEPT" or res.verdict == "UNKNOWN":
-                        passed.append(res.state if res.verdict == "ACCEPT" else res.state._replace(exact=False))
-                    if res.verdict != "ACCEPT":
-                        # REJECT of an ICMP error or a RST sends nothing more: it is a drop.
-                        out.append((False, st._replace(prob=res.state.prob, exact=_exact(res.state)),
-                                    f"{res.verdict} by {_stopped_at(name, hook, res.state)}"
-                                    f" (the answer: {answer.describe()})", answer))
-            states = passed
-        for state in states:
-            out.append((True, st._replace(prob=state.prob, exact=_exact(state)), "", answer))
-        return out
 
     def _nat(self, hook: str, manip: str, states: list[WalkState], finished: list,
              ctx: NatContext | None = None) -> list[WalkState]:
@@ -456,7 +409,7 @@ class _NodeWalk:
                 new = translate_related(st.pkt, conn, manip) if direction == "related" else \
                     translate_known(st.pkt, conn, direction, manip)
                 if new != st.pkt:
-                    st = self._with_step(st._replace(pkt=new),
+                    st = with_step(st._replace(pkt=new),
                                          f"conntrack: {'NAT' if direction == 'original' else 'un-NAT'} "
                                          f"{st.pkt.describe()} → {new.describe()}")
                 out.append(st)
@@ -481,97 +434,17 @@ class _NodeWalk:
         return out
 
     # ------------------------------------------------------------ helpers
-    def _martian_input(self, pkt: Packet, in_iface: str) -> str:
-        if is_multicast(pkt.src) or pkt.src == LIMITED_BROADCAST:
-            return "martian source (multicast or broadcast source)"
-        if pkt.dst == LIMITED_BROADCAST or (pkt.src == 0 and pkt.dst == 0):
-            return ""
-        if is_zeronet(pkt.src):
-            return "martian source (0.0.0.0/8)"
-        if is_zeronet(pkt.dst):
-            return "martian destination (0.0.0.0/8)"
-        if in_iface == "lo" or self.node.route_localnet:
-            return ""
-        if is_loopback(pkt.dst):
-            return f"martian destination: {format_ip(pkt.dst)} arrived on {in_iface} (route_localnet=0)"
-        if is_loopback(pkt.src):
-            return f"martian source: {format_ip(pkt.src)} arrived on {in_iface} (route_localnet=0)"
-        return ""
-
-    @staticmethod
-    def _with_step(st: WalkState, text: str, route=None) -> WalkState:
-        """``st`` with a step that is no rule: a routing decision (``route``: the route it used, or
-        the ``ip rule`` that refused the packet, whose dump line the step then carries), a bridge,
-        a martian check."""
-        if route is not None and route.line:
-            return add_step(st, Step(None, None, None, route.line, route.describe(), text, route.source or None))
-        return add_step(st, Step(None, None, None, None, "", text))
-
     def _end(self, st: WalkState, verdict: str, reason: str, *, next_hop: int | None = None,
              route_step: str = "", answer: Packet | None = None) -> Outcome:
         if route_step:
-            st = self._with_step(st, route_step)
+            st = with_step(st, route_step)
         conn = None
         if verdict in ("forward", "local") and not st.ctbits & CT_UNTRACKED:
             if self._known is None:
                 conn = Connection(self._start, st.pkt.reversed(), st.ctmark)
             else:
                 conn = self._known[0]
-        return Outcome(verdict, st.prob, st.exact and not st.assume, st.pkt, st.in_iface or None,
+        return Outcome(NODE_VERDICTS[verdict], st.prob, st.exact and not st.assume, st.pkt, st.in_iface or None,
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
                        reason, conn, st.mark, st.random_ports, answer)
-
-
-def _route_error(result) -> tuple[str, str]:
-    """(verdict, reason) of a lookup that found no unicast route; an ``ip rule``'s own action
-    (blackhole, unreachable, prohibit) is named as the rule, not as a route."""
-    verdict, reason = _ROUTE_ERRORS.get(result.kind, ("drop", result.kind))
-    if result.route is None and result.rule is not None:
-        reason = reason.replace(" route", f" ip rule (priority {result.rule.priority})", 1)
-    return verdict, reason
-
-
-def _next_hops(fib: Fib, route, verb: str) -> list[tuple[int | None, str | None, float, str]]:
-    """(gateway, device, share, step text) for each way ``route`` sends a packet. A multipath route
-    gives one per nexthop, its share being its weight's: the kernel hashes each flow onto one."""
-    text = fib.route_text(route)
-    if not route.nexthops:
-        return [(route.gateway, route.dev, 1.0, f"route: {text} → {verb} {route.dev}")]
-    total = sum(w for _gw, _dev, w in route.nexthops)
-    return [(gw, dev, w / total, f"route: {text} → nexthop via {format_ip(gw)} {verb} {dev} (weight {w} of {total}; "
-                                 "the kernel's flow hash picks one nexthop per flow)")
-            for gw, dev, w in route.nexthops]
-
-
-def _stopped_at(table: str, hook: str, st: WalkState) -> str:
-    """Where a table walk stopped the packet: ``filter/KUBE-X #3`` or ``filter/FORWARD policy``."""
-    last = last_step(st.steps)
-    if last is None:
-        return f"{table}/{hook}"
-    return f"{table}/{last.chain} {'policy' if last.rule_index is None else f'#{last.rule_index}'}"
-
-
-# The ICMP error the kernel itself sends when routing refuses a forwarded packet: (type, code).
-_ROUTE_ICMP = {"unreachable-net": (3, 0), "unreachable": (3, 1), "prohibit": (3, 13), "throw": (3, 0)}
-
-# ICMP destination-unreachable codes of REJECT --reject-with.
-_ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-proto-unreachable": 2,
-               "icmp-port-unreachable": 3, "icmp-net-prohibited": 9, "icmp-host-prohibited": 10,
-               "icmp-admin-prohibited": 13}
-
-
-def _exact(answer: WalkState) -> bool:
-    """Whether the answer's fate is certain: a world that assumed how a may-match rule answers
-    (-m length of the ICMP error, say) is one alternative, its probability an upper bound (kept
-    exact, two such worlds summed to 2: found by the kernel campaign, seed 99991)."""
-    return answer.exact and not answer.assume
-
-
-def _merge(outcomes: list[Outcome]) -> tuple[Outcome, ...]:
-    """Merge outcomes equal for a user; keep the steps of the most probable branch."""
-    merged = merge_equal(outcomes, Outcome.key, lambda o: o.probability, lambda o, p, _first: o._replace(probability=p))
-    # An inexact outcome's probability is an upper bound (its worlds are alternatives, not shares):
-    # never above 1.
-    merged = [o if o.exact or o.probability <= 1.0 else o._replace(probability=1.0) for o in merged]
-    return tuple(sorted(merged, key=lambda o: -o.probability))
