@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..model import rules as m
-from .facts import (TriPredicate, compile_fact, compile_length, compile_owner, compile_physdev, compile_rpfilter,
-                    compile_set, compile_time)
+from .facts import (
+    TriPredicate,
+    compile_fact,
+    compile_length,
+    compile_owner,
+    compile_physdev,
+    compile_rpfilter,
+    compile_set,
+    compile_time,
+)
 from .fib import Fib
 from .state import CT_BITS, WalkState
 
@@ -39,6 +47,7 @@ class CompiledRule:
     special: bool = False      # any of unknown, maybes, fixed: the walker's slow path
     dport_key: int | None = None   # the one destination port this rule requires (--dport N), for the index
 
+
 def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
     """Turn ``rule``'s matches into predicates, a probability and may-match conditions."""
     preds: list[Predicate] = []
@@ -55,40 +64,20 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
         elif kind is m.NthMatch:
             share = 1.0 / match.every
             probability *= (1.0 - share) if match.invert else share
-        elif kind is m.UnknownMatch:
-            unknown = True
-            whys.append(f"-m {match.module} is not modelled")
+        elif kind in _MAY_MATCH:
+            tri, why = _may_match(match, fib)
+            if tri is None:
+                unknown = True
+            else:
+                maybes.append(tri)
+            whys.append(why)
         elif kind is m.CommentMatch:
             continue
-        elif kind is m.MaybeMatch:
-            maybes.append(_maybe)
-            whys.append(f"-m {match.module}: {match.why}")
         elif kind is m.FixedMatch:
             fixed.append(match.why)
-            if not match.matches:
-                preds.append(_never)
-            elif match.burst == 1:
-                # One token: a second packet of the trace through this rule (REJECT's answer
-                # walking OUTPUT again) finds the bucket empty.
-                where = (rule.table, rule.chain, rule.index)
-                preds.append(lambda st, where=where: st.meta is None or where not in st.meta.spent)
-        elif kind is m.PhysdevMatch:
-            maybes.append(compile_physdev(match, fib))
-            whys.append("-m physdev: the bridge port's name is not known (pods' veth names are in no input)")
-        elif kind is m.TimeMatch:
-            maybes.append(compile_time(match, fib))
-            whys.append("-m time: " + ("the kernel's timezone is not in the dumps" if match.kerneltz
-                                       else "the time is not known (give trace --at ISO-TIME)"))
-        elif kind is m.LengthMatch:
-            maybes.append(compile_length(match, fib))
-            whys.append("-m length: the first packet's size is a range")
-        elif kind is m.SetMatch:
-            sets = fib.ipsets
-            maybes.append(compile_set(match, fib, sets))
-            whys.append(f"-m set {match.name}: " + (
-                "its counters are in no dump" if match.counters else
-                "the set's contents are not known (give `ipset save` output: trace --ipsets FILE, or ipsets: "
-                "per node in the cluster YAML)" if sets is None or match.name not in sets.sets else ""))
+            pred = _fixed_pred(rule, match)
+            if pred is not None:
+                preds.append(pred)
         else:
             if kind is m.AddrMatch and match.field == "dst" and not match.invert and match.mask == 0xFFFFFFFF:
                 dst_key = match.network
@@ -107,6 +96,46 @@ def compile_rule(rule: m.Rule, position: int, fib: Fib) -> CompiledRule:
                 preds.append(_COMPILERS[kind](match, fib))
     return CompiledRule(rule, position, tuple(preds), probability, unknown, dst_key, tuple(maybes),
                         "; ".join(w for w in whys if w), "; ".join(fixed), bool(unknown or maybes or fixed), dport_key)
+
+
+# The matches whose answer the dumps may not give: each a may-match condition and why.
+_MAY_MATCH = frozenset({m.UnknownMatch, m.MaybeMatch, m.PhysdevMatch, m.TimeMatch, m.LengthMatch, m.SetMatch})
+
+
+def _may_match(match, fib: Fib) -> tuple[TriPredicate | None, str]:
+    """A may-match condition for ``match`` (None: a module never modelled, which may or may not
+    match) and why its answer may be unknown (for the trace step; empty: it is known)."""
+    kind = type(match)
+    if kind is m.UnknownMatch:
+        return None, f"-m {match.module} is not modelled"
+    if kind is m.MaybeMatch:
+        return _maybe, f"-m {match.module}: {match.why}"
+    if kind is m.PhysdevMatch:
+        return (compile_physdev(match, fib),
+                "-m physdev: the bridge port's name is not known (pods' veth names are in no input)")
+    if kind is m.TimeMatch:
+        return compile_time(match, fib), "-m time: " + (
+            "the kernel's timezone is not in the dumps" if match.kerneltz
+            else "the time is not known (give trace --at ISO-TIME)")
+    if kind is m.LengthMatch:
+        return compile_length(match, fib), "-m length: the first packet's size is a range"
+    sets = fib.ipsets
+    return compile_set(match, fib, sets), f"-m set {match.name}: " + (
+        "its counters are in no dump" if match.counters else
+        "the set's contents are not known (give `ipset save` output: trace --ipsets FILE, or ipsets: "
+        "per node in the cluster YAML)" if sets is None or match.name not in sets.sets else "")
+
+
+def _fixed_pred(rule: m.Rule, match: m.FixedMatch) -> Predicate | None:
+    """The predicate of a match whose fresh-flow answer is assumed (``-m limit``, ``-m recent``, ...):
+    never, when it assumed no match; when it has one token, not for a second packet of the trace
+    through this rule (REJECT's answer walking OUTPUT again finds the bucket empty); else none."""
+    if not match.matches:
+        return _never
+    if match.burst == 1:
+        where = (rule.table, rule.chain, rule.index)
+        return lambda st, where=where: st.meta is None or where not in st.meta.spent
+    return None
 
 
 def _maybe(st: WalkState) -> None:
