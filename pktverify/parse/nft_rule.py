@@ -15,7 +15,7 @@ from . import nft_values as nv
 from .nft_stmts import HANDLERS, unquote
 from .nft_values import FLAG_TYPES, META_UNQUALIFIED, ValueProblem, convert, dtype_of, flags_of, fold_bitwise
 
-__all__ = ["tokenize", "RuleParser", "ValueProblem", "VERDICTS"]
+__all__ = ["tokenize", "RuleParser", "LineParser", "ValueProblem", "VERDICTS"]
 
 _TOKEN = re.compile(r'#.*|"(?:[^"\\]|\\.)*"|[{};,()|&^]|[^\s{};,()|&^"#]+|\S')
 
@@ -72,21 +72,8 @@ class RuleParser:
 
     # ---------------------------------------------------------------- tokens
     def peek(self, ahead: int = 0) -> str:
-        toks, i, end = self.toks, self.pos, self.end
-        if i < end and toks[i] == "\n" or ahead:
-            return self._peek_lines(ahead)
-        return toks[i] if i < end else ""
-
-    def _peek_lines(self, ahead: int) -> str:
-        toks, i, end = self.toks, self.pos, self.end
-        while i < end and toks[i] == "\n":
-            i += 1
-        self.pos = i
-        for _ in range(ahead):
-            i += 1
-            while i < end and toks[i] == "\n":
-                i += 1
-        return toks[i] if i < end else ""
+        i = self.pos + ahead
+        return self.toks[i] if i < self.end else ""
 
     def next(self, what: str = "a word") -> str:
         tok = self.peek()
@@ -96,8 +83,9 @@ class RuleParser:
         return tok
 
     def take(self, word: str) -> bool:
-        if self.peek() == word:
-            self.pos += 1
+        pos = self.pos
+        if pos < self.end and self.toks[pos] == word:
+            self.pos = pos + 1
             return True
         return False
 
@@ -310,3 +298,25 @@ class RuleParser:
             data = self.value_or_expr(key)
         self.expect("}")
         return m.SetUpdate(op, name, key, timeout, data)
+
+
+class LineParser(RuleParser):
+    """A RuleParser over a file's tokens where newlines may come between words (an element
+    list over several lines): they are skipped."""
+
+    def peek(self, ahead: int = 0) -> str:
+        toks, i, end = self.toks, self.pos, self.end
+        while i < end and toks[i] == "\n":
+            i += 1
+        self.pos = i
+        for _ in range(ahead):
+            i += 1
+            while i < end and toks[i] == "\n":
+                i += 1
+        return toks[i] if i < end else ""
+
+    def take(self, word: str) -> bool:
+        if self.peek() == word:
+            self.pos += 1
+            return True
+        return False

@@ -16,7 +16,7 @@ from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset
 from .nft_build import FAMILIES, RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
-from .nft_rule import RuleParser, ValueProblem, tokenize
+from .nft_rule import LineParser, RuleParser, ValueProblem, tokenize
 from .nft_stmts import unquote
 from .nft_values import convert, resolve_priority
 
@@ -402,7 +402,7 @@ class _Reader:
         return self.lines[line - 1].split(None, skip)[-1].strip() if len(words) > skip else ""
 
 
-class _TrackingParser(RuleParser):
+class _TrackingParser(LineParser):
     """A RuleParser for a braced element list outside a rule: reports where it stopped."""
 
     def __init__(self, reader: _Reader, toks, pos, end, family) -> None:
