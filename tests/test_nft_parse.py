@@ -519,3 +519,44 @@ def test_json_unknown_expression_is_kept():
 def test_json_errors(text, where):
     with pytest.raises(InputError, match=where):
         parse_nft_json(text, "j.json")
+
+
+def test_flowtable_objects_and_typeof():
+    text = """table inet f {
+\tflowtable ft {
+\t\thook ingress priority filter
+\t\tdevices = { eth0, lo }
+\t}
+
+\tcounter c1 {
+\t\tpackets 0 bytes 0
+\t}
+
+\tset st {
+\t\ttypeof ip daddr . tcp dport
+\t\telements = { 10.0.0.1 . 80 }
+\t}
+
+\tchain fw {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tflow add @ft
+\t}
+}
+"""
+    t = parse_nft_text(text, "f.txt").tables[0]
+    assert t.flowtables == (m.Flowtable("ft", "ingress", 0, ("eth0", "lo")),)
+    assert t.objects == (m.NamedObject("counter", "c1"),)
+    assert t.set("st").key_type == ("ipv4_addr", "inet_service")
+    assert t.set("st").elements == (m.Element((IP("10.0.0.1"), 80)),)
+    doc = json.dumps({"nftables": [
+        {"table": {"family": "inet", "name": "f"}},
+        {"flowtable": {"family": "inet", "table": "f", "name": "ft", "hook": "ingress", "prio": 0,
+                       "dev": ["eth0", "lo"]}},
+        {"counter": {"family": "inet", "table": "f", "name": "c1", "packets": 0, "bytes": 0}},
+        {"set": {"family": "inet", "table": "f", "name": "st", "type": ["ipv4_addr", "inet_service"],
+                 "elem": [{"concat": ["10.0.0.1", 80]}]}},
+        {"chain": {"family": "inet", "table": "f", "name": "fw", "type": "filter", "hook": "forward", "prio": 0,
+                   "policy": "accept"}},
+        {"rule": {"family": "inet", "table": "f", "chain": "fw", "expr": [{"flow": {"op": "add",
+                                                                                      "flowtable": "@ft"}}]}}]})
+    assert parse_nft_json(doc, "f.json").tables[0] == t
