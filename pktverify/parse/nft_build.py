@@ -160,6 +160,3 @@ def new_flowtable(name: str, hook: str, priority: int, devices: tuple, handle: i
 def new_object(kind: str, name: str, line: int) -> m.NamedObject:
     return m.NamedObject(kind, name, line)
 
-
-def element_keys(elements: tuple[m.Element, ...]) -> list:
-    return [e.key for e in elements]

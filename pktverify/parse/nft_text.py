@@ -63,6 +63,7 @@ class _Reader:
         self.pos = 0
         self.rs = RulesetBuilder()
         self.commands = 0
+        self.parser_end = 0         # where the last braced element list ended
 
     # ---------------------------------------------------------------- tokens and errors
     def error(self, message: str, at: int | None = None) -> InputError:
