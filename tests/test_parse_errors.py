@@ -116,3 +116,21 @@ def test_an_empty_iptables_save_is_a_node_without_rules(text):
     ruleset = parse_iptables_save(text, source="empty")
     assert ruleset.rule_count() == 0
     assert all(chain.policy == "ACCEPT" for table in ruleset.tables.values() for chain in table.chains.values())
+
+
+# iptables-restore v1.8.9's own words for a match module loaded without the option it needs
+# (checked in a network namespace); they were a KeyError, an internal error, before.
+@pytest.mark.parametrize("module, message", [
+    ("pkttype", 'pkttype: option "--pkt-type" must be specified'),
+    ("connmark", 'connmark: option "--mark" must be specified'),
+    ("length", 'length: option "--length" must be specified'),
+    ("tos", 'tos: option "--tos" must be specified'),
+    ("dscp", "DSCP match: Parameter --dscp is required"),
+    ("tcpmss", 'tcpmss: option "--mss" must be specified'),
+    ("helper", 'helper: option "--helper" must be specified'),
+])
+def test_a_match_without_its_required_option_is_bad_input(module, message):
+    rule = f"-A X -p tcp -m {module} -j ACCEPT"
+    with pytest.raises(InputError) as err:
+        parse_iptables_save(f"*filter\n:INPUT ACCEPT [0:0]\n:X - [0:0]\n{rule}\nCOMMIT\n", source="t")
+    assert str(err.value) == f"t:4: {message}: {rule}"

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from ..model import rules as m
 from ..model.packet import TCP
-from .iptables_kit import MatchBuilder, MatchModule, RuleSyntaxError, any_inverted, uint, uint_range, value_mask
+from .iptables_kit import (MatchBuilder, MatchModule, RuleSyntaxError, any_inverted, required, uint, uint_range,
+                           value_mask)
 from .iptables_kit import options_by_name as _opts
 
 __all__ = ["set_match", "physdev", "owner", "limit", "hashlimit", "connlimit", "quota", "connbytes", "pkttype",
@@ -177,7 +178,7 @@ def connbytes(module: MatchModule, proto: int | None) -> list:
 
 def pkttype(module: MatchModule, proto: int | None) -> list:
     """``-m pkttype``: unicast, broadcast or multicast."""
-    (text,), inv = _opts(module)["--pkt-type"]
+    (text,), inv = required(module, "--pkt-type")
     if text not in _PKTTYPES:
         raise RuleSyntaxError(f"--pkt-type {text!r} is not unicast, broadcast or multicast")
     value = _PKTTYPES[text]
@@ -239,14 +240,14 @@ def time(module: MatchModule, proto: int | None) -> list:
 
 def connmark(module: MatchModule, proto: int | None) -> list:
     """``-m connmark``: the connection's mark."""
-    (text,), inv = _opts(module)["--mark"]
+    (text,), inv = required(module, "--mark")
     value, mask = value_mask(text, "connmark")
     return [m.FactMatch("connmark", "ctmark", ((value, value),), mask, inv)]
 
 
 def length(module: MatchModule, proto: int | None) -> list:
     """``-m length``: the packet's length."""
-    (text,), inv = _opts(module)["--length"]
+    (text,), inv = required(module, "--length")
     low, high = uint_range(text, "--length", 0xFFFF)
     return [m.LengthMatch(low, high, inv)]
 
@@ -265,7 +266,7 @@ def ttl(module: MatchModule, proto: int | None) -> list:
 
 def tos(module: MatchModule, proto: int | None) -> list:
     """``-m tos``: the IP TOS byte."""
-    (text,), inv = _opts(module)["--tos"]
+    (text,), inv = required(module, "--tos")
     value, mask = value_mask(text, "--tos") if not text[:1].isalpha() else (0, 0xFF)
     return [m.FactMatch("tos", "tos", ((value, value),), mask & 0xFF, inv)]
 
@@ -279,6 +280,8 @@ def dscp(module: MatchModule, proto: int | None) -> list:
             raise RuleSyntaxError(f"unknown --dscp-class {text!r}")
         value = _DSCP_CLASSES[text.upper()]
     else:
+        if "--dscp" not in o:
+            raise RuleSyntaxError("DSCP match: Parameter --dscp is required")
         (text,), inv = o["--dscp"]
         value = uint(text, "--dscp", 63)
     return [m.FactMatch("dscp", "dscp", ((value, value),), invert=inv)]
@@ -303,13 +306,13 @@ def tcpmss(module: MatchModule, proto: int | None) -> list:
     """``-m tcpmss``: the SYN's MSS option (may match)."""
     if proto != TCP:
         raise RuleSyntaxError("-m tcpmss needs -p tcp")
-    uint_range(_opts(module)["--mss"][0][0], "--mss", 0xFFFF)
+    uint_range(required(module, "--mss")[0][0], "--mss", 0xFFFF)
     return [m.MaybeMatch("tcpmss", "the SYN's MSS option depends on the sender")]
 
 
 def helper(module: MatchModule, proto: int | None) -> list:
     """``-m helper``: the connection's conntrack helper (fresh ones have none)."""
-    (name,), inv = _opts(module)["--helper"]
+    (name,), inv = required(module, "--helper")
     # A fresh connection has no helper unless CT --helper gave it one (not modelled: say so).
     return [m.FixedMatch("helper", inv, f"helper {name!r}: fresh connections have no conntrack helper")]
 

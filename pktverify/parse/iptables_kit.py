@@ -93,6 +93,15 @@ def options_by_name(module: MatchModule) -> dict[str, tuple[list[str], bool]]:
     return {opt: (vals, inv) for opt, vals, inv in module.opts}
 
 
+def required(module: MatchModule, option: str) -> tuple[list[str], bool]:
+    """The ``(values, invert)`` of an option the module cannot do without, or the error
+    iptables-restore gives when it is missing (``length: option "--length" must be specified``)."""
+    for opt, vals, inv in module.opts:
+        if opt == option:
+            return vals, inv
+    raise RuleSyntaxError(f'{module.name}: option "{option}" must be specified')
+
+
 def any_inverted(module: MatchModule) -> bool:
     """Whether any of the module's options is negated."""
     return any(inv for _o, _v, inv in module.opts)
