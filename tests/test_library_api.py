@@ -121,3 +121,19 @@ def test_assert_trace_on_a_node_and_across_a_cluster():
         assert_trace(cluster, pkt, sender="default/web-1", reaches="default/backend-1")
     with pytest.raises(InvalidArgument):
         assert_trace(cluster, pkt, sender="default/nobody")
+
+
+def test_library_misuse_is_invalid_argument_not_a_bare_value_error(tmp_path):
+    """A trace from an interface the node lacks, or an unknown capture split, is the caller's
+    mistake: InvalidArgument (a PktverifyError) naming the argument, as every public call says it."""
+    import pktverify
+    from pktverify.report.verify_pcaps import write_verify_pcaps
+
+    node = pktverify.load_node(iptables=ROOT / "rules/kube-node/iptables-save.txt",
+                               addrs=ROOT / "rules/kube-node/ip-addr.json", routes=ROOT / "rules/kube-node/ip-route.txt")
+    packet = pktverify.make_packet(proto="tcp", src="10.1.10.7", dst="10.152.183.164", dport=80)
+    with pytest.raises(pktverify.InvalidArgument, match="in_iface='nope'.*no such interface"):
+        pktverify.trace(node, packet, in_iface="nope")
+    with pytest.raises(pktverify.InvalidArgument, match="split='bogus'"):
+        write_verify_pcaps(None, [], tmp_path / "out", split="bogus")
+    assert not (tmp_path / "out").exists()

@@ -3,9 +3,8 @@
 Arriving on an interface:  PREROUTING (raw, mangle, nat) → routing decision →
 INPUT (mangle, filter, nat) → local socket, or FORWARD (mangle, filter) →
 POSTROUTING (mangle, nat) → out.
-Locally generated: route → OUTPUT (raw, mangle, nat, filter; re-routed when
-mangle or nat changed the destination) → POSTROUTING (mangle, nat) → out, or
-over ``lo`` back through PREROUTING (raw, mangle) and INPUT (mangle, filter).
+Locally generated: route → OUTPUT (raw, mangle, nat, filter; re-routed when mangle or nat changed the
+destination) → POSTROUTING (mangle, nat) → out, or over ``lo`` back through PREROUTING and INPUT.
 
 The node's sysctls are the NodeState's (its ``sysctl.txt``), else what a
 Kubernetes node has (:mod:`pktverify.model.sysctls`): ``ip_forward=1``,
@@ -19,6 +18,7 @@ with ``ip_forward=0`` a packet to forward is refused (ICMP host unreachable).
 from __future__ import annotations
 
 from ..bulk import cyclic_gc_paused
+from ..errors import InvalidArgument
 from ..model.addresses import LIMITED_BROADCAST, format_ip, is_loopback, is_multicast, is_zeronet
 from ..model.node import NodeState
 from ..model.packet import Packet
@@ -111,8 +111,8 @@ class NodeTracer:
             walk._from_local(st, finished)
         else:
             if in_iface not in self.node.interfaces:
-                raise ValueError(f"node {self.node.name!r} has no interface {in_iface!r} "
-                                 f"(it has {', '.join(self.node.interfaces)})")
+                raise InvalidArgument(f"in_iface={in_iface!r}: node {self.node.name!r} has no such interface (it has "
+                                      f"{', '.join(self.node.interfaces)})")
             walk._from_wire(st, finished)
         return Trace(pkt, in_iface, merge_outcomes(finished), self.node.name)
 

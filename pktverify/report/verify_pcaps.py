@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..check.invariants import InvariantResult
 from ..eval.cluster_walk import ClusterWalker
+from ..errors import InvalidArgument
 from ..eval.flows import Flow, cluster_flow
 from .files import OutputDir
 from .pcap import write_pcapng
@@ -28,7 +29,7 @@ def write_verify_pcaps(walker: ClusterWalker, results: list[InvariantResult], di
     ``split="point"``: one file per flow and observation point instead (``...-at-<point>.pcapng``),
     each holding the packets seen there, so Wireshark's TCP analysis sees each segment once."""
     if split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {', '.join(SPLITS)}")
+        raise InvalidArgument(f"split={split!r}: use one of {', '.join(SPLITS)}")
     if isinstance(directory, OutputDir):
         return _write_all(walker, results, directory, all_flows, split)
     with OutputDir(directory) as folder:
