@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .addresses import format_ip, mask_length, prefix_mask
 from .ipsets import IpSetDump
+from .nft import NftRuleset
 from .rules import Ruleset
 from .sysctls import Sysctls
 
@@ -153,6 +154,7 @@ class NodeState:
     ipsets: IpSetDump | None = None     # ``ipset save`` contents; None: not given (-m set may match)
     rules: tuple[RoutingRule, ...] | None = None   # ``ip rule``; None: the kernel's three default rules
     sysctls: Sysctls = Sysctls()         # from the node's sysctl.txt; empty: the values pktverify assumes
+    nft: NftRuleset | None = None        # the node's nftables ruleset (IPv4 tables); None: not given
 
     def local_addresses(self) -> frozenset[int]:
         """Every address configured on an interface (what the kernel calls ifaddrs)."""
