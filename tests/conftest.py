@@ -42,3 +42,12 @@ def node_files(tmp_path):
             paths.append(p)
         return tuple(paths)
     return write
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark every Hypothesis test ``property`` (``-m "not property"`` skips them for a quick run):
+    they draw many examples and make most of the suite's time outside the kernel tests."""
+    for item in items:
+        function = getattr(item, "function", None)
+        if getattr(function, "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)

@@ -136,7 +136,7 @@ def _hook_masks(table: Table) -> dict[str, int]:
 
     One depth-first walk per built-in chain propagates that hook's bit. Only loops a
     built-in chain reaches are refused: the kernel (legacy and nf_tables) loads a loop
-    among chains no hook reaches (kernel-checked, tests/test_lint_cluster_real.py).
+    among chains no hook reaches (kernel-checked, tests/check/test_lint_cluster_real.py).
     """
     masks: dict[str, int] = {}
     for hook in TABLE_CHAINS[table.name]:

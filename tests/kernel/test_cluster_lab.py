@@ -131,11 +131,11 @@ def test_drawn_clusters_agree():
 
 
 def test_model_gaps_found_by_drawn_clusters_now_agree():
-    """The reproducers of tests/test_cluster_walk_gaps.py, built and sent for real: a REJECT's
+    """The reproducers of tests/eval/test_cluster_walk_gaps.py, built and sent for real: a REJECT's
     ICMP error dropped by the node that forwards it back (silence, not refused), the same error
     RELATED and un-masqueraded on its way back (refused), a userspace UDP service without
     endpoints (silence), two pods holding one address behind one bridge (either may answer)."""
-    from tests.test_cluster_walk_gaps import CLIENT, NODEPORT, TWINS, _cluster, with_filter_rule
+    from tests.eval.test_cluster_walk_gaps import CLIENT, NODEPORT, TWINS, _cluster, with_filter_rule
     plain = _cluster("iptables", CLIENT)
     udp = ("  - {name: dns, cluster_ip: 10.152.183.53, selector: {app: dns}, "
            "ports: [{name: u, port: 53, target_port: 53, protocol: UDP}]}\n")

@@ -39,7 +39,7 @@ port the proxy's own connections leave from.
 Nodes that a rule sets apart (for a service: the nodes of its endpoints, whose addresses its
 KUBE-SEP chains name) stay on their own; the rest are *free* and interchangeable. Any failed
 condition leaves every node on its own (``reason`` says which), and the flows are grouped as
-before. ``tests/test_node_symmetry.py`` checks, on drawn clusters, that this gives the same
+before. ``tests/check/test_node_symmetry.py`` checks, on drawn clusters, that this gives the same
 verdicts and counts as checking every flow.
 """
 
