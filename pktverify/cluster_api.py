@@ -26,6 +26,7 @@ from .report.cluster_yaml import cluster_to_yaml
 
 if TYPE_CHECKING:
     from .check.flow_question import FlowAnswer
+    from .load.model_cache import ModelCache
 
 __all__ = ["load_cluster", "verify", "VerifyReport", "cluster_to_yaml", "INVARIANTS", "trace_flow", "FlowReport",
            "generated_dumps", "with_node_dumps"]
@@ -66,7 +67,7 @@ class VerifyReport(verify_run.VerifyReport):
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
            at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
-           executor: str = "local", scheduler=None, cache=None, only: Iterable[str] | None = None,
+           executor: str = "local", scheduler=None, cache: ModelCache | None = None, only: Iterable[str] | None = None,
            timeout: float | None = None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model, as ``pktverify verify`` does.
 
@@ -167,7 +168,7 @@ class FlowReport:
 
 def trace_flow(cluster: ClusterSpec, *, source: str, to: str, proto: str | None = None, sport: int | None = None,
                lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
-               at: int | dt.datetime | None = None, cache=None) -> FlowReport:
+               at: int | dt.datetime | None = None, cache: ModelCache | None = None) -> FlowReport:
     """One flow and its reply across ``cluster``, judged as :func:`verify` judges it, as
     ``pktverify trace --cluster`` does.
 

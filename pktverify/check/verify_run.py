@@ -12,12 +12,16 @@ import datetime as dt
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, suggest
 from ..eval.cluster_walk import ClusterWalker
 from ..limits import MAX_BRANCHES, MAX_PATHS
 from ..model.cluster import ClusterSpec
 from .invariants import INVARIANTS, InvariantResult, Violation, check_all
+
+if TYPE_CHECKING:
+    from ..load.model_cache import ModelCache
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -55,7 +59,7 @@ class VerifyReport:
 def verify(cluster: ClusterSpec, *, invariants: Iterable[str] | None = None, jobs: int = 1,
            lenient: bool = False, max_branches: int = MAX_BRANCHES, max_paths: int = MAX_PATHS,
            at: int | dt.datetime | None = None, keep_flows: bool = False, progress: bool = False,
-           executor: str = "local", scheduler=None, cache=None, only: Iterable[str] | None = None,
+           executor: str = "local", scheduler=None, cache: ModelCache | None = None, only: Iterable[str] | None = None,
            timeout: float | None = None) -> VerifyReport:
     """Check ``cluster`` against the Kubernetes network model: the body of :func:`pktverify.verify`,
     which documents the arguments; this returns the record without its renderings."""

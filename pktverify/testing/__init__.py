@@ -24,6 +24,8 @@ from ..check.invariants import Violation
 from ..errors import InvalidArgument, one_line
 from ..model.cluster import ClusterSpec
 from ..model.node import NodeState
+from ..model.path import PathEndKind
+from ..model.trace import NodeVerdict
 
 __all__ = ["assert_invariants", "assert_trace", "InvariantsFailed", "register_ci_profile"]
 
@@ -105,8 +107,8 @@ def _final_hypothesis_example() -> bool:
         return False
 
 
-_NODE_VERDICTS = ("forward", "local", "drop", "reject")
-_PATH_ENDS = ("arrived", "drop", "reject", "blackhole", "loop", "left")
+_NODE_VERDICTS = tuple(NodeVerdict)
+_PATH_ENDS = tuple(PathEndKind)
 
 
 def assert_trace(target: NodeState | ClusterSpec, packet, *, in_iface: str | None = None,
