@@ -65,6 +65,7 @@ class NodeDump(NamedTuple):
     ip_route_json: str
     ipset_save: str = ""
     ip_rule_json: str = ""
+    nft_json: str = ""          # ``nft -j list ruleset`` without the lab's own tables
 
 
 def lab_available() -> str:
@@ -125,6 +126,7 @@ class KernelLab:
         tag = uuid.uuid4().hex[:6]
         self.node, self.pod, self.lan = f"pv{tag}node", f"pv{tag}pod", f"pv{tag}lan"
         self._ns_of = {"node": self.node, "pod": self.pod, "lan": self.lan}
+        self._nft_loaded = False
 
     def __enter__(self) -> "KernelLab":
         try:
@@ -187,18 +189,33 @@ class KernelLab:
             _run("ip", "-n", self.node, *cmd)
         self._routed = True
 
-    def load(self, rules: str, ipsets: str = "") -> None:
+    def load(self, rules: str | None, ipsets: str = "", nft: str = "") -> None:
         """Replace the node's whole rule set (and its ipsets, ``ipset restore`` input) and forget
         connections.
 
         ``iptables-restore`` replaces only the tables its input names (and keeps built-in
         policies it does not declare), so every table the input leaves out is reset to
         empty with ACCEPT policies first: no rule or policy of an earlier probe survives
-        into the next one, whatever the order or number of probes."""
+        into the next one, whatever the order or number of probes.
+
+        ``nft``: an ``nft -f`` script loaded after the iptables text (``rules`` None or "":
+        no iptables table at all). Loading one, or the first load after one, starts from
+        ``nft flush ruleset`` (iptables-nft's tables go with it) plus the lab's own table."""
+        if nft or self._nft_loaded:
+            self._ns(self.node, "nft", "flush", "ruleset")
+            self._ns(self.node, "nft", "-f", "-", input=_KEEP_CONNTRACK)
+            self._nft_loaded = False
+        if nft and not rules:
+            self._load_rest(None, ipsets, nft)
+            return
         reset = "".join(f"*{table}\n" + "".join(f":{chain} ACCEPT [0:0]\n" for chain in chains) + "COMMIT\n"
                         for table, chains in TABLE_CHAINS.items())
         self._ns(self.node, "iptables-restore", input=reset)
-        if getattr(self, "_routed", False):      # back to the kernel's three rules and no extra table
+        self._load_rest(rules, ipsets, nft)
+
+    def _unroute(self) -> None:
+        """Back to the kernel's three routing rules and no extra table (after :meth:`route`)."""
+        if getattr(self, "_routed", False):
             for pref in _run("ip", "-n", self.node, "rule", "show").split("\n"):
                 head = pref.split(":")[0].strip()
                 if head.isdigit() and head not in ("0", "32766", "32767"):
@@ -206,10 +223,19 @@ class KernelLab:
             for table in ("100", "101", "102"):
                 _run("ip", "-n", self.node, "route", "flush", "table", table, check=False)
             self._routed = False
+
+    def _load_rest(self, rules: str | None, ipsets: str, nft: str) -> None:
+        """Ipsets, then the iptables text, then the nft script (its chains register last: among
+        base chains of equal hook and priority, the kernel runs the last registered first)."""
+        self._unroute()
         self._ns(self.node, "ipset", "destroy", check=False)
         if ipsets:
             self._ns(self.node, "ipset", "restore", input=ipsets)
-        self._ns(self.node, "iptables-restore", input=rules)
+        if rules:
+            self._ns(self.node, "iptables-restore", input=rules)
+        if nft:
+            self._nft_loaded = True
+            self._ns(self.node, "nft", "-f", "-", input=nft)
         self._ns(self.node, "conntrack", "-F", check=False)
 
     def dump(self) -> NodeDump:
@@ -218,7 +244,17 @@ class KernelLab:
                         _run("ip", "-n", self.node, "-j", "addr", "show"),
                         _run("ip", "-n", self.node, "-j", "route", "show", "table", "all"),
                         self._ns(self.node, "ipset", "save", check=False),
-                        _run("ip", "-n", self.node, "-j", "rule", "show"))
+                        _run("ip", "-n", self.node, "-j", "rule", "show"),
+                        self._nft_json())
+
+    def _nft_json(self) -> str:
+        """``nft -j list ruleset`` without the lab's tables (``inet pktverify_lab``, ``ip pktverify_seen``:
+        counters only, the first keeping conntrack on, which pktverify's model assumes anyway)."""
+        out = json.loads(self._ns(self.node, "nft", "-j", "list", "ruleset"))
+        items = [item for item in out.get("nftables", [])
+                 if not any(isinstance(body, dict) and (body.get("table") or body.get("name", "")).startswith(
+                     "pktverify_") and (kind == "table" or "table" in body) for kind, body in item.items())]
+        return json.dumps({"nftables": items})
 
     def misprinted(self, saved: str) -> str:
         """Why ``saved`` (the node's ``iptables-save`` text) is not the rule set the kernel runs, or "".
@@ -260,12 +296,12 @@ class KernelLab:
         return ""
 
     # ------------------------------------------------------------ probes
-    def probe(self, rules: str, *, client: str, proto: str, sport: int, dst: str, dport: int,
-              src: str | None = None, ipsets: str = "", routing: tuple = ()) -> KernelObservation:
-        """Load ``rules`` (and ``ipsets``, and ``routing``: ip commands, see :meth:`route`), send one
-        packet from ``client`` (pod, lan or node), observe the kernel."""
+    def probe(self, rules: str | None, *, client: str, proto: str, sport: int, dst: str, dport: int,
+              src: str | None = None, ipsets: str = "", routing: tuple = (), nft: str = "") -> KernelObservation:
+        """Load ``rules`` (and ``ipsets``, ``nft``: an ``nft -f`` script, and ``routing``: ip commands,
+        see :meth:`route`), send one packet from ``client`` (pod, lan or node), observe the kernel."""
         src = src or CLIENT_ADDRESSES[client][0]
-        self.load(rules, ipsets)
+        self.load(rules, ipsets, nft)
         if routing:
             self.route(*routing)
         self._watch_input(proto, src, sport)
@@ -304,11 +340,12 @@ class KernelLab:
         return sum(item["rule"]["expr"][-1]["counter"]["packets"] for item in out.get("nftables", [])
                    if "rule" in item and "counter" in item["rule"]["expr"][-1])
 
-    def post_nat_many(self, rules: str, *, client: str, proto: str, sports: list[int], dst: str,
-                      dport: int) -> list[tuple[str, int, str, int] | None]:
-        """Load ``rules`` once and send one new connection per source port; their post-NAT tuples."""
+    def post_nat_many(self, rules: str | None, *, client: str, proto: str, sports: list[int], dst: str,
+                      dport: int, nft: str = "") -> list[tuple[str, int, str, int] | None]:
+        """Load ``rules`` (and ``nft``) once and send one new connection per source port, in order;
+        their post-NAT tuples."""
         src = CLIENT_ADDRESSES[client][0]
-        self.load(rules)
+        self.load(rules, nft=nft)
         events = self._start_events(proto)
         code = ("import socket,sys,time\n"
                 f"for p in {sports!r}:\n"

@@ -1,0 +1,257 @@
+"""What the kernel does with nftables base chains, pinned by probes in the kernel lab (issue #24).
+
+These are the spec pktverify's nft evaluator follows: each test loads an ``nft -f`` script (some
+beside an iptables-restore text) in the lab's node namespace, sends one packet (or a burst of
+connections) and asserts what the kernel did. Measured with nft 1.0.6 on kernel 6.18; a newer
+kernel that changes one of them fails here first. nft runs only inside the lab's namespaces.
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import uuid
+
+import pytest
+
+from pktverify.oracle.kernel_campaign import binomial_consistent
+
+from .conftest import require_lab
+
+pytestmark = pytest.mark.kernel
+
+MARK_THEN_DROP = ("table ip {first} {{\nchain f {{ type filter hook forward priority 0; {first_rule}; }}\n}}\n"
+                  "table ip {second} {{\nchain f {{ type filter hook forward priority 0; {second_rule}; }}\n}}\n")
+
+
+def _send(lab, nft: str, *, client: str = "pod", dst: str = "192.168.0.40", proto: str = "tcp", dport: int = 80,
+          rules: str | None = None, routing: tuple = ()):
+    return lab.probe(rules, client=client, proto=proto, sport=40000, dst=dst, dport=dport, nft=nft, routing=routing)
+
+
+def _table(*chains: str) -> str:
+    return "table ip a {\n" + "".join(f"chain {c}\n" for c in chains) + "}\n"
+
+
+# ------------------------------------------------------------------ order of base chains
+@pytest.mark.parametrize("mark_first,verdict", [(True, "forward"), (False, "drop")])
+def test_equal_priority_tables_run_in_reverse_registration_order(lab, mark_first, verdict):
+    """Base chains of equal hook and priority in two tables run in reverse registration order:
+    the table loaded last runs first. (Marker registered first: the dropper runs before the mark
+    is set, so the packet passes.)"""
+    a, b = ("marker", "dropper") if mark_first else ("dropper", "marker")
+    rules = {"marker": "meta mark set 0x1", "dropper": "meta mark 0x1 drop"}
+    obs = _send(lab, MARK_THEN_DROP.format(first=a, second=b, first_rule=rules[a], second_rule=rules[b]))
+    assert obs.verdict == verdict, obs
+
+
+@pytest.mark.parametrize("mark_first,verdict", [(True, "forward"), (False, "drop")])
+def test_equal_priority_chains_of_one_table_run_in_reverse_order(lab, mark_first, verdict):
+    """Within one table too: of two base chains at equal hook and priority, the one declared
+    (registered) last runs first."""
+    marker = "m { type filter hook forward priority 0; meta mark set 0x1; }"
+    dropper = "d { type filter hook forward priority 0; meta mark 0x1 drop; }"
+    obs = _send(lab, _table(marker, dropper) if mark_first else _table(dropper, marker))
+    assert obs.verdict == verdict, obs
+
+
+@pytest.mark.parametrize("ipt_marks,verdict", [(True, "forward"), (False, "drop")])
+def test_equal_priority_with_iptables_filter_runs_nft_loaded_later_first(lab, ipt_marks, verdict):
+    """iptables-nft's filter FORWARD (priority 0) loaded before an nft chain at priority 0: the nft
+    chain, registered later, runs first."""
+    ipt = "-A FORWARD -j MARK --set-mark 0x1" if ipt_marks else "-A FORWARD -m mark --mark 0x1 -j DROP"
+    nft_rule = "meta mark 0x1 drop" if ipt_marks else "meta mark set 0x1"
+    obs = _send(lab, f"table ip b {{\nchain f {{ type filter hook forward priority 0; {nft_rule}; }}\n}}\n",
+                rules=f"*filter\n:FORWARD ACCEPT [0:0]\n{ipt}\nCOMMIT\n")
+    assert obs.verdict == verdict, obs
+
+
+@pytest.mark.parametrize("marker_prio,verdict", [(-10, "drop"), (10, "forward")])
+def test_lower_priority_runs_first(lab, marker_prio, verdict):
+    """Base chains on one hook run in ascending priority, whatever the registration order."""
+    obs = _send(lab, _table("d { type filter hook forward priority 0; meta mark 0x1 drop; }",
+                            f"m {{ type filter hook forward priority {marker_prio}; meta mark set 0x1; }}"))
+    assert obs.verdict == verdict, obs
+
+
+# ------------------------------------------------------------------ accept and drop
+@pytest.mark.parametrize("second", ["drop", "policy drop"])
+def test_accept_ends_one_base_chain_only(lab, second):
+    """``accept`` ends its own base chain only: a later base chain's ``drop`` (another table's, or
+    its policy) still drops the packet."""
+    obs = _send(lab, "table ip a {\nchain f { type filter hook forward priority 0; accept; }\n}\n"
+                     f"table ip b {{\nchain f {{ type filter hook forward priority 10; {second}; }}\n}}\n")
+    assert obs.verdict == "drop", obs
+
+
+def test_accept_then_policy_drop_in_the_same_table(lab):
+    """The same within one table: accept in one base chain, policy drop in the next."""
+    obs = _send(lab, _table("f { type filter hook forward priority 0; accept; }",
+                            "g { type filter hook forward priority 10; policy drop; }"))
+    assert obs.verdict == "drop", obs
+
+
+# ------------------------------------------------------------------ NAT chains on one hook
+def test_first_translating_nat_chain_ends_nat_on_the_hook(lab):
+    """On a hook, the first nat chain (by priority) that translates ends NAT there: a later nat
+    chain does not run at all, not even its non-NAT statements (its mark is never set)."""
+    obs = _send(lab, _table("n1 { type nat hook prerouting priority -100; dnat to 192.168.0.41; }",
+                            "n2 { type nat hook prerouting priority -90; meta mark set 0x1; dnat to 192.168.0.42; }",
+                            "f { type filter hook forward priority 0; meta mark 0x1 drop; }"))
+    assert obs.verdict == "forward" and obs.post_nat == ("10.0.0.9", 40000, "192.168.0.41", 80), obs
+
+
+def test_non_translating_nat_chain_lets_the_next_run(lab):
+    """A nat chain that ends in ``accept`` without translating does not end NAT: the next nat
+    chain on the hook runs and translates."""
+    obs = _send(lab, _table("n1 { type nat hook prerouting priority -100; accept; }",
+                            "n2 { type nat hook prerouting priority -90; dnat to 192.168.0.42; }"))
+    assert obs.verdict == "forward" and obs.post_nat == ("10.0.0.9", 40000, "192.168.0.42", 80), obs
+
+
+def test_nft_nat_before_iptables_nat(lab):
+    """An nft nat chain at -150 that translates ends NAT before iptables' nat PREROUTING (-100)."""
+    obs = _send(lab, _table("n1 { type nat hook prerouting priority -150; dnat to 192.168.0.41; }"),
+                rules="*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to-destination 192.168.0.42\nCOMMIT\n")
+    assert obs.post_nat == ("10.0.0.9", 40000, "192.168.0.41", 80), obs
+
+
+def test_second_snat_chain_does_not_run(lab):
+    """The same on postrouting: the first snat wins."""
+    obs = _send(lab, _table("s1 { type nat hook postrouting priority 100; snat to 192.168.0.60; }",
+                            "s2 { type nat hook postrouting priority 110; snat to 192.168.0.61; }"))
+    assert obs.post_nat == ("192.168.0.60", 40000, "192.168.0.40", 80), obs
+
+
+# ------------------------------------------------------------------ jumps
+def test_goto_returns_to_the_callers_caller(lab):
+    """``return`` in a chain reached by ``goto`` goes back to the chain that jumped to the goto's
+    chain (the rule after the jump), not to the chain that did the goto."""
+    obs = _send(lab, _table("f { type filter hook forward priority 0; jump c1; meta mark 0x1 drop; }",
+                            "c1 { goto c2; meta mark set 0x2; }", "c2 { meta mark set 0x1; return; }"))
+    assert obs.verdict == "drop", obs
+
+
+@pytest.mark.parametrize("policy,verdict", [("drop", "drop"), ("accept", "forward")])
+def test_goto_from_a_base_chain_returns_to_its_policy(lab, policy, verdict):
+    """``goto`` from a base chain then ``return``: the base chain ends with its policy (the rule
+    after the goto never runs)."""
+    after = "accept" if policy == "drop" else "drop"
+    obs = _send(lab, _table(f"f {{ type filter hook forward priority 0; policy {policy}; goto c2; {after}; }}",
+                            "c2 { return; }"))
+    assert obs.verdict == verdict, obs
+
+
+# ------------------------------------------------------------------ numgen
+NUMGEN_RANDOM = ("table ip a {\nchain n { type nat hook prerouting priority dstnat; "
+                 "dnat to numgen random mod 3 offset 5 map { 5 : 192.168.0.40, 6 : 192.168.0.41, 7 : 192.168.0.42 }; }\n}\n")
+
+
+def test_numgen_random_shares(lab):
+    """``numgen random mod 3 offset 5``: buckets 5, 6, 7 only, each with the share of 32-bit values
+    v where floor(v*3/2^32) = i (reciprocal_scale): 1431655765/2^32, 1431655765/2^32, 1431655766/2^32.
+    statistic's round(p*2^31) cascade differs from these by under 2^-31 per bucket, far below what
+    any number of probes can measure (~2^62 would be needed): the shares are checked here, the exact
+    formula is the kernel source's (nft_ng_random_gen)."""
+    sports = list(range(30000, 30600))
+    seen = lab.post_nat_many(None, client="pod", proto="udp", sports=sports, dst="10.96.0.10", dport=80,
+                             nft=NUMGEN_RANDOM)
+    got = collections.Counter(post[2] for post in seen if post)
+    assert set(got) <= {"192.168.0.40", "192.168.0.41", "192.168.0.42"}, got
+    n = sum(got.values())
+    assert n >= 0.95 * len(sports), got
+    for i, addr in enumerate(["192.168.0.40", "192.168.0.41", "192.168.0.42"]):
+        low, high = -(-i * 2 ** 32 // 3), -(-(i + 1) * 2 ** 32 // 3)
+        assert binomial_consistent(got[addr], n, (high - low) / 2 ** 32), got
+
+
+def test_numgen_inc_starts_at_bucket_zero(lab):
+    """The first packet after loading takes ``numgen inc`` bucket 0, then 1, 2, 0, ... (one step
+    per evaluation of the rule: one per new connection in a nat chain)."""
+    nft = ("table ip a {\nchain n { type nat hook prerouting priority dstnat; "
+           "dnat to numgen inc mod 3 map { 0 : 192.168.0.40, 1 : 192.168.0.41, 2 : 192.168.0.42 }; }\n}\n")
+    seen = lab.post_nat_many(None, client="pod", proto="tcp", sports=list(range(31000, 31007)), dst="10.96.0.10",
+                             dport=80, nft=nft)
+    assert [post and post[2] for post in seen] == ["192.168.0.40", "192.168.0.41", "192.168.0.42"] * 2 + [
+        "192.168.0.40"]
+
+
+# ------------------------------------------------------------------ redirect
+REDIRECT = "table ip a {\nchain n { type nat hook prerouting priority dstnat; meta l4proto tcp redirect to :8080; }\n}\n"
+
+
+@pytest.mark.parametrize("client,routing,address", [
+    ("pod", (), "10.0.0.1"),
+    ("lan", (), "192.168.0.2"),
+    ("pod", (("addr", "add", "10.0.0.2/24", "dev", "cni0"),), "10.0.0.1"),
+    ("pod", (("addr", "del", "10.0.0.1/24", "dev", "cni0"), ("addr", "add", "172.16.5.5/16", "dev", "cni0"),
+             ("addr", "add", "10.0.0.1/24", "dev", "cni0")), "172.16.5.5"),
+], ids=["pod", "lan", "secondary-after", "other-subnet-first"])
+def test_redirect_uses_the_incoming_interfaces_first_address(lab, client, routing, address):
+    """``redirect`` rewrites the destination to the incoming interface's first address (as ``ip
+    addr`` lists it), even when another address of the interface is in the client's subnet."""
+    obs = _send(lab, REDIRECT, client=client, dst="10.96.0.10", routing=routing)
+    assert obs.verdict == "local" and obs.post_nat[2:] == (address, 8080), obs
+
+
+# ------------------------------------------------------------------ fib
+ROUTES = (("route", "replace", "unreachable", "10.96.0.0/16"), ("route", "replace", "blackhole", "10.97.0.0/16"),
+          ("route", "replace", "prohibit", "10.98.0.0/16"))
+
+
+def _fib(kind: str) -> str:
+    return ("table ip a {\nchain m { type filter hook prerouting priority -150; "
+            f"fib daddr type {kind} meta mark set 0x1; }}\n"
+            "chain n { type nat hook prerouting priority dstnat; meta mark 0x1 dnat to 192.168.0.40; }\n}\n")
+
+
+@pytest.mark.parametrize("client,dst,kind,matched", [
+    ("pod", "10.96.0.10", "unicast", True), ("pod", "10.96.0.10", "unreachable", False),
+    ("pod", "10.97.0.10", "unicast", True), ("pod", "10.97.0.10", "blackhole", False),
+    ("pod", "10.98.0.10", "unicast", True), ("pod", "10.98.0.10", "prohibit", False),
+    ("pod", "192.168.0.2", "local", True), ("pod", "192.168.0.2", "unicast", False),
+    ("lan", "10.0.0.255", "broadcast", True), ("pod", "192.168.0.40", "unicast", True),
+])
+def test_fib_daddr_type(lab, client, dst, kind, matched):
+    """``fib daddr type`` reports only local, broadcast, multicast and unicast: a destination whose
+    route is unreachable, blackhole or prohibit is ``unicast``. (Matched: the mark leads to a DNAT
+    to 192.168.0.40; unmatched: the route's own answer.)"""
+    obs = _send(lab, _fib(kind), client=client, dst=dst, proto="udp", routing=ROUTES)
+    if matched:
+        assert obs.verdict == "forward" and obs.post_nat[2] == "192.168.0.40", obs
+    else:
+        assert obs.post_nat is None or obs.post_nat[2] != "192.168.0.40", obs
+
+
+# ------------------------------------------------------------------ what nft and the kernel refuse
+@pytest.fixture()
+def netns():
+    require_lab("nft namespace")
+    name = f"pv-nftf-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def _loads(ns: str, hook: str, priority: str) -> tuple[bool, str]:
+    script = f"table ip t {{\nchain c {{ type nat hook {hook} priority {priority}; }}\n}}\ndelete table ip t\n"
+    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True,
+                         text=True, timeout=30)
+    return res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("hook,priority,ok,why", [
+    ("prerouting", "dstnat", True, ""), ("output", "dstnat", False, "invalid priority expression"),
+    ("postrouting", "dstnat", False, "invalid priority expression"), ("postrouting", "srcnat", True, ""),
+    ("output", "-100", True, ""), ("output", "-199", True, ""),
+    ("output", "-200", False, "Operation not supported"), ("prerouting", "raw", False, "Operation not supported"),
+])
+def test_nat_chain_priorities_this_nft_and_kernel_accept(netns, hook, priority, ok, why):
+    """nft 1.0.6 refuses ``priority dstnat`` outside prerouting (``invalid priority expression value in
+    this context``; the number -100 loads on output); the kernel refuses a nat chain at priority
+    -200 (conntrack's) or lower with EOPNOTSUPP."""
+    loaded, err = _loads(netns, hook, priority)
+    assert loaded == ok, err
+    assert why in err
