@@ -72,6 +72,8 @@ def _trace(sub: argparse._SubParsersAction) -> None:
                              " --proto P --src IP --dst IP [options]\n       pktverify trace --cluster CLUSTER --from "
                              "NS/POD|NODE|outside@NODE --to NS/SVC[:PORT]|NS/POD:PORT|IP:PORT [options]")
     t.add_argument("--iptables", metavar="FILE", help="iptables-save output")
+    t.add_argument("--nft", metavar="FILE", help="nft -j list ruleset (or nft list ruleset, an nft -f script): the "
+                                                 "node's nftables rules, alone or beside --iptables (a mixed node)")
     t.add_argument("--addrs", metavar="FILE", help="ip -j addr show / ip -o addr show")
     t.add_argument("--routes", metavar="FILE", help="ip -j route / ip route / route add lines")
     where = t.add_mutually_exclusive_group()

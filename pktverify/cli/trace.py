@@ -11,7 +11,7 @@ from .common import cache, given, print_warnings, say, say_cache_warnings, write
 
 __all__ = ["trace_command"]
 
-_NODE_ONLY = ("iptables", "addrs", "routes", "in_iface", "local", "src", "dst", "dport", "ipsets", "rules", "uid",
+_NODE_ONLY = ("iptables", "nft", "addrs", "routes", "in_iface", "local", "src", "dst", "dport", "ipsets", "rules", "uid",
               "gid", "physdev_in", "physdev_out", "route_localnet")
 _CLUSTER_ONLY = ("source", "target", "html", "dumps", "cluster_cidr", "service_cidr", "require_dumps", "pod_cidr")
 
@@ -30,7 +30,8 @@ def _check_node_options(args: argparse.Namespace) -> None:
     if stray:
         raise InvalidArgument(f"{', '.join(stray)} {'goes' if len(stray) == 1 else 'go'} with --cluster (a flow across a cluster); one node's trace "
                               "takes --iptables, --addrs, --routes")
-    missing = [f"--{n}" for n in ("iptables", "addrs", "routes", "proto", "src", "dst") if not getattr(args, n)]
+    missing = [] if args.iptables or args.nft else ["--iptables or --nft"]
+    missing += [f"--{n}" for n in ("addrs", "routes", "proto", "src", "dst") if not getattr(args, n)]
     if not (args.in_iface or args.local):
         missing.append("--in-iface or --local")
     if missing:
@@ -49,7 +50,7 @@ def _trace_node(args: argparse.Namespace) -> int:
     packet = make_packet(proto=args.proto, src=args.src, dst=args.dst, sport=args.sport, dport=args.dport)
     node = load_node(iptables=args.iptables, addrs=args.addrs, routes=args.routes,
                      lenient=args.lenient, route_localnet=args.route_localnet, ipsets=args.ipsets,
-                     rules=args.rules, cache=cache(args))
+                     rules=args.rules, cache=cache(args), nft=args.nft)
     if args.physdev_out and not args.physdev_in:
         raise InvalidArgument("--physdev-out needs --physdev-in (a bridged packet enters by a port)")
     if args.in_iface and args.in_iface not in node.interfaces:

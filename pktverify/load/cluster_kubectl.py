@@ -114,10 +114,10 @@ def _detect_dataplanes(inputs: list[NodeInput], node_ips: set[int]) -> None:
     for node in inputs:
         if node.paths:
             others = [n.pod_cidr for n in inputs if n is not node and n.pod_cidr]
-            iptables = read_text(node.paths["iptables"], allow_empty=True) if "iptables" in node.paths else None
-            ipsets = read_text(node.paths["ipsets"], allow_empty=True) if "ipsets" in node.paths else None
-            node.dataplane = detect_dataplane(iptables=iptables, interfaces=node.interfaces, routes=node.routes,
-                                              ipsets=ipsets, node_ips=node_ips, pod_cidrs=others)
+            read = ("iptables", "ipsets", "nft")         # the dumps' texts detect_dataplane reads
+            texts = {k: read_text(p, allow_empty=True) for k, p in node.paths.items() if k in read}
+            node.dataplane = detect_dataplane(interfaces=node.interfaces, routes=node.routes, node_ips=node_ips,
+                                              pod_cidrs=others, **texts)
 
 
 def _slices_by_service(items: list[JsonNode]) -> dict[tuple[str, str], list[JsonNode]]:

@@ -2,9 +2,10 @@
 for the rest.
 
 A node may give any of its dumps — ``iptables``, ``addrs``, ``routes`` as files or inline text,
-plus optional ``ipsets`` and ``rules`` — and pktverify generates what a node of the described
-cluster would have for each one left out (a node with only its ``iptables-save``, the usual
-case when linting a proposed change, gets generated addresses and routes).
+plus optional ``ipsets``, ``rules`` and ``nft`` (its nftables ruleset) — and pktverify generates
+what a node of the described cluster would have for each of the first three left out (a node with
+only its ``iptables-save``, the usual case when linting a proposed change, gets generated addresses
+and routes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from ..errors import InputError
 from ..generate.node_state import generate_node
 from ..model.cluster import DUMP_KINDS, ClusterSpec, NodeSpec
+from ..model.nft import NftRuleset
 from ..model.node import NodeState
 from ..parse.ipaddr import ipv6_note, parse_ip_addr
 from ..parse.iproute import parse_routes
@@ -26,6 +28,7 @@ from ..parse.iptables_save import parse_iptables_save
 from ..parse.source import read_text
 from ..parse.sysctl import node_sysctls
 from .model_cache import ModelCache
+from .nft_node import load_node_nft, refuse_unevaluated
 from .node import build_node
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
@@ -80,12 +83,24 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
                 text, source, offset = given["rules"]
                 with _shifted(source, offset):
                     policy = parse_ip_rules(text, source=source)[0]
+            nft, nft_notes = _nft(given)
             out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
-                                        ipsets=sets, notes=notes + routes.notes, rules=policy)
+                                        ipsets=sets, notes=notes + routes.notes + nft_notes, rules=policy, nft=nft)
             sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
             if sysctls is not None:
                 out[node.name] = replace(out[node.name], sysctls=sysctls, route_localnet=sysctls.route_localnet)
+            refuse_unevaluated(out[node.name])
     return out
+
+
+def _nft(given: dict[str, tuple[str, str, int] | None]) -> tuple[NftRuleset | None, tuple[str, ...]]:
+    """The node's nftables tables (None: no nft dump) and the notes on what was left out; tables
+    iptables-nft wrote are read from the node's own iptables-save when it gives one."""
+    if given["nft"] is None:
+        return None, ()
+    text, source, offset = given["nft"]
+    with _shifted(source, offset):
+        return load_node_nft(text, source=source, iptables_given=given["iptables"] is not None)
 
 
 def _given(cluster: ClusterSpec, node: NodeSpec, kind: str) -> tuple[str, str, int] | None:
@@ -94,7 +109,7 @@ def _given(cluster: ClusterSpec, node: NodeSpec, kind: str) -> tuple[str, str, i
     (the offset is 0: the text comes padded to its place)."""
     path = getattr(node, kind)
     if path is not None:
-        return read_text(path, allow_empty=kind in ("iptables", "ipsets")), path, 0
+        return read_text(path, allow_empty=kind in ("iptables", "ipsets", "nft")), path, 0
     text = node.dump_text(kind)
     if text is None:
         return None

@@ -221,7 +221,7 @@ def node_specs(nodes: list[NodeInput], notes: list[str], *, source: str = "",
                                   + (f"; node network taken as /{common}" if "addrs" in missing else "")))
         p = node.paths
         out.append(NodeSpec(node.name, node.ip, prefixlen, net, bridge, p.get("iptables"), p.get("addrs"),
-                            p.get("routes"), ipsets=p.get("ipsets"), rules=p.get("rules")))
+                            p.get("routes"), ipsets=p.get("ipsets"), rules=p.get("rules"), nft=p.get("nft")))
     return tuple(out)
 
 

@@ -1,4 +1,4 @@
-"""A node's dumps (iptables-save, ip addr, ip route) → :class:`NodeState`.
+"""A node's dumps (iptables-save and/or an nftables dump, ip addr, ip route) → :class:`NodeState`.
 
 Completes what the kernel would have without being told: the ``lo``
 interface, the ``local`` table (derived from the addresses exactly as
@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bulk import direct_constructor
-from ..errors import InputError
+from ..errors import InputError, InvalidArgument
 from ..model.addresses import format_ip, in_network, is_zeronet
 from ..model.ipsets import IpSetDump
+from ..model.nft import NftRuleset
 from ..model.node import IfAddr, Interface, NodeState, Route, RoutingRule
 from ..model.rules import Ruleset, SetMatch
 from ..parse.ipaddr import ipv6_note, parse_ip_addr
@@ -24,28 +25,40 @@ from ..parse.ipset_save import parse_ipset_save
 from ..parse.iptables_save import parse_iptables_save
 from ..parse.source import read_text
 from .model_cache import ModelCache
+from .nft_node import load_node_nft
 
 __all__ = ["load_node", "build_node", "kernel_routes_for"]
 
 _LO = Interface("lo", (IfAddr(0x7F000001, 8, 254),), loopback=True)
 
 
-def load_node(*, iptables: str | Path, addrs: str | Path, routes: str | Path,
+def load_node(*, iptables: str | Path | None = None, addrs: str | Path, routes: str | Path,
               lenient: bool = False, name: str = "node", route_localnet: bool = False,
               ipsets: str | Path | None = None, rules: str | Path | None = None,
-              cache: ModelCache | None = None) -> NodeState:
-    """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output); raise
+              cache: ModelCache | None = None, nft: str | Path | None = None) -> NodeState:
+    """Read a node's dumps from files (``ipsets``: optional ``ipset save`` output; ``nft``: its
+    nftables ruleset in any of nft's three forms; at least one of ``iptables`` and ``nft``); raise
     InputError (file:line) on bad input.  ``cache``: parsed rule sets kept between runs."""
-    ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient,
-                                  cache=cache)
+    if iptables is None and nft is None:
+        raise InvalidArgument("load_node needs the node's rules: iptables (iptables-save output), nft (nft -j list "
+                              "ruleset output) or both")
+    if iptables is not None:
+        ruleset = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient,
+                                      cache=cache)
+    else:
+        ruleset = parse_iptables_save("", source=f"<no iptables-save beside {nft}>")
+    tables, nft_notes = None, ()
+    if nft is not None:
+        tables, nft_notes = load_node_nft(read_text(nft, allow_empty=True), source=str(nft),
+                                          iptables_given=iptables is not None)
     addr_text = read_text(addrs)
     interfaces = parse_ip_addr(addr_text, source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
     sets = parse_ipset_save(read_text(ipsets, allow_empty=True), source=str(ipsets)) if ipsets is not None else None
     policy = parse_ip_rules(read_text(rules), source=str(rules))[0] if rules is not None else None
     return build_node(name, interfaces, dump.routes, ruleset, legacy_routes=dump.legacy,
-                      route_localnet=route_localnet, ipsets=sets, notes=ipv6_note(addr_text, str(addrs)) + dump.notes,
-                      rules=policy)
+                      route_localnet=route_localnet, ipsets=sets,
+                      notes=ipv6_note(addr_text, str(addrs)) + dump.notes + nft_notes, rules=policy, nft=tables)
 
 
 def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ...], tuple[Route, ...]]:
@@ -73,8 +86,9 @@ def kernel_routes_for(interfaces: dict[str, Interface]) -> tuple[tuple[Route, ..
 def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route, ...],
                ruleset: Ruleset, *, legacy_routes: bool = False, route_localnet: bool = False,
                ipsets: IpSetDump | None = None, notes: tuple[str, ...] = (),
-               rules: tuple[RoutingRule, ...] | None = None) -> NodeState:
-    """Assemble a NodeState, deriving the kernel's own routes and checking the given ones."""
+               rules: tuple[RoutingRule, ...] | None = None, nft: NftRuleset | None = None) -> NodeState:
+    """Assemble a NodeState, deriving the kernel's own routes and checking the given ones
+    (``nft``: the node's nftables tables its IPv4 packets pass, as :func:`.nft_node.node_nft` keeps them)."""
     if "lo" not in interfaces:
         interfaces = {"lo": _LO, **interfaces}
     local_derived, connected = kernel_routes_for(interfaces)
@@ -99,7 +113,7 @@ def build_node(name: str, interfaces: dict[str, Interface], routes: tuple[Route,
         warnings += (f"{routes[0].source}: routes of tables other than main are not used without the node's "
                      "`ip rule` dump (give it: trace --rules FILE, rules: in the cluster YAML)",)
     return NodeState(name, interfaces, resolved, given_local or local_derived, ruleset, route_localnet,
-                     warnings, ipsets, rules)
+                     warnings, ipsets, rules, nft=nft)
 
 
 _SETS_USED: dict[int, tuple[Ruleset, bool]] = {}

@@ -11,7 +11,7 @@ __all__ = ["DUMP_KINDS", "NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec"
 
 
 # A node's dumps, in the order every reader and writer lists them (NodeSpec has a field for each).
-DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules")
+DUMP_KINDS = ("iptables", "addrs", "routes", "ipsets", "rules", "nft")
 _KIND_ORDER = {kind: n for n, kind in enumerate(DUMP_KINDS)}
 
 
@@ -33,6 +33,7 @@ class NodeSpec:
     inline: tuple[tuple[str, str], ...] = ()    # dumps given as text (kind, text) instead of a path
     inline_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)   # (kind, YAML line of text line 1)
     pod_prefix: int | None = None       # the prefix length on each pod's eth0 (None: the pod CIDR's own)
+    nft: str | None = None              # an nftables dump (nft -j list ruleset; optional)
 
     def __post_init__(self) -> None:
         # One order for inline dumps (that of DUMP_KINDS), whoever made the node: equal nodes compare equal.
@@ -54,7 +55,7 @@ class NodeSpec:
         return self.pod_prefix if self.pod_prefix is not None else bin(self.pod_cidr[1]).count("1")
 
     def has_dump(self, kind: str) -> bool:
-        """Whether dump ``kind`` (iptables, addrs, routes, ipsets, rules) is given, as a path or inline."""
+        """Whether dump ``kind`` (iptables, addrs, routes, ipsets, rules, nft) is given, as a path or inline."""
         return getattr(self, kind) is not None or self.dump_text(kind) is not None
 
 

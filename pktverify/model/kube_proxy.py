@@ -26,7 +26,7 @@ DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default o
 # The node folder layout: dump kind -> file name (the command that writes each is in docs/cli.md;
 # ``scripts/collect-node`` writes them, ``generate --out`` and kubectl input share the layout).
 NODE_FILES = {"iptables": "iptables-save.txt", "addrs": "ip-addr.json", "routes": "ip-route.json",
-              "rules": "ip-rule.json", "ipsets": "ipset-save.txt"}
+              "rules": "ip-rule.json", "ipsets": "ipset-save.txt", "nft": "nft-ruleset.json"}
 
 # Linux's default ephemeral range (net.ipv4.ip_local_port_range = 32768 60999): kube-proxy's
 # proxier listens on port 0 and gets one from it, so a proxy port is never a NodePort (30000-32767).

@@ -2,7 +2,7 @@
 
 The schema is a contract (issue #4): ``cluster`` (cidr, service_cidr,
 proxy_mode, routing), ``nodes`` (name, ip with prefix, pod_cidr, bridge,
-optional iptables/addrs/routes dumps relative to the file), ``pods`` (name,
+optional iptables/addrs/routes/nft dumps relative to the file), ``pods`` (name,
 namespace, node, ip, labels, containers with ports) and ``services`` (name,
 namespace, cluster_ip, ports, selector or endpoints). Extensions: a node may
 say ``docker: true`` (docker's default bridge mode), a pod ``ready: false``,
@@ -120,7 +120,7 @@ def _check_dumps(ctx: YamlContext, nodes: tuple[NodeSpec, ...], mode: str) -> No
     node_ips = [n.ip for n in nodes]
     for node in nodes:
         texts = {}
-        for kind in ("iptables", "addrs", "routes", "ipsets"):
+        for kind in ("iptables", "addrs", "routes", "ipsets", "nft"):
             path = getattr(node, kind)
             try:
                 texts[kind] = read_text(path, allow_empty=True) if path else node.dump_text(kind)
@@ -141,7 +141,7 @@ def _check_dumps(ctx: YamlContext, nodes: tuple[NodeSpec, ...], mode: str) -> No
                                        f"{', '.join(list(interfaces)[:8])}): pods hang on it"
                                        + (f"; set bridge: {holder}" if holder else ""))
         seen = detect_dataplane(iptables=texts["iptables"], interfaces=interfaces, routes=routes,
-                                ipsets=texts["ipsets"], node_ips=node_ips,
+                                ipsets=texts["ipsets"], nft=texts["nft"], node_ips=node_ips,
                                 pod_cidrs=[n.pod_cidr for n in nodes if n is not node])
         why = seen.unmodelled()
         if not why and seen.proxy_mode and seen.proxy_mode != mode:
@@ -208,7 +208,8 @@ def _node(ctx: YamlContext, n: YamlMap, base: Path, pod_prefix: int | None = Non
                     ctx.name(n, "bridge", "bridge", required=False, default="cbr0"),
                     dumps.get("iptables"), dumps.get("addrs"), dumps.get("routes"),
                     ctx.field(n, "docker", bool, required=False, default=False), n.line, dumps.get("ipsets"),
-                    dumps.get("rules"), tuple(inline), tuple(inline_lines), _pod_prefix(ctx, n, pod_prefix))
+                    dumps.get("rules"), tuple(inline), tuple(inline_lines), _pod_prefix(ctx, n, pod_prefix),
+                    dumps.get("nft"))
 
 
 def _pod(ctx: YamlContext, p: YamlMap) -> PodSpec:

@@ -14,8 +14,9 @@ Evidence, strongest first:
 * userspace: chains ``KUBE-PORTALS-CONTAINER``/``KUBE-PORTALS-HOST``.
 * iptables: ``KUBE-SERVICES`` in the nat table (with ``KUBE-SVC-*``/``KUBE-SEP-*`` chains once a
   service has endpoints) and no IPVS evidence.
-* nftables mode writes no iptables rules at all, so "no kube-proxy rules found" is all the
-  iptables-save can say.
+* nftables: table ``ip kube-proxy`` or ``inet kube-proxy`` in the node's nft dump (any of its three
+  forms, found by pattern without parsing it). nftables mode writes no iptables rules at all: without
+  the nft dump, "no kube-proxy rules found" is all the iptables-save can say.
 * overlays: interfaces ``flannel.*``, ``vxlan*`` (``vxlan.calico``), ``tunl0`` with an address,
   ``cilium_*``, ``wireguard.cali``, ``wg*``, ``genev_sys_*``; ``onlink`` routes via gateways that are
   no node's address; routes to another node's pod CIDR through such a device.
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from ..model.addresses import format_ip, format_network, in_network
 from ..model.node import Interface, Route
 
-__all__ = ["Dataplane", "detect_dataplane", "routes_worth_reading", "MODELLED_MODES"]
+__all__ = ["Dataplane", "detect_dataplane", "routes_worth_reading", "MODELLED_MODES", "nft_tables"]
 
 MODELLED_MODES = ("userspace", "iptables")
 _IPVS_SETS = ("KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER")
@@ -38,6 +39,10 @@ _USERSPACE_CHAINS = ("KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 # Interface names overlays and eBPF dataplanes create (tunl0 is special: see _overlay_interfaces).
 _HEADER = re.compile(r"^([*:])(\S+)", re.M)         # *table and :chain lines
 _MATCH_SET = re.compile(r"--match-set\s+(\S+)")
+_NFT_TABLE = re.compile(r"^[ \t]*(?:(?:add|create)[ \t]+)?table[ \t]+(\w+)[ \t]+\"?kube-proxy\"?(?=[\s{;]|$)", re.M)
+_NFT_JSON_TABLE = re.compile(r'"table"\s*:\s*\{([^{}]*)\}')
+_JSON_FAMILY = re.compile(r'"family"\s*:\s*"(\w+)"')
+_JSON_NAME = re.compile(r'"name"\s*:\s*"([^"]*)"')
 _OVERLAY_WORDS = ("onlink", "flannel", "vxlan", "cilium_", "tunl0", "wireguard", "wg", "genev", "weave", "ovn-k8s",
                   "antrea-tun")
 _OVERLAY_NAME = re.compile(r"^(flannel[.-]|vxlan|cilium_|wireguard\.cali$|wg|genev_sys_|geneve|weave$|"
@@ -46,7 +51,7 @@ _OVERLAY_NAME = re.compile(r"^(flannel[.-]|vxlan|cilium_|wireguard\.cali$|wg|gen
 
 @dataclass(frozen=True)
 class Dataplane:
-    """What one node's dumps show. ``proxy_mode``: "userspace", "iptables", "ipvs", or None when
+    """What one node's dumps show. ``proxy_mode``: "userspace", "iptables", "ipvs", "nftables", or None when
     the dumps hold no kube-proxy rules (or no rules were given); ``proxy_evidence``: what showed
     it (e.g. ``interface kube-ipvs0``); ``overlay``: what shows an overlay or eBPF dataplane;
     ``conflict``: two modes' rules on one node (a half-finished mode change)."""
@@ -64,6 +69,9 @@ class Dataplane:
         if self.proxy_mode == "ipvs":
             return f"runs kube-proxy in IPVS mode ({', '.join(self.proxy_evidence)}): not modelled yet; pktverify " \
                    "models the userspace and iptables modes"
+        if self.proxy_mode == "nftables":
+            return f"runs kube-proxy in nftables mode ({', '.join(self.proxy_evidence)}): not evaluated yet; " \
+                   "pktverify models the userspace and iptables modes"
         if self.overlay:
             what = "Cilium's eBPF dataplane" if any("cilium_" in e for e in self.overlay) else "an overlay network"
             return f"runs {what} ({', '.join(self.overlay[:3])}{', ...' if len(self.overlay) > 3 else ''}): not " \
@@ -73,10 +81,11 @@ class Dataplane:
 
 def detect_dataplane(*, iptables: str | None = None, interfaces: Mapping[str, Interface] | None = None,
                      routes: Iterable[Route] | None = None, ipsets: str | None = None,
-                     node_ips: Iterable[int] = (), pod_cidrs: Iterable[tuple[int, int]] = ()) -> Dataplane:
+                     node_ips: Iterable[int] = (), pod_cidrs: Iterable[tuple[int, int]] = (),
+                     nft: str | None = None) -> Dataplane:
     """The dataplane the given dumps show (each may be None: not collected).
 
-    ``iptables``/``ipsets``: the ``iptables-save``/``ipset save`` text; ``interfaces``/``routes``:
+    ``iptables``/``ipsets``/``nft``: the ``iptables-save``/``ipset save``/nft dump text; ``interfaces``/``routes``:
     the parsed ``ip addr``/``ip route``; ``node_ips``: every node's address (an ``onlink`` route via
     one of them is direct routing); ``pod_cidrs``: the other nodes' pod CIDRs.
 
@@ -97,13 +106,27 @@ def detect_dataplane(*, iptables: str | None = None, interfaces: Mapping[str, In
     iptables_mode = ["chain nat/KUBE-SERVICES"] + [f"chains {c}" for c in services] \
         if "nat" in chains.get("KUBE-SERVICES", set()) and not ipvs else []
     found = [(mode, evidence) for mode, evidence in (("ipvs", ipvs), ("userspace", userspace),
-                                                     ("iptables", iptables_mode)) if evidence]
+                                                     ("iptables", iptables_mode), ("nftables", nft_tables(nft or "")))
+             if evidence]
     conflict = ""
     if len(found) > 1 and found[0][0] != "ipvs":
         conflict = "; ".join(f"{mode}: {', '.join(ev)}" for mode, ev in found)
     mode, evidence = found[0] if found else (None, [])
     overlay = _overlay_interfaces(interfaces or {}) + _overlay_routes(routes or (), set(node_ips), list(pod_cidrs))
     return Dataplane(mode, tuple(evidence), tuple(dict.fromkeys(overlay)), conflict)
+
+
+def nft_tables(text: str) -> list[str]:
+    """kube-proxy's own nftables tables (IPv4: ``ip``/``inet kube-proxy``) an nft dump holds, as
+    evidence (``table ip kube-proxy``), found by pattern in JSON, listings and scripts alike."""
+    if "kube-proxy" not in text:
+        return []
+    found = set(_NFT_TABLE.findall(text))
+    for body in _NFT_JSON_TABLE.findall(text):
+        family, name = _JSON_FAMILY.search(body), _JSON_NAME.search(body)
+        if family and name and name.group(1) == "kube-proxy":
+            found.add(family.group(1))
+    return [f"nft table {family} kube-proxy" for family in sorted(found) if family in ("ip", "inet")]
 
 
 def _chains_and_sets(text: str) -> tuple[dict[str, set[str]], set[str]]:
