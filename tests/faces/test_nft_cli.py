@@ -1,0 +1,86 @@
+"""``pktverify trace --nft FILE`` (issue #24): alone (a node with only nft) or beside ``--iptables`` (a
+mixed node), any of nft's three forms; bad input, an ``xt`` statement without iptables-save and nft
+tables the tracer would ignore are refused in one line, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pktverify.cli import main
+from pktverify.load import nft_node
+
+from ..load.nft_samples import JSON, MIXED_IPTABLES, MIXED_JSON, SCRIPT, TEXT
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = ROOT / "rules/kube-node"
+PACKET = ["--addrs", str(NODE / "ip-addr.json"), "--routes", str(NODE / "ip-route.txt"), "--in-iface", "eth0",
+          "--proto", "tcp", "--src", "192.168.1.50", "--dst", "10.0.0.1", "--dport", "443"]
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["trace", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _write(folder: Path, name: str, text: str) -> str:
+    (folder / name).write_text(text)
+    return str(folder / name)
+
+
+@pytest.fixture()
+def evaluated(monkeypatch):
+    monkeypatch.setattr(nft_node, "NFT_EVALUATED", True)
+
+
+@pytest.mark.parametrize("name,text", [("r.nft", SCRIPT), ("r.txt", TEXT), ("nft-ruleset.json", JSON)])
+def test_trace_nft_alone_in_each_form(tmp_path, capsys, evaluated, name, text):
+    path = _write(tmp_path, name, text)
+    code, out, err = _run(capsys, "--nft", path, *PACKET, "--format", "json")
+    assert code == 0 and out.startswith("{")
+    assert f"pktverify: warning: {path}: 2 nftables table(s) of families other than ip and inet skipped " \
+           "(ip6 v6, bridge br)" in err
+
+
+def test_trace_nft_tables_not_evaluated_yet_are_refused(tmp_path, capsys):
+    path = _write(tmp_path, "nft-ruleset.json", JSON)
+    code, out, err = _run(capsys, "--nft", path, *PACKET)
+    assert code == 2 and out == ""
+    assert err == (f"pktverify: {path}: the node has nftables tables its IPv4 packets pass (inet fw, ip nat4), and "
+                   "this pktverify does not evaluate nftables rules yet: an answer without them would be wrong\n")
+
+
+def test_trace_mixed_node(tmp_path, capsys, evaluated):
+    nft = _write(tmp_path, "nft-ruleset.json", MIXED_JSON)
+    code, _out, err = _run(capsys, "--iptables", _write(tmp_path, "iptables-save.txt", MIXED_IPTABLES), "--nft", nft,
+                           *PACKET)
+    assert code == 0
+    assert f"{nft}: table(s) ip filter written by iptables-nft: read from iptables-save, not from the nft dump" in err
+
+
+def test_trace_xt_without_iptables_save_is_refused(tmp_path, capsys):
+    path = _write(tmp_path, "nft-ruleset.json", MIXED_JSON)
+    code, _out, err = _run(capsys, "--nft", path, *PACKET)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"pktverify: {path}: nftables[5].rule: table ip filter was written by iptables-nft")
+    assert err.rstrip().endswith("pass the node's iptables-save too (trace --iptables FILE; iptables: in the "
+                                 "cluster YAML; iptables-save.txt in the node folder)")
+
+
+def test_trace_nft_bad_input(tmp_path, capsys):
+    path = _write(tmp_path, "r.nft", "table ip t {\n\tchain c {\n\t\tjump nowhere\n\t}\n}\n")
+    code, _out, err = _run(capsys, "--nft", path, *PACKET)
+    assert code == 2 and err.startswith(f"pktverify: {path}:") and err.count("\n") == 1
+
+
+def test_trace_needs_iptables_or_nft(capsys):
+    code, _out, err = _run(capsys, *PACKET)
+    assert code == 2 and "the following arguments are required: --iptables or --nft" in err
+
+
+def test_trace_nft_is_a_node_option(tmp_path, capsys):
+    code, _out, err = _run(capsys, "--cluster", str(ROOT / "rules/seed/cluster.yaml"), "--from", "node1", "--to",
+                           "10.1.20.2:8080", "--nft", _write(tmp_path, "r.json", JSON))
+    assert code == 2 and err.startswith("pktverify: --nft goes with one node's trace, not --cluster")
