@@ -1,0 +1,59 @@
+"""Every ruleset :mod:`pktverify.testing.nft_draw` draws loads in the kernel.
+
+Each draw (an ``nft -f`` script, sometimes after an iptables-restore text on the same hooks) is
+loaded in a network namespace of this module's own, from an empty ruleset; nft and iptables run
+only through ``ip netns exec``. A fixed, derandomized number of draws, so CI is reproducible.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pktverify.testing.nft_draw import mixed_rulesets
+
+from .conftest import require_lab
+
+pytestmark = [pytest.mark.kernel, pytest.mark.property]
+
+
+@pytest.fixture(scope="module")
+def netns():
+    require_lab("nft namespace")
+    if shutil.which("iptables-restore") is None:
+        pytest.skip("iptables-restore is not installed")
+    name = f"pv-nftd-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def _run(ns: str, *cmd: str, text: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, *cmd], input=text, capture_output=True, text=True, timeout=60)
+
+
+def test_drawn_rulesets_load(netns):
+    drawn = []
+
+    @settings(max_examples=30, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=["generate"])
+    @given(client=st.sampled_from(["pod", "lan", "node"]), data=st.data())
+    def one(client, data):
+        script, iptables = data.draw(mixed_rulesets(client))
+        assert _run(netns, "nft", "flush", "ruleset").returncode == 0
+        if iptables:
+            res = _run(netns, "iptables-restore", text=iptables)
+            assert res.returncode == 0, f"{res.stderr}\n{iptables}"
+        res = _run(netns, "nft", "-f", "-", text=script)
+        assert res.returncode == 0, f"{res.stderr}\n{script}"
+        drawn.append(script)
+
+    one()
+    assert len(drawn) == 30
