@@ -24,10 +24,11 @@ from ..model.node import NodeState
 from ..model.packet import Packet
 from ..model.trace import NODE_VERDICTS, Connection, Outcome, Trace
 from .branches import merge_outcomes
+from .bridge_walk import bridge_or_route, bridged
 from .chains import ChainResult, CompiledTable
 from .conntrack import ConntrackTable, initial_ctbits, known_ctbits, translate_known, translate_related
-from .facts import UNKNOWN_PORT
 from .fib import Fib, RouteResult
+from .nft_hooks import NftNode
 from .reject_answer import reject_answer, stopped_at
 from .route_checks import ROUTE_ICMP, martian_input, next_hops, reverse_path, route_error, with_step
 from .state import (
@@ -77,6 +78,8 @@ class NodeTracer:
                     table.compile_all()
         # Per hook and list of tables, the tables whose walk can change something (not empty).
         self.active: dict[tuple, tuple[str, ...]] = {}
+        nft = getattr(node, "nft", None)      # nftables base chains join the hooks (eval/nft_hooks.py)
+        self.nft = NftNode(nft, self.fib, self.tables) if nft is not None and nft.tables else None
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
@@ -130,6 +133,7 @@ class _NodeWalk:
         self._start = start
         self.budget = Budget(tracer.max_branches, tracer.node.name)
         self._active = tracer.active
+        self.nft = tracer.nft
 
     # ------------------------------------------------------------ paths
     def _from_wire(self, st: WalkState, finished: list) -> None:
@@ -138,6 +142,8 @@ class _NodeWalk:
             self._route_input(st, finished)
 
     def _prerouting(self, st: WalkState, finished: list, *, nat: bool = True) -> list[WalkState]:
+        if self.nft is not None:
+            return self.nft.run(self, "PREROUTING", [st], finished, nat=nat, looped=not nat)
         states = self._raw("PREROUTING", st, finished, looped=not nat)
         states = self._tables("PREROUTING", ("mangle",), states, finished)
         if nat:
@@ -174,28 +180,8 @@ class _NodeWalk:
             return
         self._forward(st, result.route, finished)
 
-    def _bridge_or_route(self, st: WalkState, finished: list) -> WalkState | None:
-        """br_netfilter (br_nf_pre_routing_finish) on a bridged frame: one for a host behind the
-        bridge stays bridged; one whose destination PREROUTING changed is bridged on when its new
-        route leaves by the same bridge (to the new destination's port), else routed like any.
-        None: it was bridged (or dropped); else the state to route."""
-        pkt, meta = st.pkt, st.meta
-        if pkt.dst == self._start.dst:
-            if meta.physdev_out:
-                self._bridged(st, finished)
-                return None
-            return st
-        new_route = self.fib.lookup(pkt.dst, None, pkt.src, st.mark, st.in_iface)
-        if new_route.kind == "unicast" and not new_route.route.nexthops and new_route.route.dev == st.in_iface:
-            why = reverse_path(self.node, self.fib, pkt, st.in_iface)   # br_nf's ip_route_input checks the source
-            if why:
-                self._rp_dropped(st, why, finished)
-                return None
-            self._bridged(st._replace(meta=meta._replace(physdev_out=UNKNOWN_PORT)), finished)
-            return None
-        if meta.physdev_out:
-            st = st._replace(meta=meta._replace(physdev_out=""))
-        return st
+    _bridge_or_route = bridge_or_route      # br_netfilter's bridged frames (eval/bridge_walk.py)
+    _bridged = bridged
 
     def _local_delivery(self, st: WalkState, result: RouteResult, finished: list) -> None:
         """A packet routed to a local address: the martian and reverse-path checks, then INPUT."""
@@ -228,7 +214,8 @@ class _NodeWalk:
             s = with_step(st, text, route)
             s = routed(s, _new_tuple(Packet, (*pkt[:8], pkt.ttl - 1)), dev or "", s.prob * share)
             next_hop = gateway if gateway is not None else s.pkt.dst
-            states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished)
+            states = self._tables("FORWARD", ("mangle", "filter", "security"), [s], finished) if self.nft is None \
+                else self.nft.run(self, "FORWARD", [s], finished)
             self._postrouting(states, next_hop, finished)
 
     def _rp_dropped(self, st: WalkState, why: str, finished: list) -> None:
@@ -240,28 +227,23 @@ class _NodeWalk:
         finished.append(self._end(st, "drop", why))
 
 
-    def _bridged(self, st: WalkState, finished: list) -> None:
-        """A frame bridged between two ports of one bridge, as br_netfilter shows it to iptables:
-        FORWARD and POSTROUTING with ``-i``/``-o`` the bridge and no routing decision (so no TTL
-        decrement, no martian checks); the frame goes to the destination's port on the bridge."""
-        bridge = st.in_iface
-        ports = " to ".join(f"port {name}" if name != UNKNOWN_PORT else "a pod's port"
-                            for name in (st.meta.physdev_in, st.meta.physdev_out))
-        st = with_step(st, f"bridged on {bridge} from {ports} (br_netfilter: not routed, TTL unchanged)")
-        st = st._replace(out_iface=bridge)
-        states = self._tables("FORWARD", ("mangle", "filter", "security"), [st], finished)
-        self._postrouting(states, st.pkt.dst, finished)
 
     def _input(self, st: WalkState, finished: list, *, nat: bool = True) -> None:
-        states = self._tables("INPUT", ("mangle", "filter", "security"), [st], finished)
-        if nat:
+        if self.nft is not None:
+            states = self.nft.run(self, "INPUT", [st], finished, nat=nat)
+        else:
+            states = self._tables("INPUT", ("mangle", "filter", "security"), [st], finished)
+        if nat and self.nft is None:
             states = self._nat("INPUT", "src", states, finished)
         for s in states:
             finished.append(self._end(s, "local", "delivered to a local socket"))
 
     def _postrouting(self, states: list[WalkState], next_hop: int, finished: list) -> None:
-        states = self._tables("POSTROUTING", ("mangle",), states, finished)
-        states = self._nat("POSTROUTING", "src", states, finished, NatContext(next_hop))
+        if self.nft is not None:
+            states = self.nft.run(self, "POSTROUTING", states, finished, NatContext(next_hop))
+        else:
+            states = self._tables("POSTROUTING", ("mangle",), states, finished)
+            states = self._nat("POSTROUTING", "src", states, finished, NatContext(next_hop))
         for s in states:
             finished.append(self._end(s, "forward", f"leaves on {s.out_iface}", next_hop=next_hop))
 
@@ -273,6 +255,8 @@ class _NodeWalk:
         """OUTPUT then POSTROUTING for one routing decision (``gateway``: its nexthop, None for a
         direct route). States stay grouped by the nexthop they were routed to, since two nexthops
         of a multipath route can share a device; a re-route after mangle or nat regroups them."""
+        if self.nft is not None:
+            return self.nft.output(self, st, gateway, finished)
         groups = [(gateway, self._tables("OUTPUT", ("mangle",), self._raw("OUTPUT", st, finished), finished))]
         groups = self._rerouted(groups, st, finished)
         groups = [(gw, self._nat("OUTPUT", "dst", states, finished)) for gw, states in groups]
@@ -286,8 +270,11 @@ class _NodeWalk:
                     self._postrouting([s], gw if gw is not None else s.pkt.dst, finished)
 
     def _loopback(self, st: WalkState, finished: list) -> None:
-        states = self._tables("POSTROUTING", ("mangle",), [st], finished)
-        states = self._nat("POSTROUTING", "src", states, finished, NatContext(st.pkt.dst))
+        if self.nft is not None:
+            states = self.nft.run(self, "POSTROUTING", [st], finished, NatContext(st.pkt.dst))
+        else:
+            states = self._tables("POSTROUTING", ("mangle",), [st], finished)
+            states = self._nat("POSTROUTING", "src", states, finished, NatContext(st.pkt.dst))
         for s in states:
             s = with_step(s._replace(in_iface="lo"), "loopback: back in through lo")
             # The looped packet keeps its conntrack entry (nat already done) and its route.

@@ -1,0 +1,293 @@
+"""nftables expressions compiled to getters on a branch's state, and matches to tri-state tests.
+
+A getter returns the value the kernel's expression would load into its register, ``None`` when
+no dump holds it (the rule is then may-match, as iptables' unknown modules are), or
+:data:`ABSENT` when the expression breaks the rule (``tcp dport`` of a UDP packet: the implicit
+``meta l4proto tcp`` dependency, which the readers leave out as nft lists rules; ``iifname`` on a
+locally generated packet; ``meta skuid`` of a packet without a socket). A compiled match returns
+True, False or None (may-match). ``numgen`` and ``jhash``/``symhash`` are compiled with their
+bucket fixed (``bucket``): the walker forks over the buckets (:mod:`.nft_rules`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..model import nft as n
+from ..model.addresses import is_multicast, prefix_mask
+from ..model.packet import ICMP, SCTP, TCP, UDP
+from .fib import Fib
+from .nft_sets import ABSENT, SetLookup, compile_lookup
+from .state import CT_DNAT, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
+
+__all__ = ["ABSENT", "Getter", "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
+
+Getter = Callable[[WalkState], object]
+
+ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5, "echo-request": 8,
+              "router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11, "parameter-problem": 12,
+              "timestamp-request": 13, "timestamp-reply": 14, "info-request": 15, "info-reply": 16,
+              "address-mask-request": 17, "address-mask-reply": 18}
+ICMP_CODES = {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2, "port-unreachable": 3,
+              "frag-needed": 4, "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13}
+_PROTO_OF = {"tcp": TCP, "udp": UDP, "sctp": SCTP, "icmp": ICMP}
+_PORTS = frozenset({TCP, UDP, SCTP})
+_CT_STATE = {1: 1, 2: 2, 4: 4, 8: 8}          # invalid, established, related, new: the same bits
+
+
+def has_bucket(expr: object) -> bool:
+    """Whether ``expr`` (or a statement's expression) holds a numgen or hash (a fork point)."""
+    if isinstance(expr, (n.Numgen, n.Hash)):
+        return True
+    if isinstance(expr, (n.Match, n.Vmap, n.MapLookup)):
+        return has_bucket(getattr(expr, "left", None) or getattr(expr, "key", None))
+    if isinstance(expr, n.Concat):
+        return any(has_bucket(i) for i in expr.items)
+    if isinstance(expr, n.Bitwise):
+        return has_bucket(expr.expr)
+    if isinstance(expr, n.Nat):
+        return has_bucket(expr.addr) or has_bucket(expr.port)
+    if isinstance(expr, n.Mangle):
+        return has_bucket(expr.value)
+    return False
+
+
+def compile_getter(expr: object, fib: Fib, sets: dict, bucket: int | None = None) -> Getter:
+    """The getter of ``expr`` (``sets``: the table's named sets and maps, compiled lazily)."""
+    t = type(expr)
+    if t is n.Payload:
+        return _payload(expr)
+    if t is n.Meta:
+        return _meta(expr.key, fib)
+    if t is n.Ct:
+        return _ct(expr)
+    if t is n.Fib:
+        return _fib(expr, fib)
+    if t is n.Numgen or t is n.Hash:
+        value = bucket if bucket is not None else expr.offset
+        return lambda st: value
+    if t is n.Bitwise:
+        inner, mask, xor = compile_getter(expr.expr, fib, sets, bucket), expr.mask, expr.xor
+
+        def bitwise(st: WalkState) -> object:
+            v = inner(st)
+            return (v & mask) ^ xor if type(v) is int else v
+        return bitwise
+    if t is n.Concat:
+        parts = tuple(compile_getter(i, fib, sets, bucket) for i in expr.items)
+
+        def concat(st: WalkState) -> object:
+            vals = tuple(g(st) for g in parts)
+            return ABSENT if ABSENT in vals else vals
+        return concat
+    if t is n.MapLookup:
+        key, lookup = compile_getter(expr.key, fib, sets, bucket), _lookup(expr.data, sets)
+
+        def mapped(st: WalkState) -> object:
+            found, data = lookup.find(key(st))
+            return data if found else (None if found is None else ABSENT)
+        return mapped
+    if isinstance(expr, (int, str)):
+        return lambda st: expr
+    return lambda st: None          # NftUnknown and what no dump holds
+
+
+def _lookup(data: object, sets: dict) -> SetLookup:
+    if isinstance(data, n.SetRef):
+        return sets[data.name]
+    return compile_lookup(data.elements)
+
+
+def _payload(p: n.Payload) -> Getter:
+    proto, fld = p.protocol, p.field
+    if proto == "ip":
+        if fld in ("saddr", "daddr", "protocol", "ttl"):
+            ix = {"saddr": 1, "daddr": 2, "protocol": 0, "ttl": 8}[fld]
+            return lambda st: st.pkt[ix]
+        if fld == "version":
+            return lambda st: 4
+        return lambda st: None               # length, dscp, id, frag-off ...: no dump holds them
+    if proto == "th":
+        ix = 3 if fld == "sport" else 4 if fld == "dport" else None
+        if ix is None:
+            return lambda st: None
+        return lambda st: st.pkt[ix] if st.pkt.proto in _PORTS else None
+    want = _PROTO_OF.get(proto)
+    if want is None:
+        return lambda st: None
+    ix = {"sport": 3, "dport": 4, "flags": 5}.get(fld) if want != ICMP else \
+        {"type": 6, "code": 7, "id": 3}.get(fld)
+    if ix is None:
+        return lambda st: ABSENT if st.pkt.proto != want else None
+    return lambda st: st.pkt[ix] if st.pkt.proto == want else ABSENT
+
+
+def _meta(key: str, fib: Fib) -> Getter:
+    if key == "l4proto":
+        return lambda st: st.pkt.proto
+    if key == "nfproto":
+        return lambda st: 2
+    if key == "protocol":
+        return lambda st: "ip"
+    if key == "mark":
+        return lambda st: st.mark
+    if key in ("iifname", "iif"):
+        return lambda st: st.in_iface or ABSENT
+    if key in ("oifname", "oif"):
+        return lambda st: st.out_iface or ABSENT
+    if key in ("skuid", "skgid"):
+        ix = 3 if key == "skuid" else 4
+
+        def owner(st: WalkState) -> object:
+            meta = st.meta
+            if st.in_iface or meta is None or meta[ix] is None:
+                return ABSENT
+            return meta[ix]
+        return owner
+    if key == "pkttype":
+        def pkttype(st: WalkState) -> object:
+            dst = st.pkt.dst
+            if not st.in_iface:
+                return "host"
+            if dst == 0xFFFFFFFF or fib.addr_type(dst) == "BROADCAST":
+                return "broadcast"
+            return "multicast" if is_multicast(dst) else "host"
+        return pkttype
+    return lambda st: None
+
+
+def _ct(ct: n.Ct) -> Getter:
+    key, direction = ct.key, ct.direction
+    if key == "state":
+        return lambda st: (st.ctbits & 15) | (64 if st.ctbits & CT_UNTRACKED else 0)
+    if key == "mark":
+        return lambda st: ABSENT if st.ctbits & CT_UNTRACKED else st.ctmark
+    if key == "zone":
+        return lambda st: 0
+    if key == "direction":
+        return lambda st: ABSENT if st.ctbits & CT_UNTRACKED else ("reply" if st.meta is not None and st.meta.reply
+                                                                    else "original")
+    if key == "status":
+        return _ct_status
+    if key == "l3proto":
+        return lambda st: 2
+    fld = {"ip saddr": 1, "saddr": 1, "ip daddr": 2, "daddr": 2, "protocol": 0, "proto-src": 3,
+           "proto-dst": 4}.get(key)
+    if fld is None:
+        return lambda st: None
+    if direction == "reply":
+        def reply(st: WalkState) -> object:
+            if st.ctbits & CT_UNTRACKED:
+                return ABSENT
+            return st.pkt.reversed()[fld] if st.ctbits & CT_NEW else None
+        return reply
+
+    def original(st: WalkState) -> object:
+        if st.ctbits & CT_UNTRACKED:
+            return ABSENT
+        meta = st.meta
+        return meta.orig[fld] if meta is not None and (st.ctbits & CT_NEW or not meta.reply) else None
+    return original
+
+
+def _ct_status(st: WalkState) -> object:
+    """snat/dnat as NAT set them; a known connection is confirmed; whether it has seen a reply
+    (seen-reply, assured) only its reply direction says (else None: may-match)."""
+    bits = st.ctbits
+    if bits & CT_UNTRACKED:
+        return ABSENT
+    value = (16 if bits & CT_SNAT else 0) | (32 if bits & CT_DNAT else 0)
+    if bits & CT_NEW:
+        return value
+    if st.meta is not None and st.meta.reply:
+        return value | 8 | 2 | 4
+    return ("status", value | 8)          # seen-reply and assured unknown: see _status_test
+
+
+def _fib(f: n.Fib, fib: Fib) -> Getter:
+    use_src = "saddr" in f.flags
+    iif, oif, mark = "iif" in f.flags, "oif" in f.flags, "mark" in f.flags
+    if f.result == "type":
+        def addr_type(st: WalkState) -> object:
+            dev = (st.in_iface or "lo") if iif else (st.out_iface or None) if oif else None
+            return fib.addr_type(st.pkt.src if use_src else st.pkt.dst, dev).lower()
+        return addr_type
+
+    def out_dev(st: WalkState) -> object:
+        pkt = st.pkt
+        addr, other = (pkt.src, pkt.dst) if use_src else (pkt.dst, pkt.src)
+        res = fib.lookup(addr, None, other, st.mark if mark else 0, (st.in_iface or "lo") if iif else "lo")
+        if res.kind != "unicast" or res.route is None:
+            return None if res.kind == "local" else False
+        dev = res.route.dev
+        if iif and dev != (st.in_iface or "lo"):
+            return False
+        return dev
+    return out_dev
+
+
+def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -> Callable[[WalkState], object]:
+    """A match as a tri-state test: True, False, or None (no dump says)."""
+    get = compile_getter(m.left, fib, sets, bucket)
+    right, op = m.right, m.op
+    if isinstance(right, (n.SetRef, n.AnonSet)):
+        lookup = _lookup(right, sets)
+        neg = op == "!="
+
+        def member(st: WalkState) -> object:
+            v = get(st)
+            if v is ABSENT:
+                return False
+            found = lookup.find(v)[0]
+            return found if found is None or not neg else not found
+        return member
+    if isinstance(m.left, n.Payload) and m.left.protocol == "icmp" and isinstance(right, str):
+        right = (ICMP_TYPES if m.left.field == "type" else ICMP_CODES).get(right, right)
+    test = _value_test(op, right)
+
+    def match(st: WalkState) -> object:
+        v = get(st)
+        if v is ABSENT:
+            return False
+        if v is None:
+            return None
+        if type(v) is tuple and v and v[0] == "status":
+            return _status_test(op, right, v[1])
+        return test(v)
+    return match
+
+
+def _status_test(op: str, right: object, known: int) -> object:
+    """A ct status test on an original-direction packet of a known connection: whether it saw a
+    reply (seen-reply 2, assured 4) is unknown."""
+    tested = right if op == "in" and isinstance(right, int) else 0xFFFFFFFF
+    if not tested & ~known & 6:
+        return _value_test(op, right)(known)
+    return None
+
+
+def _value_test(op: str, right: object) -> Callable[[object], bool]:
+    """``value OP right`` for a right side that is a value, prefix, range or flag set."""
+    if op == "in":
+        return lambda v: bool(v & right) if type(v) is int else v == right
+    if isinstance(right, n.Prefix):
+        mask, addr = prefix_mask(right.length), right.addr
+        eq = lambda v: type(v) is int and v & mask == addr  # noqa: E731
+    elif isinstance(right, n.Range):
+        lo, hi = right.low, right.high
+        eq = lambda v: type(v) is int and lo <= v <= hi  # noqa: E731
+    elif isinstance(right, str) and right.endswith("*") and not right.endswith("\\*"):
+        stem = right[:-1]
+        eq = lambda v: isinstance(v, str) and v.startswith(stem)  # noqa: E731
+    elif isinstance(right, bool):
+        eq = lambda v: (v is not False) == right  # noqa: E731
+    else:
+        eq = right.__eq__ if not isinstance(right, tuple) else (lambda v: v == right)
+    if op == "==":
+        return lambda v: eq(v) is True
+    if op == "!=":
+        return lambda v: eq(v) is not True
+    if isinstance(right, int):
+        return {"<": lambda v: v < right, ">": lambda v: v > right, "<=": lambda v: v <= right,
+                ">=": lambda v: v >= right}[op]
+    return lambda v: eq(v) is True

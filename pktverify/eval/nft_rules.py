@@ -1,0 +1,179 @@
+"""An nftables rule compiled to a list of operations the chain walker runs in order.
+
+nft evaluates a rule's expressions left to right: a failing match breaks the rule (the effects
+before it stay done), a verdict ends it. Each statement becomes one operation:
+
+* ``("pred", test, why)``: a match (True, False, or None: may-match, ``why`` says what no dump holds);
+* ``("fixed", matched, note)``: limit, quota, ``ct count``: answered for a fresh flow, as iptables'
+  limit is;
+* ``("effect", fn)``: ``fn(st) -> (st, action)`` (mark, ct mark, notrack, counter, log, set update ...);
+* ``("verdict", kind, chain)``: accept, drop, continue, return, jump, goto;
+* ``("vmap", key, lookup)``: a verdict map;
+* ``("reject", with_)``, ``("queue", text)``, ``("nat", fn)``: the chain's walk ends;
+* ``("fork", [(share, ops, note), ...], exact)``: ``numgen``/``jhash``/``symhash``: the rest of the
+  rule once per bucket, each with its share (numgen random: the kernel's ``reciprocal_scale``).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..model import nft as n
+from .fib import Fib
+from .nft_exprs import ABSENT, ICMP_CODES, compile_getter, compile_match, has_bucket
+from .nft_nat import compile_nat
+from .nft_sets import compile_lookup
+from .state import CT_UNTRACKED, WalkState
+
+__all__ = ["compile_ops", "numgen_shares", "reject_with"]
+
+_ICMPX = {"port-unreachable": "icmp-port-unreachable", "admin-prohibited": "icmp-admin-prohibited",
+          "no-route": "icmp-net-unreachable", "host-unreachable": "icmp-host-unreachable"}
+
+
+def numgen_shares(mod: int) -> list[Fraction]:
+    """``numgen random mod N``: bucket i's share, the 32-bit values v with floor(v*N/2^32) = i
+    (the kernel's ``reciprocal_scale``), as exact fractions."""
+    total = 1 << 32
+    edges = [-(-i * total // mod) for i in range(mod + 1)]     # ceil(i * 2^32 / N)
+    return [Fraction(edges[i + 1] - edges[i], total) for i in range(mod)]
+
+
+def reject_with(stmt: n.Reject) -> str:
+    """A reject statement as REJECT's ``--reject-with`` name (its answer is built alike)."""
+    if stmt.kind.startswith("tcp"):
+        return "tcp-reset"
+    code = stmt.code or "port-unreachable"
+    if stmt.kind == "icmpx":
+        return _ICMPX.get(code, "icmp-port-unreachable")
+    if isinstance(code, int):
+        code = next((k for k, v in ICMP_CODES.items() if v == code), "port-unreachable")
+    return f"icmp-{code}".replace("prot-unreachable", "proto-unreachable")
+
+
+def compile_ops(stmts: tuple, fib: Fib, sets: dict, family: str, bucket: int | None = None) -> tuple:
+    """The operations of a rule's statements (``bucket``: the value a numgen or hash takes here)."""
+    ops: list = []
+    for i, stmt in enumerate(stmts):
+        if bucket is None and has_bucket(stmt):
+            ops.append(_fork(stmt, stmts[i:], fib, sets, family))
+            break
+        ops.append(_op(stmt, fib, sets, family, bucket))
+    return tuple(ops)
+
+
+def _fork(stmt, rest: tuple, fib: Fib, sets: dict, family: str) -> tuple:
+    """The rest of the rule once per bucket of the numgen or hash ``stmt`` holds."""
+    gen = _bucket_expr(stmt)
+    if isinstance(gen, n.Numgen) and gen.mode == "random":
+        shares = numgen_shares(gen.mod)
+        notes = [f"numgen random: bucket {gen.offset + i} (share {s})" for i, s in enumerate(shares)]
+        exact = True
+    elif isinstance(gen, n.Numgen):
+        shares, notes = [Fraction(1)], [f"numgen inc: bucket {gen.offset} (the counter no dump shows: 0 after "
+                                        "loading, so the first packet takes bucket 0)"]
+        return ("fork", [(1.0, compile_ops(rest, fib, sets, family, gen.offset), notes[0])], False)
+    else:
+        shares = [Fraction(1, gen.mod)] * gen.mod
+        notes = [f"{gen.kind}: bucket {gen.offset + i} of {gen.mod} (a hash of the flow picks one, "
+                 "as a multipath route's nexthop)" for i in range(gen.mod)]
+        exact = True
+    variants = [(float(s), compile_ops(rest, fib, sets, family, gen.offset + i), notes[i])
+                for i, s in enumerate(shares) if s]
+    return ("fork", variants, exact)
+
+
+def _bucket_expr(expr: object):
+    if isinstance(expr, (n.Numgen, n.Hash)):
+        return expr
+    for attr in ("left", "key", "expr", "addr", "port", "value"):
+        sub = getattr(expr, attr, None)
+        if sub is not None and has_bucket(sub):
+            return _bucket_expr(sub)
+    if isinstance(expr, n.Concat):
+        return next(_bucket_expr(i) for i in expr.items if has_bucket(i))
+    return None
+
+
+def _op(stmt, fib: Fib, sets: dict, family: str, bucket: int | None) -> tuple:
+    t = type(stmt)
+    if t is n.Match:
+        return ("pred", compile_match(stmt, fib, sets, bucket), _why(stmt.left))
+    if t is n.NftVerdict:
+        return ("verdict", stmt.kind, stmt.chain)
+    if t is n.Vmap:
+        data = stmt.data
+        lookup = sets[data.name] if isinstance(data, n.SetRef) else compile_lookup(data.elements)
+        return ("vmap", compile_getter(stmt.key, fib, sets, bucket), lookup)
+    if t is n.Reject:
+        return ("reject", reject_with(stmt))
+    if t is n.Queue:
+        return ("queue", f"queue num {stmt.low}" + (f"-{stmt.high}" if stmt.high != stmt.low else ""))
+    if t is n.Nat:
+        return ("nat", compile_nat(stmt, fib, sets, bucket))
+    if t is n.Mangle:
+        return ("effect", _mangle(stmt, fib, sets, bucket))
+    if t is n.Limit:
+        return ("fixed", not stmt.over, f"fresh flow: limit rate {'over ' if stmt.over else ''}{stmt.rate}/{stmt.per}"
+                                        f" {'exceeded' if stmt.over else 'has tokens'} for its first packet")
+    if t is n.Quota:
+        return ("fixed", not stmt.over, f"fresh flow: quota {stmt.bytes} bytes not used up")
+    if t is n.CtCount:
+        return ("fixed", stmt.count >= 1 if not stmt.over else stmt.count < 1,
+                f"fresh flow: ct count {'over ' if stmt.over else ''}{stmt.count} (this connection the only one)")
+    fn = _plain(stmt)
+    if fn is None:
+        raw = stmt.raw if t is n.NftUnknown else f"xt {getattr(stmt, 'kind', '')} {getattr(stmt, 'name', '')}"
+        return ("pred", _unknown, f"{raw} is not modelled")
+    return ("effect", fn)
+
+
+def _unknown(st: WalkState) -> None:
+    return None
+
+
+def _why(left: object) -> str:
+    return f"no dump holds {type(left).__name__.lower()} {getattr(left, 'field', getattr(left, 'key', ''))}".strip()
+
+
+def _plain(stmt):
+    """Statements with no effect on the packet's fate here, and those not read (may-match)."""
+    t = type(stmt)
+    if t is n.NoTrack:
+        def notrack(st: WalkState, ctx=None):
+            return st._replace(ctbits=CT_UNTRACKED), "notrack: no connection (untracked)"
+        return notrack
+    if t is n.Counter:
+        text = "counter"
+    elif t is n.Log:
+        text = "log" + (f" prefix {stmt.prefix!r}" if stmt.prefix else "")
+    elif t is n.SetUpdate:
+        text = f"{stmt.op} @{stmt.set} (later connections see it; this flow sees the dump's elements)"
+    elif t is n.FlowAdd:
+        text = f"flow add @{stmt.flowtable} (the flowtable takes the connection's established packets, not this one)"
+    else:
+        return None           # NftUnknown, Xt: the rule compiler makes them may-match
+    return lambda st, ctx=None: (st, text)
+
+
+def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
+    """``meta mark set``, ``ct mark set`` (the folded bitwise of marks), others noted."""
+    key, value = stmt.key, compile_getter(stmt.value, fib, sets, bucket)
+    if key == n.Meta("mark"):
+        def meta_mark(st: WalkState, ctx=None):
+            v = value(st)
+            if type(v) is not int:
+                return st._replace(exact=False), "meta mark set: value unknown (not modelled)"
+            return st._replace(mark=v & 0xFFFFFFFF), f"mark {st.mark:#x} → {v & 0xFFFFFFFF:#x}"
+        return meta_mark
+    if key == n.Ct("mark"):
+        def ct_mark(st: WalkState, ctx=None):
+            v = value(st)
+            if st.ctbits & CT_UNTRACKED or v is ABSENT:
+                return st, "ct mark set: the packet has no connection (untracked), nothing kept"
+            if type(v) is not int:
+                return st._replace(exact=False), "ct mark set: value unknown (not modelled)"
+            return st._replace(ctmark=v & 0xFFFFFFFF), f"ctmark {st.ctmark:#x} → {v & 0xFFFFFFFF:#x}"
+        return ct_mark
+    name = " ".join(str(getattr(key, a)) for a in ("protocol", "field", "key") if getattr(key, a, None))
+    return lambda st, ctx=None: (st, f"{type(key).__name__.lower()} {name} set (no effect modelled on the walk)")
