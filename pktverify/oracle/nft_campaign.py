@@ -1,0 +1,192 @@
+"""The kernel as oracle for nftables: drawn nft rulesets and packets, the kernel's answer against ``pktverify trace``.
+
+An :class:`NftProbe` is an ``nft -f`` script (optionally beside an iptables-restore text, loaded
+first, as on a node where iptables-nft and native tables share the hooks) plus one packet from one
+client of the lab (:mod:`.kernel_lab`). :func:`observe` gives the kernel's
+:class:`~.kernel_observe.KernelObservation`; :func:`trace_argv` the ``pktverify trace`` command
+for the same probe on the node's dumps (``nft -j list ruleset`` without the lab's own tables,
+``iptables-save`` when it holds anything, ``ip -j addr/route/rule``); :func:`run_nft_probe`
+compares the two as :func:`.kernel_campaign.run_probe` does for iptables; :func:`run_nft_campaign`
+draws probes with :mod:`pktverify.testing.nft_draw`. :func:`nft_trace_unavailable` says why this
+pktverify's ``trace`` cannot answer for nft rulesets yet, if it cannot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ..testing.nft_draw import mixed_rulesets
+from .kernel_campaign import _DESTS, _PORTS, CampaignResult, Prediction, ProbeResult, Trace, _describe, _matches
+from .kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES, KernelLab, KernelObservation
+
+__all__ = ["NftProbe", "observe", "write_dumps", "trace_argv", "nft_trace_unavailable", "predict_nft",
+           "run_nft_probe", "nft_probes", "run_nft_campaign"]
+
+
+@dataclass(frozen=True)
+class NftProbe:
+    """An nft script (and an iptables-restore text loaded before it, or None) and one packet."""
+    nft: str
+    iptables: str | None
+    client: str
+    proto: str
+    sport: int
+    dst: str
+    dport: int
+
+    def reproducer(self) -> str:
+        """Shell commands that replay this probe through ``pktverify trace`` without the lab
+        (the script as loaded, not the kernel's listing of it)."""
+        src, iface = CLIENT_ADDRESSES[self.client]
+        where = f"--in-iface {iface}" if iface else "--local"
+        ipt = f"cat > rules.txt <<'EOF'\n{self.iptables}EOF\n" if self.iptables else ""
+        return (f"cat > ruleset.nft <<'EOF'\n{self.nft}EOF\n{ipt}"
+                f"cat > addrs.txt <<'EOF'\n{LAB_ADDRS}EOF\n"
+                f"cat > routes.txt <<'EOF'\n{LAB_ROUTES}EOF\n"
+                f"pktverify trace --nft ruleset.nft {'--iptables rules.txt ' if ipt else ''}--addrs addrs.txt "
+                f"--routes routes.txt {where} --proto {self.proto} --src {src} --sport {self.sport} "
+                f"--dst {self.dst} --dport {self.dport}")
+
+
+def observe(lab: KernelLab, probe: NftProbe) -> KernelObservation:
+    """Load the probe's rulesets in the lab's node and send its packet: what the kernel did.
+    Raises RuntimeError (naming ``nft -f`` or ``iptables-restore``) when the kernel refuses them."""
+    return lab.probe(probe.iptables, client=probe.client, proto=probe.proto, sport=probe.sport, dst=probe.dst,
+                     dport=probe.dport, nft=probe.nft)
+
+
+def write_dumps(lab: KernelLab, dump_dir: Path, probe: NftProbe, *, loaded: bool = True) -> None:
+    """The node's dumps as pktverify reads them, in ``dump_dir``: nft-ruleset.json (or, when the kernel
+    refused the probe, its script as ruleset.nft), iptables-save.txt (when it holds a table),
+    ip-addr.json, ip-route.json, ip-rule.json."""
+    dump = lab.dump()
+    if loaded:
+        (dump_dir / "nft-ruleset.json").write_text(dump.nft_json)
+    else:
+        (dump_dir / "ruleset.nft").write_text(probe.nft)
+    saved = dump.iptables_save if loaded else (probe.iptables or "")
+    if saved.strip():
+        (dump_dir / "iptables-save.txt").write_text(saved)
+    (dump_dir / "ip-addr.json").write_text(dump.ip_addr_json)
+    (dump_dir / "ip-route.json").write_text(dump.ip_route_json)
+    if dump.ip_rule_json.strip():
+        (dump_dir / "ip-rule.json").write_text(dump.ip_rule_json)
+
+
+def trace_argv(probe: NftProbe, dump_dir: Path) -> list[str]:
+    """``pktverify trace`` argv (without the program name) for ``probe`` on the dumps :func:`write_dumps` wrote."""
+    src, iface = CLIENT_ADDRESSES[probe.client]
+    nft = dump_dir / "nft-ruleset.json"
+    ipt = dump_dir / "iptables-save.txt"
+    rules = dump_dir / "ip-rule.json"
+    return ["trace", "--nft", str(nft if nft.exists() else dump_dir / "ruleset.nft"),
+            *(["--iptables", str(ipt)] if ipt.exists() else []),
+            "--addrs", str(dump_dir / "ip-addr.json"), "--routes", str(dump_dir / "ip-route.json"),
+            *(["--rules", str(rules)] if rules.exists() else []),
+            *(["--in-iface", iface] if iface else ["--local"]),
+            "--proto", probe.proto, "--src", src, "--sport", str(probe.sport),
+            "--dst", probe.dst, "--dport", str(probe.dport), "--format", "json"]
+
+
+def nft_trace_unavailable(trace: Trace) -> str:
+    """Why this pktverify cannot answer for nft rulesets yet ("" when it can): ``trace`` takes no
+    ``--nft``, or refuses a one-chain ruleset with the lab's addresses and routes."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            trace(["trace", "--help"])
+        except SystemExit:
+            pass
+    if "--nft" not in out.getvalue():
+        return "pktverify trace takes no --nft yet"
+    with tempfile.TemporaryDirectory(prefix="pktverify-nft-") as tmp:
+        files = {"ruleset.nft": "table ip t {\n chain f { type filter hook forward priority 0; policy accept; }\n}\n",
+                 "addrs.txt": LAB_ADDRS, "routes.txt": LAB_ROUTES}
+        for name, text in files.items():
+            (Path(tmp) / name).write_text(text)
+        prediction = predict_nft(["trace", "--nft", f"{tmp}/ruleset.nft", "--addrs", f"{tmp}/addrs.txt",
+                                  "--routes", f"{tmp}/routes.txt", "--in-iface", "cni0", "--proto", "tcp",
+                                  "--src", "10.0.0.9", "--sport", "40000", "--dst", "192.168.0.40", "--dport", "80",
+                                  "--format", "json"], trace)
+    return f"pktverify trace --nft does not answer yet: {prediction.load_error}" if prediction.load_error else ""
+
+
+def predict_nft(argv: list[str], trace: Trace) -> Prediction:
+    """Run ``trace`` (the CLI's entry point, in-process) on ``argv``: pktverify's outcomes or its refusal."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = trace(argv)
+    if status != 0:
+        return Prediction((), err.getvalue().strip() or f"exit {status}")
+    return Prediction(tuple(json.loads(out.getvalue())["outcomes"]))
+
+
+def run_nft_probe(lab: KernelLab, probe: NftProbe, trace: Trace) -> ProbeResult:
+    """Send ``probe`` through the kernel and through pktverify; say whether they agree and why not."""
+    try:
+        obs, kernel_error = observe(lab, probe), ""
+    except RuntimeError as exc:
+        if "nft -f" not in str(exc) and "iptables-restore" not in str(exc):
+            raise
+        obs, kernel_error = None, str(exc)
+    with tempfile.TemporaryDirectory(prefix="pktverify-nft-") as tmp:
+        write_dumps(lab, Path(tmp), probe, loaded=obs is not None)
+        prediction = predict_nft(trace_argv(probe, Path(tmp)), trace)
+    if obs is None:
+        agrees = bool(prediction.load_error)
+        why = "" if agrees else f"kernel refused the rules ({kernel_error}) but pktverify accepted them"
+        return ProbeResult(probe, None, kernel_error, prediction, agrees, why)      # type: ignore[arg-type]
+    if prediction.load_error:
+        return ProbeResult(probe, obs, "", prediction, False,                       # type: ignore[arg-type]
+                           f"kernel loaded the rules but pktverify refused them: {prediction.load_error}")
+    total = sum(o["probability"] for o in prediction.outcomes)
+    if not all(o["exact"] for o in prediction.outcomes) and all(0.0 < o["probability"] <= 1.0
+                                                                for o in prediction.outcomes):
+        total = 1.0       # inexact outcomes are alternatives, each an upper bound
+    if abs(total - 1.0) > 1e-9:
+        return ProbeResult(probe, obs, "", prediction, False,                       # type: ignore[arg-type]
+                           f"pktverify's outcomes do not sum to probability 1 ({total}): "
+                           f"{'; '.join(_describe(o) for o in prediction.outcomes)}")
+    agrees = any(_matches(obs, o) for o in prediction.outcomes)
+    why = "" if agrees else (f"kernel: {obs.verdict} {obs.post_nat or ''} out={obs.out_iface} ({obs.detail}); "
+                             f"pktverify: {'; '.join(_describe(o) for o in prediction.outcomes)}")
+    return ProbeResult(probe, obs, "", prediction, agrees, why)                     # type: ignore[arg-type]
+
+
+@st.composite
+def nft_probes(draw) -> NftProbe:
+    """A random probe: client, nft script (sometimes beside an iptables text), protocol, destination, ports."""
+    client = draw(st.sampled_from(["pod", "lan", "node"]))
+    nft, iptables = draw(mixed_rulesets(client))
+    return NftProbe(nft, iptables, client, draw(st.sampled_from(["tcp", "udp"])), draw(st.integers(20000, 60000)),
+                    draw(st.sampled_from(_DESTS[client])), draw(st.sampled_from(_PORTS)))
+
+
+def run_nft_campaign(lab: KernelLab, examples: int, trace: Trace, *, seed: int | None = None) -> CampaignResult:
+    """Run ``examples`` drawn nft probes through the kernel and ``trace``; divergences kept with their probe."""
+    from hypothesis import seed as hypothesis_seed
+    result = CampaignResult(seed=random.randrange(2 ** 32) if seed is None else seed)
+
+    @hypothesis_seed(result.seed)
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck), phases=["generate"])
+    @given(probe=nft_probes())
+    def one(probe: NftProbe) -> None:
+        res = run_nft_probe(lab, probe, trace)
+        result.sent += 1
+        if res.agrees:
+            result.agreed += 1
+        else:
+            result.divergences.append(res)
+
+    one()
+    return result
