@@ -180,7 +180,11 @@ def _lint(sub: argparse._SubParsersAction) -> None:
     """``lint``: proposed iptables-save files, alone or as one node of a cluster."""
     lint = sub.add_parser("lint", help="check proposed iptables-save files: structure, dead and shadowed rules, "
                                        "Kubernetes semantics; with --cluster, the invariants too")
-    lint.add_argument("files", nargs="+", metavar="FILE", help="iptables-save files (what iptables-restore would load)")
+    lint.add_argument("files", nargs="*", metavar="FILE",
+                      help="iptables-save files (what iptables-restore would load), or nft rulesets (told by content)")
+    lint.add_argument("--nft", action="append", default=[], metavar="FILE",
+                      help="an nftables ruleset (nft -j list ruleset, nft list ruleset, or an nft -f script), "
+                           "read as nft whatever its content; repeatable")
     lint.add_argument("--cluster", metavar="CLUSTER",
                       help="verify this cluster with FILE (one file) as --node's rules; a FILE that does not "
                            "load verifies nothing and fails (exit 1)")
@@ -220,6 +224,8 @@ def _selftest_kernel(sub: argparse._SubParsersAction) -> None:
                    help="random probes to send (default 50)")
     k.add_argument("--seed", type=number(0), metavar="S", help="replay the campaign of this seed")
     k.add_argument("--show", type=number(0), default=3, metavar="K", help="divergences to print (default 3)")
+    k.add_argument("--nft", action="store_true",
+                   help="draw nftables rulesets (some beside an iptables text) instead of iptables ones")
 
 
 def _selftest_cluster(sub: argparse._SubParsersAction) -> None:

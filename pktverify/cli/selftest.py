@@ -22,8 +22,15 @@ def selftest_kernel_command(args: argparse.Namespace, trace: Callable[[list[str]
         raise InvalidArgument(f"selftest-kernel cannot build its network namespaces: {reason}")
     if args.examples < 1:
         raise InvalidArgument("--examples must be at least 1")
+    campaign = run_campaign
+    if getattr(args, "nft", False):       # nft rulesets drawn (some beside iptables), compared the same way
+        from ..oracle.nft_campaign import nft_trace_unavailable, run_nft_campaign
+        reason = nft_trace_unavailable(trace)
+        if reason:
+            raise InvalidArgument(f"selftest-kernel --nft: nft evaluation is not available yet ({reason})")
+        campaign = run_nft_campaign
     with KernelLab() as lab:
-        result = run_campaign(lab, args.examples, trace, seed=args.seed)
+        result = campaign(lab, args.examples, trace, seed=args.seed)
     share = 100.0 * result.agreed / result.sent if result.sent else 0.0
     print(f"kernel agreement: {result.agreed}/{result.sent} probes ({share:.1f}%), seed {result.seed}")
     for res in result.divergences[:args.show]:
