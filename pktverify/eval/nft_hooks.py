@@ -121,7 +121,7 @@ class NftNode:
         that may change the route (mangle, a route chain, NAT) as ``walk._rerouted`` does."""
         bits = None
         for stage in self.plan[hook]:
-            if stage.priority < _CONNTRACK and stage.kind != "nat":
+            if stage.priority < _CONNTRACK and stage.kind != "nat" and hook in ("PREROUTING", "OUTPUT"):
                 if bits is None and not looped and groups and groups[0][1]:
                     bits = groups[0][1][0].ctbits
                     groups = [(gw, [s._replace(ctbits=CT_INVALID) for s in sts]) for gw, sts in groups]

@@ -23,7 +23,7 @@ from .fib import Fib
 from .nft_exprs import ABSENT, ICMP_CODES, compile_getter, compile_match, has_bucket
 from .nft_nat import compile_nat
 from .nft_sets import compile_lookup
-from .state import CT_UNTRACKED, WalkState
+from .state import CT_INVALID, CT_UNTRACKED, WalkState
 
 __all__ = ["compile_ops", "numgen_shares", "reject_with"]
 
@@ -141,6 +141,8 @@ def _plain(stmt):
     t = type(stmt)
     if t is n.NoTrack:
         def notrack(st: WalkState, ctx=None):
+            if st.ctbits != CT_INVALID:       # nft_notrack_eval: a packet with a connection keeps it
+                return st, "notrack: the packet already has its connection (conntrack ran): no effect"
             return st._replace(ctbits=CT_UNTRACKED), "notrack: no connection (untracked)"
         return notrack
     if t is n.Counter:
