@@ -11,8 +11,8 @@ from fractions import Fraction
 import pytest
 
 from pktverify.eval.conntrack import ConntrackTable
-from pktverify.eval.node_trace import NodeTracer
 from pktverify.eval.nft_rules import numgen_shares
+from pktverify.eval.node_trace import NodeTracer
 from pktverify.load.node import build_node
 from pktverify.model.addresses import format_ip, parse_ip
 from pktverify.model.packet import PROTO_NUMBERS, Packet
