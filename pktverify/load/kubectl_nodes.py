@@ -245,10 +245,13 @@ def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes
     bare = modes.get("", [])
     if bare and not found and has_services:
         which = f"{'node' if len(bare) == 1 else 'nodes'} {', '.join(bare[:3])}{', ...' if len(bare) > 3 else ''}"
+        nft_given = all("nft" in n.paths for n in with_rules if n.name in bare)
+        why = "kube-proxy not running (nor in nftables mode: their nft-ruleset.json has no kube-proxy table)" \
+            if nft_given else "kube-proxy in nftables mode (nft -j list ruleset as nft-ruleset.json beside it tells) " \
+                              "or not running"
         raise InputError(source, 0, f"no kube-proxy rules found in the iptables-save of {which} (no nat "
-                                    "KUBE-SERVICES, no KUBE-PORTALS-*): kube-proxy in nftables mode "
-                                    "(nft list ruleset) or not running; pktverify models the userspace and iptables "
-                                    "modes")
+                                    f"KUBE-SERVICES, no KUBE-PORTALS-*): {why}; pktverify models the userspace and "
+                                    "iptables modes")
     for name in bare:
         notes.append(f"node {name}: no kube-proxy rules found in its iptables-save (is kube-proxy running there?)")
     mode = found[0] if found else "iptables"

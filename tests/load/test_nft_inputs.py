@@ -243,6 +243,15 @@ def test_kubectl_input_refuses_kube_proxy_in_nftables_mode(kubectl_cluster):
                               "iptables modes")
 
 
+def test_no_kube_proxy_rules_with_nft_dumps_rules_out_nftables_mode(kubectl_cluster):
+    for node in ("cp-1", "worker-1", "worker-2"):
+        (kubectl_cluster / node / "iptables-save.txt").write_text("*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n")
+        _write(kubectl_cluster / node, "nft-ruleset.json", '{"nftables": [{"metainfo": {"json_schema_version": 1}}]}')
+    with pytest.raises(InputError, match=r"no nat KUBE-SERVICES, no KUBE-PORTALS-\*\): kube-proxy not running \(nor "
+                                         r"in nftables mode: their nft-ruleset.json has no kube-proxy table\)"):
+        _load_kubectl(kubectl_cluster)
+
+
 def test_kube_proxy_both_modes_is_a_conflict(kubectl_cluster):
     _write(kubectl_cluster / "worker-1", "nft-ruleset.json", "table inet kube-proxy {\n}\n")
     with pytest.raises(InputError, match=r"node worker-1 has rules of two kube-proxy modes \(iptables: .*; "
