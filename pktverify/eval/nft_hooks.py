@@ -102,9 +102,9 @@ class NftNode:
             if s.kind == "nft" and peers:
                 names = ", ".join(f"{o.table.label}/{o.name}" if o.kind == "nft" else f"iptables {o.name}"
                                   for o in peers)
-                s = s._replace(note=f"nft: {s.table.label}/{s.name} has priority {s.priority} on {hook.lower()} as "
-                                    f"{names}: equal priorities run in reverse registration order (taken as the "
-                                    "dump's order reversed, nft before iptables; a dump cannot always tell)")
+                s = s._replace(note=f"nft: {s.table.label}/{s.name} shares priority {s.priority} on {hook.lower()} "
+                                    f"with {names}: taken to run in reverse registration order (the dump's order "
+                                    "reversed, nft before iptables; a dump cannot always tell)")
             out.append(s)
         return out
 
@@ -183,6 +183,20 @@ class NftNode:
                 pending = nxt
             out.extend(pending)
         return out
+
+    def answer_path(self) -> tuple:
+        """``(hook, table name, walker)`` of what a REJECT's (or the kernel's) answer crosses: iptables'
+        tables (walker None) and the nft filter and route chains of output and postrouting, by
+        priority (no nat: the answer is RELATED to the rejected packet's connection)."""
+        path = []
+        for hook in ("OUTPUT", "POSTROUTING"):
+            for stage in self.plan[hook]:
+                if stage.kind == "ipt" and (hook == "OUTPUT" or stage.name == "mangle"):
+                    path.append((hook, stage.name, None))
+                elif stage.kind == "nft":
+                    table, name = stage.table, stage.name
+                    path.append((hook, table.label, lambda s, b, t=table, c=name: t.walk(c, s, None, b)))
+        return tuple(path)
 
     def output(self, walk, st, gateway, finished: list) -> None:
         """OUTPUT then POSTROUTING for one routing decision (as ``_NodeWalk._output``)."""

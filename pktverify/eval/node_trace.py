@@ -364,7 +364,8 @@ class _NodeWalk:
         elif verdict == "REJECT":
             last = last_step(res.state.steps)
             why = f"rejected by {table}/{last.chain} #{last.rule_index} ({res.detail})"
-            for answered, st, note, answer in reject_answer(self.fib, self.tables, self.budget, res.state, res.detail):
+            for answered, st, note, answer in reject_answer(self.fib, self.tables, self.budget, res.state, res.detail,
+                                                            nft=self.nft):
                 if answered:
                     finished.append(self._end(st, "reject", why, answer=answer))
                 else:
@@ -380,7 +381,8 @@ class _NodeWalk:
         """The kernel's own ICMP error (routing refused the packet, or its TTL ran out): a locally
         generated packet that crosses OUTPUT like REJECT's answer, where a rule or policy can stop
         it (then the sender sees a drop)."""
-        for answered, out, note, answer in reject_answer(self.fib, self.tables, self.budget, st, "", icmp=icmp):
+        for answered, out, note, answer in reject_answer(self.fib, self.tables, self.budget, st, "", icmp=icmp,
+                                                         nft=self.nft):
             if answered:
                 finished.append(self._end(out, "reject", why, answer=answer))
             else:

@@ -20,14 +20,16 @@ _ICMP_CODES = {"icmp-net-unreachable": 0, "icmp-host-unreachable": 1, "icmp-prot
 
 
 def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st: WalkState, with_: str, *,
-                  icmp: tuple[int, int] | None = None) -> list[tuple[bool, WalkState, str, Packet | None]]:
+                  icmp: tuple[int, int] | None = None, nft=None) -> list[tuple[bool, WalkState, str, Packet | None]]:
     """Whether REJECT's answer (ICMP error or TCP RST) gets out: [(answered, state, why not, the answer)].
 
     The kernel sends it as a locally generated packet: it crosses OUTPUT
     (raw, mangle, filter; not nat, as its conntrack state is RELATED to the
     rejected packet's entry) and mangle POSTROUTING, where a rule can drop
     it; then the client sees nothing, as after DROP. Checked against the
-    kernel: an OUTPUT ``--ctstate RELATED -j DROP`` silences both kinds.
+    kernel: an OUTPUT ``--ctstate RELATED -j DROP`` silences both kinds. ``nft``: the node's nft
+    base chains (:class:`.nft_hooks.NftNode`), whose filter and route chains on output and
+    postrouting the answer crosses too, in priority order.
     The RST comes from the rejected packet's destination; the ICMP error
     from that destination when it is local, else from the address routing
     picks towards the client.
@@ -58,14 +60,14 @@ def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st
     meta = TraceMeta(answer, False, None, None, spent=spent)
     states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
     out: list[tuple[bool, WalkState, str, Packet | None]] = []
-    for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"), ("OUTPUT", "security"),
-                       ("POSTROUTING", "mangle")):
-        table = tables[name]
-        if table.is_empty(hook):
+    path = _ANSWER_PATH if nft is None else nft.answer_path()
+    for hook, name, walker in path:
+        table = tables.get(name)
+        if walker is None and table.is_empty(hook):
             continue
         passed = []
         for state in states:
-            for res in table.walk(hook, state, None, budget):
+            for res in (table.walk(hook, state, None, budget) if walker is None else walker(state, budget)):
                 if res.verdict == "ACCEPT" or res.verdict == "UNKNOWN":
                     passed.append(res.state if res.verdict == "ACCEPT" else res.state._replace(exact=False))
                 if res.verdict != "ACCEPT":
@@ -77,6 +79,10 @@ def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st
     for state in states:
         out.append((True, st._replace(prob=state.prob, exact=_exact(state)), "", answer))
     return out
+
+
+_ANSWER_PATH = tuple((hook, name, None) for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"),
+                                                        ("OUTPUT", "security"), ("POSTROUTING", "mangle")))
 
 
 def stopped_at(table: str, hook: str, st: WalkState) -> str:

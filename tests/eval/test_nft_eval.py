@@ -343,3 +343,10 @@ def test_kube_proxy_nft_trace_packet_v4(flow):
     expected = sorted(want.split(", ")) if want else [f"{flow['dest_ip']}:{flow['dest_port']}"]
     assert got == expected
     assert all(o.masquerade == flow["expected_masq"] for o in t.outcomes)
+
+
+def test_a_reject_answer_crosses_nft_output_chains():
+    rules = (chain("reject") + "table ip o { chain c { type filter hook output priority 0; "
+                               "ct state related drop } }\n")
+    o = tracer(rules).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0").outcomes[0]
+    assert o.verdict == "drop" and "its answer was stopped" in o.reason and "ip o/c #1" in o.reason
