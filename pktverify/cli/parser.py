@@ -68,8 +68,9 @@ def _trace(sub: argparse._SubParsersAction) -> None:
     """``trace``: one packet on one node, or one flow across a cluster (``--cluster``)."""
     t = sub.add_parser("trace", help="trace one packet through one node's netfilter and FIB, or one flow and its "
                                      "reply across a cluster (--cluster)",
-                       usage="pktverify trace --iptables FILE --addrs FILE --routes FILE (--in-iface IFACE | --local)"
-                             " --proto P --src IP --dst IP [options]\n       pktverify trace --cluster CLUSTER --from "
+                       usage="pktverify trace [--iptables FILE] [--nft FILE] --addrs FILE --routes FILE (--in-iface "
+                             "IFACE | --local) --proto P --src IP --dst IP [options]\n       pktverify trace --cluster "
+                             "CLUSTER --from "
                              "NS/POD|NODE|outside@NODE --to NS/SVC[:PORT]|NS/POD:PORT|IP:PORT [options]")
     t.add_argument("--iptables", metavar="FILE", help="iptables-save output")
     t.add_argument("--nft", metavar="FILE", help="nft -j list ruleset (or nft list ruleset, an nft -f script): the "
