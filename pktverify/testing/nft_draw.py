@@ -8,9 +8,9 @@ masquerade and redirect. Scripts are in knftables' command form (``add table``, 
 ``add rule``, ...), so the order of ``add chain`` is the order the kernel registers base chains.
 Every draw loads (tests/kernel/test_nft_draw_loads.py): the choices keep to what nft 1.0.6 and
 the kernel accept (nat chains above priority -200, ``dstnat`` only on prerouting, ``srcnat`` only
-on postrouting, reject only on input / forward / output, no chain loops). :func:`mixed_rulesets`
-adds an optional iptables-restore text on the same hooks. Addresses and ports come from the pool
-the lab's probes use, so rules both hit and miss.
+on postrouting, reject not on postrouting, NAT statements only where the kernel takes them,
+no chain loops). :func:`mixed_rulesets` adds an optional iptables-restore text on the same hooks.
+Addresses and ports come from the pool the lab's probes use, so rules both hit and miss.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _filter_actions(hook: str, user: list[str]) -> list[str]:
            "numgen random mod 2 vmap { 0 : accept, 1 : drop }",
            "numgen random mod 3 offset 1 vmap { 1 : accept, 2 : drop, 3 : continue }",
            "ip daddr vmap { 192.168.0.40 : drop, 10.96.0.10 : accept }"]
-    if hook in ("input", "forward", "output"):
+    if hook in ("prerouting", "input", "forward", "output"):      # the kernel refuses reject on postrouting
         out += ["reject", "reject with icmp type host-prohibited", "meta l4proto tcp reject with tcp reset"]
     if hook != "user" or user:
         out.append("ip daddr vmap @m_vm")

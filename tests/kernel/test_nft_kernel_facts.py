@@ -255,3 +255,43 @@ def test_nat_chain_priorities_this_nft_and_kernel_accept(netns, hook, priority, 
     loaded, err = _loads(netns, hook, priority)
     assert loaded == ok, err
     assert why in err
+
+
+def _loads_rule(ns: str, kind: str, hook: str, stmt: str, *, via_jump: bool) -> tuple[bool, str]:
+    prio = {"prerouting": -100, "output": -100, "postrouting": 100, "input": 100, "forward": 0}[hook]
+    body = "jump d" if via_jump else stmt
+    script = (f"table ip t {{\nchain d {{ {stmt if via_jump else 'counter'}; }}\n"
+              f"chain c {{ type {kind} hook {hook} priority {prio}; {body}; }}\n}}\n")
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"], check=True, capture_output=True)
+    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True, text=True,
+                         timeout=30)
+    return res.returncode == 0, res.stderr
+
+
+ALLOWED = {"reject": {"prerouting", "input", "forward", "output"},
+           "meta l4proto tcp reject with tcp reset": {"prerouting", "input", "forward", "output"},
+           "dnat to 10.0.0.20": {"prerouting", "output"}, "redirect": {"prerouting", "output"},
+           "snat to 10.0.0.20": {"postrouting", "input"}, "masquerade": {"postrouting"}}
+
+
+@pytest.mark.parametrize("via_jump", [False, True], ids=["in-base-chain", "via-jump"])
+@pytest.mark.parametrize("stmt", list(ALLOWED))
+def test_hooks_where_the_kernel_accepts_reject_and_nat(netns, stmt, via_jump):
+    """Where the kernel takes each statement (refusing the rest with EOPNOTSUPP, also in a user chain
+    a base chain jumps to): reject on prerouting, input, forward and output, not postrouting; dnat and
+    redirect on prerouting and output; snat on postrouting and input; masquerade on postrouting only;
+    no nat chain on forward at all."""
+    kind = "filter" if "reject" in stmt else "nat"
+    for hook in ("prerouting", "input", "forward", "output", "postrouting"):
+        loaded, err = _loads_rule(netns, kind, hook, stmt, via_jump=via_jump)
+        assert loaded == (hook in ALLOWED[stmt]), (hook, err)
+        assert loaded or "Operation not supported" in err, (hook, err)
+
+
+def test_iptables_nat_first_ends_nat_before_a_later_nft_nat_chain(lab):
+    """iptables' nat PREROUTING (-100) translates first: an nft nat chain at -90 does not run (its mark
+    is never set, so the forward drop on that mark does not fire)."""
+    obs = _send(lab, _table("n2 { type nat hook prerouting priority -90; meta mark set 0x1; dnat to 192.168.0.42; }",
+                            "f { type filter hook forward priority 0; meta mark 0x1 drop; }"),
+                rules="*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to-destination 192.168.0.41\nCOMMIT\n")
+    assert obs.verdict == "forward" and obs.post_nat == ("10.0.0.9", 40000, "192.168.0.41", 80), obs
