@@ -235,10 +235,11 @@ def generated_dumps(cluster: ClusterSpec) -> dict[str, dict[str, str]]:
 
 
 def with_node_dumps(cluster: ClusterSpec, node: str, *, iptables: str | None = None, addrs: str | None = None,
-                    routes: str | None = None, ipsets: str | None = None, rules: str | None = None) -> ClusterSpec:
+                    routes: str | None = None, ipsets: str | None = None, rules: str | None = None,
+                    nft: str | None = None) -> ClusterSpec:
     """A copy of ``cluster`` whose node ``node`` has the dumps given here, as text (the
     formats ``pktverify trace`` reads: ``iptables-save``, ``ip -j addr``, ``ip route``, ``ipset
-    save``, ``ip rule``); its other dumps stay as they were (given, or generated). The copy is
+    save``, ``ip rule``, ``nft -j list ruleset``); its other dumps stay as they were (given, or generated). The copy is
     of the same class (a drawn cluster keeps its ``fault``), and :func:`cluster_to_yaml` writes
     the new dumps inline, so a counterexample stays one file. Errors in the text are reported
     when the cluster is verified, at the text's own line numbers."""
@@ -250,13 +251,13 @@ def with_node_dumps(cluster: ClusterSpec, node: str, *, iptables: str | None = N
     names = [n.name for n in cluster.nodes]
     if node not in names:
         raise InvalidArgument(f"node={node!r}: the cluster has no such node (it has {', '.join(names)})")
-    given = {"iptables": iptables, "addrs": addrs, "routes": routes, "ipsets": ipsets, "rules": rules}
+    given = {"iptables": iptables, "addrs": addrs, "routes": routes, "ipsets": ipsets, "rules": rules, "nft": nft}
     for kind, text in given.items():
         if text is not None and not isinstance(text, str):
             raise InvalidArgument(f"{kind}={text!r} (type={type(text).__name__}): give the dump's text as a str")
     given = {kind: text for kind, text in given.items() if text is not None}
     if not given:
-        raise InvalidArgument("with_node_dumps: give at least one of iptables, addrs, routes, ipsets, rules")
+        raise InvalidArgument("with_node_dumps: give at least one of iptables, addrs, routes, ipsets, rules, nft")
     nodes = []
     for spec in cluster.nodes:
         if spec.name == node:

@@ -200,6 +200,15 @@ def test_cluster_yaml_round_trip_keeps_nft(tmp_path, evaluated):
     assert cluster_nodes(back)["node1"].nft == EXPECTED
 
 
+def test_with_node_dumps_takes_nft_text(tmp_path, evaluated):
+    from pktverify.cluster_api import with_node_dumps
+    cluster = with_node_dumps(load_cluster(_yaml(tmp_path, "")), "node2", nft=SCRIPT)
+    assert cluster_nodes(cluster)["node2"].nft == EXPECTED
+    written = tmp_path / "written.yaml"
+    written.write_text(cluster_to_yaml(cluster))
+    assert load_cluster(written).nodes[1].dump_text("nft") == SCRIPT
+
+
 def test_cluster_yaml_refuses_kube_proxy_in_nftables_mode(tmp_path):
     script = "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }\n" \
              "add chain ip kube-proxy services\n"
