@@ -9,6 +9,8 @@ kernel that changes one of them fails here first. nft runs only inside the lab's
 from __future__ import annotations
 
 import collections
+import json
+import re
 import subprocess
 import uuid
 
@@ -167,13 +169,18 @@ def test_numgen_random_shares(lab):
 
 def test_numgen_inc_starts_at_bucket_zero(lab):
     """The first packet after loading takes ``numgen inc`` bucket 0, then 1, 2, 0, ... (one step
-    per evaluation of the rule: one per new connection in a nat chain)."""
+    per evaluation of the rule: one per new connection in a nat chain); ``nft -j list ruleset``
+    does not show where the counter is."""
     nft = ("table ip a {\nchain n { type nat hook prerouting priority dstnat; "
            "dnat to numgen inc mod 3 map { 0 : 192.168.0.40, 1 : 192.168.0.41, 2 : 192.168.0.42 }; }\n}\n")
     seen = lab.post_nat_many(None, client="pod", proto="tcp", sports=list(range(31000, 31007)), dst="10.96.0.10",
                              dport=80, nft=nft)
     assert [post and post[2] for post in seen] == ["192.168.0.40", "192.168.0.41", "192.168.0.42"] * 2 + [
         "192.168.0.40"]
+    # The dump keeps no counter: after seven packets it still shows only mode, modulus and offset.
+    dump = lab.dump().nft_json
+    found = [json.loads(m) for m in re.findall(r'\{"numgen": \{[^}]*\}\}', dump)]
+    assert found and all(set(f["numgen"]) <= {"mode", "mod", "offset"} for f in found), dump
 
 
 # ------------------------------------------------------------------ redirect
@@ -295,3 +302,28 @@ def test_iptables_nat_first_ends_nat_before_a_later_nft_nat_chain(lab):
                             "f { type filter hook forward priority 0; meta mark 0x1 drop; }"),
                 rules="*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j DNAT --to-destination 192.168.0.41\nCOMMIT\n")
     assert obs.verdict == "forward" and obs.post_nat == ("10.0.0.9", 40000, "192.168.0.41", 80), obs
+
+
+# ------------------------------------------------------------------ ct before conntrack
+def _ct_probe(prio: str, match: str, hook: str) -> str:
+    return (f"table ip a {{\nchain m {{ type filter hook {hook} priority {prio}; {match} meta mark set 0x1; }}\n"
+            "chain f { type filter hook forward priority 0; meta mark 0x1 drop; }\n"
+            "chain o { type filter hook postrouting priority 0; meta mark 0x1 drop; }\n}\n")
+
+
+@pytest.mark.parametrize("client,hook", [("pod", "prerouting"), ("node", "output")])
+@pytest.mark.parametrize("prio,match,matched", [
+    ("-300", "ct state invalid", True), ("-300", "ct state != new", True), ("-300", "ct state new", False),
+    ("-300", "ct state untracked", False), ("-300", "ct mark 0x0", False), ("-300", "ct mark != 0x5", False),
+    ("-300", "ct direction original", False), ("-300", "ct status != dnat", False),
+    ("-200", "ct state invalid", True), ("-200", "ct mark != 0x5", False),
+    ("-199", "ct state new", True), ("-199", "ct state invalid", False), ("-199", "ct mark 0x0", True),
+    ("-199", "ct mark != 0x5", True), ("-199", "ct direction original", True), ("-199", "ct status != dnat", True),
+])
+def test_ct_before_conntrack(lab, client, hook, prio, match, matched):
+    """A base chain at priority -200 or lower runs before conntrack has looked at the packet: there
+    ``ct state`` is ``invalid`` (so ``ct state != new`` matches), and every other ct key (mark,
+    direction, status) matches nothing, not even with ``!=``. From -199 on, a first packet is
+    ``new`` with ct mark 0, direction original. (Matched: the mark leads to a drop later.)"""
+    obs = _send(lab, _ct_probe(prio, match, hook), client=client)
+    assert (obs.verdict == "drop") == matched, obs
