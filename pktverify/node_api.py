@@ -7,7 +7,6 @@ from pathlib import Path
 from .eval.conntrack import ConntrackTable
 from .eval.node_trace import NodeTracer
 from .limits import MAX_BRANCHES
-from .load.nft_node import refuse_unevaluated
 from .load.node import load_node
 from .model.node import NodeState
 from .model.packet import Packet
@@ -47,7 +46,6 @@ def trace(node: NodeState, packet: Packet, *, in_iface: str | None = None,
     >>> trace(node, packet, in_iface="cbr0").outcomes[0].verdict                  # doctest: +SKIP
     'forward'
     """
-    refuse_unevaluated(node)
     tracer = _tracer(node) if max_branches == MAX_BRANCHES else NodeTracer(node, max_branches=max_branches)
     return tracer.trace(packet, in_iface=in_iface, conntrack=conntrack, uid=uid, gid=gid,
                         physdev_in=physdev_in, physdev_out=physdev_out, at=at)

@@ -28,7 +28,7 @@ from ..parse.iptables_save import parse_iptables_save
 from ..parse.source import read_text
 from ..parse.sysctl import node_sysctls
 from .model_cache import ModelCache
-from .nft_node import load_node_nft, refuse_unevaluated
+from .nft_node import load_node_nft
 from .node import build_node
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
@@ -89,7 +89,6 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
             sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
             if sysctls is not None:
                 out[node.name] = replace(out[node.name], sysctls=sysctls, route_localnet=sysctls.route_localnet)
-            refuse_unevaluated(out[node.name])
     return out
 
 

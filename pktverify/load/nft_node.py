@@ -23,17 +23,12 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset, NftTable, Xt
-from ..model.node import NodeState
 from ..parse.nft_json import looks_like_nft_json, parse_nft_json
 from ..parse.nft_text import looks_like_nft_text, parse_nft_text
 from ..parse.source import read_text
 
 __all__ = ["read_nft", "parse_nft", "node_nft", "load_node_nft", "managed_tables", "IPV4_FAMILIES",
-           "iptables_nft_table", "refuse_unevaluated", "NFT_EVALUATED"]
-
-# Whether the node tracer runs nftables base chains (issue #24's evaluator). Until it does, a node
-# with nftables tables its packets pass is refused rather than traced as if they were not there.
-NFT_EVALUATED = False
+           "iptables_nft_table"]
 
 IPV4_FAMILIES = ("ip", "inet")
 # What iptables-nft creates: its tables in the ip family, with iptables' built-in chains as base chains.
@@ -127,18 +122,6 @@ def node_nft(ruleset: NftRuleset, *, iptables_given: bool,
         notes.append(f"{ruleset.source}: table(s) {', '.join(from_iptables)} written by iptables-nft: read from "
                      "iptables-save, not from the nft dump")
     return NftRuleset(ruleset.source, ruleset.form, tuple(kept)), tuple(notes)
-
-
-def refuse_unevaluated(node: NodeState) -> None:
-    """Refuse to trace ``node`` while its nftables tables would be ignored (see :data:`NFT_EVALUATED`)."""
-    if NFT_EVALUATED or node.nft is None or not node.nft.tables:
-        return
-    tables = node.nft.tables
-    names = ", ".join(f"{t.family} {t.name}" for t in tables[:4]) + (", ..." if len(tables) > 4 else "")
-    who = "the node" if node.name == "node" else f"node {node.name}"
-    raise InputError(node.nft.source, 0, f"{who} has nftables tables its IPv4 packets pass ({names}), and this "
-                                         "pktverify does not evaluate nftables rules yet: an answer without them "
-                                         "would be wrong")
 
 
 _PASS_IPTABLES = ("pass the node's iptables-save too (trace --iptables FILE; iptables: in the cluster YAML; "

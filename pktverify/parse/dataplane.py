@@ -70,8 +70,8 @@ class Dataplane:
             return f"runs kube-proxy in IPVS mode ({', '.join(self.proxy_evidence)}): not modelled yet; pktverify " \
                    "models the userspace and iptables modes"
         if self.proxy_mode == "nftables":
-            return f"runs kube-proxy in nftables mode ({', '.join(self.proxy_evidence)}): not evaluated yet; " \
-                   "pktverify models the userspace and iptables modes"
+            return f"runs kube-proxy in nftables mode ({', '.join(self.proxy_evidence)}): not verified across a " \
+                   "cluster yet (one node: pktverify trace --nft); pktverify models the userspace and iptables modes"
         if self.overlay:
             what = "Cilium's eBPF dataplane" if any("cilium_" in e for e in self.overlay) else "an overlay network"
             return f"runs {what} ({', '.join(self.overlay[:3])}{', ...' if len(self.overlay) > 3 else ''}): not " \

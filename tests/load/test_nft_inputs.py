@@ -3,8 +3,8 @@
 ``scripts/collect-node`` (in a network namespace of its own). Each reads the same ruleset from any of
 nft's three forms into the same ``NodeState.nft``; tables of families other than ip and inet are
 skipped with a note; a mixed node reads iptables-nft's tables from iptables-save, and refuses their
-``xt`` statements (or their lossy listing) without it; a node running kube-proxy in nftables mode is
-refused, naming the node and the evidence, until the evaluator runs nft rules."""
+``xt`` statements (or their lossy listing) without it; a cluster whose nodes run kube-proxy in
+nftables mode is refused, naming the node and the evidence, until verify models that mode."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from pktverify.errors import InputError
-from pktverify.load import nft_node
 from pktverify.load.cluster import load_cluster as load_any_cluster
 from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.load.nft_node import parse_nft
 from pktverify.load.node import load_node
+from pktverify.model.addresses import parse_ip
 from pktverify.model.nft import NftRuleset
 from pktverify.node_api import trace
 from pktverify.packets import make_packet
@@ -53,12 +53,6 @@ def _write(folder: Path, name: str, text: str) -> Path:
 
 def _node(path: Path, **dumps) -> object:
     return load_node(addrs=NODE / "ip-addr.json", routes=NODE / "ip-route.txt", nft=path, **dumps)
-
-
-@pytest.fixture()
-def evaluated(monkeypatch):
-    """As if the evaluator ran nft rules: loading a cluster does not refuse nodes with nft tables."""
-    monkeypatch.setattr(nft_node, "NFT_EVALUATED", True)
 
 
 # -- one node -----------------------------------------------------------------------------------------------------
@@ -104,10 +98,16 @@ def test_bad_input_names_the_file_and_line(tmp_path):
     assert str(err.value).startswith(f"{tmp_path / 'bad.json'}: nftables[0].table: ")
 
 
-def test_tables_are_not_traced_as_if_absent(tmp_path):
-    node = _node(_write(tmp_path, "r.json", JSON))
-    with pytest.raises(InputError, match=r"nftables tables its IPv4 packets pass \(inet fw, ip nat4\)"):
-        trace(node, make_packet(proto="tcp", src="192.168.1.50", dst="10.0.0.1", dport=443), in_iface="eth0")
+@pytest.mark.parametrize("form", FORMS)
+def test_the_node_traces_its_nft_tables(tmp_path, form):
+    name, text = FORMS[form]
+    node = _node(_write(tmp_path, name, text))
+    result = trace(node, make_packet(proto="tcp", src="192.168.1.50", dst="10.96.0.1", sport=40000, dport=443),
+                   in_iface="eth0")
+    [outcome] = result.outcomes
+    assert outcome.verdict == "local" and (outcome.packet.dst, outcome.packet.dport) == (parse_ip("192.168.1.10"), 6443)
+    assert [(s.table, s.chain, s.rule_index) for s in outcome.steps if s.table] == [("ip nat4", "pre", 1),
+                                                                                    ("inet fw", "input", None)]
 
 
 # -- a mixed node -------------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def _inline(kind: str, text: str) -> str:
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_cluster_yaml_nft_as_a_file_and_inline(tmp_path, evaluated, form):
+def test_cluster_yaml_nft_as_a_file_and_inline(tmp_path, form):
     name, text = FORMS[form]
     _write(tmp_path, name, text)
     cluster = load_cluster(_yaml(tmp_path, f"    nft: {name}\n", _inline("nft", text)))
@@ -173,7 +173,7 @@ def test_cluster_yaml_nft_as_a_file_and_inline(tmp_path, evaluated, form):
     assert any("(ip6 v6, bridge br)" in w for w in states["node2"].warnings)
 
 
-def test_cluster_yaml_inline_errors_name_the_cluster_file_line(tmp_path, evaluated):
+def test_cluster_yaml_inline_errors_name_the_cluster_file_line(tmp_path):
     path = _yaml(tmp_path, _inline("nft", "add table ip t\nadd chain ip t c { type filter hook input priority 0; }\n"
                                           "add rule ip t nochain accept\n"))
     with pytest.raises(InputError) as err:
@@ -181,13 +181,7 @@ def test_cluster_yaml_inline_errors_name_the_cluster_file_line(tmp_path, evaluat
     assert str(err.value) == f"{path}:10: no chain 'nochain' in table ip t: add rule ip t nochain accept"
 
 
-def test_cluster_nodes_refuse_nft_tables_the_evaluator_would_ignore(tmp_path):
-    _write(tmp_path, "r.json", JSON)
-    with pytest.raises(InputError, match=r"node node1 has nftables tables its IPv4 packets pass"):
-        cluster_nodes(load_cluster(_yaml(tmp_path, "    nft: r.json\n")))
-
-
-def test_cluster_yaml_round_trip_keeps_nft(tmp_path, evaluated):
+def test_cluster_yaml_round_trip_keeps_nft(tmp_path):
     _write(tmp_path, "r.json", JSON)
     cluster = load_cluster(_yaml(tmp_path, "    nft: r.json\n", _inline("nft", TEXT)))
     again = tmp_path / "again.yaml"
@@ -200,7 +194,7 @@ def test_cluster_yaml_round_trip_keeps_nft(tmp_path, evaluated):
     assert cluster_nodes(back)["node1"].nft == EXPECTED
 
 
-def test_with_node_dumps_takes_nft_text(tmp_path, evaluated):
+def test_with_node_dumps_takes_nft_text(tmp_path):
     from pktverify.cluster_api import with_node_dumps
     cluster = with_node_dumps(load_cluster(_yaml(tmp_path, "")), "node2", nft=SCRIPT)
     assert cluster_nodes(cluster)["node2"].nft == EXPECTED
@@ -216,7 +210,8 @@ def test_cluster_yaml_refuses_kube_proxy_in_nftables_mode(tmp_path):
     with pytest.raises(InputError) as err:
         load_cluster(path)
     assert str(err.value) == (f"{path}:6: node node2 runs kube-proxy in nftables mode (nft table ip kube-proxy): "
-                              "not evaluated yet; pktverify models the userspace and iptables modes: - name: node2")
+                              "not verified across a cluster yet (one node: pktverify trace --nft); pktverify models the "
+                              "userspace and iptables modes: - name: node2")
 
 
 # -- kubectl input and the node folder ----------------------------------------------------------------------------
@@ -231,7 +226,7 @@ def _load_kubectl(folder: Path):
     return load_any_cluster(folder / "cluster.json", cluster_cidr="10.244.0.0/16", service_cidr="10.96.0.0/12")
 
 
-def test_kubectl_input_reads_the_node_folders_nft_ruleset(kubectl_cluster, evaluated):
+def test_kubectl_input_reads_the_node_folders_nft_ruleset(kubectl_cluster):
     _write(kubectl_cluster / "worker-1", "nft-ruleset.json", JSON)
     cluster = _load_kubectl(kubectl_cluster)
     spec = cluster.node("worker-1")
@@ -248,8 +243,8 @@ def test_kubectl_input_refuses_kube_proxy_in_nftables_mode(kubectl_cluster):
     with pytest.raises(InputError) as err:
         _load_kubectl(kubectl_cluster)
     assert str(err.value) == (f"{kubectl_cluster / 'cluster.json'}: node worker-1 runs kube-proxy in nftables mode "
-                              "(nft table ip kube-proxy): not evaluated yet; pktverify models the userspace and "
-                              "iptables modes")
+                              "(nft table ip kube-proxy): not verified across a cluster yet (one node: pktverify "
+                              "trace --nft); pktverify models the userspace and iptables modes")
 
 
 def test_no_kube_proxy_rules_with_nft_dumps_rules_out_nftables_mode(kubectl_cluster):
