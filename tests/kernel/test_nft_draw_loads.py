@@ -1,4 +1,4 @@
-"""Every ruleset :mod:`pktverify.testing.nft_draw` draws loads in the kernel.
+"""Every ruleset :mod:`pktverify.testing.nft_draw` draws loads in the kernel, and pktverify reads it.
 
 Each draw (an ``nft -f`` script, sometimes after an iptables-restore text on the same hooks) is
 loaded in a network namespace of this module's own, from an empty ruleset; nft and iptables run
@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pktverify.parse.nft_json import parse_nft_json
+from pktverify.parse.nft_text import parse_nft_text
 from pktverify.testing.nft_draw import mixed_rulesets
 
 from .conftest import require_lab
@@ -53,6 +55,16 @@ def test_drawn_rulesets_load(netns):
             assert res.returncode == 0, f"{res.stderr}\n{iptables}"
         res = _run(netns, "nft", "-f", "-", text=script)
         assert res.returncode == 0, f"{res.stderr}\n{script}"
+        # pktverify reads the kernel's listing and its JSON dump into one model. (Not the script:
+        # nft normalizes rules as it loads them -- drops a protocol match another match implies,
+        # turns `th` into `tcp`/`udp` after one, removes duplicate set elements -- so the script's
+        # model may differ in form, though not in meaning.) Compared: the drawn tables only; iptables-nft's
+        # tables show their matches as `xt` statements in JSON and translated in the listing.
+        listing = parse_nft_text(_run(netns, "nft", "list", "ruleset").stdout, "drawn.txt")
+        dump = parse_nft_json(_run(netns, "nft", "-j", "list", "ruleset").stdout, "drawn.json")
+        assert [t for t in listing.tables if t.name.startswith("t")] == [t for t in dump.tables
+                                                                        if t.name.startswith("t")], script
+        parse_nft_text(script, "drawn.nft")
         drawn.append(script)
 
     one()
