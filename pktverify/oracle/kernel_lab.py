@@ -9,9 +9,11 @@ Each peer namespace owns the upper part of its subnet as local addresses
 (192.168.0.16-255 and 10.0.0.16-255, the "AnyIP" ``local`` route), so a
 packet the node forwards there is answered instead of dying in ARP.
 
-A probe loads a rule set with ``iptables-restore`` and sends one TCP SYN or
-UDP datagram from a bound socket in ``pod``, ``lan`` or the node itself, and
-observes what the kernel did, without adding any rule of its own:
+A probe loads a rule set with ``iptables-restore``, an ``nft -f`` script, or both
+(the script after the text: a node where iptables-nft and native tables share the
+hooks), sends one TCP SYN or UDP datagram from a bound socket in ``pod``, ``lan`` or
+the node itself, and observes what the kernel did, without adding any rule of its own
+(the lab's own nft tables only count packets, at priorities -500 and 500):
 
 * the post-NAT tuple, from conntrack *events* (``conntrack -E -e NEW``; an
   entry exists only once the packet has passed every hook, so its presence
