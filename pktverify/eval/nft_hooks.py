@@ -84,7 +84,10 @@ class NftNode:
             else:
                 entries.append(((prio, 1, 0), Stage("ipt", prio, name, reroute=hook == "OUTPUT" and name == "mangle")))
         entries.sort(key=lambda e: e[0])
-        return tuple(self._noted(hook, [s for _k, s in entries]))
+        stages = self._noted(hook, [s for _k, s in entries])
+        # What cannot act is left out (an iptables table without rules; the NAT hook of a node
+        # without nat chains still translates known connections: kept).
+        return tuple(s for s in stages if s.kind != "ipt" or self._acts(hook, s))
 
     def _acts(self, hook: str, stage: Stage) -> bool:
         """Whether a stage can do anything on ``hook`` (an iptables table without rules cannot)."""

@@ -60,11 +60,16 @@ class NftTableEval:
         self.source = source
         self.sets = _Sets(table)
         self._chains: dict[str, _Chain] = {}
+        self._models: dict[str, n.NftChain] | None = None
+        self._steps: dict[tuple, Step] = {}      # the steps of rules whose action is the same for every packet
 
     def chain(self, name: str) -> _Chain:
+        """The compiled chain ``name`` (compiled when a walk first enters it)."""
         c = self._chains.get(name)
         if c is None:
-            model = self.table.chain(name)
+            if self._models is None:
+                self._models = {ch.name: ch for ch in self.table.chains}
+            model = self._models.get(name)
             if model is None:
                 model = n.NftChain(name)
             c = self._chains[name] = _Chain(model, self.fib, self.sets, self.table.family)
@@ -84,8 +89,12 @@ class NftTableEval:
                     p if p < 1.0 else None)
 
     def policy_step(self, chain: _Chain) -> Step:
-        return Step(self.label, chain.name, None, chain.decl or None, f"chain {chain.name}",
-                    f"policy {chain.policy}", self.source if chain.decl else None)
+        step = self._steps.get(chain.name)
+        if step is None:
+            step = self._steps[chain.name] = Step(self.label, chain.name, None, chain.decl or None,
+                                                  f"chain {chain.name}", f"policy {chain.policy}",
+                                                  self.source if chain.decl else None)
+        return step
 
 
 class _Walk:
@@ -180,8 +189,16 @@ class _Walk:
 
     def _verdict(self, order, chain: _Chain, pos: int, rule, st: WalkState, acts: tuple, p: float, kind: str,
                  target: str | None):
-        action = kind if target is None else f"{kind} {target}"
-        st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, action)), p))
+        if not acts and p == 1.0:
+            key = (chain.name, pos, kind, target)
+            step = self.t._steps.get(key)
+            if step is None:
+                step = self.t._steps[key] = self.t.step(chain.name, pos, rule, kind if target is None else
+                                                        f"{kind} {target}", p)
+            st = add_step(st, step)
+        else:
+            action = kind if target is None else f"{kind} {target}"
+            st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, action)), p))
         if kind in ("accept", "drop"):
             return self._end(order, ChainResult(st, kind.upper()))
         if kind == "continue":
