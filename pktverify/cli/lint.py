@@ -1,5 +1,6 @@
 """``pktverify lint``: proposed iptables-save files checked for structure, dead and shadowed rules
-and Kubernetes semantics; with ``--cluster``, the cluster verified with the file as one node's rules."""
+and Kubernetes semantics; with ``--cluster``, the cluster verified with the file as one node's rules.
+nft rulesets (``--nft FILE``, or told by content) are checked for structure (PV150-PV160)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def lint_command(args: argparse.Namespace) -> int:
     from ..check.lint import lint_files
     from ..report.lint_report import lint_github, lint_json, lint_sarif, lint_text_report
 
+    if not args.files and not args.nft:
+        raise InvalidArgument("give a FILE to lint (an iptables-save file or nft ruleset) or --nft FILE")
     if args.node and not args.cluster:
         raise InvalidArgument("--node goes with --cluster")
     cluster = None
@@ -29,7 +32,7 @@ def lint_command(args: argparse.Namespace) -> int:
                                require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)
         print_warnings(cluster)
     result = lint_files(args.files, select_ids=args.select, ignore_ids=args.ignore, cluster=cluster,
-                        node=args.node, lenient=args.lenient)
+                        node=args.node, lenient=args.lenient, nft_paths=args.nft)
     if args.format == "json":
         out = lint_json(result)
     elif args.format == "sarif":

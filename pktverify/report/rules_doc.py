@@ -11,7 +11,7 @@ from ..check.lint import REGISTRY
 
 __all__ = ["render"]
 
-_FAMILIES = {"PV1": "Structure (what iptables-restore refuses)", "PV2": "Reachability of rules",
+_FAMILIES = {"PV1": "Structure (what iptables-restore or nft -f refuses)", "PV2": "Reachability of rules",
              "PV3": "Kubernetes semantics", "PV4": "Cluster invariants (lint --cluster, verify)"}
 
 

@@ -9,7 +9,8 @@ As in yamllint's ``rules/__init__.py``, the table is written out: adding a check
 module (the :class:`.Check` documentation and the function that finds it) and one line here.
 A check runs at one stage: ``file`` while the file is parsed (:func:`.structure.parse_with_findings`),
 ``rules`` on the parsed rules (a function of a :class:`.Subject`, run by :mod:`.run` in table
-order), ``cluster`` on the cluster verified with the proposed rules (:func:`.invariants.invariant_findings`).
+order), ``cluster`` on the cluster verified with the proposed rules (:func:`.invariants.invariant_findings`),
+``nft`` on an nftables ruleset (:func:`.nft_structure.lint_nft`: ``PV150``-``PV160``, read and checked together).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import InvalidArgument
-from . import cluster, invariants, kubernetes, reachability, structure
+from . import cluster, invariants, kubernetes, nft_structure, reachability, structure
 from .finding import DOCUMENTATION, SEVERITIES, Check
 
 __all__ = ["REGISTRY", "RULES", "Rule", "rule_checks", "select"]
@@ -38,6 +39,17 @@ RULES: dict[str, Rule] = {
     "PV102": Rule(structure.PV102, structure.parse_with_findings, "file"),
     "PV103": Rule(structure.PV103, structure.parse_with_findings, "file"),
     "PV104": Rule(structure.PV104, structure.unused_chains),
+    "PV150": Rule(nft_structure.PV150, nft_structure.lint_nft, "nft"),
+    "PV151": Rule(nft_structure.PV151, nft_structure.lint_nft, "nft"),
+    "PV152": Rule(nft_structure.PV152, nft_structure.lint_nft, "nft"),
+    "PV153": Rule(nft_structure.PV153, nft_structure.lint_nft, "nft"),
+    "PV154": Rule(nft_structure.PV154, nft_structure.lint_nft, "nft"),
+    "PV155": Rule(nft_structure.PV155, nft_structure.lint_nft, "nft"),
+    "PV156": Rule(nft_structure.PV156, nft_structure.lint_nft, "nft"),
+    "PV157": Rule(nft_structure.PV157, nft_structure.lint_nft, "nft"),
+    "PV158": Rule(nft_structure.PV158, nft_structure.lint_nft, "nft"),
+    "PV159": Rule(nft_structure.PV159, nft_structure.lint_nft, "nft"),
+    "PV160": Rule(nft_structure.PV160, nft_structure.lint_nft, "nft"),
     "PV201": Rule(reachability.PV201, reachability.dead_rules),
     "PV202": Rule(reachability.PV202, reachability.dead_rules),
     "PV203": Rule(reachability.PV203, reachability.dead_rules),
@@ -64,7 +76,7 @@ def _documentation(rules: dict[str, Rule]) -> dict[str, Check]:
             raise ValueError(f"table line {cid} documents {rule.check.id}")
         if rule.check.severity not in SEVERITIES:
             raise ValueError(f"{cid}: severity {rule.check.severity!r}")
-        if rule.stage not in ("file", "rules", "cluster"):
+        if rule.stage not in ("file", "rules", "cluster", "nft"):
             raise ValueError(f"{cid}: stage {rule.stage!r}")
     DOCUMENTATION.update({cid: rule.check for cid, rule in rules.items()})
     return DOCUMENTATION

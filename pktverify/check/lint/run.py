@@ -2,7 +2,9 @@
 
 Findings are filtered by ``--select``/``--ignore`` (ids or prefixes) and by inline suppressions:
 a rule whose comment says ``pktverify: ignore[PV203]`` (ids or prefixes, comma-separated;
-``pktverify: ignore`` alone for all) silences the findings on its line.
+``pktverify: ignore`` alone for all) silences the findings on its line (in an nft ruleset, a
+``# pktverify: ignore[PV160]`` comment on the line). A file is read as nftables when ``nft_paths``
+names it or its content is an nft ruleset (:func:`.nft_structure.looks_like_nft`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...errors import InvalidArgument
 from ...model.cluster import ClusterSpec
 from ...parse.source import read_text
 from . import cluster as cluster_checks
-from . import invariants, structure
+from . import invariants, nft_structure, structure
 from .finding import SEVERITIES, Finding, Subject
 from .registry import rule_checks, select
 
@@ -44,10 +47,13 @@ class LintResult:
 
 
 def lint_text(text: str, source: str, *, lenient: bool = False, cluster: ClusterSpec | None = None,
-              node: str | None = None, notes: list[str] | None = None) -> list[Finding]:
+              node: str | None = None, notes: list[str] | None = None, nft: bool = False) -> list[Finding]:
     """Every rule-set check on one iptables-save ``text`` (no suppression or selection); with
     ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too.
-    ``notes`` receives what was not analysed (rules past the shadowing check's work bound)."""
+    ``notes`` receives what was not analysed (rules past the shadowing check's work bound).
+    An nft ruleset (``nft``, or told by content) gets the nft checks (PV150-PV160) instead."""
+    if nft or nft_structure.looks_like_nft(text):
+        return nft_structure.lint_nft(text, source)
     ruleset, findings = structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
@@ -59,16 +65,23 @@ def lint_text(text: str, source: str, *, lenient: bool = False, cluster: Cluster
     return findings
 
 def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, ignore_ids: list[str] | None = None,
-               cluster: ClusterSpec | None = None, node: str | None = None, lenient: bool = False) -> LintResult:
-    """Lint ``paths``; with ``cluster`` (one path: the proposed rules of ``node``) also verify the
-    cluster with them in place and report each violation at the rule responsible."""
+               cluster: ClusterSpec | None = None, node: str | None = None, lenient: bool = False,
+               nft_paths: list[str | Path] = ()) -> LintResult:
+    """Lint ``paths`` and ``nft_paths`` (read as nftables whatever their content); with ``cluster``
+    (one iptables-save path: the proposed rules of ``node``) also verify the cluster with them in
+    place and report each violation at the rule responsible."""
     enabled = select(select_ids, ignore_ids)
-    texts = {str(p): read_text(p, allow_empty=True) for p in paths}
+    texts = {str(p): read_text(p, allow_empty=True) for p in [*paths, *nft_paths]}
+    nft = {str(p) for p in nft_paths} | {s for s, text in texts.items() if nft_structure.looks_like_nft(text)}
+    if cluster is not None and nft:
+        raise InvalidArgument(f"lint --cluster takes an iptables-save file; {sorted(nft)[0]} is an nft ruleset, "
+                              "which lint checks for structure only (without --cluster)")
     findings: list[Finding] = []
     notes: list[str] = []
     for source, text in texts.items():
         found: list[str] = []
-        findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node, notes=found)
+        findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node, notes=found,
+                              nft=source in nft)
         notes += found if "PV203" in enabled else []
     unverified = False
     if cluster is not None:

@@ -1,0 +1,50 @@
+"""lint's nft checks against the kernel: every ruleset lint calls an error (PV150-PV158) is refused
+by ``nft -f`` in a network namespace, and every other one (clean, or warnings only: PV159, PV160)
+loads. The cases are tests/check/test_lint_nft.py's and each check's documented examples.
+nft runs only inside a namespace this module creates (never on the host's ruleset).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from pktverify.check.lint import REGISTRY, lint_text
+from pktverify.check.lint.nft_structure import NFT_CHECKS
+
+from ..check.test_lint_nft import CASES
+from .conftest import require_lab
+
+pytestmark = pytest.mark.kernel
+
+EXAMPLES = [(f"{c.id}-bad", c.bad + "\n") for c in NFT_CHECKS] + [(f"{c.id}-good", c.good + "\n") for c in NFT_CHECKS]
+RULESETS = [(name, text) for name, text, _ids in CASES] + EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def netns():
+    require_lab("nft namespace")
+    name = f"pv-nftlint-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def _load(ns: str, text: str) -> subprocess.CompletedProcess:
+    subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"], check=True, capture_output=True)
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize("name,text", RULESETS, ids=[r[0] for r in RULESETS])
+def test_lint_errors_are_what_nft_refuses(netns, name, text):
+    errors = sorted({f.id for f in lint_text(text, "t.nft", nft=True) if REGISTRY[f.id].severity == "error"})
+    result = _load(netns, text)
+    if errors:
+        assert result.returncode != 0, f"lint says {errors}, but nft -f loads it"
+    else:
+        assert result.returncode == 0, f"lint finds no error, but nft -f refuses it: {result.stderr}"
