@@ -119,8 +119,10 @@ class _Walk:
     def _branch(self, order, chain_name, pos, stack, st, ops, j, acts, p) -> None:
         """Run one branch: rules from ``pos`` (``ops`` from ``j`` when inside a rule)."""
         t = self.t
+        chain = None
         while True:
-            chain = t.chain(chain_name)
+            if chain is None or chain.name != chain_name:
+                chain = t.chain(chain_name)
             if ops is None:
                 if pos >= len(chain.rules):
                     if chain.base or not stack:
@@ -128,6 +130,12 @@ class _Walk:
                     (chain_name, pos), stack = stack[-1], stack[:-1]
                     continue
                 ops, j, acts, p = chain.rules[pos][1], 0, (), 1.0
+                if ops and ops[0][0] == "pred":         # the common miss, without a call
+                    first = ops[0][1](st)
+                    if first is False:
+                        pos, ops = pos + 1, None
+                        continue
+                    j = 1 if first is True else 0
             out = self._rule(order, chain, pos, stack, st, ops, j, acts, p)
             if out is None:
                 return
