@@ -28,6 +28,7 @@ _FILTER_PRIOS = ["raw", "mangle", "filter", "security", "0", "-10", "10", "filte
 _NAT_PRIOS = {"prerouting": ["dstnat", "dstnat + 5", "dstnat - 10", "-100", "-150", "-90"],
               "output": ["-100", "-90", "-150", "0"],
               "postrouting": ["srcnat", "srcnat - 5", "100", "110", "200"]}
+_REJECTS = ["reject", "reject with icmp type host-prohibited", "meta l4proto tcp reject with tcp reset"]
 _IIF = ['"eth0"', '"cni0"', '"eth*"']
 _OIF = ['"eth0"', '"cni0"', '"c*"']
 _IN_HOOKS = ("prerouting", "input", "forward")           # hooks with an input interface
@@ -99,13 +100,15 @@ def _match(draw, hook: str, proto: str) -> str:
 def _filter_actions(hook: str, user: list[str]) -> list[str]:
     """Statements and verdicts of a filter rule on ``hook`` (``user``: chains it may jump to; @m_vm
     jumps to u1, so u1 itself may not use it)."""
-    out = ["accept", "drop", "counter", "meta mark set 0x1", "meta mark set meta mark | 0x2", "ct mark set 0x5",
+    # Non-final statements weigh more: several base chains each ending packets would leave few to forward.
+    out = ["accept", "accept", "drop", "counter", "counter", "meta mark set 0x1", "meta mark set 0x1",
+           "meta mark set meta mark | 0x2", "ct mark set 0x5",
            "continue", "meta l4proto . th dport vmap @m_pvm",
            "numgen random mod 2 vmap { 0 : accept, 1 : drop }",
            "numgen random mod 3 offset 1 vmap { 1 : accept, 2 : drop, 3 : continue }",
            "ip daddr vmap { 192.168.0.40 : drop, 10.96.0.10 : accept }"]
     if hook in ("prerouting", "input", "forward", "output"):      # the kernel refuses reject on postrouting
-        out += ["reject", "reject with icmp type host-prohibited", "meta l4proto tcp reject with tcp reset"]
+        out.append("REJECT")        # one of _REJECTS, drawn by _rules
     if hook != "user" or user:
         out.append("ip daddr vmap @m_vm")
     if hook == "user":
@@ -135,7 +138,10 @@ def _rules(draw, hook: str, actions: list[str], max_size: int = 3) -> list[str]:
     for _ in range(draw(st.integers(0, max_size))):
         proto = draw(st.sampled_from(["tcp", "udp"]))
         matches = draw(st.lists(_match(hook, proto), max_size=2))
-        action = draw(st.sampled_from(actions)).replace("l4proto tcp", f"l4proto {proto}")
+        action = draw(st.sampled_from(actions))
+        if action == "REJECT":
+            action = draw(st.sampled_from(_REJECTS))
+        action = action.replace("l4proto tcp", f"l4proto {proto}")
         if proto == "udp" and "tcp reset" in action:
             action = "reject"
         out.append(" ".join([*matches, action]))
@@ -161,7 +167,7 @@ def _table(draw, name: str, client: str) -> list[str]:
         hook = draw(st.sampled_from(hooks))
         nat = hook in _NAT_PRIOS and draw(st.booleans())
         prio = draw(st.sampled_from(_NAT_PRIOS[hook] if nat else _FILTER_PRIOS))
-        policy = "accept" if nat else draw(st.sampled_from(["accept", "accept", "drop"]))
+        policy = "accept" if nat else draw(st.sampled_from(["accept", "accept", "accept", "accept", "drop"]))
         if client == "node" and hook == "input":
             policy = "accept"
         kind = "nat" if nat else "filter"
@@ -195,7 +201,7 @@ def iptables_beside(draw) -> str:
     """A small iptables-restore text (filter and nat) on the hooks the nft draws use too."""
     filt = draw(st.lists(st.sampled_from(_IPT_FILTER), max_size=2))
     nat = draw(st.lists(st.sampled_from(_IPT_NAT), max_size=2))
-    policy = draw(st.sampled_from(["ACCEPT", "ACCEPT", "DROP"]))
+    policy = draw(st.sampled_from(["ACCEPT", "ACCEPT", "ACCEPT", "DROP"]))
     return ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
             + "".join(r + "\n" for r in nat) + "COMMIT\n"
             f"*filter\n:INPUT ACCEPT [0:0]\n:FORWARD {policy} [0:0]\n:OUTPUT ACCEPT [0:0]\n"
