@@ -136,7 +136,7 @@ def _meta(key: str, fib: Fib) -> Getter:
     if key in ("oifname", "oif"):
         return lambda st: st.out_iface or ABSENT
     if key in ("skuid", "skgid"):
-        ix = 3 if key == "skuid" else 4
+        ix = 2 if key == "skuid" else 3          # TraceMeta.uid, .gid
 
         def owner(st: WalkState) -> object:
             meta = st.meta

@@ -350,3 +350,28 @@ def test_a_reject_answer_crosses_nft_output_chains():
                                "ct state related drop } }\n")
     o = tracer(rules).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0").outcomes[0]
     assert o.verdict == "drop" and "its answer was stopped" in o.reason and "ip o/c #1" in o.reason
+
+
+def test_dnat_to_a_concatenated_map_and_ct_status_dnat_afterwards():
+    rules = ("table ip t {\n map m { type ipv4_addr . inet_service : ipv4_addr . inet_service; "
+             "elements = { 172.30.0.1 . 80 : 192.168.1.10 . 8080 } }\n"
+             " chain n { type nat hook prerouting priority dstnat; dnat ip to ip daddr . tcp dport map @m }\n"
+             " chain f { type filter hook forward priority 0; ct status dnat meta mark set 0x9 }\n}\n")
+    tr = tracer(rules)
+    o = tr.trace(pkt("10.0.0.2", "172.30.0.1"), in_iface="cni0").outcomes[0]
+    assert (format_ip(o.packet.dst), o.packet.dport, o.mark) == ("192.168.1.10", 8080, 0x9)
+    o = tr.trace(pkt("10.0.0.2", "172.30.0.1", 81), in_iface="cni0").outcomes[0]    # no element: no NAT
+    assert (format_ip(o.packet.dst), o.packet.dport, o.mark) == ("172.30.0.1", 81, 0)
+
+
+def test_meta_skuid_of_a_local_socket_only():
+    rules = chain("meta skuid 1000 drop", hook="output")
+    assert verdicts(tracer(rules).trace(pkt("192.168.0.2", "8.8.8.8"), in_iface=None, uid=1000)) == {"drop"}
+    assert verdicts(tracer(rules).trace(pkt("192.168.0.2", "8.8.8.8"), in_iface=None, uid=0)) == {"forward"}
+
+
+def test_a_vmap_key_part_no_dump_holds_is_may_match():
+    extra = " map v { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 8.8.8.8 . icmp . 0 : drop } }\n"
+    t = tracer(chain("ip daddr . meta l4proto . th dport vmap @v", extra=extra)).trace(
+        pkt("10.0.0.2", "8.8.8.8", 0, "icmp", 0, icmp_type=8, icmp_code=0), in_iface="cni0")
+    assert verdicts(t) == {"forward", "drop"} and not any(o.exact for o in t.outcomes)
