@@ -4,6 +4,7 @@ without iptables-save are refused in one line, exit 2."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,29 @@ def test_trace_nft_is_a_node_option(tmp_path, capsys):
     code, _out, err = _run(capsys, "--cluster", str(ROOT / "rules/seed/cluster.yaml"), "--from", "node1", "--to",
                            "10.1.20.2:8080", "--nft", _write(tmp_path, "r.json", JSON))
     assert code == 2 and err.startswith("pktverify: --nft goes with one node's trace, not --cluster")
+
+
+NAMES = """\
+add table ip kube-proxy
+add chain ip kube-proxy filter-prerouting { type filter hook prerouting priority -110; }
+add chain ip kube-proxy "service-ULMVA6XW-ns1/svc1/tcp/p80"
+add chain ip kube-proxy "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
+add chain ip kube-proxy "a:b.c"
+add rule ip kube-proxy filter-prerouting tcp dport 443 jump "service-ULMVA6XW-ns1/svc1/tcp/p80"
+add rule ip kube-proxy "service-ULMVA6XW-ns1/svc1/tcp/p80" jump "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
+add rule ip kube-proxy "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80" jump "a:b.c"
+add rule ip kube-proxy "a:b.c" counter
+"""
+
+
+def test_chain_names_with_slashes_dots_and_colons_are_written_as_they_are(tmp_path, capsys):
+    # kube-proxy's nftables mode names chains service-HASH-NS/NAME/PROTO/PORT: shown whole in text, JSON, pcapng
+    path = _write(tmp_path, "r.nft", NAMES)
+    code, text, _err = _run(capsys, "--nft", path, *PACKET, "--pcap", str(tmp_path / "t.pcapng"))
+    assert code == 0
+    assert "service-ULMVA6XW-ns1/svc1/tcp/p80 #1 → endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 #1 → a:b.c #1" in text
+    code, out, _err = _run(capsys, "--nft", path, *PACKET, "--format", "json")
+    chains = [step["chain"] for step in json.loads(out)["outcomes"][0]["steps"] if "chain" in step]
+    assert chains[:4] == ["filter-prerouting", "service-ULMVA6XW-ns1/svc1/tcp/p80",
+                          "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80", "a:b.c"]
+    assert b"ip kube-proxy/a:b.c #1" in (tmp_path / "t.pcapng").read_bytes()

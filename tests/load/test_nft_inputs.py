@@ -181,6 +181,13 @@ def test_cluster_yaml_inline_errors_name_the_cluster_file_line(tmp_path):
     assert str(err.value) == f"{path}:10: no chain 'nochain' in table ip t: add rule ip t nochain accept"
 
 
+def test_cluster_yaml_inline_json_errors_name_where_the_dump_starts(tmp_path):
+    path = _yaml(tmp_path, "", _inline("nft", '{"nftables": [{"table": 5}]}\n'))
+    with pytest.raises(InputError) as err:
+        cluster_nodes(load_cluster(path))
+    assert str(err.value).startswith(f"{path}:11: the nft dump of node node2: nftables[0].table: ")
+
+
 def test_cluster_yaml_round_trip_keeps_nft(tmp_path):
     _write(tmp_path, "r.json", JSON)
     cluster = load_cluster(_yaml(tmp_path, "    nft: r.json\n", _inline("nft", TEXT)))
