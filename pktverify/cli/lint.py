@@ -1,6 +1,6 @@
 """``pktverify lint``: proposed iptables-save files checked for structure, dead and shadowed rules
 and Kubernetes semantics; with ``--cluster``, the cluster verified with the file as one node's rules.
-nft rulesets (``--nft FILE``, or told by content) are checked for structure (PV150-PV160)."""
+nft rulesets (``--nft FILE``, or told by content) are checked for structure (PV150-PV162)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pktverify lint on nftables rulesets (PV150-PV160): each check's hit and a clean near miss, the
+"""pktverify lint on nftables rulesets (PV150-PV162): each check's hit and a clean near miss, the
 forms (listing, script, JSON) told by content or forced with --nft, parse errors as findings, the
 output formats with chain names holding ``/ . :``, and --select/--ignore on the new ids. What the
 kernel does with each case is pinned in tests/kernel/test_lint_nft_kernel.py (same cases)."""
@@ -40,6 +40,9 @@ NAT_IN = "type nat hook input priority 100; policy accept"
 FILTER_FWD = "type filter hook forward priority 0; policy accept"
 FILTER_PRE = "type filter hook prerouting priority 0; policy accept"
 FILTER_POST = "type filter hook postrouting priority 0; policy accept"
+
+
+SCRIPT_HEAD = "add table ip t\nadd chain ip t i { type filter hook input priority 0 ; policy accept ; }\n"
 
 
 def depth(n: int, verb: str = "jump") -> str:
@@ -125,21 +128,25 @@ CASES = [
     ("chain-used-by-map-only",
      "table ip t {\n  map m {\n    type inet_service : verdict\n    elements = { 80 : goto svc }\n  }\n"
      + chain("svc", "accept") + inp("tcp dport vmap @m") + "}\n", set()),
+    ("port-out-of-range", table(inp("tcp dport 99999 accept")), {"PV161"}),
+    ("port-range-out-of-range", table(inp("udp sport 80-70000 accept")), {"PV161"}),
+    ("port-set-out-of-range", table(inp("th dport { 80, 70000 } accept")), {"PV161"}),
+    ("ttl-out-of-range", table(inp("ip ttl 300 accept")), {"PV161"}),
+    ("mark-out-of-range", table(inp("meta mark 0x100000000 accept")), {"PV161"}),
+    ("values-in-range", table(inp("tcp dport 65535 ip ttl 255 meta mark 0xffffffff ip protocol 6 accept")), set()),
+    ("not-read-but-nft-knows-it", table(inp("tcp dport 22 socket transparent 1 accept")), {"PV162"}),
     ("kube-proxy-reject-chain", "table ip kube-proxy {\n" + chain("reject-chain", "reject") + "}\n", set()),
-    ("script-forward-jump", "add table ip t\nadd chain ip t i { type filter hook input priority 0 ; "
-                            "policy accept ; }\nadd rule ip t i jump later\nadd chain ip t later\n", {"PV151"}),
-    ("script-forward-set", "add table ip t\nadd chain ip t i { type filter hook input priority 0 ; "
-                           "policy accept ; }\nadd rule ip t i ip saddr @s drop\nadd set ip t s { type ipv4_addr ; }\n"
-                           "add element ip t s { 1.2.3.4 }\n", {"PV152"}),
+    ("script-forward-jump", SCRIPT_HEAD + "add rule ip t i jump later\nadd chain ip t later\n", {"PV151"}),
+    ("script-forward-set", SCRIPT_HEAD + "add rule ip t i ip saddr @s drop\nadd set ip t s { type ipv4_addr ; }\n"
+     + "add element ip t s { 1.2.3.4 }\n", {"PV152"}),
     ("script-forward-element", "add table ip t\nadd map ip t m { type inet_service : verdict ; }\n"
-                               "add element ip t m { 80 : jump later }\nadd chain ip t later\n"
-                               "add chain ip t i { type filter hook input priority 0 ; policy accept ; }\n"
-                               "add rule ip t i tcp dport vmap @m\n", {"PV151"}),
-    ("script-in-order", "add table ip t\nadd chain ip t later\nadd chain ip t i { type filter hook input "
-                        "priority 0 ; policy accept ; }\nadd rule ip t i jump later\n", set()),
+     + "add element ip t m { 80 : jump later }\nadd chain ip t later\n" + SCRIPT_HEAD.split("\n", 1)[1]
+     + "add rule ip t i tcp dport vmap @m\n", {"PV151"}),
+    ("script-in-order", "add table ip t\nadd chain ip t later\n" + SCRIPT_HEAD.split("\n", 1)[1]
+     + "add rule ip t i jump later\n", set()),
     ("block-forward-jump", table(inp("jump later"), chain("later", "accept")), set()),
-    ("block-forward-set", table(inp("ip saddr @s drop"), "  set s {\n    type ipv4_addr\n"
-                                "    elements = { 1.2.3.4 }\n  }\n"), set()),
+    ("block-forward-set", table(inp("ip saddr @s drop"), "  set s {\n    type ipv4_addr\n    elements = { 1.2.3.4 }\n"
+                                + "  }\n"), set()),
 ]
 
 
@@ -162,7 +169,15 @@ def test_case(name, text, expected):
 def test_every_nft_id_has_a_case_and_the_registry_has_them_all():
     assert set(NFT_IDS) - {"PV150"} <= set().union(*(c[2] for c in CASES))
     assert {cid for cid in REGISTRY if "PV150" <= cid <= "PV169"} == set(NFT_IDS)
-    assert all(REGISTRY[cid].severity == ("warning" if cid in ("PV159", "PV160") else "error") for cid in NFT_IDS)
+    assert all(REGISTRY[cid].severity == ("warning" if cid in ("PV159", "PV160", "PV162") else "error")
+               for cid in NFT_IDS)
+
+
+def test_a_typo_pktverify_does_not_read_is_a_warning_at_its_line():
+    """nft refuses ``acept`` (a syntax error); pktverify cannot tell a typo from a statement it does
+    not model, so it warns (PV162) rather than calling the ruleset refused."""
+    [finding] = lint_text(table(inp("tcp dport 80 acept")), "t.nft")
+    assert (finding.id, finding.line) == ("PV162", 4) and "'acept'" in finding.message
 
 
 def test_findings_are_at_the_refused_line():

@@ -3,7 +3,7 @@
 
 :mod:`.run` reads the files and runs the checks; :mod:`.registry` is the rule table (id, the
 check that finds it, its documentation); one module per family finds them: :mod:`.structure`
-(PV1xx, what ``iptables-restore`` refuses), :mod:`.nft_structure` (PV150-PV160, what ``nft -f``
+(PV1xx, what ``iptables-restore`` refuses), :mod:`.nft_structure` (PV150-PV162, what ``nft -f``
 refuses, with :mod:`.nft_graph`), :mod:`.reachability` (PV2xx, rules no packet
 reaches, with :mod:`.cover_index`), :mod:`.kubernetes` (PV3xx in the rules alone),
 :mod:`.cluster` (PV3xx against a cluster's facts, with :mod:`.reaching`) and

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ...model import nft as n
 
-__all__ = ["Edge", "TableGraph", "element_problem", "script_order", "MAX_DEPTH"]
+__all__ = ["MAX_DEPTH", "Edge", "TableGraph", "element_problem", "match_problem", "script_order"]
 
 MAX_DEPTH = 15          # nested jumps from a base chain the kernel follows (NFT_JUMP_STACK_SIZE 16 levels)
 
@@ -33,15 +33,29 @@ class Edge:
     line: int
 
 
+# Values and records that hold no verdict and no @name: the walk does not look inside them.
+_LEAVES = (int, str, type(None), n.Payload, n.Meta, n.Ct, n.Prefix, n.Range, n.Fib, n.Numgen, n.Counter, n.Log,
+           n.Limit, n.Quota, n.CtCount, n.NoTrack, n.Xt, n.NftUnknown, n.Reject, n.Queue)
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _walk(value: object) -> Iterator[object]:
-    """``value`` and everything inside it (statements, expressions, values, elements)."""
-    yield value
-    if isinstance(value, tuple):
-        for item in value:
-            yield from _walk(item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _walk(getattr(value, f.name))
+    """``value`` and everything inside it that may hold a verdict or an @name (statements,
+    expressions, elements), with a stack of its own (any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _LEAVES):
+            continue
+        yield item
+        if isinstance(item, tuple):
+            stack.extend(reversed(item))
+            continue
+        names = _FIELDS.get(type(item))
+        if names is None:
+            names = tuple(f.name for f in dataclasses.fields(item)) if dataclasses.is_dataclass(item) else ()
+            _FIELDS[type(item)] = names
+        stack.extend(getattr(item, name) for name in reversed(names))
 
 
 class TableGraph:
@@ -49,6 +63,8 @@ class TableGraph:
 
     def __init__(self, table: n.NftTable) -> None:
         self.table = table
+        self.chains: dict[str, n.NftChain] = {c.name: c for c in table.chains}
+        self.sets: dict[str, n.NftSet] = {s.name: s for s in (*table.sets, *table.maps)}
         self.edges: list[Edge] = []
         self.set_refs: list[tuple[str, int, str]] = []         # (name, line, origin)
         maps = {m.name: m for m in table.maps}
@@ -60,6 +76,9 @@ class TableGraph:
         for chain in table.chains:
             for rule in chain.rules:
                 self._rule(chain.name, rule, maps)
+        self.sources: dict[str, set[str | None]] = {}       # target -> the chains (None: a map) naming it
+        for e in self.edges:
+            self.sources.setdefault(e.target, set()).add(e.source)
         self._reached: dict[str, list[n.NftChain]] = {}
         for chain in table.chains:
             if chain.is_base:
@@ -87,7 +106,7 @@ class TableGraph:
         """Edges out of ``chain`` to chains the table has (regular ones: a base chain is refused, PV157)."""
         out = []
         for e in self.children.get(chain, ()):
-            target = self.table.chain(e.target)
+            target = self.chains.get(e.target)
             if target is not None and not target.is_base:
                 out.append(e)
         return out
@@ -111,7 +130,7 @@ class TableGraph:
         (a loop nothing else enters) — or None (a base chain, one a base chain reaches, or a map names)."""
         if chain.is_base or self.reached_from(chain.name):
             return None
-        sources = {e.source for e in self.edges if e.target == chain.name}
+        sources = self.sources.get(chain.name, set())
         if not sources:
             return "no jump, goto or verdict map names it"
         if None not in sources and sources <= self._reach(chain.name):
@@ -119,62 +138,58 @@ class TableGraph:
         return None
 
     def loops(self) -> list[tuple[list[str], int]]:
-        """Each loop a base chain reaches, once: its chains in order and the line of the jump closing it."""
-        state: dict[str, int] = {}         # 1 on the stack, 2 done
+        """Each loop a base chain reaches, once: its chains in order and the line of the jump closing it
+        (a depth-first walk with its own stack: a path of thousands of jumps must not exhaust Python's)."""
+        state: dict[str, int] = {}         # 1 on the path, 2 done
         found: list[tuple[list[str], int]] = []
         for base in (c for c in self.table.chains if c.is_base):
-            stack: list[str] = []
-            self._dfs(base.name, state, stack, found)
+            if base.name in state:
+                continue
+            state[base.name] = 1
+            path, stack = [base.name], [iter(self._next(base.name))]
+            while stack:
+                edge = next(stack[-1], None)
+                if edge is None:
+                    state[path.pop()] = 2
+                    stack.pop()
+                elif state.get(edge.target) == 1:
+                    found.append((path[path.index(edge.target):], edge.line))
+                elif edge.target not in state:
+                    state[edge.target] = 1
+                    path.append(edge.target)
+                    stack.append(iter(self._next(edge.target)))
         return found
 
-    def _dfs(self, chain: str, state: dict[str, int], stack: list[str], found: list) -> None:
-        state[chain] = 1
-        stack.append(chain)
-        for e in self._next(chain):
-            if state.get(e.target) == 1:
-                found.append((stack[stack.index(e.target):], e.line))
-            elif e.target not in state:
-                self._dfs(e.target, state, stack, found)
-        stack.pop()
-        state[chain] = 2
-
     def too_deep(self) -> list[tuple[n.NftChain, list[str], int]]:
-        """Each base chain with a loop-free path deeper than :data:`MAX_DEPTH`: the path's first
-        ``MAX_DEPTH + 2`` chains and the line of the base chain's jump that starts it."""
-        depth: dict[str, int] = {}
+        """Each base chain with a loop-free path of more than :data:`MAX_DEPTH` jumps: the path's first
+        ``MAX_DEPTH + 2`` chains and the line of the base chain's jump that starts it. Found level by
+        level (the chains ``k`` jumps away, each with the first parent seen); a path through a loop
+        is PV153's."""
         out = []
         for base in (c for c in self.table.chains if c.is_base):
-            best = max(self._next(base.name), key=lambda e: self._depth(e.target, depth, set()), default=None)
-            if best is not None and 1 + self._depth(best.target, depth, set()) > MAX_DEPTH:
-                out.append((base, [base.name] + self._path(best.target, depth, MAX_DEPTH + 1), best.line))
+            levels: list[dict[str, tuple[str, Edge]]] = [{base.name: (base.name, None)}]
+            while len(levels) <= MAX_DEPTH + 1:
+                nxt: dict[str, tuple[str, Edge]] = {}
+                for name in levels[-1]:
+                    for e in self._next(name):
+                        nxt.setdefault(e.target, (name, e))
+                if not nxt:
+                    break
+                levels.append(nxt)
+            else:
+                path = [next(iter(levels[-1]))]
+                for k in range(len(levels) - 1, 0, -1):
+                    parent, edge = levels[k][path[0]]
+                    path.insert(0, parent)
+                if len(set(path)) == len(path):
+                    out.append((base, path, edge.line))
         return out
-
-    def _depth(self, chain: str, memo: dict[str, int], onstack: set[str]) -> int:
-        """The longest loop-free jump path down from ``chain`` (a loop is PV153's, not counted)."""
-        if chain in memo:
-            return memo[chain]
-        if chain in onstack:
-            return 0
-        onstack.add(chain)
-        d = max((1 + self._depth(e.target, memo, onstack) for e in self._next(chain)), default=0)
-        onstack.discard(chain)
-        memo[chain] = d
-        return d
-
-    def _path(self, chain: str, memo: dict[str, int], length: int) -> list[str]:
-        path = [chain]
-        while len(path) < length:
-            nxt = [e.target for e in self._next(path[-1]) if e.target not in path]
-            if not nxt:
-                break
-            path.append(max(nxt, key=lambda t: memo.get(t, 0)))
-        return path
 
 
 # ---------------------------------------------------------------- element types
 _INT_BITS = {"ipv4_addr": 32, "inet_service": 16, "inet_proto": 8, "mark": 32, "ct_state": 32, "ct_status": 32,
              "pkt_type": 8, "icmp_type": 8, "icmp_code": 8, "tcp_flag": 8, "iface_index": 32, "uid": 32, "gid": 32,
-             "ipv4_dscp": 6, "ct_dir": 8, "ecn": 2}
+             "ipv4_dscp": 6, "ct_dir": 8, "ecn": 2, "ttl": 8, "length": 16}
 _STRING_TYPES = frozenset({"ifname", "string"})
 
 
@@ -206,6 +221,35 @@ def _typed_problem(types: tuple[str, ...], value: object, what: str) -> str | No
     if isinstance(value, tuple):
         return f"{what} has {len(value)} parts, the type {types[0] if types else '?'} has 1"
     return _value_problem(types[0], value) if types else None
+
+
+_PORTS = frozenset({"tcp", "udp", "sctp", "th", "udplite", "dccp"})
+_FIELD_TYPES = {("ip", "saddr"): "ipv4_addr", ("ip", "daddr"): "ipv4_addr", ("ip", "protocol"): "inet_proto",
+                ("ip", "ttl"): "ttl", ("ip", "length"): "length", ("meta", "mark"): "mark",
+                ("meta", "l4proto"): "inet_proto", ("ct", "mark"): "mark"}
+
+
+def match_problem(stmt: object) -> str | None:
+    """Why nft would refuse the value a match compares a header field, mark or protocol with
+    (``tcp dport 99999``, ``ip ttl 300``, ``meta mark 0x100000000``; None: it fits or is not checked)."""
+    if not isinstance(stmt, n.Match):
+        return None
+    left = stmt.left
+    if isinstance(left, n.Payload):
+        key = ("th", "port") if left.protocol in _PORTS and left.field in ("sport", "dport") else \
+            (left.protocol, left.field)
+    elif isinstance(left, n.Meta):
+        key = ("meta", left.key)
+    elif isinstance(left, n.Ct) and left.direction is None:
+        key = ("ct", left.key)
+    else:
+        return None
+    type_name = "inet_service" if key == ("th", "port") else _FIELD_TYPES.get(key)
+    if type_name is None:
+        return None
+    right = stmt.right
+    values = [e.key for e in right.elements] if isinstance(right, n.AnonSet) else [right]
+    return next((p for v in values if (p := _value_problem(type_name, v)) is not None), None)
 
 
 def element_problem(s: n.NftSet, element: n.Element) -> str | None:
@@ -242,12 +286,12 @@ def script_order(table: n.NftTable, graph: TableGraph, lines: list[str], finding
 
     out = []
     for e in graph.edges:
-        target = table.chain(e.target)
+        target = graph.chains.get(e.target)
         if e.source is not None and target is not None and command(e.line) and e.line < target.line:
             out.append(finding("PV151", f"{e.kind} {e.target} in {e.origin}: the script adds chain {e.target} only "
                                         f"later (line {target.line}), and nft runs its commands in order", e.line))
     for name, line, origin in graph.set_refs:
-        s = table.set(name)
+        s = graph.sets.get(name)
         if s is not None and command(line) and line < s.line:
             out.append(finding("PV152", f"@{name} in {origin}: the script adds {name} only later (line {s.line}), "
                                         "and nft runs its commands in order", line))
@@ -256,7 +300,7 @@ def script_order(table: n.NftTable, graph: TableGraph, lines: list[str], finding
         if hit is None or (hit.group(1), hit.group(2)) != (table.family, table.name):
             continue
         for kind, chain in _VERDICT.findall(text):
-            target = table.chain(chain)
+            target = graph.chains.get(chain)
             if target is not None and number < target.line:
                 out.append(finding("PV151", f"{kind} {chain} in an element of {hit.group(3)}: the script adds chain "
                                             f"{chain} only later (line {target.line}), and nft runs its commands in "

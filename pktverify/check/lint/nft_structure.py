@@ -1,4 +1,4 @@
-"""PV150-PV160: nftables structure — what ``nft -f`` (or the kernel behind it) refuses, and dead chains.
+"""PV150-PV162: nftables structure — what ``nft -f`` (or the kernel behind it) refuses, and dead chains.
 
 A file is read as nftables when ``--nft`` names it or its content is an nft ruleset (``nft -j list
 ruleset`` JSON, an ``nft list ruleset`` listing, an ``nft -f`` script); a reader's refusal is one
@@ -17,9 +17,9 @@ from ...model import nft as n
 from ...parse.nft_json import looks_like_nft_json, parse_nft_json
 from ...parse.nft_text import looks_like_nft_text, parse_nft_text
 from .finding import Check, Finding
-from .nft_graph import TableGraph, element_problem, script_order
+from .nft_graph import TableGraph, element_problem, match_problem, script_order
 
-__all__ = ["looks_like_nft", "lint_nft", "parse_nft_with_findings", "nft_findings", "NFT_CHECKS"]
+__all__ = ["NFT_CHECKS", "lint_nft", "looks_like_nft", "nft_findings", "parse_nft_with_findings"]
 
 _BASE = "table ip t {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n{}  }}\n{}}}"
 
@@ -110,7 +110,20 @@ PV160 = Check(
 # reject-chain for the services without endpoints (its no-endpoint maps goto it when there is one).
 STANDBY_CHAINS = frozenset({("kube-proxy", "reject-chain")})
 
-NFT_CHECKS = (PV150, PV151, PV152, PV153, PV154, PV155, PV156, PV157, PV158, PV159, PV160)
+PV161 = Check(
+    "PV161", "nft-value-out-of-range", "error", "a match compares a field with a value it cannot hold",
+    "nft refuses the rule (`Service out of range`, `Value 300 exceeds valid range 0-255`) and loads nothing of "
+    "the ruleset: a port over 65535, a ttl or protocol over 255, a mark over 32 bits, in a value, range or "
+    "anonymous set.",
+    _ex("tcp dport { 80, 8080, 80800 } accept"), _ex("tcp dport { 80, 8080, 8088 } accept"), "structure")
+PV162 = Check(
+    "PV162", "nft-not-read", "warning", "a statement or expression pktverify does not read",
+    "pktverify keeps it as written and treats it as may-match. nft refuses it when nft does not know it either "
+    "(a typo such as `acept` makes the whole ruleset fail to load); a statement nft knows (socket, osf, ...) "
+    "loads. Check the word; suppress the finding on its line when it is what you meant.",
+    _ex("tcp dport 22 socket transparent 1 accept"), _ex("tcp dport 22 accept"), "structure")
+
+NFT_CHECKS = (PV150, PV151, PV152, PV153, PV154, PV155, PV156, PV157, PV158, PV159, PV160, PV161, PV162)
 
 
 def looks_like_nft(text: str) -> bool:
@@ -138,7 +151,7 @@ def lint_nft(text: str, source: str) -> list[Finding]:
 
 
 def nft_findings(ruleset: n.NftRuleset, text: str = "") -> list[Finding]:
-    """PV151-PV160 on a parsed ruleset, table by table (chains, sets and jumps are per table);
+    """PV151-PV162 on a parsed ruleset, table by table (chains, sets and jumps are per table);
     with the script's ``text``, also what one of its commands names before a later command adds it."""
     out: list[Finding] = []
     lines = text.split("\n") if ruleset.form == "script" else []
@@ -150,6 +163,7 @@ def nft_findings(ruleset: n.NftRuleset, text: str = "") -> list[Finding]:
         out += _walks(table, graph, where)
         out += _placement(table, graph, where)
         out += _elements(table, where)
+        out += _values(table, where)
     return out
 
 
@@ -175,7 +189,7 @@ def _references(table: n.NftTable, graph: TableGraph, where: _Where) -> list[Fin
     out = []
     tname = f"table {table.family} {table.name}"
     for edge in graph.edges:
-        target = table.chain(edge.target)
+        target = graph.chains.get(edge.target)
         if target is None:
             out.append(where.finding("PV151", f"{edge.kind} {edge.target} in {edge.origin}: {tname} has no chain "
                                               f"{edge.target}", edge.line))
@@ -197,7 +211,7 @@ def _walks(table: n.NftTable, graph: TableGraph, where: _Where) -> list[Finding]
         names = " -> ".join(cycle + [cycle[0]])
         out.append(where.finding("PV153", f"loop of jumps {names} in table {table.family} {table.name}, reached from "
                                           f"base chain {graph.reached_from(cycle[0])[0].name}", line,
-                                 tuple(where.related(f"chain {c}", table.chain(c).line) for c in cycle)))
+                                 tuple(where.related(f"chain {c}", graph.chains[c].line) for c in cycle)))
     for base, path, line in graph.too_deep():
         out.append(where.finding("PV154", f"chain {path[-1]} is {len(path) - 1} jumps deep from base chain "
                                           f"{base.name} (the kernel allows 15): {' -> '.join(path)}", line))
@@ -258,4 +272,20 @@ def _elements(table: n.NftTable, where: _Where) -> list[Finding]:
             if why is not None:
                 out.append(where.finding("PV158", f"{'map' if s.is_map else 'set'} {s.name}: {why}", s.line))
                 break
+    return out
+
+
+def _values(table: n.NftTable, where: _Where) -> list[Finding]:
+    """PV161 values a field cannot hold and PV162 what pktverify does not read, the first of each rule."""
+    out = []
+    for chain in table.chains:
+        for rule in chain.rules:
+            problem = next((p for stmt in rule.exprs if (p := match_problem(stmt)) is not None), None)
+            if problem is not None:
+                out.append(where.finding("PV161", f"{problem} (chain {chain.name})", rule.line))
+            unread = next((stmt.raw for stmt in rule.exprs if isinstance(stmt, n.NftUnknown)), None)
+            if unread is not None:
+                out.append(where.finding("PV162", f"pktverify does not read {unread!r} (chain {chain.name}): a typo "
+                                                  "makes nft refuse the ruleset; otherwise it is may-match here",
+                                         rule.line))
     return out

@@ -10,7 +10,7 @@ module (the :class:`.Check` documentation and the function that finds it) and on
 A check runs at one stage: ``file`` while the file is parsed (:func:`.structure.parse_with_findings`),
 ``rules`` on the parsed rules (a function of a :class:`.Subject`, run by :mod:`.run` in table
 order), ``cluster`` on the cluster verified with the proposed rules (:func:`.invariants.invariant_findings`),
-``nft`` on an nftables ruleset (:func:`.nft_structure.lint_nft`: ``PV150``-``PV160``, read and checked together).
+``nft`` on an nftables ruleset (:func:`.nft_structure.lint_nft`: ``PV150``-``PV162``, read and checked together).
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ RULES: dict[str, Rule] = {
     "PV158": Rule(nft_structure.PV158, nft_structure.lint_nft, "nft"),
     "PV159": Rule(nft_structure.PV159, nft_structure.lint_nft, "nft"),
     "PV160": Rule(nft_structure.PV160, nft_structure.lint_nft, "nft"),
+    "PV161": Rule(nft_structure.PV161, nft_structure.lint_nft, "nft"),
+    "PV162": Rule(nft_structure.PV162, nft_structure.lint_nft, "nft"),
     "PV201": Rule(reachability.PV201, reachability.dead_rules),
     "PV202": Rule(reachability.PV202, reachability.dead_rules),
     "PV203": Rule(reachability.PV203, reachability.dead_rules),
