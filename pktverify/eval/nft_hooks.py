@@ -115,6 +115,12 @@ class NftNode:
     def run(self, walk, hook: str, states: list, finished: list, ctx=None, *, nat: bool = True,
             looped: bool = False) -> list:
         """The states that get through ``hook``'s stages (the others end in ``finished``)."""
+        if hook in ("INPUT", "FORWARD", "POSTROUTING"):      # no conntrack stage, no re-route: a plain run
+            for stage in self.plan[hook]:
+                if not states:
+                    break
+                states = self._stage(walk, hook, stage, states, finished, ctx, nat)
+            return states
         return self.run_groups(walk, hook, [(None, states)], finished, ctx, nat=nat, looped=looped)[0][1] \
             if states else []
 
