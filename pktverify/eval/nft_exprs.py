@@ -18,7 +18,7 @@ from ..model.addresses import is_multicast, prefix_mask
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from .fib import Fib
 from .nft_sets import ABSENT, SetLookup, compile_lookup
-from .state import CT_DNAT, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
+from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
 
 __all__ = ["ABSENT", "Getter", "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
 
@@ -32,7 +32,7 @@ ICMP_CODES = {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2
               "frag-needed": 4, "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13}
 _PROTO_OF = {"tcp": TCP, "udp": UDP, "sctp": SCTP, "icmp": ICMP}
 _PORTS = frozenset({TCP, UDP, SCTP})
-_CT_STATE = {1: 1, 2: 2, 4: 4, 8: 8}          # invalid, established, related, new: the same bits
+_NO_CT = CT_INVALID | CT_UNTRACKED            # the packet has no connection (nf_ct_get gives none)
 
 
 def has_bucket(expr: object) -> bool:
@@ -157,36 +157,36 @@ def _meta(key: str, fib: Fib) -> Getter:
 
 
 def _ct(ct: n.Ct) -> Getter:
+    """ct keys. Without a connection (before conntrack, invalid, untracked) every key but ``state``
+    breaks the rule (nft_ct_get_eval), so even ``ct mark != 0x5`` does not match there."""
     key, direction = ct.key, ct.direction
     if key == "state":
         return lambda st: (st.ctbits & 15) | (64 if st.ctbits & CT_UNTRACKED else 0)
-    if key == "mark":
-        return lambda st: ABSENT if st.ctbits & CT_UNTRACKED else st.ctmark
-    if key == "zone":
-        return lambda st: 0
-    if key == "direction":
-        return lambda st: ABSENT if st.ctbits & CT_UNTRACKED else ("reply" if st.meta is not None and st.meta.reply
-                                                                    else "original")
     if key == "status":
         return _ct_status
-    if key == "l3proto":
-        return lambda st: 2
+    if key == "mark":
+        return lambda st: ABSENT if st.ctbits & _NO_CT else st.ctmark
+    if key in ("zone", "l3proto"):
+        value = 0 if key == "zone" else 2
+        return lambda st: ABSENT if st.ctbits & _NO_CT else value
+    if key == "direction":
+        return lambda st: ABSENT if st.ctbits & _NO_CT else ("reply" if st.meta is not None and st.meta.reply
+                                                              else "original")
     fld = {"ip saddr": 1, "saddr": 1, "ip daddr": 2, "daddr": 2, "protocol": 0, "proto-src": 3,
            "proto-dst": 4}.get(key)
     if fld is None:
-        return lambda st: None
+        return lambda st: ABSENT if st.ctbits & _NO_CT else None
     if direction == "reply":
         def reply(st: WalkState) -> object:
-            if st.ctbits & CT_UNTRACKED:
+            if st.ctbits & _NO_CT:
                 return ABSENT
-            return st.pkt.reversed()[fld] if st.ctbits & CT_NEW else None
+            return st.pkt.reversed()[fld] if st.ctbits & CT_NEW else None   # a new one: as NAT made it so far
         return reply
 
     def original(st: WalkState) -> object:
-        if st.ctbits & CT_UNTRACKED:
+        if st.ctbits & _NO_CT:
             return ABSENT
-        meta = st.meta
-        return meta.orig[fld] if meta is not None and (st.ctbits & CT_NEW or not meta.reply) else None
+        return st.meta.orig[fld] if st.meta is not None else None
     return original
 
 
@@ -194,7 +194,7 @@ def _ct_status(st: WalkState) -> object:
     """snat/dnat as NAT set them; a known connection is confirmed; whether it has seen a reply
     (seen-reply, assured) only its reply direction says (else None: may-match)."""
     bits = st.ctbits
-    if bits & CT_UNTRACKED:
+    if bits & _NO_CT:
         return ABSENT
     value = (16 if bits & CT_SNAT else 0) | (32 if bits & CT_DNAT else 0)
     if bits & CT_NEW:

@@ -14,8 +14,9 @@ among them, runs inside the one NAT hook at its fixed place (-100 on prerouting 
 packet only; the first that translates ends NAT on that hook (later nat chains do not run at
 all). Known connections are translated by conntrack there, as without nft.
 
-Chains before conntrack (priority below -200, as iptables' raw) see no connection (``ct state``
-invalid) and ``notrack`` there leaves the packet untracked. On output, a ``route`` chain re-routes
+Chains before conntrack (priority -200 or lower, as iptables' raw; kernel-checked) see no
+connection (``ct state`` invalid; other ct keys match nothing, not even with ``!=``) and
+``notrack`` there leaves the packet untracked. On output, a ``route`` chain re-routes
 a packet whose destination or mark it changed, as mangle OUTPUT does.
 """
 
@@ -130,7 +131,7 @@ class NftNode:
         that may change the route (mangle, a route chain, NAT) as ``walk._rerouted`` does."""
         bits = None
         for stage in self.plan[hook]:
-            if stage.priority < _CONNTRACK and stage.kind != "nat" and hook in ("PREROUTING", "OUTPUT"):
+            if stage.priority <= _CONNTRACK and stage.kind != "nat" and hook in ("PREROUTING", "OUTPUT"):
                 if bits is None and not looped and groups and groups[0][1]:
                     bits = groups[0][1][0].ctbits
                     groups = [(gw, [s._replace(ctbits=CT_INVALID) for s in sts]) for gw, sts in groups]

@@ -375,3 +375,17 @@ def test_a_vmap_key_part_no_dump_holds_is_may_match():
     t = tracer(chain("ip daddr . meta l4proto . th dport vmap @v", extra=extra)).trace(
         pkt("10.0.0.2", "8.8.8.8", 0, "icmp", 0, icmp_type=8, icmp_code=0), in_iface="cni0")
     assert verdicts(t) == {"forward", "drop"} and not any(o.exact for o in t.outcomes)
+
+
+@pytest.mark.parametrize(("prio", "match", "matched"), [
+    ("-300", "ct state invalid", True), ("-300", "ct state != new", True), ("-300", "ct state new", False),
+    ("-300", "ct mark 0x0", False), ("-300", "ct mark != 0x5", False), ("-300", "ct direction original", False),
+    ("-300", "ct status != dnat", False), ("-200", "ct state invalid", True), ("-200", "ct mark != 0x5", False),
+    ("-199", "ct state new", True), ("-199", "ct state invalid", False), ("-199", "ct mark 0x0", True),
+    ("-199", "ct mark != 0x5", True), ("-199", "ct direction original", True), ("-199", "ct status != dnat", True),
+])
+def test_ct_before_conntrack_as_the_kernel_lab_found(prio, match, matched):
+    """tests/kernel/test_nft_kernel_facts.py::test_ct_before_conntrack, on the evaluator."""
+    rules = (f"table ip a {{\nchain m {{ type filter hook prerouting priority {prio}; {match} meta mark set 0x1; }}\n"
+             "chain f { type filter hook forward priority 0; meta mark 0x1 drop; }\n}\n")
+    assert (verdicts(tracer(rules).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")) == {"drop"}) == matched
