@@ -56,7 +56,13 @@ def compile_ops(stmts: tuple, fib: Fib, sets: dict, family: str, bucket: int | N
     ops: list = []
     for i, stmt in enumerate(stmts):
         if bucket is None and has_bucket(stmt):
-            ops.append(_fork(stmt, stmts[i:], fib, sets, family))
+            fork = _fork(stmt, stmts[i:], fib, sets, family)
+            if len(fork[1]) == 1:           # one bucket (mod 1, numgen inc): no fork, its note and the rest
+                _share, tail, note = fork[1][0]
+                ops.append(("effect", lambda st, ctx=None, note=note: (st, note)))
+                ops.extend(tail)
+            else:
+                ops.append(fork)
             break
         ops.append(_op(stmt, fib, sets, family, bucket))
     return tuple(ops)
