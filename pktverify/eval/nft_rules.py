@@ -6,7 +6,8 @@ before it stay done), a verdict ends it. Each statement becomes one operation:
 * ``("pred", test, why)``: a match (True, False, or None: may-match, ``why`` says what no dump holds);
 * ``("fixed", matched, note)``: limit, quota, ``ct count``: answered for a fresh flow, as iptables'
   limit is;
-* ``("effect", fn)``: ``fn(st) -> (st, action)`` (mark, ct mark, notrack, counter, log, set update ...);
+* ``("effect", fn)``: ``fn(st, ctx) -> (st, action)`` (mark, ct mark, notrack, counter, log, set update
+  ...), or None when the rule breaks there (a map holding nothing for the packet);
 * ``("verdict", kind, chain)``: accept, drop, continue, return, jump, goto;
 * ``("vmap", key, lookup)``: a verdict map;
 * ``("reject", with_)``, ``("queue", text)``, ``("nat", fn)``: the chain's walk ends;
@@ -170,6 +171,8 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
     if key == n.Meta("mark"):
         def meta_mark(st: WalkState, ctx=None):
             v = value(st)
+            if v is ABSENT:
+                return None
             if type(v) is not int:
                 return st._replace(exact=False), "meta mark set: value unknown (not modelled)"
             return st._replace(mark=v & 0xFFFFFFFF), f"mark {st.mark:#x} → {v & 0xFFFFFFFF:#x}"
@@ -177,8 +180,10 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
     if key == n.Ct("mark"):
         def ct_mark(st: WalkState, ctx=None):
             v = value(st)
-            if st.ctbits & CT_UNTRACKED or v is ABSENT:
-                return st, "ct mark set: the packet has no connection (untracked), nothing kept"
+            if v is ABSENT:
+                return None
+            if st.ctbits & (CT_UNTRACKED | CT_INVALID):
+                return st, "ct mark set: the packet has no connection, nothing kept"
             if type(v) is not int:
                 return st._replace(exact=False), "ct mark set: value unknown (not modelled)"
             return st._replace(ctmark=v & 0xFFFFFFFF), f"ctmark {st.ctmark:#x} → {v & 0xFFFFFFFF:#x}"

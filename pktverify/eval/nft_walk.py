@@ -172,7 +172,10 @@ class _Walk:
                     return "next", self._effects_only(chain, pos, rule, st, acts, p), None
                 acts += (op[2],)
             elif code == "effect":
-                st, text = op[1](st, self.ctx)
+                done = op[1](st, self.ctx)
+                if done is None:           # a map held nothing for the packet: the rule breaks
+                    return "next", self._effects_only(chain, pos, rule, st, acts, p), None
+                st, text = done
                 acts += (text,)
             elif code == "fork":
                 return self._fork(order, chain, pos, stack, st, op, acts)

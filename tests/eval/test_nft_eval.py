@@ -389,3 +389,11 @@ def test_ct_before_conntrack_as_the_kernel_lab_found(prio, match, matched):
     rules = (f"table ip a {{\nchain m {{ type filter hook prerouting priority {prio}; {match} meta mark set 0x1; }}\n"
              "chain f { type filter hook forward priority 0; meta mark 0x1 drop; }\n}\n")
     assert (verdicts(tracer(rules).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")) == {"drop"}) == matched
+
+
+def test_mark_set_from_a_map_and_a_miss_breaks_the_rule():
+    rules = chain("meta mark set ip daddr map { 192.168.1.50 : 0x5 } drop")
+    o = tracer(rules).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0").outcomes[0]
+    assert (o.verdict, o.mark) == ("drop", 5)
+    o = tracer(rules).trace(pkt("10.0.0.2", "192.168.1.51"), in_iface="cni0").outcomes[0]
+    assert (o.verdict, o.mark) == ("forward", 0)
