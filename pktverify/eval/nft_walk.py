@@ -24,6 +24,13 @@ from .targets import ChainResult
 __all__ = ["NftTableEval"]
 
 _MAX_DEPTH = 16        # NFT_JUMP_STACK_SIZE
+# Verdicts named as iptables names them in steps (what the checks read: DROP, REJECT, DNAT ... first).
+_WORDS = {"accept": "ACCEPT", "drop": "DROP", "return": "RETURN"}
+
+
+def _ending(acts: tuple, main: str) -> str:
+    """A step's action whose verdict or rewrite comes first, the rule's earlier effects after it."""
+    return f"{main} (and {'; '.join(acts)})" if acts else main
 
 
 class _Chain:
@@ -200,16 +207,16 @@ class _Walk:
 
     def _verdict(self, order, chain: _Chain, pos: int, rule, st: WalkState, acts: tuple, p: float, kind: str,
                  target: str | None):
+        action = _WORDS.get(kind, kind) if target is None else f"{kind} {target}"
         if not acts and p == 1.0:
             key = (chain.name, pos, kind, target)
             step = self.t._steps.get(key)
             if step is None:
-                step = self.t._steps[key] = self.t.step(chain.name, pos, rule, kind if target is None else
-                                                        f"{kind} {target}", p)
+                step = self.t._steps[key] = self.t.step(chain.name, pos, rule, action, p)
             st = add_step(st, step)
-        else:
-            action = kind if target is None else f"{kind} {target}"
-            st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, action)), p))
+        else:      # a jump keeps the rule's notes first (the text report shows a jump's step by them)
+            text = "; ".join((*acts, action)) if target is not None else _ending(acts, action)
+            st = add_step(st, self.t.step(chain.name, pos, rule, text, p))
         if kind in ("accept", "drop"):
             return self._end(order, ChainResult(st, kind.upper()))
         if kind == "continue":
@@ -222,15 +229,15 @@ class _Walk:
         if code == "reject":
             with_ = op[1]
             if with_ == "tcp-reset" and st.pkt.proto != 6:
-                st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, "reject with tcp reset "
-                                                                                     "of a non-TCP packet: dropped")), p))
+                st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, "DROP (reject with tcp reset "
+                                                                               "of a non-TCP packet: dropped)"), p))
                 return self._end(order, ChainResult(st, "DROP"))
-            st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, f"reject ({with_})")), p))
+            st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, f"REJECT {with_}"), p))
             return self._end(order, ChainResult(st, "REJECT", with_))
         if code == "queue":
             st = add_step(st._replace(exact=False), self.t.step(
-                chain.name, pos, rule, "; ".join((*acts, f"{op[1]}: a userspace program decides (accept assumed; "
-                                                         "it may drop)")), p))
+                chain.name, pos, rule, _ending(acts, f"{op[1]}: a userspace program decides (accept assumed; "
+                                                   "it may drop)"), p))
             return self._end(order, ChainResult(st, "QUEUE"))
         return self._nat(order, chain, pos, rule, st, op[1], acts, p)
 
@@ -240,7 +247,7 @@ class _Walk:
             return "next", self._effects_only(chain, pos, rule, st, acts, p), None
         kind, res = done
         if res.pkt is None:
-            st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, res.note + " → dropped")), p))
+            st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, res.note + " → dropped"), p))
             return self._end(order, ChainResult(st, "DROP", res.note))
         action = natmod.describe_change(st.pkt, res.pkt, kind)
         if res.random_port:
@@ -248,7 +255,7 @@ class _Walk:
             action += f" ({fld} drawn at random from {lo}-{hi})"
         st = nat_done(st, res.pkt, st.exact and res.exact, st.masquerade or kind == "MASQUERADE",
                       st.random_ports + (res.random_port,) if res.random_port else st.random_ports)
-        st = add_step(st, self.t.step(chain.name, pos, rule, "; ".join((*acts, action)), p))
+        st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, action), p))
         return self._end(order, ChainResult(st, "ACCEPT", kind))
 
     def _policy(self, order, chain: _Chain, st: WalkState) -> None:

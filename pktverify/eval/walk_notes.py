@@ -63,7 +63,8 @@ def remembered(end: PathEnd, walker: _Walker) -> frozenset:
         for step in o.steps:
             if step.table is None or step.rule_index is None or state is None:
                 continue
-            chain = state.ruleset.tables[step.table].chains.get(step.chain)
+            table = state.ruleset.tables.get(step.table)       # None: an nft table's step ("ip kube-proxy")
+            chain = table.chains.get(step.chain) if table is not None else None
             if chain is None or not 0 < step.rule_index <= len(chain.rules):
                 continue
             for mt in chain.rules[step.rule_index - 1].matches:

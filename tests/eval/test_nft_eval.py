@@ -397,3 +397,15 @@ def test_mark_set_from_a_map_and_a_miss_breaks_the_rule():
     assert (o.verdict, o.mark) == ("drop", 5)
     o = tracer(rules).trace(pkt("10.0.0.2", "192.168.1.51"), in_iface="cni0").outcomes[0]
     assert (o.verdict, o.mark) == ("forward", 0)
+
+
+def test_steps_read_as_the_checks_read_iptables_steps():
+    """The verdict or rewrite leads a step's action (DROP, REJECT ..., DNAT ...), as the checks'
+    causes read them, the rule's earlier effects after it; a cluster walk's notes skip nft steps."""
+    from pktverify.check.causes import ending_step
+
+    t = tracer(chain("counter meta mark set 0x1 drop")).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")
+    step = ending_step(t.outcomes[0])
+    assert step is not None and step.action == "DROP (and counter; mark 0x0 → 0x1)"
+    t = tracer(chain("reject with tcp reset")).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")
+    assert ending_step(t.outcomes[0]).action == "REJECT tcp-reset"
