@@ -232,13 +232,15 @@ def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -
     right, op = m.right, m.op
     if isinstance(right, (n.SetRef, n.AnonSet)):
         lookup = _lookup(right, sets)
-        neg = op == "!="
+        neg, tag = op == "!=", lookup.tag
 
         def member(st: WalkState) -> object:
             v = get(st)
             if v is ABSENT:
                 return False
             found = lookup.find(v)[0]
+            if found is False and tag is not None and st.meta is not None and (tag, v) in st.meta.recent:
+                found = True            # an earlier connection added it (add/update @set)
             return found if found is None or not neg else not found
         return member
     if isinstance(m.left, n.Payload) and m.left.protocol == "icmp" and isinstance(right, str):

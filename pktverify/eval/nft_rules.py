@@ -20,13 +20,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ..model import nft as n
+from ..model.packet import Packet
 from .fib import Fib
 from .nft_exprs import ABSENT, ICMP_CODES, compile_getter, compile_match, has_bucket
 from .nft_nat import compile_nat
-from .nft_sets import compile_lookup
-from .state import CT_INVALID, CT_UNTRACKED, WalkState
+from .nft_sets import compile_lookup, set_tag
+from .state import CT_INVALID, CT_NEW, CT_UNTRACKED, WalkState
 
-__all__ = ["compile_ops", "numgen_shares", "reject_with"]
+__all__ = ["compile_ops", "numgen_shares", "reject_with", "set_updates"]
 
 _ICMPX = {"port-unreachable": "icmp-port-unreachable", "admin-prohibited": "icmp-admin-prohibited",
           "no-route": "icmp-net-unreachable", "host-unreachable": "icmp-host-unreachable"}
@@ -190,3 +191,25 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
         return ct_mark
     name = " ".join(str(getattr(key, a)) for a in ("protocol", "field", "key") if getattr(key, a, None))
     return lambda st, ctx=None: (st, f"{type(key).__name__.lower()} {name} set (no effect modelled on the walk)")
+
+
+def set_updates(ruleset: n.NftRuleset, step, pkt: Packet) -> list[tuple[str, object]]:
+    """What the nft rule of ``step`` (a trace step naming ``family table``, chain and position)
+    added to dynamic sets for ``pkt`` (the packet as it entered the node): ``(set tag, key)``
+    entries a later connection's lookups see (:func:`.nft_sets.set_tag`)."""
+    family, _, name = (step.table or "").partition(" ")
+    table = ruleset.table(family, name)
+    chain = table.chain(step.chain) if table is not None else None
+    if chain is None or not step.rule_index or not 0 < step.rule_index <= len(chain.rules):
+        return []
+    out = []
+    st = WalkState(pkt, "", "", 0, CT_NEW, 1.0, True, ())
+    for stmt in chain.rules[step.rule_index - 1].exprs:
+        if isinstance(stmt, n.SetUpdate) and stmt.op in ("add", "update"):
+            try:
+                key = compile_getter(stmt.key, None, {})(st)      # type: ignore[arg-type]
+            except (AttributeError, TypeError, KeyError):         # a key that needs the node's FIB or a map
+                continue
+            if key is not None and key is not ABSENT and not (type(key) is tuple and None in key):
+                out.append((set_tag(family, name, stmt.set), key))
+    return out

@@ -3,8 +3,9 @@ wildcards by scan, concatenations part by part.
 
 :meth:`SetLookup.find` answers ``(True, data)``, ``(False, None)``, or ``(None, None)`` when a part
 of the key is unknown (None: no dump holds it) and some element could match it (may-match). A
-dynamic set's elements in the dump are state: a flow sees them (what ``add``/``update`` from the
-packet path adds is not carried to later connections here).
+dynamic set's elements in the dump are state: a flow sees them, and a later connection also what
+an earlier one added from the packet path (``add``/``update``: :func:`set_tag` names the set in
+the entries a cluster walk carries, as it carries ``-m recent`` lists).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from ..model import nft as n
 from ..model.addresses import prefix_mask
 
-__all__ = ["ABSENT", "SetLookup", "compile_lookup"]
+__all__ = ["ABSENT", "SetLookup", "compile_lookup", "set_tag"]
 
 
 class _Absent:
@@ -40,12 +41,18 @@ def _part_test(value: object):
     return None
 
 
-class SetLookup:
-    """One set's or map's elements, ready for lookups."""
-    __slots__ = ("exact", "scan", "elements")
+def set_tag(family: str, table: str, name: str) -> str:
+    """How a dynamic set's entries added by earlier connections are named (``TraceMeta.recent``)."""
+    return f"nft {family} {table} @{name}"
 
-    def __init__(self, elements: tuple) -> None:
+
+class SetLookup:
+    """One set's or map's elements, ready for lookups; ``tag``: a dynamic set's :func:`set_tag`."""
+    __slots__ = ("exact", "scan", "elements", "tag")
+
+    def __init__(self, elements: tuple, tag: str | None = None) -> None:
         self.elements = elements
+        self.tag = tag
         self.exact: dict = {}
         self.scan: list = []
         for e in elements:
@@ -95,6 +102,6 @@ class SetLookup:
         return out
 
 
-def compile_lookup(elements: tuple) -> SetLookup:
+def compile_lookup(elements: tuple, tag: str | None = None) -> SetLookup:
     """A lookup over ``elements`` (an anonymous set or a named set's)."""
-    return SetLookup(elements)
+    return SetLookup(elements, tag)

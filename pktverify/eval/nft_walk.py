@@ -17,7 +17,7 @@ from . import nat as natmod
 from .branches import merge_results
 from .fib import Fib
 from .nft_rules import compile_ops
-from .nft_sets import compile_lookup
+from .nft_sets import compile_lookup, set_tag
 from .state import Budget, WalkState, add_step, nat_done
 from .targets import ChainResult
 
@@ -53,7 +53,9 @@ class _Sets(dict):
 
     def __missing__(self, name: str):
         found = self.table.set(name)
-        lookup = self[name] = compile_lookup(found.elements if found is not None else ())
+        tag = set_tag(self.table.family, self.table.name, name) if found is not None and \
+            "dynamic" in found.flags else None
+        lookup = self[name] = compile_lookup(found.elements if found is not None else (), tag)
         return lookup
 
 
