@@ -18,7 +18,7 @@ from ..model.nft import NftRule, NftRuleset
 from .nft_build import FAMILIES, RulesetBuilder, TableBuilder, add_rule, new_flowtable, new_object
 from .nft_rule import LineParser, RuleParser, ValueProblem, tokenize
 from .nft_stmts import unquote
-from .nft_values import convert, resolve_priority
+from .nft_values import convert, resolve_priority, value_message
 
 __all__ = ["parse_nft_text", "looks_like_nft_text"]
 
@@ -381,7 +381,7 @@ class _Reader:
         try:
             exprs = parser.statements()
         except (ValueProblem, ValueError) as exc:
-            raise self.error(f"{exc}", start) from None
+            raise self.error(value_message(exc), start) from None
         if parser.pos < parser.end and not parser.toks[parser.pos].startswith("#"):
             raise self.error(f"unexpected {parser.toks[parser.pos]!r} in a rule", start)
         handle = 0
@@ -415,7 +415,7 @@ class _TrackingParser(LineParser):
             out = super().elements(dtypes, data, raw)
         except (ValueProblem, ValueError) as exc:
             self.reader.pos = self.pos
-            raise self.reader.error(str(exc)) from None
+            raise self.reader.error(value_message(exc)) from None
         self.reader.parser_end = self.pos
         return out
 

@@ -25,6 +25,15 @@ class ValueProblem(ValueError):
     """A value that cannot be read; the readers add the place (line or JSON path)."""
 
 
+_INT_LITERAL = re.compile(r"invalid literal for int\(\) with base \d+: (.*)$")
+
+
+def value_message(exc: ValueError) -> str:
+    """What was wrong with a value, in words (Python's ``int()`` says it its own way)."""
+    found = _INT_LITERAL.match(str(exc))
+    return f"{found.group(1)} is not a number" if found else str(exc)
+
+
 PROTO_NUMBERS = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "udp": 17, "dccp": 33, "ipv6": 41,
                  "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "ipv6-icmp": 58, "comp": 108, "sctp": 132,
                  "udplite": 136}

@@ -560,3 +560,11 @@ def test_flowtable_objects_and_typeof():
         {"rule": {"family": "inet", "table": "f", "chain": "fw", "expr": [{"flow": {"op": "add",
                                                                                       "flowtable": "@ft"}}]}}]})
     assert parse_nft_json(doc, "f.json").tables[0] == t
+
+
+def test_a_word_where_a_number_belongs_is_said_in_words():
+    """``counter packets x``: the line and the word, not Python's int() message."""
+    text = "table ip t {\n chain c {\n  type filter hook input priority 0; policy accept;\n  counter packets x bytes 0 accept\n }\n}\n"
+    with pytest.raises(InputError) as err:
+        parse_nft_text(text, source="f")
+    assert str(err.value).startswith("f:4: 'x' is not a number")
