@@ -230,10 +230,8 @@ class _Walk:
         code = op[0]
         if code == "reject":
             with_ = op[1]
-            if with_ == "tcp-reset" and st.pkt.proto != 6:
-                st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, "DROP (reject with tcp reset "
-                                                                               "of a non-TCP packet: dropped)"), p))
-                return self._end(order, ChainResult(st, "DROP"))
+            if with_ == "tcp-reset" and st.pkt.proto != 6:      # its implied `meta l4proto tcp` (nft lists
+                return "next", self._effects_only(chain, pos, rule, st, acts, p), None   # it not) fails
             st = add_step(st, self.t.step(chain.name, pos, rule, _ending(acts, f"REJECT {with_}"), p))
             return self._end(order, ChainResult(st, "REJECT", with_))
         if code == "queue":

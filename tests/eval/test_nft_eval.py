@@ -185,6 +185,14 @@ def test_reject_answers_like_REJECT():
     assert (o.answer.icmp_type, o.answer.icmp_code) == (3, 13)
 
 
+def test_reject_with_tcp_reset_implies_tcp():
+    """nft adds (and lists without) ``meta l4proto tcp`` before ``reject with tcp reset``: a UDP
+    packet does not match the rule (found by the kernel campaign, seed 23)."""
+    tr = tracer(chain("ip daddr 192.168.1.50 reject with tcp reset\n  ip daddr 192.168.1.50 drop", policy="accept"))
+    assert verdicts(tr.trace(pkt("10.0.0.2", "192.168.1.50", 53, "udp"), in_iface="cni0")) == {"drop"}
+    assert verdicts(tr.trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")) == {"reject"}
+
+
 def test_queue_is_inexact():
     t = tracer(chain("queue num 3")).trace(pkt("10.0.0.2", "192.168.1.50"), in_iface="cni0")
     assert verdicts(t) == {"forward", "drop"} and not any(o.exact for o in t.outcomes)
