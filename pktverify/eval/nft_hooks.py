@@ -194,14 +194,15 @@ class NftNode:
             out.extend(pending)
         return out
 
-    def answer_path(self) -> tuple:
+    def answer_path(self, *, local: bool = False) -> tuple:
         """``(hook, table name, walker)`` of what a REJECT's (or the kernel's) answer crosses: iptables'
         tables (walker None) and the nft filter and route chains of output and postrouting, by
-        priority (no nat: the answer is RELATED to the rejected packet's connection)."""
+        priority (no nat: the answer is RELATED to the rejected packet's connection); ``local``: an
+        answer to the node itself, which comes back in by ``lo`` through prerouting and input too."""
         path = []
-        for hook in ("OUTPUT", "POSTROUTING"):
+        for hook in ("OUTPUT", "POSTROUTING") + (("PREROUTING", "INPUT") if local else ()):
             for stage in self.plan[hook]:
-                if stage.kind == "ipt" and (hook == "OUTPUT" or stage.name == "mangle"):
+                if stage.kind == "ipt" and stage.name != "nat" and (hook != "POSTROUTING" or stage.name == "mangle"):
                     path.append((hook, stage.name, None))
                 elif stage.kind == "nft":
                     table, name = stage.table, stage.name

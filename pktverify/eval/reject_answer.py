@@ -1,6 +1,7 @@
 """Whether a rejected packet's answer (an ICMP error or a TCP RST, REJECT's or the kernel's own)
 gets back out of the node: it is a locally generated packet that crosses OUTPUT and mangle
-POSTROUTING, where a rule can stop it.
+POSTROUTING, where a rule can stop it, and, answering the node's own packet, PREROUTING and INPUT
+on its way back in by ``lo``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st
     meta = TraceMeta(answer, False, None, None, spent=spent)
     states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
     out: list[tuple[bool, WalkState, str, Packet | None]] = []
-    path = _ANSWER_PATH if nft is None else nft.answer_path()
+    local = route.kind == "local"
+    path = (_ANSWER_PATH + (_LOCAL_PATH if local else ())) if nft is None else nft.answer_path(local=local)
     for hook, name, walker in path:
         table = tables.get(name)
         if walker is None and table.is_empty(hook):
@@ -83,6 +85,10 @@ def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st
 
 _ANSWER_PATH = tuple((hook, name, None) for hook, name in (("OUTPUT", "raw"), ("OUTPUT", "mangle"), ("OUTPUT", "filter"),
                                                         ("OUTPUT", "security"), ("POSTROUTING", "mangle")))
+# An answer to the node's own packet comes back in by lo: PREROUTING and INPUT (no nat: RELATED),
+# where a DROP or REJECT silences it too (found by the nft kernel campaign, seeds 1 and 7).
+_LOCAL_PATH = tuple((hook, name, None) for hook, name in (("PREROUTING", "raw"), ("PREROUTING", "mangle"),
+                                                       ("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security")))
 
 
 def stopped_at(table: str, hook: str, st: WalkState) -> str:

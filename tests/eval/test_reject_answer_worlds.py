@@ -34,3 +34,19 @@ def test_answer_stopped_or_sent_is_drop_or_reject_both_inexact():
 def test_answer_a_decided_rule_stops_stays_exact():
     trace = _trace("-A OUTPUT -p icmp -j DROP")
     assert [(o.verdict, o.probability, o.exact) for o in trace.outcomes] == [("drop", 1.0, True)]
+
+
+def _local(filter_rules: str):
+    """A packet the node sends itself, rejected on OUTPUT: the answer comes back in by lo."""
+    t = tracer(tables(filter=f"-A OUTPUT -p tcp --dport 80 -j REJECT\n{filter_rules}"))
+    return t.trace(pkt("192.168.0.2", "8.8.8.8", 80, sport=20000), in_iface=None)
+
+
+def test_an_answer_to_the_node_itself_crosses_input_too():
+    """The ICMP error REJECT sends the node's own socket enters by lo through PREROUTING and INPUT,
+    where a DROP silences it: the socket sees nothing, as after DROP (kernel: the nft campaign,
+    seeds 1 and 7; the iptables form in tests/kernel/test_kernel_campaign_cases.py)."""
+    assert [o.verdict for o in _local("").outcomes] == ["reject"]
+    dropped = _local("-A INPUT -p icmp -j DROP").outcomes
+    assert [o.verdict for o in dropped] == ["drop"]
+    assert "filter/INPUT #1" in dropped[0].reason

@@ -42,6 +42,11 @@ LOOPED_BACK = [
     # the same blind spot kept INPUT rules out of the campaign's node probes: filter INPUT drops it
     (table("filter", "-A INPUT -p tcp --dport 443 -j DROP"), "node", "tcp", 20002, "192.168.0.2", 443, "drop"),
     (table("filter", "-A INPUT -p tcp --dport 443 -j DROP"), "node", "tcp", 20003, "192.168.0.2", 80, "local"),
+    # nft campaign, seeds 1 and 7: REJECT answers the node's own packet; its ICMP error comes back by
+    # lo through INPUT, where a DROP silences it (pktverify said reject: it followed OUTPUT only)
+    (table("filter", "-A OUTPUT -p tcp --dport 80 -j REJECT", "-A INPUT -p icmp -j DROP"),
+     "node", "tcp", 20004, "10.0.0.20", 80, "drop"),
+    (table("filter", "-A OUTPUT -p tcp --dport 80 -j REJECT"), "node", "tcp", 20005, "10.0.0.20", 80, "reject"),
 ]
 
 
