@@ -71,7 +71,9 @@ k = int(sys.argv[2]) if len(sys.argv) > 2 else 20000
 t0 = time.perf_counter(); text = ruleset(n); rs = parse_nft_text(text, "kp.nft"); t1 = time.perf_counter()
 dump = parse_routes(ROUTES)
 node = build_node("node", parse_ip_addr(ADDRS), dump.routes, parse_iptables_save("*filter\nCOMMIT\n", source="r"), legacy_routes=dump.legacy)
-tr = NodeTracer(dataclasses.replace(node, nft=rs))
+tc = time.perf_counter()
+tr = NodeTracer(dataclasses.replace(node, nft=rs), compile_all=True)     # as bench_node_trace.py
+tc = time.perf_counter() - tc
 rng = random.Random(1)
 flows = [Packet(6, parse_ip(f"10.1.10.{rng.randint(2, 200)}"), parse_ip(f"10.96.{(i := rng.randrange(n)) // 250}.{i % 250 + 1}"), rng.randint(1024, 65535), 80) for _ in range(k)]
 t2 = time.perf_counter(); outs = 0
@@ -79,4 +81,5 @@ for p in flows:
     outs += len(tr.trace(p, in_iface="cbr0").outcomes)
 t3 = time.perf_counter()
 print(f"nft parse {n} services ({sum(len(c.rules) for c in rs.tables[0].chains)} rules): {t1 - t0:.2f} s")
+print(f"nft compile: {tc:.2f} s")
 print(f"nft trace: {k} flows ({outs} outcomes) in {t3 - t2:.2f} s = {k / (t3 - t2):,.0f} traces/s")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ..bulk import cyclic_gc_paused
 from ..model.nft import NftRuleset
 from .fib import Fib
 from .nft_nat import NAT_KINDS
@@ -63,6 +64,12 @@ class NftNode:
         self.tables = [NftTableEval(t, fib, ruleset.source) for t in ruleset.tables if t.family in ("ip", "inet")]
         self._ipt = ipt_tables
         self.plan = {hook: self._plan(hook) for hook in IPT_STAGES}
+
+    def compile_all(self) -> None:
+        """Compile every chain of every table now (``NodeTracer(compile_all=True)``)."""
+        with cyclic_gc_paused():
+            for table in self.tables:
+                table.compile_all()
 
     def _plan(self, hook: str) -> tuple[Stage, ...]:
         entries, nat_members, index = [], [], 0

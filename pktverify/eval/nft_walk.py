@@ -84,6 +84,15 @@ class NftTableEval:
             c = self._chains[name] = _Chain(model, self.fib, self.sets, self.table.family)
         return c
 
+    def compile_all(self) -> None:
+        """Compile every chain now (a tracer about to trace many packets: as iptables' tables).
+        A chain that cannot be compiled is left for the walk that enters it to say why, as before."""
+        for ch in self.table.chains:
+            try:
+                self.chain(ch.name)
+            except Exception:   # noqa: BLE001 - raised again, unchanged, by the walk that reaches it
+                pass
+
     def walk(self, chain: str, st: WalkState, ctx, budget: Budget) -> list[ChainResult]:
         """All outcomes of ``st`` through base chain ``chain``, with probabilities."""
         w = _Walk(self, chain, ctx, budget)

@@ -80,6 +80,8 @@ class NodeTracer:
         self.active: dict[tuple, tuple[str, ...]] = {}
         nft = getattr(node, "nft", None)      # nftables base chains join the hooks (eval/nft_hooks.py)
         self.nft = NftNode(nft, self.fib, self.tables) if nft is not None and nft.tables else None
+        if compile_all and self.nft is not None:
+            self.nft.compile_all()
 
     # ------------------------------------------------------------ public
     def trace(self, pkt: Packet, *, in_iface: str | None = None,
