@@ -3,8 +3,10 @@
 A getter returns the value the kernel's expression would load into its register, ``None`` when
 no dump holds it (the rule is then may-match, as iptables' unknown modules are), or
 :data:`ABSENT` when the expression breaks the rule (``tcp dport`` of a UDP packet: the implicit
-``meta l4proto tcp`` dependency, which the readers leave out as nft lists rules; ``iifname`` on a
-locally generated packet; ``meta skuid`` of a packet without a socket). A compiled match returns
+``meta l4proto tcp`` dependency, which the readers leave out as nft lists rules; ``meta skuid`` of
+a packet without a socket); ``iifname``/``iif`` of a locally generated packet (and ``oifname``/``oif``
+before routing) is the empty name, as the kernel's ``nft_meta_store_ifname`` loads it, so ``iifname !=
+"cni0"`` matches there (Docker 29 DNATs the host's own packets so). A compiled match returns
 True, False or None (may-match). ``numgen`` and ``jhash``/``symhash`` are compiled with their
 bucket fixed (``bucket``): the walker forks over the buckets (:mod:`.nft_rules`).
 """
@@ -131,10 +133,10 @@ def _meta(key: str, fib: Fib) -> Getter:
         return lambda st: "ip"
     if key == "mark":
         return lambda st: st.mark
-    if key in ("iifname", "iif"):
-        return lambda st: st.in_iface or ABSENT
+    if key in ("iifname", "iif"):          # no device: the kernel loads "" (index 0), the rule goes on
+        return lambda st: st.in_iface or ""
     if key in ("oifname", "oif"):
-        return lambda st: st.out_iface or ABSENT
+        return lambda st: st.out_iface or ""
     if key in ("skuid", "skgid"):
         ix = 2 if key == "skuid" else 3          # TraceMeta.uid, .gid
 

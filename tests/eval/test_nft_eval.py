@@ -378,6 +378,19 @@ def test_meta_skuid_of_a_local_socket_only():
     assert verdicts(tracer(rules).trace(pkt("192.168.0.2", "8.8.8.8"), in_iface=None, uid=0)) == {"forward"}
 
 
+@pytest.mark.parametrize(("match", "hook", "dropped"), [
+    ('iifname != "cni0"', "output", True), ('iif != "lo"', "output", True), ('iifname "cni0"', "output", False),
+    ('oifname != "eth0"', "prerouting", True), ('oifname "eth0"', "prerouting", False),
+])
+def test_no_device_is_the_empty_name_as_the_kernel_loads_it(match, hook, dropped):
+    """iifname/iif of the node's own packet (oifname/oif before routing) is "" (index 0), not a broken
+    rule: `iifname != "cni0"` matches there (the kernel lab; Docker 29's DNAT of the host's own
+    packets to a published port, tests/kernel/test_nft_realworld.py)."""
+    rules = chain(f"{match} drop", hook=hook)
+    src, iface = ("192.168.0.2", None) if hook == "output" else ("10.0.0.2", "cni0")
+    assert (verdicts(tracer(rules).trace(pkt(src, "8.8.8.8"), in_iface=iface)) == {"drop"}) == dropped
+
+
 def test_a_vmap_key_part_no_dump_holds_is_may_match():
     extra = " map v { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 8.8.8.8 . icmp . 0 : drop } }\n"
     t = tracer(chain("ip daddr . meta l4proto . th dport vmap @v", extra=extra)).trace(
