@@ -33,6 +33,9 @@ ICMP_TYPES = {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4,
 ICMP_CODES = {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2, "port-unreachable": 3,
               "frag-needed": 4, "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13}
 _PROTO_OF = {"tcp": TCP, "udp": UDP, "sctp": SCTP, "icmp": ICMP}
+# Headers an IPv4 packet never has: nft gives their payload a `meta nfproto ipv6` (or `meta l4proto
+# ipv6-icmp`) dependency in inet tables, so the rule breaks (firewalld's inet table is full of them).
+_IPV6_ONLY = frozenset({"ip6", "icmpv6"})
 _PORTS = frozenset({TCP, UDP, SCTP})
 _NO_CT = CT_INVALID | CT_UNTRACKED            # the packet has no connection (nf_ct_get gives none)
 
@@ -102,6 +105,8 @@ def _lookup(data: object, sets: dict) -> SetLookup:
 
 def _payload(p: n.Payload) -> Getter:
     proto, fld = p.protocol, p.field
+    if proto in _IPV6_ONLY:
+        return lambda st: ABSENT
     if proto == "ip":
         if fld in ("saddr", "daddr", "protocol", "ttl"):
             ix = {"saddr": 1, "daddr": 2, "protocol": 0, "ttl": 8}[fld]
@@ -230,6 +235,8 @@ def _fib(f: n.Fib, fib: Fib) -> Getter:
 
 def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -> Callable[[WalkState], object]:
     """A match as a tri-state test: True, False, or None (no dump says)."""
+    if isinstance(m.left, n.Payload) and m.left.protocol in _IPV6_ONLY:
+        return lambda st: False              # its right side holds IPv6 values: never compiled
     get = compile_getter(m.left, fib, sets, bucket)
     right, op = m.right, m.op
     if isinstance(right, (n.SetRef, n.AnonSet)):

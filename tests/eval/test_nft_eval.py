@@ -391,6 +391,19 @@ def test_no_device_is_the_empty_name_as_the_kernel_loads_it(match, hook, dropped
     assert (verdicts(tracer(rules).trace(pkt(src, "8.8.8.8"), in_iface=iface)) == {"drop"}) == dropped
 
 
+@pytest.mark.parametrize("rule", [
+    "ip6 daddr fe80::/64 udp dport 546 drop", "ip6 daddr { ::/96, 2002::/24 } reject with icmpv6 addr-unreachable",
+    "icmpv6 type { nd-router-advert, nd-neighbor-solicit } drop", "ip6 saddr @s6 drop", "ip6 saddr != fe80::1 drop",
+    "meta nfproto ipv6 fib saddr . mark . iif oif missing drop",
+])
+def test_ipv6_headers_never_match_an_ipv4_packet_in_an_inet_table(rule):
+    """firewalld's inet table: IPv6 matches (nft adds `meta nfproto ipv6`) break the rule for IPv4."""
+    extra = " set s6 { type ipv6_addr; flags interval; elements = { fe80::/64 } }\n"
+    rules = chain(rule, hook="input", family="inet", extra=extra)
+    t = tracer(rules).trace(pkt("192.168.0.9", "192.168.0.2", 546, "udp"), in_iface="eth0")
+    assert verdicts(t) == {"local"} and all(o.exact for o in t.outcomes)
+
+
 def test_a_vmap_key_part_no_dump_holds_is_may_match():
     extra = " map v { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 8.8.8.8 . icmp . 0 : drop } }\n"
     t = tracer(chain("ip daddr . meta l4proto . th dport vmap @v", extra=extra)).trace(
