@@ -35,7 +35,11 @@ def selftest_kernel_command(args: argparse.Namespace, trace: Callable[[list[str]
     print(f"kernel agreement: {result.agreed}/{result.sent} probes ({share:.1f}%), seed {result.seed}")
     for res in result.divergences[:args.show]:
         print(f"\ndivergence: {res.explanation}\nreproduce with the lab's dumps:\n{res.probe.reproducer()}")
-    return 0 if not result.divergences else 1
+    if result.lab_errors:
+        probe, why = result.lab_errors[0]
+        print(f"\n{len(result.lab_errors)} probe(s) the lab could not run (not counted above); the first: {why}\n"
+              f"{probe.reproducer()}")
+    return 0 if not (result.divergences or result.lab_errors) else 1
 
 
 def selftest_cluster_command(args: argparse.Namespace) -> int:

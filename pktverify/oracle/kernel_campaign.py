@@ -86,10 +86,29 @@ class ProbeResult:
 
 @dataclass
 class CampaignResult:
+    """What a campaign found: probes sent and agreed, divergences with their probe, and probes the lab
+    could not run (the kernel refused the drawn rules, a namespace command failed or timed out):
+    counted apart and shown, never taken for agreement or divergence."""
     seed: int = 0
     sent: int = 0
     agreed: int = 0
     divergences: list[ProbeResult] = field(default_factory=list)
+    lab_errors: list[tuple[object, str]] = field(default_factory=list)
+
+
+def run_counted(result: CampaignResult, run: Callable[[], ProbeResult], probe: object) -> None:
+    """One probe of a campaign into ``result``; an exception from the lab is recorded with its probe,
+    so one probe the lab cannot run neither ends the campaign nor makes Hypothesis replay it."""
+    try:
+        res = run()
+    except Exception as exc:       # noqa: BLE001 - the lab's failure, kept with the probe and shown
+        result.lab_errors.append((probe, f"{type(exc).__name__}: {exc}"))
+        return
+    result.sent += 1
+    if res.agrees:
+        result.agreed += 1
+    else:
+        result.divergences.append(res)
 
 
 # ------------------------------------------------------------------ prediction
@@ -217,12 +236,7 @@ def run_campaign(lab: KernelLab, examples: int, trace: Trace, *, seed: int | Non
               suppress_health_check=list(HealthCheck), phases=["generate"])
     @given(probe=probes())
     def one(probe: Probe) -> None:
-        res = run_probe(lab, probe, trace)
-        result.sent += 1
-        if res.agrees:
-            result.agreed += 1
-        else:
-            result.divergences.append(res)
+        run_counted(result, lambda: run_probe(lab, probe, trace), probe)
 
     one()
     return result

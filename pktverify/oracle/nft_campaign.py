@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..testing.nft_draw import mixed_rulesets
-from .kernel_campaign import _DESTS, _PORTS, CampaignResult, Prediction, ProbeResult, Trace, _describe, _matches
+from .kernel_campaign import (_DESTS, _PORTS, CampaignResult, Prediction, ProbeResult, Trace, _describe, _matches,
+                              run_counted)
 from .kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES, KernelLab, KernelObservation
 
 __all__ = ["NftProbe", "observe", "write_dumps", "trace_argv", "nft_trace_unavailable", "predict_nft",
@@ -181,12 +182,7 @@ def run_nft_campaign(lab: KernelLab, examples: int, trace: Trace, *, seed: int |
               suppress_health_check=list(HealthCheck), phases=["generate"])
     @given(probe=nft_probes())
     def one(probe: NftProbe) -> None:
-        res = run_nft_probe(lab, probe, trace)
-        result.sent += 1
-        if res.agrees:
-            result.agreed += 1
-        else:
-            result.divergences.append(res)
+        run_counted(result, lambda: run_nft_probe(lab, probe, trace), probe)
 
     one()
     return result

@@ -84,3 +84,27 @@ def test_nft_campaign(lab, kernel_examples, kernel_seed):
     result = run_nft_campaign(lab, kernel_examples, main, seed=kernel_seed)
     assert not result.divergences, "\n\n".join(f"{r.explanation}\n{r.probe.reproducer()}"
                                               for r in result.divergences[:3])
+
+
+def test_a_probe_the_lab_cannot_run_is_counted_apart_and_shown(monkeypatch, capsys):
+    """A lab failure on one probe (the kernel refusing a drawn ruleset, a command timing out under
+    load) is recorded with its probe and shown, not turned into Hypothesis' FlakyFailure, which
+    ended a 600-probe run as an internal error."""
+    from pktverify.cli import main
+    from pktverify.oracle import nft_campaign
+
+    calls = {"n": 0}
+    real = nft_campaign.run_nft_probe
+
+    def sometimes_fails(lab, probe, trace):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("nft -f refused the ruleset: Error: Could not process rule")
+        return real(lab, probe, trace)
+
+    monkeypatch.setattr(nft_campaign, "run_nft_probe", sometimes_fails)
+    code = main(["selftest-kernel", "--nft", "--examples", "4", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "kernel agreement: 3/3 probes" in out
+    assert "1 probe(s) the lab could not run (not counted above); the first: RuntimeError: nft -f refused" in out
