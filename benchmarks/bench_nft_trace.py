@@ -6,15 +6,25 @@ endpoint chains, each with its hairpin rule and a ``dnat``; ``filter-forward`` c
 ``no-endpoint-services``; ``nat-postrouting`` jumps to ``masquerading``. Compare with
 bench_node_trace.py (the same number of services as an iptables dump).
 
+Side by side (issue #24's "parsing the JSON dump within 2x of ``nft -c -f``"): the same script is
+checked with ``nft -c -f``, loaded with ``nft -f`` and listed with ``nft -j list ruleset`` inside a
+network namespace this benchmark creates and deletes (the host's ruleset is never touched; needs
+root), and pktverify reads that JSON dump; best of three runs each, ``nft`` timed as the whole
+process (its start-up included, a few ms).
+
 Run:  python benchmarks/bench_nft_trace.py [services] [traces]     (defaults 10000 20000)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import shutil
+import subprocess
 import sys
 import time
+import uuid
 
 from pktverify.eval.node_trace import NodeTracer
 from pktverify.load.node import build_node
@@ -23,6 +33,7 @@ from pktverify.model.packet import Packet
 from pktverify.parse.ipaddr import parse_ip_addr
 from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
+from pktverify.parse.nft_json import parse_nft_json
 from pktverify.parse.nft_text import parse_nft_text
 
 ADDRS = ("1: lo inet 127.0.0.1/8 scope host lo\n2: eth0 inet 192.168.1.10/24 scope global eth0\n"
@@ -83,3 +94,40 @@ t3 = time.perf_counter()
 print(f"nft parse {n} services ({sum(len(c.rules) for c in rs.tables[0].chains)} rules): {t1 - t0:.2f} s")
 print(f"nft compile: {tc:.2f} s")
 print(f"nft trace: {k} flows ({outs} outcomes) in {t3 - t2:.2f} s = {k / (t3 - t2):,.0f} traces/s")
+
+
+def best_of(runs, fn):
+    """The fastest of ``runs`` calls of ``fn`` (seconds) and its last result."""
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def parse_vs_nft_check(script, runs=3):
+    """pktverify reading the JSON dump (and the script) against ``nft -c -f`` on the same script,
+    nft run in a network namespace made for it and deleted after (never the host's ruleset)."""
+    if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("ip"):
+        print("parse vs nft -c -f: skipped (needs root, ip and nft: nft runs in a network namespace of its own)")
+        return
+    ns = f"pvbench{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        def nft(*args, stdin=None):
+            return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], input=stdin, capture_output=True,
+                                  text=True, check=True).stdout
+        check_s, _ = best_of(runs, lambda: nft("-c", "-f", "-", stdin=script))
+        load_s, _ = best_of(1, lambda: nft("-f", "-", stdin=script))
+        dump = nft("-j", "list", "ruleset")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    json_s, _ = best_of(runs, lambda: parse_nft_json(dump, "nft-ruleset.json"))
+    text_s, _ = best_of(runs, lambda: parse_nft_text(script, "kp.nft"))
+    print(f"nft -c -f (script, {len(script) / 1e6:.1f} MB): {check_s:.2f} s; nft -f: {load_s:.2f} s")
+    print(f"pktverify reads nft -j list ruleset ({len(dump) / 1e6:.1f} MB): {json_s:.2f} s = "
+          f"{json_s / check_s:.2f}x nft -c -f; the script itself: {text_s:.2f} s = {text_s / check_s:.2f}x")
+
+
+parse_vs_nft_check(text)
