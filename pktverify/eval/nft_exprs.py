@@ -42,19 +42,23 @@ _NO_CT = CT_INVALID | CT_UNTRACKED            # the packet has no connection (nf
 
 def has_bucket(expr: object) -> bool:
     """Whether ``expr`` (or a statement's expression) holds a numgen or hash (a fork point)."""
-    if isinstance(expr, (n.Numgen, n.Hash)):
+    t = type(expr)               # the model's records have no subclasses: their types say it
+    if t not in _HOLDERS:
+        return False
+    if t is n.Numgen or t is n.Hash:
         return True
-    if isinstance(expr, (n.Match, n.Vmap, n.MapLookup)):
+    if t is n.Match or t is n.Vmap or t is n.MapLookup:
         return has_bucket(getattr(expr, "left", None) or getattr(expr, "key", None))
-    if isinstance(expr, n.Concat):
+    if t is n.Concat:
         return any(has_bucket(i) for i in expr.items)
-    if isinstance(expr, n.Bitwise):
+    if t is n.Bitwise:
         return has_bucket(expr.expr)
-    if isinstance(expr, n.Nat):
+    if t is n.Nat:
         return has_bucket(expr.addr) or has_bucket(expr.port)
-    if isinstance(expr, n.Mangle):
-        return has_bucket(expr.value)
-    return False
+    return has_bucket(expr.value)          # Mangle
+
+
+_HOLDERS = frozenset({n.Numgen, n.Hash, n.Match, n.Vmap, n.MapLookup, n.Concat, n.Bitwise, n.Nat, n.Mangle})
 
 
 def compile_getter(expr: object, fib: Fib, sets: dict, bucket: int | None = None) -> Getter:

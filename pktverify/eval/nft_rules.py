@@ -18,6 +18,7 @@ before it stay done), a verdict ends it. Each statement becomes one operation:
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 from ..model import nft as n
 from ..model.packet import Packet
@@ -36,9 +37,14 @@ _ICMPX = {"port-unreachable": "icmp-port-unreachable", "admin-prohibited": "icmp
 def numgen_shares(mod: int) -> list[Fraction]:
     """``numgen random mod N``: bucket i's share, the 32-bit values v with floor(v*N/2^32) = i
     (the kernel's ``reciprocal_scale``), as exact fractions."""
+    return list(_shares(mod))
+
+
+@lru_cache(maxsize=64)
+def _shares(mod: int) -> tuple[Fraction, ...]:
     total = 1 << 32
     edges = [-(-i * total // mod) for i in range(mod + 1)]     # ceil(i * 2^32 / N)
-    return [Fraction(edges[i + 1] - edges[i], total) for i in range(mod)]
+    return tuple(Fraction(edges[i + 1] - edges[i], total) for i in range(mod))
 
 
 def reject_with(stmt: n.Reject) -> str:

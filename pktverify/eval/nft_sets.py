@@ -57,6 +57,9 @@ class SetLookup:
         self.scan: list = []
         for e in elements:
             key = e.key
+            if type(key) is int:           # the common exact key, without testing its parts
+                self.exact.setdefault(key, e.data)
+                continue
             parts = key if isinstance(key, tuple) else (key,)
             tests = [_part_test(p) for p in parts]
             if any(t is not None for t in tests):

@@ -34,7 +34,9 @@ def _ending(acts: tuple, main: str) -> str:
 
 
 class _Chain:
-    __slots__ = ("name", "rules", "policy", "base", "decl")
+    """A chain's rules compiled; ``fast[i]``: rule i as ``(tests, kind, target)`` when it is only
+    matches and one verdict (run inline by the walker), else None."""
+    __slots__ = ("name", "rules", "policy", "base", "decl", "fast")
 
     def __init__(self, chain: n.NftChain, fib: Fib, sets: dict, family: str) -> None:
         self.name = chain.name
@@ -42,6 +44,14 @@ class _Chain:
         self.policy = (chain.policy or "accept").upper()
         self.decl = chain.line
         self.rules = tuple((r, compile_ops(r.exprs, fib, sets, family)) for r in chain.rules)
+        self.fast = tuple(_fast(ops) for _r, ops in self.rules)
+
+
+def _fast(ops: tuple) -> tuple | None:
+    """``(tests, kind, target)`` of a rule that is matches then one verdict, else None."""
+    if not ops or ops[-1][0] != "verdict" or any(op[0] != "pred" for op in ops[:-1]):
+        return None
+    return tuple(op[1] for op in ops[:-1]), ops[-1][1], ops[-1][2]
 
 
 class _Sets(dict):
@@ -137,28 +147,43 @@ class _Walk:
     def _branch(self, order, chain_name, pos, stack, st, ops, j, acts, p) -> None:
         """Run one branch: rules from ``pos`` (``ops`` from ``j`` when inside a rule)."""
         t = self.t
+        chains = t._chains
         chain = None
         while True:
             if chain is None or chain.name != chain_name:
-                chain = t.chain(chain_name)
-            if ops is None:
-                if pos >= len(chain.rules):
-                    if chain.base or not stack:
-                        return self._policy(order, chain if chain.base else t.chain(self.base), st)
-                    (chain_name, pos), stack = stack[-1], stack[:-1]
+                chain = chains.get(chain_name) or t.chain(chain_name)
+            if ops is not None:
+                out = self._rule(order, chain, pos, stack, st, ops, j, acts, p)
+                ops = None
+            elif pos >= len(chain.rules):
+                if chain.base or not stack:
+                    return self._policy(order, chain if chain.base else t.chain(self.base), st)
+                (chain_name, pos), stack = stack[-1], stack[:-1]
+                continue
+            else:
+                fast, answer = chain.fast[pos], True
+                if fast is not None:            # matches then a verdict: inline while they answer
+                    for test in fast[0]:
+                        answer = test(st)
+                        if answer is not True:
+                            break
+                    if answer is True:
+                        out = self._verdict(order, chain, pos, chain.rules[pos][0], st, (), 1.0, fast[1], fast[2])
+                    elif answer is None:        # may-match: the rule's operations from its start
+                        out = self._rule(order, chain, pos, stack, st, chain.rules[pos][1], 0, (), 1.0)
+                else:
+                    rops, first = chain.rules[pos][1], 0
+                    if rops and rops[0][0] == "pred":         # the common miss, without a call
+                        answer = rops[0][1](st)
+                        first = 1 if answer is True else 0
+                    if answer is not False:
+                        out = self._rule(order, chain, pos, stack, st, rops, first, (), 1.0)
+                if answer is False:
+                    pos += 1
                     continue
-                ops, j, acts, p = chain.rules[pos][1], 0, (), 1.0
-                if ops and ops[0][0] == "pred":         # the common miss, without a call
-                    first = ops[0][1](st)
-                    if first is False:
-                        pos, ops = pos + 1, None
-                        continue
-                    j = 1 if first is True else 0
-            out = self._rule(order, chain, pos, stack, st, ops, j, acts, p)
             if out is None:
                 return
             kind, st, arg = out
-            ops = None
             if kind == "next":
                 pos += 1
             elif kind == "jump":
