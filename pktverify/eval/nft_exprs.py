@@ -84,6 +84,13 @@ def compile_getter(expr: object, fib: Fib, sets: dict, bucket: int | None = None
         return bitwise
     if t is n.Concat:
         parts = tuple(compile_getter(i, fib, sets, bucket) for i in expr.items)
+        if len(parts) == 3:                 # kube-proxy's daddr . l4proto . dport, without a generator
+            a, b, c = parts
+
+            def concat3(st: WalkState) -> object:
+                vals = (a(st), b(st), c(st))
+                return ABSENT if ABSENT in vals else vals
+            return concat3
 
         def concat(st: WalkState) -> object:
             vals = tuple(g(st) for g in parts)

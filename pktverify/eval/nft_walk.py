@@ -18,7 +18,7 @@ from .branches import merge_results
 from .fib import Fib
 from .nft_rules import compile_ops
 from .nft_sets import compile_lookup, set_tag
-from .state import Budget, WalkState, add_step, nat_done
+from .state import Budget, WalkState, add_step, nat_done, with_prob
 from .targets import ChainResult
 
 __all__ = ["NftTableEval"]
@@ -307,7 +307,7 @@ class _Walk:
         variants = op[1]
         for i in range(len(variants) - 1, -1, -1):
             share, tail, note = variants[i]
-            s = st._replace(prob=st.prob * share) if share != 1.0 else st
+            s = with_prob(st, st.prob * share) if share != 1.0 else st
             self._push((order + (i,), chain.name, pos, stack, s, tail, 0, acts + (note,), share))
         return None
 
