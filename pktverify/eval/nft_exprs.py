@@ -208,18 +208,24 @@ def _ct(ct: n.Ct) -> Getter:
     return original
 
 
+# IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE: set once a connection has passed a NAT hook (translated or a
+# null binding), which depends on which hooks have nat chains and where the rule sits among them.
+_NAT_DONE = 128 | 256
+
+
 def _ct_status(st: WalkState) -> object:
     """snat/dnat as NAT set them; a known connection is confirmed; whether it has seen a reply
-    (seen-reply, assured) only its reply direction says (else None: may-match)."""
+    (seen-reply, assured) only its reply direction says; the NAT-done bits are not followed. What
+    is not known goes with the value (``("status", known, unknown bits)``), for :func:`_status_test`."""
     bits = st.ctbits
     if bits & _NO_CT:
         return ABSENT
     value = (16 if bits & CT_SNAT else 0) | (32 if bits & CT_DNAT else 0)
     if bits & CT_NEW:
-        return value
+        return ("status", value, _NAT_DONE)
     if st.meta is not None and st.meta.reply:
-        return value | 8 | 2 | 4
-    return ("status", value | 8)          # seen-reply and assured unknown: see _status_test
+        return ("status", value | 8 | 2 | 4, _NAT_DONE)
+    return ("status", value | 8, 2 | 4 | _NAT_DONE)
 
 
 def _fib(f: n.Fib, fib: Fib) -> Getter:
@@ -258,6 +264,9 @@ def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -
             v = get(st)
             if v is ABSENT:
                 return False
+            if type(v) is tuple and v and v[0] == "status":
+                found = _status_member(lookup, v[1], v[2])
+                return found if found is None or not neg else not found
             found = lookup.find(v)[0]
             if found is False and tag is not None and st.meta is not None and (tag, v) in st.meta.recent:
                 found = True            # an earlier connection added it (add/update @set)
@@ -274,18 +283,33 @@ def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -
         if v is None:
             return None
         if type(v) is tuple and v and v[0] == "status":
-            return _status_test(op, right, v[1])
+            return _status_test(op, right, v[1], v[2])
         return test(v)
     return match
 
 
-def _status_test(op: str, right: object, known: int) -> object:
-    """A ct status test on an original-direction packet of a known connection: whether it saw a
-    reply (seen-reply 2, assured 4) is unknown."""
-    tested = right if op == "in" and isinstance(right, int) else 0xFFFFFFFF
-    if not tested & ~known & 6:
-        return _value_test(op, right)(known)
-    return None
+def _status_values(known: int, unknown: int) -> list[int]:
+    """Every ct status value the unknown bits allow."""
+    bits = [1 << i for i in range(32) if unknown >> i & 1]
+    return [known | sum(b for i, b in enumerate(bits) if combo >> i & 1) for combo in range(1 << len(bits))]
+
+
+def _status_member(lookup, known: int, unknown: int) -> object:
+    """A set lookup of a ct status with unknown bits: decided when every allowed value agrees."""
+    answers = {lookup.find(v)[0] for v in _status_values(known, unknown)}
+    return answers.pop() if len(answers) == 1 else None
+
+
+def _status_test(op: str, right: object, known: int, unknown: int) -> object:
+    """A ct status test where some bits are not known (seen-reply and assured on an original-direction
+    packet of a known connection; the NAT-done bits always): decided when every value the unknown
+    bits allow gives the same answer, else None (may-match). A flag test (``ct status dnat``) reads
+    only its bits; a comparison (``ct status != dnat``) reads the whole value, as the kernel compares
+    it: after ``dnat`` the NAT-done bit is set too, so ``!= dnat`` matches (kernel campaign, seed
+    20261208)."""
+    test = _value_test(op, right)
+    answers = {test(v) for v in _status_values(known, unknown)}
+    return answers.pop() if len(answers) == 1 else None
 
 
 def _value_test(op: str, right: object) -> Callable[[object], bool]:
