@@ -61,8 +61,7 @@ def reject_answer(fib: Fib, tables: dict[str, CompiledTable], budget: Budget, st
     meta = TraceMeta(answer, False, None, None, spent=spent)
     states = [WalkState(answer, "", dev or "", 0, CT_RELATED, st.prob, st.exact, (), meta=meta)]
     out: list[tuple[bool, WalkState, str, Packet | None]] = []
-    local = route.kind == "local"
-    path = (_ANSWER_PATH + (_LOCAL_PATH if local else ())) if nft is None else nft.answer_path(local=local)
+    path = _answer_path(nft, route.kind == "local")
     for hook, name, walker in path:
         table = tables.get(name)
         if walker is None and table.is_empty(hook):
@@ -89,6 +88,14 @@ _ANSWER_PATH = tuple((hook, name, None) for hook, name in (("OUTPUT", "raw"), ("
 # where a DROP or REJECT silences it too (found by the nft kernel campaign, seeds 1 and 7).
 _LOCAL_PATH = tuple((hook, name, None) for hook, name in (("PREROUTING", "raw"), ("PREROUTING", "mangle"),
                                                        ("INPUT", "mangle"), ("INPUT", "filter"), ("INPUT", "security")))
+
+
+def _answer_path(nft, local: bool) -> tuple:
+    """What the answer crosses: OUTPUT and mangle POSTROUTING, and PREROUTING and INPUT too when it
+    answers the node itself (``nft``: the node's nft base chains among iptables' tables)."""
+    if nft is not None:
+        return nft.answer_path(local=local)
+    return _ANSWER_PATH + _LOCAL_PATH if local else _ANSWER_PATH
 
 
 def stopped_at(table: str, hook: str, st: WalkState) -> str:
