@@ -228,15 +228,22 @@ def probes(draw) -> Probe:
 def run_campaign(lab: KernelLab, examples: int, trace: Trace, *, seed: int | None = None) -> CampaignResult:
     """Run ``examples`` random probes through the kernel and ``trace`` (the CLI's entry point);
     every probe counts, divergences are kept with their probe."""
+    return run_drawn(probes(), lambda probe: run_probe(lab, probe, trace), examples, seed)
+
+
+def run_drawn(strategy: st.SearchStrategy, run: Callable[[object], ProbeResult], examples: int,
+              seed: int | None) -> CampaignResult:
+    """``examples`` probes drawn from ``strategy`` (generated only: no replay, no shrinking), each
+    run by ``run`` and counted by :func:`run_counted`; the iptables and nft campaigns share it."""
     from hypothesis import seed as hypothesis_seed
     result = CampaignResult(seed=random.randrange(2 ** 32) if seed is None else seed)
 
     @hypothesis_seed(result.seed)
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck), phases=["generate"])
-    @given(probe=probes())
-    def one(probe: Probe) -> None:
-        run_counted(result, lambda: run_probe(lab, probe, trace), probe)
+    @given(probe=strategy)
+    def one(probe: object) -> None:
+        run_counted(result, lambda: run(probe), probe)
 
     one()
     return result

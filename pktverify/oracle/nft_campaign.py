@@ -16,17 +16,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import random
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..testing.nft_draw import mixed_rulesets
 from .kernel_campaign import (_DESTS, _PORTS, CampaignResult, Prediction, ProbeResult, Trace, _describe, _matches,
-                              run_counted)
+                              run_drawn)
 from .kernel_lab import CLIENT_ADDRESSES, LAB_ADDRS, LAB_ROUTES, KernelLab, KernelObservation
 
 __all__ = ["NftProbe", "observe", "write_dumps", "trace_argv", "nft_trace_unavailable", "predict_nft",
@@ -174,15 +172,4 @@ def nft_probes(draw) -> NftProbe:
 
 def run_nft_campaign(lab: KernelLab, examples: int, trace: Trace, *, seed: int | None = None) -> CampaignResult:
     """Run ``examples`` drawn nft probes through the kernel and ``trace``; divergences kept with their probe."""
-    from hypothesis import seed as hypothesis_seed
-    result = CampaignResult(seed=random.randrange(2 ** 32) if seed is None else seed)
-
-    @hypothesis_seed(result.seed)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck), phases=["generate"])
-    @given(probe=nft_probes())
-    def one(probe: NftProbe) -> None:
-        run_counted(result, lambda: run_nft_probe(lab, probe, trace), probe)
-
-    one()
-    return result
+    return run_drawn(nft_probes(), lambda probe: run_nft_probe(lab, probe, trace), examples, seed)
