@@ -56,7 +56,9 @@ def parse_nft(text: str, *, source: str) -> NftRuleset:
         return parse_nft_json(text, source)         # JSON, but not nft's: its reader says what is wrong
     if looks_like_nft_text(text):
         return parse_nft_text(text, source)
-    line = next(n for n, t in enumerate(text.split("\n"), 1) if t.strip() and not t.lstrip().startswith("#"))
+    line = next((n for n, t in enumerate(text.split("\n"), 1) if t.strip() and not t.lstrip().startswith("#")), None)
+    if line is None:            # comments only: nft -f loads nothing from it
+        return NftRuleset(source, "text", ())
     raise InputError(source, line, "not an nftables ruleset (nft -j list ruleset JSON, nft list ruleset, or an "
                                    "nft -f script)", text.split("\n")[line - 1].strip())
 

@@ -50,6 +50,8 @@ def _items(rs: RulesetBuilder, items: list, source: str) -> None:
             raise InputError(source, 0, f"{exc.path}: {exc}") from None
         except ValueProblem as exc:
             raise InputError(source, 0, f"{path}: {exc}") from None
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:    # a member of a type nft never writes
+            raise InputError(source, 0, f"{path}: malformed ({type(exc).__name__}: {exc})") from None
 
 
 def _item(rs: RulesetBuilder, item: object, index: int, path: str) -> None:
@@ -79,6 +81,14 @@ def _item(rs: RulesetBuilder, item: object, index: int, path: str) -> None:
         reader(table, body, index, path)
 
 
+def _typed(body: dict, key: str, kinds: tuple, default: object, path: str) -> object:
+    """``body[key]`` when of one of ``kinds`` (bool is no int), ``default`` when absent."""
+    value = body.get(key, default)
+    if value is not default and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+        raise JsonProblem(f"{path}.{key}", f"must be {' or '.join(k.__name__ for k in kinds)}, not {value!r}")
+    return value
+
+
 def _str(body: dict, key: str, path: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
@@ -88,15 +98,17 @@ def _str(body: dict, key: str, path: str) -> str:
 
 def _chain(table: TableBuilder, body: dict, index: int, path: str) -> None:
     chain = table.chain(_str(body, "name", path), index)
-    chain.handle = body.get("handle", 0)
+    chain.handle = _typed(body, "handle", (int,), 0, path)
     if "hook" in body:
         devices = body.get("dev", body.get("devices", ()))
-        chain.base = {"type": _str(body, "type", path), "hook": body["hook"],
-                      "priority": resolve_priority(body.get("prio", 0), table.family),
-                      "policy": body.get("policy", "accept"),
+        if not isinstance(devices, (str, list, tuple)) or any(not isinstance(d, str) for d in devices):
+            raise JsonProblem(f"{path}.dev", f"must be a device name or a list of them, not {devices!r}")
+        chain.base = {"type": _str(body, "type", path), "hook": _str(body, "hook", path),
+                      "priority": resolve_priority(_typed(body, "prio", (int, str), 0, path), table.family),
+                      "policy": _typed(body, "policy", (str,), "accept", path),
                       "devices": (devices,) if isinstance(devices, str) else tuple(devices)}
     if "comment" in body:
-        chain.base["comment"] = body["comment"]
+        chain.base["comment"] = _typed(body, "comment", (str,), None, path)
 
 
 def _rule(table: TableBuilder, body: dict, index: int, path: str) -> None:

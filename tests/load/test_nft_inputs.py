@@ -295,3 +295,10 @@ def test_collect_node_writes_nft_ruleset_json(tmp_path):
     node = load_node(iptables=folder / "iptables-save.txt", addrs=folder / "ip-addr.json",
                      routes=folder / "ip-route.json", nft=folder / "nft-ruleset.json")
     assert node.nft == EXPECTED
+
+
+def test_a_dump_of_comments_only_is_a_ruleset_without_tables():
+    """Found by tests/parse/test_fuzz_inputs.py: a file of comments only was a StopIteration (an internal error)."""
+    from pktverify.load.nft_node import parse_nft
+
+    assert parse_nft("# nothing here\n  # still nothing\n", source="f").tables == ()

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ..hostile import RULES, assert_verdict_or_refusal, run, write_node_dumps
+from ..load import nft_samples
 from pktverify.parse.cluster_yaml import load_cluster
 
 NODE = RULES / "kube-node"
@@ -272,3 +273,37 @@ def test_ip_rule_json_with_wrong_types(tmp_path_factory, seed, junk):
     argv = _trace_argv(tmp, IPTABLES, ADDRS_JSON, ROUTES_TEXT)
     (tmp / "rules.json").write_text(json.dumps(doc))
     assert_verdict_or_refusal(run([*argv, "--rules", str(tmp / "rules.json")]), names=(str(tmp),))
+
+
+# nftables rulesets in their three forms: the kernel-listed samples and a real-world script.
+NFT_FORMS = {"script": (RULES.parent / "tests" / "corpus" / "nft" / "docker-29" / "ruleset.nft").read_bytes(),
+             "text": nft_samples.TEXT.encode(), "json": nft_samples.JSON.encode()}
+
+
+def _nft_argv(tmp, nft: bytes) -> list[str]:
+    argv = _trace_argv(tmp, IPTABLES, ADDRS_JSON, ROUTES_TEXT)
+    (tmp / "ruleset.nft").write_bytes(nft)
+    at = argv.index("--iptables")
+    return argv[:at] + ["--nft", str(tmp / "ruleset.nft")] + argv[at + 2:]
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.integers(1, 6), st.sampled_from(sorted(NFT_FORMS)))
+def test_trace_and_lint_survive_corrupted_nft_rulesets(tmp_path_factory, seed, edits, form):
+    """Byte flips, cuts, quotes, braces and NULs in an nft ruleset of any form: a verdict or one line."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    nft = _mutate_bytes(NFT_FORMS[form], random.Random(seed), edits)
+    assert_verdict_or_refusal(run(_nft_argv(tmp, nft)), names=(str(tmp),))
+    result = run(["lint", "--nft", str(tmp / "ruleset.nft")])
+    assert result.status in (0, 1, 2) and "Traceback" not in result.err, result.err
+    assert "internal error" not in result.err, result.err
+
+
+@FUZZ
+@given(st.integers(0, 2**32), st.lists(JUNK_VALUES, min_size=1, max_size=4))
+def test_nft_json_with_wrong_types(tmp_path_factory, seed, junk):
+    """A value of another type anywhere in `nft -j list ruleset` output: a verdict or one line."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    doc = json.loads(nft_samples.JSON)
+    _json_type_swap(doc, random.Random(seed), junk)
+    assert_verdict_or_refusal(run(_nft_argv(tmp, json.dumps(doc).encode())), names=(str(tmp),))

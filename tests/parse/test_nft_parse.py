@@ -568,3 +568,19 @@ def test_a_word_where_a_number_belongs_is_said_in_words():
     with pytest.raises(InputError) as err:
         parse_nft_text(text, source="f")
     assert str(err.value).startswith("f:4: 'x' is not a number")
+
+
+@pytest.mark.parametrize("member, value, message", [
+    ("prio", None, "nftables[2].chain.prio: must be int or str, not None"),
+    ("hook", 5, "nftables[2].chain.hook: must be a string, not 5"),
+    ("handle", "x", "nftables[2].chain.handle: must be int, not 'x'"),
+])
+def test_a_chain_member_of_the_wrong_type_is_one_line(member, value, message):
+    """Found by tests/parse/test_fuzz_inputs.py: a null prio was an AttributeError (an internal error)."""
+    chain = {"family": "ip", "table": "t", "name": "c", "handle": 1, "type": "filter", "hook": "input", "prio": 0,
+             "policy": "accept", member: value}
+    doc = {"nftables": [{"metainfo": {"json_schema_version": 1}}, {"table": {"family": "ip", "name": "t"}},
+                        {"chain": chain}]}
+    with pytest.raises(InputError) as err:
+        parse_nft_json(json.dumps(doc), "f.json")
+    assert str(err.value).startswith(f"f.json: {message}")
