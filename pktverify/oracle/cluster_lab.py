@@ -62,7 +62,14 @@ from .cluster_dumps import (
     unemulable_reasons,
 )
 
-__all__ = ["ClusterLab"]
+__all__ = ["ClusterLab", "EPHEMERAL_PORTS", "PROBE_PORTS"]
+
+# The probes bind their source ports from PROBE_PORTS; the kernel's own ephemeral ports (a
+# userspace proxy's connections to its endpoints, the agents' relays) come from below them, so a
+# probe never finds its port taken by a connection the lab itself opened (CI saw bind EADDRINUSE
+# on a node whose proxy had just connected from the port the next probe wanted).
+PROBE_PORTS = range(41000, 65000)
+EPHEMERAL_PORTS = f"net.ipv4.ip_local_port_range=20000 {PROBE_PORTS.start - 1}"
 
 _AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cluster_agent.py")
 _LIVE: "weakref.WeakSet[ClusterLab]" = weakref.WeakSet()
@@ -187,7 +194,8 @@ class ClusterLab:
         ns, state = self.node_ns[node.name], self.states[node.name]
         self._netns(ns)
         self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
-                     "net.ipv4.icmp_ratelimit=0", *(f"{k}={v}" for k, v in node_sysctls(state, interfaces=False)))
+                     "net.ipv4.icmp_ratelimit=0", EPHEMERAL_PORTS,
+                     *(f"{k}={v}" for k, v in node_sysctls(state, interfaces=False)))
         uplink = next(i.name for i in state.interfaces.values() if any(a.ip == node.ip for a in i.addresses))
         run("ip", "-n", ns, "link", "add", uplink, "type", "veth", "peer", "name", f"u{index}", "netns", self.lan)
         run("ip", "-n", self.lan, "link", "set", f"u{index}", "master", "br0", "up")
@@ -221,7 +229,8 @@ class ClusterLab:
         ns, node = self.pod_ns[pod.key], self.cluster.node(pod.node)
         node_ns, state = self.node_ns[node.name], self.states[node.name]
         self._netns(ns)
-        self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        self._sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
+                     EPHEMERAL_PORTS)
         port = f"vp{index}"
         run("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns", node_ns)
         run("ip", "-n", node_ns, "-batch", "-", input=f"link set {port} master {node.bridge}\n"

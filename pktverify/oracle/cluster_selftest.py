@@ -23,7 +23,7 @@ from ..model.addresses import parse_ip
 from ..model.cluster import ClusterSpec
 from .cluster_compare import Expectation, Verdict, connections_for, expectation_of, judge
 from .cluster_dumps import Unemulable, node_dump_text
-from .cluster_lab import ClusterLab
+from .cluster_lab import PROBE_PORTS, ClusterLab
 
 __all__ = ["ClusterRun", "run_cluster", "drawn_clusters"]
 
@@ -134,13 +134,13 @@ def _flow_ports(report) -> tuple[set[int], set[int]]:
 class _Prober:
     def __init__(self, lab: ClusterLab, listening: set[int], affinity: bool) -> None:
         self.lab, self.listening, self.affinity = lab, listening, affinity
-        self.sport = 41000
+        self.sport = PROBE_PORTS.start
         self.sent = 0
         self.everyone = [a for a in lab.agents if a != "external"]
 
     def _port(self) -> int:
         while True:
-            self.sport = 41000 if self.sport >= 64999 else self.sport + 1
+            self.sport = PROBE_PORTS.start if self.sport >= PROBE_PORTS.stop - 1 else self.sport + 1
             if self.sport not in self.listening:
                 return self.sport
 
@@ -170,8 +170,11 @@ class _Prober:
             lab.ask(self.everyone, "drain")       # every agent's snapshot of its connections
         self.sent += 1
         token = f"t{self.sent}"
-        res = lab.ask([exp.client], "connect", proto=exp.proto, src=exp.src, sport=self._port(),
-                      dst=exp.dst, dport=exp.dport, token=token, timeout=_TIMEOUT)[exp.client]
+        for _ in range(5):    # a port still held by an earlier probe's connection: take the next
+            res = lab.ask([exp.client], "connect", proto=exp.proto, src=exp.src, sport=self._port(),
+                          dst=exp.dst, dport=exp.dport, token=token, timeout=_TIMEOUT)[exp.client]
+            if res["ok"] or res["err"] != "bind EADDRINUSE":
+                break
         if res["ok"]:
             lab.events(token)
             return (res["who"], res["peer"], "reply")
