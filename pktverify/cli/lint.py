@@ -26,7 +26,7 @@ def lint_command(args: argparse.Namespace) -> int:
     cluster = None
     if args.cluster:
         from ..cluster_api import load_cluster
-        if len(args.files) != 1:
+        if len(args.files) + len(args.nft) != 1:
             raise InvalidArgument("with --cluster, give one FILE: the proposed rules of --node")
         cluster = load_cluster(args.cluster, cluster_cidr=args.cluster_cidr, service_cidr=args.service_cidr,
                                require_dumps=args.require_dumps, pod_cidrs=args.pod_cidr)

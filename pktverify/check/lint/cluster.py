@@ -61,8 +61,11 @@ PV306 = Check(
 _SERVICE_CHAINS = ("KUBE-SERVICES", "KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 
 
-def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str) -> tuple[ClusterSpec, str]:
-    """``cluster`` with ``path`` as the iptables-save of ``node_name`` (the only node when None)."""
+def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str,
+                     kind: str = "iptables") -> tuple[ClusterSpec, str]:
+    """``cluster`` with ``path`` as the dump ``kind`` of ``node_name`` (the only node when None):
+    its iptables-save, or (``kind`` "nft") its nft ruleset, the node's other dumps kept (a mixed
+    node keeps its iptables-save beside the proposed nft ruleset)."""
     names = [n.name for n in cluster.nodes]
     if node_name is None:
         if len(names) != 1:
@@ -70,7 +73,7 @@ def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str) -> 
         node_name = names[0]
     if node_name not in names:
         raise InvalidArgument(f"--node {node_name!r} is not a node of the cluster ({', '.join(names)})")
-    nodes = tuple(replace(n, iptables=str(Path(path).resolve()), inline=tuple(kv for kv in n.inline if kv[0] != "iptables"))
+    nodes = tuple(replace(n, **{kind: str(Path(path).resolve())}, inline=tuple(kv for kv in n.inline if kv[0] != kind))
                   if n.name == node_name else n for n in cluster.nodes)
     return replace(cluster, nodes=nodes), node_name
 

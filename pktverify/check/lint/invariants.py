@@ -59,15 +59,17 @@ def invariant_findings(cluster: ClusterSpec, node_name: str, path: str, report) 
     """One finding per (cause, invariant) of ``report``'s violations (``report``: the cluster
     verified with ``path`` as ``node_name``'s rules), at the cause's line."""
     proposed = Path(path).resolve()
+    states = getattr(report.walker, "states", None) or {}
+    json_dumps = {st.nft.source for st in states.values() if st.nft is not None and st.nft.form == "json"}
     out = []
     for group in _joined(group_violations(report.results)):
-        source, line = _place(group, cluster, node_name, path, proposed)
+        source, line, prefix = _place(group, cluster, node_name, path, proposed, json_dumps)
         for invariant in group.invariants:
             members = [(inv, v) for inv, v in group.members if inv == invariant]
             flows = Group(group.cause, group.location, members).flows
             related = tuple((cluster.source, _client_line(cluster, v, node_name), f"example: {v.message}")
                             for v in _examples(members))
-            message = f"{group.cause}: {flows} flow(s) break {invariant}"
+            message = f"{prefix}{group.cause}: {flows} flow(s) break {invariant}"
             out.append(Finding(INVARIANT_IDS[invariant], message, source, line, related=related))
     return out
 
@@ -99,18 +101,37 @@ def _examples(members: list) -> list:
     return out[:EXAMPLES]
 
 
-def _place(group: Group, cluster: ClusterSpec, node_name: str, path: str, proposed: Path) -> tuple[str, int]:
-    """(file, line) of ``group``'s cause: the proposed file as the user named it, another dump
-    file, or the cluster file's line of what the cause names."""
+def _place(group: Group, cluster: ClusterSpec, node_name: str, path: str, proposed: Path,
+           json_dumps: set[str] = frozenset()) -> tuple[str, int, str]:
+    """(file, line, message prefix) of ``group``'s cause: the proposed file as the user named it,
+    another dump file, or the cluster file's line of what the cause names. A rule or chain of an
+    nft JSON dump (whose steps carry its index in the ``nftables`` list, not a line) is at line 1
+    with ``nftables[i]: `` before the message, as the nft structure findings are."""
     where = group.location or _policy_location(group, cluster, node_name, str(proposed))
     if where is not None:
         file, _sep, line = where.rpartition(":")
         if file and line.isdigit():
+            json = file in json_dumps and _from_nft(group, where)
+            at, prefix = (1, f"nftables[{line}]: ") if json else (int(line), "")
             if Path(file).resolve() == proposed:
-                return path, int(line)
-            if not file.startswith("<") and Path(file).is_file():
-                return file, int(line)
-    return cluster.source, _cause_line(group, cluster, node_name)
+                return path, at, prefix
+            # An nft JSON dump inline in the cluster file has no line of its own: the node's line below.
+            if not file.startswith("<") and Path(file).is_file() and not (json and file == cluster.source):
+                return file, at, prefix
+    return cluster.source, _cause_line(group, cluster, node_name), ""
+
+
+def _from_nft(group: Group, where: str) -> bool:
+    """Whether the step at ``where`` (``file:line``) is an nft table's (named ``family name``:
+    iptables' table names hold no space)."""
+    for _inv, v in group.members:
+        for hop in v.hops:
+            if hop.outcome is None:
+                continue
+            for s in hop.outcome.steps:
+                if s.table is not None and " " in s.table and s.line and f"{s.source}:{s.line}" == where:
+                    return True
+    return False
 
 
 def _policy_location(group: Group, cluster: ClusterSpec, node_name: str, proposed: str) -> str | None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import InvalidArgument
+from ...errors import InputError
 from ...model.cluster import ClusterSpec
 from ...parse.source import read_text
 from . import cluster as cluster_checks
@@ -73,9 +73,6 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
     enabled = select(select_ids, ignore_ids)
     texts = {str(p): read_text(p, allow_empty=True) for p in [*paths, *nft_paths]}
     nft = {str(p) for p in nft_paths} | {s for s, text in texts.items() if nft_structure.looks_like_nft(text)}
-    if cluster is not None and nft:
-        raise InvalidArgument(f"lint --cluster takes an iptables-save file; {sorted(nft)[0]} is an nft ruleset, "
-                              "which lint checks for structure only (without --cluster)")
     findings: list[Finding] = []
     notes: list[str] = []
     for source, text in texts.items():
@@ -85,7 +82,9 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
         notes += found if "PV203" in enabled else []
     unverified = False
     if cluster is not None:
-        more = _with_cluster(cluster, node, str(paths[0]), findings, lenient, enabled, notes)
+        proposed = str([*paths, *nft_paths][0])
+        more = _with_cluster(cluster, node, proposed, findings, lenient, enabled, notes,
+                             nft=texts[proposed] if proposed in nft else None)
         unverified = more is None
         findings += more or []
     lines = {source: text.split("\n") for source, text in texts.items()}
@@ -95,29 +94,68 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
 
 
 def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: list[Finding], lenient: bool,
-                  enabled: set[str], notes: list[str]) -> list[Finding] | None:
-    """PV401-PV404 for the cluster with ``path`` as ``node``'s rules; None (and a note) when the
-    file cannot be loaded: only a finding that stops the load skips the verification."""
+                  enabled: set[str], notes: list[str], nft: str | None = None) -> list[Finding] | None:
+    """PV401-PV404 for the cluster with ``path`` as ``node``'s rules (its iptables-save, or with
+    ``nft``, the file's text, its nft ruleset); None (and a note) when the file cannot be loaded:
+    only a finding that stops the load skips the verification."""
     from ..verify_run import verify
 
     if not any(cid.startswith("PV4") for cid in enabled):
         return []
-    proposed, node_name = cluster_checks.proposed_cluster(cluster, node, path)   # a bad --node first
-    blockers = [(f, why) for f in findings if f.source == path
-                for why in (structure.load_blocker(f),) if why is not None]
-    if blockers:
-        if all(why == "unreadable" for _f, why in blockers):
-            first = blockers[0][0]
-            notes.append(f"pktverify cannot read {path} (line {first.line}, {first.id}: {first.message}), so the "
-                         "cluster was not verified with it (--lenient reads what pktverify does not model as "
-                         "may-match)")
-        else:
-            first = next(f for f, why in blockers if why == "refused")
-            notes.append(f"iptables-restore would refuse {path} (line {first.line}, {first.id}), so the cluster was "
-                         "not verified with it: fix the PV1xx errors first")
+    proposed, node_name = cluster_checks.proposed_cluster(cluster, node, path,     # a bad --node first
+                                                          "iptables" if nft is None else "nft")
+    if nft is not None:
+        _refuse_kube_proxy_nft(nft, path, node_name)
+    note = _blocked(path, findings) if nft is None else _nft_blocked(path, findings)
+    if note:
+        notes.append(note)
         return None
     report = verify(proposed, lenient=lenient)
     return invariants.invariant_findings(proposed, node_name, path, report)
+
+
+def _blocked(path: str, findings: list[Finding]) -> str:
+    """Why iptables-save ``path`` cannot be loaded (a finding that stops it), '' when it can."""
+    blockers = [(f, why) for f in findings if f.source == path
+                for why in (structure.load_blocker(f),) if why is not None]
+    if not blockers:
+        return ""
+    if all(why == "unreadable" for _f, why in blockers):
+        first = blockers[0][0]
+        return (f"pktverify cannot read {path} (line {first.line}, {first.id}: {first.message}), so the "
+                "cluster was not verified with it (--lenient reads what pktverify does not model as may-match)")
+    first = next(f for f, why in blockers if why == "refused")
+    return (f"iptables-restore would refuse {path} (line {first.line}, {first.id}), so the cluster was "
+            "not verified with it: fix the PV1xx errors first")
+
+
+# What nft -f refuses (the structure errors, each checked against nft -f in a namespace); the
+# warnings (PV159, PV160, PV162) are about rulesets it loads.
+_NFT_REFUSED = frozenset({"PV150", "PV151", "PV152", "PV153", "PV154", "PV155", "PV156", "PV157", "PV158", "PV161"})
+
+
+def _nft_blocked(path: str, findings: list[Finding]) -> str:
+    """Why nft ruleset ``path`` cannot be loaded (a finding nft -f refuses), '' when it can."""
+    first = next((f for f in findings if f.source == path and f.id in _NFT_REFUSED), None)
+    if first is None:
+        return ""
+    where = f"line {first.line}, " if first.line else ""
+    if first.id == "PV150":
+        return (f"{path} does not read as an nft ruleset ({where}PV150: {first.message}): nft -f refuses it, or "
+                "pktverify cannot read it, so the cluster was not verified with it")
+    return (f"nft -f would refuse {path} ({where}{first.id}: {first.message}), so the cluster was not verified "
+            "with it: fix the nft errors (PV150-PV161) first")
+
+
+def _refuse_kube_proxy_nft(text: str, path: str, node: str) -> None:
+    """A proposed ruleset holding kube-proxy's nftables tables is refused as ``verify`` refuses a
+    node running kube-proxy in nftables mode (one line; not modelled across a cluster yet)."""
+    from ...parse.dataplane import Dataplane, nft_tables
+
+    evidence = nft_tables(text)
+    if evidence:
+        why = Dataplane("nftables", tuple(evidence)).unmodelled()
+        raise InputError(path, 0, f"with it, node {node} {why}; lint {path} without --cluster checks its structure")
 
 
 def _suppressed(finding: Finding, lines: dict[str, list[str]]) -> bool:
