@@ -26,8 +26,11 @@ left (never "same").
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable
 
 from ...eval.node_trace import NodeTracer
+from ...model import nft
 from ...model import rules as m
 from ...model.addresses import format_ip
 from ...model.node import NodeState
@@ -36,6 +39,7 @@ from ...model.trace import Outcome
 from ..headerspace import DST, PROTO, SRC, Box, Universe
 from .cells import MAX_WORK, PORT_PROTOS, Work, WorkBound, interfaces_of
 from .cells import cells as cell_classes
+from .nft_side import nft_where, origin_keys, rewrites_headers, side_view, structure, unknown_nft, walk_values
 from .region import SPECIAL, EntryCache, cut_boxes, joint_universe, node_boundaries, whole_region
 from .result import DiffClass, DiffResult
 
@@ -48,13 +52,16 @@ MAX_CELLS = 200_000
 _VARYING = (m.SetMatch, m.UnknownMatch, m.MaybeMatch, m.TimeMatch, m.RecentMatch)
 
 
-def _key(rule: m.Rule) -> tuple:
-    return (tuple(mt for mt in rule.matches if type(mt) is not m.CommentMatch), rule.target)
+def _key(rule: m.Rule, origin: Callable[[m.Rule], object] | None = None) -> tuple:
+    base = (tuple(mt for mt in rule.matches if type(mt) is not m.CommentMatch), rule.target)
+    return base if origin is None else base + (origin(rule),)
 
 
-def changed_rules(old: m.Ruleset, new: m.Ruleset) -> tuple[list[m.Rule], list[m.Rule], bool]:
+def changed_rules(old: m.Ruleset, new: m.Ruleset, origins: tuple[Callable[[m.Rule], object] | None, ...] = (None, None)
+                  ) -> tuple[list[m.Rule], list[m.Rule], bool]:
     """The rules of each side outside the per-chain common subsequence, and whether a built-in
-    chain's policy (or a table's existence) changed."""
+    chain's policy (or a table's existence) changed. ``origins``: per side, what else a rule is
+    keyed by (an nft view rule: its nft rule and the sets it reads, :func:`.nft_side.origin_keys`)."""
     gone, added, policy = [], [], False
     for name in sorted(set(old.tables) | set(new.tables)):
         a, b = old.tables.get(name), new.tables.get(name)
@@ -63,10 +70,10 @@ def changed_rules(old: m.Ruleset, new: m.Ruleset) -> tuple[list[m.Rule], list[m.
         for chain in sorted(set(a_chains) | set(b_chains)):
             ca, cb = a_chains.get(chain), b_chains.get(chain)
             ra, rb = (ca.rules if ca else ()), (cb.rules if cb else ())
-            builtin = chain in m.TABLE_CHAINS.get(name, ())
+            builtin = (ca is not None and ca.builtin) or (cb is not None and cb.builtin)
             if builtin and ((ca.policy if ca else None) or "ACCEPT") != ((cb.policy if cb else None) or "ACCEPT"):
                 policy = True
-            ka, kb = [_key(r) for r in ra], [_key(r) for r in rb]
+            ka, kb = [_key(r, origins[0]) for r in ra], [_key(r, origins[1]) for r in rb]
             matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
             kept_a, kept_b = set(), set()
             for block in matcher.get_matching_blocks():
@@ -99,9 +106,13 @@ def _fate(sent: Packet, outcomes: tuple[Outcome, ...]) -> tuple[str, ...]:
     return tuple(f"{text} p={p:.6g}" if abs(p - 1.0) > 1e-9 else text for text, p in sorted(shares.items()))
 
 
+_HANDLE = re.compile(r" # handle (\d+)$")
+
+
 def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> set[tuple[str, int, str, str]]:
     """The rules that acted, as (file, line, ``table/chain #n TARGET``, rule text): every changed
-    rule met (a jump too: a changed statistic branch is a jump) and every other rule that acted."""
+    rule met (a jump too: a changed statistic branch is a jump) and every other rule that acted.
+    An nft rule's step names its table as ``family name`` and ends its text with its handle."""
     seen = set()
     for o in outcomes:
         for s in o.steps:
@@ -114,42 +125,53 @@ def _deciders(outcomes: tuple[Outcome, ...], changed: set) -> set[tuple[str, int
     return seen
 
 
-def _only_here(mine: set, theirs: set) -> tuple[str, ...]:
+def _only_here(mine: set, theirs: set, where: Callable[[str, int], str]) -> tuple[str, ...]:
     """``file:line (what)`` of the deciders of one side that the other side has not (the same rule
-    text at the same place in its chain counts as the same, whatever its line)."""
-    other = {(what, text) for _src, _line, what, text in theirs}
-    return tuple(f"{src}:{line} ({what})" for src, line, what, text in sorted(mine) if (what, text) not in other)
+    text at the same place in its chain counts as the same, whatever its line or nft handle);
+    ``where`` writes the place (JSON nft dumps: ``file: nftables[i]``), with the nft handle."""
+    other = {(what, _HANDLE.sub("", text)) for _src, _line, what, text in theirs}
+    out = []
+    for src, line, what, text in sorted(mine):
+        if (what, _HANDLE.sub("", text)) in other:
+            continue
+        handle = _HANDLE.search(text)
+        out.append(f"{where(src, line)} ({what}{f', handle {handle.group(1)}' if handle else ''})")
+    return tuple(out)
 
 
 
 def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = MAX_CELLS,
-                  max_work: int = MAX_WORK) -> DiffResult:
+                  max_work: int = MAX_WORK, views: tuple[m.Ruleset, m.Ruleset] | None = None) -> DiffResult:
     """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
-    node with two rule sets: same interfaces and routes). Past ``max_cells`` cells or ``max_work``
-    (see :mod:`.cells`) the rest is not compared: ``complete`` is then false and
+    node with two rule sets: same interfaces and routes; each side's ``ruleset`` and ``nft``).
+    ``views``: each side's rules as boxes see them (default :func:`.nft_side.side_view`: the
+    iptables ruleset, with the view of the nft tables beside it). Past ``max_cells`` cells or
+    ``max_work`` (see :mod:`.cells`) the rest is not compared: ``complete`` is then false and
     ``not_compared`` says what was left, so a bound reached never reads as "same"."""
-    old, new = old_node.ruleset, new_node.ruleset
-    gone, added, policy = changed_rules(old, new)
-    result = DiffResult([], gone, added, 0)
+    views = views or (side_view(old_node), side_view(new_node))
+    gone, added, policy, notes = _changes(old_node, new_node, views)
+    result = DiffResult([], gone, added, 0, notes=notes)
     if not gone and not added and not policy:
         return result
     work = Work(max_work)
-    universe = joint_universe(old, new)
+    universe = joint_universe(*views)
     try:
         cache = EntryCache(universe)
-        region = whole_region(old_node, new_node, gone, added, policy, universe, work, cache)
+        region = whole_region(views, old_node, gone, added, policy, universe, work, cache)
         # The rules packets of the region can meet cut it (their own boxes; see region.cutting_boxes).
-        boxes = cut_boxes(old_node, new_node, [b for b, _o in region], universe, work, cache)
+        boxes = cut_boxes(views, old_node, [b for b, _o in region], universe, work, cache)
     except WorkBound:
         result.complete, result.exact = False, False
         result.not_compared = "every packet the changed rules may see (the work bound was reached while finding them)"
         result.work = work.done
         return result
-    _note_varying(result, old, new)
+    _note_varying(result, views, (old_node.nft, new_node.nft))
     tracers = (NodeTracer(old_node), NodeTracer(new_node))
     changed = ({(r.source, r.line) for r in gone}, {(r.source, r.line) for r in added})
-    groups, cells, stopped = _compare_cells((old_node, new_node), tracers, region, boxes, universe, changed,
-                                            max_cells, work)
+    fib = any(type(v) is nft.Fib and "saddr" in v.flags for s in (old_node.nft, new_node.nft) if s is not None
+              for t in s.tables for c in t.chains for r in c.rules for v in walk_values(r.exprs))
+    groups, cells, stopped = _compare_cells((old_node, new_node), views, fib, tracers, region, boxes, universe,
+                                            changed, max_cells, work)
     result.cells = cells
     result.work = work.done
     if stopped is not None:
@@ -159,9 +181,10 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
         shown = ", ".join(origins[:3]) + (f" and {len(origins) - 3} more" if len(origins) > 3 else "")
         result.not_compared = (f"the rest of the packets reaching {shown} (stopped at the bound of {bound}; "
                                f"{stopped} of {len(region)} region box(es) compared whole)")
+    where = nft_where((old_node, new_node))
     for (fa, fb), (members, da, db) in groups.items():
         # The rules responsible: those that acted on one side and not the other.
-        da, db = _only_here(da, db), _only_here(db, da)
+        da, db = _only_here(da, db, where), _only_here(db, da, where)
         pkt, in_iface = _example(members, tracers[0], tracers[1], (fa, fb))
         spans = tuple(_hull([iv for mem in members for iv in mem[2][f]]) for f in range(5))
         result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
@@ -169,23 +192,48 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     return result
 
 
-def _note_varying(result: DiffResult, old: m.Ruleset, new: m.Ruleset) -> None:
-    """Not exact when a rule matches on what no packet field decides (:data:`_VARYING`): say which."""
-    every_rule = [r for rs in (old, new) for t in rs.tables.values() for c in t.chains.values() for r in c.rules]
+def _changes(old_node: NodeState, new_node: NodeState, views: tuple[m.Ruleset, m.Ruleset]
+             ) -> tuple[list[m.Rule], list[m.Rule], str | None, list[str]]:
+    """The changed rules of each side, why every packet is in the region (None: only the packets
+    that may meet a changed rule are), and notes."""
+    gone, added, policy = changed_rules(*views, (origin_keys(old_node.nft), origin_keys(new_node.nft)))
+    notes = []
+    why = "a changed chain policy" if policy else None
+    if why is None and structure(old_node.nft) != structure(new_node.nft):
+        why = "a changed set or order of nft base chains (type, hook, priority, policy), flowtables or objects"
+    if why is None and (gone or added) and (rewrites_headers(old_node.nft) or rewrites_headers(new_node.nft)):
+        why = "an nft rule that rewrites a header field in place"
+        notes.append("an nft rule rewrites a header field in place (a payload mangle, which boxes do not follow): "
+                     "every packet is compared")
+    return gone, added, why, notes
+
+
+def _note_varying(result: DiffResult, views: tuple[m.Ruleset, m.Ruleset], nfts: tuple) -> None:
+    """Not exact when a rule matches on what no packet field decides (:data:`_VARYING`): say which
+    (for nft tables, the expressions themselves)."""
+    every_rule = [r for rs in views for t in rs.tables.values() for c in t.chains.values() for r in c.rules]
     varying = sorted({type(mt).__name__ for r in every_rule for mt in r.matches if type(mt) in _VARYING})
     if varying:
         result.exact = False
         result.notes.append(f"some rules match on what no packet field decides ({', '.join(varying)}: set "
                             "contents, time, unmodelled matches): within a class those may still tell packets apart")
+    exprs = sorted({e for v, s in zip(views, nfts) for e in unknown_nft(v, s)})
+    if exprs:
+        result.exact = False
+        shown = "; ".join(exprs[:6]) + (f"; and {len(exprs) - 6} more" if len(exprs) > 6 else "")
+        result.notes.append(f"nft expressions no packet field decides ({shown}): within a class those may still "
+                            "tell packets apart")
 
 
-def _compare_cells(nodes: tuple[NodeState, NodeState], tracers: tuple[NodeTracer, NodeTracer],
-                   region: list[tuple[Box, str]], boxes: list[Box], universe: Universe, changed: tuple[set, set],
-                   max_cells: int, work: Work) -> tuple[dict[tuple, list], int, int | None]:
+def _compare_cells(nodes: tuple[NodeState, NodeState], views: tuple[m.Ruleset, m.Ruleset], fib: bool,
+                   tracers: tuple[NodeTracer, NodeTracer], region: list[tuple[Box, str]], boxes: list[Box],
+                   universe: Universe, changed: tuple[set, set], max_cells: int, work: Work
+                   ) -> tuple[dict[tuple, list], int, int | None]:
     """One packet per cell of ``region`` traced through both sides: the cells whose fates differ,
     grouped by (old fate, new fate) as [cells, old deciders, new deciders]; the cells compared; the
-    region box a bound stopped in (None: every cell compared)."""
-    src_cuts, dst_cuts = node_boundaries(*nodes)
+    region box a bound stopped in (None: every cell compared). ``fib``: an nft rule reads the route
+    back to the source (its prefixes cut sources too)."""
+    src_cuts, dst_cuts = node_boundaries(nodes[0], views, fib)
     fixed: dict[int, list] = {SRC: [(e,) for e in src_cuts], DST: [(e,) for e in dst_cuts],
                               PROTO: [((p, p),) for p in (1,) + PORT_PROTOS]}
     # Every interface of the node is a cell of its own (routing and martian checks read it too);

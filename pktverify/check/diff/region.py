@@ -21,27 +21,27 @@ from .cells import Work, reaching_region
 __all__ = ["EntryCache", "SPECIAL", "cut_boxes", "joint_universe", "node_boundaries", "whole_region"]
 
 
-def whole_region(old_node: NodeState, new_node: NodeState, gone: list[m.Rule], added: list[m.Rule], policy: bool,
-                 universe: Universe, work: Work, cache: "EntryCache") -> list[tuple[Box, str]]:
-    """The region as (box, where it comes from: the changed rule's FILE:LINE, a DNAT's, or the
-    policy change)."""
+def whole_region(views: tuple[m.Ruleset, m.Ruleset], node: NodeState, gone: list[m.Rule], added: list[m.Rule],
+                 policy: str | None, universe: Universe, work: Work, cache: "EntryCache") -> list[tuple[Box, str]]:
+    """The region as (box, where it comes from: the changed rule's FILE:LINE, a DNAT's, or why every
+    packet is in it: ``policy``, a changed chain policy or order). ``views``: both sides' rules as
+    boxes see them (iptables tables and nft tables' views); ``node``: its addresses."""
     if policy:
-        return [(universe.everything(), "a changed chain policy")]
-    region = _region(old_node.ruleset, gone, universe, work, cache) + \
-        _region(new_node.ruleset, added, universe, work, cache)
+        return [(universe.everything(), policy)]
+    region = _region(views[0], gone, universe, work, cache) + _region(views[1], added, universe, work, cache)
     boxes = [b for b, _o in region]
-    return region + _dnat_preimage(old_node.ruleset, boxes, universe, old_node, cache) + \
-        _dnat_preimage(new_node.ruleset, boxes, universe, old_node, cache)
+    return region + _dnat_preimage(views[0], boxes, universe, node, cache) + \
+        _dnat_preimage(views[1], boxes, universe, node, cache)
 
 
-def cut_boxes(old_node: NodeState, new_node: NodeState, region: list[Box], universe: Universe, work: Work,
-              cache: EntryCache) -> list[Box]:
+def cut_boxes(views: tuple[m.Ruleset, m.Ruleset], node: NodeState, region: list[Box], universe: Universe,
+              work: Work, cache: EntryCache) -> list[Box]:
     """The boxes that cut ``region`` into cells: the rules packets of the region can meet (their own
     boxes: :func:`cutting_boxes`, also as the rules after a DNAT see them) and what decides each NAT;
     rules with the same matches cut alike, so each box once."""
-    old, new = old_node.ruleset, new_node.ruleset
+    old, new = views
     boxes = cutting_boxes(old, region, universe, work) + cutting_boxes(new, region, universe, work) + \
-        translated_cuts((old, new), region, universe, old_node, work, cache) + \
+        translated_cuts((old, new), region, universe, node, work, cache) + \
         nat_cut_boxes(old, universe, cache) + nat_cut_boxes(new, universe, cache)
     return list(dict.fromkeys(boxes))
 
@@ -126,13 +126,11 @@ def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: N
                    cache: EntryCache) -> list:
     """The packets that a DNAT or REDIRECT turns into packets of ``region`` (the filter and later
     tables see the translated destination): those DNAT rules' own boxes, met with their entries."""
-    nat = ruleset.tables.get("nat")
-    if nat is None or not region:
+    if not region:
         return []
-    entries = cache(ruleset, "nat")
     local = _local(node)
     out = []
-    for chain in nat.chains.values():
+    for table, chain in _nat_chains(ruleset):
         for rule in chain.rules:
             gives = _translation(rule.target, local)
             if gives is None:
@@ -141,9 +139,20 @@ def _dnat_preimage(ruleset: m.Ruleset, region: list, universe: Universe, node: N
             if any((dst is None or _intersect(b[DST], dst)) and (port is None or _intersect(b[DPORT], port))
                    for b in region):
                 box = rule_box(rule, universe)[0]
-                out += [(b, f"{rule.location()} (its DNAT)") for b in (meet(box, e) for e in entries(chain.name))
+                out += [(b, f"{rule.location()} (its DNAT)") for b in (meet(box, e) for e in
+                                                                        cache(ruleset, table)(chain.name))
                         if b is not None]
     return out
+
+
+_NAT_TARGETS = (m.Dnat, m.Snat, m.Masquerade, m.Redirect)
+
+
+def _nat_chains(ruleset: m.Ruleset) -> list[tuple[str, m.Chain]]:
+    """(table name, chain) of every chain holding a NAT target, in any table (iptables' nat, or an
+    nft table's view, where a chain of any name may translate)."""
+    return [(name, chain) for name, table in ruleset.tables.items() for chain in table.chains.values()
+            if any(type(r.target) in _NAT_TARGETS for r in chain.rules)]
 
 
 def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Universe, node: NodeState,
@@ -156,9 +165,8 @@ def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Uni
     out: dict[Box, None] = {}
     region_dst = _norm([iv for r in region for iv in r[DST]])
     for ruleset in rulesets:
-        nat = ruleset.tables.get("nat")
-        entries = cache(ruleset, "nat") if nat else None
-        for chain in (nat.chains.values() if nat else ()):
+        for table, chain in _nat_chains(ruleset):
+            entries = cache(ruleset, table)
             for rule in chain.rules:
                 gives = _translation(rule.target, local)
                 if gives is None:
@@ -192,7 +200,7 @@ def cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Wo
     out = []
     for table in ruleset.tables.values():
         done: dict[str, set] = {}
-        todo = [(name, list(region)) for name in m.TABLE_CHAINS.get(table.name, ()) if name in table.chains]
+        todo = [(name, list(region)) for name, c in table.chains.items() if c.builtin]
         while todo:
             chain, reg = todo.pop()
             seen = done.setdefault(chain, set())
@@ -238,15 +246,16 @@ SPECIAL = [(0, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xE0000000, 0xEFFFFFFF), 
             (0xFFFFFFFF, 0xFFFFFFFF)]
 
 
-def node_boundaries(*nodes: NodeState) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def node_boundaries(node: NodeState, views: tuple[m.Ruleset, ...], source_routes: bool = False
+                    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Address ranges the node itself tells apart, as (source cuts, destination cuts): special
     ranges and its own addresses for both (martian checks), every route's prefix for destinations
-    (and for sources too when a rule uses rpfilter, a reverse route lookup)."""
-    node = nodes[0]
+    (and for sources too when a rule uses rpfilter, a reverse route lookup, or ``source_routes``:
+    an nft ``fib saddr``)."""
     own = list(SPECIAL) + [(a.ip, a.ip) for iface in node.interfaces.values() for a in iface.addresses]
     routed = [(r.network, r.network | (~r.mask & 0xFFFFFFFF)) for r in node.routes + node.local_routes]
-    rpfilter = any(type(mt) is m.RpFilterMatch for n in nodes for t in n.ruleset.tables.values()
-                   for c in t.chains.values() for r in c.rules for mt in r.matches)
+    rpfilter = source_routes or any(type(mt) is m.RpFilterMatch for v in views for t in v.tables.values()
+                                    for c in t.chains.values() for r in c.rules for mt in r.matches)
     return (own + routed if rpfilter else own), own + routed
 
 
@@ -255,14 +264,13 @@ def nat_cut_boxes(ruleset: m.Ruleset, universe: Universe, cache: EntryCache) -> 
     already have the address or port it gives: that decides what the NAT changes, so each cuts the
     cells it meets, and only those (a kube-proxy dump has 20,000 DNATs, each for its own service)."""
     out = []
-    nat = ruleset.tables.get("nat")
-    for chain in (nat.chains.values() if nat else ()):
+    for table, chain in _nat_chains(ruleset):
         for rule in chain.rules:
             cuts = _nat_boundaries(rule)
             if not cuts:
                 continue
             box = rule_box(rule, universe)[0]
-            for entry in cache(ruleset, "nat")(chain.name):
+            for entry in cache(ruleset, table)(chain.name):
                 met = meet(box, entry)
                 if met is not None:       # what it translates that already has what it gives
                     out += [met[:f] + (hit,) + met[f + 1:] for f, r in cuts for hit in (_intersect(met[f], (r,)),)
