@@ -42,17 +42,26 @@ class VerifyReport(verify_run.VerifyReport):
         """The JSON ``pktverify verify --format json`` prints, byte for byte (``captures``: what
         :meth:`write_pcaps` wrote, as ``capture_names`` maps it, named with each violation)."""
         from .report.verify_report import verify_to_json
-        return verify_to_json(self.results, captures=captures)
+        return verify_to_json(self.results, captures=captures, node_warnings=self.node_warnings)
 
     def to_text(self, *, max_violations: int = 2, captures: dict | None = None) -> str:
         """The text ``pktverify verify`` prints: the table, then the causes, biggest first."""
         from .report.verify_report import verify_to_text
-        return verify_to_text(self.results, max_violations=max_violations, captures=captures)
+        return verify_to_text(self.results, max_violations=max_violations, captures=captures,
+                              node_warnings=self.node_warnings)
 
     def to_html(self, *, max_violations: int = 2, captures: dict | None = None) -> str:
         """The self-contained HTML page ``pktverify verify --html FILE`` writes."""
         from .report.verify_html import verify_to_html
-        return verify_to_html(self.cluster, self.results, max_violations=max_violations, captures=captures)
+        return verify_to_html(self.cluster, self.results, max_violations=max_violations, captures=captures,
+                              node_warnings=self.node_warnings)
+
+    @property
+    def node_warnings(self) -> list[tuple[tuple[str, ...], str]]:
+        """What the nodes' dumps held that pktverify left out, each warning once: (nodes, warning),
+        a warning the same on several nodes' own files folded into one (the reports list them)."""
+        from .report.node_warnings import fold_node_warnings
+        return fold_node_warnings(self.cluster, self.walker.states)
 
     def write_pcaps(self, folder: str | Path, *, all_flows: bool = False, split: str = "flow") -> list[Path]:
         """Each violation's counterexample as pcapng in ``folder`` (made if missing), as

@@ -18,6 +18,7 @@ from ..check.invariants import InvariantResult, Violation
 from ..eval.walk_notes import step_label
 from ..model.addresses import format_ip, format_network
 from ..model.cluster import DUMP_KINDS, ClusterSpec
+from .node_warnings import NodeWarning, node_list
 
 __all__ = ["verify_to_html", "page_head", "path_html"]
 
@@ -56,9 +57,10 @@ def page_head(title: str) -> list[str]:
 
 
 def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_violations: int = 2,
-                   captures: dict | None = None) -> str:
+                   captures: dict | None = None, node_warnings: list[NodeWarning] = ()) -> str:
     """The page for one verify run (``max_violations`` example flows per cause; 0: all);
-    ``captures``: the capture files of each violation (see ``capture_names``), named by its example."""
+    ``captures``: the capture files of each violation (see ``capture_names``), named by its example;
+    ``node_warnings`` (:func:`.node_warnings.fold_node_warnings`) listed under the invariants."""
     groups = group_violations(results)
     names = {(r.name, id(v)): [str(p) for p in captures.get((r.name, n), ())]
              for r in results for n, v in enumerate(r.violations)} if captures else {}
@@ -71,6 +73,11 @@ def verify_to_html(cluster: ClusterSpec, results: list[InvariantResult], *, max_
            f"service(s), kube-proxy {escape(cluster.proxy_mode)} mode; cluster CIDR "
            f"{format_network(*cluster.cidr)}, service CIDR {format_network(*cluster.service_cidr)}</p>"]
     out += _invariants(results)
+    if node_warnings:
+        out.append("<h2>Warnings on the nodes' dumps</h2><p class=\"muted\">What pktverify left out.</p>"
+                   "<ul id=\"node-warnings\">")
+        out += [f"<li><b>{escape(node_list(nodes))}</b>: {escape(text)}</li>" for nodes, text in node_warnings]
+        out.append("</ul>")
     out.append("<h2>The cluster</h2>")
     out.append(_topology(cluster, groups[0] if groups else None))
     out += _dumps(cluster)

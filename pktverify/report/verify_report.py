@@ -7,6 +7,7 @@ import json
 from ..check.causes import Group, group_violations
 from ..check.invariants import InvariantResult, Violation
 from ..errors import one_line
+from .node_warnings import NodeWarning, node_warnings_json, node_warnings_text
 
 __all__ = ["verify_to_json", "verify_to_text", "hop_json"]
 
@@ -32,14 +33,17 @@ def _violation_json(v: Violation) -> dict:
     return out
 
 
-def verify_to_json(results: list[InvariantResult], *, captures: dict | None = None) -> str:
+def verify_to_json(results: list[InvariantResult], *, captures: dict | None = None,
+                   node_warnings: list[NodeWarning] = ()) -> str:
     """``{"invariants": [{"name", "holds", "checked", "violating_flows", "violations": [{"message", "flow",
     "path", "hops", "captures"?}], "notes"}], "groups": [{"cause", "location", "kind", "nodes", "invariants",
     "flows", "violations": [[name, index]]}]}``; ``hops`` are records (point, node, interface, packet, note,
     verdict, rules with ``file:line``). ``checked`` counts flows checked, ``violating_flows`` those of
     them that violate (each flow once, however many of its outcomes do), a group's ``flows`` the
     flows it explains (each once). ``captures``: the capture files each violation's counterexample
-    was written to (``(invariant, index) -> [paths]``, see :func:`capture_names`), listed with it."""
+    was written to (``(invariant, index) -> [paths]``, see :func:`capture_names`), listed with it.
+    ``node_warnings`` (see :func:`.node_warnings.fold_node_warnings`): what the nodes' dumps held
+    that pktverify left out, as ``"node_warnings": [{"nodes", "warning"}]`` (no key when none)."""
     index = {(r.name, id(v)): n for r in results for n, v in enumerate(r.violations)}
     groups = [{"cause": g.cause, "location": g.location, "kind": g.kind, "nodes": g.nodes, "invariants": g.invariants,
                "flows": g.flows, "violations": [[inv, index[(inv, id(v))]] for inv, v in g.members]}
@@ -52,13 +56,18 @@ def verify_to_json(results: list[InvariantResult], *, captures: dict | None = No
             for n, v in enumerate(item["violations"]):
                 v["captures"] = [str(p) for p in captures.get((r.name, n), ())]
         invariants.append(item)
-    return json.dumps({"invariants": invariants, "groups": groups}, indent=2) + "\n"
+    doc = {"invariants": invariants, "groups": groups}
+    if node_warnings:
+        doc["node_warnings"] = node_warnings_json(node_warnings)
+    return json.dumps(doc, indent=2) + "\n"
 
 
-def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2, captures: dict | None = None) -> str:
-    """One row per invariant (flows checked, and how many of them violate), then the causes,
-    biggest first: one line each, then up to ``max_violations`` examples with their hop-by-hop
-    paths (0: every one), each naming its capture files when ``captures`` are given."""
+def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2, captures: dict | None = None,
+                   node_warnings: list[NodeWarning] = ()) -> str:
+    """One row per invariant (flows checked, and how many of them violate), the notes and the
+    ``node_warnings`` (each once), then the causes, biggest first: one line each, then up to
+    ``max_violations`` examples with their hop-by-hop paths (0: every one), each naming its
+    capture files when ``captures`` are given."""
     width = max(len(r.name) for r in results)
     lines = [f"{'invariant':<{width}}  result  flows checked  violating flows",
              f"{'-' * width}  ------  -------------  ---------------"]
@@ -67,6 +76,7 @@ def verify_to_text(results: list[InvariantResult], *, max_violations: int = 2, c
     for r in results:
         for note in r.notes:
             lines += ["", f"note ({r.name}): {note}"]
+    lines += node_warnings_text(list(node_warnings))
     groups = group_violations(results)
     if groups:
         lines += ["", f"{len(groups)} cause(s), biggest first:"]
