@@ -1,0 +1,81 @@
+"""Every ruleset pktverify's nftables-mode generator writes for the kube-proxy-nft corpus loads in
+the kernel.
+
+The 12 rulesets generated from the transcribed Services of upstream's ruleset-asserting tests and
+the 37 generated from the flow files' inputs (IPv4 and IPv6) are each loaded with ``nft -f`` in a
+network namespace of the test's own (deleted afterwards; the host's ruleset is never touched),
+and listed back as JSON: the kernel must hold every chain, set and map the script declares, and as
+many rules and elements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from ..corpus.kube_proxy_nft_cases import TRANSCRIBED, corpus_files, generate, generate_transcribed, load, ports_of
+
+pytestmark = pytest.mark.kernel
+
+
+def _rulesets() -> list:
+    out = [pytest.param(stem, id=stem) for stem in sorted(TRANSCRIBED)]
+    for path in corpus_files():
+        if load(path.stem)["nft_ruleset"] is None:
+            out.append(pytest.param(path.stem, id=path.stem))
+    return out
+
+
+def _script(stem: str) -> str:
+    if stem in TRANSCRIBED:
+        return generate_transcribed(stem)
+    case = load(stem)
+    return generate(case, ports_of(case["inputs"]))
+
+
+@pytest.fixture()
+def netns():
+    """A fresh network namespace for one ruleset (deleted afterwards)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    name = f"pv-kpnft-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def _nft(ns: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=False, input=script, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_there_are_rulesets_to_load(shared):
+    assert len(_rulesets()) == 12 + 37
+
+
+@pytest.mark.parametrize("stem", _rulesets())
+def test_generated_ruleset_loads(shared, netns, stem):
+    script = _script(stem)
+    loaded = _nft(netns, "-f", "-", script=script)
+    assert loaded.returncode == 0, loaded.stderr
+    family = "ip6" if " ip6 kube-proxy " in script else "ip"
+    listing = _nft(netns, "-j", "list", "table", family, "kube-proxy")
+    assert listing.returncode == 0, listing.stderr
+    objects = [next(iter(o.items())) for o in json.loads(listing.stdout)["nftables"]]
+    for kind in ("chain", "set", "map"):
+        declared = re.findall(rf"^add {kind} {family} kube-proxy (\S+)", script, re.MULTILINE)
+        assert sorted(body["name"] for k, body in objects if k == kind) == sorted(declared), kind
+    assert sum(k == "rule" for k, _ in objects) == script.count(f"add rule {family} kube-proxy ")
+    elements = sum(len(body.get("elem", ())) for k, body in objects if k in ("set", "map"))
+    assert elements == script.count(f"add element {family} kube-proxy ")
