@@ -210,7 +210,8 @@ def _setup(tx: _Tx, opts: _Options, mark: str, cidrs: list[str], nodeport_ips: l
     tx.sets["cluster-ips"] = f'type {addr} ; comment "Active ClusterIPs" ;'
     tx.rule("cluster-ips-check", f"{ip} daddr @cluster-ips reject", "Reject traffic to invalid ports of ClusterIPs")
     if cidrs:
-        tx.rule("cluster-ips-check", f"{ip} daddr {{ {','.join(cidrs)} }} drop", "Drop traffic to unallocated ClusterIPs")
+        tx.rule("cluster-ips-check", f"{ip} daddr {{ {','.join(cidrs)} }} drop",
+                "Drop traffic to unallocated ClusterIPs")
     for name, with_addr, comment in _MAPS:
         tx.maps[name] = (f"type {addr + ' . ' if with_addr else ''}inet_proto . inet_service : verdict ; "
                          f'comment "{comment}" ;')
@@ -258,7 +259,8 @@ class _Port:
         svc_name, port_name = _port_name_parts(svc.name)
         return cls(svc, svc.protocol.lower(), f"{svc_name}:{port_name}" if port_name else svc_name,
                    cluster_eps, local_eps, reachable, bool(eps or local),
-                   tuple(a for a in svc.external_ips if opts.of_family(a)), tuple(a for a in svc.lb_ips if opts.of_family(a)),
+                   tuple(a for a in svc.external_ips if opts.of_family(a)),
+                   tuple(a for a in svc.lb_ips if opts.of_family(a)),
                    tuple(r for r in ranges if ipaddress.ip_network(r).version == opts.version))
 
     def chain(self, prefix: str) -> str:
@@ -290,7 +292,8 @@ def _service_port(tx: _Tx, opts: _Options, svc: ServicePort) -> None:
         if opts.masquerade_all:
             tx.rule(internal_chain, f"{opts.ip} daddr {svc.cluster_ip} jump mark-for-masquerade")
         elif opts.if_local:
-            tx.rule(internal_chain, f"{opts.ip} daddr {svc.cluster_ip} {_negate(opts.if_local)} jump mark-for-masquerade")
+            tx.rule(internal_chain,
+                    f"{opts.ip} daddr {svc.cluster_ip} {_negate(opts.if_local)} jump mark-for-masquerade")
     if has_eps and external:
         _external_chain(tx, opts, port, external_chain, external_local, has_external)
     if uses_fw:

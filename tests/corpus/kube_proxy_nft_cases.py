@@ -62,7 +62,8 @@ def _svc4(*last: int) -> ServicePort:
 _REPEATED = {
     1: ([_SVC1, _SVC2], []),
     2: ([_SVC1, _SVC2, _svc3(1)], []),
-    3: ([_SVC1, _svc3(1)], ["service-MHHHYRWA-ns2/svc2/tcp/p8080", "endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080"]),
+    3: ([_SVC1, _svc3(1)], ["service-MHHHYRWA-ns2/svc2/tcp/p8080",
+                            "endpoint-7RVP4LUQ-ns2/svc2/tcp/p8080__10.0.2.1/8080"]),
     4: ([_SVC1, _svc3(1)], []),
     5: ([_SVC1, _svc3(1), _svc4()], []),
     6: ([_SVC1, _svc3(1), _svc4(1)], []),

@@ -96,8 +96,8 @@ _TRACERS: dict[str, NodeTracer] = {}
 def _tracer(stem: str, case: dict) -> NodeTracer:
     if stem not in _TRACERS:
         dump = parse_routes(ROUTES)
-        node = build_node("test-node", parse_ip_addr(ADDRS), dump.routes,
-                          parse_iptables_save("*filter\nCOMMIT\n", source="iptables-save.txt"), legacy_routes=dump.legacy)
+        iptables = parse_iptables_save("*filter\nCOMMIT\n", source="iptables-save.txt")
+        node = build_node("test-node", parse_ip_addr(ADDRS), dump.routes, iptables, legacy_routes=dump.legacy)
         text = generate(case, ports_of(case["inputs"]))
         _TRACERS[stem] = NodeTracer(dataclasses.replace(node, nft=parse_nft_text(text, f"{stem}.nft")))
     return _TRACERS[stem]
@@ -131,7 +131,8 @@ def test_flow_matches_kube_proxy(shared, stem, index):
 def test_long_names_are_hashed_then_cut_to_240_characters():
     """hashAndTruncate: past 240 characters the base ends in '...', and the hash keeps it unique."""
     long_ns = "n" * 63
-    base = nft_endpoint_chain_base(f"{long_ns}/{'s' * 63}:{'p' * 63}", "sctp", "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535")
+    base = nft_endpoint_chain_base(f"{long_ns}/{'s' * 63}:{'p' * 63}", "sctp",
+                                   "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff]:65535")
     assert len(base) == 240 and base.endswith("...") and base[8] == "-"
     assert nft_chain_base("ns1/svc1:p80", "TCP") == "ULMVA6XW-ns1/svc1/tcp/p80"
     assert nft_endpoint_chain_base("ns1/svc1:p80", "tcp", "10.180.0.1:80") == "5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"

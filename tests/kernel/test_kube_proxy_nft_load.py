@@ -56,8 +56,8 @@ def netns():
 
 
 def _nft(ns: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=False, input=script, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=False, input=script, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_there_are_rulesets_to_load(shared):
