@@ -22,7 +22,8 @@ from .fib import Fib
 from .nft_sets import ABSENT, SetLookup, compile_lookup
 from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
 
-__all__ = ["ABSENT", "Getter", "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
+__all__ = ["ABSENT", "CT_TEMPLATE", "ZONE_BITS", "ZONE_ORIG", "ZONE_REPLY", "ZONE_SHIFT", "Getter",
+           "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
 
 Getter = Callable[[WalkState], object]
 
@@ -37,7 +38,13 @@ _PROTO_OF = {"tcp": TCP, "udp": UDP, "sctp": SCTP, "icmp": ICMP}
 # ipv6-icmp`) dependency in inet tables, so the rule breaks (firewalld's inet table is full of them).
 _IPV6_ONLY = frozenset({"ip6", "icmpv6"})
 _PORTS = frozenset({TCP, UDP, SCTP})
-_NO_CT = CT_INVALID | CT_UNTRACKED            # the packet has no connection (nf_ct_get gives none)
+# ``ct zone set`` before conntrack attaches a template to the packet (nft_ct_set_zone_eval): then
+# ``ct state`` reads new and every other ct key breaks the rule, as without a connection (kernel lab);
+# conntrack makes the connection in the template's zone. The zone rides in ctbits' high bits: the
+# template bit, the directions it applies to (NF_CT_ZONE_DIR_ORIG/REPLY), and the 16-bit zone id.
+CT_TEMPLATE, ZONE_ORIG, ZONE_REPLY, ZONE_SHIFT = 1 << 8, 1 << 9, 1 << 10, 16
+ZONE_BITS = ZONE_ORIG | ZONE_REPLY | (0xFFFF << ZONE_SHIFT)
+_NO_CT = CT_INVALID | CT_UNTRACKED | CT_TEMPLATE     # no connection (nf_ct_get gives none, or a template)
 
 
 def has_bucket(expr: object) -> bool:
@@ -184,9 +191,10 @@ def _ct(ct: n.Ct) -> Getter:
         return _ct_status
     if key == "mark":
         return lambda st: ABSENT if st.ctbits & _NO_CT else st.ctmark
-    if key in ("zone", "l3proto"):
-        value = 0 if key == "zone" else 2
-        return lambda st: ABSENT if st.ctbits & _NO_CT else value
+    if key == "zone":
+        return _ct_zone(direction)
+    if key == "l3proto":
+        return lambda st: ABSENT if st.ctbits & _NO_CT else 2
     if key == "direction":
         return lambda st: ABSENT if st.ctbits & _NO_CT else ("reply" if st.meta is not None and st.meta.reply
                                                               else "original")
@@ -206,6 +214,21 @@ def _ct(ct: n.Ct) -> Getter:
             return ABSENT
         return st.meta.orig[fld] if st.meta is not None else None
     return original
+
+
+def _ct_zone(direction: str | None) -> Getter:
+    """The connection's zone (``nf_ct_zone_id``): the id for a direction the zone applies to, else 0;
+    without a direction the id itself."""
+    want = ZONE_ORIG if direction == "original" else ZONE_REPLY if direction == "reply" else 0
+
+    def zone(st: WalkState) -> object:
+        bits = st.ctbits
+        if bits & _NO_CT:
+            return ABSENT
+        if want and not bits & want:
+            return 0
+        return bits >> ZONE_SHIFT & 0xFFFF
+    return zone
 
 
 # IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE: set once a connection has passed a NAT hook (translated or a

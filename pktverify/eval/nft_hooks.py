@@ -27,6 +27,7 @@ from typing import NamedTuple
 from ..bulk import cyclic_gc_paused
 from ..model.nft import NftRuleset
 from .fib import Fib
+from .nft_exprs import CT_TEMPLATE, ZONE_BITS
 from .nft_nat import NAT_KINDS
 from .nft_walk import NftTableEval
 from .route_checks import with_step
@@ -228,5 +229,7 @@ class NftNode:
 
 
 def _tracked(groups: list, bits: int) -> list:
-    """Past conntrack: a packet left untracked (notrack) keeps no connection, the others get theirs."""
-    return [(gw, [s if s.ctbits == CT_UNTRACKED else s._replace(ctbits=bits) for s in sts]) for gw, sts in groups]
+    """Past conntrack: a packet left untracked (notrack) keeps no connection, the others get theirs; a
+    new one is made in the zone of the template ``ct zone set`` gave the packet (zone 0 without one)."""
+    return [(gw, [s if s.ctbits == CT_UNTRACKED else s._replace(ctbits=bits | (
+        s.ctbits & ZONE_BITS if s.ctbits & CT_TEMPLATE and bits & CT_NEW else 0)) for s in sts]) for gw, sts in groups]

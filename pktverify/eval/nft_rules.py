@@ -21,12 +21,23 @@ from fractions import Fraction
 from functools import lru_cache
 
 from ..model import nft as n
+from ..model.addresses import format_ip
 from ..model.packet import Packet
 from .fib import Fib
-from .nft_exprs import ABSENT, ICMP_CODES, compile_getter, compile_match, has_bucket
+from .nft_exprs import (
+    ABSENT,
+    CT_TEMPLATE,
+    ICMP_CODES,
+    ZONE_ORIG,
+    ZONE_REPLY,
+    ZONE_SHIFT,
+    compile_getter,
+    compile_match,
+    has_bucket,
+)
 from .nft_nat import compile_nat
 from .nft_sets import compile_lookup, set_tag
-from .state import CT_INVALID, CT_NEW, CT_UNTRACKED, WalkState
+from .state import CT_INVALID, CT_NEW, CT_UNTRACKED, WalkState, with_ctbits
 
 __all__ = ["compile_ops", "numgen_shares", "reject_with", "set_updates"]
 
@@ -135,6 +146,8 @@ def _op(stmt, fib: Fib, sets: dict, family: str, bucket: int | None) -> tuple:
     if t is n.CtCount:
         return ("fixed", stmt.count >= 1 if not stmt.over else stmt.count < 1,
                 f"fresh flow: ct count {'over ' if stmt.over else ''}{stmt.count} (this connection the only one)")
+    if t is n.SetUpdate:
+        return ("effect", _set_update(stmt, compile_getter(stmt.key, fib, sets, bucket), sets))
     fn = _plain(stmt)
     if fn is None:
         raw = stmt.raw if t is n.NftUnknown else f"xt {getattr(stmt, 'kind', '')} {getattr(stmt, 'name', '')}"
@@ -163,8 +176,6 @@ def _plain(stmt):
         text = "counter"
     elif t is n.Log:
         text = "log" + (f" prefix {stmt.prefix!r}" if stmt.prefix else "")
-    elif t is n.SetUpdate:
-        text = f"{stmt.op} @{stmt.set} (later connections see it; this flow sees the dump's elements)"
     elif t is n.FlowAdd:
         text = f"flow add @{stmt.flowtable} (the flowtable takes the connection's established packets, not this one)"
     else:
@@ -184,12 +195,14 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
                 return st._replace(exact=False), "meta mark set: value unknown (not modelled)"
             return st._replace(mark=v & 0xFFFFFFFF), f"mark {st.mark:#x} → {v & 0xFFFFFFFF:#x}"
         return meta_mark
+    if type(key) is n.Ct and key.key == "zone":
+        return _zone_set(key.direction, value)
     if key == n.Ct("mark"):
         def ct_mark(st: WalkState, ctx=None):
             v = value(st)
             if v is ABSENT:
                 return None
-            if st.ctbits & (CT_UNTRACKED | CT_INVALID):
+            if st.ctbits & (CT_UNTRACKED | CT_INVALID | CT_TEMPLATE):     # nft_ct_set_eval: not a template
                 return st, "ct mark set: the packet has no connection, nothing kept"
             if type(v) is not int:
                 return st._replace(exact=False), "ct mark set: value unknown (not modelled)"
@@ -197,6 +210,54 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
         return ct_mark
     name = " ".join(str(getattr(key, a)) for a in ("protocol", "field", "key") if getattr(key, a, None))
     return lambda st, ctx=None: (st, f"{type(key).__name__.lower()} {name} set (no effect modelled on the walk)")
+
+
+def _set_update(stmt: n.SetUpdate, key, sets: dict):
+    """``add``/``update @set { key }``: the element is in the set at once (nft_dynset_eval), for this
+    packet's later lookups and for later connections (``TraceMeta.recent`` entries, as the set's
+    lookups read them). A map's element or a ``delete`` is not followed: the outcome is inexact."""
+    name, tag = stmt.set, sets[stmt.set].tag
+    followed = stmt.op in ("add", "update") and stmt.data is None and tag is not None
+
+    def set_update(st: WalkState, ctx=None):
+        k = key(st)
+        if k is ABSENT:
+            return None
+        if not followed or k is None or (type(k) is tuple and None in k) or st.meta is None:
+            return st._replace(exact=False), f"{stmt.op} @{name} (not followed: later lookups may differ)"
+        entry = (tag, k)
+        if entry not in st.meta.recent:
+            st = st._replace(meta=st.meta._replace(recent=st.meta.recent | {entry}))
+        return st, (f"{stmt.op} @{name} {{ {_key_text(stmt.key, k)} }} (this packet's later lookups and later "
+                    "connections see it)")
+    return set_update
+
+
+def _key_text(expr: object, key: object) -> str:
+    """The key as nft prints it: addresses dotted, other values as numbers."""
+    exprs = expr.items if type(expr) is n.Concat else (expr,)
+    parts = key if type(key) is tuple else (key,)
+    return " . ".join(format_ip(v) if type(v) is int and getattr(e, "field", getattr(e, "key", "")).endswith(
+        ("saddr", "daddr")) else str(v) for e, v in zip(exprs, parts))
+
+
+def _zone_set(direction: str | None, value):
+    """``ct zone set``: a packet without a connection (before conntrack) gets a template in that zone,
+    which conntrack's new connection takes; the first one set stays, and a packet with a connection
+    (or untracked) is left alone (nft_ct_set_zone_eval)."""
+    dirs = ZONE_ORIG if direction == "original" else ZONE_REPLY if direction == "reply" else ZONE_ORIG | ZONE_REPLY
+
+    def zone_set(st: WalkState, ctx=None):
+        v = value(st)
+        if v is ABSENT:
+            return None
+        if st.ctbits != CT_INVALID:
+            return st, "ct zone set: the packet has its connection (or a zone) already: no effect"
+        if type(v) is not int:
+            return st._replace(exact=False), "ct zone set: value unknown (not modelled)"
+        v &= 0xFFFF
+        return with_ctbits(st, CT_NEW | CT_TEMPLATE | dirs | v << ZONE_SHIFT), f"ct zone {v} (the connection's)"
+    return zone_set
 
 
 def set_updates(ruleset: n.NftRuleset, step, pkt: Packet) -> list[tuple[str, object]]:

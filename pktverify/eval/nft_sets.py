@@ -1,5 +1,5 @@
-"""nftables sets and maps as lookups: exact keys by hash, intervals, prefixes and interface
-wildcards by scan, concatenations part by part.
+"""nftables sets and maps as lookups: exact keys by hash, one-part intervals and prefixes by
+bisection, interface wildcards by scan, concatenations part by part.
 
 :meth:`SetLookup.find` answers ``(True, data)``, ``(False, None)``, or ``(None, None)`` when a part
 of the key is unknown (None: no dump holds it) and some element could match it (may-match). A
@@ -9,6 +9,8 @@ the entries a cluster walk carries, as it carries ``-m recent`` lists).
 """
 
 from __future__ import annotations
+
+from bisect import bisect_right
 
 from ..model import nft as n
 from ..model.addresses import prefix_mask
@@ -46,27 +48,60 @@ def set_tag(family: str, table: str, name: str) -> str:
     return f"nft {family} {table} @{name}"
 
 
+def _interval(key: object) -> tuple[int, int] | None:
+    """The bounds of a one-part key that is an address prefix or a range (None for any other key,
+    and for a prefix with host bits set, which matches nothing and stays with the scan)."""
+    if type(key) is n.Range:
+        return (key.low, key.high) if key.low <= key.high else None
+    if type(key) is n.Prefix:
+        mask = prefix_mask(key.length)
+        return (key.addr, key.addr | (~mask & 0xFFFFFFFF)) if key.addr & ~mask & 0xFFFFFFFF == 0 else None
+    return None
+
+
 class SetLookup:
-    """One set's or map's elements, ready for lookups; ``tag``: a dynamic set's :func:`set_tag`."""
-    __slots__ = ("exact", "scan", "elements", "tag")
+    """One set's or map's elements, ready for lookups; ``tag``: a dynamic set's :func:`set_tag`.
+    One-part intervals (ranges, prefixes) that do not overlap, as the kernel keeps an interval set's,
+    are found by bisection over their sorted starts; overlapping ones are scanned in order."""
+    __slots__ = ("exact", "scan", "elements", "tag", "starts", "ends", "idata")
 
     def __init__(self, elements: tuple, tag: str | None = None) -> None:
         self.elements = elements
         self.tag = tag
         self.exact: dict = {}
         self.scan: list = []
+        intervals: list = []
         for e in elements:
             key = e.key
             if type(key) is int:           # the common exact key, without testing its parts
                 self.exact.setdefault(key, e.data)
                 continue
-            parts = key if isinstance(key, tuple) else (key,)
-            tests = [_part_test(p) for p in parts]
-            if any(t is not None for t in tests):
-                tests = [t if t is not None else (lambda v, p=p: v == p) for t, p in zip(tests, parts)]
-                self.scan.append((tuple(tests), isinstance(key, tuple), e.data))
-            else:
-                self.exact.setdefault(key, e.data)
+            bounds = _interval(key)
+            if bounds is not None:
+                intervals.append((bounds[0], bounds[1], len(intervals), e))
+                continue
+            self._add_scanned(key, e.data)
+        self.starts, self.ends, self.idata = self._index(intervals)
+
+    def _index(self, intervals: list) -> tuple[list, list, list]:
+        """Sorted starts, ends and data of disjoint intervals; overlapping ones go to the scan instead
+        (in their order, where the first that holds a key answers)."""
+        ordered = sorted(intervals)
+        if any(b[0] <= a[1] for a, b in zip(ordered, ordered[1:])):
+            for *_bounds, e in intervals:
+                self._add_scanned(e.key, e.data)
+            return [], [], []
+        return [i[0] for i in ordered], [i[1] for i in ordered], [i[3].data for i in ordered]
+
+    def _add_scanned(self, key: object, data: object) -> None:
+        """An element found by testing it: intervals, wildcards, concatenations."""
+        parts = key if isinstance(key, tuple) else (key,)
+        tests = [_part_test(p) for p in parts]
+        if any(t is not None for t in tests):
+            tests = [t if t is not None else (lambda v, p=p: v == p) for t, p in zip(tests, parts)]
+            self.scan.append((tuple(tests), isinstance(key, tuple), data))
+        else:
+            self.exact.setdefault(key, data)
 
     def find(self, key: object) -> tuple[object, object]:
         """``(True, data)`` when an element holds ``key``, ``(False, None)`` when none does, ``(None,
@@ -80,6 +115,11 @@ class SetLookup:
                 return True, self.exact[key]
         except TypeError:
             return False, None
+        starts = self.starts
+        if starts and type(key) is int:
+            i = bisect_right(starts, key) - 1
+            if i >= 0 and key <= self.ends[i]:
+                return True, self.idata[i]
         for tests, is_tuple, data in self.scan:
             if is_tuple:
                 if type(key) is tuple and len(key) == len(tests) and all(t(v) for t, v in zip(tests, key)):

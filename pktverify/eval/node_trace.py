@@ -438,4 +438,4 @@ class _NodeWalk:
         return Outcome(NODE_VERDICTS[verdict], st.prob, st.exact and not st.assume, st.pkt, st.in_iface or None,
                        st.out_iface or None if verdict == "forward" else None,
                        next_hop if verdict == "forward" else None, st.masquerade, steps_tuple(st.steps),
-                       reason, conn, st.mark, st.random_ports, answer)
+                       reason, conn, st.mark, st.random_ports, answer, st.meta.recent if st.meta else frozenset())

@@ -124,7 +124,7 @@ def last_step(steps: tuple) -> Step | None:
 def state_key(st: WalkState) -> tuple:
     """Everything about a branch that decides its future: all of it but its probability and steps."""
     return (st.pkt, st.in_iface, st.out_iface, st.mark, st.ctbits, st.exact, st.masquerade, st.random_ports,
-            st.ctmark, st.assume)
+            st.ctmark, st.assume, st.meta.recent if st.meta is not None else None)   # recent: what nft sets gained
 
 
 def merge_equal(items: list[T], key: Callable[[T], Hashable], prob: Callable[[T], float],

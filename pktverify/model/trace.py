@@ -84,6 +84,7 @@ class Outcome(NamedTuple):
     mark: int = 0
     random_ports: tuple = ()   # ((field, low, high), ...): ports drawn uniformly from a range
     answer: Packet | None = None   # a reject's answer as the node sends it (ICMP error or TCP RST)
+    recent: frozenset = frozenset()   # nft dynamic-set entries (set tag, key) known after it: earlier ones and its own
 
     def key(self) -> tuple:
         """What makes two outcomes the same for a user (steps aside)."""

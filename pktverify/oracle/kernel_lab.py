@@ -299,11 +299,14 @@ class KernelLab:
 
     # ------------------------------------------------------------ probes
     def probe(self, rules: str | None, *, client: str, proto: str, sport: int, dst: str, dport: int,
-              src: str | None = None, ipsets: str = "", routing: tuple = (), nft: str = "") -> KernelObservation:
+              src: str | None = None, ipsets: str = "", routing: tuple = (), nft: str = "",
+              reload: bool = True) -> KernelObservation:
         """Load ``rules`` (and ``ipsets``, ``nft``: an ``nft -f`` script, and ``routing``: ip commands,
-        see :meth:`route`), send one packet from ``client`` (pod, lan or node), observe the kernel."""
+        see :meth:`route`), send one packet from ``client`` (pod, lan or node), observe the kernel.
+        ``reload=False``: keep what is loaded and what earlier packets left (dynamic sets, connections)."""
         src = src or CLIENT_ADDRESSES[client][0]
-        self.load(rules, ipsets, nft)
+        if reload:
+            self.load(rules, ipsets, nft)
         if routing:
             self.route(*routing)
         self._watch_input(proto, src, sport)

@@ -24,7 +24,7 @@ _ADDRS = ["10.96.0.10", "10.96.0.11", "192.168.0.40", "10.0.0.20", "192.168.0.2"
 _NETS = ["10.0.0.0/24", "192.168.0.0/24", "10.96.0.0/16", "192.168.0.40-192.168.0.45", "10.0.0.5-10.0.0.30"]
 _PORTS = ["80", "443", "8080", "53"]
 # hook -> (filter priorities, nat priorities): names with offsets, and numbers around iptables' own.
-_FILTER_PRIOS = ["raw", "mangle", "filter", "security", "0", "-10", "10", "filter + 5", "-150"]
+_FILTER_PRIOS = ["raw", "mangle", "filter", "security", "0", "-10", "10", "filter + 5", "-150", "-200"]
 _NAT_PRIOS = {"prerouting": ["dstnat", "dstnat + 5", "dstnat - 10", "-100", "-150", "-90"],
               "output": ["-100", "-90", "-150", "0"],
               "postrouting": ["srcnat", "srcnat - 5", "100", "110", "200"]}
@@ -38,6 +38,16 @@ _SETS = {
     "s_cat": ("type ipv4_addr . inet_proto . inet_service ;", "10.96.0.10 . tcp . 80, 192.168.0.40 . udp . 53"),
     "s_icat": ("type ipv4_addr . inet_service ; flags interval ;", "10.0.0.0/24 . 80-443, 192.168.0.0/24 . 53"),
 }
+# Dynamic sets that rules add to from the packet path (kube-proxy's session affinity): empty, or
+# holding the pod client (elements drawn per table).
+# (Declared without `dynamic`, which nft adds when a rule updates the set (nft 1.0.6's JSON leaves it out), and
+# without a default timeout (its listing leaves `flags timeout` out then).)
+_DYN_SETS = {"s_dyn": "type ipv4_addr ; flags timeout ;", "s_dync": "type ipv4_addr . inet_service ;"}
+_DYN_ELEMS = {"s_dyn": ["", "", "10.0.0.9", "192.168.0.9"], "s_dync": ["", "", "10.0.0.9 . 80"]}
+# User chain names as kube-proxy writes them ('/' and '.'), and with ':' (nft 1.0.6's scripts take a ':' only in
+# a name that reads as an IPv6 address: `add chain ip t svc:a` is a syntax error, quoted names too).
+_USER_NAMES = [("u0", "u1"), ("service-ULMVA6XW-ns1/svc1/tcp/p80", "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.0.0.20/80"),
+               ("dead:beef", "ab:cd")]
 _MAPS = {
     "m_nat": ("type ipv4_addr : ipv4_addr ;", "10.96.0.10 : 192.168.0.41, 10.96.0.11 : 10.0.0.20"),
     "m_vm": ("type ipv4_addr : verdict ;", "192.168.0.40 : drop, 10.96.0.11 : accept, 10.0.0.20 : jump u1"),
@@ -51,7 +61,7 @@ def _match(draw, hook: str, proto: str) -> str:
     protocol it names is the rule's ``proto`` (nft refuses a rule naming two)."""
     neg = draw(st.sampled_from(["", "!= "]))
     kinds = ["saddr", "daddr", "anon", "range", "l4proto", "port", "ports", "th", "mark", "ctstate", "ctdir",
-             "ctstatus", "set", "cat", "icat", "fib", "ttl", "protocol"]
+             "ctstatus", "set", "cat", "icat", "fib", "ttl", "protocol", "dyn", "dync", "ctzone"]
     if hook in _IN_HOOKS:
         kinds.append("iif")
     if hook in _OUT_HOOKS:
@@ -82,6 +92,12 @@ def _match(draw, hook: str, proto: str) -> str:
         return f"ct status {neg}{pick(['dnat', 'snat', 'confirmed'])}"
     if kind == "set":
         return f"ip {pick(['saddr', 'daddr'])} {'!= ' if neg else ''}@s_addr"
+    if kind == "dyn":
+        return f"ip {pick(['saddr', 'saddr', 'daddr'])} {'!= ' if neg else ''}@s_dyn"
+    if kind == "dync":
+        return f"ip saddr . {proto} dport @s_dync"
+    if kind == "ctzone":
+        return f"ct {pick(['', 'original ', 'reply '])}zone {neg}{pick(['0', '5', '7'])}"
     if kind == "cat":
         return "ip daddr . meta l4proto . th dport @s_cat"
     if kind == "icat":
@@ -106,7 +122,14 @@ def _filter_actions(hook: str, user: list[str]) -> list[str]:
            "continue", "meta l4proto . th dport vmap @m_pvm",
            "numgen random mod 2 vmap { 0 : accept, 1 : drop }",
            "numgen random mod 3 offset 1 vmap { 1 : accept, 2 : drop, 3 : continue }",
-           "ip daddr vmap { 192.168.0.40 : drop, 10.96.0.10 : accept }"]
+           "ip daddr vmap { 192.168.0.40 : drop, 10.96.0.10 : accept }",
+           "update @s_dyn { ip saddr timeout 10s }", "add @s_dyn { ip saddr }", "add @s_dyn { ip daddr }",
+           "add @s_dync { ip saddr . PROTO dport }",
+           "jhash ip saddr . PROTO sport mod 2 seed 0x7 offset 3 vmap { 3 : accept, 4 : drop }",
+           "symhash mod 3 vmap { 0 : accept, 1 : drop, 2 : continue }",
+           "meta mark set jhash ip saddr . ip daddr mod 4", "meta mark set symhash mod 2 offset 1"]
+    if hook in ("prerouting", "output"):        # before conntrack when the priority is raw or -200
+        out += ["ct zone set 5", "ct original zone set 7", "ct zone set 5 notrack", "notrack"]
     if hook in ("prerouting", "input", "forward", "output"):      # the kernel refuses reject on postrouting
         out.append("REJECT")        # one of _REJECTS, drawn by _rules
     if hook != "user" or user:
@@ -128,6 +151,8 @@ def _nat_actions(hook: str, fam: str) -> list[str]:
             f"dnat{ip} to ip daddr map {{ 10.96.0.10 : 10.0.0.20, 10.96.0.11 : 192.168.0.41 }}",
             f"dnat{ip} to numgen random mod 2 map {{ 0 : 192.168.0.40, 1 : 192.168.0.41 }}",
             f"dnat{ip} to numgen inc mod 2 map {{ 0 : 192.168.0.40, 1 : 10.0.0.20 }}",
+            f"dnat{ip} to jhash ip saddr . ip daddr mod 2 map {{ 0 : 192.168.0.40, 1 : 192.168.0.41 }}",
+            f"dnat{ip} to symhash mod 2 map {{ 0 : 192.168.0.40, 1 : 10.0.0.20 }}",
             "redirect", "meta l4proto tcp redirect to :15001", "meta mark set 0x1", "accept", "drop"]
 
 
@@ -141,7 +166,7 @@ def _rules(draw, hook: str, actions: list[str], max_size: int = 3) -> list[str]:
         action = draw(st.sampled_from(actions))
         if action == "REJECT":
             action = draw(st.sampled_from(_REJECTS))
-        action = action.replace("l4proto tcp", f"l4proto {proto}")
+        action = action.replace("l4proto tcp", f"l4proto {proto}").replace("PROTO", proto)
         if proto == "udp" and "tcp reset" in action:
             action = "reject"
         out.append(" ".join([*matches, action]))
@@ -153,14 +178,19 @@ def _table(draw, name: str, client: str) -> list[str]:
     """The commands of one table: its sets and maps, user chains, then base chains and their rules."""
     fam = draw(st.sampled_from(["ip", "ip", "inet"]))
     t = f"{fam} {name}"
-    lines = [f"add table {t}", f"add chain {t} u0", f"add chain {t} u1"]
+    u0, u1 = draw(st.sampled_from(_USER_NAMES))
+    lines = [f"add table {t}", f"add chain {t} {u0}", f"add chain {t} {u1}"]
     for set_name, (decl, elems) in _SETS.items():
         lines += [f"add set {t} {set_name} {{ {decl} }}", f"add element {t} {set_name} {{ {elems} }}"]
+    for set_name, decl in _DYN_SETS.items():
+        lines.append(f"add set {t} {set_name} {{ {decl} }}")
+        elems = draw(st.sampled_from(_DYN_ELEMS[set_name]))
+        lines += [f"add element {t} {set_name} {{ {elems} }}"] if elems else []
     for map_name, (decl, elems) in _MAPS.items():
-        lines += [f"add map {t} {map_name} {{ {decl} }}", f"add element {t} {map_name} {{ {elems} }}"]
+        lines += [f"add map {t} {map_name} {{ {decl} }}", f"add element {t} {map_name} {{ {elems.replace('u1', u1)} }}"]
     # u1 reaches nothing, u0 only u1: no loops; user chains hold only what every hook allows.
-    lines += [f"add rule {t} u1 {r}" for r in draw(_rules("user", _filter_actions("user", []), 2))]
-    lines += [f"add rule {t} u0 {r}" for r in draw(_rules("user", _filter_actions("user", ["u1"]), 2))]
+    lines += [f"add rule {t} {u1} {r}" for r in draw(_rules("user", _filter_actions("user", []), 2))]
+    lines += [f"add rule {t} {u0} {r}" for r in draw(_rules("user", _filter_actions("user", [u1]), 2))]
     hooks = {"pod": ["prerouting", "forward", "input", "postrouting"], "lan": ["prerouting", "forward", "input",
              "postrouting"], "node": ["output", "postrouting", "input"]}[client]
     for i in range(draw(st.integers(1, 3))):
@@ -172,8 +202,8 @@ def _table(draw, name: str, client: str) -> list[str]:
             policy = "accept"
         kind = "nat" if nat else "filter"
         lines.append(f"add chain {t} b{i} {{ type {kind} hook {hook} priority {prio} ; policy {policy} ; }}")
-        actions = _nat_actions(hook, fam) + (["jump u0", "goto u1"] if hook != "postrouting" else []) if nat \
-            else _filter_actions(hook, ["u0", "u1"])
+        actions = _nat_actions(hook, fam) + ([f"jump {u0}", f"goto {u1}"] if hook != "postrouting" else []) if nat \
+            else _filter_actions(hook, [u0, u1])
         lines += [f"add rule {t} b{i} {r}" for r in draw(_rules(hook, actions))]
     return lines
 

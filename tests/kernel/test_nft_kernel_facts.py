@@ -327,3 +327,87 @@ def test_ct_before_conntrack(lab, client, hook, prio, match, matched):
     ``new`` with ct mark 0, direction original. (Matched: the mark leads to a drop later.)"""
     obs = _send(lab, _ct_probe(prio, match, hook), client=client)
     assert (obs.verdict == "drop") == matched, obs
+
+
+# ------------------------------------------------------------------ ct zone (kernel campaign, session 9)
+def _zone(raw_rule: str, check: str, prio: str = "-300") -> str:
+    return ("add table ip t\n"
+            f"add chain ip t r {{ type filter hook prerouting priority {prio} ; policy accept ; }}\n"
+            f"add rule ip t r {raw_rule}\n"
+            "add chain ip t f { type filter hook forward priority 0 ; policy accept ; }\n"
+            f"add rule ip t f {check}\n")
+
+
+ZONE_FACTS = [
+    # Before conntrack `ct zone set` attaches a template: `ct state` reads new there ...
+    ("template-state-new", _zone("ct zone set 5 ct state new meta mark set 0x1", "meta mark 0x1 drop"), "drop"),
+    ("template-not-invalid", _zone("ct zone set 5 ct state invalid meta mark set 0x1", "meta mark 0x1 drop"),
+     "forward"),
+    # ... and every other ct key breaks the rule, the zone itself too (nft_ct_get_eval: a template is no connection)
+    ("template-zone-unread", _zone("ct zone set 5 ct zone 5 meta mark set 0x1", "meta mark 0x1 drop"), "forward"),
+    ("template-mark-unread", _zone("ct zone set 5 ct mark 0 meta mark set 0x1", "meta mark 0x1 drop"), "forward"),
+    ("template-direction-unread", _zone("ct zone set 5 ct direction original meta mark set 0x1",
+                                        "meta mark 0x1 drop"), "forward"),
+    # conntrack makes the connection in the template's zone; without one the zone is 0
+    ("zone-after-conntrack", _zone("ct zone set 5", "ct zone 5 drop"), "drop"),
+    ("zone-0-without-set", _zone("counter", "ct zone 0 drop"), "drop"),
+    ("zone-set-at-minus-200", _zone("ct zone set 5", "ct zone 5 drop", "-200"), "drop"),
+    ("zone-set-after-conntrack-no-effect", _zone("ct zone set 5", "ct zone 5 drop", "-199"), "forward"),
+    ("zone-set-in-forward-no-effect", _zone("counter", "ct zone set 5 ct zone 5 drop"), "forward"),
+    ("first-zone-set-stays", _zone("ct zone set 5 ct zone set 7", "ct zone 7 drop"), "forward"),
+    # a zone for one direction: nf_ct_zone_id gives 0 for the other, `ct zone` (no direction) the id
+    ("original-zone-read-plain", _zone("ct original zone set 5", "ct zone 5 drop"), "drop"),
+    ("original-zone-read-original", _zone("ct original zone set 5", "ct original zone 5 drop"), "drop"),
+    ("original-zone-read-reply", _zone("ct original zone set 5", "ct reply zone 5 drop"), "forward"),
+    ("reply-zone-read-reply", _zone("ct reply zone set 5", "ct reply zone 0 drop"), "forward"),
+    # with a template, notrack and ct mark set do nothing (the packet is not without ct any more)
+    ("notrack-after-zone-no-effect", _zone("ct zone set 5 notrack", "ct state untracked drop"), "forward"),
+    ("ct-mark-set-on-template-no-effect", _zone("ct zone set 5 ct mark set 0x7", "ct mark 0x7 drop"), "forward"),
+]
+
+
+@pytest.mark.parametrize("name,script,verdict", ZONE_FACTS, ids=[f[0] for f in ZONE_FACTS])
+def test_ct_zone(lab, name, script, verdict):
+    """What ``ct zone set`` does before and after conntrack, in the kernel, and pktverify agrees."""
+    from pktverify.cli import main
+    from pktverify.oracle.nft_campaign import NftProbe, run_nft_probe
+    res = run_nft_probe(lab, NftProbe(script, None, "pod", "tcp", 40000, "192.168.0.40", 80), main)
+    assert res.kernel is not None and res.kernel.verdict == verdict, res.kernel
+    assert res.agrees, res.explanation
+
+
+# ------------------------------------------------------------------ dynamic sets (kernel campaign, session 9)
+def _dyn(*rules: str, nat: str = "") -> str:
+    return ("add table ip t\nadd set ip t s { type ipv4_addr ; flags timeout ; }\n"
+            + (f"add chain ip t n {{ type nat hook prerouting priority dstnat ; }}\nadd rule ip t n {nat}\n"
+               if nat else "")
+            + "add chain ip t f { type filter hook forward priority 0 ; policy accept ; }\n"
+            + "".join(f"add rule ip t f {r}\n" for r in rules))
+
+
+DYN_FACTS = [
+    # the packet that adds an element sees it at once (nft_dynset_eval inserts it then)
+    ("same-packet-sees-it", _dyn("update @s { ip saddr timeout 10s }", "ip saddr @s drop"), "drop", None),
+    # a lookup before the add misses for the first connection and hits for the next one
+    ("next-connection-sees-it", _dyn("ip saddr @s drop", "update @s { ip saddr timeout 10s }"), "forward", "drop"),
+    # the key is the packet as it is at the rule: after DNAT, ip daddr is the new address (pktverify took the
+    # packet as it entered the node for the next connection: found by the campaign's second connections)
+    ("key-after-dnat", _dyn("ip daddr @s drop", "add @s { ip daddr }", nat="ip daddr 10.96.0.10 dnat to 192.168.0.40"),
+     "forward", "drop"),
+]
+
+
+@pytest.mark.parametrize("name,script,first,second", DYN_FACTS, ids=[f[0] for f in DYN_FACTS])
+def test_dynamic_sets(lab, name, script, first, second):
+    """``add``/``update @set`` from the packet path: the kernel's verdicts for a connection and the
+    client's next one (to 192.168.0.40 directly), and pktverify agrees on both."""
+    from pktverify.cli import main
+    from pktverify.oracle.nft_campaign import NftProbe, run_nft_probe
+    dst = "10.96.0.10" if "dnat" in script else "192.168.0.40"
+    then = (40001, "192.168.0.40", 80) if second else ()
+    res = run_nft_probe(lab, NftProbe(script, None, "pod", "tcp", 40000, dst, 80, then), main)
+    assert res.kernel is not None and res.kernel.verdict == first, res.kernel
+    assert res.agrees, res.explanation
+    if second:
+        assert lab.probe(None, client="pod", proto="tcp", sport=40002, dst="192.168.0.40", dport=80, nft=script,
+                         reload=False).verdict == second
