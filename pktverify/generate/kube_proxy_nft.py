@@ -180,7 +180,8 @@ def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | t
     return tx.text()
 
 
-def _nodeport_ips(node_ips: list[str], nodeport_addresses, version: int) -> list[str] | None:
+def _nodeport_ips(node_ips: list[str], nodeport_addresses: list[str] | tuple[str, ...] | None,
+                  version: int) -> list[str] | None:
     """The ``nodeport-ips`` elements: the node's addresses inside ``--nodeport-addresses`` of the
     family, loopback left out (kube-proxy logs it); None when no CIDR of the family is given
     (match all)."""
@@ -247,8 +248,9 @@ class _Port:
 
     @classmethod
     def of(cls, svc: ServicePort, opts: _Options) -> _Port:
-        eps = tuple(dict.fromkeys(e for e in svc.endpoints if opts.of_family(_split_endpoint(e)[0])))
-        local = tuple(dict.fromkeys(e for e in svc.local_endpoints if opts.of_family(_split_endpoint(e)[0])))
+        # kube-proxy keeps a service port's endpoints sorted by their "ip:port" text (byEndpoint).
+        eps = tuple(sorted({e for e in svc.endpoints if opts.of_family(_split_endpoint(e)[0])}))
+        local = tuple(sorted({e for e in svc.local_endpoints if opts.of_family(_split_endpoint(e)[0])}))
         external = bool(svc.node_port or svc.external_ips or svc.lb_ips)
         uses_cluster = not svc.internal_local or external
         uses_local = svc.internal_local or (external and svc.external_local)

@@ -165,6 +165,14 @@ def test_internal_local_without_local_endpoints_drops_and_masquerade_all_marks_e
     assert _rules(text, chain)[0] == "ip daddr 172.30.0.9 jump mark-for-masquerade"
 
 
+def test_endpoints_in_kube_proxys_order():
+    """Sorted by their text, as kube-proxy's EndpointsMap keeps them: 10.0.0.10 before 10.0.0.9."""
+    svc = ServicePort("ns/a:p", "172.30.0.9", 80, "TCP", ("10.0.0.9:80", "10.0.0.10:80", "10.0.0.9:80"))
+    text = kube_proxy_nft_rules([svc], node_ips=["192.168.0.2"], pod_cidr=None)
+    rule = _rules(text, "service-" + nft_chain_base("ns/a:p", "tcp"))[-1]
+    assert rule.startswith("numgen random mod 2 vmap { 0 : goto endpoint-") and "__10.0.0.10/80 , 1 : " in rule
+
+
 def test_other_family_addresses_are_left_out():
     svc = ServicePort("ns/a:p", "172.30.0.9", 80, "TCP", ("10.1.0.5:80", "[fd00::5]:80"), external_ips=("fd00::9",))
     text = kube_proxy_nft_rules([svc, dataclasses.replace(svc, name="ns/b:p", cluster_ip="fd00:96::1")],
