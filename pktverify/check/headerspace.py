@@ -29,8 +29,8 @@ from functools import cached_property
 
 from ..model import rules as m
 
-__all__ = ["Universe", "Box", "rule_box", "covered", "subtract", "intersects", "meet", "jumps_into", "MAX_MARK_BITS",
-           "FIELDS"]
+__all__ = ["Universe", "Box", "FieldSet", "rule_box", "covered", "subtract", "intersects", "meet", "jumps_into",
+           "MAX_MARK_BITS", "FIELDS"]
 
 FIELDS = ("source", "destination", "protocol", "source port", "destination port", "in-interface",
           "out-interface", "conntrack state", "mark")
@@ -42,6 +42,16 @@ _CT_BASE = ("INVALID", "ESTABLISHED", "RELATED", "NEW", "UNTRACKED")
 
 Intervals = tuple[tuple[int, int], ...]
 Box = tuple[Intervals, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSet:
+    """A box-level match (views of nft rulesets, :mod:`.nft_view`): header field ``field`` (SRC, DST,
+    PROTO, SPORT or DPORT: a number field, whose values the box holds as they are) has a value in
+    ``values`` (inclusive intervals), or, with ``invert``, a value outside them."""
+    field: int
+    values: Intervals
+    invert: bool = False
 
 
 def _norm(pairs) -> Intervals:
@@ -192,6 +202,8 @@ def rule_box(rule: m.Rule, universe: Universe) -> tuple[Box, bool]:
             hits = [(a, a) for a in range(1 << len(universe.mark_bits))
                     if (universe.mark_value(a) & mt.mask) == mt.value]
             narrow(MARK, tuple(hits), mt.invert)
+        elif kind is FieldSet and mt.field <= DPORT:
+            narrow(mt.field, mt.values, mt.invert)
         elif kind in (m.RandomMatch, m.NthMatch):
             exact = False
         else:
