@@ -22,6 +22,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from .kube_proxy_iptables import ServicePort
 
@@ -65,10 +66,11 @@ _MAPS = (
 )
 
 
+@lru_cache(maxsize=1 << 16)
 def _hash_and_truncate(name: str) -> str:
-    """kube-proxy's hashAndTruncate: 8 base32 characters of SHA-256, a dash, the name; cut to
-    240 characters with ``...`` when longer."""
-    out = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8] + "-" + name
+    """kube-proxy's hashAndTruncate: 8 base32 characters of SHA-256 (its first 5 bytes), a dash,
+    the name; cut to 240 characters with ``...`` when longer."""
+    out = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode() + "-" + name
     return out[:_NAME_BASE_MAX - 3] + "..." if len(out) > _NAME_BASE_MAX else out
 
 
@@ -146,10 +148,16 @@ class _Options:
     masquerade_all: bool
 
     def of_family(self, address: str) -> bool:
-        try:
-            return ipaddress.ip_address(address.strip("[]")).version == self.version
-        except ValueError:
-            return False
+        return _version(address) == self.version
+
+
+@lru_cache(maxsize=1 << 16)
+def _version(address: str) -> int:
+    """4 or 6 (0: not an address, e.g. a headless service's "None")."""
+    try:
+        return ipaddress.ip_address(address.strip("[]")).version
+    except ValueError:
+        return 0
 
 
 def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | tuple[str, ...],
