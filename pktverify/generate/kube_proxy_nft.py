@@ -250,6 +250,7 @@ class _Port:
     local_eps: tuple[str, ...]
     reachable: tuple[str, ...]   # allLocallyReachableEndpoints
     has_eps: bool                # hasEndpoints: usable endpoints on any node
+    external: bool               # ExternallyAccessible: a NodePort, or external or LoadBalancer IPs of the family
     external_ips: tuple[str, ...]
     lb_ips: tuple[str, ...]
     source_ranges: tuple[str, ...]
@@ -259,7 +260,9 @@ class _Port:
         # kube-proxy keeps a service port's endpoints sorted by their "ip:port" text (byEndpoint).
         eps = tuple(sorted({e for e in svc.endpoints if opts.of_family(_split_endpoint(e)[0])}))
         local = tuple(sorted({e for e in svc.local_endpoints if opts.of_family(_split_endpoint(e)[0])}))
-        external = bool(svc.node_port or svc.external_ips or svc.lb_ips)
+        external_ips = tuple(a for a in svc.external_ips if opts.of_family(a))
+        lb_ips = tuple(a for a in svc.lb_ips if opts.of_family(a))
+        external = bool(svc.node_port or external_ips or lb_ips)
         uses_cluster = not svc.internal_local or external
         uses_local = svc.internal_local or (external and svc.external_local)
         cluster_eps = eps if uses_cluster else ()
@@ -268,9 +271,7 @@ class _Port:
         ranges = tuple(str(ipaddress.ip_network(r.strip(), strict=False)) for r in svc.lb_source_ranges)
         svc_name, port_name = _port_name_parts(svc.name)
         return cls(svc, svc.protocol.lower(), f"{svc_name}:{port_name}" if port_name else svc_name,
-                   cluster_eps, local_eps, reachable, bool(eps or local),
-                   tuple(a for a in svc.external_ips if opts.of_family(a)),
-                   tuple(a for a in svc.lb_ips if opts.of_family(a)),
+                   cluster_eps, local_eps, reachable, bool(eps or local), external, external_ips, lb_ips,
                    tuple(r for r in ranges if ipaddress.ip_network(r).version == opts.version))
 
     def chain(self, prefix: str) -> str:
@@ -286,7 +287,7 @@ class _Port:
 def _service_port(tx: _Tx, opts: _Options, svc: ServicePort) -> None:
     """syncProxyRules for one service port: its map elements, then its chains."""
     port = _Port.of(svc, opts)
-    external = bool(svc.node_port or port.external_ips or port.lb_ips)
+    external = port.external
     external_local = svc.external_local and external
     has_eps = port.has_eps
     has_internal = has_eps and (not svc.internal_local or bool(port.local_eps))

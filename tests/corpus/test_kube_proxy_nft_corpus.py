@@ -179,6 +179,7 @@ def test_other_family_addresses_are_left_out():
                                 node_ips=["2001:db8::1", "192.168.0.2"], pod_cidr="10.0.0.0/8",
                                 service_cidrs=["fd00:96::/112", "172.30.0.0/16"], nodeport_addresses=["0.0.0.0/0"])
     assert "fd00" not in text and "ns/b" not in text
+    assert "add chain ip kube-proxy external-" not in text       # no door of the family: not externally accessible
     assert "add element ip kube-proxy nodeport-ips { 192.168.0.2 }" in text
 
 
