@@ -161,7 +161,8 @@ def _version(address: str) -> int:
 
 
 def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | tuple[str, ...],
-                         pod_cidr: str | None, service_cidrs: list[str] | tuple[str, ...] = (),
+                         pod_cidr: str | list[str] | tuple[str, ...] | None,
+                         service_cidrs: list[str] | tuple[str, ...] = (),
                          nodeport_addresses: list[str] | tuple[str, ...] | None = None,
                          masquerade_all: bool = False, masquerade_mark: int = 0x4000, family: str = "ip") -> str:
     """Return the ``nft -f`` transaction kube-proxy's nftables proxier writes on one node.
@@ -170,15 +171,18 @@ def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | t
     none is ready, serving and terminating, as kube-proxy's CategorizeEndpoints picks them;
     ``local_endpoints``: the usable ones on this node). ``node_ips`` are the node's addresses
     (the first of the family is kube-proxy's ``nodeIP``); ``pod_cidr`` the LocalTrafficDetector's
-    CIDR (None: no detector); ``service_cidrs`` the ranges whose unallocated addresses are
-    dropped; ``nodeport_addresses`` ``--nodeport-addresses`` (None or empty: every local address
-    but loopback). ``family`` is ``ip`` or ``ip6``: only that family's addresses are used."""
+    CIDR, or one per family (None, or none of the family: no detector); ``service_cidrs`` the
+    ranges whose unallocated addresses are dropped; ``nodeport_addresses`` kube-proxy's
+    ``--nodeport-addresses`` (None or empty: every local address but loopback). ``family`` is
+    ``ip`` or ``ip6``: only that family's addresses are used."""
     if family not in ("ip", "ip6"):
         raise ValueError(f"family must be ip or ip6, not {family!r}")
     version = 4 if family == "ip" else 6
     same = [a for a in node_ips if ipaddress.ip_address(a).version == version]
+    pod_cidrs = [pod_cidr] if isinstance(pod_cidr, str) else list(pod_cidr or ())
+    detector = next((c for c in pod_cidrs if ipaddress.ip_network(c, strict=False).version == version), None)
     opts = _Options(family, f"ipv{version}_addr", version, same[0] if same else None,
-                    f"{family} saddr {pod_cidr}" if pod_cidr else None, masquerade_all)
+                    f"{family} saddr {detector}" if detector else None, masquerade_all)
     tx = _Tx(family)
     cidrs = [c for c in service_cidrs if ipaddress.ip_network(c, strict=False).version == version]
     _setup(tx, opts, f"{masquerade_mark:#x}", cidrs, _nodeport_ips(same, nodeport_addresses, version))

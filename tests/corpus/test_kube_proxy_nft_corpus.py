@@ -181,6 +181,9 @@ def test_other_family_addresses_are_left_out():
     assert "fd00" not in text and "ns/b" not in text
     assert "add chain ip kube-proxy external-" not in text       # no door of the family: not externally accessible
     assert "add element ip kube-proxy nodeport-ips { 192.168.0.2 }" in text
+    six = kube_proxy_nft_rules([dataclasses.replace(svc, name="ns/b:p", cluster_ip="fd00:96::1")], node_ips=["::1"],
+                               pod_cidr=["10.0.0.0/8", "fd00:10::/64"], family="ip6")
+    assert "ip6 daddr fd00:96::1 ip6 saddr != fd00:10::/64 jump mark-for-masquerade" in six and "10.0.0.0" not in six
 
 
 def test_generated_text_is_read_by_pktverify():
