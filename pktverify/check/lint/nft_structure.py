@@ -18,6 +18,7 @@ from ...parse.nft_json import looks_like_nft_json, parse_nft_json
 from ...parse.nft_text import looks_like_nft_text, parse_nft_text
 from .finding import Check, Finding
 from .nft_graph import TableGraph, element_problem, match_problem, script_order
+from .nft_reachability import nft_dead_rules
 
 __all__ = ["NFT_CHECKS", "lint_nft", "looks_like_nft", "nft_findings", "parse_nft_with_findings"]
 
@@ -142,12 +143,14 @@ def parse_nft_with_findings(text: str, source: str) -> tuple[n.NftRuleset | None
         return None, [Finding("PV150", message, source, exc.line)]
 
 
-def lint_nft(text: str, source: str) -> list[Finding]:
-    """Every nft check on one ruleset ``text`` (no suppression or selection)."""
+def lint_nft(text: str, source: str, notes: list[str] | None = None) -> list[Finding]:
+    """Every nft check on one ruleset ``text`` (no suppression or selection): the structure checks,
+    then PV163-PV165 (:mod:`.nft_reachability`); ``notes`` receives what was not analysed."""
     ruleset, findings = parse_nft_with_findings(text, source)
     if ruleset is None:
         return findings
-    return findings + nft_findings(ruleset, text)
+    findings += nft_findings(ruleset, text)
+    return findings + nft_dead_rules(ruleset, findings, notes)
 
 
 def nft_findings(ruleset: n.NftRuleset, text: str = "") -> list[Finding]:

@@ -15,6 +15,8 @@ compared; the work is bounded and the rules past the bound are counted in a note
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...model import rules as m
 from ..headerspace import Universe, covered, is_everything, rule_box
 from .cover_index import CoverIndex, ShadowWork
@@ -44,7 +46,9 @@ PV203 = Check(
     "reachability")
 
 _ENDING = (m.Verdict, m.Reject, m.Dnat, m.Snat, m.Masquerade, m.Redirect, m.Netmap, m.Tproxy, m.Nfqueue)
-_CHANGING = (m.SetMark, m.ConnMark, m.SetTtl)
+# Targets after which later rules may see another packet: marks, TTL, conntrack's (NOTRACK: the state
+# becomes UNTRACKED), and targets pktverify does not model (they may change anything).
+_CHANGING = (m.SetMark, m.ConnMark, m.SetTtl, m.NoTrack, m.UnknownTarget)
 _SHOWN = 3
 
 
@@ -57,18 +61,59 @@ def _describe(rule: m.Rule) -> str:
     return f"rule #{rule.index} ({rule.text})"
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One rule of a chain as :func:`dead_in_chain` reads it: ``rules``, what it does in order (an
+    iptables rule is one; an nft rule one per action, and per set or map element: its
+    :mod:`..nft_view`); ``checked``, those whose box holds every packet for which the rule (or an
+    element) does anything; ``key``, what two copies of it share."""
+    rules: tuple[m.Rule, ...]
+    checked: tuple[m.Rule, ...]
+    key: object
+
+
+@dataclass(frozen=True)
+class Dead:
+    """What :func:`dead_in_chain` found: ``kind`` "after" (unit ``unit`` follows the catch-all
+    ``by[0]``), "duplicate" (it repeats unit ``by_unit``, whose first rule is ``by[0]``) or
+    "shadowed" (its checked ``rule``'s box is covered by the rules ``by``)."""
+    kind: str
+    unit: int
+    rule: m.Rule
+    by: tuple[m.Rule, ...]
+    by_unit: int = -1
+
+
 def reachability(ruleset: m.Ruleset, work: ShadowWork | None = None) -> list[Finding]:
     """PV201, PV202 and PV203 for every chain of every table. ``work`` counts the shadowing check's
     work and the rules past its bound (:meth:`.cover_index.ShadowWork.note` says so)."""
     universe = Universe.of(ruleset)
-    tops = universe.tops
     work = work if work is not None else ShadowWork()
     out: list[Finding] = []
     for table in ruleset.tables.values():
-        changers = _changing_chains(table)
+        changers = changing_chains(table)
         for chain in table.chains.values():
-            out += _chain(chain, universe, tops, changers, work)
+            units = [Unit((r,), (r,), (tuple(mt for mt in r.matches if type(mt) is not m.CommentMatch), r.target))
+                     for r in chain.rules]
+            out += [_finding(d, chain) for d in dead_in_chain(units, universe, changers, work)]
     return out
+
+
+def _finding(d: Dead, chain: m.Chain) -> Finding:
+    rule = d.rule
+    if d.kind == "after":
+        return Finding("PV202", f"no packet reaches {_describe(rule)}: {_describe(d.by[0])} ends chain {chain.name} "
+                                "for every packet", rule.source, rule.line,
+                       related=((d.by[0].source, d.by[0].line, "ends the chain for every packet"),))
+    if d.kind == "duplicate":
+        first = d.by[0]
+        return Finding("PV201", f"{_describe(rule)} repeats rule #{first.index} of chain {chain.name}",
+                       rule.source, rule.line, related=((first.source, first.line, "the first copy"),))
+    names = ", ".join(f"#{r.index}" for r in d.by[:_SHOWN]) + (" ..." if len(d.by) > _SHOWN else "")
+    return Finding("PV203", f"{_describe(rule)} is shadowed: every packet it matches was already "
+                            f"decided by rule(s) {names} of chain {chain.name}", rule.source,
+                   rule.line, related=tuple((r.source, r.line, f"covers part of rule #{rule.index}")
+                                            for r in d.by[:_SHOWN]))
 
 
 def dead_rules(subject: Subject) -> list[Finding]:
@@ -76,7 +121,7 @@ def dead_rules(subject: Subject) -> list[Finding]:
     return reachability(subject.ruleset, subject.work)
 
 
-def _changing_chains(table: m.Table) -> set[str]:
+def changing_chains(table: m.Table) -> set[str]:
     """Chains whose walk may change the packet (a MARK/CONNMARK/TTL rule in them or below them):
     a walk up the callers from the chains that change it, each chain once (a fixed point over
     every chain took one pass per level of a 30,000-deep jump chain)."""
@@ -97,40 +142,51 @@ def _changing_chains(table: m.Table) -> set[str]:
     return changing
 
 
-def _chain(chain: m.Chain, universe: Universe, tops, changers: set[str], work: ShadowWork) -> list[Finding]:
-    out: list[Finding] = []
-    seen: dict[tuple, m.Rule] = {}
+_changing_chains = changing_chains     # the name tests/check/test_lint_diff_bounded.py knows
+
+
+def dead_in_chain(units: list[Unit], universe: Universe, changers: set[str], work: ShadowWork,
+                  fresh_copies: bool = False) -> list[Dead]:
+    """The units of one chain (in order) no packet reaches with their match true: after a catch-all,
+    a repeat of an earlier unit, or checked rules whose boxes earlier ending exact rules cover (a
+    unit's own rules never cover it). Rules that change the packet (or jump to ``changers``) end
+    the covering run; with ``fresh_copies``, also the run in which a copy repeats an earlier unit
+    (a copy after another unit changed the packet sees other packets)."""
+    tops = universe.tops
+    out: list[Dead] = []
+    seen: dict[object, int] = {}
     covers = CoverIndex(len(tops))         # exact ending rules since the last change
     catch_all: m.Rule | None = None
-    for rule in chain.rules:
-        key = (tuple(mt for mt in rule.matches if type(mt) is not m.CommentMatch), rule.target)
+    for at, unit in enumerate(units):
+        if not unit.rules:
+            continue
         if catch_all is not None:
-            out.append(Finding("PV202", f"no packet reaches {_describe(rule)}: {_describe(catch_all)} ends chain "
-                                        f"{chain.name} for every packet", rule.source, rule.line,
-                               related=((catch_all.source, catch_all.line, "ends the chain for every packet"),)))
+            out.append(Dead("after", at, unit.rules[0], (catch_all,)))
             continue
-        first = seen.get(key)
+        first = seen.get(unit.key) if unit.key is not None else None
         if first is not None:
-            out.append(Finding("PV201", f"{_describe(rule)} repeats rule #{first.index} of chain {chain.name}",
-                               rule.source, rule.line, related=((first.source, first.line, "the first copy"),)))
-        seen.setdefault(key, rule)
-        box, exact = rule_box(rule, universe)
+            out.append(Dead("duplicate", at, unit.rules[0], (units[first].rules[0],), first))
+        elif unit.key is not None:
+            seen[unit.key] = at
+        boxes = {id(r): rule_box(r, universe) for r in (*unit.checked, *unit.rules)}
         if first is None and covers.covers:
-            found = _shadowed(box, rule, covers, tops, work)
-            if found:
-                names = ", ".join(f"#{r.index}" for _b, r in found[:_SHOWN]) + (" ..." if len(found) > _SHOWN else "")
-                out.append(Finding("PV203", f"{_describe(rule)} is shadowed: every packet it matches was already "
-                                            f"decided by rule(s) {names} of chain {chain.name}", rule.source,
-                                   rule.line, related=tuple((r.source, r.line, f"covers part of rule #{rule.index}")
-                                                            for _b, r in found[:_SHOWN])))
-        target = rule.target
-        if isinstance(target, _CHANGING) or (type(target) is m.Jump and target.chain in changers):
-            covers = CoverIndex(len(tops))   # later rules see a changed packet
-            continue
-        if exact and _ends(rule):
-            if is_everything(box, universe):
-                catch_all = rule
-            covers.add(box, rule)
+            for rule in unit.checked:
+                box = boxes[id(rule)][0]
+                found = _shadowed(box, rule, covers, tops, work) if all(box) else None
+                if found:
+                    out.append(Dead("shadowed", at, rule, tuple(r for _b, r in found)))
+        for rule in unit.rules:
+            box, exact = boxes[id(rule)]
+            target = rule.target
+            if isinstance(target, _CHANGING) or (type(target) is m.Jump and target.chain in changers):
+                covers = CoverIndex(len(tops))   # later rules see a changed packet
+                if fresh_copies:
+                    seen = {unit.key: at} if unit.key is not None else {}
+                continue
+            if exact and _ends(rule) and all(box):
+                if is_everything(box, universe):
+                    catch_all = rule
+                covers.add(box, rule)
     return out
 
 

@@ -10,7 +10,7 @@ module (the :class:`.Check` documentation and the function that finds it) and on
 A check runs at one stage: ``file`` while the file is parsed (:func:`.structure.parse_with_findings`),
 ``rules`` on the parsed rules (a function of a :class:`.Subject`, run by :mod:`.run` in table
 order), ``cluster`` on the cluster verified with the proposed rules (:func:`.invariants.invariant_findings`),
-``nft`` on an nftables ruleset (:func:`.nft_structure.lint_nft`: ``PV150``-``PV162``, read and checked together).
+``nft`` on an nftables ruleset (:func:`.nft_structure.lint_nft`: ``PV150``-``PV165``, read and checked together).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import InvalidArgument
-from . import cluster, invariants, kubernetes, nft_structure, reachability, structure
+from . import cluster, invariants, kubernetes, nft_reachability, nft_structure, reachability, structure
 from .finding import DOCUMENTATION, SEVERITIES, Check
 
 __all__ = ["REGISTRY", "RULES", "Rule", "rule_checks", "select"]
@@ -52,6 +52,9 @@ RULES: dict[str, Rule] = {
     "PV160": Rule(nft_structure.PV160, nft_structure.lint_nft, "nft"),
     "PV161": Rule(nft_structure.PV161, nft_structure.lint_nft, "nft"),
     "PV162": Rule(nft_structure.PV162, nft_structure.lint_nft, "nft"),
+    "PV163": Rule(nft_reachability.PV163, nft_structure.lint_nft, "nft"),
+    "PV164": Rule(nft_reachability.PV164, nft_structure.lint_nft, "nft"),
+    "PV165": Rule(nft_reachability.PV165, nft_structure.lint_nft, "nft"),
     "PV201": Rule(reachability.PV201, reachability.dead_rules),
     "PV202": Rule(reachability.PV202, reachability.dead_rules),
     "PV203": Rule(reachability.PV203, reachability.dead_rules),

@@ -53,7 +53,7 @@ def lint_text(text: str, source: str, *, lenient: bool = False, cluster: Cluster
     ``notes`` receives what was not analysed (rules past the shadowing check's work bound).
     An nft ruleset (``nft``, or told by content) gets the nft checks (PV150-PV162) instead."""
     if nft or nft_structure.looks_like_nft(text):
-        return nft_structure.lint_nft(text, source)
+        return nft_structure.lint_nft(text, source, notes)
     ruleset, findings = structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
@@ -79,7 +79,7 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
         found: list[str] = []
         findings += lint_text(text, source, lenient=lenient, cluster=cluster, node=node, notes=found,
                               nft=source in nft)
-        notes += found if "PV203" in enabled else []
+        notes += found if ("PV165" if source in nft else "PV203") in enabled else []
     unverified = False
     if cluster is not None:
         proposed = str([*paths, *nft_paths][0])
