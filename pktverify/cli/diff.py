@@ -1,5 +1,7 @@
 """``pktverify diff``: every class of packets two rule sets of one node treat differently (exact),
-optionally as one node of a cluster whose invariants are compared too."""
+optionally as one node of a cluster whose invariants are compared too. Each rule set is an
+iptables-save or an nft ruleset (told by content, or ``--nft``); a mixed node's unchanged half is
+``--iptables`` or ``--nft-beside``."""
 
 from __future__ import annotations
 
@@ -22,8 +24,14 @@ def diff_command(args: argparse.Namespace) -> int:
         raise InvalidArgument("give either --addrs/--routes or --cluster/--node: the cluster says the node's addresses")
     if args.node and not args.cluster:
         raise InvalidArgument("--node goes with --cluster")
+    if args.cluster and (args.iptables or args.nft_beside):
+        raise InvalidArgument("give either --iptables/--nft-beside or --cluster: the cluster's node has its other half")
+    if args.iptables and args.nft_beside:
+        raise InvalidArgument("give --iptables (beside nft rulesets) or --nft-beside (beside iptables-save files), "
+                              "not both: OLD and NEW are one or the other")
     result = run_diff(args.old, args.new, addrs=args.addrs, routes=args.routes, cluster=args.cluster,
-                      node=args.node, lenient=args.lenient, max_cells=args.max_cells)
+                      node=args.node, lenient=args.lenient, max_cells=args.max_cells, force_nft=args.nft,
+                      iptables=args.iptables, nft_beside=args.nft_beside)
     sys.stdout.write(diff_json(result) if args.format == "json" else diff_text(result))
     if result.verdict == "inexact":          # a bound reached is never "same": exit 2, one line on stderr
         sys.stderr.write(inexact_line(result) + "\n")

@@ -204,8 +204,12 @@ def _lint(sub: argparse._SubParsersAction) -> None:
 def _diff(sub: argparse._SubParsersAction) -> None:
     """``diff``: the packets two rule sets of one node treat differently."""
     d = sub.add_parser("diff", help="every class of packets two rule sets of one node treat differently (exact)")
-    d.add_argument("old", metavar="OLD", help="iptables-save of the rules now")
-    d.add_argument("new", metavar="NEW", help="iptables-save of the proposed rules")
+    d.add_argument("old", metavar="OLD", help="the rules now: an iptables-save or an nft ruleset (told by content)")
+    d.add_argument("new", metavar="NEW", help="the proposed rules: an iptables-save or an nft ruleset (told by content)")
+    d.add_argument("--nft", action="store_true", help="read OLD and NEW as nft rulesets whatever their content")
+    d.add_argument("--iptables", metavar="FILE", help="a mixed node: its iptables-save, unchanged beside nft OLD and NEW")
+    d.add_argument("--nft-beside", metavar="FILE",
+                   help="a mixed node: its nft ruleset, unchanged beside iptables-save OLD and NEW")
     d.add_argument("--addrs", metavar="FILE", help="the node's ip addr (default: one interface per name the rules use)")
     d.add_argument("--routes", metavar="FILE", help="the node's ip route (with --addrs)")
     d.add_argument("--cluster", metavar="CLUSTER", help="the node is --node of this cluster; also compare the invariants")

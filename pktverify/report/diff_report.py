@@ -34,7 +34,8 @@ def diff_text(run: DiffRun) -> str:
                      "compared), but the invariants differ")
     elif r.classes:
         lines.append(f"{len(r.classes)} class(es) of packets treated differently ({r.cells:,} cells compared; "
-                     f"{len(r.changed_old)} rule(s) only in {run.old}, {len(r.changed_new)} only in {run.new})")
+                     f"{len({r.place(x) for x in r.changed_old})} rule(s) only in {run.old}, "
+                     f"{len({r.place(x) for x in r.changed_new})} only in {run.new})")
     for n, c in enumerate(r.classes, 1):
         lines += ["", f"class {n}: {' | '.join(c.old)}  →  {' | '.join(c.new)}",
                   f"  packets: {'; '.join(c.describe_spans()) or 'every address and port'}; arriving on "
@@ -60,7 +61,7 @@ def diff_json(run: DiffRun) -> str:
                       "not_compared": r.not_compared, "cells": r.cells, "work": r.work,
                       "old": run.old, "new": run.new,
                       "classes": [c.to_json() for c in r.classes],
-                      "changed_rules": {"old": [f"{x.source}:{x.line}" for x in r.changed_old],
-                                        "new": [f"{x.source}:{x.line}" for x in r.changed_new]},
+                      "changed_rules": {"old": list(dict.fromkeys(r.place(x) for x in r.changed_old)),
+                                        "new": list(dict.fromkeys(r.place(x) for x in r.changed_new))},
                       "invariants": [{"name": n, "before": list(b), "after": list(a)} for n, b, a in run.invariants],
                       "notes": r.notes}) + "\n"

@@ -30,7 +30,6 @@ import re
 from collections.abc import Callable
 
 from ...eval.node_trace import NodeTracer
-from ...model import nft
 from ...model import rules as m
 from ...model.addresses import format_ip
 from ...model.node import NodeState
@@ -39,7 +38,7 @@ from ...model.trace import Outcome
 from ..headerspace import DST, PROTO, SRC, Box, Universe
 from .cells import MAX_WORK, PORT_PROTOS, Work, WorkBound, interfaces_of
 from .cells import cells as cell_classes
-from .nft_side import nft_where, origin_keys, rewrites_headers, side_view, structure, unknown_nft, walk_values
+from .nft_side import SideView, nft_where, rewrites_headers, side_view, structure, unknown_nft
 from .region import SPECIAL, EntryCache, cut_boxes, joint_universe, node_boundaries, whole_region
 from .result import DiffClass, DiffResult
 
@@ -74,6 +73,8 @@ def changed_rules(old: m.Ruleset, new: m.Ruleset, origins: tuple[Callable[[m.Rul
             if builtin and ((ca.policy if ca else None) or "ACCEPT") != ((cb.policy if cb else None) or "ACCEPT"):
                 policy = True
             ka, kb = [_key(r, origins[0]) for r in ra], [_key(r, origins[1]) for r in rb]
+            if ka == kb:
+                continue
             matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
             kept_a, kept_b = set(), set()
             for block in matcher.get_matching_blocks():
@@ -141,16 +142,18 @@ def _only_here(mine: set, theirs: set, where: Callable[[str, int], str]) -> tupl
 
 
 def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = MAX_CELLS,
-                  max_work: int = MAX_WORK, views: tuple[m.Ruleset, m.Ruleset] | None = None) -> DiffResult:
+                  max_work: int = MAX_WORK, views: tuple[SideView, SideView] | None = None) -> DiffResult:
     """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
     node with two rule sets: same interfaces and routes; each side's ``ruleset`` and ``nft``).
-    ``views``: each side's rules as boxes see them (default :func:`.nft_side.side_view`: the
-    iptables ruleset, with the view of the nft tables beside it). Past ``max_cells`` cells or
+    ``views``: each side's rules as boxes see them (default :func:`.nft_side.side_view` of each
+    node: its iptables ruleset, with the view of its nft tables beside it). Past ``max_cells`` cells or
     ``max_work`` (see :mod:`.cells`) the rest is not compared: ``complete`` is then false and
     ``not_compared`` says what was left, so a bound reached never reads as "same"."""
-    views = views or (side_view(old_node), side_view(new_node))
-    gone, added, policy, notes = _changes(old_node, new_node, views)
-    result = DiffResult([], gone, added, 0, notes=notes)
+    sides = views or (side_view(old_node), side_view(new_node))
+    views = (sides[0].ruleset, sides[1].ruleset)
+    gone, added, policy, notes = _changes(old_node, new_node, sides)
+    result = DiffResult([], gone, added, 0, notes=notes, json_sources=frozenset(
+        s.source for s in (old_node.nft, new_node.nft) if s is not None and s.form == "json"))
     if not gone and not added and not policy:
         return result
     work = Work(max_work)
@@ -168,8 +171,7 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     _note_varying(result, views, (old_node.nft, new_node.nft))
     tracers = (NodeTracer(old_node), NodeTracer(new_node))
     changed = ({(r.source, r.line) for r in gone}, {(r.source, r.line) for r in added})
-    fib = any(type(v) is nft.Fib and "saddr" in v.flags for s in (old_node.nft, new_node.nft) if s is not None
-              for t in s.tables for c in t.chains for r in c.rules for v in walk_values(r.exprs))
+    fib = sides[0].fib_saddr or sides[1].fib_saddr
     groups, cells, stopped = _compare_cells((old_node, new_node), views, fib, tracers, region, boxes, universe,
                                             changed, max_cells, work)
     result.cells = cells
@@ -192,11 +194,11 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     return result
 
 
-def _changes(old_node: NodeState, new_node: NodeState, views: tuple[m.Ruleset, m.Ruleset]
+def _changes(old_node: NodeState, new_node: NodeState, sides: tuple[SideView, SideView]
              ) -> tuple[list[m.Rule], list[m.Rule], str | None, list[str]]:
     """The changed rules of each side, why every packet is in the region (None: only the packets
     that may meet a changed rule are), and notes."""
-    gone, added, policy = changed_rules(*views, (origin_keys(old_node.nft), origin_keys(new_node.nft)))
+    gone, added, policy = changed_rules(sides[0].ruleset, sides[1].ruleset, (sides[0].origin, sides[1].origin))
     notes = []
     why = "a changed chain policy" if policy else None
     if why is None and structure(old_node.nft) != structure(new_node.nft):
@@ -211,8 +213,11 @@ def _changes(old_node: NodeState, new_node: NodeState, views: tuple[m.Ruleset, m
 def _note_varying(result: DiffResult, views: tuple[m.Ruleset, m.Ruleset], nfts: tuple) -> None:
     """Not exact when a rule matches on what no packet field decides (:data:`_VARYING`): say which
     (for nft tables, the expressions themselves)."""
-    every_rule = [r for rs in views for t in rs.tables.values() for c in t.chains.values() for r in c.rules]
-    varying = sorted({type(mt).__name__ for r in every_rule for mt in r.matches if type(mt) in _VARYING})
+    labels = {f"{t.family} {t.name}" for s in nfts if s is not None for t in s.tables}
+    # An nft table's opaque matches are named below, by their nft text.
+    varying = sorted({type(mt).__name__ for rs in views for name, t in rs.tables.items() for c in t.chains.values()
+                      for r in c.rules for mt in r.matches
+                      if type(mt) in _VARYING and not (type(mt) is m.UnknownMatch and name in labels)})
     if varying:
         result.exact = False
         result.notes.append(f"some rules match on what no packet field decides ({', '.join(varying)}: set "

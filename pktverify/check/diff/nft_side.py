@@ -22,23 +22,37 @@ can enter has an entry, and says how nft rules are named in the output (:func:`n
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ...model import nft as n
 from ...model import rules as m
 from ...model.node import NodeState
 
-__all__ = ["side_view", "walk_values", "structure", "rewrites_headers", "origin_keys", "with_reached_chains", "nft_where",
+__all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys", "with_reached_chains", "all_facts", "nft_where",
            "unknown_nft"]
 
 
-def side_view(node: NodeState) -> m.Ruleset:
+@dataclass(frozen=True)
+class SideView:
+    """One side's rules as boxes see them (``ruleset``: its iptables tables and the view of its nft
+    tables) and, for each view rule, what else it is keyed by (``origin``, see :func:`origin_keys`)."""
+    ruleset: m.Ruleset
+    origin: Callable[[m.Rule], object] | None = None
+    fib_saddr: bool = False         # an nft rule reads the route back to the source (fib saddr)
+
+
+def side_view(node: NodeState) -> SideView:
     """The rules of ``node`` as boxes see them: its iptables ruleset, and the view of its nft tables
-    beside it (:func:`..nft_view.box_view`) when it has any."""
+    beside it (:func:`..nft_view.build_view`) when it has any. ``node.nft`` holds only the tables its
+    nft dump is read for (those iptables-nft wrote are read from iptables-save), so each is viewed."""
     if node.nft is None:
-        return node.ruleset
-    from ..nft_view import box_view
-    return with_reached_chains(box_view(node.nft, node.ruleset), node.nft)
+        return SideView(node.ruleset)
+    from ..nft_view import build_view
+    view = build_view(node.nft)
+    ruleset = replace(view.ruleset, tables={**node.ruleset.tables, **view.ruleset.tables})
+    facts = all_facts(node.nft)
+    return SideView(with_reached_chains(ruleset, node.nft, facts), origin_keys(node.nft, view, facts),
+                    any(f[2] for f in facts.values()))
 
 
 def structure(nft: n.NftRuleset | None) -> tuple:
@@ -51,16 +65,27 @@ def structure(nft: n.NftRuleset | None) -> tuple:
         tuple((t.family, t.name, t.flowtables, t.objects) for t in nft.tables if t.flowtables or t.objects)
 
 
+_LEAVES = (int, str, float, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def walk_values(value) -> list:
-    """Every record inside ``value`` (a statement or expression), itself included."""
+    """Every record and tuple inside ``value`` (a statement or expression), itself included
+    (numbers and strings left out)."""
     out, todo = [], [value]
     while todo:
         v = todo.pop()
+        if isinstance(v, _LEAVES):
+            continue
         out.append(v)
-        if isinstance(v, (tuple, list)):
+        if type(v) is tuple or type(v) is list:
             todo.extend(v)
-        elif hasattr(v, "__slots__") and not isinstance(v, (str, int)):
-            todo.extend(getattr(v, s) for s in v.__slots__ if s not in ("line", "handle", "text"))
+            continue
+        names = _FIELDS.get(type(v))
+        if names is None:
+            names = _FIELDS[type(v)] = tuple(x for x in getattr(type(v), "__slots__", ())
+                                             if x not in ("line", "handle", "text", "comment", "packets", "bytes"))
+        todo.extend(getattr(v, x) for x in names)
     return out
 
 
@@ -70,46 +95,64 @@ def rewrites_headers(nft: n.NftRuleset | None) -> bool:
                                    for t in nft.tables for c in t.chains for r in c.rules for s in r.exprs)
 
 
-def _named(rule: n.NftRule) -> set[str]:
-    """The sets, maps and flowtables a rule names (``@s``, ``vmap @m``, ``add @s``, ``flow add @ft``)."""
-    names = set()
+def _facts(rule: n.NftRule, table: n.NftTable) -> tuple[frozenset, frozenset, bool]:
+    """What one walk over a rule finds: the sets, maps and flowtables it names (``@s``, ``vmap @m``,
+    ``add @s``, ``flow add @ft``), the chains it can enter (jump and goto, verdict map elements,
+    written or named), and whether it reads the route back to the source (``fib saddr``)."""
+    names, chains, fib = set(), set(), False
     for v in walk_values(rule.exprs):
-        if type(v) is n.SetRef:
+        kind = type(v)
+        if kind is n.SetRef:
             names.add(v.name)
-        elif type(v) is n.SetUpdate:
+        elif kind is n.SetUpdate:
             names.add(v.set)
-        elif type(v) is n.FlowAdd:
+        elif kind is n.FlowAdd:
             names.add(v.flowtable)
-    return names
-
-
-def origin_keys(nft: n.NftRuleset | None) -> Callable[[m.Rule], object]:
-    """For a view rule, its nft rule's statements and the sets and maps that rule names (None for
-    a rule of an iptables table), so that two view rules compare equal only when their nft rules do."""
-    by_place: dict[tuple[str, str, int], object] = {}
-    for t in (nft.tables if nft is not None else ()):
-        label = f"{t.family} {t.name}"
-        for c in t.chains:
-            for i, r in enumerate(c.rules, 1):
-                sets = tuple(sorted(((s.name, s) for s in (*t.sets, *t.maps) if s.name in _named(r)),
-                                    key=lambda kv: kv[0]))
-                by_place[(label, c.name, i)] = (r.exprs, sets)
-    return lambda rule: by_place.get((rule.table, rule.chain, rule.index))
-
-
-def _targets(rule: n.NftRule, table: n.NftTable) -> set[str]:
-    """The chains a rule can enter: jump and goto, verdict map elements (written or named)."""
-    out = set()
-    for v in walk_values(rule.exprs):
-        if type(v) is n.NftVerdict and v.chain is not None:
-            out.add(v.chain)
-        elif type(v) is n.Vmap and type(v.data) is n.SetRef:
+        elif kind is n.NftVerdict and v.chain is not None:
+            chains.add(v.chain)
+        elif kind is n.Vmap and type(v.data) is n.SetRef:
             got = table.set(v.data.name)
-            out |= {e.data.chain for e in (got.elements if got else ()) if type(e.data) is n.NftVerdict and e.data.chain}
-    return out
+            chains |= {e.data.chain for e in (got.elements if got else ()) if type(e.data) is n.NftVerdict
+                       and e.data.chain}
+        elif kind is n.Fib and "saddr" in v.flags:
+            fib = True
+    return frozenset(names), frozenset(chains), fib
 
 
-def with_reached_chains(view: m.Ruleset, nft: n.NftRuleset) -> m.Ruleset:
+def all_facts(nft: n.NftRuleset) -> dict[int, tuple[frozenset, frozenset, bool]]:
+    """:func:`_facts` of every rule, by ``id`` of the rule."""
+    return {id(r): _facts(r, t) for t in nft.tables for c in t.chains for r in c.rules}
+
+
+def origin_keys(nft: n.NftRuleset, view, facts: dict) -> Callable[[m.Rule], object]:
+    """For a view rule, its nft rule's statements and the contents of the sets and maps that rule
+    names (None for a rule of an iptables table), so that two view rules compare equal only when
+    their nft rules do. A view rule of one element of the one set or map its rule names, exact
+    (no opaque match or target), holds that element itself: it is keyed without the set, so one
+    changed element of kube-proxy's 10,000-service map changes one view rule, not 10,000.
+    ``view``: the :class:`..nft_view.View` of ``nft`` (its rules, and what each comes from)."""
+    keys: dict[int, object] = {}
+    for t in nft.tables:
+        label = f"{t.family} {t.name}"
+        table = view.ruleset.tables.get(label)
+        sets = {s.name: s for s in (*t.sets, *t.maps)}
+        for c in t.chains:
+            chain = table.chains.get(c.name) if table is not None else None
+            whole: dict[int, tuple] = {}
+            for vr, about in zip(chain.rules if chain else (), view.info.get((label, c.name), ())):
+                names = facts[id(about.rule)][0]
+                if id(about.rule) not in whole:
+                    whole[id(about.rule)] = tuple((x, sets.get(x)) for x in sorted(names))
+                alone = about.element is not None and len(names) == 1 and _exact(vr)
+                keys[id(vr)] = (about.rule.exprs, about.element if alone else whole[id(about.rule)])
+    return lambda rule: keys.get(id(rule))
+
+
+def _exact(rule: m.Rule) -> bool:
+    return type(rule.target) is not m.UnknownTarget and not any(type(mt) is m.UnknownMatch for mt in rule.matches)
+
+
+def with_reached_chains(view: m.Ruleset, nft: n.NftRuleset, facts: dict) -> m.Ruleset:
     """``view`` with a jump (no match) to every chain an nft rule can enter that no view rule jumps
     to, at the end of the rule's chain: every chain a packet can enter then has an entry (a superset)."""
     tables = dict(view.tables)
@@ -121,7 +164,7 @@ def with_reached_chains(view: m.Ruleset, nft: n.NftRuleset) -> m.Ruleset:
         jumped = {r.target.chain for c in vt.chains.values() for r in c.rules if type(r.target) is m.Jump}
         chains = dict(vt.chains)
         for c in t.chains:
-            missing = sorted({x for r in c.rules for x in _targets(r, t)} - jumped)
+            missing = sorted({x for r in c.rules for x in facts[id(r)][1]} - jumped)
             missing = [x for x in missing if x in chains and not chains[x].builtin and c.name in chains]
             if not missing:
                 continue
@@ -142,10 +185,12 @@ def nft_where(nodes: tuple[NodeState, ...]) -> Callable[[str, int], str]:
 
 
 def unknown_nft(view: m.Ruleset, nft: n.NftRuleset | None) -> list[str]:
-    """The texts of the view's may-match conditions in rules of nft tables (what no box decides)."""
+    """The texts of the view's opaque conditions in rules of nft tables (what no box decides), but
+    ``numgen random``: the evaluator follows each of its buckets with its exact share for every
+    packet alike, so it never tells two packets of a cell apart."""
     if nft is None:
         return []
     labels = {f"{t.family} {t.name}" for t in nft.tables}
     return sorted({mt.text or mt.module for name in labels & set(view.tables)
                    for c in view.tables[name].chains.values() for r in c.rules for mt in r.matches
-                   if type(mt) is m.UnknownMatch})
+                   if type(mt) is m.UnknownMatch and not (mt.text or "").startswith("numgen random ")})

@@ -63,6 +63,11 @@ class DiffResult:
     complete: bool = True
     not_compared: str = ""
     work: int = 0
+    json_sources: frozenset = frozenset()     # nft JSON dumps: a rule's line is its index in ``nftables``
+
+    def place(self, rule: m.Rule) -> str:
+        """``FILE:LINE`` of a rule; ``FILE: nftables[i]`` for a rule of an nft JSON dump."""
+        return f"{rule.source}: nftables[{rule.line}]" if rule.source in self.json_sources else rule.location()
 
     @property
     def same(self) -> bool:

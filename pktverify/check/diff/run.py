@@ -1,19 +1,31 @@
 """``pktverify diff`` end to end: read both rule sets onto one node (its dumps, a cluster's node, or a
-stand-in node with one interface per name the rules use) and, with a cluster, compare invariants."""
+stand-in node with one interface per name the rules use) and, with a cluster, compare invariants.
+
+Each side is an iptables-save or an nft ruleset in any of nft's three forms, told by content as
+``lint`` and ``trace`` tell them (``--nft``: nft whatever the content): two iptables-saves, two nft
+rulesets, or one of each (a migration: does the nft translation do the same?). A mixed node's half
+that does not change is given beside them (``--iptables``, ``--nft-beside``) or comes from the
+cluster's node."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ...errors import InvalidArgument
+from ...load.nft_node import load_node_nft
 from ...load.node import build_node
+from ...model import rules as m
+from ...model.nft import NftRuleset
 from ...model.node import NodeState
 from ...parse.ipaddr import parse_ip_addr
 from ...parse.iproute import parse_routes
 from ...parse.iptables_save import parse_iptables_save
 from ...parse.source import read_text
 from ..headerspace import Universe
+from ..lint.nft_structure import looks_like_nft
 from .compare import MAX_CELLS, diff_rulesets
+from .nft_side import SideView, side_view
 from .result import DiffResult
 
 __all__ = ["DiffRun", "run_diff"]
@@ -42,12 +54,13 @@ class DiffRun:
         return "same" if self.result.complete else "inexact"
 
 
-def _stand_in(old_rules, new_rules) -> tuple[str, str]:
+def _stand_in(views: tuple[SideView, ...]) -> tuple[str, str]:
     """Addresses and routes of a node with eth0 (default route) and one interface per exact name the
-    rules use, each on its own /24: enough to tell every interface the rules name apart."""
+    rules use (iptables' and, through their views, nft's), each on its own /24: enough to tell every
+    interface the rules name apart."""
     names: set[str] = set()
-    for ruleset in (old_rules, new_rules):
-        universe = Universe.of(ruleset)
+    for ruleset in views:
+        universe = Universe.of(ruleset.ruleset)
         names |= {n for n in universe.interfaces if "\x00" not in n}
         names |= {n[:-2] + "0" for n in universe.interfaces if n.endswith("\x00w") and len(n[:-2]) < 15}
     names.discard("lo")
@@ -61,36 +74,99 @@ def _stand_in(old_rules, new_rules) -> tuple[str, str]:
     return "\n".join(addrs) + "\n", "\n".join(routes) + "\n"
 
 
+@dataclass(frozen=True)
+class _Side:
+    """One side's rules: ``kind`` of the file given ("iptables" or "nft"), its iptables ruleset and
+    nft tables (None: none), and notes on what was read from where."""
+    kind: str
+    ruleset: m.Ruleset
+    nft: NftRuleset | None
+    notes: tuple[str, ...] = ()
+
+
+def _kind(text: str, force_nft: bool) -> str:
+    return "nft" if force_nft or looks_like_nft(text) else "iptables"
+
+
+def read_sides(old: str | Path, new: str | Path, *, force_nft: bool = False, iptables: str | Path | None = None,
+               nft_beside: str | Path | None = None, lenient: bool = False) -> tuple[_Side, _Side]:
+    """Both sides, each an iptables-save or an nft ruleset (told by content, or nft when
+    ``force_nft``), with the half that does not change beside them: ``iptables`` (an iptables-save
+    beside nft sides) or ``nft_beside`` (an nft ruleset beside iptables sides)."""
+    texts = [(p, read_text(p, allow_empty=True)) for p in (old, new)]
+    kinds = [_kind(t, force_nft) for _p, t in texts]
+    if iptables is not None and "iptables" in kinds:
+        raise InvalidArgument(f"--iptables goes beside nft rulesets: {texts[kinds.index('iptables')][0]} is an "
+                              "iptables-save (give the node's nft ruleset beside iptables sides with --nft-beside)")
+    if nft_beside is not None and "nft" in kinds:
+        raise InvalidArgument(f"--nft-beside goes beside iptables-save files: {texts[kinds.index('nft')][0]} is an "
+                              "nft ruleset (give the node's iptables-save beside nft sides with --iptables)")
+    beside_rules = parse_iptables_save(read_text(iptables, allow_empty=True), source=str(iptables), lenient=lenient) \
+        if iptables is not None else None
+    beside_nft = load_node_nft(read_text(nft_beside, allow_empty=True), source=str(nft_beside), iptables_given=True) \
+        if nft_beside is not None else None
+    sides = []
+    for (path, text), kind in zip(texts, kinds):
+        if kind == "iptables":
+            rules = parse_iptables_save(text, source=str(path), lenient=lenient)
+            sides.append(_Side(kind, rules, beside_nft[0] if beside_nft else None, beside_nft[1] if beside_nft else ()))
+        else:
+            tables, notes = load_node_nft(text, source=str(path), iptables_given=beside_rules is not None)
+            rules = beside_rules or parse_iptables_save("", source=f"<no iptables-save beside {path}>")
+            sides.append(_Side(kind, rules, tables, notes))
+    return sides[0], sides[1]
+
+
 def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, cluster=None, node=None,
-             lenient: bool = False, max_cells: int = MAX_CELLS) -> DiffRun:
-    old_text, new_text = read_text(old, allow_empty=True), read_text(new, allow_empty=True)
-    old_rules = parse_iptables_save(old_text, source=str(old), lenient=lenient)
-    new_rules = parse_iptables_save(new_text, source=str(new), lenient=lenient)
-    invariants = []
+             lenient: bool = False, max_cells: int = MAX_CELLS, force_nft: bool = False,
+             iptables: str | Path | None = None, nft_beside: str | Path | None = None) -> DiffRun:
+    """``diff OLD NEW`` on one node: each an iptables-save or an nft ruleset (see :func:`read_sides`);
+    the node from its dumps (``addrs``, ``routes``), a cluster's node (its other half, and its
+    invariants compared), or a stand-in node."""
+    views = None
     if cluster is not None:
-        from ...load.cluster import load_cluster
-        from ..lint.cluster import proposed_cluster
-        from ..verify_run import verify
-        spec = load_cluster(cluster)
-        before, name = proposed_cluster(spec, node, str(old))
-        after, _ = proposed_cluster(spec, node, str(new))
-        report_before = verify(before, lenient=lenient)
-        base = report_before.walker.states[name]       # the node as verify read it (its addresses and routes)
-        for inv_before, inv_after in zip(report_before.results, verify(after, lenient=lenient).results):
-            a = tuple(v.message for v in inv_before.violations)
-            b = tuple(v.message for v in inv_after.violations)
-            if a != b:
-                invariants.append((inv_before.name, a, b))
-    elif addrs is not None:
-        dump = parse_routes(read_text(routes), source=str(routes))
-        base = build_node("node", parse_ip_addr(read_text(addrs), source=str(addrs)), dump.routes, old_rules,
-                          legacy_routes=dump.legacy)
-        name = "node"
+        old_node, new_node, name, invariants, notes = _cluster_sides(old, new, cluster, node, lenient, force_nft)
     else:
-        a_text, r_text = _stand_in(old_rules, new_rules)
-        dump = parse_routes(r_text, source="<stand-in routes>")
-        base = build_node("node", parse_ip_addr(a_text, source="<stand-in addrs>"), dump.routes, old_rules)
-        name = "node"
-    old_node: NodeState = replace(base, ruleset=old_rules)
-    new_node: NodeState = replace(base, ruleset=new_rules)
-    return DiffRun(str(old), str(new), diff_rulesets(old_node, new_node, max_cells=max_cells), name, invariants)
+        a, b = read_sides(old, new, force_nft=force_nft, iptables=iptables, nft_beside=nft_beside, lenient=lenient)
+        if addrs is not None:
+            dump = parse_routes(read_text(routes), source=str(routes))
+            base = build_node("node", parse_ip_addr(read_text(addrs), source=str(addrs)), dump.routes, a.ruleset,
+                              legacy_routes=dump.legacy)
+        else:
+            views = (side_view(NodeState("node", {}, (), (), a.ruleset, nft=a.nft)),
+                     side_view(NodeState("node", {}, (), (), b.ruleset, nft=b.nft)))
+            a_text, r_text = _stand_in(views)
+            dump = parse_routes(r_text, source="<stand-in routes>")
+            base = build_node("node", parse_ip_addr(a_text, source="<stand-in addrs>"), dump.routes, a.ruleset)
+        old_node, new_node = replace(base, ruleset=a.ruleset, nft=a.nft), replace(base, ruleset=b.ruleset, nft=b.nft)
+        name, invariants, notes = "node", [], list(dict.fromkeys(a.notes + b.notes))
+    result = diff_rulesets(old_node, new_node, max_cells=max_cells, views=views)
+    result.notes[:0] = notes
+    return DiffRun(str(old), str(new), result, name, invariants)
+
+
+def _cluster_sides(old, new, cluster, node, lenient: bool, force_nft: bool):
+    """Both sides as the cluster's node ``node`` with OLD, then NEW, as its iptables-save or nft
+    ruleset (the node's other dumps kept: a mixed node's other half), each verified: the nodes as
+    verify read them, the node's name, the invariants that changed, and notes."""
+    from ...load.cluster import load_cluster
+    from ..lint.cluster import proposed_cluster
+    from ..verify_run import verify
+    spec = load_cluster(cluster)
+    kinds = [_kind(read_text(p, allow_empty=True), force_nft) for p in (old, new)]
+    before, name = proposed_cluster(spec, node, str(old), kinds[0])
+    after, _ = proposed_cluster(spec, node, str(new), kinds[1])
+    report_before, report_after = verify(before, lenient=lenient), verify(after, lenient=lenient)
+    invariants = []
+    for inv_before, inv_after in zip(report_before.results, report_after.results):
+        a = tuple(v.message for v in inv_before.violations)
+        b = tuple(v.message for v in inv_after.violations)
+        if a != b:
+            invariants.append((inv_before.name, a, b))
+    old_node, new_node = report_before.walker.states[name], report_after.walker.states[name]
+    notes = []
+    if kinds[0] != kinds[1]:
+        kept = [f"{p}: the node's {'nft ruleset' if k == 'iptables' else 'iptables-save'} from the cluster kept "
+                "beside it" for p, k in zip((old, new), kinds)]
+        notes.append(f"{kept[0]}; {kept[1]}")
+    return old_node, new_node, name, invariants, notes
