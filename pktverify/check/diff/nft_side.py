@@ -28,7 +28,7 @@ from ...model import nft as n
 from ...model import rules as m
 from ...model.node import NodeState
 
-__all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys", "with_reached_chains", "all_facts", "nft_where",
+__all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys", "with_reached_chains", "all_facts", "interface_names", "nft_where",
            "unknown_nft"]
 
 
@@ -175,6 +175,44 @@ def with_reached_chains(view: m.Ruleset, nft: n.NftRuleset, facts: dict) -> m.Ru
             chains[c.name] = replace(have, rules=have.rules + extra)
         tables[label] = replace(vt, chains=chains)
     return replace(view, tables=tables)
+
+
+def interface_names(nft: n.NftRuleset | None) -> set[str]:
+    """The interface names an nft ruleset tests (``iifname``/``oifname`` values, in sets and
+    concatenations too; a wildcard ``eth*`` as ``eth0``): a stand-in node needs each as an
+    interface of its own, whether or not the view can put the test in a box."""
+    if nft is None:
+        return set()
+    out: set[str] = set()
+    for t in nft.tables:
+        for st in (*t.sets, *t.maps):
+            parts = [i for i, k in enumerate(st.key_type) if k == "ifname"]
+            for e in st.elements if parts else ():
+                key = e.key if isinstance(e.key, tuple) else (e.key,)
+                out |= {key[i] for i in parts if i < len(key) and isinstance(key[i], str)}
+        for c in t.chains:
+            for r in c.rules:
+                for v in walk_values(r.exprs):
+                    if type(v) in (n.Match, n.Vmap, n.MapLookup) and _names_iface(v.left if type(v) is n.Match
+                                                                                   else v.key):
+                        out |= _keys(v.right if type(v) is n.Match else v.data)
+    return {x[:-1] + "0" if x.endswith("*") else x for x in out if 0 < len(x) <= 15}
+
+
+def _names_iface(left: object) -> bool:
+    items = left.items if type(left) is n.Concat else (left,)
+    return any(type(i) is n.Meta and i.key in ("iifname", "oifname") for i in items)
+
+
+def _keys(value: object) -> set[str]:
+    """The strings in a value or in the keys of a written set (a named set's are read above)."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, tuple):
+        return {x for v in value for x in _keys(v)}
+    if type(value) is n.AnonSet:
+        return {x for e in value.elements for x in _keys(e.key)}
+    return set()
 
 
 def nft_where(nodes: tuple[NodeState, ...]) -> Callable[[str, int], str]:

@@ -25,7 +25,7 @@ from ...parse.source import read_text
 from ..headerspace import Universe
 from ..lint.nft_structure import looks_like_nft
 from .compare import MAX_CELLS, diff_rulesets
-from .nft_side import SideView, side_view
+from .nft_side import SideView, interface_names, side_view
 from .result import DiffResult
 
 __all__ = ["DiffRun", "run_diff"]
@@ -54,11 +54,11 @@ class DiffRun:
         return "same" if self.result.complete else "inexact"
 
 
-def _stand_in(views: tuple[SideView, ...]) -> tuple[str, str]:
+def _stand_in(views: tuple[SideView, ...], nfts: tuple[NftRuleset | None, ...] = ()) -> tuple[str, str]:
     """Addresses and routes of a node with eth0 (default route) and one interface per exact name the
-    rules use (iptables' and, through their views, nft's), each on its own /24: enough to tell every
-    interface the rules name apart."""
-    names: set[str] = set()
+    rules use (iptables' and nft's: in the views' boxes, and every name an nft rule or set tests),
+    each on its own /24: enough to tell every interface the rules name apart."""
+    names: set[str] = set().union(*(interface_names(x) for x in nfts))
     for ruleset in views:
         universe = Universe.of(ruleset.ruleset)
         names |= {n for n in universe.interfaces if "\x00" not in n}
@@ -135,7 +135,7 @@ def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, clust
         else:
             views = (side_view(NodeState("node", {}, (), (), a.ruleset, nft=a.nft)),
                      side_view(NodeState("node", {}, (), (), b.ruleset, nft=b.nft)))
-            a_text, r_text = _stand_in(views)
+            a_text, r_text = _stand_in(views, (a.nft, b.nft))
             dump = parse_routes(r_text, source="<stand-in routes>")
             base = build_node("node", parse_ip_addr(a_text, source="<stand-in addrs>"), dump.routes, a.ruleset)
         old_node, new_node = replace(base, ruleset=a.ruleset, nft=a.nft), replace(base, ruleset=b.ruleset, nft=b.nft)
