@@ -26,7 +26,9 @@ from ..eval.nft_rules import reject_with
 from ..load.nft_node import iptables_nft_table
 from ..model import nft as n
 from ..model import rules as m
+from ..model.addresses import format_ip
 from ..parse.nft_format import format_statement
+from ..parse.nft_values import dtype_of
 from .nft_view_match import (
     NEVER,
     implied,
@@ -58,9 +60,11 @@ class ViewRule:
 
 @dataclass
 class View:
-    """The view (``ruleset``) and, per (view table, chain), a :class:`ViewRule` per view rule, aligned."""
+    """The view (``ruleset``) and, per (view table, chain), a :class:`ViewRule` per view rule, aligned;
+    ``missing``: a rule or map names a chain or set its table does not have (nft refuses that)."""
     ruleset: m.Ruleset
     info: dict[tuple[str, str], list[ViewRule]] = field(default_factory=dict)
+    missing: bool = False
 
 
 def box_view(nft: n.NftRuleset, iptables: m.Ruleset | None = None) -> m.Ruleset:
@@ -91,7 +95,16 @@ def build_view(nft: n.NftRuleset, iptables: m.Ruleset | None = None) -> View:
             chains[chain.name] = m.Chain(chain.name, policy, tuple(rules), chain.line)
             view.info[(name, chain.name)] = infos
         tables[name] = m.Table(name, chains)
+        view.missing = view.missing or ctx.missing or _jumps_missing(table, chains)
     return view
+
+
+def _jumps_missing(table: n.NftTable, chains: dict[str, m.Chain]) -> bool:
+    """Whether a view rule or a verdict map's element jumps or goes to a chain the table lacks."""
+    if any(type(r.target) is m.Jump and r.target.chain not in chains for c in chains.values() for r in c.rules):
+        return True
+    return any(isinstance(e.data, n.NftVerdict) and e.data.chain is not None and e.data.chain not in chains
+               for s in table.maps for e in s.elements)
 
 
 class _Table:
@@ -100,16 +113,21 @@ class _Table:
     def __init__(self, table: n.NftTable, name: str, source: str) -> None:
         self.table, self.name, self.source, self.family = table, name, source, table.family
         updated = {s.set for c in table.chains for r in c.rules for s in r.exprs if type(s) is n.SetUpdate}
+        self.names = {s.name for s in (*table.sets, *table.maps)}
+        self.missing = not updated <= self.names
         self.constant = {s.name: s for s in (*table.sets, *table.maps)
                          if s.name not in updated and "dynamic" not in s.flags and "timeout" not in s.flags
                          and s.timeout is None and all(e.timeout is None for e in s.elements)}
+        self.memo: dict[n.Match, list] = {}          # one match's view matches (elements repeat ports, protocols)
 
     def elements(self, data: object) -> tuple[n.Element, ...] | None:
         """The elements of an anonymous set or a constant named one (None: unknown or state)."""
         if isinstance(data, n.AnonSet):
             return data.elements
-        if isinstance(data, n.SetRef) and data.name in self.constant:
-            return self.constant[data.name].elements
+        if isinstance(data, n.SetRef):
+            if data.name in self.constant:
+                return self.constant[data.name].elements
+            self.missing = self.missing or data.name not in self.names
         return None
 
 
@@ -186,6 +204,15 @@ class _Rule:
     # ------------------------------------------------------------ matches
     def _match(self, stmt: n.Match) -> list:
         """The view matches of one nft match (an opaque one when the box cannot say it)."""
+        memo = self.ctx.memo
+        got = memo.get(stmt)
+        if got is None:
+            got = memo[stmt] = self._match_new(stmt)
+            if len(memo) > 100_000:
+                memo.clear()
+        return list(got)
+
+    def _match_new(self, stmt: n.Match) -> list:
         left, op, right = stmt.left, stmt.op, stmt.right
         needs = implied(left)
         if needs is NEVER:
@@ -311,7 +338,34 @@ def _label(before: str | None, text: str) -> str:
 
 def _key_text(key: object, value: object, family: str) -> str:
     """An element's key as nft prints it (``10.0.0.1 . tcp . 80``)."""
+    parts = key.items if isinstance(key, n.Concat) else (key,)
+    values = value if isinstance(key, n.Concat) and isinstance(value, tuple) else (value,)
+    fast = [_scalar_text(dtype_of(p)[0], v) for p, v in zip(parts, values)]
+    if len(fast) == len(parts) and None not in fast:
+        return " . ".join(fast)          # type: ignore[arg-type]
     text = format_statement(n.Match(key, "==", n.AnonSet((n.Element(value),))), family)
     return text[text.rfind("{ ") + 2:-2] if text.endswith(" }") else text
+
+
+def _scalar_text(dtype: str | None, v: object) -> str | None:
+    """An address, protocol or port as nft prints it (None: left to the formatter)."""
+    if type(v) is int:
+        if dtype == "integer":           # numgen and hash buckets
+            return str(v)
+        if dtype == "ipv4_addr":
+            return format_ip(v)
+        if dtype == "inet_service":
+            return str(v)
+        if dtype == "inet_proto":
+            return _PROTO_NAMES.get(v)
+    if isinstance(v, n.Range) and dtype in ("ipv4_addr", "inet_service"):
+        low, high = _scalar_text(dtype, v.low), _scalar_text(dtype, v.high)
+        return f"{low}-{high}"
+    if isinstance(v, n.Prefix) and dtype == "ipv4_addr":
+        return f"{format_ip(v.addr)}/{v.length}"
+    return None
+
+
+_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp", 1: "icmp"}
 
 

@@ -26,7 +26,6 @@ from ..headerspace import Universe
 from ..nft_view import ViewRule, build_view
 from .cover_index import ShadowWork
 from .finding import Check, Finding
-from .nft_graph import TableGraph
 from .reachability import Dead, Unit, changing_chains, dead_in_chain
 
 __all__ = ["NFT_REACHABILITY_CHECKS", "PV163", "PV164", "PV165", "nft_dead_rules"]
@@ -62,7 +61,7 @@ PV165 = Check(
 NFT_REACHABILITY_CHECKS = (PV163, PV164, PV165)
 
 # Errors that leave the analysis without meaning: nothing read, a loop or a path the kernel refuses,
-# elements that do not fit their set; and (:func:`_missing`) a chain or set the table does not have
+# elements that do not fit their set; and (:attr:`..nft_view.View.missing`) a chain or set the table does not have
 # (PV151/PV152 also say a script adds one only later: the ruleset is whole, only the order is wrong).
 _BLOCKERS = frozenset({"PV150", "PV153", "PV154", "PV158"})
 _SHOWN = 3                    # covering rules named in a finding
@@ -73,9 +72,11 @@ def nft_dead_rules(ruleset: n.NftRuleset, findings: list[Finding], notes: list[s
                    work: ShadowWork | None = None) -> list[Finding]:
     """PV163-PV165 on a parsed ruleset whose structure findings are ``findings`` (none when one of
     them is a blocking error); ``notes`` receives what was not analysed (rules past the work bound)."""
-    if any(f.id in _BLOCKERS for f in findings) or _missing(ruleset):   # the errors say why
+    if any(f.id in _BLOCKERS for f in findings):        # the errors say why
         return []
     view = build_view(ruleset)
+    if view.missing:
+        return []
     universe = Universe.of(view.ruleset)
     work = work if work is not None else ShadowWork()
     where = _Where(ruleset)
@@ -92,16 +93,6 @@ def nft_dead_rules(ruleset: n.NftRuleset, findings: list[Finding], notes: list[s
     if note and notes is not None:
         notes.append(f"{ruleset.source}: {where.note(note, work)}")
     return out
-
-
-def _missing(ruleset: n.NftRuleset) -> bool:
-    """Whether a jump, goto, verdict map element or @name names a chain or set its table does not have."""
-    for table in ruleset.tables:
-        graph = TableGraph(table)
-        names = {s.name for s in (*table.sets, *table.maps)} | {f.name for f in table.flowtables}
-        if any(e.target not in graph.chains for e in graph.edges) or any(r not in names for r, *_ in graph.set_refs):
-            return True
-    return False
 
 
 def _units(rules, infos: list[ViewRule]) -> tuple[list[Unit], dict[int, ViewRule]]:

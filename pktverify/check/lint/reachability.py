@@ -168,22 +168,27 @@ def dead_in_chain(units: list[Unit], universe: Universe, changers: set[str], wor
             out.append(Dead("duplicate", at, unit.rules[0], (units[first].rules[0],), first))
         elif unit.key is not None:
             seen[unit.key] = at
-        boxes = {id(r): rule_box(r, universe) for r in (*unit.checked, *unit.rules)}
+        boxes: dict[int, tuple] = {}
         if first is None and covers.covers:
             for rule in unit.checked:
-                box = boxes[id(rule)][0]
-                found = _shadowed(box, rule, covers, tops, work) if all(box) else None
+                box = boxes[id(rule)] = rule_box(rule, universe)
+                found = _shadowed(box[0], rule, covers, tops, work) if all(box[0]) else None
                 if found:
                     out.append(Dead("shadowed", at, rule, tuple(r for _b, r in found)))
+        if at == len(units) - 1:
+            break                                # nothing after it to cover
         for rule in unit.rules:
-            box, exact = boxes[id(rule)]
             target = rule.target
             if isinstance(target, _CHANGING) or (type(target) is m.Jump and target.chain in changers):
-                covers = CoverIndex(len(tops))   # later rules see a changed packet
+                if covers.covers:
+                    covers = CoverIndex(len(tops))   # later rules see a changed packet
                 if fresh_copies:
                     seen = {unit.key: at} if unit.key is not None else {}
                 continue
-            if exact and _ends(rule) and all(box):
+            if not _ends(rule):
+                continue
+            box, exact = boxes.get(id(rule)) or rule_box(rule, universe)
+            if exact and all(box):
                 if is_everything(box, universe):
                     catch_all = rule
                 covers.add(box, rule)
