@@ -105,7 +105,7 @@ def _with_cluster(cluster: ClusterSpec, node: str | None, path: str, findings: l
     proposed, node_name = cluster_checks.proposed_cluster(cluster, node, path,     # a bad --node first
                                                           "iptables" if nft is None else "nft")
     if nft is not None:
-        _refuse_kube_proxy_nft(nft, path, node_name)
+        _refuse_unmodelled(nft, path, cluster, node_name)
     note = _blocked(path, findings) if nft is None else _nft_blocked(path, findings)
     if note:
         notes.append(note)
@@ -147,14 +147,23 @@ def _nft_blocked(path: str, findings: list[Finding]) -> str:
             "with it: fix the nft errors (PV150-PV161) first")
 
 
-def _refuse_kube_proxy_nft(text: str, path: str, node: str) -> None:
-    """A proposed ruleset holding kube-proxy's nftables tables is refused as ``verify`` refuses a
-    node running kube-proxy in nftables mode (one line; not modelled across a cluster yet)."""
-    from ...parse.dataplane import Dataplane, nft_tables
+def _refuse_unmodelled(text: str, path: str, cluster: ClusterSpec, node: str) -> None:
+    """A proposed ruleset holding kube-proxy's own nftables tables is judged as the cluster file
+    judges a node's nft dump (:func:`.dataplane.detect_dataplane`): refused in one line when that
+    mode is not modelled across a cluster, or is not the cluster's ``proxy_mode``, as ``verify``
+    refuses such a node (the node's own iptables-save, when it gives one, is read too)."""
+    from ...parse.dataplane import detect_dataplane, nft_tables
 
-    evidence = nft_tables(text)
-    if evidence:
-        why = Dataplane("nftables", tuple(evidence)).unmodelled()
+    if not nft_tables(text):
+        return
+    spec = cluster.node(node)
+    iptables = read_text(spec.iptables, allow_empty=True) if spec.iptables else spec.dump_text("iptables")
+    seen = detect_dataplane(iptables=iptables, nft=text)
+    why = seen.unmodelled()
+    if not why and seen.proxy_mode and seen.proxy_mode != cluster.proxy_mode:
+        why = (f"runs kube-proxy in {seen.proxy_mode} mode ({', '.join(seen.proxy_evidence)}), but the cluster "
+               f"says proxy_mode: {cluster.proxy_mode}")
+    if why:
         raise InputError(path, 0, f"with it, node {node} {why}; lint {path} without --cluster checks its structure")
 
 
