@@ -5,15 +5,40 @@ counters and sends packets of the shadowed rule's box: its counter stays 0."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pktverify.check.lint import lint_files, lint_text
 from pktverify.check.lint.cover_index import ShadowWork
 from pktverify.check.lint.nft_reachability import nft_dead_rules
+from pktverify.eval.node_trace import NodeTracer
+from pktverify.load.node import build_node
+from pktverify.model.addresses import parse_ip
+from pktverify.model.packet import Packet
+from pktverify.parse.ipaddr import parse_ip_addr
+from pktverify.parse.iproute import parse_routes
+from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.nft_text import parse_nft_text
+from pktverify.testing.nft_draw import nft_rulesets
+
+from .test_nft_view import _POOL, ADDRS, ROUTES
+
+_NODE: list = []
+
+
+def _node():
+    if not _NODE:
+        dump = parse_routes(ROUTES)
+        _NODE.append(build_node("n", parse_ip_addr(ADDRS), dump.routes, parse_iptables_save("*filter\nCOMMIT\n",
+                                                                                          source="x"),
+                                legacy_routes=dump.legacy))
+    return _NODE[0]
+
 
 HEAD = "table ip t {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n"
 
@@ -168,3 +193,29 @@ def test_kube_proxy_style_ruleset_is_quick():
     start = time.perf_counter()
     out = lint_text(script, "kp.nft")
     assert [f.id for f in out] == ["PV165"] and time.perf_counter() - start < 20
+
+
+# ------------------------------------------------------------------ never a false report, by the evaluator
+@pytest.mark.property
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(script=nft_rulesets(), packets=st.lists(st.tuples(
+    st.sampled_from([6, 17, 1]), st.sampled_from(_POOL), st.sampled_from(_POOL),
+    st.sampled_from([80, 443, 53, 8080, 1500]), st.sampled_from(["cni0", "eth0", None])), min_size=1, max_size=8))
+def test_a_rule_lint_calls_dead_never_acts_in_a_trace(script, packets):
+    """Whole rules PV164/PV165 report never show in a trace step of pktverify's nft evaluator."""
+    dead = {(f.line, f.id) for f in lint_text(script, "drawn.nft") if f.id in ("PV164", "PV165")
+            and not f.message.startswith(("element ", "no packet reaches element"))
+            and "more elements of rule" not in f.message}
+    if not dead:
+        return
+    ruleset = parse_nft_text(script, "drawn.nft")
+    lines = {(f"{t.family} {t.name}", c.name, pos): r.line for t in ruleset.tables for c in t.chains
+             for pos, r in enumerate(c.rules, 1)}
+    dead_lines = {line for line, _id in dead}
+    tracer = NodeTracer(dataclasses.replace(_node(), nft=ruleset))
+    for proto, src, dst, dport, iface in packets:
+        pkt = Packet(proto, parse_ip(src), parse_ip(dst), 40000 if proto != 1 else 0, dport if proto != 1 else 0)
+        for outcome in tracer.trace(pkt, in_iface=iface).outcomes:
+            for step in outcome.steps:
+                line = lines.get((step.table, step.chain, step.rule_index))
+                assert line not in dead_lines, (step, dead, script)
