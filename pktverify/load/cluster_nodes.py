@@ -83,7 +83,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
                 text, source, offset = given["rules"]
                 with _shifted(source, offset):
                     policy = parse_ip_rules(text, source=source)[0]
-            nft, nft_notes = _nft(given, node)
+            nft, nft_notes = _nft(given, node, cache)
             out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
                                         ipsets=sets, notes=notes + routes.notes + nft_notes, rules=policy, nft=nft)
             sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
@@ -92,7 +92,8 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     return out
 
 
-def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec) -> tuple[NftRuleset | None, tuple[str, ...]]:
+def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec,
+         cache: ModelCache | None = None) -> tuple[NftRuleset | None, tuple[str, ...]]:
     """The node's nftables tables (None: no nft dump) and the notes on what was left out; tables
     iptables-nft wrote are read from the node's own iptables-save when it gives one. An error in
     inline JSON (a JSON path, no line) names the line its text starts on in the cluster file."""
@@ -100,7 +101,7 @@ def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec) -> tuple
         return None, ()
     text, source, _offset = given["nft"]
     try:
-        return load_node_nft(text, source=source, iptables_given=given["iptables"] is not None)
+        return load_node_nft(text, source=source, iptables_given=given["iptables"] is not None, cache=cache)
     except InputError as exc:
         start = dict(node.inline_lines).get("nft")
         if exc.line or node.nft is not None or start is None:

@@ -1,7 +1,8 @@
 """An opt-in cache of parsed rule sets, keyed by the dump's content (``--cache-dir``).
 
 CI runs the same checks on the same dumps again and again; parsing a 110k-rule dump is
-most of a ``trace`` command.  With a cache directory, a parsed rule set is stored under
+most of a ``trace`` command.  With a cache directory, a parsed rule set (an iptables-save
+dump's, or an nftables dump's: :meth:`ModelCache.load_nft`) is stored under
 the SHA-256 of everything its parse depends on — the text, the name it is reported
 under, ``--lenient``, and pktverify's and Python's versions — and the next run with
 the same input loads it instead (3-4x faster than parsing).  A changed byte is a
@@ -16,9 +17,10 @@ What is in the folder is treated as hostile, and a bad entry never stops a run:
   regular file (``O_NOFOLLOW|O_NONBLOCK``, so a FIFO swapped in between cannot block) and
   read only when its descriptor is that same file, owned by the user, writable by nobody
   else and not larger than its dump could make it.
-- Its content is a bounded format, not a pickle (see :mod:`.model_codec`): decoding is
-  linear in its size, checks every field against the model's annotations and the
-  structure the evaluator relies on (:mod:`.model_shape`).
+- Its content is a bounded format, not a pickle (see :mod:`.model_codec`, and
+  :mod:`.nft_codec` for nftables rulesets): decoding is linear in its size, checks every
+  field against the model's annotations and the structure the evaluator relies on
+  (:mod:`.model_shape`), and builds model/rules.py's or model/nft.py's records only.
 - Anything else — a FIFO, socket, device, folder or symlink in an entry's place, a torn,
   foreign or hollow entry — is a miss: the dump is parsed, the entry replaced, and
   :attr:`ModelCache.warnings` says once what was ignored (the CLI prints it on stderr),
@@ -41,9 +43,11 @@ import weakref
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..model.nft import NftRuleset
 from ..model.rules import Ruleset
 from ..parse.source import file_kind
 from .model_codec import BadEntry, decode_ruleset, encode_ruleset
+from .nft_codec import decode_nft, encode_nft
 
 __all__ = ["ModelCache"]
 
@@ -116,12 +120,16 @@ class ModelCache:
             lines.append(text)
         return lines
 
-    def key(self, text: str | bytes, source: str, lenient: bool) -> str:
-        """The entry name for parsing ``text`` reported as ``source`` with ``lenient``."""
+    def key(self, text: str | bytes, source: str, lenient: bool, kind: str = "iptables") -> str:
+        """The entry name for parsing ``text`` reported as ``source`` with ``lenient``; ``kind``
+        "nft" for an nftables dump (another entry than the same text's as iptables-save)."""
         from ..version import __version__
         digest = hashlib.sha256()
-        for part in (_FORMAT, __version__.encode(), sys.version.encode(), source.encode("utf-8", "surrogateescape"),
-                     b"lenient" if lenient else b"strict"):
+        parts = [_FORMAT, __version__.encode(), sys.version.encode(), source.encode("utf-8", "surrogateescape"),
+                 b"lenient" if lenient else b"strict"]
+        if kind != "iptables":
+            parts.append(kind.encode())
+        for part in parts:
             digest.update(len(part).to_bytes(8, "big") + part)
         data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         digest.update(data)
@@ -131,10 +139,17 @@ class ModelCache:
 
     def load(self, key: str) -> Ruleset | None:
         """The stored rule set, or None: missing, or ignored (said in :attr:`warnings`)."""
+        return self._load(key, decode_ruleset)
+
+    def load_nft(self, key: str) -> NftRuleset | None:
+        """The stored nftables ruleset (a key of ``kind`` "nft"), or None: missing, or ignored."""
+        return self._load(key, decode_nft)
+
+    def _load(self, key: str, decode):
         why = self._why_not(key)
         if why is None:
             try:
-                ruleset = self._read(key)
+                ruleset = self._read(key, decode)
             except BadEntry as exc:
                 why = str(exc)
             else:
@@ -160,8 +175,8 @@ class ModelCache:
             return file_kind(st.st_mode)
         return None
 
-    def _read(self, key: str) -> Ruleset | None:
-        """Open, check and decode the entry; raise BadEntry saying why it is not loaded."""
+    def _read(self, key: str, decode):
+        """Open, check and ``decode`` the entry; raise BadEntry saying why it is not loaded."""
         try:
             fd = os.open(key, _ENTRY_FLAGS, dir_fd=self._fd)
         except FileNotFoundError:
@@ -181,15 +196,22 @@ class ModelCache:
                 raise BadEntry("it changed while it was read")
         finally:
             os.close(fd)
-        return decode_ruleset(data)
+        return decode(data)
 
     def store(self, key: str, ruleset: Ruleset) -> None:
         """Write the entry atomically (a fresh 0600 file renamed into place).  A failure is said in
         :attr:`warnings`: a cache that cannot be written only makes the next run parse again."""
+        self._store(key, ruleset, encode_ruleset)
+
+    def store_nft(self, key: str, ruleset: NftRuleset) -> None:
+        """Write the entry of an nftables ruleset (a key of ``kind`` "nft"), as :meth:`store`."""
+        self._store(key, ruleset, encode_nft)
+
+    def _store(self, key: str, ruleset, encode) -> None:
         if not self._closer.alive or not _is_key(key):
             return
         try:
-            data = encode_ruleset(ruleset)
+            data = encode(ruleset)
         except BadEntry as exc:         # a loop the parser would have refused: never from a parse
             self._failed[key] = str(exc)
             return

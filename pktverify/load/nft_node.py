@@ -20,15 +20,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..bulk import cyclic_gc_paused
 from ..errors import InputError
 from ..model.nft import NftRule, NftRuleset, NftTable, Xt
 from ..parse.nft_json import looks_like_nft_json, parse_nft_json
 from ..parse.nft_text import looks_like_nft_text, parse_nft_text
 from ..parse.source import read_text
 
-__all__ = ["read_nft", "parse_nft", "node_nft", "load_node_nft", "managed_tables", "IPV4_FAMILIES",
-           "iptables_nft_table"]
+if TYPE_CHECKING:
+    from .model_cache import ModelCache
+
+__all__ = ["read_nft", "parse_nft", "cached_parse_nft", "node_nft", "load_node_nft", "managed_tables",
+           "IPV4_FAMILIES", "iptables_nft_table"]
 
 IPV4_FAMILIES = ("ip", "inet")
 # What iptables-nft creates: its tables in the ip family, with iptables' built-in chains as base chains.
@@ -71,9 +76,27 @@ def managed_tables(text: str) -> dict[tuple[str, str], int]:
     return {(m.group(1), m.group(2)): text.count("\n", 0, m.start()) + 1 for m in _MANAGED.finditer(text)}
 
 
-def load_node_nft(text: str, *, source: str, iptables_given: bool) -> tuple[NftRuleset, tuple[str, ...]]:
-    """Read a node's nft dump and keep what its IPv4 packets pass (:func:`node_nft`)."""
-    return node_nft(parse_nft(text, source=source), iptables_given=iptables_given, managed=managed_tables(text))
+def load_node_nft(text: str, *, source: str, iptables_given: bool,
+                  cache: ModelCache | None = None) -> tuple[NftRuleset, tuple[str, ...]]:
+    """Read a node's nft dump and keep what its IPv4 packets pass (:func:`node_nft`); ``cache``:
+    the parsed ruleset kept between runs (:class:`.model_cache.ModelCache`; only one that parsed
+    without error is stored)."""
+    return node_nft(cached_parse_nft(text, source=source, cache=cache), iptables_given=iptables_given,
+                    managed=managed_tables(text))
+
+
+def cached_parse_nft(text: str, *, source: str, cache: ModelCache | None = None) -> NftRuleset:
+    """:func:`parse_nft`, or the ruleset ``cache`` holds for the same text and source."""
+    if cache is None:
+        return parse_nft(text, source=source)
+    key = cache.key(text, source, False, kind="nft")
+    with cyclic_gc_paused():
+        ruleset = cache.load_nft(key)
+        if ruleset is not None:
+            return ruleset
+        ruleset = parse_nft(text, source=source)
+    cache.store_nft(key, ruleset)
+    return ruleset
 
 
 def iptables_nft_table(table: NftTable) -> bool:

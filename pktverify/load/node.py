@@ -50,7 +50,7 @@ def load_node(*, iptables: str | Path | None = None, addrs: str | Path, routes: 
     tables, nft_notes = None, ()
     if nft is not None:
         tables, nft_notes = load_node_nft(read_text(nft, allow_empty=True), source=str(nft),
-                                          iptables_given=iptables is not None)
+                                          iptables_given=iptables is not None, cache=cache)
     addr_text = read_text(addrs)
     interfaces = parse_ip_addr(addr_text, source=str(addrs))
     dump = parse_routes(read_text(routes), source=str(routes))
