@@ -30,7 +30,7 @@ from pktverify.parse.ipaddr import parse_ip_addr
 from pktverify.parse.iproute import parse_routes
 from pktverify.parse.iptables_save import parse_iptables_save
 from pktverify.parse.nft_text import parse_nft_text
-from pktverify.testing.nft_draw import nft_rulesets
+from pktverify.testing.nft_draw import mixed_rulesets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,8 +124,8 @@ def test_a_changed_policy_is_every_packet_the_chain_does_not_decide(tmp_path):
 
 def test_a_changed_named_set_changes_the_rules_that_read_it(tmp_path):
     def text(elements: str) -> str:
-        return nft("ip saddr @blocked drop").replace(
-            "  chain input", f"  set blocked {{\n    type ipv4_addr\n    elements = {{ {elements} }}\n  }}\n  chain input")
+        declared = f"  set blocked {{\n    type ipv4_addr\n    elements = {{ {elements} }}\n  }}\n  chain input"
+        return nft("ip saddr @blocked drop").replace("  chain input", declared)
     run = diff(tmp_path, text("10.0.0.1, 10.0.0.2"), text("10.0.0.1"))
     [cls] = run.result.classes
     assert cls.spans[0] == ((parse_ip("10.0.0.2"),) * 2,) and cls.old == ("drop",)
@@ -320,6 +320,33 @@ def _mutate(script: str, how: str, at: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+_BOXED_MATCHES = ["ip saddr 10.0.0.0/24", "ip saddr != 192.168.0.0/24", "ip daddr 10.96.0.10", "ip daddr 192.168.0.2",
+                  "tcp dport 80", "udp dport 53", "tcp dport { 80, 443 }", "tcp sport 1000-50000", 'iifname "eth0"',
+                  'iifname "cni0"', "ip daddr { 10.96.0.0/16, 192.168.0.40 }", "meta l4proto udp", "ct state new"]
+_BOXED_ACTIONS = ["accept", "drop", "jump u", "meta mark set 0x1", "meta mark 0x1 drop", "counter"]
+
+
+@st.composite
+def boxed_rulesets(draw) -> str:
+    """Small ``nft -f`` scripts whose matches the view puts in boxes exactly (prefixes, ports, sets
+    of them, interfaces, ct state): where diff can say "same" exactly."""
+    lines = []
+    for t in range(draw(st.integers(1, 2))):
+        lines += [f"add table ip t{t}", f"add chain ip t{t} u"]
+        lines += [f"add rule ip t{t} u {r}" for r in draw(st.lists(
+            st.builds(lambda ms, a: " ".join([*ms, a]), st.lists(st.sampled_from(_BOXED_MATCHES), max_size=2),
+                      st.sampled_from(["accept", "drop", "return", "meta mark set 0x1"])), max_size=2))]
+        for b in range(draw(st.integers(1, 2))):
+            hook = draw(st.sampled_from(["input", "forward", "prerouting"]))
+            prio = draw(st.sampled_from(["-10", "0", "10"]))
+            policy = draw(st.sampled_from(["accept", "accept", "drop"]))
+            lines.append(f"add chain ip t{t} b{b} {{ type filter hook {hook} priority {prio} ; policy {policy} ; }}")
+            lines += [f"add rule ip t{t} b{b} {r}" for r in draw(st.lists(
+                st.builds(lambda ms, a: " ".join([*ms, a]), st.lists(st.sampled_from(_BOXED_MATCHES), max_size=2),
+                          st.sampled_from(_BOXED_ACTIONS)), max_size=4))]
+    return "\n".join(lines) + "\n"
+
+
 def _lab_node():
     dump = parse_routes(LAB_ROUTES, source="routes")
     return build_node("n", parse_ip_addr(LAB_ADDRS, source="addrs"), dump.routes,
@@ -331,20 +358,25 @@ _POOL = ["10.96.0.10", "10.96.0.11", "192.168.0.40", "10.0.0.20", "192.168.0.2",
 
 
 def test_classes_really_differ_and_same_means_no_sampled_packet_differs():
-    """Random small nft rulesets and a mutation of each (a rule dropped, swapped with its neighbour or
-    doubled, a policy flipped, a priority moved): every class's example traced again on both sides
-    changes as the class says; where diff says "same" exactly, 200 drawn packets (addresses of the
-    drawer's pool, ports, protocols, in-interfaces) get the same fates on both sides."""
+    """Random small nft rulesets (the kernel campaign's, some beside an iptables-save: a mixed node;
+    and ones of box-expressible matches only) and a mutation of each (a rule dropped, swapped with its
+    neighbour or doubled, a policy flipped, a priority moved): every class's example traced again on
+    both sides changes as the class says; where diff says "same" exactly, 200 drawn packets
+    (addresses of the drawer's pool, ports, protocols, in-interfaces) get the same fates on both sides."""
     seen: Counter = Counter()
 
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
               phases=[Phase.explicit, Phase.generate], database=None)
-    @given(nft_rulesets(), st.sampled_from(_MUTATIONS), st.integers(0, 50), st.randoms(use_true_random=False))
-    def check(script, how, at, rnd):
+    @given(st.one_of(mixed_rulesets(), st.tuples(boxed_rulesets(), st.none())), st.sampled_from(_MUTATIONS),
+           st.integers(0, 50), st.randoms(use_true_random=False))
+    def check(drawn, how, at, rnd):
+        script, iptables = drawn          # an iptables-save beside both sides in a third of the draws
         base = _lab_node()
+        if iptables is not None:
+            base = replace(base, ruleset=parse_iptables_save(iptables, source="iptables-save"))
         sides = []
         for name, text in (("old.nft", script), ("new.nft", _mutate(script, how, at))):
-            tables, _notes = node_nft(parse_nft_text(text, name), iptables_given=False)
+            tables, _notes = node_nft(parse_nft_text(text, name), iptables_given=iptables is not None)
             sides.append(replace(base, nft=tables))
         result = diff_rulesets(*sides, max_cells=5_000)
         tracers = (NodeTracer(sides[0]), NodeTracer(sides[1]))
@@ -369,4 +401,4 @@ def test_classes_really_differ_and_same_means_no_sampled_packet_differs():
             assert fa == fb, (pkt.describe(), iface, fa, fb)
 
     check()
-    assert seen["classes"] >= 5 and seen["same"] >= 3, seen       # the draws test both claims
+    assert seen["classes"] >= 20 and seen["same"] >= 10, seen       # the draws test both claims

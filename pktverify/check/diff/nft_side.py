@@ -27,9 +27,10 @@ from dataclasses import dataclass, replace
 from ...model import nft as n
 from ...model import rules as m
 from ...model.node import NodeState
+from ..nft_view import build_view
 
-__all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys", "with_reached_chains", "all_facts", "interface_names", "nft_where",
-           "unknown_nft"]
+__all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys",
+           "with_reached_chains", "all_facts", "interface_names", "nft_where", "unknown_nft"]
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ def side_view(node: NodeState) -> SideView:
     nft dump is read for (those iptables-nft wrote are read from iptables-save), so each is viewed."""
     if node.nft is None:
         return SideView(node.ruleset)
-    from ..nft_view import build_view
     view = build_view(node.nft)
     ruleset = replace(view.ruleset, tables={**node.ruleset.tables, **view.ruleset.tables})
     facts = all_facts(node.nft)
