@@ -243,14 +243,21 @@ def resolve_th(matches: list, rule: n.NftRule, family: str) -> list:
     protocol to ones with ports (tcp, udp, sctp), else opaque (nft reads other headers' bytes)."""
     if not any(type(mt) is tuple for mt in matches):
         return matches
-    protos = set(range(256))
+    protos: set[int] | None = None            # None: every protocol
+    taken: set[int] = set()
     for mt in matches:
-        if type(mt) is m.ProtoMatch and mt.proto:
-            protos = protos - {mt.proto} if mt.invert else protos & {mt.proto}
-        elif type(mt) is FieldSet and mt.field == PROTO:
+        t = type(mt)
+        if t is m.ProtoMatch and mt.proto:
+            inside = {mt.proto}
+        elif t is FieldSet and mt.field == PROTO:
             inside = {p for lo, hi in mt.values for p in range(lo, min(hi, 255) + 1)}
-            protos = protos - inside if mt.invert else protos & inside
-    exact = protos <= PORT_PROTOCOLS
+        else:
+            continue
+        if mt.invert:
+            taken |= inside
+        else:
+            protos = inside if protos is None else protos & inside
+    exact = protos is not None and protos - taken <= PORT_PROTOCOLS     # (only ! tests: opaque, still sound)
     out = []
     for mt in matches:
         if type(mt) is not tuple:
