@@ -22,8 +22,8 @@ from .fib import Fib
 from .nft_sets import ABSENT, SetLookup, compile_lookup
 from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
 
-__all__ = ["ABSENT", "CT_TEMPLATE", "ZONE_BITS", "ZONE_ORIG", "ZONE_REPLY", "ZONE_SHIFT", "Getter",
-           "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
+__all__ = ["ABSENT", "CT_TEMPLATE", "DST_DONE", "NAT_KNOWN", "SRC_DONE", "ZONE_BITS", "ZONE_ORIG", "ZONE_REPLY",
+           "ZONE_SHIFT", "Getter", "compile_getter", "compile_match", "has_bucket", "ICMP_TYPES", "ICMP_CODES"]
 
 Getter = Callable[[WalkState], object]
 
@@ -87,7 +87,12 @@ def compile_getter(expr: object, fib: Fib, sets: dict, bucket: int | None = None
 
         def bitwise(st: WalkState) -> object:
             v = inner(st)
-            return (v & mask) ^ xor if type(v) is int else v
+            if type(v) is int:
+                return (v & mask) ^ xor
+            if type(v) is tuple and v and v[0] == "status":     # unknown bits stay unknown under the mask
+                unknown = v[2] & mask
+                return ("status", ((v[1] & mask) ^ xor) & ~unknown, unknown)
+            return v
         return bitwise
     if t is n.Concat:
         parts = tuple(compile_getter(i, fib, sets, bucket) for i in expr.items)
@@ -231,20 +236,27 @@ def _ct_zone(direction: str | None) -> Getter:
     return zone
 
 
-# IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE: set once a connection has passed a NAT hook (translated or a
-# null binding), which depends on which hooks have nat chains and where the rule sits among them.
+# IPS_SRC_NAT_DONE and IPS_DST_NAT_DONE: set when a new connection passes a NAT hook (translated or a
+# null binding, nf_nat_inet_fn). Once any IPv4 nat chain exists (an ip or inet nat chain, the iptables nat
+# table) the kernel registers all four NAT hooks, so the bits follow the hook order (kernel lab). The
+# walk follows them on ctbits' high bits where the node's dumps tell whether NAT hooks exist
+# (:mod:`.nft_hooks`): NAT_KNOWN, and DST_DONE / SRC_DONE once the packet passed that NAT hook.
 _NAT_DONE = 128 | 256
+NAT_KNOWN, DST_DONE, SRC_DONE = 1 << 11, 1 << 12, 1 << 13
 
 
 def _ct_status(st: WalkState) -> object:
     """snat/dnat as NAT set them; a known connection is confirmed; whether it has seen a reply
-    (seen-reply, assured) only its reply direction says; the NAT-done bits are not followed. What
-    is not known goes with the value (``("status", known, unknown bits)``), for :func:`_status_test`."""
+    (seen-reply, assured) only its reply direction says; the NAT-done bits of a new connection as the
+    walk followed them, else not known. What is not known goes with the value (``("status", known,
+    unknown bits)``), for :func:`_status_test`."""
     bits = st.ctbits
     if bits & _NO_CT:
         return ABSENT
     value = (16 if bits & CT_SNAT else 0) | (32 if bits & CT_DNAT else 0)
     if bits & CT_NEW:
+        if bits & NAT_KNOWN:
+            return ("status", value | (256 if bits & DST_DONE else 0) | (128 if bits & SRC_DONE else 0), 0)
         return ("status", value, _NAT_DONE)
     if st.meta is not None and st.meta.reply:
         return ("status", value | 8 | 2 | 4, _NAT_DONE)

@@ -14,6 +14,10 @@ among them, runs inside the one NAT hook at its fixed place (-100 on prerouting 
 packet only; the first that translates ends NAT on that hook (later nat chains do not run at
 all). Known connections are translated by conntrack there, as without nft.
 
+The NAT-done status bits (IPS_DST_NAT_DONE, IPS_SRC_NAT_DONE) of a new connection are set as each
+NAT hook passes, where the dumps tell whether the kernel runs NAT hooks at all (:meth:`NftNode._nat_active`);
+an nft chain at a NAT hook's own priority may run before or after it, so there they are not known.
+
 Chains before conntrack (priority -200 or lower, as iptables' raw; kernel-checked) see no
 connection (``ct state`` invalid; other ct keys match nothing, not even with ``!=``) and
 ``notrack`` there leaves the packet untracked. On output, a ``route`` chain re-routes
@@ -27,7 +31,7 @@ from typing import NamedTuple
 from ..bulk import cyclic_gc_paused
 from ..model.nft import NftRuleset
 from .fib import Fib
-from .nft_exprs import CT_TEMPLATE, ZONE_BITS
+from .nft_exprs import CT_TEMPLATE, DST_DONE, NAT_KNOWN, SRC_DONE, ZONE_BITS
 from .nft_nat import NAT_KINDS
 from .nft_walk import NftTableEval
 from .route_checks import with_step
@@ -42,6 +46,7 @@ IPT_STAGES = {"PREROUTING": (("raw", -300), ("mangle", -150), ("nat", -100)),
               "OUTPUT": (("raw", -300), ("mangle", -150), ("nat", -100), ("filter", 0), ("security", 50)),
               "POSTROUTING": (("mangle", -150), ("nat", 100))}
 _CONNTRACK = -200          # NF_IP_PRI_CONNTRACK
+_NAT_PRIO = {hook: prio for hook, stages in IPT_STAGES.items() for name, prio in stages if name == "nat"}
 
 
 class Stage(NamedTuple):
@@ -65,6 +70,21 @@ class NftNode:
         self.tables = [NftTableEval(t, fib, ruleset.source) for t in ruleset.tables if t.family in ("ip", "inet")]
         self._ipt = ipt_tables
         self.plan = {hook: self._plan(hook) for hook in IPT_STAGES}
+        self.nat_active = self._nat_active()
+
+    def _nat_active(self) -> bool | None:
+        """Whether the kernel runs its four IPv4 NAT hooks here: once any ip or inet nat chain exists,
+        or the iptables nat table (nf_nat_register_fn registers them all for the first). True when an nft
+        nat chain or a rule in an iptables nat built-in chain says so, False when there is neither and no
+        ``*nat`` in iptables-save, None when iptables-save shows an empty nat table (whether iptables-nft
+        made its base chains, the dump cannot tell): then the NAT-done bits stay unknown."""
+        if any(c.type == "nat" and c.hook for t in self.tables for c in t.table.chains):
+            return True
+        nat = self._ipt.get("nat")
+        chains = nat.table.chains if nat is not None else {}
+        if any(c.rules for name, c in chains.items() if name in _NAT_PRIO):
+            return True
+        return None if any(c.declaration for c in chains.values()) else False
 
     def compile_all(self) -> None:
         """Compile every chain of every table now (``NodeTracer(compile_all=True)``)."""
@@ -138,6 +158,9 @@ class NftNode:
         """``groups`` (nexthop, states) through ``hook``'s stages; on output, re-routed after a stage
         that may change the route (mangle, a route chain, NAT) as ``walk._rerouted`` does."""
         bits = None
+        if not looped and self.nat_active is not None and walk._known is None:     # a new connection from here:
+            groups = [(gw, [with_ctbits(s, s.ctbits | NAT_KNOWN) if s.ctbits & CT_NEW else s for s in sts])
+                      for gw, sts in groups]                                       # its NAT-done bits are followed
         for stage in self.plan[hook]:
             if stage.priority <= _CONNTRACK and stage.kind != "nat" and hook in ("PREROUTING", "OUTPUT"):
                 if bits is None and not looped and groups and groups[0][1]:
@@ -161,6 +184,8 @@ class NftNode:
             return self._nat(walk, hook, stage, states, finished, ctx) if nat else states
         nxt: list = []
         table = stage.table
+        if self.nat_active and stage.priority == _NAT_PRIO.get(hook):      # before or after the NAT hook: the
+            states = [with_ctbits(s, s.ctbits & ~NAT_KNOWN) for s in states]  # registration order decides
         for st in states:
             if stage.note:
                 st = with_step(st, stage.note)
@@ -200,6 +225,9 @@ class NftNode:
                             nxt.append(res.state)
                 pending = nxt
             out.extend(pending)
+        if self.nat_active:         # the NAT hook set the connection's done bit (a binding, or the null one)
+            done = DST_DONE if manip == "dst" else SRC_DONE
+            out = [with_ctbits(s, s.ctbits | done) if s.ctbits & NAT_KNOWN else s for s in out]
         return out
 
     def answer_path(self, *, local: bool = False) -> tuple:

@@ -1,5 +1,6 @@
-"""``ct zone set`` and dynamic-set updates as the nft evaluator follows them (kernel facts pinned in
-tests/kernel/test_nft_kernel_facts.py: test_ct_zone, test_dynamic_sets), without root."""
+"""``ct zone set``, dynamic-set updates and the NAT-done status bits as the nft evaluator follows them
+(kernel facts pinned in tests/kernel/test_nft_kernel_facts.py: test_ct_zone, test_dynamic_sets,
+test_nat_done_bits), without root."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ ROUTES = ("default via 192.168.0.9 dev eth0\n10.0.0.0/24 dev cni0 proto kernel s
           "192.168.0.0/24 dev eth0 proto kernel scope link src 192.168.0.2\n")
 
 
-def _tracer(tmp_path, script: str) -> NodeTracer:
-    for name, text in (("r.nft", script), ("a.txt", ADDRS), ("r.txt", ROUTES)):
+def _tracer(tmp_path, script: str, iptables: str | None = None) -> NodeTracer:
+    for name, text in (("r.nft", script), ("a.txt", ADDRS), ("r.txt", ROUTES), ("i.txt", iptables or "")):
         (tmp_path / name).write_text(text)
-    return NodeTracer(load_node(nft=tmp_path / "r.nft", addrs=tmp_path / "a.txt", routes=tmp_path / "r.txt"))
+    return NodeTracer(load_node(nft=tmp_path / "r.nft", addrs=tmp_path / "a.txt", routes=tmp_path / "r.txt",
+                                iptables=tmp_path / "i.txt" if iptables is not None else None))
 
 
 def _pkt(dst: str = "192.168.0.40", sport: int = 40000) -> Packet:
@@ -71,3 +73,52 @@ def test_the_next_connection_sees_the_key_as_the_packet_was_at_the_rule(tmp_path
     assert second.verdict == "drop"
     (fresh,) = tracer.trace(_pkt(sport=40001), in_iface="cni0").outcomes
     assert fresh.verdict == "forward"
+
+
+def _status(nat_hook: str | None, hook: str, prio: int, test: str) -> str:
+    nat = (f"add chain ip t n {{ type nat hook {nat_hook} priority {100 if nat_hook == 'postrouting' else -100} ; }}\n"
+           if nat_hook else "")
+    return (f"add table ip t\n{nat}add chain ip t c {{ type filter hook {hook} priority {prio} ; policy accept ; }}\n"
+            f"add rule ip t c {test} drop\n")
+
+
+@pytest.mark.parametrize("nat_hook,hook,prio,test,verdict", [
+    (None, "forward", 0, "ct status & 0x100 != 0x100 ct status & 0x80 != 0x80", "drop"),
+    ("postrouting", "prerouting", -150, "ct status & 0x100 == 0x100", "forward"),
+    ("postrouting", "prerouting", -50, "ct status & 0x100 == 0x100", "drop"),
+    ("postrouting", "postrouting", 50, "ct status & 0x80 == 0x80", "forward"),
+    ("postrouting", "postrouting", 200, "ct status & 0x80 == 0x80", "drop"),
+    ("prerouting", "forward", 0, "ct status != 0x100", "forward"),
+    (None, "forward", 0, "ct status != 0x100", "drop"),
+])
+def test_nat_done_bits_follow_the_nat_hooks(tmp_path, nat_hook, hook, prio, test, verdict):
+    """Any nat chain makes all four NAT hooks run; each sets its done bit as the packet passes it."""
+    outcomes = _tracer(tmp_path, _status(nat_hook, hook, prio, test)).trace(_pkt(), in_iface="cni0").outcomes
+    assert [(o.verdict, o.exact) for o in outcomes] == [(verdict, True)]
+
+
+@pytest.mark.parametrize("iptables,exact", [
+    ("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", True),                         # no nat table: no NAT hooks
+    ("*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", False),                       # empty: base chains made or not
+    ("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -d 1.2.3.4/32 -j MASQUERADE\nCOMMIT\n", True),
+])
+def test_whether_nat_hooks_run_beside_iptables(tmp_path, iptables, exact):
+    """Beside iptables-save: a nat rule in a built-in chain says the NAT hooks run, no nat table that they do
+    not; an empty nat table cannot say (iptables-nft may not have made its base chains): may-match."""
+    tracer = _tracer(tmp_path, _status(None, "forward", 0, "ct status & 0x100 == 0x100"), iptables)
+    outcomes = tracer.trace(_pkt(), in_iface="cni0").outcomes
+    assert all(o.exact for o in outcomes) == exact
+    if exact:
+        assert [o.verdict for o in outcomes] == ["drop" if "MASQUERADE" in iptables else "forward"]
+
+
+def test_a_mask_on_ct_status_keeps_the_unknown_bits_unknown(tmp_path):
+    """``ct status & 0x20 == 0x20`` after DNAT reads the dnat bit only: decided even where the done bits are
+    not known (beside an empty iptables nat table); the whole value was compared before (may-match)."""
+    script = ("add table ip t\nadd chain ip t n { type nat hook prerouting priority dstnat ; }\n"
+              "add rule ip t n ip daddr 10.96.0.10 dnat to 192.168.0.40\n"
+              "add chain ip t c { type filter hook forward priority 0 ; policy accept ; }\n"
+              "add rule ip t c ct status & 0x20 == 0x20 drop\n")
+    tracer = _tracer(tmp_path, script, "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n")
+    assert [(o.verdict, o.exact) for o in tracer.trace(_pkt("10.96.0.10"), in_iface="cni0").outcomes] == \
+        [("drop", True)]
