@@ -68,8 +68,8 @@ def lint_files(paths: list[str | Path], *, select_ids: list[str] | None = None, 
                cluster: ClusterSpec | None = None, node: str | None = None, lenient: bool = False,
                nft_paths: list[str | Path] = ()) -> LintResult:
     """Lint ``paths`` and ``nft_paths`` (read as nftables whatever their content); with ``cluster``
-    (one iptables-save path: the proposed rules of ``node``) also verify the cluster with them in
-    place and report each violation at the rule responsible."""
+    (one path: the proposed rules of ``node``, its iptables-save or its nft ruleset) also verify the
+    cluster with them in place of the node's and report each violation at the rule responsible."""
     enabled = select(select_ids, ignore_ids)
     texts = {str(p): read_text(p, allow_empty=True) for p in [*paths, *nft_paths]}
     nft = {str(p) for p in nft_paths} | {s for s, text in texts.items() if nft_structure.looks_like_nft(text)}
