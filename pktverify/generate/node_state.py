@@ -7,8 +7,9 @@ pod CIDR, and docker0 172.17.0.1/16 in docker's default mode), its routes
 direct routes to every peer's pod CIDR — the ``route add -net ... gw <peer>``
 scheme), and its rule set (kube-proxy in the cluster's proxy mode, plus
 docker's MASQUERADE in docker mode). Everything is text in the formats
-``ip -o addr``, ``ip route`` and ``iptables-save`` print, and goes through
-the same parsers as real dumps.
+``ip -o addr``, ``ip route`` and ``iptables-save`` print (and in kube-proxy's
+nftables mode the ``nft -f`` text it loads), and goes through the same parsers
+as real dumps.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..model.addresses import format_ip, format_network, mask_length
 from ..model.cluster import ClusterSpec, NodeSpec
 from ..model.kube_proxy import DOCKER_NET, bridge_address, service_ports, userspace_proxy_ports
 from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
+from .kube_proxy_nft import kube_proxy_nft_rules
 from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules
 
 __all__ = ["GeneratedNode", "generate_node"]
@@ -27,18 +29,19 @@ __all__ = ["GeneratedNode", "generate_node"]
 
 @dataclass(frozen=True)
 class GeneratedNode:
-    addrs: str
-    routes: str
-    """A node's dumps as text: ``ip -o addr`` lines, ``ip route`` lines, ``iptables-save``. Written
-    in the node folder layout by :func:`pktverify.load.node_files.node_files`."""
+    """A node's dumps as text: ``ip -o addr`` lines, ``ip route`` lines, ``iptables-save``, and in
+    kube-proxy's nftables mode its ruleset as the ``nft -f`` text kube-proxy loads (None in the
+    other modes). Written in the node folder layout by :func:`pktverify.load.node_files.node_files`."""
     addrs: str
     routes: str
     iptables: str
+    nft: str | None = None
 
 
 def generate_node(cluster: ClusterSpec, node: NodeSpec) -> GeneratedNode:
-    """The addresses, routes and iptables-save text ``node`` would have."""
-    return GeneratedNode(_addrs(node), _routes(cluster, node), _iptables(cluster, node))
+    """The addresses, routes, iptables-save text and (nftables mode) nft ruleset ``node`` would have."""
+    nft = _nft(cluster, node) if cluster.proxy_mode == "nftables" else None
+    return GeneratedNode(_addrs(node), _routes(cluster, node), _iptables(cluster, node), nft)
 
 
 def _addrs(node: NodeSpec) -> str:
@@ -94,6 +97,8 @@ def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
                               tuple(format_ip(ip) for ip in p.service.external_ips + p.service.lb_ips))
                    for p in ports]
         text = kube_proxy_userspace_rules(portals, node_ip=format_ip(node.ip))
+    elif cluster.proxy_mode == "nftables":
+        text = ""                   # kube-proxy's rules are in its nft table (_nft)
     else:
         # kube-proxy's iptables mode writes the same rules on every node unless a traffic policy
         # keeps traffic on the node: then each node's rules name its own endpoints.
@@ -108,6 +113,29 @@ def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
 @lru_cache(maxsize=4)
 def _iptables_mode_rules(cluster: ClusterSpec, node: str | None) -> str:
     """kube-proxy's iptables-mode rules for ``node`` (None: any node, when no policy is Local)."""
+    return kube_proxy_iptables_rules(list(_service_port_records(cluster, node)),
+                                     cluster_cidr=format_network(*cluster.cidr))
+
+
+def _nft(cluster: ClusterSpec, node: NodeSpec) -> str:
+    """kube-proxy's nftables-mode ruleset on ``node``: its ``table ip kube-proxy``, with the
+    cluster CIDR as the LocalTrafficDetector's (as the iptables mode's ``--cluster-cidr``), the
+    service CIDR's unallocated addresses dropped, and NodePorts on the node's primary IP only:
+    kube-proxy's nftables mode defaults ``--nodeport-addresses`` to ``primary``
+    (cmd/kube-proxy/app/server.go), where the iptables mode accepts them on every local address."""
+    local = any(p.service.internal_policy == "Local" or p.service.external_policy == "Local"
+                for p in service_ports(cluster))
+    ip = format_ip(node.ip)
+    return kube_proxy_nft_rules(list(_service_port_records(cluster, node.name if local else None)), node_ips=[ip],
+                                pod_cidr=format_network(*cluster.cidr),
+                                service_cidrs=[format_network(*cluster.service_cidr)],
+                                nodeport_addresses=[f"{ip}/32"])
+
+
+@lru_cache(maxsize=4)
+def _service_port_records(cluster: ClusterSpec, node: str | None) -> tuple[ServicePort, ...]:
+    """Every service port as the kube-proxy generators take it, ``local_endpoints`` those on
+    ``node`` (None: none is asked for, when no policy is Local)."""
     sps = []
     for p in service_ports(cluster):
         svc = p.service
@@ -119,7 +147,7 @@ def _iptables_mode_rules(cluster: ClusterSpec, node: str | None) -> str:
                                tuple(format_network(*n) for n in svc.lb_source_ranges),
                                svc.external_policy == "Local" and svc.external, svc.internal_policy == "Local",
                                svc.affinity_timeout))
-    return kube_proxy_iptables_rules(sps, cluster_cidr=format_network(*cluster.cidr))
+    return tuple(sps)
 
 
 def _with_docker_masquerade(text: str) -> str:

@@ -41,8 +41,9 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     (kube-proxy's iptables mode writes no node-specific rule) are parsed once and shared;
     their source reads ``<generated iptables of node1, node2, ...>``.  ``cache``: the given
     dumps' parsed rule sets kept between runs (see :mod:`.model_cache`)."""
+    made = _GENERATED + (("nft",) if cluster.proxy_mode == "nftables" else ())
     generated = {node.name: generate_node(cluster, node) for node in cluster.nodes
-                 if not all(node.has_dump(kind) for kind in _GENERATED)}
+                 if not all(node.has_dump(kind) for kind in made)}
     # One parser for every node's dump, so that equal matches, targets and shape plans are shared
     # (a strict one for what pktverify generates itself, which must never need --lenient).
     parser = RuleParser(lenient=lenient)
@@ -60,6 +61,8 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     for node in cluster.nodes:
         gen = generated.get(node.name)
         given = {kind: _given(cluster, node, kind) for kind in DUMP_KINDS}
+        if given["nft"] is None and gen is not None and gen.nft is not None:    # kube-proxy's nftables mode
+            given["nft"] = (gen.nft, f"<generated nft of {node.name}>", 0)
         with _blamed_on(cluster, node, generated=gen is not None):
             if given["iptables"] is not None:
                 text, source, offset = given["iptables"]

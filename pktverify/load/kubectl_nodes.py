@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import InputError, InvalidArgument, one_line
 from ..model.addresses import AddressError, format_ip, format_network, in_network, parse_ip, parse_network
 from ..model.cluster import ClusterSpec, NodeSpec
-from ..model.kube_proxy import NODE_FILES
+from ..model.kube_proxy import NFT_SCRIPT_FILE, NODE_FILES
 from ..model.node import SCOPES, Interface, Route
 from ..parse.dataplane import Dataplane, routes_worth_reading
 from ..parse.ipaddr import parse_ip_addr
@@ -30,7 +30,7 @@ __all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options
            "node_specs", "proxy_mode", "read_dumps", "check_userspace_ports"]
 
 # Earlier releases read ip-route.txt and ip-addr.txt; still accepted.
-_FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt"}
+_FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt", "nft": NFT_SCRIPT_FILE}
 _CORE = ("iptables", "addrs", "routes")
 # ASCII digits, at most 5 (\d takes '٣', and int() of 5,000 digits fails with Python's own message):
 # anything else is left to the iptables-save parser, which names the line.
@@ -83,6 +83,9 @@ def match_folders(nodes: list[NodeInput], base: Path, *, require: bool, notes: l
                 p = folder / _FALLBACK[kind]
             if p.is_file():
                 node.paths[kind] = str(p)
+            if kind == "nft" and p.is_file() and (folder / NFT_SCRIPT_FILE).is_file() and p.name != NFT_SCRIPT_FILE:
+                raise InvalidArgument(f"{folder} holds both {file_name} and {NFT_SCRIPT_FILE}: keep the one "
+                                      "dump of the node's nft ruleset")
     stray = sorted(entry.name for entry in _subfolders(base)
                    if entry.name not in names and any((entry / f).is_file() for f in (*NODE_FILES.values(),
                                                                                           *_FALLBACK.values())))
@@ -226,14 +229,15 @@ def node_specs(nodes: list[NodeInput], notes: list[str], *, source: str = "",
 
 
 def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes: list[str]) -> str:
-    """kube-proxy's mode as the nodes' iptables dumps show it ("iptables" when no node has one: the
-    generated dumps are). Refuses, in one line, a node that runs what is not modelled, nodes that
-    disagree, and dumps without any kube-proxy rule (nftables mode cannot be seen in them)."""
+    """kube-proxy's mode as the nodes' iptables dumps (and nft dumps: ``table ip kube-proxy`` is
+    nftables mode) show it ("iptables" when no node has one: the generated dumps are). Refuses, in
+    one line, a node that runs what is not modelled, nodes that disagree, and iptables dumps
+    without any kube-proxy rule where no nft dump shows nftables mode."""
     for node in nodes:
         why = node.dataplane.unmodelled()
         if why:
             raise InputError(source, 0, f"node {node.name} {why}")
-    with_rules = [n for n in nodes if "iptables" in n.paths]
+    with_rules = [n for n in nodes if "iptables" in n.paths or ("nft" in n.paths and n.dataplane.proxy_mode)]
     modes: dict[str, list[str]] = {}
     for n in with_rules:
         modes.setdefault(n.dataplane.proxy_mode or "", []).append(n.name)
@@ -250,11 +254,13 @@ def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes
             if nft_given else "kube-proxy in nftables mode (nft -j list ruleset as nft-ruleset.json beside it tells) " \
                               "or not running"
         raise InputError(source, 0, f"no kube-proxy rules found in the iptables-save of {which} (no nat "
-                                    f"KUBE-SERVICES, no KUBE-PORTALS-*): {why}; pktverify models the userspace and "
-                                    "iptables modes")
-    for name in bare:
-        notes.append(f"node {name}: no kube-proxy rules found in its iptables-save (is kube-proxy running there?)")
+                                    f"KUBE-SERVICES, no KUBE-PORTALS-*): {why}; pktverify models the userspace, "
+                                    "iptables and nftables modes")
     mode = found[0] if found else "iptables"
+    for name in bare:
+        notes.append(f"node {name}: no kube-proxy rules found in its iptables-save (is kube-proxy running there?)"
+                     if mode != "nftables" else f"node {name}: no kube-proxy table in its nft ruleset dump (or no "
+                     "nft-ruleset.json): kube-proxy's nftables-mode table is generated for it when the dump is missing")
     return mode
 
 

@@ -131,7 +131,7 @@ class ClusterSpec:
     source: str = field(compare=False)
     cidr: tuple[int, int]
     service_cidr: tuple[int, int]
-    proxy_mode: str                      # "userspace" | "iptables"
+    proxy_mode: str                      # "userspace" | "iptables" | "nftables"
     routing: str                         # "direct"
     nodes: tuple[NodeSpec, ...]
     pods: tuple[PodSpec, ...]

@@ -18,7 +18,8 @@ from typing import NamedTuple
 from .addresses import format_ip
 from .cluster import ClusterSpec, NodeSpec, ServicePortSpec, ServiceSpec
 
-__all__ = ["DOCKER_NET", "NODE_FILES", "PROBE_CLIENT_SPORT", "PROXY_SPORT", "ServicePortPlan", "bridge_address",
+__all__ = ["DOCKER_NET", "NODE_FILES", "PROBE_CLIENT_SPORT", "PROXY_SPORT", "ServicePortPlan", "NFT_SCRIPT_FILE",
+           "bridge_address",
            "proxy_ports", "service_ports", "userspace_proxy_ports"]
 
 DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default on every host
@@ -27,6 +28,10 @@ DOCKER_NET = (0xAC110000, 0xFFFF0000)       # 172.17.0.0/16, docker0's default o
 # ``scripts/collect-node`` writes them, ``generate --out`` and kubectl input share the layout).
 NODE_FILES = {"iptables": "iptables-save.txt", "addrs": "ip-addr.json", "routes": "ip-route.json",
               "rules": "ip-rule.json", "ipsets": "ipset-save.txt", "nft": "nft-ruleset.json"}
+# The nft ruleset as an ``nft -f`` script (what ``generate --out`` writes in nftables mode: kube-proxy's
+# own transaction text, which only ``nft`` itself could turn into ``nft -j`` JSON); a node folder
+# holds it or nft-ruleset.json, never both. The readers tell the form by content either way.
+NFT_SCRIPT_FILE = "nft-ruleset.nft"
 
 # Linux's default ephemeral range (net.ipv4.ip_local_port_range = 32768 60999): kube-proxy's
 # proxier listens on port 0 and gets one from it, so a proxy port is never a NodePort (30000-32767).

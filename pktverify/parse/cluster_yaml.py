@@ -79,8 +79,8 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     c = ctx.field(doc, "cluster", dict)
     ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing", "node_port_range", "pod_prefix"}, "cluster")
     mode = ctx.field(c, "proxy_mode", str, required=False, default="iptables")
-    if mode not in ("userspace", "iptables"):
-        raise ctx.error(c.key_lines["proxy_mode"], f"proxy_mode must be userspace or iptables, not {mode!r}")
+    if mode not in ("userspace", "iptables", "nftables"):
+        raise ctx.error(c.key_lines["proxy_mode"], f"proxy_mode must be userspace, iptables or nftables, not {mode!r}")
     routing = ctx.field(c, "routing", str, required=False, default="direct")
     if routing != "direct":
         raise ctx.error(c.key_lines["routing"], f"routing {routing!r} is not supported (only direct)")

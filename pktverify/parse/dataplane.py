@@ -33,7 +33,7 @@ from ..model.node import Interface, Route
 
 __all__ = ["Dataplane", "detect_dataplane", "routes_worth_reading", "MODELLED_MODES", "nft_tables"]
 
-MODELLED_MODES = ("userspace", "iptables")
+MODELLED_MODES = ("userspace", "iptables", "nftables")
 _IPVS_SETS = ("KUBE-CLUSTER-IP", "KUBE-LOAD-BALANCER")
 _USERSPACE_CHAINS = ("KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 # Interface names overlays and eBPF dataplanes create (tunl0 is special: see _overlay_interfaces).
@@ -68,10 +68,7 @@ class Dataplane:
                    "verifies one mode per cluster"
         if self.proxy_mode == "ipvs":
             return f"runs kube-proxy in IPVS mode ({', '.join(self.proxy_evidence)}): not modelled yet; pktverify " \
-                   "models the userspace and iptables modes"
-        if self.proxy_mode == "nftables":
-            return f"runs kube-proxy in nftables mode ({', '.join(self.proxy_evidence)}): not verified across a " \
-                   "cluster yet (one node: pktverify trace --nft); pktverify models the userspace and iptables modes"
+                   "models the userspace, iptables and nftables modes"
         if self.overlay:
             what = "Cilium's eBPF dataplane" if any("cilium_" in e for e in self.overlay) else "an overlay network"
             return f"runs {what} ({', '.join(self.overlay[:3])}{', ...' if len(self.overlay) > 3 else ''}): not " \

@@ -210,15 +210,17 @@ def test_with_node_dumps_takes_nft_text(tmp_path):
     assert load_cluster(written).nodes[1].dump_text("nft") == SCRIPT
 
 
-def test_cluster_yaml_refuses_kube_proxy_in_nftables_mode(tmp_path):
+def test_cluster_yaml_refuses_kube_proxy_in_nftables_mode_on_an_iptables_mode_cluster(tmp_path):
     script = "add table ip kube-proxy { comment \"rules for kube-proxy\" ; }\n" \
              "add chain ip kube-proxy services\n"
     path = _yaml(tmp_path, "", _inline("nft", script))
     with pytest.raises(InputError) as err:
         load_cluster(path)
-    assert str(err.value) == (f"{path}:6: node node2 runs kube-proxy in nftables mode (nft table ip kube-proxy): "
-                              "not verified across a cluster yet (one node: pktverify trace --nft); pktverify models the "
-                              "userspace and iptables modes: - name: node2")
+    assert str(err.value) == (f"{path}:6: node node2 runs kube-proxy in nftables mode (nft table ip kube-proxy), "
+                              "but the cluster says proxy_mode: iptables: - name: node2")
+    # the same node in a cluster that says nftables mode is read
+    path.write_text(path.read_text().replace("proxy_mode: iptables", "proxy_mode: nftables", 1))
+    assert load_cluster(path).proxy_mode == "nftables"
 
 
 # -- kubectl input and the node folder ----------------------------------------------------------------------------
@@ -242,16 +244,16 @@ def test_kubectl_input_reads_the_node_folders_nft_ruleset(kubectl_cluster):
     assert states["worker-1"].nft == EXPECTED and states["cp-1"].nft is None
 
 
-def test_kubectl_input_refuses_kube_proxy_in_nftables_mode(kubectl_cluster):
+def test_kubectl_input_refuses_kube_proxy_in_two_modes(kubectl_cluster):
     (kubectl_cluster / "worker-1" / "iptables-save.txt").write_text("")
     _write(kubectl_cluster / "worker-1", "nft-ruleset.json",
            '{"nftables": [{"metainfo": {"json_schema_version": 1}}, '
            '{"table": {"family": "ip", "name": "kube-proxy", "handle": 3}}]}')
     with pytest.raises(InputError) as err:
         _load_kubectl(kubectl_cluster)
-    assert str(err.value) == (f"{kubectl_cluster / 'cluster.json'}: node worker-1 runs kube-proxy in nftables mode "
-                              "(nft table ip kube-proxy): not verified across a cluster yet (one node: pktverify "
-                              "trace --nft); pktverify models the userspace and iptables modes")
+    assert str(err.value) == (f"{kubectl_cluster / 'cluster.json'}: the nodes run kube-proxy in different modes "
+                              "(iptables on cp-1, worker-2; nftables on worker-1): pktverify verifies one mode per "
+                              "cluster")
 
 
 def test_no_kube_proxy_rules_with_nft_dumps_rules_out_nftables_mode(kubectl_cluster):

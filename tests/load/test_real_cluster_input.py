@@ -189,7 +189,7 @@ def test_an_ipvs_node_is_refused_in_one_line(cluster, capsys):
     line = _one_line_refusal(capsys, cluster)
     assert line.startswith(f"pktverify: {cluster}: node worker-1 runs kube-proxy in IPVS mode (interface kube-ipvs0, "
                            "ipset KUBE-CLUSTER-IP, ipset KUBE-LOAD-BALANCER): not modelled yet; pktverify models the "
-                           "userspace and iptables modes"), line
+                           "userspace, iptables and nftables modes"), line
 
 
 def test_ipvs_is_seen_in_the_rules_alone(cluster, capsys):

@@ -202,6 +202,11 @@ class AddressClasses:
         self._own = _one_user_addresses(cluster, nodes)
         for node in nodes.values():
             self._read_node(node, owners, node_owner, base, endpoints)
+            if node.nft is not None and node.nft.tables and not self.unsound_reason:
+                # The classes read iptables rules only: an nft rule (kube-proxy's nftables mode, its
+                # service-ips map, affinity sets that remember exact addresses) may tell apart what
+                # they would merge.
+                self.unsound_reason = f"node {node.name} has nftables rules, which the address classes do not read"
             if id(node.ruleset) in scanned:       # a rule set shared by nodes is read once
                 continue
             scanned.add(id(node.ruleset))

@@ -20,7 +20,7 @@ from .node_symmetry import NodeSymmetry
 from .pod_ip_uniqueness import pod_ip_uniqueness
 from .results import InvariantResult, Violation
 from .routing import routing_tasks
-from .service_reachability import service_tasks
+from .service_reachability import mode_notes, service_tasks
 
 __all__ = ["INVARIANTS", "check_all", "plan_tasks", "run_task_chunk"]
 
@@ -53,6 +53,7 @@ def check_all(cluster: ClusterSpec, walker: ClusterWalker, *, keep_flows: bool =
         results[0].notes += list(cluster.extras.get("notes", ()))      # what the input had that is not modelled
     notes, tasks = plan_tasks(cluster, walker, wanted, exhaustive=exhaustive or keep_flows, only_services=only_services)
     results[1].notes += notes
+    results[2].notes += mode_notes(cluster) if "service-reachability" in wanted else []
     progress = Progress(len(tasks), "tasks") if show_progress else None
     if deadline is not None:            # counts the tasks done, for the message if the time runs out
         progress = deadline.tasks(len(tasks), progress)

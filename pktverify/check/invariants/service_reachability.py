@@ -2,7 +2,7 @@
 
 Through every door (ClusterIP, each NodePort, external and load-balancer IPs), with non-zero
 probability, never dropping while endpoints exist, spread uniformly (within
-:data:`UNIFORMITY_TOLERANCE`) in iptables mode, the reply from the address the client sent to,
+:data:`UNIFORMITY_TOLERANCE`) in iptables and nftables mode (``numgen random mod N``), the reply from the address the client sent to,
 traffic policies and session affinity kept; and no ClusterIP packet leaves a node un-DNATed.
 One task per service.
 """
@@ -30,7 +30,7 @@ from .flows import (
 from .node_symmetry import NodeSymmetry
 from .results import InvariantResult, Violation
 
-__all__ = ["UNIFORMITY_TOLERANCE", "Door", "service_tasks", "service_doors", "service_flow"]
+__all__ = ["UNIFORMITY_TOLERANCE", "Door", "mode_notes", "service_tasks", "service_doors", "service_flow"]
 
 UNIFORMITY_TOLERANCE = 1e-6
 
@@ -92,6 +92,19 @@ def service_tasks(cluster: ClusterSpec, walker: ClusterWalker, classes: AddressC
         return run
 
     return [for_service(svc) for svc in cluster.services if only is None or svc.key in only]
+
+
+def mode_notes(cluster: ClusterSpec) -> list[str]:
+    """Where kube-proxy's nftables mode differs from its iptables mode on purpose, as one line
+    when the cluster has what it concerns: the checks hold each mode to its own behaviour (the
+    doors checked are the same in both: ClusterIPs, NodePorts on each node's address, external
+    and LoadBalancer IPs)."""
+    if cluster.proxy_mode != "nftables" or not any(s.has_node_ports for s in cluster.services):
+        return []
+    return ["kube-proxy's nftables mode (unlike its iptables mode, on purpose): NodePorts answer only on each "
+            "node's primary address (--nodeport-addresses defaults to primary), never on 127.0.0.1 or the pod "
+            "bridge's address; packets to a ClusterIP's undefined port are rejected and to an unallocated "
+            "service address dropped"]
 
 
 def _merged_clients(walker: ClusterWalker, groups: list, nodes: list, free: set[str]) -> tuple[list, list]:
@@ -187,7 +200,7 @@ def service_flow(cluster: ClusterSpec, walker: ClusterWalker, res: InvariantResu
     labels = [label for label, _ip, _port in eps]
     reached = _reached_endpoints(cluster, res, client, pkt, name, walked, eps, eps_given, keep_source)
     _never_reached(res, client, pkt, name, walked, eps, reached)
-    if cluster.proxy_mode == "iptables" and reached and len(reached) == len(labels):
+    if cluster.proxy_mode in ("iptables", "nftables") and reached and len(reached) == len(labels):
         share = 1.0 / len(labels)
         for end, backs in walked:
             hit = _endpoint_hit(cluster, end, eps) if end.kind == "arrived" else None
