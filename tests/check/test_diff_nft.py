@@ -402,3 +402,17 @@ def test_classes_really_differ_and_same_means_no_sampled_packet_differs():
 
     check()
     assert seen["classes"] >= 20 and seen["same"] >= 10, seen       # the draws test both claims
+
+
+def test_a_set_the_packet_path_changes_still_cuts_the_cells_by_its_elements(tmp_path):
+    # The view leaves a lookup in a set rules add to opaque; its elements still cut the cells, so
+    # the one packet traced per cell stands for its addresses.
+    def text(verdict: str) -> str:
+        declared = ("  set seen {\n    type ipv4_addr\n    flags dynamic\n    elements = { 10.0.0.7 }\n  }\n"
+                    "  chain input")
+        return nft(f"ip saddr @seen {verdict}\nip daddr 192.0.2.1 add @seen {{ ip saddr }}").replace(
+            "  chain input", declared)
+    run = diff(tmp_path, text("accept"), text("drop"))
+    assert any(lo <= parse_ip("10.0.0.7") <= hi for c in run.result.classes for lo, hi in c.spans[0])
+    assert all(c.spans[0] == ((parse_ip("10.0.0.7"),) * 2,) for c in run.result.classes)
+    assert not run.result.exact

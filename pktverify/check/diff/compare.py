@@ -38,7 +38,7 @@ from ...model.trace import Outcome
 from ..headerspace import DST, PROTO, SRC, Box, Universe
 from .cells import MAX_WORK, PORT_PROTOS, Work, WorkBound, interfaces_of
 from .cells import cells as cell_classes
-from .nft_side import SideView, nft_where, rewrites_headers, side_view, structure, unknown_nft
+from .nft_side import SideView, lookup_cuts, nft_where, rewrites_headers, side_view, structure, unknown_nft
 from .region import SPECIAL, EntryCache, cut_boxes, joint_universe, node_boundaries, whole_region
 from .result import DiffClass, DiffResult
 
@@ -163,6 +163,8 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
         region = whole_region(views, old_node, gone, added, policy, universe, work, cache)
         # The rules packets of the region can meet cut it (their own boxes; see region.cutting_boxes).
         boxes = cut_boxes(views, old_node, [b for b, _o in region], universe, work, cache)
+        # nft set lookups the view may leave opaque answer alike within a cell cut by their elements.
+        boxes = list(dict.fromkeys(boxes + lookup_cuts(old_node.nft, universe) + lookup_cuts(new_node.nft, universe)))
     except WorkBound:
         result.complete, result.exact = False, False
         result.not_compared = "every packet the changed rules may see (the work bound was reached while finding them)"

@@ -27,10 +27,12 @@ from dataclasses import dataclass, replace
 from ...model import nft as n
 from ...model import rules as m
 from ...model.node import NodeState
+from ..headerspace import DPORT, DST, PROTO, SPORT, SRC
 from ..nft_view import build_view
 
 __all__ = ["SideView", "side_view", "walk_values", "structure", "rewrites_headers", "origin_keys",
-           "with_reached_chains", "all_facts", "interface_names", "nft_where", "unknown_nft"]
+           "with_reached_chains", "all_facts", "interface_names", "lookup_cuts", "nft_where",
+           "unknown_nft"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,66 @@ def _keys(value: object) -> set[str]:
     if type(value) is n.AnonSet:
         return {x for e in value.elements for x in _keys(e.key)}
     return set()
+
+
+_BOX_FIELDS = {("ip", "saddr"): SRC, ("ip", "daddr"): DST, ("ip", "protocol"): PROTO}
+_MAX_LOOKUP_CUTS = 50_000
+
+
+def _box_field(expr: object) -> int | None:
+    """The box field an expression reads (addresses, protocol, ports), or None."""
+    if type(expr) is n.Payload:
+        if expr.field in ("sport", "dport") and expr.protocol in ("tcp", "udp", "sctp", "th"):
+            return SPORT if expr.field == "sport" else DPORT
+        return _BOX_FIELDS.get((expr.protocol, expr.field))
+    if type(expr) is n.Meta and expr.key == "l4proto":
+        return PROTO
+    return None
+
+
+def _span(value: object) -> tuple[int, int] | None:
+    if type(value) is int and not isinstance(value, bool):
+        return (value, value)
+    if type(value) is n.Range:
+        return (value.low, value.high)
+    if type(value) is n.Prefix and 0 <= value.length <= 32:
+        return (value.addr, value.addr | (0xFFFFFFFF >> value.length if value.length < 32 else 0))
+    return None
+
+
+def lookup_cuts(nft: n.NftRuleset | None, universe) -> list:
+    """A box per element of every set or map lookup on addresses, protocol and ports (each part of
+    a concatenation on its field): cuts that make such a lookup answer alike within a cell even where
+    the view leaves it opaque (a set the packet path changes, past the expansion cap). Only cells are
+    finer for them, never the region; past :data:`_MAX_LOOKUP_CUTS` boxes the rest are left out."""
+    out: dict = {}
+    everything = universe.everything()
+    for t in (nft.tables if nft is not None else ()):
+        for c in t.chains:
+            for r in c.rules:
+                for v in walk_values(r.exprs):
+                    if type(v) is n.Match and type(v.right) in (n.SetRef, n.AnonSet):
+                        key, data = v.left, v.right
+                    elif type(v) in (n.Vmap, n.MapLookup):
+                        key, data = v.key, v.data
+                    else:
+                        continue
+                    parts = key.items if type(key) is n.Concat else (key,)
+                    fields = [_box_field(p) for p in parts]
+                    if all(f is None for f in fields):
+                        continue
+                    got = t.set(data.name) if type(data) is n.SetRef else data
+                    for e in (got.elements if got is not None else ()):
+                        values = e.key if type(key) is n.Concat and isinstance(e.key, tuple) else (e.key,)
+                        box = list(everything)
+                        for f, value in zip(fields, values):
+                            span = _span(value) if f is not None else None
+                            if span is not None:
+                                box[f] = (span,)
+                        out[tuple(box)] = None
+                        if len(out) >= _MAX_LOOKUP_CUTS:
+                            return list(out)
+    return list(out)
 
 
 def nft_where(nodes: tuple[NodeState, ...]) -> Callable[[str, int], str]:
