@@ -222,3 +222,17 @@ def test_the_cli_forms(tmp_path, capsys):
     starts = {r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in sarif["runs"][0]["results"]}
     assert starts == {1}
     assert json.loads(lint_json(result)) == doc
+
+
+def test_a_cluster_in_kube_proxys_nftables_mode_is_verified_with_the_proposed_ruleset(tmp_path):
+    # kube-proxy's own table is the cluster's mode there: node1's generated ruleset is clean, and a
+    # table added to it that drops pod traffic is found at its rule's line.
+    spec = _write(tmp_path, "c.yaml", SEED.read_text().replace("proxy_mode: iptables", "proxy_mode: nftables"))
+    cluster = load_cluster(spec)
+    generated = generate_node(cluster, cluster.nodes[0]).nft
+    assert "table ip kube-proxy" in generated
+    assert lint_files([_write(tmp_path, "kp.nft", generated)], cluster=cluster, node="node1").findings == []
+    guarded = generated.rstrip("\n") + "\n" + DROP_SCRIPT.replace("10.1.20.0/24", "10.1.10.0/24")
+    line = guarded.split("\n").index("add rule inet guard forward ip saddr 10.1.0.0/16 ip daddr 10.1.10.0/24 drop") + 1
+    result = lint_files([_write(tmp_path, "guarded.nft", guarded)], cluster=cluster, node="node1")
+    assert {(f.id, f.line) for f in result.findings} == {("PV402", line), ("PV403", line)}
