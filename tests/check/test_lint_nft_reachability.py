@@ -219,3 +219,18 @@ def test_a_rule_lint_calls_dead_never_acts_in_a_trace(script, packets):
             for step in outcome.steps:
                 line = lines.get((step.table, step.chain, step.rule_index))
                 assert line not in dead_lines, (step, dead, script)
+
+
+def test_a_shadowed_rule_names_the_rules_that_shadow_it_not_every_earlier_rule_it_meets():
+    """One earlier rule holding the whole box is named alone; two that hold it together are named
+    without a third that only meets it (iptables and nft share this core)."""
+    nft = ("table ip t {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+           "    ip saddr 192.0.2.0/25 drop\n    tcp dport { 80, 443 } accept\n    tcp dport 443 ip saddr 192.0.2.0/24 drop\n"
+           "    ct state established,related accept\n    ct state established accept\n  }\n}\n")
+    found = {f.line: f for f in lint_text(nft, "p.nft") if f.id == "PV165"}
+    assert [r[1] for r in found[6].related] == [5]              # not rule #1: it holds only half the box
+    assert [r[1] for r in found[8].related] == [7]
+    ipt = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.0/8 -j DROP\n-A INPUT -p tcp --dport 80 -j ACCEPT\n"
+           "-A INPUT -p tcp --dport 81 -j ACCEPT\n-A INPUT -p tcp -m multiport --dports 80,81 -j DROP\nCOMMIT\n")
+    shadowed = [f for f in lint_text(ipt, "p.txt") if f.id == "PV203"]
+    assert [(f.line, [r[1] for r in f.related]) for f in shadowed] == [(6, [4, 5])]

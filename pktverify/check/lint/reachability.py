@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...model import rules as m
-from ..headerspace import Universe, covered, is_everything, rule_box
+from ..headerspace import Universe, covered, is_everything, rule_box, subtract
 from .cover_index import CoverIndex, ShadowWork
 from .finding import Check, Finding, Subject
 
@@ -213,4 +213,24 @@ def _shadowed(box, rule: m.Rule, covers: CoverIndex, tops, work: ShadowWork) -> 
     if verdict is None:
         (work.beyond if work.intervals >= work.max_intervals else work.too_big).append(rule)
         return None
-    return hits if verdict else None
+    return _needed(box, hits, tops) if verdict else None
+
+
+_PRUNED = 8
+
+
+def _needed(box, hits: list, tops) -> list:
+    """The covers a finding names, of ``hits`` (which together hold ``box``): the first that holds it
+    alone when one does, else (for up to :data:`_PRUNED` of them) those left after dropping, in order,
+    each the others do without -- the rules that shadow, not every earlier rule the box meets."""
+    for hit in hits:
+        if not subtract(box, hit[0], tops):
+            return [hit]
+    if len(hits) > _PRUNED:
+        return hits
+    kept = list(hits)
+    for hit in hits:
+        rest = [k for k in kept if k is not hit]
+        if covered(box, [b for b, _r in rest], tops):
+            kept = rest
+    return kept
