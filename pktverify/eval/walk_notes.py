@@ -9,7 +9,6 @@ from ..model.node import NodeState
 from ..model.path import PathEnd
 from ..model.rules import RecentMatch
 from ..model.trace import Outcome, Step
-from .nft_rules import set_updates
 
 __all__ = ["Summary", "rules_summary", "step_label", "remembered"]
 
@@ -51,8 +50,8 @@ def remembered(end: PathEnd, walker: _Walker) -> frozenset:
     """What a connection that ended as ``end`` leaves behind for the client's next one: the
     ``-m recent --set/--update`` entries of the rules that acted on each node (the address as the
     packet entered that node, masked), what nft rules added to dynamic sets (``add``/``update
-    @set``, the key of the packet as it entered the node), and the endpoint each userspace proxy
-    chose."""
+    @set``: ``Outcome.recent``, each key as the packet was at its rule), and the endpoint each
+    userspace proxy chose."""
     out = set()
     entry = None
     for hop in end.hops:
@@ -62,14 +61,13 @@ def remembered(end: PathEnd, walker: _Walker) -> frozenset:
             continue
         pkt = entry if entry is not None else hop.packet
         node = hop.point.split(":", 1)[0]
+        out.update((node, tag, key) for tag, key in o.recent)    # nft add/update @set: keys as at their rule
         state = walker.states.get(node)
         for step in o.steps:
             if step.table is None or step.rule_index is None or state is None:
                 continue
             table = state.ruleset.tables.get(step.table)
-            if table is None:             # an nft table's step ("ip kube-proxy"): what it added to dynamic sets
-                if state.nft is not None:
-                    out.update((node, tag, key) for tag, key in set_updates(state.nft, step, pkt))
+            if table is None:             # an nft table's step ("ip kube-proxy"): its additions are in o.recent
                 continue
             chain = table.chains.get(step.chain)
             if chain is None or not 0 < step.rule_index <= len(chain.rules):
