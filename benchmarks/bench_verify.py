@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=3000)
-    ap.add_argument("--mode", default="iptables", choices=["iptables", "userspace"])
+    ap.add_argument("--mode", default="iptables", choices=["iptables", "userspace", "nftables"])
     ap.add_argument("--jobs", type=int, default=1, help="worker processes (pktverify verify --jobs)")
     args = ap.parse_args()
     cluster = synthetic_cluster(args.nodes, args.services, args.pods, proxy_mode=args.mode)

@@ -70,8 +70,11 @@ def _faulty(cluster: ClusterSpec, name: str, detail: str) -> FaultyCluster:
     values = {f.name: getattr(cluster, f.name) for f in fields(ClusterSpec)}
     return FaultyCluster(**values, fault=Fault(name, FAULTS[name][0], detail))
 
-# Faults planted in kube-proxy's iptables rules (the base cluster is drawn in iptables mode), and
-# faults between two nodes (the base cluster has at least two).
+# Faults planted in kube-proxy's iptables rules (the base cluster is drawn in iptables mode: they are
+# not realised in kube-proxy's nftables-mode table, so an nftables-mode cluster never gets them), and
+# faults between two nodes (the base cluster has at least two). The other faults are planted in the
+# description, the routes or rules of the node's own iptables-save, and so in any mode (in nftables
+# mode the node's iptables-save holds the planted rule beside kube-proxy's generated nft table).
 NEEDS_IPTABLES = frozenset({"hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
                             "etp-local-pod-detour", "session-affinity-lost"})
 NEEDS_TWO_NODES = frozenset({"overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",

@@ -34,7 +34,7 @@ from .iptables_draw import rule_sets as _drawn_rule_sets
 __all__ = ["clusters", "faulty_clusters", "node_networks", "pods", "services", "rule_sets", "packets", "flows",
            "Fault", "FaultyCluster", "FAULTS", "PROXY_MODES"]
 
-PROXY_MODES = ("userspace", "iptables")
+PROXY_MODES = ("userspace", "iptables", "nftables")
 _MAX_PODS_PER_NODE = 60        # a /26 pod CIDR (the smallest drawn) holds 61 pods after its bridge
 _MAX_SERVICES = 250
 
@@ -179,7 +179,7 @@ def _exposed(draw, cluster: ClusterSpec, svc: ServiceSpec, k: int, earlier: list
     lb_ips = (0xC6336400 | (k + 100),) if kind == "LoadBalancer" else ()                   # 198.51.100.<k+100>
     ranges = tuple(draw(st.lists(st.sampled_from(((0xCB007100, 0xFFFFFF00), (0xC6120000, 0xFFFE0000))),
                                  unique=True, max_size=2))) if lb_ips else ()             # 203.0.113.0/24, 198.18/15
-    iptables = cluster.proxy_mode == "iptables"
+    iptables = cluster.proxy_mode in ("iptables", "nftables")      # kube-proxy modes with traffic policies
     external = kind != "ClusterIP" or bool(external_ips)
     etp = "Local" if iptables and external and len(cluster.nodes) == 1 and draw(st.booleans()) else "Cluster"
     itp = "Local" if iptables and draw(st.integers(0, 4)) == 0 else "Cluster"
