@@ -19,7 +19,7 @@ from ..model import nft as n
 from ..model.addresses import is_multicast, prefix_mask
 from ..model.packet import ICMP, SCTP, TCP, UDP
 from .fib import Fib
-from .nft_sets import ABSENT, SetLookup, compile_lookup
+from .nft_sets import ABSENT, SetLookup, compile_lookup, deleted_tag
 from .state import CT_DNAT, CT_INVALID, CT_NEW, CT_SNAT, CT_UNTRACKED, WalkState
 
 __all__ = ["ABSENT", "CT_TEMPLATE", "DST_DONE", "NAT_KNOWN", "SRC_DONE", "ZONE_BITS", "ZONE_ORIG", "ZONE_REPLY",
@@ -303,8 +303,8 @@ def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -
                 found = _status_member(lookup, v[1], v[2])
                 return found if found is None or not neg else not found
             found = lookup.find(v)[0]
-            if found is False and tag is not None and st.meta is not None and (tag, v) in st.meta.recent:
-                found = True            # an earlier connection added it (add/update @set)
+            if tag is not None and st.meta is not None and st.meta.recent:
+                found = _updated(lookup, tag, v, found, st.meta.recent)
             return found if found is None or not neg else not found
         return member
     if isinstance(m.left, n.Payload) and m.left.protocol == "icmp" and isinstance(right, str):
@@ -321,6 +321,19 @@ def compile_match(m: n.Match, fib: Fib, sets: dict, bucket: int | None = None) -
             return _status_test(op, right, v[1], v[2])
         return test(v)
     return match
+
+
+def _updated(lookup: SetLookup, tag: str, v: object, found: object, recent: frozenset) -> object:
+    """A dynamic set's answer for ``v`` after this packet's or an earlier connection's ``add``/``update``
+    (found) or ``delete`` (not found: an exact element is gone; one found by another test may be)."""
+    if found is False and (tag, v) in recent:
+        return True
+    if found is True and (deleted_tag(tag), v) in recent:
+        try:
+            return False if v in lookup.exact else None
+        except TypeError:
+            return None
+    return found
 
 
 def _status_values(known: int, unknown: int) -> list[int]:

@@ -36,7 +36,7 @@ from .nft_exprs import (
     has_bucket,
 )
 from .nft_nat import compile_nat
-from .nft_sets import compile_lookup, set_tag
+from .nft_sets import compile_lookup, deleted_tag, set_tag
 from .state import CT_INVALID, CT_NEW, CT_UNTRACKED, WalkState, with_ctbits
 
 __all__ = ["compile_ops", "numgen_shares", "reject_with", "set_updates"]
@@ -213,11 +213,12 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
 
 
 def _set_update(stmt: n.SetUpdate, key, sets: dict):
-    """``add``/``update @set { key }``: the element is in the set at once (nft_dynset_eval), for this
+    """``add``/``update``/``delete @set { key }``: the set changes at once (nft_dynset_eval), for this
     packet's later lookups and for later connections (``TraceMeta.recent`` entries, as the set's
-    lookups read them). A map's element or a ``delete`` is not followed: the outcome is inexact."""
+    lookups read them: :func:`.nft_sets.deleted_tag` names a deleted key). A map's element is not
+    followed: the outcome is inexact."""
     name, tag = stmt.set, sets[stmt.set].tag
-    followed = stmt.op in ("add", "update") and stmt.data is None and tag is not None
+    followed = stmt.op in ("add", "update", "delete") and stmt.data is None and tag is not None
 
     def set_update(st: WalkState, ctx=None):
         k = key(st)
@@ -225,9 +226,12 @@ def _set_update(stmt: n.SetUpdate, key, sets: dict):
             return None
         if not followed or k is None or (type(k) is tuple and None in k) or st.meta is None:
             return st._replace(exact=False), f"{stmt.op} @{name} (not followed: later lookups may differ)"
-        entry = (tag, k)
-        if entry not in st.meta.recent:
-            st = st._replace(meta=st.meta._replace(recent=st.meta.recent | {entry}))
+        added, deleted = (tag, k), (deleted_tag(tag), k)
+        if stmt.op == "delete":        # a key the set does not hold: nothing happens, the rule goes on
+            added, deleted = deleted, added
+        recent = st.meta.recent
+        if added not in recent or deleted in recent:
+            st = st._replace(meta=st.meta._replace(recent=(recent - {deleted}) | {added}))
         return st, (f"{stmt.op} @{name} {{ {_key_text(stmt.key, k)} }} (this packet's later lookups and later "
                     "connections see it)")
     return set_update

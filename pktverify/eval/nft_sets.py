@@ -15,7 +15,7 @@ from bisect import bisect_right
 from ..model import nft as n
 from ..model.addresses import prefix_mask
 
-__all__ = ["ABSENT", "SetLookup", "compile_lookup", "set_tag"]
+__all__ = ["ABSENT", "SetLookup", "compile_lookup", "deleted_tag", "set_tag"]
 
 
 class _Absent:
@@ -46,6 +46,11 @@ def _part_test(value: object):
 def set_tag(family: str, table: str, name: str) -> str:
     """How a dynamic set's entries added by earlier connections are named (``TraceMeta.recent``)."""
     return f"nft {family} {table} @{name}"
+
+
+def deleted_tag(tag: str) -> str:
+    """How a key ``delete @set`` took out of a dynamic set is named (``TraceMeta.recent``)."""
+    return f"{tag} (deleted)"
 
 
 def _interval(key: object) -> tuple[int, int] | None:

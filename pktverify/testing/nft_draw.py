@@ -2,9 +2,11 @@
 
 Several tables (``ip`` and ``inet``), each with base chains on the lab's hooks at drawn priorities
 (equal ones too: the kernel runs those in reverse registration order), user chains reached by
-jump and goto (with return), named sets (interval, concatenations), maps, verdict maps, numgen
-random vmaps and maps, payload / meta / ct / fib matches, marks, and nat chains with dnat, snat,
-masquerade and redirect. Scripts are in knftables' command form (``add table``, ``add chain``,
+jump and goto (with return; names with '/' and '.' as kube-proxy writes them, and ':'), named sets (interval,
+concatenations), dynamic sets the packet path adds to and deletes from, maps, verdict maps, numgen
+random vmaps and maps, jhash and symhash (vmaps, marks, dnat maps), payload / meta / ct / fib
+matches, ct zone set and matches, notrack, marks, and nat chains with dnat, snat, masquerade and
+redirect. Scripts are in knftables' command form (``add table``, ``add chain``,
 ``add rule``, ...), so the order of ``add chain`` is the order the kernel registers base chains.
 Every draw loads (tests/kernel/test_nft_draw_loads.py): the choices keep to what nft 1.0.6 and
 the kernel accept (nat chains above priority -200, ``dstnat`` only on prerouting, ``srcnat`` only
@@ -124,6 +126,7 @@ def _filter_actions(hook: str, user: list[str]) -> list[str]:
            "numgen random mod 3 offset 1 vmap { 1 : accept, 2 : drop, 3 : continue }",
            "ip daddr vmap { 192.168.0.40 : drop, 10.96.0.10 : accept }",
            "update @s_dyn { ip saddr timeout 10s }", "add @s_dyn { ip saddr }", "add @s_dyn { ip daddr }",
+           "delete @s_dyn { ip saddr }",
            "add @s_dync { ip saddr . PROTO dport }",
            "jhash ip saddr . PROTO sport mod 2 seed 0x7 offset 3 vmap { 3 : accept, 4 : drop }",
            "symhash mod 3 vmap { 0 : accept, 1 : drop, 2 : continue }",

@@ -63,6 +63,24 @@ def test_the_adding_packet_sees_its_element(tmp_path):
     assert [o.verdict for o in tracer.trace(_pkt(), in_iface="cni0").outcomes] == ["drop"]
 
 
+@pytest.mark.parametrize("rules,verdict", [
+    ("add @s { ip saddr }\nadd rule ip t f delete @s { ip saddr }\nadd rule ip t f ip saddr @s drop", "forward"),
+    ("delete @s { ip saddr }\nadd rule ip t f add @s { ip saddr }\nadd rule ip t f ip saddr @s drop", "drop"),
+    ("delete @s { ip saddr } meta mark set 0x1\nadd rule ip t f meta mark 0x1 drop", "drop"),
+])
+def test_delete_takes_the_key_out(tmp_path, rules, verdict):
+    tracer = _tracer(tmp_path, DYN + f"add rule ip t f {rules}\n")
+    assert [(o.verdict, o.exact) for o in tracer.trace(_pkt(), in_iface="cni0").outcomes] == [(verdict, True)]
+
+
+def test_delete_takes_out_an_element_of_the_dump(tmp_path):
+    script = DYN + ("add element ip t s { 10.0.0.9 }\nadd rule ip t f delete @s { ip saddr }\n"
+                    "add rule ip t f ip saddr @s drop\n")
+    (first,) = _tracer(tmp_path, script).trace(_pkt(), in_iface="cni0").outcomes
+    assert (first.verdict, first.exact) == ("forward", True)
+    assert first.recent == frozenset({("nft ip t @s (deleted)", parse_ip("10.0.0.9"))})
+
+
 def test_the_next_connection_sees_the_key_as_the_packet_was_at_the_rule(tmp_path):
     """``add @s { ip daddr }`` after DNAT adds the translated address (not the one the packet came with)."""
     tracer = _tracer(tmp_path, DYN + "add rule ip t f ip daddr @s drop\nadd rule ip t f add @s { ip daddr }\n")

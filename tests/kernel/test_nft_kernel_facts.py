@@ -394,6 +394,10 @@ DYN_FACTS = [
     # packet as it entered the node for the next connection: found by the campaign's second connections)
     ("key-after-dnat", _dyn("ip daddr @s drop", "add @s { ip daddr }", nat="ip daddr 10.96.0.10 dnat to 192.168.0.40"),
      "forward", "drop"),
+    # delete takes the key out at once; a key the set does not hold: nothing happens and the rule goes on
+    ("delete-then-lookup", _dyn("add @s { ip saddr }", "delete @s { ip saddr }", "ip saddr @s drop"), "forward",
+     "forward"),
+    ("delete-missing-goes-on", _dyn("delete @s { ip saddr } meta mark set 0x1", "meta mark 0x1 drop"), "drop", None),
 ]
 
 
