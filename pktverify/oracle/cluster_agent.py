@@ -24,8 +24,8 @@ ports: each connection (datagram) to one is relayed from the node to one of its 
 chosen uniformly at random, and the endpoint's answer relayed back; without endpoints the
 connection is closed unanswered.
 
-* ``forget``: empty every ``-m recent`` list (session affinity), so each probe of a flow is a
-  new client as the verifier's flow is.
+* ``forget``: empty every ``-m recent`` list and kube-proxy's nft ``affinity-`` sets (session
+  affinity), so each probe of a flow is a new client as the verifier's flow is.
 """
 
 import errno
@@ -33,6 +33,7 @@ import json
 import os
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -279,6 +280,12 @@ def forget(_cmd):
         for name in os.listdir(folder):
             with open(os.path.join(folder, name), "w") as f:
                 f.write("/\n")
+    # kube-proxy's nftables mode keeps affinity in sets (``affinity-*`` of table ip kube-proxy)
+    listed = subprocess.run(["nft", "-j", "list", "sets", "ip"], capture_output=True, text=True, timeout=30)
+    for item in json.loads(listed.stdout or "{}").get("nftables", []) if listed.returncode == 0 else ():
+        s = item.get("set")
+        if s and s.get("table") == "kube-proxy" and s.get("name", "").startswith("affinity-"):
+            subprocess.run(["nft", "flush", "set", "ip", "kube-proxy", s["name"]], capture_output=True, timeout=30)
     return {"ok": True}
 
 

@@ -38,14 +38,15 @@ def run(*cmd: str, input: str | None = None, check: bool = True) -> str:
 
 def node_dump_text(cluster: ClusterSpec, node: NodeSpec, kind: str) -> str | None:
     """The text of ``node``'s dump ``kind`` as the node has it: given (a file or inline), else
-    what ``pktverify generate`` writes for it (iptables, addrs, routes), else None."""
+    what ``pktverify generate`` writes for it (iptables, addrs, routes; nft in kube-proxy's
+    nftables mode), else None."""
     path = getattr(node, kind)
     if path is not None:
-        return read_text(path, allow_empty=kind in ("iptables", "ipsets"))
+        return read_text(path, allow_empty=kind in ("iptables", "ipsets", "nft"))
     text = node.dump_text(kind)
     if text is not None:
         return text
-    if kind in ("iptables", "addrs", "routes"):
+    if kind in ("iptables", "addrs", "routes", "nft"):
         return getattr(generate_node(cluster, node), kind)
     return None
 
@@ -53,7 +54,7 @@ def node_dump_text(cluster: ClusterSpec, node: NodeSpec, kind: str) -> str | Non
 def unemulable_reasons(cluster: ClusterSpec, states: dict[str, NodeState]) -> list[str]:
     """What of ``cluster`` the lab cannot build (empty: all of it)."""
     out = []
-    if cluster.proxy_mode not in ("iptables", "userspace"):
+    if cluster.proxy_mode not in ("iptables", "userspace", "nftables"):
         out.append(f"proxy mode {cluster.proxy_mode}")
     for node in cluster.nodes:
         state = states[node.name]
@@ -170,6 +171,7 @@ def readback(cluster: ClusterSpec, states: dict[str, NodeState], node_ns: dict[s
         wanted = sum(line.startswith("-A ") for line in given.splitlines())
         if count != wanted:
             out.append(f"node {node.name}: iptables-save shows {count} rules, the dump has {wanted}")
+        out += _nft_readback(node.name, ns, state)
     for pod in cluster.pods:
         ns, node = pod_ns[pod.key], cluster.node(pod.node)
         plen = pod_prefixlen(pod, node)
@@ -183,4 +185,29 @@ def readback(cluster: ClusterSpec, states: dict[str, NodeState], node_ns: dict[s
         want_r = {(net, None)} | ({("default", format_ip(gateway.ip))} if gateway else set())
         if routes != want_r:
             out.append(f"pod {pod.key}: routes {sorted(routes, key=str)}, expected {sorted(want_r, key=str)}")
+    return out
+
+
+def _nft_readback(name: str, ns: str, state: NodeState) -> list[str]:
+    """Where the node's nft tables in namespace ``ns`` differ from its nft dump: a table of the
+    dump missing, or one with another number of rules (the lab's own passive ``pvlab`` table and
+    the tables iptables-nft keeps for the iptables dump are not the dump's)."""
+    if state.nft is None:
+        return []
+    listed = json.loads(run("ip", "netns", "exec", ns, "nft", "-j", "list", "ruleset") or "{}").get("nftables", [])
+    counts: dict[tuple[str, str], int] = {}
+    for item in listed:
+        if "table" in item:
+            counts.setdefault((item["table"]["family"], item["table"]["name"]), 0)
+        elif "rule" in item:
+            key = (item["rule"]["family"], item["rule"]["table"])
+            counts[key] = counts.get(key, 0) + 1
+    out = []
+    for table in state.nft.tables:
+        got = counts.get((table.family, table.name))
+        wanted = sum(len(chain.rules) for chain in table.chains)
+        if got is None:
+            out.append(f"node {name}: nft table {table.family} {table.name} is missing")
+        elif got != wanted:
+            out.append(f"node {name}: nft table {table.family} {table.name} has {got} rules, the dump has {wanted}")
     return out

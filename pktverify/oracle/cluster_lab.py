@@ -250,6 +250,10 @@ class ClusterLab:
         if ipsets:
             run("ip", "netns", "exec", ns, "ipset", "restore", input=ipsets)
         run("ip", "netns", "exec", ns, "iptables-restore", input=node_dump_text(self.cluster, node, "iptables"))
+        nft = node_dump_text(self.cluster, node, "nft")
+        if nft and nft.strip():         # kube-proxy's nftables mode (generated or given), or a given nft dump
+            json_form = nft.lstrip().startswith("{")
+            run("ip", "netns", "exec", ns, "nft", *(("-j",) if json_form else ()), "-f", "-", input=nft)
 
     def _start_agents(self) -> None:
         ports = json.dumps([sorted(self.ports[0]), sorted(self.ports[1])])

@@ -9,8 +9,9 @@ unanswered one runs *traced*: every namespace's connections are read before and 
 a SYN delivered but never answered still names its receiver and the source it saw (a flow promised to answer every
 time that does not is restarted traced once, its first counts thrown away, so the counts
 stay unbiased).  An off-cluster client's packets are routed through the node the flow
-arrives at.  Services with session affinity: every ``-m recent`` list is emptied before each
-connection, so each is a first connection as verify's flow is.
+arrives at.  Services with session affinity: every ``-m recent`` list (and in kube-proxy's
+nftables mode every ``affinity-`` set) is emptied before each connection, so each is a first
+connection as verify's flow is.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def run_cluster(cluster: ClusterSpec, *, name: str, minimum: int = 10, flow_filt
     if override is not None:
         exps = override(exps)
     tcp, udp = _flow_ports(report)
-    affinity = any(" -m recent " in (node_dump_text(cluster, n, "iptables") or "") for n in cluster.nodes)
+    affinity = any(" -m recent " in (node_dump_text(cluster, n, "iptables") or "")
+                   or "@affinity-" in (node_dump_text(cluster, n, "nft") or "") for n in cluster.nodes)
     try:
         lab = ClusterLab(cluster, report.walker.states, ports=(tcp, udp), external=report.walker.external_ip,
                          proxies=report.walker.proxy_ports)
