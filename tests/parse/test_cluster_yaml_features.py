@@ -27,7 +27,7 @@ services:
 """
 
 
-@pytest.mark.parametrize("mode", ["iptables", "userspace"])
+@pytest.mark.parametrize("mode", ["iptables", "userspace", "nftables"])
 def test_named_target_ports_resolve_per_pod_and_host_network_pods_are_endpoints(mode):
     cluster = parse_cluster(NAMED.replace("MODE", mode), source="named.yaml")
     web, metrics = cluster.services
@@ -124,3 +124,15 @@ def test_overlapping_service_and_cluster_cidrs_are_a_violation():
     report = verify(parse_cluster(text, source="plan.yaml"), invariants=["pod-ip-uniqueness"])
     assert [v.message for v in report.violations] == [
         "the service CIDR 10.1.200.0/24 overlaps the cluster CIDR 10.1.0.0/16: ClusterIPs and pod IPs can collide"]
+
+
+@pytest.mark.parametrize("mode,ok", [("iptables", True), ("userspace", True), ("nftables", True), ("ipvs", False),
+                                     ("nft", False), ("NFTABLES", False)])
+def test_proxy_mode_is_one_of_the_three_modelled(mode, ok):
+    text = NAMED.replace("MODE", mode)
+    if ok:
+        assert parse_cluster(text, source="m.yaml").proxy_mode == mode
+        return
+    with pytest.raises(InputError) as err:
+        parse_cluster(text, source="m.yaml")
+    assert str(err.value).startswith(f"m.yaml:1: proxy_mode must be userspace, iptables or nftables, not '{mode}'")
