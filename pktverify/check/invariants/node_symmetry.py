@@ -133,8 +133,8 @@ def _why_not(cluster: ClusterSpec, states: dict[str, NodeState], classes,
 
 def _proxies_apart(cluster: ClusterSpec, proxy_ports: dict[tuple[str, int], tuple], flow_ports: frozenset[int],
                    ports_of: dict[str, dict[int, tuple]]) -> str:
-    """Why userspace mode's proxies set nodes apart ('' when they do not, or in iptables mode)."""
-    if cluster.proxy_mode != "iptables":
+    """Why userspace mode's proxies set nodes apart ('' when they do not, or in another mode)."""
+    if cluster.proxy_mode == "userspace":
         if not proxy_ports:
             return "userspace mode without the proxies' port table"
         used = flow_ports | {p for s in cluster.services for sp in s.ports
