@@ -165,6 +165,10 @@ class _Rule:
             b.matches += needs
         if t is n.Match:
             keyed = self._expansion(stmt.left, stmt.right, stmt.op, len(branches))
+            if keyed == []:                  # a constant empty set: no packet passes (the rule stays seen)
+                for b in branches:
+                    b.matches.append(NEVER)
+                return branches
             if keyed is not None:
                 return [_Branch(b.matches + ms, _label(b.element, text)) for b in branches for ms, text, _d in keyed]
             for b in branches:
@@ -232,8 +236,8 @@ class _Rule:
         if op != "==" or (not isinstance(key, n.Concat) and self._kind(data) == "set"):
             return None
         elements = self.ctx.elements(data)
-        if elements is None or not elements or ways * len(elements) > MAX_ELEMENTS:
-            return None
+        if elements is None or ways * len(elements) > MAX_ELEMENTS:
+            return None                      # (a constant empty one: [], no key is in it)
         out = []
         for e in elements:
             parts = key.items if isinstance(key, n.Concat) else (key,)
@@ -257,6 +261,8 @@ class _Rule:
     def _vmap(self, stmt: n.Vmap, branches: list[_Branch]) -> list[_Branch]:
         """Per element: a view rule with its verdict; the branches of ``continue`` elements go on."""
         keyed = self._expansion(stmt.key, stmt.data, "==", len(branches))
+        if keyed == []:                      # a constant empty map: no verdict, the rule goes on
+            return branches
         going = []
         if keyed is None:                    # opaque: each verdict it may give, behind an opaque match
             elements = self.ctx.elements(stmt.data) or ()
@@ -288,6 +294,10 @@ class _Rule:
             return []
         if isinstance(stmt.addr, n.MapLookup) and stmt.port is None:
             keyed = self._expansion(stmt.addr.key, stmt.addr.data, "==", len(branches))
+            if keyed == []:                  # a constant empty map: the lookup breaks the rule
+                for b in branches:
+                    self._emit(_Branch(b.matches + [NEVER], b.element, b.fresh), m.Dnat(None, None, None, None))
+                return []
             if keyed is not None and all(isinstance(d, (int, tuple)) for _ms, _t, d in keyed):
                 for b in branches:
                     for ms, text, data in keyed:

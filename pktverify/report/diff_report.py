@@ -17,6 +17,10 @@ def inexact_line(run: DiffRun) -> str:
     r = run.result
     found = (f"incomplete: {len(r.classes)} class(es) of packets treated differently found in" if r.classes
              else "inexact: no difference found in")
+    if r.complete:          # every cell compared, but one packet could not stand for its cell
+        return log_line(f"inexact: no difference found in the {r.cells:,} cells compared between {run.old} "
+                        f"and {run.new}, but some rules match on what no packet field decides (see the notes): "
+                        "packets within a cell may still be treated differently")
     return log_line(f"{found} the {r.cells:,} cells compared between {run.old} and {run.new}; "
                     f"not compared: {r.not_compared}")
 
@@ -24,12 +28,12 @@ def inexact_line(run: DiffRun) -> str:
 def diff_text(run: DiffRun) -> str:
     r = run.result
     lines = []
-    if not r.complete:
+    if not r.complete or run.verdict == "inexact":
         lines.append(inexact_line(run))
     if run.same:
         lines.append(f"no packet is treated differently by {run.new} than by {run.old} "
-                     f"({r.cells:,} cells compared{'' if r.exact else ', inexact: see notes'})")
-    elif not r.classes and r.complete:
+                     f"({r.cells:,} cells compared)")
+    elif not r.classes and r.complete and run.invariants:
         lines.append(f"no packet is treated differently by {run.new} than by {run.old} ({r.cells:,} cells "
                      "compared), but the invariants differ")
     elif r.classes:

@@ -415,4 +415,30 @@ def test_a_set_the_packet_path_changes_still_cuts_the_cells_by_its_elements(tmp_
     run = diff(tmp_path, text("accept"), text("drop"))
     assert any(lo <= parse_ip("10.0.0.7") <= hi for c in run.result.classes for lo, hi in c.spans[0])
     assert all(c.spans[0] == ((parse_ip("10.0.0.7"),) * 2,) for c in run.result.classes)
+    # The path adds the key it looks up (ip saddr): every packet of a cell answers alike, exactly.
+    assert run.result.exact
+
+
+def test_a_lookup_of_another_key_than_the_path_adds_is_not_exact(tmp_path):
+    # add the destination, look the source up: a packet whose source is its destination would
+    # match after its own add, its cell's other packets not -- the cell cannot stand for them.
+    def text(verdict: str) -> str:
+        declared = ("  set seen {\n    type ipv4_addr\n    flags dynamic\n    elements = { 10.0.0.7 }\n  }\n"
+                    "  chain input")
+        return nft(f"add @seen {{ ip daddr }}\nip saddr @seen {verdict}").replace("  chain input", declared)
+    run = diff(tmp_path, text("accept"), text("drop"))
     assert not run.result.exact
+    assert any("ip saddr @seen" in note for note in run.result.notes)
+
+
+def test_no_difference_found_with_a_match_no_packet_field_decides_is_inexact_not_same(tmp_path, capsys):
+    """`meta skuid 1000` tells packets of one cell apart (the traced one is root's): finding
+    no difference is then not "same" but inexact, exit 2, the reason on stderr."""
+    old = write(tmp_path, "old.nft", nft("meta skuid 1000 drop"))
+    new = write(tmp_path, "new.nft", nft("meta skuid 1000 accept"))
+    assert main(["diff", old, new]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("inexact: no difference found") and "no packet field decides" in captured.err
+    assert "no packet is treated differently" not in captured.out
+    run = run_diff(old, new)
+    assert (run.verdict, run.same, run.result.complete, run.result.exact) == ("inexact", False, True, False)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from ...model import nft as n
 from ...model import rules as m
 from ...model.node import NodeState
+from ...parse.nft_format import format_statement
 from ..headerspace import DPORT, DST, PROTO, SPORT, SRC
 from ..nft_view import build_view
 
@@ -291,6 +292,44 @@ def unknown_nft(view: m.Ruleset, nft: n.NftRuleset | None) -> list[str]:
     if nft is None:
         return []
     labels = {f"{t.family} {t.name}" for t in nft.tables}
+    decided = _decided_lookups(nft)
     return sorted({mt.text or mt.module for name in labels & set(view.tables)
                    for c in view.tables[name].chains.values() for r in c.rules for mt in r.matches
-                   if type(mt) is m.UnknownMatch and not (mt.text or "").startswith("numgen random ")})
+                   if type(mt) is m.UnknownMatch and not (mt.text or "").startswith(("numgen random ", "fib "))
+                   and mt.text not in decided})
+
+
+def _decided_lookups(nft: n.NftRuleset) -> set[str]:
+    """The set lookups every cell answers alike though the view leaves them opaque (a set the packet
+    path changes, such as kube-proxy's affinity sets): every part of the key is an address, the
+    protocol or a port, and every element of the set as dumped cuts the cells (:func:`lookup_cuts`,
+    under its bound). A cell's packets are first packets traced alike, so what one adds to the set
+    the others would add too. (``fib`` is decided too: the node's addresses and routes cut them.)"""
+    out: set[str] = set()
+    total = 0
+    for t in nft.tables:
+        # What the packet path adds: a lookup of the very key that was added answers alike for a
+        # cell's packets; another key (add the daddr, look the saddr up) could tell them apart.
+        added: dict[str, set] = {}
+        for c in t.chains:
+            for r in c.rules:
+                for v in walk_values(r.exprs):
+                    if type(v) is n.SetUpdate:
+                        added.setdefault(v.set, set()).add(v.key)
+        for c in t.chains:
+            for r in c.rules:
+                for v in walk_values(r.exprs):
+                    if type(v) is not n.Match or type(v.right) not in (n.SetRef, n.AnonSet):
+                        continue
+                    parts = v.left.items if type(v.left) is n.Concat else (v.left,)
+                    got = t.set(v.right.name) if type(v.right) is n.SetRef else v.right
+                    if got is None or any(_box_field(p) is None for p in parts):
+                        continue
+                    if type(v.right) is n.SetRef and added.get(v.right.name, {v.left}) != {v.left}:
+                        continue
+                    keys = [e.key if type(v.left) is n.Concat and isinstance(e.key, tuple) else (e.key,)
+                            for e in got.elements]
+                    total += len(keys)
+                    if all(len(k) == len(parts) and all(_span(x) is not None for x in k) for k in keys):
+                        out.add(format_statement(v, t.family))
+    return out if total < _MAX_LOOKUP_CUTS else set()

@@ -71,11 +71,13 @@ class DiffResult:
 
     @property
     def same(self) -> bool:
-        """No difference, and every cell compared (a bound reached is never "same")."""
-        return not self.classes and self.complete
+        """No difference, every cell compared, and one packet per cell stood for it exactly (a bound
+        reached, or a rule matching on what no packet field decides, is never "same")."""
+        return not self.classes and self.complete and self.exact
 
     @property
     def verdict(self) -> str:
         """``same``, ``different`` (a class found: true whatever was left), or ``inexact`` (none
-        found in what was compared, but a bound left some of the region out)."""
-        return "different" if self.classes else "same" if self.complete else "inexact"
+        found in what was compared, but a bound left some of the region out, or rules match on
+        what no packet field decides: packets within a cell may still differ)."""
+        return "different" if self.classes else "same" if self.same else "inexact"

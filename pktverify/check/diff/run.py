@@ -47,11 +47,12 @@ class DiffRun:
 
     @property
     def verdict(self) -> str:
-        """``different`` (a class of packets or an invariant changed), ``same`` (every cell compared,
-        nothing changed) or ``inexact`` (a bound was reached before any difference was found)."""
+        """``different`` (a class of packets or an invariant changed), ``same`` (every cell compared
+        exactly, nothing changed) or ``inexact`` (no difference found, but a bound was reached or a
+        rule matches on what no packet field decides)."""
         if self.result.classes or self.invariants:
             return "different"
-        return "same" if self.result.complete else "inexact"
+        return "same" if self.result.same else "inexact"
 
 
 def _stand_in(views: tuple[SideView, ...], nfts: tuple[NftRuleset | None, ...] = ()) -> tuple[str, str]:
