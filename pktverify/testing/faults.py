@@ -71,12 +71,15 @@ def _faulty(cluster: ClusterSpec, name: str, detail: str) -> FaultyCluster:
     return FaultyCluster(**values, fault=Fault(name, FAULTS[name][0], detail))
 
 # Faults planted in kube-proxy's iptables rules (the base cluster is drawn in iptables mode: they are
-# not realised in kube-proxy's nftables-mode table, so an nftables-mode cluster never gets them), and
+# not realised in kube-proxy's nftables-mode table, so an nftables-mode cluster never gets them, except
+# those of IN_NFT_TOO, planted in the node's generated nft ruleset in nftables mode), and
 # faults between two nodes (the base cluster has at least two). The other faults are planted in the
 # description, the routes or rules of the node's own iptables-save, and so in any mode (in nftables
 # mode the node's iptables-save holds the planted rule beside kube-proxy's generated nft table).
 NEEDS_IPTABLES = frozenset({"hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
                             "etp-local-pod-detour", "session-affinity-lost"})
+# Of those, the ones realised in kube-proxy's nftables-mode table too (drawn in either mode).
+IN_NFT_TOO = frozenset({"non-uniform-probabilities"})
 NEEDS_TWO_NODES = frozenset({"overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
                              "pod-to-node-masquerade", "etp-local-pod-detour"})
 
@@ -274,8 +277,27 @@ def _plant_skew(draw, c: ClusterSpec) -> FaultyCluster:
                 break
         return "\n".join(lines)
 
+    if c.proxy_mode == "nftables":
+        return _faulty(_edit_nft(c, node, svc), "non-uniform-probabilities",
+                       f"{node.name}: service {svc.key}'s numgen picks its first endpoint with probability 0.25, not 0.5")
     return _faulty(_edit_iptables(c, node, edit), "non-uniform-probabilities",
                    f"{node.name}: service {svc.key} picks its first endpoint with probability 0.25, not 0.5")
+
+
+def _edit_nft(c: ClusterSpec, node: NodeSpec, svc) -> ClusterSpec:
+    """``node``'s generated nft ruleset whose ``numgen random mod 2`` for ``svc`` is ``mod 4`` with
+    the second endpoint on three buckets (the first gets 1/4)."""
+    lines = generate_node(c, node).nft.split("\n")
+    for i, line in enumerate(lines):
+        if f"-{svc.namespace}/{svc.name}/" in line and " numgen random mod 2 vmap { 0 : " in line:
+            head, _sep, buckets = line.partition(" numgen random mod 2 vmap { ")
+            first, second = buckets.rstrip(" }").split(" , ")
+            target = second.split(" : ", 1)[1]
+            lines[i] = f"{head} numgen random mod 4 vmap {{ {first} , {second} , 2 : {target} , 3 : {target} }}"
+            break
+    else:
+        raise AssertionError(f"no numgen rule of {svc.key} in {node.name}'s generated nft ruleset")
+    return _with_inline(c, node, "nft", "\n".join(lines))
 
 
 def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:

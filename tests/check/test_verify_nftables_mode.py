@@ -9,7 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pktverify import strategies, verify
 from pktverify.cli import main
 from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.node_state import generate_node
@@ -118,3 +121,16 @@ def test_a_numgen_modulus_that_skips_an_endpoint_is_a_violation(tmp_path, capsys
     failing = {i["name"]: i["violations"] for i in doc["invariants"] if not i["holds"]}
     assert set(failing) == {"service-reachability"}
     assert all("http-svc" in v["message"] for v in failing["service-reachability"])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(data=st.data())
+def test_a_skewed_numgen_drawn_in_nftables_mode_breaks_service_reachability(data):
+    cluster = data.draw(strategies.faulty_clusters(faults="non-uniform-probabilities", proxy_modes=("nftables",)))
+    assert cluster.proxy_mode == "nftables" and "numgen" in cluster.fault.detail
+    planted = [n for n in cluster.nodes if n.dump_text("nft")]
+    assert len(planted) == 1 and "numgen random mod 4" in planted[0].dump_text("nft")
+    report = verify(cluster)
+    broken = {r.name for r in report.results if not r.holds}
+    assert broken == {"service-reachability"}, [v.message for v in report.violations[:3]]
+    assert any("not the uniform" in v.message for v in report.violations)
