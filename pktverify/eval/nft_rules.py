@@ -209,7 +209,38 @@ def _mangle(stmt: n.Mangle, fib: Fib, sets: dict, bucket: int | None):
             return st._replace(ctmark=v & 0xFFFFFFFF), f"ctmark {st.ctmark:#x} → {v & 0xFFFFFFFF:#x}"
         return ct_mark
     name = " ".join(str(getattr(key, a)) for a in ("protocol", "field", "key") if getattr(key, a, None))
+    if type(key) is n.Payload:
+        return _payload_set(key, value, name)
     return lambda st, ctx=None: (st, f"{type(key).__name__.lower()} {name} set (no effect modelled on the walk)")
+
+
+_PAYLOAD_FIELDS = {("ip", "saddr"): "src", ("ip", "daddr"): "dst", ("ip", "ttl"): "ttl"}
+
+
+def _payload_set(key: n.Payload, value, name: str):
+    """``ip saddr set``, ``tcp dport set`` ...: a stateless rewrite of the header. The later rules of
+    this walk see the new field, but what the kernel does around it (conntrack keeps the tuple it
+    saw, NAT maps from that tuple, a rewrite in output may re-route, replies are not rewritten back)
+    is not followed: the outcome is inexact, never silently exact. A field the model does not
+    carry (dscp, ecn, tcp flags ...) is noted, and inexact too."""
+    attr = _PAYLOAD_FIELDS.get((key.protocol, key.field))
+    if attr is None and key.field in ("sport", "dport") and key.protocol in ("tcp", "udp", "sctp", "th"):
+        attr = key.field
+
+    def rewrite(st: WalkState, ctx=None):
+        v = value(st)
+        if v is ABSENT:
+            return None
+        if attr is None or type(v) is not int or (attr in ("sport", "dport") and not st.pkt.has_ports):
+            return st._replace(exact=False), f"payload {name} set: not modelled (the outcome is inexact)"
+        address = attr in ("src", "dst")
+        new = v & (0xFFFFFFFF if address else 0xFFFF if attr != "ttl" else 0xFF)
+        old = getattr(st.pkt, attr)
+        was, now = (format_ip(old), format_ip(new)) if address else (old, new)
+        return (st._replace(pkt=st.pkt._replace(**{attr: new}), exact=False),
+                f"payload {name} set: {was} → {now} (a stateless rewrite: conntrack, NAT and routing around it "
+                "are not followed, the outcome is inexact)")
+    return rewrite
 
 
 def _set_update(stmt: n.SetUpdate, key, sets: dict):

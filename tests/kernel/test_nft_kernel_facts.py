@@ -476,3 +476,16 @@ def test_nat_done_bits_unknown_beside_an_empty_iptables_nat_table(lab):
     assert res.kernel is not None and res.kernel.verdict == "drop"      # iptables-nft made them: NAT hooks run
     assert res.agrees, res.explanation
     assert not all(o["exact"] for o in res.prediction.outcomes)
+
+
+# ------------------------------------------------------------------ stateless header rewrites
+@pytest.mark.parametrize("rewritten,verdict", [(True, "drop"), (False, "forward")])
+def test_a_payload_rewrite_is_what_later_chains_see(lab, rewritten, verdict):
+    """`tcp dport set 8080` in a prerouting chain: a later forward chain reads the new port (its
+    drop of 8080 takes the packet rewritten from 80, not one left at 80). pktverify follows the
+    rewrite on the walk and marks the outcome inexact (conntrack, NAT and routing around a
+    stateless rewrite are not followed)."""
+    pre = "tcp dport 80 tcp dport set 8080" if rewritten else "tcp dport 80 counter"
+    obs = _send(lab, "table ip a {\nchain p { type filter hook prerouting priority -150; " + pre + "; }\n"
+                     "chain f { type filter hook forward priority 0; tcp dport 8080 drop; }\n}\n")
+    assert obs.verdict == verdict, obs
