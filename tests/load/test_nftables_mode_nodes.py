@@ -79,4 +79,6 @@ def test_yaml_and_kubectl_give_the_same_answer_in_nftables_mode(tmp_path_factory
     from_kubectl = _verify_json(capsys, str(_kubectl(cluster, folder)), "--cluster-cidr",
                                 format_network(*cluster.cidr), "--service-cidr", format_network(*cluster.service_cidr))
     assert from_yaml == from_kubectl
-    assert json.dumps(from_yaml).count("which the address classes do not read") == 1
+    # said once at most: another reason to check every flow (two pods on one address) may come first
+    # (tests/check/test_verify_nftables_mode.py asserts the note on a clean cluster)
+    assert json.dumps(from_yaml).count("which the address classes do not read") <= 1

@@ -22,6 +22,7 @@ from pktverify.eval.cluster_walk import ClusterWalker
 from pktverify.generate.synthetic_cluster import synthetic_cluster
 from pktverify.load.cluster_nodes import cluster_nodes
 from pktverify.model.addresses import format_ip, format_network
+from pktverify.model.kube_proxy import NFT_SCRIPT_FILE
 
 from ..hostile import write_node_dumps
 
@@ -44,9 +45,11 @@ def _yaml(cluster, folder: Path) -> Path:
     lines = [f"cluster: {{cidr: {format_network(*cluster.cidr)}, service_cidr: {format_network(*cluster.service_cidr)},"
              f" proxy_mode: {cluster.proxy_mode}}}", "nodes:"]
     for n in cluster.nodes:
+        # the node's nft script too where generate wrote one (nftables mode): the same dumps as kubectl's
+        nft = f", nft: {n.name}/{NFT_SCRIPT_FILE}" if (folder / n.name / NFT_SCRIPT_FILE).is_file() else ""
         lines.append(f"  - {{name: {n.name}, ip: {format_ip(n.ip)}/{n.prefixlen}, pod_cidr: {format_network(*n.pod_cidr)},"
                      f" iptables: {n.name}/iptables-save.txt, addrs: {n.name}/ip-addr.json,"
-                     f" routes: {n.name}/ip-route.json}}")
+                     f" routes: {n.name}/ip-route.json{nft}}}")
     lines.append("pods:" if cluster.pods else "pods: []")
     for p in cluster.pods:
         labels = ", ".join(f"{k}: {v}" for k, v in p.labels)
