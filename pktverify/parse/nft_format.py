@@ -66,8 +66,10 @@ def _scalar(v: object, dtype: str | None) -> str:
         return f"0x{v:08x}"
     if dtype == "nf_proto":
         return {2: "ipv4", 10: "ipv6"}.get(v, str(v))
-    if dtype in FLAG_TYPES:
-        return ",".join(name for name, bit in FLAG_TYPES[dtype].items() if v & bit) or "0x0"
+    if dtype in FLAG_TYPES:                             # bits without a name as nft lists them: dnat,0x100
+        names = [name for name, bit in FLAG_TYPES[dtype].items() if v & bit]
+        rest = v & ~sum(FLAG_TYPES[dtype].values())
+        return ",".join(names + ([f"0x{rest:x}"] if rest else [])) or "0x0"
     return str(v)
 
 
@@ -144,6 +146,8 @@ def _match(s: m.Match) -> str:
     dtypes = dtype_of(s.left)
     left = s.left
     if isinstance(left, m.Bitwise) and dtypes[0] in FLAG_TYPES and not left.xor and s.op == "==":
+        if s.right == 0 and left.mask:                # nft 1.0 lists (x & FLAGS) == 0 as x ! FLAGS
+            return f"{_expr(left.expr)} ! {_scalar(left.mask, dtypes[0])}"
         return f"{_expr(left.expr)} {_value(s.right, dtypes)} / {_scalar(left.mask, dtypes[0])}"
     op = "" if s.op in ("==", "in") and not isinstance(left, m.Bitwise) else f"{s.op} "
     return f"{_expr(left)} {op}{_value(s.right, dtypes)}"

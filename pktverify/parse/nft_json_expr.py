@@ -8,7 +8,7 @@ import json
 from ..model import nft as m
 from . import nft_values as nv
 from .nft_stmts import BYTE_UNITS, DEFAULT_REJECT
-from .nft_values import FLAG_TYPES, ValueProblem, convert, dtype_of, flags_of, fold_bitwise
+from .nft_values import FLAG_TYPES, ValueProblem, convert, dtype_of, flags_of, fold_bitwise, negated_flags
 
 __all__ = ["JsonProblem", "expression", "value", "element_list", "statement"]
 
@@ -169,6 +169,9 @@ def statement(v: object, path: str, family: str) -> object:
 
 def _match(b: dict, path: str, family: str) -> m.Match:
     op = b.get("op", "==")
+    if op == "!":                               # none of the flags set: (x & FLAGS) == 0
+        left = expression(b["left"], f"{path}.left")
+        return negated_flags(left, value(b["right"], dtype_of(left), f"{path}.right"))
     if op not in _OPS:
         raise JsonProblem(f"{path}.op", f"unknown operator {op!r}")
     left = expression(b["left"], f"{path}.left")

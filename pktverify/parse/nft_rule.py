@@ -195,6 +195,12 @@ class RuleParser:
 
     # ---------------------------------------------------------------- values
     def relation(self, left: object) -> m.Match:
+        if self.take("!"):                              # tcp flags ! syn,ack: (flags & (syn|ack)) == 0
+            dtype = (dtype_of(left) or (None,))[0]
+            bits = self.constant(dtype)
+            while self.take("|"):
+                bits |= self.constant(dtype)
+            return nv.negated_flags(left, bits)
         op = _OPS.get(self.peek())
         if op is not None:
             self.pos += 1

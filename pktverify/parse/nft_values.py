@@ -234,6 +234,15 @@ def fold_bitwise(expr: object, op: str, value: int) -> m.Bitwise:
     return m.Bitwise(base, mask, xor)
 
 
+def negated_flags(left: object, right: object) -> m.Match:
+    """``x ! FLAGS`` (nft 1.0's listing of ``x & FLAGS == 0``: none of the flags set): read as the
+    kernel stores it, ``(x & FLAGS) == 0``, so the three forms of a ruleset give one model."""
+    dtypes = dtype_of(left)
+    if len(dtypes) != 1 or dtypes[0] not in FLAG_TYPES or type(right) is not int or not right:
+        raise ValueProblem("'!' (none of the flags set) takes a flag field and one or more of its flags")
+    return m.Match(fold_bitwise(left, "&", right), "==", 0)
+
+
 def _order(value: object) -> tuple:
     if type(value) is int:
         return (0, value)

@@ -85,6 +85,8 @@ MATCHES = [
     ("tcp sport 1024-65535 drop", pkt("10.0.0.2", "192.168.1.50"), pkt("10.0.0.2", "192.168.1.50", sport=80)),
     ("tcp flags & (syn|ack) == syn drop", pkt("10.0.0.2", "192.168.1.50"),
      pkt("10.0.0.2", "192.168.1.50", tcp_flags=0x12)),
+    ("tcp flags ! syn,ack drop", pkt("10.0.0.2", "192.168.1.50", tcp_flags=0x01),     # none of them set
+     pkt("10.0.0.2", "192.168.1.50")),
     ("icmp type echo-request drop", pkt("10.0.0.2", "192.168.1.50", 0, "icmp", 0, icmp_type=8, icmp_code=0),
      pkt("10.0.0.2", "192.168.1.50", 0, "icmp", 0, icmp_type=0, icmp_code=0)),
     ("ip protocol udp drop", pkt("10.0.0.2", "192.168.1.50", 53, "udp"), pkt("10.0.0.2", "192.168.1.50")),

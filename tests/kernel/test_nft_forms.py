@@ -103,6 +103,10 @@ table ip t1 {
 		icmp type destination-unreachable icmp code port-unreachable accept
 		tcp flags & (syn|ack) == syn counter packets 0 bytes 0 log prefix "syn " level info
 		tcp flags syn / syn,ack,rst drop
+		tcp flags ! syn,ack accept
+		ct status ! dnat accept
+		ct state ! established,related accept
+		ct status ! dnat,0x100 drop
 		iifname "lo" accept
 		iif "lo" oif "lo" accept
 		meta skuid 1000 meta skgid 1000 accept
@@ -187,6 +191,8 @@ add rule inet fw c/x.y_z meta l4proto tcp reject with tcp reset
 add rule inet fw c/x.y_z reject
 add rule inet fw c/x.y_z ip protocol udp udp dport 53 accept
 add rule inet fw c/x.y_z tcp flags & (fin|syn|rst|ack) == syn counter
+add rule inet fw c/x.y_z ct status ! dnat accept
+add rule inet fw c/x.y_z tcp flags & (syn|ack) == 0 accept
 add rule inet fw c/x.y_z tcp dport ssh ip daddr 10.1.0.0-10.1.255.255 ip saddr { 10.2.0.0/16 } accept
 add chain inet fw gone
 add rule inet fw gone drop

@@ -442,8 +442,11 @@ NAT_DONE_FACTS = [
     ("prerouting", "pod", "input", 200, "ct status & 0x100 == 0x100 ct status & 0x80 == 0x80", True),
     ("prerouting", "node", "output", -150, "ct status & 0x100 != 0x100", True),
     ("prerouting", "node", "output", -50, "ct status & 0x100 == 0x100", True),
-    # a comparison reads the whole value: the done bits decide it. (Tests of no bit set are written `& m != m`:
-    # nft lists `& m == 0` of a flag type as `ct status ! m`, JSON op "!", which pktverify's readers refuse yet.)
+    # none of the bits set: `& m == 0`, listed by nft as `ct status ! 0x100` (JSON op "!")
+    ("prerouting", "pod", "forward", 0, "ct status & 0x100 == 0", False),
+    (None, "pod", "forward", 0, "ct status ! 0x100", True),
+    ("postrouting", "pod", "forward", 0, "ct status ! 0x100", False),
+    # a comparison reads the whole value: the done bits decide it
     ("prerouting", "pod", "forward", 0, "ct status != 0x100", False),
     (None, "pod", "forward", 0, "ct status != 0x100", True),
     ("postrouting", "pod", "forward", 0, "ct status != 0x100", False),
@@ -476,6 +479,32 @@ def test_nat_done_bits_unknown_beside_an_empty_iptables_nat_table(lab):
     assert res.kernel is not None and res.kernel.verdict == "drop"      # iptables-nft made them: NAT hooks run
     assert res.agrees, res.explanation
     assert not all(o["exact"] for o in res.prediction.outcomes)
+
+
+# ------------------------------------------------------------------ none of the flags set: `x ! FLAGS`
+NEGATED_FLAG_FACTS = [
+    # (test, the kernel matches) on a bare SYN, the first packet of a connection, no NAT anywhere
+    ("tcp flags ! syn,ack", False),             # syn is set: `!` is "none of them set", not "not all of them"
+    ("tcp flags ! ack,rst", True),
+    ("tcp flags ! syn", False),
+    ("tcp flags & (syn|ack) == 0", False),      # the same rule: nft lists it as `tcp flags ! syn,ack`
+    ("ct status ! dnat", True),
+    ("ct state ! established,related", True),
+    ("ct state ! new", False),
+]
+
+
+@pytest.mark.parametrize("test,matched", NEGATED_FLAG_FACTS)
+def test_none_of_the_flags_set(lab, test, matched):
+    """`x ! FLAGS` (nft 1.0's listing of `x & FLAGS == 0`, bitwise then cmp eq 0 in the kernel) matches
+    when none of FLAGS is set: a bare SYN misses `tcp flags ! syn,ack`. pktverify agrees, exactly."""
+    from pktverify.cli import main
+    from pktverify.oracle.nft_campaign import NftProbe, run_nft_probe
+    res = run_nft_probe(lab, NftProbe(_nat_done(None, "forward", 0, test), None, "pod", "tcp", 40000, "192.168.0.40",
+                                      80), main)
+    assert res.kernel is not None and (res.kernel.verdict == "drop") == matched, res.kernel
+    assert res.agrees, res.explanation
+    assert [o["exact"] for o in res.prediction.outcomes] == [True], res.prediction.outcomes
 
 
 # ------------------------------------------------------------------ stateless header rewrites

@@ -13,6 +13,7 @@ import pytest
 from pktverify.errors import InputError
 from pktverify.model import nft as m
 from pktverify.model.addresses import parse_ip
+from pktverify.parse.nft_format import format_rule
 from pktverify.parse.nft_json import looks_like_nft_json, parse_nft_json
 from pktverify.parse.nft_text import looks_like_nft_text, parse_nft_text
 
@@ -77,6 +78,13 @@ PAIRS = [
      '[{"match":{"op":"==","left":{"&":[{"payload":{"protocol":"tcp","field":"flags"}},["syn","ack"]]},"right":"syn"}},{"counter":{"packets":0,"bytes":0}},{"log":{"prefix":"syn ","level":"info"}}]'),
     ('ip', 'tcp flags syn / syn,rst,ack drop',
      '[{"match":{"op":"==","left":{"&":[{"payload":{"protocol":"tcp","field":"flags"}},["syn","rst","ack"]]},"right":"syn"}},{"drop":null}]'),
+    # nft 1.0 lists `x & FLAGS == 0` (none of the flags set) as `x ! FLAGS`, JSON op "!" (kernel-checked listings)
+    ('ip', 'tcp flags ! syn,ack accept',
+     '[{"match":{"op":"!","left":{"payload":{"protocol":"tcp","field":"flags"}},"right":["syn","ack"]}},{"accept":null}]'),
+    ('ip', 'ct status ! dnat accept',
+     '[{"match":{"op":"!","left":{"ct":{"key":"status"}},"right":"dnat"}},{"accept":null}]'),
+    ('ip', 'ct state ! established,related accept',
+     '[{"match":{"op":"!","left":{"ct":{"key":"state"}},"right":["established","related"]}},{"accept":null}]'),
     ('ip', 'iifname "lo" accept',
      '[{"match":{"op":"==","left":{"meta":{"key":"iifname"}},"right":"lo"}},{"accept":null}]'),
     ('ip', 'iif "lo" oif "lo" accept',
@@ -285,6 +293,29 @@ TCP_DPORT = m.Payload("tcp", "dport")
 ])
 def test_rule_construct(text, expected):
     assert _one(text) == expected
+
+
+@pytest.mark.parametrize("script", ["tcp flags ! syn,ack", "tcp flags ! (syn|ack)", "tcp flags ! syn|ack",
+                                    "tcp flags & (syn|ack) == 0"])
+def test_none_of_the_flags_set_is_the_kernels_bitwise_compare(script):
+    """``x ! FLAGS`` is ``(x & FLAGS) == 0``, as the kernel stores it (bitwise, cmp eq 0): every way of
+    writing it gives one model, listed back as nft 1.0 lists it; bits without a name are kept."""
+    rule = _script_rule("ip", f"{script} accept")
+    tcp_flags = m.Payload("tcp", "flags")
+    assert rule.exprs[0] == m.Match(m.Bitwise(tcp_flags, 0x12, 0), "==", 0)
+    assert format_rule(rule.exprs, None, "ip") == "tcp flags ! syn,ack accept"
+    odd = _script_rule("ip", "ct status ! dnat|0x100 drop")
+    assert odd.exprs[0] == m.Match(m.Bitwise(m.Ct("status"), 0x120, 0), "==", 0)
+    assert format_rule(odd.exprs, None, "ip") == "ct status ! dnat,0x100 drop"
+
+
+@pytest.mark.parametrize("text", ["tcp dport ! 80", "ip saddr ! 10.0.0.1", "meta mark ! 0x1", "tcp flags ! 0"])
+def test_none_of_the_flags_set_takes_flags_only(text):
+    with pytest.raises(InputError, match=r"^n.nft:3: '!' \(none of the flags set\) takes a flag field"):
+        parse_nft_text(f"add table ip t\nadd chain ip t c\nadd rule ip t c {text} accept\n", "n.nft")
+    exprs = [{"match": {"op": "!", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 80}}]
+    with pytest.raises(InputError, match=r"none of the flags set"):
+        _json_rule("ip", exprs)
 
 
 def test_rule_comment_and_text():
