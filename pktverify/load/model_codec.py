@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import types
 import typing
 from collections import deque
@@ -46,7 +45,7 @@ from typing import Any, Callable
 
 from ..bulk import direct_constructor
 from ..model import rules as m
-from .model_shape import BadEntry, chain_ranks, check_table, check_tables
+from .model_shape import BadEntry, chain_ranks, check_table, check_tables, load_entry_json
 
 __all__ = ["BadEntry", "encode_ruleset", "decode_ruleset"]
 
@@ -286,18 +285,7 @@ def _plain_json(value: Any) -> Any:
 def decode_ruleset(data: bytes) -> m.Ruleset:
     """The rule set ``data`` holds, every field checked against the model's annotations; raise
     BadEntry (saying why) for anything else.  Work and memory are linear in ``len(data)``."""
-    hooks: dict[str, Any] = {"object_pairs_hook": _no_object, "parse_constant": _no_constant}
-    digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
-    if not digits or digits > 4300:         # no limit: int() of a long digit string is quadratic
-        hooks["parse_int"] = _short_int
-    try:
-        doc = json.loads(data, **hooks)
-    except BadEntry:
-        raise
-    except ValueError:              # not JSON, not UTF-8
-        raise BadEntry("not a cache entry of this version") from None
-    except RecursionError:
-        raise BadEntry("arrays nested too deep") from None
+    doc = load_entry_json(data, kind="", numbers="finite numbers", max_digits=20, floats=True)
     if type(doc) is not list or len(doc) != 4 or doc[0] != _TAG:
         raise BadEntry("not a cache entry of this version")
     _, strings, sections, root = doc
@@ -334,20 +322,6 @@ class _Context:
         self.matches: list = []
         self.targets: list = [None]
         self.jump_to: list = [None]
-
-
-def _no_object(pairs: list) -> None:
-    raise BadEntry("a JSON object (entries hold arrays only)")
-
-
-def _no_constant(name: str) -> None:
-    raise BadEntry(f"{name} (entries hold finite numbers only)")
-
-
-def _short_int(text: str) -> int:
-    if len(text) > 20:
-        raise BadEntry("integer out of range")
-    return int(text)
 
 
 def _decode_section(section: Any, ctx: _Context) -> list:

@@ -16,19 +16,58 @@ one comparison per jump.
 
 from __future__ import annotations
 
+import json
+import sys
 from itertools import chain as _concat
 from itertools import compress, repeat
 from operator import is_not, lt
+from typing import Any
 
 from ..model.rules import TABLE_CHAINS, Jump, Table
 
-__all__ = ["BadEntry", "check_table", "chain_ranks"]
+__all__ = ["BadEntry", "check_table", "chain_ranks", "load_entry_json"]
 
 _ALL_BUILTINS = frozenset(name for chains in TABLE_CHAINS.values() for name in chains)
 
 
 class BadEntry(ValueError):
     """An entry that is not a rule set this version wrote; the message says why, in a few words."""
+
+
+def load_entry_json(data: bytes, *, kind: str, numbers: str, max_digits: int, floats: bool) -> Any:
+    """A cache entry's JSON (the iptables codec's and the nft codec's): arrays, strings and the
+    numbers ``numbers`` names only (``floats``: whether non-integers are among them), integers of at
+    most ``max_digits`` characters where the interpreter sets no limit of its own (``int()`` of a
+    long digit string is quadratic). Anything else, text that is not JSON, or arrays nested past
+    the recursion limit is BadEntry, naming the ``kind`` of entry expected ("" or "nft ")."""
+    def no_object(pairs: list) -> None:
+        raise BadEntry("a JSON object (entries hold arrays only)")
+
+    def no_constant(name: str) -> None:
+        raise BadEntry(f"{name} (entries hold {numbers} only)")
+
+    def no_float(text: str) -> None:
+        raise BadEntry("a number that is not an integer")
+
+    def short_int(text: str) -> int:
+        if len(text) > max_digits:
+            raise BadEntry("integer out of range")
+        return int(text)
+
+    hooks: dict[str, Any] = {"object_pairs_hook": no_object, "parse_constant": no_constant}
+    if not floats:
+        hooks["parse_float"] = no_float
+    digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
+    if not digits or digits > 4300:
+        hooks["parse_int"] = short_int
+    try:
+        return json.loads(data, **hooks)
+    except BadEntry:
+        raise
+    except ValueError:              # not JSON, not UTF-8, an integer of too many digits
+        raise BadEntry(f"not {'an' if kind else 'a'} {kind}cache entry of this version") from None
+    except RecursionError:
+        raise BadEntry("arrays nested too deep") from None
 
 
 def check_tables(names: list[str]) -> None:

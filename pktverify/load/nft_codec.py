@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import types
 import typing
 from itertools import repeat
@@ -37,7 +36,7 @@ from typing import Any
 
 from ..bulk import direct_constructor
 from ..model import nft as n
-from .model_shape import BadEntry
+from .model_shape import BadEntry, load_entry_json
 
 __all__ = ["encode_nft", "decode_nft"]
 
@@ -187,19 +186,7 @@ _NAMED = {cls: tuple((j, spec.names) for j, spec in enumerate(_SPECS[cls]) if sp
 def decode_nft(data: bytes) -> n.NftRuleset:
     """The ruleset ``data`` holds, every field checked (see the module's docstring); raise BadEntry
     (saying why) for anything else. Work and memory are linear in ``len(data)``."""
-    hooks: dict[str, Any] = {"object_pairs_hook": _no_object, "parse_constant": _no_constant,
-                             "parse_float": _no_float}
-    digits = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 4300
-    if not digits or digits > 4300:         # no limit: int() of a long digit string is quadratic
-        hooks["parse_int"] = _short_int
-    try:
-        doc = json.loads(data, **hooks)
-    except BadEntry:
-        raise
-    except ValueError:              # not JSON, not UTF-8, an integer of too many digits
-        raise BadEntry("not an nft cache entry of this version") from None
-    except RecursionError:
-        raise BadEntry("arrays nested too deep") from None
+    doc = load_entry_json(data, kind="nft ", numbers="integers", max_digits=41, floats=False)   # 2**129: 39 digits
     if type(doc) is not list or len(doc) != 3 or doc[0] != _TAG or type(doc[1]) is not list:
         raise BadEntry("not an nft cache entry of this version")
     built = _Rows().build(doc[1])
@@ -290,21 +277,3 @@ class _Rows:
             if not ok:
                 what = "a tuple" if type(kind) is frozenset else f"a {kind.__name__}"
                 raise BadEntry(f"{cls.__name__}.{spec.name}: {what} where it cannot be")
-
-
-def _no_object(pairs: list) -> None:
-    raise BadEntry("a JSON object (entries hold arrays only)")
-
-
-def _no_constant(name: str) -> None:
-    raise BadEntry(f"{name} (entries hold integers only)")
-
-
-def _no_float(text: str) -> None:
-    raise BadEntry("a number that is not an integer")
-
-
-def _short_int(text: str) -> int:
-    if len(text) > 41:              # 2**129 has 39 digits
-        raise BadEntry("integer out of range")
-    return int(text)
