@@ -57,8 +57,12 @@ def test_nftables_mode_gives_the_iptables_modes_answers(path, tmp_path, capsys):
     cluster = load_cluster(path)
     assert len(said) == (1 if any(s.has_node_ports for s in cluster.services) else 0)
     assert not any("nftables mode" in n for i in ipt["invariants"] for n in i["notes"])
-    # the address classes do not read nft rules: every flow is checked, and the report says why
-    assert any("which the address classes do not read" in n for n in notes["no-nat"])
+    # the address classes read nft rules as they read iptables rules: flows are checked by class in
+    # both modes, or one by one in both (ClientIP affinity remembers exact client addresses: -m recent
+    # in iptables mode, an affinity set in nftables mode), and the report says why
+    one_by_one = [[n for i in report["invariants"] for n in i["notes"] if "one by one" in n] for report in (ipt, nft)]
+    assert bool(one_by_one[0]) == bool(one_by_one[1]), one_by_one
+    assert all("remembers exact addresses" in n for n in one_by_one[1])
 
 
 def test_generated_nodes_carry_kube_proxys_nft_table_and_no_iptables_rules(tmp_path):

@@ -55,124 +55,14 @@ from ...model import rules as m
 from ...model.addresses import format_ip, prefix_mask
 from ...model.cluster import ClusterSpec
 from ...model.node import NodeState
+from .nat_graph import Interval, NatGraph, Points, iptables_nat_graph, rule_tests
+from .nat_graph import interval as _interval
+from .nft_addresses import NftTableAddresses, read_nft_table
 
 __all__ = ["AddressClasses", "base_groups"]
 
 _SPECIAL = [(0x00000000, 0x00FFFFFF), (0x7F000000, 0x7FFFFFFF), (0xE0000000, 0xEFFFFFFF),
             (0xF0000000, 0xFFFFFFFF), (0xFFFFFFFF, 0xFFFFFFFF)]
-Interval = tuple[int, int]
-
-
-class _Points:
-    """A set of addresses/intervals with a fast "does it meet [low, high]?" test."""
-
-    def __init__(self, intervals: list[Interval]) -> None:
-        self.intervals = sorted(intervals)
-        self._starts = [low for low, _high in self.intervals]
-        self._max_end: list[int] = []
-        best = -1
-        for _low, high in self.intervals:
-            best = max(best, high)
-            self._max_end.append(best)
-
-    def meets(self, low: int, high: int) -> bool:
-        i = bisect_right(self._starts, high)
-        return i > 0 and self._max_end[i - 1] >= low
-
-    def lookup(self, exact: dict[int, list[str]]) -> list[str]:
-        """The values of ``exact`` whose key is in the set (from whichever side is smaller)."""
-        out: list[str] = []
-        if all(low == high for low, high in self.intervals) and len(self.intervals) < len(exact):
-            for low, _high in self.intervals:
-                out += exact.get(low, ())
-            return out
-        for key, targets in exact.items():
-            if self.meets(key, key):
-                out += targets
-        return out
-
-
-class _NatChains:
-    """One node's nat table as a jump graph with each jump's destination condition."""
-
-    def __init__(self, table: m.Table) -> None:
-        self.table = table
-        self.table_id = id(table)
-        self.jumps: dict[str, list[tuple[Interval | None, str]]] = {}
-        self.exact: dict[str, dict[int, list[str]]] = {}
-        for chain in table.chains.values():
-            plain, exact = [], {}
-            for rule in chain.rules:
-                if not isinstance(rule.target, m.Jump) or rule.target.chain not in table.chains:
-                    continue
-                cond = _dst_condition(rule)
-                if cond is not None and cond[0] == cond[1]:
-                    exact.setdefault(cond[0], []).append(rule.target.chain)
-                else:
-                    plain.append((cond, rule.target.chain))
-            self.jumps[chain.name] = plain
-            self.exact[chain.name] = exact
-
-    def rules_of(self, chains: set[str]):
-        """The rules of ``chains``."""
-        return (rule for name in chains for rule in self.table.chains[name].rules)
-
-    def walked(self, dsts: _Points, start: set[str] | None = None, single: int | None = None) -> set[str]:
-        """:meth:`reachable`, closed under NAT: a reached DNAT/SNAT target becomes a destination
-        too, until no new target appears."""
-        chains = self.reachable(dsts, start, single)
-        points = dsts
-        # Each chain's NAT targets are read once: those of ``start`` were destinations already when
-        # ``start`` was closed (every chain they lead to is in it), and those of a chain met in an
-        # earlier round are in ``points``.
-        scanned = set(start) if start is not None else set()
-        while True:
-            new = chains - scanned
-            scanned |= new
-            more = [iv for rule in self.rules_of(new) for iv in _targets(rule) if not points.meets(*iv)]
-            if not more:
-                return chains
-            points = _Points(points.intervals + more)
-            chains = self.reachable(points, start=chains)
-
-    def reachable(self, dsts: _Points, start: set[str] | None = None, single: int | None = None) -> set[str]:
-        """Chains walked for some destination in ``dsts`` (or exactly ``single``) from ``start``."""
-        seen = set(start) if start is not None else set(m.TABLE_CHAINS["nat"])
-        todo = list(seen)
-        while todo:
-            name = todo.pop()
-            nxt: list[str] = []
-            for cond, target in self.jumps.get(name, ()):
-                if cond is None or (dsts.meets(*cond) if single is None else cond[0] <= single <= cond[1]):
-                    nxt.append(target)
-            exact = self.exact.get(name, {})
-            if single is not None:
-                nxt += exact.get(single, [])
-            elif exact:
-                nxt += dsts.lookup(exact)
-            for target in nxt:
-                if target not in seen:
-                    seen.add(target)
-                    todo.append(target)
-        return seen
-
-
-def _dst_condition(rule: m.Rule) -> Interval | None:
-    """The destination interval a rule requires (from its positive -d/--dst-range), or None."""
-    low, high = 0, 0xFFFFFFFF
-    found = False
-    for match in rule.matches:
-        if isinstance(match, m.AddrMatch) and match.field == "dst" and not match.invert:
-            lo, hi = _interval(match.network, match.mask)
-        elif isinstance(match, m.IpRangeMatch) and match.field == "dst" and not match.invert:
-            lo, hi = match.low, match.high
-        else:
-            continue
-        found = True
-        low, high = max(low, lo), min(high, hi)
-    if not found:
-        return None
-    return (low, high) if low <= high else (1, 0)     # (1, 0) meets nothing: the rule never matches
 
 
 class AddressClasses:
@@ -200,30 +90,46 @@ class AddressClasses:
         node_owner: dict[int, str] = {}
         scanned: set[int] = set()
         self._own = _one_user_addresses(cluster, nodes)
+        self._nft: dict[int, NftTableAddresses] = {}
         for node in nodes.values():
             self._read_node(node, owners, node_owner, base, endpoints)
-            if node.nft is not None and node.nft.tables and not self.unsound_reason:
-                # The classes read iptables rules only: an nft rule (kube-proxy's nftables mode, its
-                # service-ips map, affinity sets that remember exact addresses) may tell apart what
-                # they would merge.
-                self.unsound_reason = f"node {node.name} has nftables rules, which the address classes do not read"
+            base += self._read_nft(node)
             if id(node.ruleset) in scanned:       # a rule set shared by nodes is read once
                 continue
             scanned.add(id(node.ruleset))
             base += self._read_rules(node)
-        # One jump graph per distinct nat table: nodes that share a parsed rule set share it.
-        graphs: dict[int, _NatChains] = {}
-        self._nat = {}
+        # One jump graph per distinct nat table (iptables' nat table, an nft table with nat base
+        # chains): nodes that share a parsed rule set share it. Entries: (node, graph, table id).
+        graphs: dict[int, NatGraph] = {}
+        self._nat: list[tuple[str, NatGraph, int]] = []
         for name, node in nodes.items():
             table = node.ruleset.tables["nat"]
             if id(table) not in graphs:
-                graphs[id(table)] = _NatChains(table)
-            self._nat[name] = graphs[id(table)]
+                graphs[id(table)] = iptables_nat_graph(table)
+            self._nat.append((name, graphs[id(table)], id(table)))
+            for nft_table in node.nft.tables if node.nft is not None else ():
+                graph = self._nft[id(nft_table)].graph
+                if graph is not None:
+                    self._nat.append((name, graph, id(nft_table)))
         # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
-        self._reached, extra, naming = self._nat_tests(_Points(endpoints))
-        self._reached_keys = {name: frozenset(chains) for name, chains in self._reached.items()}
+        self._reached, extra, naming = self._nat_tests(Points(endpoints))
+        self._reached_keys = [frozenset(chains) for chains in self._reached]
         self.rule_intervals += naming
         self._classify = _Classifier(base + extra)
+
+    def _read_nft(self, node: NodeState) -> list[Interval]:
+        """The cuts of ``node``'s nft tables outside their nat chains (each table read once, see
+        :mod:`.nft_addresses`); a table read as unsound makes the classes unsound."""
+        out: list[Interval] = []
+        for table in node.nft.tables if node.nft is not None else ():
+            if id(table) in self._nft:
+                continue
+            reading = self._nft[id(table)] = read_nft_table(table)
+            if reading.unsound and not self.unsound_reason:
+                self.unsound_reason = f"node {node.name}: {reading.unsound}"
+            out += reading.whole
+            self.rule_intervals += _not_own(reading.whole, self._own.get(id(table)))
+        return out
 
     def _read_node(self, node: NodeState, owners: dict[int, str], node_owner: dict[int, str],
                    base: list[Interval], endpoints: list[Interval]) -> None:
@@ -248,7 +154,7 @@ class AddressClasses:
 
     def _read_rules(self, node: NodeState) -> list[Interval]:
         """The address tests of ``node``'s rules outside the nat table (that table is walked per
-        destination, see :class:`_NatChains`); each rule checked for soundness, and the tests that
+        destination, see :class:`.nat_graph.NatGraph`); each rule checked for soundness, and the tests that
         set nodes apart kept in :attr:`rule_intervals`."""
         base: list[Interval] = []
         for table in node.ruleset.tables.values():
@@ -256,7 +162,7 @@ class AddressClasses:
                 for rule in chain.rules:
                     self._check_sound(rule, node.name)
                     if table.name != "nat":
-                        named = _tests(rule)
+                        named = rule_tests(rule)
                         base += named
                         self.rule_intervals += _not_own(named, self._own.get(id(node.ruleset)))
         return base
@@ -272,36 +178,38 @@ class AddressClasses:
 
     def for_destination(self, dst: int):
         """A classifier for flows to ``dst`` (a ClusterIP): adds the tests of the nat chains only
-        that destination reaches (its KUBE-SVC/KUBE-SEP chains). Returns ``ip -> atom key``."""
+        that destination reaches (its KUBE-SVC/KUBE-SEP chains, or its nftables-mode service and
+        endpoint chains). Returns ``ip -> atom key``."""
         extra: list[Interval] = []
         naming: list[Interval] = []
         done: set[tuple[int, frozenset]] = set()
-        for name, graph in self._nat.items():
-            key = (id(graph), self._reached_keys[name])
+        for i, (_name, graph, table_id) in enumerate(self._nat):
+            key = (id(graph), self._reached_keys[i])
             if key in done:                  # the same graph from the same start: the same chains
                 continue
             done.add(key)
-            new = graph.walked(_Points([]), start=self._reached[name], single=dst) - self._reached[name]
-            found = [iv for rule in graph.rules_of(new) for iv in _tests(rule) + _targets(rule)]
+            new = graph.walked(Points([]), start=self._reached[i], single=dst) - self._reached[i]
+            found = graph.tests_of(new)
             extra += found
-            naming += _not_own(found, self._own.get(graph.table_id))
+            naming += _not_own(found, self._own.get(table_id))
         return _DestinationAtoms(self._classify, _Classifier(extra), naming)
 
-    def _nat_tests(self, dsts: _Points) -> tuple[dict[str, set[str]], list[Interval], list[Interval]]:
-        """Per node the nat chains walked for ``dsts`` (closed under NAT targets), their tests, and
-        those tests less each one-node table's own address (what sets nodes apart)."""
-        reached: dict[str, set[str]] = {}
+    def _nat_tests(self, dsts: Points) -> tuple[list[set[str]], list[Interval], list[Interval]]:
+        """Per entry of ``_nat`` the nat chains walked for ``dsts`` (closed under NAT targets), their
+        tests, and those tests less each one-node table's own address (what sets nodes apart)."""
+        reached: list[set[str]] = []
         tests: list[Interval] = []
         naming: list[Interval] = []
         per_graph: dict[int, set[str]] = {}
-        for name, graph in self._nat.items():
+        for _name, graph, table_id in self._nat:
             if id(graph) in per_graph:          # a shared table: the same chains, tests already taken
-                reached[name] = per_graph[id(graph)]
+                reached.append(per_graph[id(graph)])
                 continue
-            chains = reached[name] = per_graph[id(graph)] = graph.walked(dsts)
-            found = [iv for rule in graph.rules_of(chains) for iv in _tests(rule) + _targets(rule)]
+            chains = per_graph[id(graph)] = graph.walked(dsts)
+            reached.append(chains)
+            found = graph.tests_of(chains)
             tests += found
-            naming += _not_own(found, self._own.get(graph.table_id))
+            naming += _not_own(found, self._own.get(table_id))
         return reached, tests, naming
 
     def _check_sound(self, rule: m.Rule, node: str) -> None:
@@ -326,6 +234,8 @@ def _one_user_addresses(cluster: ClusterSpec, nodes: dict[str, NodeState]) -> di
     for name, node in nodes.items():
         users.setdefault(id(node.ruleset), []).append(name)
         users.setdefault(id(node.ruleset.tables["nat"]), []).append(name)
+        for table in node.nft.tables if node.nft is not None else ():
+            users.setdefault(id(table), []).append(name)
     by_name = {n.name: n for n in cluster.nodes}
     own: dict[int, int] = {}
     for key, names in users.items():
@@ -339,23 +249,6 @@ def _not_own(intervals: list[Interval], own: int | None) -> list[Interval]:
     if own is None:
         return intervals
     return [iv for iv in intervals if iv != (own, own)]
-
-
-def _tests(rule: m.Rule) -> list[Interval]:
-    out = []
-    for match in rule.matches:
-        if isinstance(match, m.AddrMatch):
-            out.append(_interval(match.network, match.mask))
-        elif isinstance(match, m.IpRangeMatch):
-            out.append((match.low, match.high))
-    return out
-
-
-def _targets(rule: m.Rule) -> list[Interval]:
-    target = rule.target
-    if isinstance(target, (m.Dnat, m.Snat)) and target.addr_low is not None:
-        return [(target.addr_low, target.addr_high)]
-    return []
 
 
 class _Group(list):
@@ -429,7 +322,3 @@ class _Classifier:
             return False
         i = bisect_left(self._sorted_points, low)
         return i == len(self._sorted_points) or self._sorted_points[i] > high
-
-
-def _interval(network: int, mask: int) -> Interval:
-    return network & mask, (network & mask) | (~mask & 0xFFFFFFFF)

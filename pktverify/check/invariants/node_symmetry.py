@@ -58,6 +58,7 @@ from ...model.addresses import (
 )
 from ...model.cluster import ClusterSpec
 from ...model.node import NodeState
+from .nft_symmetry import NftKeys
 
 __all__ = ["NodeSymmetry"]
 
@@ -187,8 +188,12 @@ def _states_apart(cluster: ClusterSpec, states: dict[str, NodeState], proxy_port
     shape = None
     seen_rulesets: dict[int, tuple] = {}
     users: dict[int, int] = {}
+    nft_users: dict[int, int] = {}
     for node in nodes:
         users[id(states[node.name].ruleset)] = users.get(id(states[node.name].ruleset), 0) + 1
+        if states[node.name].nft is not None:
+            nft_users[id(states[node.name].nft)] = nft_users.get(id(states[node.name].nft), 0) + 1
+    nft_keys = NftKeys()
     for node in nodes:
         state = states[node.name]
         if state.ipsets is not None or state.rules is not None or state.route_localnet:
@@ -206,6 +211,10 @@ def _states_apart(cluster: ClusterSpec, states: dict[str, NodeState], proxy_port
                 key = seen_rulesets[id(state.ruleset)] = _ruleset_key(state.ruleset, None, {})
             else:
                 key = _ruleset_key(state.ruleset, node.ip, ports_of.get(node.name, {}))
+        # nft tables too (kube-proxy's nftables mode), the node's own address a placeholder unless
+        # its ruleset is shared.
+        own = node.ip if nft_users.get(id(state.nft), 0) == 1 else None
+        key = (key, nft_keys.key(state.nft, own))
         if rules_key is None:
             rules_key = key
         elif key != rules_key:
