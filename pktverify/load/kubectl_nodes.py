@@ -27,7 +27,7 @@ from ..parse.iproute import parse_routes
 from ..parse.source import read_text
 
 __all__ = ["NodeInput", "dumps_folder", "match_folders", "parse_pod_cidr_options", "pod_cidr_from_dumps",
-           "node_specs", "proxy_mode", "read_dumps", "check_userspace_ports"]
+           "node_specs", "proxy_mode", "read_dumps", "check_userspace_ports", "mixed_notes"]
 
 # Earlier releases read ip-route.txt and ip-addr.txt; still accepted.
 _FALLBACK = {"routes": "ip-route.txt", "addrs": "ip-addr.txt", "nft": NFT_SCRIPT_FILE}
@@ -242,10 +242,12 @@ def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes
     for n in with_rules:
         modes.setdefault(n.dataplane.proxy_mode or "", []).append(n.name)
     found = sorted(m for m in modes if m)
+    mixed = [n for n in with_rules if n.dataplane.mixed]
     if len(found) > 1:
         parts = "; ".join(f"{m} on {', '.join(modes[m][:3])}{', ...' if len(modes[m]) > 3 else ''}" for m in found)
         raise InputError(source, 0, f"the nodes run kube-proxy in different modes ({parts}): pktverify verifies "
-                                    "one mode per cluster")
+                                    "one mode per cluster" + _mixed_hint(mixed))
+    notes.extend(mixed_notes(mixed, len(with_rules)))
     bare = modes.get("", [])
     if bare and not found and has_services:
         which = f"{'node' if len(bare) == 1 else 'nodes'} {', '.join(bare[:3])}{', ...' if len(bare) > 3 else ''}"
@@ -262,6 +264,31 @@ def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes
                      if mode != "nftables" else f"node {name}: no kube-proxy table in its nft ruleset dump (or no "
                      "nft-ruleset.json): kube-proxy's nftables-mode table is generated for it when the dump is missing")
     return mode
+
+
+def _mixed_hint(mixed: list[NodeInput]) -> str:
+    """What the refusal of nodes in different modes adds about nodes in the middle of a migration."""
+    if not mixed:
+        return ""
+    names = ", ".join(n.name for n in mixed[:3]) + (", ..." if len(mixed) > 3 else "")
+    return (f" (node(s) {names} hold kube-proxy's nftables table beside iptables mode's rules: taken as nftables "
+            "mode, the rules as leftovers of a migration)")
+
+
+def mixed_notes(mixed: list[NodeInput], with_rules: int) -> list[str]:
+    """One note per node in the middle of a migration (kube-proxy's nftables table beside iptables
+    mode's rules): that both rule sets are verified as the kernel runs them, and why nftables mode was
+    taken (the other nodes run it, or every node with rules is mixed: then the table is the running
+    kube-proxy's, since either mode deletes the other's rules when it starts and only nftables mode
+    writes the table)."""
+    why = ("the other nodes run nftables mode" if len(mixed) < with_rules else
+           "every node with kube-proxy rules holds both; kube-proxy in either mode deletes the other mode's rules "
+           "when it starts, and only nftables mode writes the table: the table is the running kube-proxy's")
+    return [f"node {n.name} is in the middle of a migration: kube-proxy's nftables table "
+            f"({', '.join(e for e in n.dataplane.proxy_evidence if e.startswith('nft '))}) beside iptables mode's "
+            f"rules ({', '.join(n.dataplane.leftovers)}): taken as nftables mode ({why}); both rule sets are "
+            "verified as the kernel runs them (kube-proxy's nft chains first at equal priority), and verify names "
+            "the leftover rules that still act" for n in mixed]
 
 
 def check_userspace_ports(cluster: ClusterSpec) -> None:
