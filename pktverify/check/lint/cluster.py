@@ -2,12 +2,14 @@
 
 :func:`proposed_cluster` puts the proposed rules in place of the node's (the cluster is then
 verified with them, PV401-PV404: :mod:`.lint_invariants`); the rule-level checks against the
-cluster's facts here (PV303-PV306) need no packet at all.
+cluster's facts here (PV303-PV306) need no packet at all. PV303 and PV304 compare a rule with
+:class:`ServiceFacts`, one predicate each, which an nft ruleset's header-space view goes through
+too (:mod:`.nft_cluster`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...errors import InvalidArgument
@@ -26,14 +28,22 @@ _KUBE_POSTROUTING = ("# pods 10.1.0.0/16, nodes 192.168.1.0/24\n*nat\n:POSTROUTI
 
 PV303 = Check(
     "PV303", "dnat-to-non-endpoint", "error", "a DNAT to an address that is no ready endpoint of any service",
-    "Connections sent there reach a pod that is gone, not ready, or never was an endpoint (stale rules).",
+    "Connections sent there reach a pod that is gone, not ready, or never was an endpoint (stale rules). Checked "
+    "in iptables and nftables rule sets: the DNAT targets of iptables' nat table; in an nft ruleset, every `dnat to` "
+    "one address of an ip or inet table, each element of a DNAT map (`dnat to ip daddr map { ... }`), kube-proxy's "
+    "endpoint- chains. A DNAT to a range or to an address an expression computes is not judged.",
     "-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.1.10.99:8080   # no ready pod has 10.1.10.99",
     "-A KUBE-SEP-X -p tcp -j DNAT --to-destination 10.1.10.5:8080    # web-1, ready, selected", "kubernetes")
 PV304 = Check(
     "PV304", "clusterip-outside-service-cidr", "error",
     "a service rule for an address outside the cluster's service CIDR",
     "ClusterIPs come from --service-cluster-ip-range; a rule for another address is stale or catches "
-    "traffic for something else (a pod or node address).",
+    "traffic for something else (a pod or node address). Checked in iptables and nftables rule sets: the rules "
+    "of KUBE-SERVICES (and the userspace portals) for one destination; in an nft ruleset, the rules of "
+    "kube-proxy's services and service-endpoints-check chains for one destination: each element of the "
+    "service-ips and no-endpoint-services maps (its key's address) and `ip daddr X ...` dispatch rules. Node "
+    "addresses, external IPs and load-balancer IPs are service addresses too; the service-nodeports elements "
+    "are for @nodeport-ips (the node's addresses), not a ClusterIP, and are not judged.",
     "-A KUBE-SERVICES -d 10.1.10.7/32 -p tcp --dport 80 -j KUBE-SVC-X   # inside a pod CIDR",
     "-A KUBE-SERVICES -d 10.152.183.7/32 -p tcp --dport 80 -j KUBE-SVC-X", "kubernetes")
 PV305 = Check(
@@ -61,6 +71,41 @@ PV306 = Check(
 _SERVICE_CHAINS = ("KUBE-SERVICES", "KUBE-PORTALS-CONTAINER", "KUBE-PORTALS-HOST")
 
 
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What PV303 and PV304 compare a rule with: ``endpoints``, the addresses a DNAT may send to (every
+    service port's ready endpoints, and the nodes' own addresses); ``front_doors``, the service
+    addresses that are no ClusterIP (node addresses, external IPs, load-balancer ingress IPs);
+    ``service_cidr`` as (network, mask)."""
+    endpoints: frozenset[int]
+    front_doors: frozenset[int]
+    service_cidr: tuple[int, int]
+
+    @classmethod
+    def of(cls, cluster: ClusterSpec) -> ServiceFacts:
+        """The facts of ``cluster``."""
+        node_ips = frozenset(n.ip for n in cluster.nodes)
+        endpoints = {ip for s in cluster.services for p in s.ports for _l, ip, _n in cluster.port_endpoints(s, p)}
+        doors = {ip for s in cluster.services for ip in s.external_ips + s.lb_ips}
+        return cls(node_ips | endpoints, node_ips | doors, cluster.service_cidr)
+
+    def stale_dnat(self, target: object) -> int | None:
+        """The one address a DNAT sends to when it is no endpoint (None: another target, a range, an endpoint)."""
+        if type(target) is m.Dnat and target.addr_low is not None and target.addr_low == target.addr_high \
+                and target.addr_low not in self.endpoints:
+            return target.addr_low
+        return None
+
+    def outside_cidr(self, box: tuple) -> int | None:
+        """The one destination of a service rule's ``box`` when it is outside the service CIDR and
+        no front door (None: several destinations, or a service address)."""
+        dst = box[DST]
+        if len(dst) == 1 and dst[0][0] == dst[0][1] and dst[0][0] not in self.front_doors \
+                and not in_network(dst[0][0], *self.service_cidr):
+            return dst[0][0]
+        return None
+
+
 def proposed_cluster(cluster: ClusterSpec, node_name: str | None, path: str,
                      kind: str = "iptables") -> tuple[ClusterSpec, str]:
     """``cluster`` with ``path`` as the dump ``kind`` of ``node_name`` (the only node when None):
@@ -84,25 +129,20 @@ def rule_findings(subject: Subject) -> list[Finding]:
     if cluster is None:
         return []
     universe = Universe.of(ruleset)
-    endpoints = {ip for s in cluster.services for p in s.ports for _l, ip, _n in cluster.port_endpoints(s, p)}
-    node_ips = {n.ip for n in cluster.nodes}
-    # External IPs and load-balancer ingress IPs are service addresses too, outside the service CIDR.
-    front_doors = node_ips | {ip for s in cluster.services for ip in s.external_ips + s.lb_ips}
+    facts = ServiceFacts.of(cluster)
     out: list[Finding] = []
     nat = ruleset.tables.get("nat")
     reach = Reaching(nat, universe) if nat else None
     for chain in (nat.chains.values() if nat else ()):
         for rule in chain.rules:
             target = rule.target
-            if type(target) is m.Dnat and target.addr_low is not None and target.addr_low == target.addr_high \
-                    and target.addr_low not in endpoints | node_ips:
-                out.append(Finding("PV303", f"rule #{rule.index} of {chain.name} DNATs to {format_ip(target.addr_low)}, "
+            stale = facts.stale_dnat(target)
+            if stale is not None:
+                out.append(Finding("PV303", f"rule #{rule.index} of {chain.name} DNATs to {format_ip(stale)}, "
                                             "which is no ready endpoint of any service", rule.source, rule.line))
-            box, _exact = rule_box(rule, universe)
-            dst = box[DST]
-            if chain.name in _SERVICE_CHAINS and len(dst) == 1 and dst[0][0] == dst[0][1] and dst[0][0] not in front_doors \
-                    and not in_network(dst[0][0], *cluster.service_cidr):
-                out.append(Finding("PV304", f"rule #{rule.index} of {chain.name} is for {format_ip(dst[0][0])}, outside "
+            outside = facts.outside_cidr(rule_box(rule, universe)[0]) if chain.name in _SERVICE_CHAINS else None
+            if outside is not None:
+                out.append(Finding("PV304", f"rule #{rule.index} of {chain.name} is for {format_ip(outside)}, outside "
                                             f"the service CIDR", rule.source, rule.line))
             if isinstance(target, (m.Masquerade, m.Snat)) and any(
                     _matches_pod_traffic(piece, universe, cluster) for piece in reach.reaching(chain.name, rule)):

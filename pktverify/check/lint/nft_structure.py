@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from ...errors import InputError
 from ...model import nft as n
+from ...model.cluster import ClusterSpec
 from ...parse.nft_json import looks_like_nft_json, parse_nft_json
 from ...parse.nft_text import looks_like_nft_text, parse_nft_text
+from . import nft_cluster
 from .finding import Check, Finding
 from .nft_graph import TableGraph, element_problem, match_problem, script_order
 from .nft_reachability import nft_dead_rules
@@ -143,14 +145,17 @@ def parse_nft_with_findings(text: str, source: str) -> tuple[n.NftRuleset | None
         return None, [Finding("PV150", message, source, exc.line)]
 
 
-def lint_nft(text: str, source: str, notes: list[str] | None = None) -> list[Finding]:
+def lint_nft(text: str, source: str, notes: list[str] | None = None,
+             cluster: ClusterSpec | None = None) -> list[Finding]:
     """Every nft check on one ruleset ``text`` (no suppression or selection): the structure checks,
-    then PV163-PV165 (:mod:`.nft_reachability`); ``notes`` receives what was not analysed."""
+    then PV163-PV165 (:mod:`.nft_reachability`); ``notes`` receives what was not analysed. With the
+    ``cluster`` the ruleset is proposed for, PV303 and PV304 too (:mod:`.nft_cluster`)."""
     ruleset, findings = parse_nft_with_findings(text, source)
     if ruleset is None:
         return findings
     findings += nft_findings(ruleset, text)
-    return findings + nft_dead_rules(ruleset, findings, notes)
+    more = nft_cluster.cluster_findings(ruleset, cluster, findings) if cluster is not None else []
+    return findings + nft_dead_rules(ruleset, findings, notes) + more
 
 
 def nft_findings(ruleset: n.NftRuleset, text: str = "") -> list[Finding]:

@@ -51,9 +51,10 @@ def lint_text(text: str, source: str, *, lenient: bool = False, cluster: Cluster
     """Every rule-set check on one iptables-save ``text`` (no suppression or selection); with
     ``cluster`` (and ``node``, the node the rules are for) the checks against its facts too.
     ``notes`` receives what was not analysed (rules past the shadowing check's work bound).
-    An nft ruleset (``nft``, or told by content) gets the nft checks (PV150-PV162) instead."""
+    An nft ruleset (``nft``, or told by content) gets the nft checks (PV150-PV165; with ``cluster``,
+    PV303 and PV304) instead."""
     if nft or nft_structure.looks_like_nft(text):
-        return nft_structure.lint_nft(text, source, notes)
+        return nft_structure.lint_nft(text, source, notes, cluster)
     ruleset, findings = structure.parse_with_findings(text, source, lenient=lenient)
     if ruleset is None:
         return findings
