@@ -18,11 +18,8 @@ outcomes (the nft campaign's comparison, on the dump the kernel lists and on the
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import uuid
 
 import pytest
 
@@ -30,6 +27,8 @@ from pktverify.cli import main
 from pktverify.oracle.nft_campaign import NftProbe, run_nft_probe
 
 from ..corpus.kube_proxy_nft_cases import TRANSCRIBED, corpus_files, generate, generate_transcribed, load, ports_of
+from .nft_netns import netns_fixture
+from .nft_netns import nft as _nft
 
 pytestmark = pytest.mark.kernel
 
@@ -49,25 +48,7 @@ def _script(stem: str) -> str:
     return generate(case, ports_of(case["inputs"]))
 
 
-@pytest.fixture()
-def netns():
-    """A fresh network namespace for one ruleset (deleted afterwards)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    name = f"pv-kpnft-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
-
-
-def _nft(ns: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], check=False, input=script, capture_output=True,
-                          text=True, timeout=120)
+netns = netns_fixture("pv-kpnft", lab=False)          # a fresh namespace for each ruleset
 
 
 def test_there_are_rulesets_to_load(shared):

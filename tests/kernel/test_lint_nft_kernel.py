@@ -7,7 +7,6 @@ nft runs only inside a namespace this module creates (never on the host's rulese
 from __future__ import annotations
 
 import subprocess
-import uuid
 
 import pytest
 
@@ -15,7 +14,7 @@ from pktverify.check.lint import REGISTRY, lint_text
 from pktverify.check.lint.nft_structure import NFT_CHECKS
 
 from ..check.test_lint_nft import CASES
-from .conftest import require_lab
+from .nft_netns import netns_fixture, nft
 
 pytestmark = pytest.mark.kernel
 
@@ -23,21 +22,12 @@ EXAMPLES = [(f"{c.id}-bad", c.bad + "\n") for c in NFT_CHECKS] + [(f"{c.id}-good
 RULESETS = [(name, text) for name, text, _ids in CASES] + EXAMPLES
 
 
-@pytest.fixture(scope="module")
-def netns():
-    require_lab("nft namespace")
-    name = f"pv-nftlint-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+netns = netns_fixture("pv-nftlint", scope="module")
 
 
 def _load(ns: str, text: str) -> subprocess.CompletedProcess:
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"], check=True, capture_output=True)
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False)
+    assert nft(ns, "flush", "ruleset").returncode == 0
+    return nft(ns, "-f", "-", script=text, timeout=60)
 
 
 @pytest.mark.parametrize("name,text", RULESETS, ids=[r[0] for r in RULESETS])

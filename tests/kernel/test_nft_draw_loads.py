@@ -7,10 +7,6 @@ only through ``ip netns exec``. A fixed, derandomized number of draws, so CI is 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import uuid
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,26 +15,13 @@ from pktverify.parse.nft_json import parse_nft_json
 from pktverify.parse.nft_text import parse_nft_text
 from pktverify.testing.nft_draw import mixed_rulesets
 
-from .conftest import require_lab
+from .nft_netns import netns_fixture
+from .nft_netns import run_in as _run
 
 pytestmark = [pytest.mark.kernel, pytest.mark.property]
 
 
-@pytest.fixture(scope="module")
-def netns():
-    require_lab("nft namespace")
-    if shutil.which("iptables-restore") is None:
-        pytest.skip("iptables-restore is not installed")
-    name = f"pv-nftd-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
-
-
-def _run(ns: str, *cmd: str, text: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, *cmd], input=text, capture_output=True, text=True, timeout=60)
+netns = netns_fixture("pv-nftd", scope="module")     # the lab's rule: iptables-restore is there too
 
 
 def test_drawn_rulesets_load(netns):

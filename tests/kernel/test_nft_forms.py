@@ -11,7 +11,6 @@ host's ruleset is never touched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
@@ -23,6 +22,8 @@ from pktverify.parse.nft_json import parse_nft_json
 from pktverify.parse.nft_text import parse_nft_text
 
 from ..conftest import SHARED
+from .nft_netns import netns_fixture
+from .nft_netns import nft as _nft
 
 pytestmark = pytest.mark.kernel
 
@@ -219,25 +220,7 @@ delete table ip gone
 """
 
 
-@pytest.fixture(scope="module")
-def netns():
-    """A network namespace of this module's own (deleted afterwards)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    name = f"pv-nft-{os.getpid():x}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
-
-
-def _nft(ns: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", *args], input=script, capture_output=True, text=True,
-                          timeout=120)
+netns = netns_fixture("pv-nft", scope="module", lab=False)      # this module's own namespace
 
 
 def _load(ns: str, script: str) -> subprocess.CompletedProcess:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import collections
 import json
 import re
-import subprocess
-import uuid
 
 import pytest
 
 from pktverify.oracle.kernel_campaign import binomial_consistent
 
-from .conftest import require_lab
+from .nft_netns import netns_fixture, nft
 
 pytestmark = pytest.mark.kernel
 
@@ -231,21 +229,12 @@ def test_fib_daddr_type(lab, client, dst, kind, matched):
 
 
 # ------------------------------------------------------------------ what nft and the kernel refuse
-@pytest.fixture()
-def netns():
-    require_lab("nft namespace")
-    name = f"pv-nftf-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+netns = netns_fixture("pv-nftf")
 
 
 def _loads(ns: str, hook: str, priority: str) -> tuple[bool, str]:
     script = f"table ip t {{\nchain c {{ type nat hook {hook} priority {priority}; }}\n}}\ndelete table ip t\n"
-    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True,
-                         text=True, timeout=30)
+    res = nft(ns, "-f", "-", script=script, timeout=30)
     return res.returncode == 0, res.stderr
 
 
@@ -269,9 +258,8 @@ def _loads_rule(ns: str, kind: str, hook: str, stmt: str, *, via_jump: bool) -> 
     body = "jump d" if via_jump else stmt
     script = (f"table ip t {{\nchain d {{ {stmt if via_jump else 'counter'}; }}\n"
               f"chain c {{ type {kind} hook {hook} priority {prio}; {body}; }}\n}}\n")
-    subprocess.run(["ip", "netns", "exec", ns, "nft", "flush", "ruleset"], check=True, capture_output=True)
-    res = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script, capture_output=True, text=True,
-                         timeout=30)
+    assert nft(ns, "flush", "ruleset").returncode == 0
+    res = nft(ns, "-f", "-", script=script, timeout=30)
     return res.returncode == 0, res.stderr
 
 
