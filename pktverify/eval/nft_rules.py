@@ -22,7 +22,6 @@ from functools import lru_cache
 
 from ..model import nft as n
 from ..model.addresses import format_ip
-from ..model.packet import Packet
 from .fib import Fib
 from .nft_exprs import (
     ABSENT,
@@ -36,10 +35,10 @@ from .nft_exprs import (
     has_bucket,
 )
 from .nft_nat import compile_nat
-from .nft_sets import compile_lookup, deleted_tag, set_tag
+from .nft_sets import compile_lookup, deleted_tag
 from .state import CT_INVALID, CT_NEW, CT_UNTRACKED, WalkState, with_ctbits
 
-__all__ = ["compile_ops", "numgen_shares", "reject_with", "set_updates"]
+__all__ = ["compile_ops", "numgen_shares", "reject_with"]
 
 _ICMPX = {"port-unreachable": "icmp-port-unreachable", "admin-prohibited": "icmp-admin-prohibited",
           "no-route": "icmp-net-unreachable", "host-unreachable": "icmp-host-unreachable"}
@@ -293,25 +292,3 @@ def _zone_set(direction: str | None, value):
         v &= 0xFFFF
         return with_ctbits(st, CT_NEW | CT_TEMPLATE | dirs | v << ZONE_SHIFT), f"ct zone {v} (the connection's)"
     return zone_set
-
-
-def set_updates(ruleset: n.NftRuleset, step, pkt: Packet) -> list[tuple[str, object]]:
-    """What the nft rule of ``step`` (a trace step naming ``family table``, chain and position)
-    added to dynamic sets for ``pkt`` (the packet as it entered the node): ``(set tag, key)``
-    entries a later connection's lookups see (:func:`.nft_sets.set_tag`)."""
-    family, _, name = (step.table or "").partition(" ")
-    table = ruleset.table(family, name)
-    chain = table.chain(step.chain) if table is not None else None
-    if chain is None or not step.rule_index or not 0 < step.rule_index <= len(chain.rules):
-        return []
-    out = []
-    st = WalkState(pkt, "", "", 0, CT_NEW, 1.0, True, ())
-    for stmt in chain.rules[step.rule_index - 1].exprs:
-        if isinstance(stmt, n.SetUpdate) and stmt.op in ("add", "update"):
-            try:
-                key = compile_getter(stmt.key, None, {})(st)      # type: ignore[arg-type]
-            except (AttributeError, TypeError, KeyError):         # a key that needs the node's FIB or a map
-                continue
-            if key is not None and key is not ABSENT and not (type(key) is tuple and None in key):
-                out.append((set_tag(family, name, stmt.set), key))
-    return out

@@ -447,26 +447,6 @@ def test_steps_read_as_the_checks_read_iptables_steps():
     assert ending_step(t.outcomes[0]).action == "REJECT tcp-reset"
 
 
-def test_a_dynamic_set_update_is_seen_by_the_next_connection():
-    """kube-proxy's session affinity: ``update @aff { ip saddr }``; the next connection from that
-    client finds its address in the set (the cluster walk carries it as it carries -m recent)."""
-    from pktverify.eval.nft_rules import set_updates
-
-    rules = ("table ip t {\n set aff { type ipv4_addr; flags dynamic,timeout; timeout 3h; }\n"
-             " chain n { type nat hook prerouting priority dstnat;\n  ip saddr @aff dnat to 192.168.1.11\n"
-             "  update @aff { ip saddr } dnat to 192.168.1.10\n }\n}\n")
-    tr = tracer(rules)
-    first = tr.trace(pkt("10.0.0.2", "172.30.0.1"), in_iface="cni0").outcomes[0]
-    assert format_ip(first.packet.dst) == "192.168.1.10"
-    step = [s for s in first.steps if s.table == "ip t"][-1]
-    left = set_updates(tr.node.nft, step, pkt("10.0.0.2", "172.30.0.1"))
-    assert left == [("nft ip t @aff", parse_ip("10.0.0.2"))]
-    again = tr.trace(pkt("10.0.0.2", "172.30.0.1", sport=40001), in_iface="cni0", recent=frozenset(left))
-    assert format_ip(again.outcomes[0].packet.dst) == "192.168.1.11"
-    other = tr.trace(pkt("10.0.0.3", "172.30.0.1"), in_iface="cni0", recent=frozenset(left))
-    assert format_ip(other.outcomes[0].packet.dst) == "192.168.1.10"
-
-
 CT_STATUS_AFTER_DNAT = """table ip t0 {
  chain b0 { type filter hook postrouting priority filter + 5; policy accept; RULE }
 }
