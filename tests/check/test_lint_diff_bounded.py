@@ -142,7 +142,7 @@ def test_a_30000_deep_jump_chain_with_a_mark_at_the_bottom_is_walked_once():
             + "".join(f"-A C{i} -j C{i + 1}\n" for i in range(n - 1)) + f"-A C{n - 1} -j MARK --set-mark 1\n"
             + "-A PREROUTING -s 10.1.0.0/16 -j ACCEPT\nCOMMIT\n")
     table = parse_iptables_save(text, source="deep").tables["mangle"]
-    assert lint_reachability._changing_chains(table) == {f"C{i}" for i in range(n)} | {"PREROUTING"}
+    assert lint_reachability.changing_chains(table) == {f"C{i}" for i in range(n)} | {"PREROUTING"}
     findings, _work = _reach(text)          # the jump changes the packet: 10.1/16 after it is no shadow
     assert not [f for f in findings if f.id == "PV203"]
 

@@ -142,9 +142,6 @@ def changing_chains(table: m.Table) -> set[str]:
     return changing
 
 
-_changing_chains = changing_chains     # the name tests/check/test_lint_diff_bounded.py knows
-
-
 def dead_in_chain(units: list[Unit], universe: Universe, changers: set[str], work: ShadowWork,
                   fresh_copies: bool = False) -> list[Dead]:
     """The units of one chain (in order) no packet reaches with their match true: after a catch-all,
