@@ -6,7 +6,9 @@ node's nft base chains (families ip and inet) at theirs. ``accept`` ends one bas
 next one still runs; ``drop`` and ``reject`` are final. Base chains of equal priority run in
 reverse registration order: the dump's order reversed stands for it (a dump cannot always tell;
 the step says so), and an nft chain runs before an iptables table of equal priority (whose
-module was loaded first, at boot: an assumption, noted the same way).
+module was loaded first, at boot: an assumption, noted the same way), except the tables of
+iptables-nft the dump lists (``NftRuleset.iptables_nft``): they run at their place in it
+(kernel-checked: an ``ip nat`` re-created after kube-proxy's table translates before it does).
 
 NAT (nf_nat_core.c, nf_nat_register_fn): every nat chain of a hook, the iptables nat table's
 among them, runs inside the one NAT hook at its fixed place (-100 on prerouting and output,
@@ -69,6 +71,10 @@ class NftNode:
         """``ipt_tables``: the node's compiled iptables tables (an empty one shares no priority)."""
         self.tables = [NftTableEval(t, fib, ruleset.source) for t in ruleset.tables if t.family in ("ip", "inet")]
         self._ipt = ipt_tables
+        # iptables-nft table name -> how many nft tables the dump lists before it
+        order = ruleset.iptables_nft if len(self.tables) == len(ruleset.tables) else ()
+        self._ipt_at = {e.split()[1]: sum(not o.startswith("iptables ") for o in order[:i])
+                        for i, e in enumerate(order) if e.startswith("iptables ")}
         self.plan = {hook: self._plan(hook) for hook in IPT_STAGES}
         self.nat_active = self._nat_active()
 
@@ -94,7 +100,12 @@ class NftNode:
 
     def _plan(self, hook: str) -> tuple[Stage, ...]:
         entries, nat_members, index = [], [], 0
-        for table in self.tables:
+        placed: dict[str, float] = {}           # iptables-nft's tables at their place in the dump
+        for position, table in enumerate([*self.tables, None]):
+            placed.update((name, index + 0.5) for name, at in self._ipt_at.items()
+                          if at == position or (table is None and at > position))
+            if table is None:
+                break
             for chain in table.table.chains:
                 index += 1
                 if chain.hook != hook.lower() or chain.type not in ("filter", "nat", "route"):
@@ -106,12 +117,15 @@ class NftNode:
                     entries.append((key, Stage("nft", chain.priority, chain.name, table,
                                                reroute=hook == "OUTPUT" and chain.type == "route")))
         for name, prio in IPT_STAGES[hook]:
+            # Newest first at equal priority: a table the dump lists after nft tables runs before their chains;
+            # one not in the dump (iptables-legacy) is taken as registered first, at boot.
+            key = (prio, 0, -placed[name]) if name in placed else (prio, 1, 0)
             if name == "nat":
-                members = sorted(nat_members + [((prio, 1, 0), ("ipt", None, "nat"))], key=lambda e: e[0])
+                members = sorted(nat_members + [(key, ("ipt", None, "nat"))], key=lambda e: e[0])
                 entries.append(((prio, 1, 0), Stage("nat", prio, "nat", members=tuple(m for _k, m in members),
                                                     reroute=hook == "OUTPUT")))
             else:
-                entries.append(((prio, 1, 0), Stage("ipt", prio, name, reroute=hook == "OUTPUT" and name == "mangle")))
+                entries.append((key, Stage("ipt", prio, name, reroute=hook == "OUTPUT" and name == "mangle")))
         entries.sort(key=lambda e: e[0])
         stages = self._noted(hook, [s for _k, s in entries])
         # What cannot act is left out (an iptables table without rules; the NAT hook of a node
@@ -129,6 +143,7 @@ class NftNode:
     def _noted(self, hook: str, stages: list[Stage]) -> list[Stage]:
         """nft chains that share their priority with another stage: the step says the order is assumed."""
         out = []
+        where = "iptables-nft's tables at their place in it" if self._ipt_at else "nft before iptables"
         for s in stages:
             peers = [o for o in stages if o is not s and o.priority == s.priority and self._acts(hook, o)]
             if s.kind == "nft" and peers:
@@ -136,7 +151,7 @@ class NftNode:
                                   for o in peers)
                 s = s._replace(note=f"nft: {s.table.label}/{s.name} shares priority {s.priority} on {hook.lower()} "
                                     f"with {names}: taken to run in reverse registration order (the dump's order "
-                                    "reversed, nft before iptables; a dump cannot always tell)")
+                                    f"reversed, {where}; a dump cannot always tell)")
             out.append(s)
         return out
 

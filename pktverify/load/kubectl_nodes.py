@@ -287,8 +287,7 @@ def mixed_notes(mixed: list[NodeInput], with_rules: int) -> list[str]:
     return [f"node {n.name} is in the middle of a migration: kube-proxy's nftables table "
             f"({', '.join(e for e in n.dataplane.proxy_evidence if e.startswith('nft '))}) beside iptables mode's "
             f"rules ({', '.join(n.dataplane.leftovers)}): taken as nftables mode ({why}); both rule sets are "
-            "verified as the kernel runs them (kube-proxy's nft chains first at equal priority), and verify names "
-            "the leftover rules that still act" for n in mixed]
+            "verified as the kernel runs them, and verify names the leftover rules that still act" for n in mixed]
 
 
 def check_userspace_ports(cluster: ClusterSpec) -> None:

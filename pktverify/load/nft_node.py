@@ -120,11 +120,13 @@ def node_nft(ruleset: NftRuleset, *, iptables_given: bool,
     kept: list[NftTable] = []
     skipped: list[NftTable] = []
     from_iptables: list[str] = []
+    order: list[str] = []           # where the dump lists them among the tables kept
     for table in ruleset.tables:
         if table.family not in IPV4_FAMILIES:
             skipped.append(table)
         elif iptables_given and ((table.family, table.name) in managed or iptables_nft_table(table)):
             from_iptables.append(f"{table.family} {table.name}")
+            order.append(f"iptables {table.name}")
         elif (table.family, table.name) in managed or (ruleset.form == "text" and iptables_nft_table(table)):
             line = managed.get((table.family, table.name), table.line)
             raise InputError(ruleset.source, line, f"table {table.family} {table.name} was written by iptables-nft "
@@ -136,6 +138,7 @@ def node_nft(ruleset: NftRuleset, *, iptables_given: bool,
             if hit is not None:
                 raise _xt_refusal(ruleset, table, hit)
             kept.append(table)
+            order.append(f"{table.family} {table.name}")
     notes: list[str] = []
     if skipped:
         names = ", ".join(f"{t.family} {t.name}" for t in skipped[:4]) + (", ..." if len(skipped) > 4 else "")
@@ -146,7 +149,8 @@ def node_nft(ruleset: NftRuleset, *, iptables_given: bool,
     if from_iptables:
         notes.append(f"{ruleset.source}: table(s) {', '.join(from_iptables)} written by iptables-nft: read from "
                      "iptables-save, not from the nft dump")
-    return NftRuleset(ruleset.source, ruleset.form, tuple(kept)), tuple(notes)
+    at = tuple(order) if from_iptables else ()
+    return NftRuleset(ruleset.source, ruleset.form, tuple(kept), at), tuple(notes)
 
 
 _PASS_IPTABLES = ("pass the node's iptables-save too (trace --iptables FILE; iptables: in the cluster YAML; "

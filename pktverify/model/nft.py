@@ -383,10 +383,14 @@ class NftTable:
 
 @dataclass(frozen=True, slots=True)
 class NftRuleset:
-    """What one dump holds: ``form`` "json", "text" (``nft list ruleset``) or "script" (``nft -f``)."""
+    """What one dump holds: ``form`` "json", "text" (``nft list ruleset``) or "script" (``nft -f``).
+    ``iptables_nft``: where the dump lists the tables iptables-nft wrote that a node reads from its
+    iptables-save instead: ``tables``' ``family name`` in the dump's order with ``iptables NAME`` at their
+    places (empty when there are none), since the order decides equal priorities."""
     source: str = field(compare=False)
     form: str = field(compare=False)
     tables: tuple[NftTable, ...] = ()
+    iptables_nft: tuple[str, ...] = ()
 
     def table(self, family: str, name: str) -> NftTable | None:
         return next((t for t in self.tables if t.family == family and t.name == name), None)

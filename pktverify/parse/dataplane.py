@@ -21,10 +21,9 @@ Evidence, strongest first:
   in either mode deletes the other mode's rules when it starts (``platformCleanup``: iptables'
   ``CleanupLeftovers`` in nftables mode, nftables' in iptables mode), and only nftables mode writes the
   table, so the table is taken as the running kube-proxy's and the iptables rules as leftovers of its
-  old mode, which the kernel still runs (both are verified). The kernel runs nat chains of equal
-  priority newest first: iptables-nft's ``table ip nat`` listed after kube-proxy's table (re-created,
-  e.g. by an ``iptables-restore`` without ``--noflush``) runs before it, an order pktverify does not
-  model yet: refused (``Dataplane.order``).
+  old mode, which the kernel still runs (both are verified, in the kernel's order: chains of equal
+  priority newest first, so iptables-nft's ``table ip nat`` listed after kube-proxy's table, re-created
+  by an ``iptables-restore`` without ``--noflush``, translates before it).
 * overlays: interfaces ``flannel.*``, ``vxlan*`` (``vxlan.calico``), ``tunl0`` with an address,
   ``cilium_*``, ``wireguard.cali``, ``wg*``, ``genev_sys_*``; ``onlink`` routes via gateways that are
   no node's address; routes to another node's pod CIDR through such a device.
@@ -51,9 +50,6 @@ _NFT_TABLE = re.compile(r"^[ \t]*(?:(?:add|create)[ \t]+)?table[ \t]+(\w+)[ \t]+
 _NFT_JSON_TABLE = re.compile(r'"table"\s*:\s*\{([^{}]*)\}')
 _JSON_FAMILY = re.compile(r'"family"\s*:\s*"(\w+)"')
 _JSON_NAME = re.compile(r'"name"\s*:\s*"([^"]*)"')
-# Every table header of an nft dump in order (listing/script ``table ip nat``, JSON ``"table": {...}``).
-_ANY_TABLE = re.compile(r'^[ \t]*(?:(?:add|create)[ \t]+)?table[ \t]+(\w+)[ \t]+"?([\w.-]+)"?(?=[\s{;]|$)'
-                        r'|"table"\s*:\s*\{([^{}]*)\}', re.M)
 _OVERLAY_WORDS = ("onlink", "flannel", "vxlan", "cilium_", "tunl0", "wireguard", "wg", "genev", "weave", "ovn-k8s",
                   "antrea-tun")
 _OVERLAY_NAME = re.compile(r"^(flannel[.-]|vxlan|cilium_|wireguard\.cali$|wg|genev_sys_|geneve|weave$|"
@@ -67,14 +63,12 @@ class Dataplane:
     it (e.g. ``interface kube-ipvs0``); ``overlay``: what shows an overlay or eBPF dataplane;
     ``conflict``: two modes' rules on one node that pktverify does not verify together; ``leftovers``:
     what shows iptables mode's rules beside nftables mode's table (a node in the middle of a migration:
-    ``proxy_mode`` is "nftables", the rules are its old mode's leftovers); ``order``: why such a node's
-    hook order is not modelled (empty when it is)."""
+    ``proxy_mode`` is "nftables", the rules are its old mode's leftovers)."""
     proxy_mode: str | None = None
     proxy_evidence: tuple[str, ...] = ()
     overlay: tuple[str, ...] = ()
     conflict: str = ""
     leftovers: tuple[str, ...] = ()
-    order: str = ""
 
     @property
     def mixed(self) -> bool:
@@ -87,8 +81,6 @@ class Dataplane:
         if self.conflict:
             return f"has rules of two kube-proxy modes ({self.conflict}): a mode change left behind? pktverify " \
                    "verifies one mode per cluster"
-        if self.order:
-            return self.order
         if self.proxy_mode == "ipvs":
             return f"runs kube-proxy in IPVS mode ({', '.join(self.proxy_evidence)}): not modelled yet; pktverify " \
                    "models the userspace, iptables and nftables modes"
@@ -128,43 +120,16 @@ def detect_dataplane(*, iptables: str | None = None, interfaces: Mapping[str, In
     found = [(mode, evidence) for mode, evidence in (("ipvs", ipvs), ("userspace", userspace),
                                                      ("iptables", iptables_mode), ("nftables", nft_tables(nft or "")))
              if evidence]
-    conflict, leftovers, order = "", (), ""
+    conflict, leftovers = "", ()
     if [m for m, _ev in found] == ["iptables", "nftables"]:        # mid-migration: see the module's docstring
-        leftovers, order = tuple(found[0][1]), _nat_order(nft or "")
+        leftovers = tuple(found[0][1])
         found = [("nftables", found[1][1] + [f"beside iptables mode's rules ({', '.join(leftovers)}): leftovers "
                                              "of a migration"])]
     elif len(found) > 1 and found[0][0] != "ipvs":
         conflict = "; ".join(f"{mode}: {', '.join(ev)}" for mode, ev in found)
     mode, evidence = found[0] if found else (None, [])
     overlay = _overlay_interfaces(interfaces or {}) + _overlay_routes(routes or (), set(node_ips), list(pod_cidrs))
-    return Dataplane(mode, tuple(evidence), tuple(dict.fromkeys(overlay)), conflict, leftovers, order)
-
-
-def _nat_order(text: str) -> str:
-    """Why the kernel's order of a mixed node's chains is not modelled: iptables-nft's ``table ip nat``
-    (or ``ip filter``, whose chains share priority 0 with kube-proxy's filter chains) listed after
-    kube-proxy's table was created after it, and the kernel runs chains of equal priority newest first
-    (kernel-checked), so the leftovers run before kube-proxy's table; pktverify runs kube-proxy's table
-    first. Empty when the dump lists them first, or not at all (iptables-legacy: its tables were
-    registered before, when iptables mode ran)."""
-    order = []
-    for m in _ANY_TABLE.finditer(text):
-        if m.group(3) is not None:
-            family, name = _JSON_FAMILY.search(m.group(3)), _JSON_NAME.search(m.group(3))
-            if family and name:
-                order.append((family.group(1), name.group(1)))
-        else:
-            order.append((m.group(1), m.group(2)))
-    kube = [i for i, t in enumerate(order) if t in (("ip", "kube-proxy"), ("inet", "kube-proxy"))]
-    later = [name for name in ("nat", "filter") if kube and any(t == ("ip", name) and i > kube[0]
-                                                                 for i, t in enumerate(order))]
-    if later:
-        return (f"is in the middle of a migration (kube-proxy's nftables table beside iptables-mode rules), and its "
-                f"nft dump lists iptables-nft's table ip {later[0]} after kube-proxy's table (re-created after it, "
-                "e.g. by an iptables-restore without --noflush): the kernel runs chains of equal priority newest "
-                "first, so the iptables-mode leftovers run before kube-proxy's nftables rules: not modelled yet; "
-                "pktverify models a mid-migration node whose kube-proxy table came last")
-    return ""
+    return Dataplane(mode, tuple(evidence), tuple(dict.fromkeys(overlay)), conflict, leftovers)
 
 
 def nft_tables(text: str) -> list[str]:
