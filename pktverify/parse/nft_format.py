@@ -66,10 +66,10 @@ def _scalar(v: object, dtype: str | None) -> str:
         return f"0x{v:08x}"
     if dtype == "nf_proto":
         return {2: "ipv4", 10: "ipv6"}.get(v, str(v))
-    if dtype in FLAG_TYPES:                             # bits without a name as nft lists them: dnat,0x100
-        names = [name for name, bit in FLAG_TYPES[dtype].items() if v & bit]
-        rest = v & ~sum(FLAG_TYPES[dtype].values())
-        return ",".join(names + ([f"0x{rest:x}"] if rest else [])) or "0x0"
+    if dtype in FLAG_TYPES:                             # bit by bit, lowest first; no name: 0x100,dying
+        names = {bit: name for name, bit in FLAG_TYPES[dtype].items()}
+        bits = [1 << i for i in range(v.bit_length()) if v >> i & 1]
+        return ",".join(names.get(bit, f"0x{bit:x}") for bit in bits) or "0x0"
     return str(v)
 
 
@@ -145,12 +145,23 @@ def _bitwise(e: m.Bitwise) -> str:
 def _match(s: m.Match) -> str:
     dtypes = dtype_of(s.left)
     left = s.left
-    if isinstance(left, m.Bitwise) and dtypes[0] in FLAG_TYPES and not left.xor and s.op == "==":
-        if s.right == 0 and left.mask:                # nft 1.0 lists (x & FLAGS) == 0 as x ! FLAGS
-            return f"{_expr(left.expr)} ! {_scalar(left.mask, dtypes[0])}"
-        return f"{_expr(left.expr)} {_value(s.right, dtypes)} / {_scalar(left.mask, dtypes[0])}"
+    if isinstance(left, m.Bitwise) and dtypes[0] in FLAG_TYPES and not left.xor and left.mask \
+            and s.op in ("==", "!=") and type(s.right) is int:
+        return _flag_match(left, s.op, s.right, dtypes[0])
     op = "" if s.op in ("==", "in") and not isinstance(left, m.Bitwise) else f"{s.op} "
     return f"{_expr(left)} {op}{_value(s.right, dtypes)}"
+
+
+def _flag_match(left: m.Bitwise, op: str, value: int, dtype: str) -> str:
+    """``(x & MASK) OP VALUE`` on a flag field as nft 1.0.6 lists it (kernel-listed, tests/kernel/
+    test_nft_forms.py): none set ``x ! MASK``, any set ``x MASK``; one flag, all of it ``x & F == F``
+    (``!=`` alike); else ``x VALUE / MASK`` (``x != VALUE / MASK``)."""
+    x, mask = _expr(left.expr), _scalar(left.mask, dtype)
+    if value == 0:
+        return f"{x} ! {mask}" if op == "==" else f"{x} {mask}"
+    if value == left.mask and not value & (value - 1):
+        return f"{x} & {mask} {op} {mask}"
+    return f"{x} {'' if op == '==' else '!= '}{_scalar(value, dtype)} / {mask}"
 
 
 # ---------------------------------------------------------------- statements

@@ -108,6 +108,14 @@ table ip t1 {
 		ct status ! dnat accept
 		ct state ! established,related accept
 		ct status ! dnat,0x100 drop
+		ct status & dnat == dnat accept
+		ct status & 0x100 == 0x100 drop
+		ct status & 0x100 != 0x100 accept
+		ct status 0x100,dying / 0x100,dying drop
+		ct status != dnat / snat,dnat accept
+		ct status 0x4000 / 0x100,0x4000 drop
+		ct status 0x100,0x4000 accept
+		tcp flags syn / fin,syn,rst,ack drop
 		iifname "lo" accept
 		iif "lo" oif "lo" accept
 		meta skuid 1000 meta skgid 1000 accept
