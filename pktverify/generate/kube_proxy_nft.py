@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .kube_proxy_iptables import ServicePort
@@ -125,6 +125,19 @@ class _Tx:
         body = key + (f' comment "{comment}"' if comment is not None else "") + (f" : {value}" if value else "")
         self.elements.setdefault(container, {}).setdefault(key, body)
 
+    def merge(self, other: _Tx) -> None:
+        """Add ``other``'s objects, as if its calls had been made on this one."""
+        for name, spec in other.chains.items():
+            self.chains.setdefault(name, spec)
+        self.sets.update({k: v for k, v in other.sets.items() if k not in self.sets})
+        self.maps.update({k: v for k, v in other.maps.items() if k not in self.maps})
+        for chain, rules in other.rules.items():
+            self.rules.setdefault(chain, []).extend(rules)
+        for container, elements in other.elements.items():
+            mine = self.elements.setdefault(container, {})
+            for key, body in elements.items():
+                mine.setdefault(key, body)
+
     def text(self) -> str:
         head = f"{self.family} {TABLE}"
         out = [f'add table {head} {{ comment "rules for kube-proxy" ; }}']
@@ -188,8 +201,18 @@ def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | t
     _setup(tx, opts, f"{masquerade_mark:#x}", cidrs, _nodeport_ips(same, nodeport_addresses, version))
     for svc in services:
         if opts.of_family(svc.cluster_ip):
-            _service_port(tx, opts, svc)
+            tx.merge(_service_port_fragment(svc, opts if svc.lb_source_ranges else replace(opts, node_ip=None)))
     return tx.text()
+
+
+@lru_cache(maxsize=1 << 16)
+def _service_port_fragment(svc: ServicePort, opts: _Options) -> _Tx:
+    """What one service port adds to the transaction: the same on every node (kube-proxy's nodeIP
+    matters only to a LoadBalancer's source ranges, so the caller drops it for the others), so a
+    cluster's nodes make it once."""
+    tx = _Tx(opts.ip)
+    _service_port(tx, opts, svc)
+    return tx
 
 
 def _nodeport_ips(node_ips: list[str], nodeport_addresses: list[str] | tuple[str, ...] | None,

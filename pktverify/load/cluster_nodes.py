@@ -28,7 +28,8 @@ from ..parse.iptables_save import parse_iptables_save
 from ..parse.source import read_text
 from ..parse.sysctl import node_sysctls
 from .model_cache import ModelCache
-from .nft_node import load_node_nft
+from .nft_derive import NftScripts
+from .nft_node import load_node_nft, managed_tables, node_nft
 from .node import build_node
 
 __all__ = ["cluster_nodes", "DUMP_KINDS"]
@@ -58,6 +59,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
         with _blamed_on(cluster, cluster.node(names[0])):
             rulesets[text] = parse_iptables_save(text, source=f"<generated iptables of {label}>", parser=strict)
     out: dict[str, NodeState] = {}
+    scripts = NftScripts()          # generated nft scripts differ by a set element: read once, derived
     for node in cluster.nodes:
         gen = generated.get(node.name)
         given = {kind: _given(cluster, node, kind) for kind in DUMP_KINDS}
@@ -86,7 +88,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
                 text, source, offset = given["rules"]
                 with _shifted(source, offset):
                     policy = parse_ip_rules(text, source=source)[0]
-            nft, nft_notes = _nft(given, node, cache)
+            nft, nft_notes = _nft(given, node, cache, scripts if gen is not None else None)
             out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
                                         ipsets=sets, notes=notes + routes.notes + nft_notes, rules=policy, nft=nft)
             sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
@@ -95,14 +97,18 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     return out
 
 
-def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec,
-         cache: ModelCache | None = None) -> tuple[NftRuleset | None, tuple[str, ...]]:
+def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec, cache: ModelCache | None = None,
+         scripts: NftScripts | None = None) -> tuple[NftRuleset | None, tuple[str, ...]]:
     """The node's nftables tables (None: no nft dump) and the notes on what was left out; tables
     iptables-nft wrote are read from the node's own iptables-save when it gives one. An error in
-    inline JSON (a JSON path, no line) names the line its text starts on in the cluster file."""
+    inline JSON (a JSON path, no line) names the line its text starts on in the cluster file.
+    ``scripts``: for the ruleset pktverify generated, read it as derived from the one before."""
     if given["nft"] is None:
         return None, ()
     text, source, _offset = given["nft"]
+    if scripts is not None and source.startswith("<generated nft of "):
+        return node_nft(scripts.parse(text, source=source), iptables_given=given["iptables"] is not None,
+                        managed=managed_tables(text))
     try:
         return load_node_nft(text, source=source, iptables_given=given["iptables"] is not None, cache=cache)
     except InputError as exc:

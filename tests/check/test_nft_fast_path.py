@@ -125,3 +125,18 @@ def test_a_node_whose_nft_rules_differ_is_not_swapped():
     sym = NodeSymmetry(bent, states, AddressClasses(bent, states))
     assert not sym.usable and "rules differ" in sym.reason
     assert_fast_equals_exhaustive(bent, ClusterWalker(bent, states))
+
+
+def test_only_typed_positions_become_the_own_address_placeholder():
+    from pktverify.check.invariants.nft_symmetry import nft_key
+    from pktverify.load.nft_node import parse_nft
+
+    def ruleset(own: str, mark: str) -> object:
+        return parse_nft("add table ip t\nadd chain ip t c { type filter hook input priority 0; }\n"
+                         f"add rule ip t c ip daddr {own} meta mark {mark} accept\n", source="x")
+
+    a_ip, b_ip = 0xC0A8000A, 0xC0A8000B
+    # each node's rule names its own address: alike once it is the placeholder
+    assert nft_key(ruleset("192.168.0.10", "1"), a_ip) == nft_key(ruleset("192.168.0.11", "1"), b_ip)
+    # a mark that happens to equal each node's own address is a mark, not an address: never alike
+    assert nft_key(ruleset("10.0.0.1", hex(a_ip)), a_ip) != nft_key(ruleset("10.0.0.1", hex(b_ip)), b_ip)

@@ -55,9 +55,9 @@ from ...model import rules as m
 from ...model.addresses import format_ip, prefix_mask
 from ...model.cluster import ClusterSpec
 from ...model.node import NodeState
-from .nat_graph import Interval, NatGraph, Points, iptables_nat_graph, rule_tests
+from .nat_graph import Interval, NatGraph, Points, iptables_chain_tests, iptables_nat_graph, rule_tests
 from .nat_graph import interval as _interval
-from .nft_addresses import NftTableAddresses, read_nft_table
+from .nft_addresses import NftReader, NftTableAddresses
 
 __all__ = ["AddressClasses", "base_groups"]
 
@@ -91,6 +91,7 @@ class AddressClasses:
         scanned: set[int] = set()
         self._own = _one_user_addresses(cluster, nodes)
         self._nft: dict[int, NftTableAddresses] = {}
+        self._nft_reader = NftReader()
         for node in nodes.values():
             self._read_node(node, owners, node_owner, base, endpoints)
             base += self._read_nft(node)
@@ -100,17 +101,17 @@ class AddressClasses:
             base += self._read_rules(node)
         # One jump graph per distinct nat table (iptables' nat table, an nft table with nat base
         # chains): nodes that share a parsed rule set share it. Entries: (node, graph, table id).
-        graphs: dict[int, NatGraph] = {}
-        self._nat: list[tuple[str, NatGraph, int]] = []
-        for name, node in nodes.items():
+        graphs: dict[int, tuple[NatGraph, object]] = {}
+        self._nat: list[tuple[NatGraph, dict | object, int]] = []
+        for node in nodes.values():
             table = node.ruleset.tables["nat"]
             if id(table) not in graphs:
-                graphs[id(table)] = iptables_nat_graph(table)
-            self._nat.append((name, graphs[id(table)], id(table)))
+                graphs[id(table)] = iptables_nat_graph(table), iptables_chain_tests(table)
+            self._nat.append((*graphs[id(table)], id(table)))
             for nft_table in node.nft.tables if node.nft is not None else ():
-                graph = self._nft[id(nft_table)].graph
-                if graph is not None:
-                    self._nat.append((name, graph, id(nft_table)))
+                reading = self._nft[id(nft_table)]
+                if reading.graph is not None:
+                    self._nat.append((reading.graph, reading.tests, id(nft_table)))
         # Pods and nodes (and what they are NATed to) are the destinations of pod/node flows.
         self._reached, extra, naming = self._nat_tests(Points(endpoints))
         self._reached_keys = [frozenset(chains) for chains in self._reached]
@@ -124,7 +125,7 @@ class AddressClasses:
         for table in node.nft.tables if node.nft is not None else ():
             if id(table) in self._nft:
                 continue
-            reading = self._nft[id(table)] = read_nft_table(table)
+            reading = self._nft[id(table)] = self._nft_reader.read(table)
             if reading.unsound and not self.unsound_reason:
                 self.unsound_reason = f"node {node.name}: {reading.unsound}"
             out += reading.whole
@@ -182,14 +183,19 @@ class AddressClasses:
         endpoint chains). Returns ``ip -> atom key``."""
         extra: list[Interval] = []
         naming: list[Interval] = []
-        done: set[tuple[int, frozenset]] = set()
-        for i, (_name, graph, table_id) in enumerate(self._nat):
+        walked: dict[tuple[int, frozenset], set[str]] = {}
+        done: set[tuple] = set()
+        for i, (graph, tests, table_id) in enumerate(self._nat):
             key = (id(graph), self._reached_keys[i])
-            if key in done:                  # the same graph from the same start: the same chains
+            new = walked.get(key)
+            if new is None:                  # the same graph from the same start: the same chains
+                new = walked[key] = graph.walked(Points([]), start=self._reached[i], single=dst) - self._reached[i]
+            # what those chains name, and whose own address it may name without setting it apart
+            found_key = (self._own.get(table_id), tuple(id(_tests_of(tests, c)) for c in sorted(new)))
+            if found_key in done:
                 continue
-            done.add(key)
-            new = graph.walked(Points([]), start=self._reached[i], single=dst) - self._reached[i]
-            found = graph.tests_of(new)
+            done.add(found_key)
+            found = [iv for c in new for iv in _tests_of(tests, c)]
             extra += found
             naming += _not_own(found, self._own.get(table_id))
         return _DestinationAtoms(self._classify, _Classifier(extra), naming)
@@ -201,13 +207,16 @@ class AddressClasses:
         tests: list[Interval] = []
         naming: list[Interval] = []
         per_graph: dict[int, set[str]] = {}
-        for _name, graph, table_id in self._nat:
-            if id(graph) in per_graph:          # a shared table: the same chains, tests already taken
-                reached.append(per_graph[id(graph)])
-                continue
-            chains = per_graph[id(graph)] = graph.walked(dsts)
+        done: set[tuple[int, int]] = set()
+        for graph, chain_tests, table_id in self._nat:
+            if id(graph) not in per_graph:
+                per_graph[id(graph)] = graph.walked(dsts)
+            chains = per_graph[id(graph)]
             reached.append(chains)
-            found = graph.tests_of(chains)
+            if (id(graph), table_id) in done:   # a shared table: the same chains, tests already taken
+                continue
+            done.add((id(graph), table_id))
+            found = [iv for c in chains for iv in _tests_of(chain_tests, c)]
             tests += found
             naming += _not_own(found, self._own.get(table_id))
         return reached, tests, naming
@@ -222,6 +231,11 @@ class AddressClasses:
                 and target.addr_low != target.addr_high:
             self.unsound_reason = (f"{node}: NAT to an address range picks by a hash of the packet's addresses"
                                    f" ({rule.location()})")
+
+
+def _tests_of(tests, chain: str) -> list[Interval]:
+    """What ``chain`` names, from a per-chain dict (nft) or a function (iptables)."""
+    return tests(chain) if callable(tests) else tests[chain]
 
 
 def _one_user_addresses(cluster: ClusterSpec, nodes: dict[str, NodeState]) -> dict[int, int]:

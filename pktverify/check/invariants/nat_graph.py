@@ -16,7 +16,7 @@ from bisect import bisect_right
 
 from ...model import rules as m
 
-__all__ = ["Interval", "Points", "NatGraph", "iptables_nat_graph", "rule_tests", "rule_targets", "interval"]
+__all__ = ["Interval", "Points", "NatGraph", "iptables_nat_graph", "iptables_chain_tests", "rule_tests", "rule_targets", "interval"]
 
 Interval = tuple[int, int]
 
@@ -52,18 +52,15 @@ class Points:
 
 class NatGraph:
     """Nat chains: ``jumps`` chain -> [(destination interval or None, target)], ``exact`` chain ->
-    {destination address: [targets]}, ``tests``/``targets`` chain -> the intervals its rules name /
-    its NAT targets (a callable or a dict), walked from ``starts``."""
+    {destination address: [targets]}, ``targets`` chain -> its NAT targets (a callable or a dict),
+    walked from ``starts``. What the chains' rules name (their tests) is kept beside the graph: nodes
+    may share a graph whose chains name different addresses (kube-proxy's nftables mode names each
+    node's own address)."""
 
     def __init__(self, jumps: dict[str, list[tuple[Interval | None, str]]], exact: dict[str, dict[int, list[str]]],
-                 tests, targets, starts: set[str]) -> None:
+                 targets, starts: set[str]) -> None:
         self.jumps, self.exact, self.starts = jumps, exact, frozenset(starts)
-        self._tests = tests.__getitem__ if isinstance(tests, dict) else tests
         self._targets = targets.__getitem__ if isinstance(targets, dict) else targets
-
-    def tests_of(self, chains: set[str]) -> list[Interval]:
-        """What the rules of ``chains`` name: address tests and NAT targets."""
-        return [iv for name in chains for iv in self._tests(name)]
 
     def targets_of(self, chains: set[str]) -> list[Interval]:
         return [iv for name in chains for iv in self._targets(name)]
@@ -125,13 +122,17 @@ def iptables_nat_graph(table: m.Table) -> NatGraph:
         jumps[chain.name] = plain
         exact_of[chain.name] = exact
 
-    def tests(name: str) -> list[Interval]:
-        return [iv for rule in table.chains[name].rules for iv in rule_tests(rule) + rule_targets(rule)]
-
     def targets(name: str) -> list[Interval]:
         return [iv for rule in table.chains[name].rules for iv in rule_targets(rule)]
 
-    return NatGraph(jumps, exact_of, tests, targets, set(m.TABLE_CHAINS["nat"]) & set(table.chains))
+    return NatGraph(jumps, exact_of, targets, set(m.TABLE_CHAINS["nat"]) & set(table.chains))
+
+
+def iptables_chain_tests(table: m.Table):
+    """``name -> what the rules of chain name name`` (tests and NAT targets) for an iptables table."""
+    def tests(name: str) -> list[Interval]:
+        return [iv for rule in table.chains[name].rules for iv in rule_tests(rule) + rule_targets(rule)]
+    return tests
 
 
 def _dst_condition(rule: m.Rule) -> Interval | None:

@@ -31,7 +31,7 @@ from ...model import nft as n
 from ...model.addresses import prefix_mask
 from .nat_graph import Interval, NatGraph
 
-__all__ = ["NftTableAddresses", "read_nft_table"]
+__all__ = ["NftReader", "NftTableAddresses", "read_nft_table"]
 
 _ADDR_FIELDS = frozenset({"saddr", "daddr"})
 _CT_ADDR_KEYS = frozenset({"saddr", "daddr", "ip saddr", "ip daddr"})
@@ -42,9 +42,11 @@ _FREE_STATEMENTS = (n.Counter, n.Log, n.Limit, n.Quota, n.CtCount, n.Reject, n.Q
 @dataclass
 class NftTableAddresses:
     """One table's reading: ``whole`` the cuts of the chains every packet may walk; ``graph`` its nat
-    chains (None: no nat base chain); ``unsound`` why no interval can stand for what it tests."""
+    chains (None: no nat base chain) and ``tests`` what each chain names; ``unsound`` why no interval
+    can stand for what it tests."""
     whole: list[Interval] = field(default_factory=list)
     graph: NatGraph | None = None
+    tests: dict[str, list[Interval]] = field(default_factory=dict)
     unsound: str = ""
 
 
@@ -90,10 +92,10 @@ class _TableReader:
     """Reads one table (see module); ``positions`` caches, per key expression, which parts of a
     key are addresses and how each is read."""
 
-    def __init__(self, table: n.NftTable) -> None:
+    def __init__(self, table: n.NftTable, updated: frozenset[str]) -> None:
         self.table = table
         self.sets = {s.name: s for s in (*table.sets, *table.maps)}
-        self.updated = {s.set for c in table.chains for r in c.rules for s in r.exprs if type(s) is n.SetUpdate}
+        self.updated = updated
 
     # ---------------------------------------------------------- values
     def key_parts(self, key: object) -> list[tuple[int, bool]]:
@@ -275,44 +277,152 @@ def _is_prefix(mask: int) -> bool:
     return inv & (inv + 1) == 0
 
 
-def read_nft_table(table: n.NftTable) -> NftTableAddresses:
-    """The address classes' reading of ``table`` (see module)."""
-    reader = _TableReader(table)
-    out = NftTableAddresses()
-    chains = {c.name: c for c in table.chains}
-    readings: dict[str, list[_RuleReading]] = {}
-    try:
-        for chain in table.chains:
-            readings[chain.name] = [_RuleReading(reader, r) for r in chain.rules]
-    except _Unsound as exc:
-        out.unsound = f"table {table.family} {table.name}, chain {chain.name}: {exc}"
+class _ChainReading:
+    """One chain's reading: what its rules name (``tests``, NAT targets included) and its
+    structure (``jumps``, ``exact``, ``targets``), which nodes share when their chains and the maps
+    that make the structure are the same objects."""
+    __slots__ = ("tests", "jumps", "exact", "targets", "struct")
+
+    def __init__(self, rules: list[_RuleReading]) -> None:
+        self.tests = [iv for r in rules for iv in r.tests + r.targets]
+        self.jumps = [j for r in rules for j in r.jumps]
+        self.exact = [e for r in rules for e in r.exact]
+        self.targets = [iv for r in rules for iv in r.targets]
+        self.struct: object = self
+
+
+class NftReader:
+    """Reads nft tables for the address classes (:func:`read_nft_table`), chain by chain, memoized
+    by object: nodes whose rulesets were derived from one another (:mod:`...load.nft_derive`) share
+    their chains, and so their readings and nat graphs."""
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple, _ChainReading] = {}
+        self._structs: dict[tuple, _ChainReading] = {}
+        self._graphs: dict[tuple, NatGraph] = {}
+        self._refs: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._updated: dict[int, frozenset[str]] = {}
+        self._static: dict[int, tuple[dict[str, _ChainReading], list[n.NftChain]]] = {}
+        self._keep: list[object] = []       # what the memos' ids name stays alive
+
+    def _refs_of(self, chain: n.NftChain) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(every set the chain's rules name, the ones that make its structure: vmaps, NAT maps)."""
+        if id(chain) not in self._refs:
+            self._keep.append(chain)
+            every, struct = set(), set()
+            for rule in chain.rules:
+                for stmt in rule.exprs:
+                    for ref, structural in _set_refs(stmt):
+                        every.add(ref)
+                        if structural:
+                            struct.add(ref)
+            self._refs[id(chain)] = (tuple(sorted(every)), tuple(sorted(struct)))
+        return self._refs[id(chain)]
+
+    def _chain(self, reader: _TableReader, chain: n.NftChain) -> _ChainReading:
+        every, struct = self._refs_of(chain)
+        sets = reader.sets
+        key = (id(chain), tuple(id(sets.get(r)) for r in every), frozenset(reader.updated & set(every)))
+        reading = self._chains.get(key)
+        if reading is None:
+            self._keep += [sets.get(r) for r in every]
+            reading = self._chains[key] = _ChainReading([_RuleReading(reader, r) for r in chain.rules])
+            skey = (id(chain), tuple(id(sets.get(r)) for r in struct))
+            reading.struct = self._structs.setdefault(skey, reading)
+        return reading
+
+    def _readings(self, reader: _TableReader, chains: tuple[n.NftChain, ...]) -> dict[str, _ChainReading]:
+        """Every chain's reading: those that name no set read once per chains tuple (nodes share
+        it), the others per node's sets."""
+        static = self._static.get(id(chains))
+        if static is None:
+            fixed: dict[str, _ChainReading] = {}
+            varying: list[n.NftChain] = []
+            for chain in chains:
+                if self._refs_of(chain)[0]:
+                    varying.append(chain)
+                else:
+                    fixed[chain.name] = self._chain_or_raise(reader, chain)
+            static = self._static[id(chains)] = (fixed, varying)
+            self._keep.append(chains)
+        readings = dict(static[0])
+        for chain in static[1]:
+            readings[chain.name] = self._chain_or_raise(reader, chain)
+        return readings
+
+    def _chain_or_raise(self, reader: _TableReader, chain: n.NftChain) -> _ChainReading:
+        try:
+            return self._chain(reader, chain)
+        except _Unsound as exc:
+            raise _Unsound(f"chain {chain.name}: {exc}") from None
+
+    def read(self, table: n.NftTable) -> NftTableAddresses:
+        """The address classes' reading of ``table`` (see module)."""
+        if id(table.chains) not in self._updated:
+            self._keep.append(table.chains)
+            self._updated[id(table.chains)] = frozenset(
+                s.set for c in table.chains for r in c.rules for s in r.exprs if type(s) is n.SetUpdate)
+        reader = _TableReader(table, self._updated[id(table.chains)])
+        out = NftTableAddresses()
+        try:
+            readings = self._readings(reader, table.chains)
+        except _Unsound as exc:
+            out.unsound = f"table {table.family} {table.name}, {exc}"
+            return out
+        nat_starts = {c.name for c in table.chains if c.is_base and c.type == "nat"}
+        other_starts = {c.name for c in table.chains if c.is_base and c.type != "nat"}
+        for name in _closure(other_starts, readings):
+            out.whole += readings[name].tests
+        if nat_starts:
+            out.tests = {name: r.tests for name, r in readings.items()}
+            out.graph = self._graph(readings, nat_starts)
         return out
-    nat_starts = {c.name for c in table.chains if c.is_base and c.type == "nat"}
-    other_starts = {c.name for c in table.chains if c.is_base and c.type != "nat"}
-    for name in _closure(other_starts, readings):
-        for r in readings[name]:
-            out.whole += r.tests + r.targets
-    if nat_starts:
-        jumps = {name: [j for r in rs for j in r.jumps] for name, rs in readings.items()}
-        exact: dict[str, dict[int, list[str]]] = {}
-        for name, rs in readings.items():
-            for r in rs:
-                for ip, target in r.exact:
+
+    def _graph(self, readings: dict[str, _ChainReading], starts: set[str]) -> NatGraph:
+        key = (tuple((name, id(r.struct)) for name, r in readings.items()), frozenset(starts))
+        graph = self._graphs.get(key)
+        if graph is None:
+            self._keep += [r.struct for r in readings.values()]
+            structs = {name: r.struct for name, r in readings.items()}
+            exact: dict[str, dict[int, list[str]]] = {}
+            for name, s in structs.items():
+                for ip, target in s.exact:
                     exact.setdefault(name, {}).setdefault(ip, []).append(target)
-        tests = {name: [iv for r in rs for iv in r.tests + r.targets] for name, rs in readings.items()}
-        targets = {name: [iv for r in rs for iv in r.targets] for name, rs in readings.items()}
-        out.graph = NatGraph({k: v for k, v in jumps.items() if k in chains}, exact, tests, targets, nat_starts)
-    return out
+            graph = self._graphs[key] = NatGraph({name: s.jumps for name, s in structs.items()}, exact,
+                                                 {name: s.targets for name, s in structs.items()}, starts)
+        return graph
 
 
-def _closure(starts: set[str], readings: dict[str, list[_RuleReading]]) -> set[str]:
+def _set_refs(stmt: object):
+    """(set name, does it make structure) for each named set or map a statement uses."""
+    kind = type(stmt)
+    if kind is n.Match and type(stmt.right) is n.SetRef:
+        yield stmt.right.name, False
+    elif kind is n.Vmap and type(stmt.data) is n.SetRef:
+        yield stmt.data.name, True
+    elif kind is n.Nat:
+        for part in (stmt.addr, stmt.port):
+            if type(part) is n.MapLookup and type(part.data) is n.SetRef:
+                yield part.data.name, True
+    elif kind is n.Mangle and type(stmt.value) is n.MapLookup and type(stmt.value.data) is n.SetRef:
+        yield stmt.value.data.name, False
+
+
+def read_nft_table(table: n.NftTable) -> NftTableAddresses:
+    """The address classes' reading of ``table`` (see module); :class:`NftReader` for many."""
+    return NftReader().read(table)
+
+
+def _closure(starts: set[str], readings: dict[str, _ChainReading]) -> set[str]:
     """Chains reachable from ``starts`` by any jump (conditions ignored)."""
     seen = set(starts)
     todo = list(starts)
     while todo:
-        for r in readings.get(todo.pop(), ()):
-            for target in [t for _c, t in r.jumps] + [t for _ip, t in r.exact]:
-                if target not in seen and target in readings:
-                    seen.add(target)
-                    todo.append(target)
+        r = readings.get(todo.pop())
+        if r is None:
+            continue
+        for target in [t for _c, t in r.jumps] + [t for _ip, t in r.exact]:
+            if target not in seen and target in readings:
+                seen.add(target)
+                todo.append(target)
     return seen

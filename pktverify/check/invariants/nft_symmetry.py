@@ -107,18 +107,54 @@ def _set_key(s: n.NftSet, own: int) -> object:
     return s if all(a is b for a, b in zip(elements, s.elements)) else replace(s, elements=elements)
 
 
+class _Probe(int):
+    """Equals no address, but notes each one it is compared with: :func:`_typed_addresses` runs the
+    rewrite with it as the own address to learn which addresses sit in typed positions."""
+
+    seen: set[int]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is int:
+            self.seen.add(other)
+        return False
+
+    __hash__ = int.__hash__
+
+
+def _typed_addresses(obj: object) -> frozenset[int]:
+    """The addresses a chain or set holds in typed positions (those a rewrite could replace)."""
+    probe = _Probe(-1)
+    probe.seen = set()
+    if type(obj) is n.NftChain:
+        for rule in obj.rules:
+            _rule_key(rule, probe)
+    else:
+        _set_key(obj, probe)
+    return frozenset(probe.seen)
+
+
 class NftKeys:
     """:func:`nft_key` with its chain and set keys memoized by object (nodes share them)."""
 
     def __init__(self) -> None:
         self._memo: dict[tuple[int, int | None], object] = {}
+        self._named: dict[int, frozenset[int]] = {}
         self._keep: list[object] = []        # the memoized objects stay alive, so their ids stay theirs
 
     def _memoized(self, obj: object, own: int | None, make) -> object:
+        """``make(obj, own)``, or ``obj`` itself when it never names ``own`` (the usual case: read
+        once per object, whichever node asks)."""
+        if own is None:
+            return obj
+        named = self._named.get(id(obj))
+        if named is None:
+            self._keep.append(obj)
+            named = self._named[id(obj)] = _typed_addresses(obj)
+        if own not in named:
+            return obj
         key = (id(obj), own)
         if key not in self._memo:
-            self._keep.append(obj)
-            self._memo[key] = obj if own is None else make(obj, own)
+            self._memo[key] = make(obj, own)
         return self._memo[key]
 
     def chain(self, c: n.NftChain, own: int | None) -> object:
