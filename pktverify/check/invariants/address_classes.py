@@ -40,10 +40,17 @@ entered only by jumps whose rule requires a destination outside that set (the
 so the ``-s endpoint/32`` tests in the KUBE-SEP chains behind it need no cut
 for pod-to-pod flows. Reachability here ignores every other condition of a
 jump (it over-approximates the chains walked), so it can only add cuts, never
-miss one. Other tables are taken whole.
+miss one (:mod:`.nat_graph`). Other tables are taken whole.
+
+nftables rules are read the same way (:mod:`.nft_addresses`): what a
+statement compares an address with, in values, prefixes, sets and map keys,
+is a cut; the chains of nat base chains form the same destination-guarded
+graph (kube-proxy's nftables mode dispatches on ``ip daddr . meta l4proto .
+th dport vmap @service-ips``), the rest is taken whole.
 
 When a rule set uses something whose answer depends on the exact address
-beyond all that (NAT to an address range, ``-m recent``), :attr:`sound` is
+beyond all that (NAT to an address range, ``-m recent``, an nft set the
+packet path fills with addresses, a hash of addresses), :attr:`sound` is
 False and callers check every flow.
 """
 
