@@ -164,6 +164,11 @@ def _verify(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--only", action="append", metavar="NS/SVC",
                    help="narrow the report to this service's reachability (every client, door, endpoint and reply;"
                         " repeatable); for one flow, see trace --cluster")
+    v.add_argument("--compare-mode", action="store_true",
+                   help="instead of verifying: on each node, diff the rules kube-proxy has in the cluster's mode "
+                        "against those it writes in the other (iptables <-> nftables), every class of packets whose "
+                        "fate changes, the documented mode differences labelled deliberate (exit 0: none or only "
+                        "deliberate ones, 1: others, 2: not decided whole)")
     kubectl_options(v)
     dump_options(v)
 

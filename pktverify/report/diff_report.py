@@ -40,8 +40,13 @@ def diff_text(run: DiffRun) -> str:
         lines.append(f"{len(r.classes)} class(es) of packets treated differently ({r.cells:,} cells compared; "
                      f"{len({r.place(x) for x in r.changed_old})} rule(s) only in {run.old}, "
                      f"{len({r.place(x) for x in r.changed_new})} only in {run.new})")
+    if r.modes and r.classes:
+        m = len(r.classes) - len(r.unexplained)
+        lines.append(f"kube-proxy {r.modes}: {len(r.classes)} class(es) differ, {m} of them deliberate (nftables "
+                     f"mode by design), {len(r.unexplained)} not")
     for n, c in enumerate(r.classes, 1):
-        lines += ["", f"class {n}: {' | '.join(c.old)}  →  {' | '.join(c.new)}",
+        lines += ["", f"class {n}: {' | '.join(c.old)}  →  {' | '.join(c.new)}"
+                  + (f"  [deliberate: {c.deliberate}]" if c.deliberate else ""),
                   f"  packets: {'; '.join(c.describe_spans()) or 'every address and port'}; arriving on "
                   f"{', '.join(c.interfaces)} ({c.cells} cell(s))",
                   f"  example: {c.example.describe()} "
@@ -68,4 +73,14 @@ def diff_json(run: DiffRun) -> str:
                       "changed_rules": {"old": list(dict.fromkeys(r.place(x) for x in r.changed_old)),
                                         "new": list(dict.fromkeys(r.place(x) for x in r.changed_new))},
                       "invariants": [{"name": n, "before": list(b), "after": list(a)} for n, b, a in run.invariants],
-                      "notes": r.notes}) + "\n"
+                      "notes": r.notes, **_modes_json(run)}) + "\n"
+
+
+def _modes_json(run: DiffRun) -> dict:
+    """Between kube-proxy's two modes: ``modes``, how many classes are deliberate and how many not,
+    and ``all_deliberate`` (every difference documented: exit 0); nothing otherwise."""
+    r = run.result
+    if not r.modes:
+        return {}
+    return {"modes": r.modes, "deliberate_classes": len(r.classes) - len(r.unexplained),
+            "unexplained_classes": len(r.unexplained), "all_deliberate": run.all_deliberate}

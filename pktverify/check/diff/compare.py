@@ -142,13 +142,16 @@ def _only_here(mine: set, theirs: set, where: Callable[[str, int], str]) -> tupl
 
 
 def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = MAX_CELLS,
-                  max_work: int = MAX_WORK, views: tuple[SideView, SideView] | None = None) -> DiffResult:
+                  max_work: int = MAX_WORK, views: tuple[SideView, SideView] | None = None,
+                  label: Callable | None = None) -> DiffResult:
     """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
     node with two rule sets: same interfaces and routes; each side's ``ruleset`` and ``nft``).
     ``views``: each side's rules as boxes see them (default :func:`.nft_side.side_view` of each
     node: its iptables ruleset, with the view of its nft tables beside it). Past ``max_cells`` cells or
     ``max_work`` (see :mod:`.cells`) the rest is not compared: ``complete`` is then false and
-    ``not_compared`` says what was left, so a bound reached never reads as "same"."""
+    ``not_compared`` says what was left, so a bound reached never reads as "same". ``label``: per
+    differing cell, ``label(atoms, in_iface, old outcomes, new outcomes, old fate, new fate)`` says
+    which deliberate difference it is ("" none; :mod:`.deliberate`); classes are split by it."""
     sides = views or (side_view(old_node), side_view(new_node))
     views = (sides[0].ruleset, sides[1].ruleset)
     gone, added, policy, notes = _changes(old_node, new_node, sides)
@@ -175,7 +178,7 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     changed = ({(r.source, r.line) for r in gone}, {(r.source, r.line) for r in added})
     fib = sides[0].fib_saddr or sides[1].fib_saddr
     groups, cells, stopped = _compare_cells((old_node, new_node), views, fib, tracers, region, boxes, universe,
-                                            changed, max_cells, work)
+                                            changed, max_cells, work, label)
     result.cells = cells
     result.work = work.done
     if stopped is not None:
@@ -186,13 +189,13 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
         result.not_compared = (f"the rest of the packets reaching {shown} (stopped at the bound of {bound}; "
                                f"{stopped} of {len(region)} region box(es) compared whole)")
     where = nft_where((old_node, new_node))
-    for (fa, fb), (members, da, db) in groups.items():
+    for (fa, fb, why), (members, da, db) in groups.items():
         # The rules responsible: those that acted on one side and not the other.
         da, db = _only_here(da, db, where), _only_here(db, da, where)
         pkt, in_iface = _example(members, tracers[0], tracers[1], (fa, fb))
         spans = tuple(_hull([iv for mem in members for iv in mem[2][f]]) for f in range(5))
         result.classes.append(DiffClass(pkt, in_iface, fa, fb, da, db, len(members), spans,
-                                        tuple(sorted({mem[1] or "local" for mem in members}))))
+                                        tuple(sorted({mem[1] or "local" for mem in members})), why))
     return result
 
 
@@ -234,10 +237,10 @@ def _note_varying(result: DiffResult, views: tuple[m.Ruleset, m.Ruleset], nfts: 
 
 def _compare_cells(nodes: tuple[NodeState, NodeState], views: tuple[m.Ruleset, m.Ruleset], fib: bool,
                    tracers: tuple[NodeTracer, NodeTracer], region: list[tuple[Box, str]], boxes: list[Box],
-                   universe: Universe, changed: tuple[set, set], max_cells: int, work: Work
-                   ) -> tuple[dict[tuple, list], int, int | None]:
+                   universe: Universe, changed: tuple[set, set], max_cells: int, work: Work,
+                   label: Callable | None = None) -> tuple[dict[tuple, list], int, int | None]:
     """One packet per cell of ``region`` traced through both sides: the cells whose fates differ,
-    grouped by (old fate, new fate) as [cells, old deciders, new deciders]; the cells compared; the
+    grouped by (old fate, new fate, deliberate label) as [cells, old deciders, new deciders]; the cells compared; the
     region box a bound stopped in (None: every cell compared). ``fib``: an nft rule reads the route
     back to the source (its prefixes cut sources too)."""
     src_cuts, dst_cuts = node_boundaries(nodes[0], views, fib)
@@ -259,14 +262,14 @@ def _compare_cells(nodes: tuple[NodeState, NodeState], views: tuple[m.Ruleset, m
                         raise WorkBound
                     seen.add((atoms, in_iface))
                     cells += 1
-                    _compare_cell(atoms, in_iface, tracers, changed, groups)
+                    _compare_cell(atoms, in_iface, tracers, changed, groups, label)
         except WorkBound:
             return groups, cells, at
     return groups, cells, None
 
 
 def _compare_cell(atoms: tuple, in_iface: str | None, tracers: tuple[NodeTracer, NodeTracer],
-                  changed: tuple[set, set], groups: dict[tuple, list]) -> None:
+                  changed: tuple[set, set], groups: dict[tuple, list], label: Callable | None = None) -> None:
     """Trace the cell's own packet (the low end of each atom) on both sides; a change of fate joins
     its group with the rules that decided on each side."""
     src, dst, proto, sport, dport = (a[0][0] for a in atoms)
@@ -277,7 +280,8 @@ def _compare_cell(atoms: tuple, in_iface: str | None, tracers: tuple[NodeTracer,
     after = tracers[1].trace(pkt, in_iface=in_iface).outcomes
     fa, fb = _fate(pkt, before), _fate(pkt, after)
     if fa != fb:
-        entry = groups.setdefault((fa, fb), [[], set(), set()])
+        why = label(atoms, in_iface, before, after, fa, fb) if label is not None else None
+        entry = groups.setdefault((fa, fb, why), [[], set(), set()])
         entry[0].append((pkt, in_iface, atoms))
         entry[1].update(_deciders(before, changed[0]))
         entry[2].update(_deciders(after, changed[1]))

@@ -16,7 +16,9 @@ __all__ = ["DiffClass", "DiffResult"]
 class DiffClass:
     """Packets with one change of fate: ``example`` (the packet, its in-interface or None for a
     locally generated one), what OLD and NEW do with it, the rules that decided on each side, and
-    ``cells``: how many cells (see :mod:`.compare`) share exactly this change."""
+    ``cells``: how many cells (see :mod:`.compare`) share exactly this change; ``deliberate``: why
+    this change is one of kube-proxy's documented mode differences ("" it is not, None: the sides are
+    not kube-proxy's two modes)."""
     example: Packet
     in_iface: str | None
     old: tuple[str, ...]
@@ -26,6 +28,7 @@ class DiffClass:
     cells: int = 1
     spans: tuple = ()              # per field (src, dst, proto, sport, dport): the values its cells cover
     interfaces: tuple[str, ...] = ()
+    deliberate: str | None = None  # a documented kube-proxy mode difference (.deliberate); "" none; None not asked
 
     def describe_spans(self) -> list[str]:
         """``source 10.0.0.0-10.255.255.255, ...`` for each field the class does not cover whole."""
@@ -45,7 +48,8 @@ class DiffClass:
                 "new": list(self.new), "old_rules": list(self.old_rules), "new_rules": list(self.new_rules),
                 "cells": self.cells, "interfaces": list(self.interfaces),
                 "spans": {n: [list(r) for r in span] for n, span in
-                          zip(("src", "dst", "proto", "sport", "dport"), self.spans)}}
+                          zip(("src", "dst", "proto", "sport", "dport"), self.spans)},
+                **({"deliberate": self.deliberate or None} if self.deliberate is not None else {})}
 
 
 @dataclass
@@ -64,6 +68,12 @@ class DiffResult:
     not_compared: str = ""
     work: int = 0
     json_sources: frozenset = frozenset()     # nft JSON dumps: a rule's line is its index in ``nftables``
+    modes: str = ""      # "iptables → nftables" (or back) when the sides are kube-proxy's two modes: classes labelled
+
+    @property
+    def unexplained(self) -> list[DiffClass]:
+        """The classes that are not one of kube-proxy's documented mode differences."""
+        return [c for c in self.classes if not c.deliberate]
 
     def place(self, rule: m.Rule) -> str:
         """``FILE:LINE`` of a rule; ``FILE: nftables[i]`` for a rule of an nft JSON dump."""

@@ -25,6 +25,7 @@ from ...parse.source import read_text
 from ..headerspace import Universe
 from ..lint.nft_structure import looks_like_nft
 from .compare import MAX_CELLS, diff_rulesets
+from .deliberate import mode_facts
 from .nft_side import SideView, interface_names, side_view
 from .result import DiffResult
 
@@ -44,6 +45,13 @@ class DiffRun:
     @property
     def same(self) -> bool:
         return self.result.same and not self.invariants
+
+    @property
+    def all_deliberate(self) -> bool:
+        """Between kube-proxy's two modes, compared whole and exactly: every class found is a
+        documented mode difference, and no invariant changed (``diff`` exits 0)."""
+        r = self.result
+        return bool(r.modes) and r.complete and r.exact and not r.unexplained and not self.invariants
 
     @property
     def verdict(self) -> str:
@@ -126,7 +134,8 @@ def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, clust
     invariants compared), or a stand-in node."""
     views = None
     if cluster is not None:
-        old_node, new_node, name, invariants, notes = _cluster_sides(old, new, cluster, node, lenient, force_nft)
+        old_node, new_node, name, invariants, notes, primary = _cluster_sides(old, new, cluster, node, lenient,
+                                                                              force_nft)
     else:
         a, b = read_sides(old, new, force_nft=force_nft, iptables=iptables, nft_beside=nft_beside, lenient=lenient)
         if addrs is not None:
@@ -140,16 +149,20 @@ def run_diff(old: str | Path, new: str | Path, *, addrs=None, routes=None, clust
             dump = parse_routes(r_text, source="<stand-in routes>")
             base = build_node("node", parse_ip_addr(a_text, source="<stand-in addrs>"), dump.routes, a.ruleset)
         old_node, new_node = replace(base, ruleset=a.ruleset, nft=a.nft), replace(base, ruleset=b.ruleset, nft=b.nft)
-        name, invariants, notes = "node", [], list(dict.fromkeys(a.notes + b.notes))
-    result = diff_rulesets(old_node, new_node, max_cells=max_cells, views=views)
+        name, invariants, notes, primary = "node", [], list(dict.fromkeys(a.notes + b.notes)), None
+    facts = mode_facts(old_node, new_node, primary)
+    result = diff_rulesets(old_node, new_node, max_cells=max_cells, views=views,
+                           label=facts.label if facts is not None else None)
     result.notes[:0] = notes
+    if facts is not None:
+        result.modes = "iptables → nftables" if facts.nft_new else "nftables → iptables"
     return DiffRun(str(old), str(new), result, name, invariants)
 
 
 def _cluster_sides(old, new, cluster, node, lenient: bool, force_nft: bool):
     """Both sides as the cluster's node ``node`` with OLD, then NEW, as its iptables-save or nft
     ruleset (the node's other dumps kept: a mixed node's other half), each verified: the nodes as
-    verify read them, the node's name, the invariants that changed, and notes."""
+    verify read them, the node's name, the invariants that changed, notes, and the node's address."""
     from ...load.cluster import load_cluster
     from ..lint.cluster import proposed_cluster
     from ..verify_run import verify
@@ -170,4 +183,4 @@ def _cluster_sides(old, new, cluster, node, lenient: bool, force_nft: bool):
         kept = [f"{p}: the node's {'nft ruleset' if k == 'iptables' else 'iptables-save'} from the cluster kept "
                 "beside it" for p, k in zip((old, new), kinds)]
         notes.append(f"{kept[0]}; {kept[1]}")
-    return old_node, new_node, name, invariants, notes
+    return old_node, new_node, name, invariants, notes, spec.node(name).ip
