@@ -24,7 +24,7 @@ from .kube_proxy_iptables import ServicePort, kube_proxy_iptables_rules
 from .kube_proxy_nft import kube_proxy_nft_rules
 from .kube_proxy_userspace import PortalPort, kube_proxy_userspace_rules
 
-__all__ = ["GeneratedNode", "generate_node"]
+__all__ = ["GeneratedNode", "generate_node", "generate_nft"]
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,17 @@ class GeneratedNode:
     nft: str | None = None
 
 
-def generate_node(cluster: ClusterSpec, node: NodeSpec) -> GeneratedNode:
-    """The addresses, routes, iptables-save text and (nftables mode) nft ruleset ``node`` would have."""
-    nft = _nft(cluster, node) if cluster.proxy_mode == "nftables" else None
-    return GeneratedNode(_addrs(node), _routes(cluster, node), _iptables(cluster, node), nft)
+def generate_node(cluster: ClusterSpec, node: NodeSpec, *, nft: bool = True) -> GeneratedNode:
+    """The addresses, routes, iptables-save text and (nftables mode) nft ruleset ``node`` would have
+    (``nft=False``: without the ruleset, which a loader makes one node at a time with
+    :func:`generate_nft`: kube-proxy's ruleset of 10,000 services is 16 MB of text per node)."""
+    return GeneratedNode(_addrs(node), _routes(cluster, node), _iptables(cluster, node),
+                         generate_nft(cluster, node) if nft else None)
+
+
+def generate_nft(cluster: ClusterSpec, node: NodeSpec) -> str | None:
+    """kube-proxy's nftables-mode ruleset on ``node`` as ``nft -f`` text (None in the other modes)."""
+    return _nft(cluster, node) if cluster.proxy_mode == "nftables" else None
 
 
 def _addrs(node: NodeSpec) -> str:

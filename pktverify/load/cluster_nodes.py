@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from ..errors import InputError
-from ..generate.node_state import generate_node
+from ..generate.node_state import generate_nft, generate_node
 from ..model.cluster import DUMP_KINDS, ClusterSpec, NodeSpec
 from ..model.nft import NftRuleset
 from ..model.node import NodeState
@@ -43,7 +43,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     their source reads ``<generated iptables of node1, node2, ...>``.  ``cache``: the given
     dumps' parsed rule sets kept between runs (see :mod:`.model_cache`)."""
     made = _GENERATED + (("nft",) if cluster.proxy_mode == "nftables" else ())
-    generated = {node.name: generate_node(cluster, node) for node in cluster.nodes
+    generated = {node.name: generate_node(cluster, node, nft=False) for node in cluster.nodes
                  if not all(node.has_dump(kind) for kind in made)}
     # One parser for every node's dump, so that equal matches, targets and shape plans are shared
     # (a strict one for what pktverify generates itself, which must never need --lenient).
@@ -63,8 +63,9 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     for node in cluster.nodes:
         gen = generated.get(node.name)
         given = {kind: _given(cluster, node, kind) for kind in DUMP_KINDS}
-        if given["nft"] is None and gen is not None and gen.nft is not None:    # kube-proxy's nftables mode
-            given["nft"] = (gen.nft, f"<generated nft of {node.name}>", 0)
+        if given["nft"] is None and gen is not None and cluster.proxy_mode == "nftables":
+            # kube-proxy's nftables mode: made here, one node at a time (its text is dropped once read)
+            given["nft"] = (generate_nft(cluster, node), f"<generated nft of {node.name}>", 0)
         with _blamed_on(cluster, node, generated=gen is not None):
             if given["iptables"] is not None:
                 text, source, offset = given["iptables"]
