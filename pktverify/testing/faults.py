@@ -3,7 +3,9 @@
 :data:`FAULTS` names each fault with the invariants it must break; a planter takes a valid
 cluster (drawn without given dumps) and returns it as a :class:`FaultyCluster` with the fault
 recorded. Faults in a node's rules or routes are planted in that node's dumps, held inline, so
-:func:`pktverify.cluster_to_yaml` writes one self-contained file.
+:func:`pktverify.cluster_to_yaml` writes one self-contained file: kube-proxy's rule faults in its
+iptables-save in iptables mode and in its nft ruleset in nftables mode (the edits are
+:mod:`.faults_nft`'s), where two faults of nft's own are planted too (:data:`NEEDS_NFTABLES`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from ..check.invariants import INVARIANTS
 from ..generate.node_state import generate_node
 from ..model.addresses import format_ip, format_network
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from . import faults_nft
 
-__all__ = ["Fault", "FaultyCluster", "FAULTS", "NEEDS_IPTABLES", "NEEDS_TWO_NODES", "plant"]
+__all__ = ["Fault", "FaultyCluster", "FAULTS", "NEEDS_IPTABLES", "IN_NFT_TOO", "NEEDS_NFTABLES", "NEEDS_TWO_NODES",
+           "fault_modes", "plant"]
 
 # ------------------------------------------------------------------ faults
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ FAULTS: dict[str, tuple[frozenset[str], str]] = {
     "forward-drop": (frozenset({"no-nat"}), "a node's FORWARD chain drops traffic to one of its pods"),
     "stray-dnat": (frozenset({"no-nat"}), "a node DNATs traffic for one pod to another"),
     "hairpin-without-masquerade": (frozenset({"service-reachability"}),
-                                   "kube-proxy's hairpin KUBE-MARK-MASQ rules are missing on a node"),
+                                   "kube-proxy's hairpin KUBE-MARK-MASQ (nft: jump mark-for-masquerade) rules are "
+                                   "missing on a node"),
     "stale-endpoint": (frozenset({"service-reachability"}), "a service endpoint is an address no pod has"),
     "non-uniform-probabilities": (frozenset({"service-reachability"}),
                                   "a statistic rule of a service's endpoint choice has the wrong probability"),
@@ -56,7 +61,14 @@ FAULTS: dict[str, tuple[frozenset[str], str]] = {
                              "externalTrafficPolicy: Local; a pod calls another node's NodePort, whose endpoint "
                              "is on the pod's node: DNATed without masquerade, the reply takes a shortcut"),
     "session-affinity-lost": (frozenset({"service-reachability"}),
-                              "sessionAffinity: ClientIP, but a node's rules lost the -m recent --rcheck rules"),
+                              "sessionAffinity: ClientIP, but a node's rules lost the -m recent --rcheck rules "
+                              "(nft: ip saddr @affinity-... goto endpoint-...)"),
+    "stale-map-element": (frozenset({"service-reachability"}),
+                          "a node's service-ips map sends a live ClusterIP:port to a deleted service's chain, "
+                          "whose endpoint no pod has (nftables mode)"),
+    "numgen-skips-endpoint": (frozenset({"service-reachability"}),
+                              "a service's numgen random mod N has N below its endpoint count: an endpoint is never "
+                              "chosen (nftables mode)"),
 }
 
 
@@ -70,18 +82,28 @@ def _faulty(cluster: ClusterSpec, name: str, detail: str) -> FaultyCluster:
     values = {f.name: getattr(cluster, f.name) for f in fields(ClusterSpec)}
     return FaultyCluster(**values, fault=Fault(name, FAULTS[name][0], detail))
 
-# Faults planted in kube-proxy's iptables rules (the base cluster is drawn in iptables mode: they are
-# not realised in kube-proxy's nftables-mode table, so an nftables-mode cluster never gets them, except
-# those of IN_NFT_TOO, planted in the node's generated nft ruleset in nftables mode), and
-# faults between two nodes (the base cluster has at least two). The other faults are planted in the
-# description, the routes or rules of the node's own iptables-save, and so in any mode (in nftables
-# mode the node's iptables-save holds the planted rule beside kube-proxy's generated nft table).
-NEEDS_IPTABLES = frozenset({"hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
-                            "etp-local-pod-detour", "session-affinity-lost"})
-# Of those, the ones realised in kube-proxy's nftables-mode table too (drawn in either mode).
-IN_NFT_TOO = frozenset({"non-uniform-probabilities"})
+# The proxy modes a fault is drawn in (see fault_modes). Faults in kube-proxy's own rules (IN_NFT_TOO) are
+# planted in its iptables-save in iptables mode and in its nft ruleset (faults_nft) in nftables mode; the
+# userspace proxy writes neither, so they are never drawn in it. NEEDS_IPTABLES, the faults with no nft form
+# at all, is empty: each kube-proxy rule fault has one (etp-local-pod-detour changes no rule: it is kube-proxy's
+# own short-circuit of pod traffic, written in both modes). NEEDS_NFTABLES: faults of nft's maps and numgen,
+# which iptables mode has not. The other faults are planted in the description, the routes or rules of the
+# node's own iptables-save, and so in any mode (in nftables mode the node's iptables-save holds the planted
+# rule beside kube-proxy's generated nft table). NEEDS_TWO_NODES: faults between two nodes.
+IN_NFT_TOO = frozenset({"hairpin-without-masquerade", "non-uniform-probabilities", "empty-service-not-rejected",
+                        "etp-local-pod-detour", "session-affinity-lost"})
+NEEDS_IPTABLES: frozenset[str] = frozenset()
+NEEDS_NFTABLES = frozenset({"stale-map-element", "numgen-skips-endpoint"})
 NEEDS_TWO_NODES = frozenset({"overlapping-pod-cidrs", "docker-default", "missing-peer-route", "blackhole-route",
                              "pod-to-node-masquerade", "etp-local-pod-detour"})
+
+
+def fault_modes(name: str, modes: tuple[str, ...]) -> tuple[str, ...]:
+    """The proxy modes of ``modes`` fault ``name`` is drawn in; when none of them realises it, the
+    first mode that does (iptables mode for kube-proxy's rule faults, nftables mode for nft's own)."""
+    able = ("nftables",) if name in NEEDS_NFTABLES else ("iptables",) if name in NEEDS_IPTABLES else \
+        ("iptables", "nftables") if name in IN_NFT_TOO else modes
+    return tuple(m for m in modes if m in able) or able[:1]
 
 
 # ------------------------------------------------------------------ planting faults
@@ -109,6 +131,12 @@ def _plant_rule(cluster: ClusterSpec, node: NodeSpec, table: str, rule: str, *, 
 def _edit_iptables(cluster: ClusterSpec, node: NodeSpec, edit) -> ClusterSpec:
     text = node.dump_text("iptables") or generate_node(cluster, node).iptables
     return _with_inline(cluster, node, "iptables", edit(text))
+
+
+def _edit_nft(cluster: ClusterSpec, node: NodeSpec, edit) -> ClusterSpec:
+    """``cluster`` whose ``node`` has its (generated) nft ruleset edited by ``edit``, held inline."""
+    text = node.dump_text("nft") or generate_node(cluster, node).nft
+    return _with_inline(cluster, node, "nft", edit(text))
 
 
 def _with_inline(cluster: ClusterSpec, node: NodeSpec, kind: str, text: str) -> ClusterSpec:
@@ -248,6 +276,10 @@ def _plant_hairpin(draw, c: ClusterSpec) -> FaultyCluster:
         return "\n".join(line for line in text.split("\n") if not (
             f'"{svc.key}:"' in line and "-j KUBE-MARK-MASQ" in line and " -s " in line))
 
+    if c.proxy_mode == "nftables":
+        return _faulty(_edit_nft(c, node, lambda text: faults_nft.without_hairpin_masquerade(text, svc.key)),
+                       "hairpin-without-masquerade", f"{node.name}: no `ip saddr {format_ip(a.ip)} jump "
+                                                     f"mark-for-masquerade` in service {svc.key}'s endpoint chain")
     return _faulty(_edit_iptables(c, node, edit), "hairpin-without-masquerade",
                    f"{node.name}: no `-s {format_ip(a.ip)}/32 -j KUBE-MARK-MASQ` for service {svc.key}")
 
@@ -278,26 +310,11 @@ def _plant_skew(draw, c: ClusterSpec) -> FaultyCluster:
         return "\n".join(lines)
 
     if c.proxy_mode == "nftables":
-        return _faulty(_edit_nft(c, node, svc), "non-uniform-probabilities",
+        return _faulty(_edit_nft(c, node, lambda text: faults_nft.skew_numgen(text, svc.key)),
+                       "non-uniform-probabilities",
                        f"{node.name}: service {svc.key}'s numgen picks its first endpoint with probability 0.25, not 0.5")
     return _faulty(_edit_iptables(c, node, edit), "non-uniform-probabilities",
                    f"{node.name}: service {svc.key} picks its first endpoint with probability 0.25, not 0.5")
-
-
-def _edit_nft(c: ClusterSpec, node: NodeSpec, svc) -> ClusterSpec:
-    """``node``'s generated nft ruleset whose ``numgen random mod 2`` for ``svc`` is ``mod 4`` with
-    the second endpoint on three buckets (the first gets 1/4)."""
-    lines = generate_node(c, node).nft.split("\n")
-    for i, line in enumerate(lines):
-        if f"-{svc.namespace}/{svc.name}/" in line and " numgen random mod 2 vmap { 0 : " in line:
-            head, _sep, buckets = line.partition(" numgen random mod 2 vmap { ")
-            first, second = buckets.rstrip(" }").split(" , ")
-            target = second.split(" : ", 1)[1]
-            lines[i] = f"{head} numgen random mod 4 vmap {{ {first} , {second} , 2 : {target} , 3 : {target} }}"
-            break
-    else:
-        raise AssertionError(f"no numgen rule of {svc.key} in {node.name}'s generated nft ruleset")
-    return _with_inline(c, node, "nft", "\n".join(lines))
 
 
 def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
@@ -309,6 +326,12 @@ def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
     def edit(text: str) -> str:
         return "\n".join(line for line in text.split("\n") if not (f'"{svc.key}:' in line and "-j REJECT" in line))
 
+    if c.proxy_mode == "nftables":
+        cip = format_ip(svc.cluster_ip)
+        return _faulty(_edit_nft(c, node, lambda text: faults_nft.without_reject(text, svc.key, cip)),
+                       "empty-service-not-rejected",
+                       f"{node.name}: service {svc.key}, which has no endpoints, neither in no-endpoint-services "
+                       f"(reject) nor in cluster-ips, and no drop of unallocated ClusterIPs")
     return _faulty(_edit_iptables(c, node, edit), "empty-service-not-rejected",
                    f"{node.name}: no REJECT for service {svc.key}, which has no endpoints")
 
@@ -336,9 +359,13 @@ def _plant_etp_detour(draw, c: ClusterSpec) -> FaultyCluster:
     svc2 = replace(svc, type="NodePort", external_policy="Local",
                    ports=tuple(replace(p, node_port=number) for p in svc.ports))
     c = replace(c, services=c.services[:-1] + (svc2,))
+    # No rule is changed: kube-proxy itself sends pods' traffic for the NodePort to the service chain
+    # unmasqueraded (iptables: -s CLUSTER-CIDR -j KUBE-SVC-...; nftables: the rule quoted).
+    how = f", by `{faults_nft.short_circuit_rule(generate_node(c, other).nft, svc.key)}`" \
+        if c.proxy_mode == "nftables" else ""
     return _faulty(c, "etp-local-pod-detour",
                    f"pod {client.key} on {home.name} → {other.name}:{number} (externalTrafficPolicy: Local), endpoint "
-                   f"{server.key} on {home.name}")
+                   f"{server.key} on {home.name}{how}")
 
 
 def _plant_affinity_lost(draw, c: ClusterSpec) -> FaultyCluster:
@@ -350,8 +377,42 @@ def _plant_affinity_lost(draw, c: ClusterSpec) -> FaultyCluster:
     def edit(text: str) -> str:
         return "\n".join(line for line in text.split("\n") if "--rcheck" not in line)
 
+    if c.proxy_mode == "nftables":
+        return _faulty(_edit_nft(c, node, lambda text: faults_nft.without_affinity_checks(text, svc.key)),
+                       "session-affinity-lost", f"{node.name}: no `ip saddr @affinity-... goto endpoint-...` rules "
+                                                f"for service {svc.key} (sessionAffinity: ClientIP)")
     return _faulty(_edit_iptables(c, node, edit), "session-affinity-lost",
                    f"{node.name}: no `-m recent --rcheck` rules for service {svc.key} (sessionAffinity: ClientIP)")
+
+
+def _plant_stale_element(draw, c: ClusterSpec) -> FaultyCluster:
+    """A stale ``service-ips`` element: of the forms one can take, the one a live service meets.
+    A service was deleted and its ClusterIP given to a new one; the node's kube-proxy missed the
+    change, so its map still sends the ClusterIP:port to the deleted service's chain (kept with
+    its endpoint chain, from the old configuration), to an endpoint whose pod is gone. (A stale
+    element for an address no service has any more is met by no service's traffic; a NodePort
+    one is the same fault through service-nodeports.)"""
+    node = draw(st.sampled_from(c.nodes))
+    c, pods_ = _with_pods(c, node, draw(st.integers(1, 2)))
+    c, svc = _service_for(c, pods_, "svc-live")
+    gone = node.pod_cidr[0] + (~node.pod_cidr[1] & 0xFFFFFFFF) - 1        # no pod is drawn this high
+    old_svc = ServiceSpec("svc-deleted", "default", svc.cluster_ip, svc.ports, None, None, (gone,))
+    old = generate_node(replace(c, services=c.services[:-1] + (old_svc,)), node).nft
+    key = f"{format_ip(svc.cluster_ip)} . tcp . 80"
+    c = _edit_nft(c, node, lambda text: faults_nft.with_stale_element(text, old, svc.key, old_svc.key, key))
+    return _faulty(c, "stale-map-element", f"{node.name}: service-ips element {{ {key} }} of service {svc.key} "
+                                           f"goes to deleted service {old_svc.key}'s chain, endpoint {format_ip(gone)}")
+
+
+def _plant_numgen_skip(draw, c: ClusterSpec) -> FaultyCluster:
+    node = draw(st.sampled_from(c.nodes))
+    count = draw(st.integers(2, 3))
+    c, pods_ = _with_pods(c, node, count)
+    c, svc = _service_for(c, pods_, "svc-numgen")
+    modulus = draw(st.integers(1, count - 1))
+    c = _edit_nft(c, node, lambda text: faults_nft.skip_endpoint(text, svc.key, modulus))
+    return _faulty(c, "numgen-skips-endpoint", f"{node.name}: service {svc.key}'s `numgen random mod {modulus}` "
+                                               f"over its {count} endpoints")
 
 
 _PLANT = {
@@ -364,6 +425,7 @@ _PLANT = {
     "stale-endpoint": _plant_stale, "non-uniform-probabilities": _plant_skew,
     "empty-service-not-rejected": _plant_unrejected, "nodeport-collision": _plant_nodeport_collision,
     "etp-local-pod-detour": _plant_etp_detour, "session-affinity-lost": _plant_affinity_lost,
+    "stale-map-element": _plant_stale_element, "numgen-skips-endpoint": _plant_numgen_skip,
 }
 assert set(_PLANT) == set(FAULTS) and all(b <= set(INVARIANTS) for b, _ in FAULTS.values())
 

@@ -28,7 +28,7 @@ from ..generate.node_state import generate_node
 from ..model.cluster import ClusterSpec, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
 from ..model.packet import PROTO_NUMBERS, Packet
 from ..model.path import Endpoint
-from .faults import FAULTS, IN_NFT_TOO, NEEDS_IPTABLES, NEEDS_TWO_NODES, Fault, FaultyCluster, plant
+from .faults import FAULTS, NEEDS_TWO_NODES, Fault, FaultyCluster, fault_modes, plant
 from .iptables_draw import rule_sets as _drawn_rule_sets
 
 __all__ = ["clusters", "faulty_clusters", "node_networks", "pods", "services", "rule_sets", "packets", "flows",
@@ -253,11 +253,9 @@ def clusters(*, min_nodes: int = 1, max_nodes: int = 4, min_pods_per_node: int =
 @st.composite
 def _faulty_clusters(draw, names: tuple[str, ...], max_nodes: int, max_pods: int, max_services: int, modes):
     name = draw(st.sampled_from(names))
-    needs_iptables = name in NEEDS_IPTABLES
     min_nodes = 2 if name in NEEDS_TWO_NODES else 1
     # No given dumps in the base: planting changes the topology, and dumps of the old one would be stale.
-    if needs_iptables:
-        modes = tuple(m for m in modes if m == "iptables" or (m == "nftables" and name in IN_NFT_TOO)) or ("iptables",)
+    modes = fault_modes(name, modes)
     base = draw(_clusters(min_nodes, max(min_nodes, max_nodes), 0, max_pods, 0, max_services, modes, False, False))
     return plant(draw, name, base)
 
