@@ -16,6 +16,7 @@ DNAT'd packet leaves; a per-node diff is the only sound answer there, each withi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..errors import InvalidArgument
@@ -77,9 +78,11 @@ class ModeComparison:
         return self.complete and not any(n.unexplained for n in self.nodes)
 
 
-def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int = MAX_CELLS) -> ModeComparison:
+def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int = MAX_CELLS,
+                  nodes: Iterable[str] | None = None) -> ModeComparison:
     """Diff each node's rules in the cluster's kube-proxy mode against those of the other mode
-    (iptables <-> nftables), labelling the documented differences; see the module docstring."""
+    (iptables <-> nftables), labelling the documented differences; see the module docstring.
+    ``nodes``: only these nodes (default: every node); ``max_cells``: the bound of each node's diff."""
     if cluster.proxy_mode not in ("iptables", "nftables"):
         raise InvalidArgument(f"--compare-mode compares kube-proxy's iptables and nftables modes; this cluster "
                               f"runs kube-proxy in {cluster.proxy_mode} mode")
@@ -88,7 +91,10 @@ def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int
     states = cluster_nodes(cluster, lenient=lenient)
     out = ModeComparison(cluster.proxy_mode, other, [])
     done: dict[tuple, str] = {}
+    wanted = set(nodes) if nodes is not None else None
     for spec in cluster.nodes:
+        if wanted is not None and spec.name not in wanted:
+            continue
         own = states[spec.name]
         switched = _other_mode(own, other_cluster, spec)
         key = (tuple(sorted(own.interfaces.items())), own.routes, own.local_routes, own.route_localnet, _fingerprint(own),
