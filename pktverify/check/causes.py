@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .invariants import InvariantResult, Violation, flow_key, violating_flows
+from .leftovers import leftover_dnat
 
 __all__ = ["Group", "group_violations", "Cause", "cause_of", "explain", "ending_step", "flow_key", "violating_flows",
            "REWRITES"]
@@ -202,6 +203,10 @@ def _ended(end) -> Cause:
         reason = reason[len(node):].lstrip(": ")
     reason = re.sub(r"^(drop|reject) on [^:]+: ", "", reason)
     if end.kind == "blackhole":
+        s = leftover_dnat(end)           # a node mid-migration: its old mode's stale DNAT
+        if s is not None:
+            return Cause(f"leftover {s.table}/{s.chain} #{s.rule_index} DNAT of kube-proxy's iptables mode: {reason}",
+                         _where(s), "rewrite", node)
         # No pod has the address behind the bridge the packet was sent to: that fact, located at
         # the route that sent it there when one did (a bridged packet passes no route).
         route = _last_route(end)

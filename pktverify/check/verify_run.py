@@ -133,6 +133,8 @@ def _run(cluster: ClusterSpec, names: tuple[str, ...], only_services: tuple[str,
     finally:
         if runner is not None:
             runner.close()              # the client pktverify opened (not one the caller gave)
+    from .leftovers import add_leftover_warnings
+    add_leftover_warnings(cluster, walker, results)     # nodes in the middle of a migration: what still acts
     return results, walker
 
 
