@@ -3,7 +3,10 @@ iptables-nft's ``table ip nat``) beside kube-proxy's nftables table, whose nat c
 priority dstnat. The kernel runs nat chains of equal priority newest first and stops at the first that
 translates, so which rule set DNATs a new connection depends on which table was made last; the nft dump
 lists tables in the order they were made. Each probe goes through the kernel lab in both orders, and
-``pktverify trace`` on the lab's own dumps must give the kernel's translation."""
+``pktverify trace`` on the lab's own dumps must give the kernel's translation. Then a whole cluster
+(tests/check/test_mixed_migration.py's: node1 keeps a stale KUBE-SEP DNAT to a pod that is gone) is
+built in the cluster lab, which loads the leftovers before kube-proxy's table: every flow verify
+checks is sent for real, and the kernel's outcome must be among verify's, flow by flow."""
 
 from __future__ import annotations
 
@@ -13,8 +16,14 @@ from pathlib import Path
 
 import pytest
 
+import pktverify
 from pktverify.cli import main
+from pktverify.oracle.cluster_selftest import run_cluster
 from pktverify.oracle.nft_campaign import NftProbe, _disagreement, predict_nft, trace_argv, write_dumps
+
+from ..check.test_mixed_migration import _mixed_folder
+from ..parse.test_input_parity import _yaml
+from .conftest import require_lab
 
 pytestmark = pytest.mark.kernel
 
@@ -83,3 +92,16 @@ def test_mixed_node_nat_order_agrees_with_kernel(lab, client, dst, first, after,
     obs = lab.probe(None, client=client, proto="tcp", sport=41000, dst=dst, dport=80, reload=False)
     assert obs.post_nat is not None and obs.post_nat[2:] == ((after if remade else first), 80), obs
     assert _disagreement(obs, prediction) == "", _disagreement(obs, prediction)
+
+
+def test_mixed_cluster_agrees_with_the_cluster_lab_flow_by_flow(tmp_path):
+    require_lab("cluster lab")
+    now, _leftovers = _mixed_folder(tmp_path, stale=True, nat_after=False)
+    cluster = pktverify.load_cluster(_yaml(now, tmp_path))
+    report = pktverify.verify(cluster)
+    assert report.holds, [v.message for v in report.violations]      # kube-proxy's table translates first
+    assert any("no leftover rule acts" in text for _nodes, text in report.node_warnings)
+    run = run_cluster(cluster, name="mixed", minimum=3)
+    assert not run.skipped and not run.lab_errors, run.lab_errors
+    assert run.verdicts and run.agreed == len(run.verdicts), \
+        "\n".join(f"{v.expectation.label}: {v.problems}" for v in run.disagreements)
