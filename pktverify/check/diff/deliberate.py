@@ -53,8 +53,10 @@ class ModeFacts:
     """What the nftables side's ``table ip kube-proxy`` serves, read from its sets and maps:
     ``nft_new`` (the nftables side is NEW), the NodePort (proto, port) keys, the addresses that
     take NodePorts, the node's local addresses and primary address (never labelled), the service
-    CIDRs it drops, the ClusterIPs with the (proto, port) keys each serves, and every address any
-    of its maps serves (ranges) -- never part of the unallocated region."""
+    CIDRs it drops, the ClusterIPs with the (proto, port) keys each serves, every address any of
+    its maps serves (ranges) -- never part of the unallocated region --, and the nftables-mode
+    node's route_localnet (with it, a loopback destination arriving from outside is no martian).
+    Without a known primary address no NodePort outside loopback is labelled."""
     nft_new: bool
     nodeport_keys: frozenset
     nodeport_ips: frozenset
@@ -63,6 +65,7 @@ class ModeFacts:
     service_cidrs: tuple
     cluster_ips: dict
     served: tuple
+    localnet: bool = False
 
     def label(self, atoms: tuple, in_iface: str | None, before: tuple[Outcome, ...], after: tuple[Outcome, ...],
               fate_old: tuple, fate_new: tuple) -> str:
@@ -73,8 +76,9 @@ class ModeFacts:
         single = len(protos) == 1 and protos[0][0] == protos[0][1]
         if single and self._nodeport(dst, protos[0][0], dports) and not dnat_n and (dnat_i or fi in (("drop",), ("reject",))):
             if _inside(dst, [_LOOPBACK]):
-                return LOCALHOST_NODEPORT if fn == ("local",) or (fn == ("drop",) and in_iface) else ""
-            return NODEPORT_ADDRESSES if fn == ("local",) else ""
+                martian = fn == ("drop",) and in_iface is not None and not self.localnet
+                return LOCALHOST_NODEPORT if fn == ("local",) or martian else ""
+            return NODEPORT_ADDRESSES if fn == ("local",) and self.primary is not None else ""
         if dnat_i:
             return ""
         if fn == ("drop",) and _inside(dst, self.service_cidrs) and not _overlaps(dst, self.served):
@@ -129,7 +133,8 @@ def mode_facts(old: NodeState, new: NodeState, primary: int | None = None) -> Mo
     return ModeFacts(modes[1] == "nftables", nodeports, frozenset(k for k in keys["nodeport-ips"] if isinstance(k, int)),
                      frozenset(nft_node.local_addresses()), primary if primary is not None else _primary(nft_node),
                      _service_cidrs(table), cluster, tuple(s for s in served if s is not None) + tuple(
-                         (lo, hi) for k in keys["nodeport-ips"] for lo, hi in [_span(k) or (0, 0xFFFFFFFF)]))
+                         (lo, hi) for k in keys["nodeport-ips"] for lo, hi in [_span(k) or (0, 0xFFFFFFFF)]),
+                     nft_node.route_localnet)
 
 
 def _primary(node: NodeState) -> int | None:
