@@ -60,12 +60,14 @@ def side_view(node: NodeState) -> SideView:
 
 def structure(nft: n.NftRuleset | None) -> tuple:
     """The base chains in dump order (table, name, type, hook, priority, policy), flowtables and
-    named objects: what decides which chains run and in which order, apart from their rules."""
+    named objects, and the place of iptables-nft's tables among them (``NftRuleset.iptables_nft``):
+    what decides which chains run and in which order, apart from their rules."""
     if nft is None:
         return ()
     return tuple((t.family, t.name, c.name, c.type, c.hook, c.priority, c.policy or "accept")
                  for t in nft.tables for c in t.chains if c.is_base) + \
-        tuple((t.family, t.name, t.flowtables, t.objects) for t in nft.tables if t.flowtables or t.objects)
+        tuple((t.family, t.name, t.flowtables, t.objects) for t in nft.tables if t.flowtables or t.objects) + \
+        nft.iptables_nft            # where iptables-nft's tables stand among them: their order on a hook
 
 
 _LEAVES = (int, str, float, type(None))
