@@ -39,13 +39,12 @@ _SHOWN = 6
 
 
 def mixed_node(state: NodeState) -> bool:
-    """Whether ``state`` holds kube-proxy's nftables table beside iptables mode's rules (nat KUBE-SERVICES
-    with a rule: what :func:`..parse.dataplane.detect_dataplane` calls leftovers)."""
+    """Whether ``state`` holds kube-proxy's nftables table beside iptables mode's rules (a nat KUBE-SERVICES
+    chain: what :func:`..parse.dataplane.detect_dataplane` calls leftovers)."""
     if state.nft is None or not any(t.name == "kube-proxy" and t.family in ("ip", "inet") for t in state.nft.tables):
         return False
     nat = state.ruleset.tables.get("nat")
-    chain = nat.chains.get("KUBE-SERVICES") if nat is not None else None
-    return chain is not None and bool(chain.rules)
+    return nat is not None and "KUBE-SERVICES" in nat.chains
 
 
 def _acting(step: Step, source: str) -> bool:

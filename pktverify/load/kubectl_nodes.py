@@ -6,7 +6,9 @@ its pod CIDR; what the node runs is in its dumps, ``DUMPS/<node>/`` in the layou
 no node and which nodes have no dumps: a missing dump is generated, i.e. assumed healthy), makes
 every dump path absolute (workers elsewhere read them too), takes a node's pod CIDR from its dumps
 or ``--pod-cidr NODE=CIDR`` when ``spec.podCIDR`` is empty (Calico and Cilium IPAM), and decides the
-kube-proxy mode by what the dumps show, refusing in one line what pktverify does not model.
+kube-proxy mode by what the dumps show, refusing in one line what pktverify does not model. A node in
+the middle of a migration (kube-proxy's nftables table beside iptables mode's rules) runs nftables
+mode, and a note says so and why (:func:`mixed_notes`).
 """
 
 from __future__ import annotations
@@ -230,9 +232,10 @@ def node_specs(nodes: list[NodeInput], notes: list[str], *, source: str = "",
 
 def proxy_mode(nodes: list[NodeInput], source: str, *, has_services: bool, notes: list[str]) -> str:
     """kube-proxy's mode as the nodes' iptables dumps (and nft dumps: ``table ip kube-proxy`` is
-    nftables mode) show it ("iptables" when no node has one: the generated dumps are). Refuses, in
-    one line, a node that runs what is not modelled, nodes that disagree, and iptables dumps
-    without any kube-proxy rule where no nft dump shows nftables mode."""
+    nftables mode) show it ("iptables" when no node has one: the generated dumps are); a node with
+    both runs nftables mode, its iptables rules the leftovers of a migration. Refuses, in one line, a
+    node that runs what is not modelled, nodes that disagree, and iptables dumps without any
+    kube-proxy rule where no nft dump shows nftables mode."""
     for node in nodes:
         why = node.dataplane.unmodelled()
         if why:
