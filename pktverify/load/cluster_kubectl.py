@@ -7,7 +7,8 @@ folders, finds a missing pod CIDR and decides kube-proxy's mode from what the du
 host-network, not Succeeded or Failed: those released their IPs) come from ``Pod`` objects
 (ready = the Ready condition); services from ``Service`` objects (headless ones have no
 ClusterIP and are skipped); endpoints from ``EndpointSlice`` objects when a service has them
-(ready endpoints, pods by ``targetRef``, others by address), else from the selector. kubectl's
+(ready endpoints, pods by ``targetRef``, others by address), else from the selector; namespaces and
+network policies from ``Namespace`` and ``NetworkPolicy`` objects (:mod:`.kubectl_policies`). kubectl's
 output does not say the cluster and service CIDRs, so they are given on the command line.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from ..model.addresses import AddressError, format_network, parse_ip, parse_netw
 from ..model.cluster import SERVICE_TYPES, ClusterSpec, PodSpec, ServicePortSpec, ServiceSpec
 from ..parse.dataplane import detect_dataplane
 from ..parse.json_input import JsonNode, load_json
-from ..parse.k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name, label_key, label_value
+from ..parse.k8s_names import KINDS, dns1123_label, dns1123_subdomain, iana_svc_name
 from ..parse.k8s_values import (
     AFFINITY_TYPES,
     DEFAULT_AFFINITY_TIMEOUT,
@@ -31,6 +32,7 @@ from ..parse.k8s_values import (
     is_ip_sloppy,
     note_shared_addresses,
 )
+from ..parse.network_policy import POLICIES_NOTE
 from ..parse.source import read_text
 from .kubectl_nodes import (
     NodeInput,
@@ -44,6 +46,8 @@ from .kubectl_nodes import (
     proxy_mode,
     read_dumps,
 )
+from .kubectl_policies import container_ports, kubectl_namespaces, kubectl_policies
+from .kubectl_policies import object_labels as _labels
 
 __all__ = ["load_kubectl_cluster", "looks_like_kubectl"]
 
@@ -100,11 +104,17 @@ def load_kubectl_cluster(path: str | Path, *, dumps: str | Path | None = None, c
     mode = proxy_mode(inputs, str(path), has_services=bool(services), notes=notes)
     specs = node_specs(inputs, notes, source=str(path), with_pods={p.node for p, _item in pods})
     notes = list(dict.fromkeys(notes))
-    for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", ""}):
+    policies = kubectl_policies(by_kind.get("NetworkPolicy", []))
+    if policies:
+        notes.append(POLICIES_NOTE.format(len(policies)))
+    for kind in sorted(set(by_kind) - {"Node", "Pod", "Service", "EndpointSlice", "Endpoints", "Namespace",
+                                       "NetworkPolicy", ""}):
         notes.append(f"{len(by_kind[kind])} {one_line(kind[:60])} object(s) not modelled (NetworkPolicy, Ingress, "
                      "... are not checked)")      # the kind is the input's: escaped to one line
     cluster = ClusterSpec(str(path), cidr, svc_cidr, mode, "direct", specs, tuple(p for p, _ in pods),
-                          tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))})
+                          tuple(s for s, _ in services), {"notes": notes, "warnings": list(dict.fromkeys(warnings))},
+                          namespaces=kubectl_namespaces(by_kind.get("Namespace", [])),
+                          network_policies=policies)
     check_userspace_ports(cluster)
     return cluster
 
@@ -244,30 +254,9 @@ def _pod(item: JsonNode, node_ips: set[int], node_names: set[str], notes: list[s
         raise spec.child("nodeName").error(
             f"pod {ns}/{name} runs on node {node!r}, which has no Node object in this file: include the nodes "
             "(kubectl get nodes,pods,services,endpointslices -A -o json) or remove the pod")
-    ports = []
-    for c in spec.list("containers"):
-        if c.has("name"):
-            _checked_name(c, "name", "container name")
-        for p in c.list("ports"):
-            number = p.int("containerPort", required=True, what="a container port")
-            if not 0 < number < 65536:
-                raise p.child("containerPort").error(f"container port {number} is not a port number 1-65535")
-            ports.append(number)
+    ports, named = container_ports(spec)
     ready = any(c.str("type") == "Ready" and c.str("status") == "True" for c in status.list("conditions"))
-    labels = _labels(meta, "labels")
-    return PodSpec(name, ns, node, ip, labels, tuple(ports), ready), item
-
-
-def _labels(meta: JsonNode, key: str) -> tuple[tuple[str, str], ...]:
-    labels = meta.obj(key)
-    out = []
-    for k in labels.value:
-        v = labels.str(k, default="")
-        why = label_key(k) or label_value(v)
-        if why:
-            raise labels.child(k).error(f"label {k}={v!r}: {why}")
-        out.append((k, v))
-    return tuple(sorted(out))
+    return PodSpec(name, ns, node, ip, _labels(meta, "labels"), ports, ready, named_ports=named), item
 
 
 def _service(item: JsonNode, slices: dict, pod_keys: set[str], notes: list[str]) -> tuple[ServiceSpec, JsonNode] | None:

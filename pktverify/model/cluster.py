@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .addresses import format_ip, in_network
+from .network_policy import NAMESPACE_NAME_LABEL, NamespaceSpec, NetworkPolicy
 
 __all__ = ["DUMP_KINDS", "NodeSpec", "PodSpec", "ServicePortSpec", "ServiceSpec", "ClusterSpec", "SERVICE_TYPES", "NODE_PORT_RANGE"]
 
@@ -139,6 +140,8 @@ class ClusterSpec:
     extras: dict = field(default_factory=dict, compare=False)
     host_pods: tuple[PodSpec, ...] = ()
     node_port_range: tuple[int, int] = NODE_PORT_RANGE
+    namespaces: tuple[NamespaceSpec, ...] = ()          # those the input lists (with labels); others exist bare
+    network_policies: tuple[NetworkPolicy, ...] = ()
 
     def __hash__(self) -> int:
         """The hash of what equality compares, made once (the generators' caches are keyed by the
@@ -147,7 +150,7 @@ class ClusterSpec:
         if cached is None:
             cached = self.__dict__["_hash"] = hash((self.cidr, self.service_cidr, self.proxy_mode, self.routing,
                                                     self.nodes, self.pods, self.services, self.host_pods,
-                                                    self.node_port_range))
+                                                    self.node_port_range, self.namespaces, self.network_policies))
         return cached
 
     def __getstate__(self) -> dict:
@@ -236,6 +239,16 @@ class ClusterSpec:
             if ip == node.ip or in_network(ip, *node.pod_cidr):
                 return node.name
         return None
+
+    def namespace_labels(self, name: str) -> dict[str, str]:
+        """The labels of namespace ``name``: as listed, else only ``kubernetes.io/metadata.name``
+        (a namespace a pod or policy names exists; the API server labels every namespace so)."""
+        listed = self._namespaces_by_name.get(name)
+        return dict(listed.labels) if listed is not None else {NAMESPACE_NAME_LABEL: name}
+
+    @cached_property
+    def _namespaces_by_name(self) -> dict[str, NamespaceSpec]:
+        return {n.name: n for n in self.namespaces}
 
     def pod_address(self, pod: PodSpec) -> int:
         """The address the pod is reached at: its own, or its node's for a host-network pod."""

@@ -30,6 +30,7 @@ from ..model.cluster import (
     PodSpec,
     ServiceSpec,
 )
+from .cluster_yaml_policies import namespaces, network_policies
 from .cluster_yaml_services import allocate_node_ports, node_port_range, protocol, service
 from .dataplane import detect_dataplane, routes_worth_reading
 from .ipaddr import parse_ip_addr
@@ -38,6 +39,7 @@ from .k8s_names import iana_svc_name
 from .k8s_values import (
     note_shared_addresses,
 )
+from .network_policy import POLICIES_NOTE
 from .source import read_text
 from .yaml_doc import YamlContext, YamlMap, labels, load_yaml, mapping_list, port_number
 
@@ -75,7 +77,7 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     doc = load_yaml(text, ctx)
     if not isinstance(doc, YamlMap):
         raise ctx.error(1, "a cluster description is a mapping with cluster, nodes, pods, services")
-    ctx.only(doc, {"cluster", "nodes", "pods", "services"}, "the document")
+    ctx.only(doc, {"cluster", "nodes", "pods", "services", "namespaces", "network_policies"}, "the document")
     c = ctx.field(doc, "cluster", dict)
     ctx.only(c, {"cidr", "service_cidr", "proxy_mode", "routing", "node_port_range", "pod_prefix"}, "cluster")
     mode = ctx.field(c, "proxy_mode", str, required=False, default="iptables")
@@ -108,8 +110,12 @@ def parse_cluster(text: str, *, source: str = "<cluster>", base: Path | None = N
     if not nodes:
         raise ctx.error(doc.key_lines["nodes"], "nodes is empty: a cluster has at least one node")
     _check_dumps(ctx, nodes, mode)
+    policies = network_policies(ctx, doc)
+    if policies:
+        notes.append(POLICIES_NOTE.format(len(policies)))
     return ClusterSpec(source, cidr, service_cidr, mode, routing, nodes, pods, services,
-                       {"notes": notes} if notes else {}, host_pods=tuple(host_pods), node_port_range=port_range)
+                       {"notes": notes} if notes else {}, host_pods=tuple(host_pods), node_port_range=port_range,
+                       namespaces=namespaces(ctx, doc), network_policies=policies)
 
 
 def _check_dumps(ctx: YamlContext, nodes: tuple[NodeSpec, ...], mode: str) -> None:
@@ -227,7 +233,7 @@ def _pod(ctx: YamlContext, p: YamlMap) -> PodSpec:
             if isinstance(port, YamlMap):         # {name: http, port: 8080, protocol: TCP}
                 ctx.only(port, {"name", "port", "protocol"}, "a container port")
                 number = port_number(ctx, ctx.field(port, "port", int), port.line, "container port")
-                proto = protocol(ctx, port)
+                proto = protocol(ctx, port, sctp=True)
                 port_name = ctx.field(port, "name", str, required=False)
                 if port_name is not None:
                     why = iana_svc_name(port_name)
