@@ -125,29 +125,22 @@ class _Tx:
         body = key + (f' comment "{comment}"' if comment is not None else "") + (f" : {value}" if value else "")
         self.elements.setdefault(container, {}).setdefault(key, body)
 
-    def merge(self, other: _Tx) -> None:
-        """Add ``other``'s objects, as if its calls had been made on this one."""
-        for name, spec in other.chains.items():
-            self.chains.setdefault(name, spec)
-        self.sets.update({k: v for k, v in other.sets.items() if k not in self.sets})
-        self.maps.update({k: v for k, v in other.maps.items() if k not in self.maps})
-        for chain, rules in other.rules.items():
-            self.rules.setdefault(chain, []).extend(rules)
-        for container, elements in other.elements.items():
-            mine = self.elements.setdefault(container, {})
-            for key, body in elements.items():
-                mine.setdefault(key, body)
-
     def text(self) -> str:
+        return "".join(self.text_around(""))
+
+    def text_around(self, container: str) -> tuple[str, str]:
+        """The transaction's text in two parts: up to where ``container``'s elements go (elements
+        are written by container name), and after; ``container`` itself must have none here."""
         head = f"{self.family} {TABLE}"
         out = [f'add table {head} {{ comment "rules for kube-proxy" ; }}']
         out += [f"add chain {head} {n}{' { ' + s + ' }' if s else ''}" for n, s in sorted(self.chains.items())]
         out += [f"add set {head} {n} {{ {s} }}" for n, s in sorted(self.sets.items())]
         out += [f"add map {head} {n} {{ {s} }}" for n, s in sorted(self.maps.items())]
         out += [f"add rule {head} {c} {r}" for c in sorted(self.rules) for r in self.rules[c]]
-        out += [f"add element {head} {s} {{ {e} }}" for s in sorted(self.elements)
-                for e in self.elements[s].values()]
-        return "\n".join(out) + "\n"
+        names = sorted(self.elements)
+        before = [f"add element {head} {s} {{ {e} }}" for s in names if s < container for e in self.elements[s].values()]
+        after = [f"add element {head} {s} {{ {e} }}" for s in names if s > container for e in self.elements[s].values()]
+        return "\n".join(out + before) + "\n", "".join(line + "\n" for line in after)
 
 
 @dataclass(frozen=True)
@@ -196,23 +189,27 @@ def kube_proxy_nft_rules(services: list[ServicePort], *, node_ips: list[str] | t
     detector = next((c for c in pod_cidrs if ipaddress.ip_network(c, strict=False).version == version), None)
     opts = _Options(family, f"ipv{version}_addr", version, same[0] if same else None,
                     f"{family} saddr {detector}" if detector else None, masquerade_all)
-    tx = _Tx(family)
-    cidrs = [c for c in service_cidrs if ipaddress.ip_network(c, strict=False).version == version]
-    _setup(tx, opts, f"{masquerade_mark:#x}", cidrs, _nodeport_ips(same, nodeport_addresses, version))
+    cidrs = tuple(c for c in service_cidrs if ipaddress.ip_network(c, strict=False).version == version)
+    nodeport_ips = _nodeport_ips(same, nodeport_addresses, version)
+    # The node's own addresses enter the ruleset only as nodeport-ips elements (and, through
+    # nodeIP, a LoadBalancer's source-range exception): the rest is made once for every node.
+    if not any(s.lb_source_ranges for s in services):
+        opts = replace(opts, node_ip=None)
+    before, after = _skeleton(tuple(services), opts, f"{masquerade_mark:#x}", cidrs, nodeport_ips is not None)
+    own = "".join(f"add element {family} {TABLE} nodeport-ips {{ {a} }}\n" for a in nodeport_ips or ())
+    return before + own + after
+
+
+@lru_cache(maxsize=4)
+def _skeleton(services: tuple[ServicePort, ...], opts: _Options, mark: str, cidrs: tuple[str, ...],
+              nodeport_set: bool) -> tuple[str, str]:
+    """The ruleset's text around the nodeport-ips elements (see :meth:`_Tx.text_around`)."""
+    tx = _Tx(opts.ip)
+    _setup(tx, opts, mark, list(cidrs), [] if nodeport_set else None)
     for svc in services:
         if opts.of_family(svc.cluster_ip):
-            tx.merge(_service_port_fragment(svc, opts if svc.lb_source_ranges else replace(opts, node_ip=None)))
-    return tx.text()
-
-
-@lru_cache(maxsize=1 << 16)
-def _service_port_fragment(svc: ServicePort, opts: _Options) -> _Tx:
-    """What one service port adds to the transaction: the same on every node (kube-proxy's nodeIP
-    matters only to a LoadBalancer's source ranges, so the caller drops it for the others), so a
-    cluster's nodes make it once."""
-    tx = _Tx(opts.ip)
-    _service_port(tx, opts, svc)
-    return tx
+            _service_port(tx, opts, svc)
+    return tx.text_around("nodeport-ips")
 
 
 def _nodeport_ips(node_ips: list[str], nodeport_addresses: list[str] | tuple[str, ...] | None,
