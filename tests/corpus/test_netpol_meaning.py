@@ -8,6 +8,11 @@ labels and named container ports) plus the case's policies, written as a cluster
 and each answer is compared with upstream's expected table. Loopback pairs are compared too: upstream
 ignores them when probing a live cluster (``ignoreLoopback``), but its Reachability still states them,
 and the policies' meaning has no loopback exception.
+
+The corpus leaves out upstream's three ipBlock cases, whose policies name the live pods' addresses.
+This test's cluster has an address plan (x/a 10.0.1.2, x/b 10.0.1.3, ..., y/b 10.0.1.6, in upstream's
+pod order), so ``IPBLOCK_CASES`` writes those three with its addresses, and upstream's expectations as
+network_policy.go (commit 9db638c0807a, lines 992-1100) states them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pytest
 import yaml
 
 from pktverify.check.policy_meaning import policy_verdict
+from pktverify.model.addresses import format_ip
 from pktverify.model.cluster import ClusterSpec, PodSpec
 from pktverify.parse.cluster_yaml import parse_cluster
 
@@ -76,6 +82,40 @@ def mismatches(cluster: ClusterSpec, probe: dict, pods: list[str]) -> list[str]:
             out.append(f"{probe['protocol']}/{probe['port']} {src} -> {dst}: upstream expects "
                        f"{'allowed' if want else 'denied'}, pktverify says {verdict.allowed} ({verdict.why()})")
     return out
+
+
+def _egress_ip_block(name: str, source: str, block: dict, expect: list[dict]) -> dict:
+    """An upstream ipBlock case: ``GenNetworkPolicyWithNameAndPodMatchLabel(..., {pod: a},
+    SetSpecEgressRules(rule))`` in namespace x (policyTypes [Egress], as SetSpecEgressRules sets them)."""
+    policy = {"metadata": {"name": "allow-client-a-via-cidr-egress-rule", "namespace": "x"},
+              "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Egress"],
+                       "egress": [{"to": [{"ipBlock": block}]}]}}
+    return {"name": name, "source": source, "file": name, "policies": [policy],
+            "probes": [{"protocol": "TCP", "port": 80, "default": True, "expect": expect}]}
+
+
+IPBLOCK_CASES = [
+    _egress_ip_block("should allow egress access to server in CIDR block", "network_policy.go:992-1017",
+                     {"cidr": "10.0.1.6/32"},                                   # y/b's address
+                     [{"from": "x/a", "to": "*/*", "allowed": False}, {"from": "x/a", "to": "y/b", "allowed": True}]),
+    _egress_ip_block("should enforce except clause while egress access to server in CIDR block",
+                     "network_policy.go:1019-1051", {"cidr": "10.0.1.2/4", "except": ["10.0.1.3/32"]},
+                     [{"from": "x/a", "to": "x/b", "allowed": False}]),
+    _egress_ip_block("should ensure an IP overlapping both IPBlock.CIDR and IPBlock.Except is allowed (step 2)",
+                     "network_policy.go:1053-1100", {"cidr": "10.0.1.3/32"},
+                     [{"from": "x/a", "to": "*/*", "allowed": False}, {"from": "x/a", "to": "x/b", "allowed": True}]),
+]
+
+
+@pytest.mark.parametrize("case", IPBLOCK_CASES, ids=["cidr", "except", "overlap-step2"])
+def test_ip_block_cases_with_this_address_plan(case: dict):
+    model = netpol_cases.load_model()
+    pods = netpol_cases.pod_names(model)
+    cluster = parse_cluster(cluster_yaml(case, model), source="ipblock.yaml")
+    assert [format_ip(cluster.pods_by_key[k].ip) for k in ("x/a", "x/b", "y/b")] == ["10.0.1.2", "10.0.1.3",
+                                                                                      "10.0.1.6"]
+    bad = mismatches(cluster, case["probes"][0], pods)
+    assert not bad, "\n".join(bad)
 
 
 def test_corpus_is_there():
