@@ -29,21 +29,54 @@ class NftScripts:
     elements (see module)."""
 
     def __init__(self) -> None:
+        self._text = ""
         self._lines: list[str] | None = None
         self._ruleset: NftRuleset | None = None
         self.derived = 0            # how many scripts were derived rather than parsed
 
     def parse(self, text: str, *, source: str) -> NftRuleset:
-        lines = text.split("\n")
         if self._ruleset is not None and self._lines is not None:
+            lines = _lines_like(self._text, self._lines, text)
             derived = _derive(self._lines, self._ruleset, lines, source)
             if derived is not None:
                 self.derived += 1
                 return derived
         ruleset = parse_nft(text, source=source)
         if ruleset.form == "script":
-            self._lines, self._ruleset = lines, ruleset
+            self._text, self._lines, self._ruleset = text, text.split("\n"), ruleset
         return ruleset
+
+
+def _lines_like(old: str, old_lines: list[str], text: str) -> list[str]:
+    """``text.split("\n")``, sharing ``old_lines``' strings outside the part where the texts
+    differ (found by comparing in large slices: a 16 MB script is compared in milliseconds)."""
+    if len(old) == len(text) and old == text:
+        return old_lines
+    i = _common_prefix(old, text)
+    j = _common_prefix(old[::-1], text[::-1], min(len(old), len(text)) - i)
+    start = old.rfind("\n", 0, i) + 1
+    end_old = old.find("\n", len(old) - j)
+    end_new = text.find("\n", len(text) - j)
+    end_old, end_new = (len(old) if end_old < 0 else end_old), (len(text) if end_new < 0 else end_new)
+    first = old.count("\n", 0, start)
+    count = old.count("\n", start, end_old) + 1
+    return old_lines[:first] + text[start:end_new].split("\n") + old_lines[first + count:]
+
+
+def _common_prefix(a: str, b: str, limit: int | None = None) -> int:
+    """The length of the longest common prefix of ``a`` and ``b`` (at most ``limit``)."""
+    n = min(len(a), len(b), limit if limit is not None else len(a))
+    lo, step = 0, 1 << 15
+    while lo + step <= n and a[lo:lo + step] == b[lo:lo + step]:
+        lo += step
+    hi = min(lo + step, n)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _derive(old: list[str], ruleset: NftRuleset, lines: list[str], source: str) -> NftRuleset | None:

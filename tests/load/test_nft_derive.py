@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pktverify.generate.node_state import generate_node
 from pktverify.generate.synthetic_cluster import synthetic_cluster
@@ -63,3 +65,9 @@ def test_any_other_difference_is_parsed_in_full(edit):
     text = edit(second)
     assert scripts.parse(text, source="b") == parse_nft(text, source="b")
     assert scripts.derived == 0
+
+
+@given(st.text(alphabet="ab\n", max_size=40), st.text(alphabet="ab\n", max_size=40))
+def test_lines_shared_with_the_script_before_are_the_lines(old, new):
+    from pktverify.load.nft_derive import _lines_like
+    assert _lines_like(old, old.split("\n"), new) == new.split("\n")
