@@ -4,7 +4,8 @@ The schema is a contract (issue #4): ``cluster`` (cidr, service_cidr,
 proxy_mode, routing), ``nodes`` (name, ip with prefix, pod_cidr, bridge,
 optional iptables/addrs/routes/nft dumps relative to the file), ``pods`` (name,
 namespace, node, ip, labels, containers with ports) and ``services`` (name,
-namespace, cluster_ip, ports, selector or endpoints). Extensions: a node may
+namespace, cluster_ip, ports, selector or endpoints), ``namespaces`` (with labels) and
+``network_policies`` (NetworkPolicy objects; :mod:`.cluster_yaml_policies`). Extensions: a node may
 say ``docker: true`` (docker's default bridge mode), a pod ``ready: false``,
 and a service ``endpoint_ips`` (endpoints by address, e.g. stale ones);
 ``pod_prefix`` (on the cluster, or a node to override it) is the prefix length
