@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 
 from .rule_text import quote
@@ -52,9 +53,11 @@ def chain_suffix(*parts: str) -> str:
     return base64.b32encode(digest).decode()[:16]
 
 
-def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str) -> str:
+def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str, node_ip: str | None) -> str:
     """Return iptables-save text for ``services`` (nat and filter tables), as kube-proxy's
-    iptables proxier (v1.27 and later) writes it on one node."""
+    iptables proxier (v1.27 and later) writes it on one node. ``node_ip`` is kube-proxy's
+    ``nodeIP`` on that node: a LoadBalancer's own IPs get through its source ranges only when a
+    range holds it (None: an address no range holds)."""
     nat_chains = ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-NODEPORTS"]
     nat_rules = [
         '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
@@ -79,7 +82,7 @@ def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str)
         for hook in ("INPUT", "FORWARD", "OUTPUT"):
             filter_rules.append(f'-A {hook} -m conntrack --ctstate NEW -m comment --comment "kubernetes load '
                                 'balancer firewall" -j KUBE-PROXY-FIREWALL')
-    out = _Rules(nat_chains, filter_rules)
+    out = _Rules(nat_chains, filter_rules, node_ip)
     for svc in services:
         _service_rules(svc, cluster_cidr, out)
     out.dispatch.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
@@ -95,7 +98,8 @@ def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str)
 class _Rules:
     """The rule lists one dump is made of, filled service by service."""
 
-    def __init__(self, nat_chains: list[str], filter_rules: list[str]) -> None:
+    def __init__(self, nat_chains: list[str], filter_rules: list[str], node_ip: str | None) -> None:
+        self.node_ip = ipaddress.ip_address(node_ip) if node_ip else None
         self.nat_chains = nat_chains
         self.filter = filter_rules
         self.nodeports: list[str] = []     # KUBE-NODEPORTS
@@ -205,12 +209,16 @@ def _external_rules(port: _Port, cluster_cidr: str, out: _Rules) -> None:
 
 
 def _firewall_rules(port: _Port, out: _Rules) -> None:
-    """loadBalancerSourceRanges: KUBE-FW-* lets the ranges (and the LB IPs themselves) on to
-    KUBE-EXT-*; KUBE-PROXY-FIREWALL drops the rest."""
+    """loadBalancerSourceRanges: KUBE-FW-* lets the ranges on to KUBE-EXT-* (and the LB IPs
+    themselves when a range holds the node's IP: allowFromNode, for a VIP routed locally, whose
+    requests from the node loop back from the VIP); KUBE-PROXY-FIREWALL drops the rest."""
     svc, fw_chain = port.svc, port.fw_chain
     out.nat_chains.append(fw_chain)
     lb_comment = quote(f"{svc.name} loadbalancer IP")
-    for source in (*svc.lb_source_ranges, *(f"{ip}/32" for ip in svc.lb_ips)):
+    node_ip = out.node_ip
+    from_node = node_ip is not None and any(node_ip in ipaddress.ip_network(r, strict=False)
+                                            for r in svc.lb_source_ranges)
+    for source in (*svc.lb_source_ranges, *(f"{ip}/32" for ip in svc.lb_ips if from_node)):
         out.bodies.append(f"-A {fw_chain} -s {source} -m comment --comment {lb_comment} -j {port.ext_chain}")
     out.bodies.append(f"-A {fw_chain} -m comment --comment "
                       f"{quote(f'other traffic to {svc.name} will be dropped by KUBE-PROXY-FIREWALL')}")

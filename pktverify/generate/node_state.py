@@ -108,20 +108,46 @@ def _iptables(cluster: ClusterSpec, node: NodeSpec) -> str:
         text = ""                   # kube-proxy's rules are in its nft table (_nft)
     else:
         # kube-proxy's iptables mode writes the same rules on every node unless a traffic policy
-        # keeps traffic on the node: then each node's rules name its own endpoints.
+        # keeps traffic on the node (then each node's rules name its own endpoints) or a
+        # LoadBalancer's source ranges hold some node's IP (allowFromNode: then the nodes whose IP
+        # the same ranges hold share one text).
         local = any(p.service.internal_policy == "Local" or p.service.external_policy == "Local"
                     for p in service_ports(cluster))
-        text = _iptables_mode_rules(cluster, node.name if local else None)
+        text = _iptables_mode_rules(cluster, node.name if local else None, _allow_from_node(cluster, node))
     if node.docker:
         text = _with_docker_masquerade(text)
     return text
 
 
 @lru_cache(maxsize=4)
-def _iptables_mode_rules(cluster: ClusterSpec, node: str | None) -> str:
-    """kube-proxy's iptables-mode rules for ``node`` (None: any node, when no policy is Local)."""
+def _iptables_mode_rules(cluster: ClusterSpec, node: str | None, node_ip: str | None) -> str:
+    """kube-proxy's iptables-mode rules for ``node`` (None: any node, when no policy is Local),
+    whose nodeIP the same source ranges hold as ``node_ip``'s (None: no range holds it)."""
     return kube_proxy_iptables_rules(list(_service_port_records(cluster, node)),
-                                     cluster_cidr=format_network(*cluster.cidr))
+                                     cluster_cidr=format_network(*cluster.cidr), node_ip=node_ip)
+
+
+def _allow_from_node(cluster: ClusterSpec, node: NodeSpec) -> str | None:
+    """``node``'s stand-in for its IP in the iptables generator (which uses kube-proxy's nodeIP only
+    to ask which LoadBalancers' source ranges hold it): None when none does, else the IP of the
+    first node whose IP the same ranges hold, so that such nodes share one text."""
+    ranges, first = _firewalls(cluster)
+    held = tuple(i for i, nets in ranges if any(node.ip & mask == net & mask for net, mask in nets))
+    return (first.get(held) or format_ip(node.ip)) if held else None
+
+
+@lru_cache(maxsize=4)
+def _firewalls(cluster: ClusterSpec) -> tuple[list[tuple[int, tuple[tuple[int, int], ...]]],
+                                              dict[tuple[int, ...], str]]:
+    """The source ranges of each LoadBalancer that has them and an ingress IP (by its index), and
+    for each set of those (indices) the IP of the first node whose IP they hold."""
+    ranges = [(i, svc.lb_source_ranges) for i, svc in enumerate(cluster.services)
+              if svc.lb_ips and svc.lb_source_ranges]
+    first: dict[tuple[int, ...], str] = {}
+    for node in cluster.nodes:
+        held = tuple(i for i, nets in ranges if any(node.ip & mask == net & mask for net, mask in nets))
+        first.setdefault(held, format_ip(node.ip))
+    return ranges, first
 
 
 def _nft(cluster: ClusterSpec, node: NodeSpec) -> str:

@@ -30,7 +30,7 @@ SERVICES = [
     ServicePort("ns/sticky:http", "10.96.0.16", 80, "TCP", (LOCAL,), (LOCAL,), affinity_timeout=10800),
     ServicePort("ns/none:http", "10.96.0.17", 80, "TCP", (), (), node_port=30017),
 ]
-RULES = kube_proxy_iptables_rules(SERVICES, cluster_cidr="10.0.0.0/16")
+RULES = kube_proxy_iptables_rules(SERVICES, cluster_cidr="10.0.0.0/16", node_ip="192.168.0.2")
 
 PROBES = [
     ("lan", "tcp", "192.168.0.2", 30010),      # NodePort, Cluster: DNAT to the other host, masqueraded
