@@ -67,9 +67,11 @@ class Stage(NamedTuple):
 class NftNode:
     """A node's nft ruleset compiled, and each hook's stage list (built once per node)."""
 
-    def __init__(self, ruleset: NftRuleset, fib: Fib, ipt_tables: dict) -> None:
-        """``ipt_tables``: the node's compiled iptables tables (an empty one shares no priority)."""
-        self.tables = [NftTableEval(t, fib, ruleset.source) for t in ruleset.tables if t.family in ("ip", "inet")]
+    def __init__(self, ruleset: NftRuleset, fib: Fib, ipt_tables: dict, shared: dict | None = None) -> None:
+        """``ipt_tables``: the node's compiled iptables tables (an empty one shares no priority);
+        ``shared``: compiled chains shared between nodes (:mod:`.nft_share`)."""
+        self.tables = [NftTableEval(t, fib, ruleset.source, shared) for t in ruleset.tables
+                       if t.family in ("ip", "inet")]
         self._ipt = ipt_tables
         # iptables-nft table name -> how many nft tables the dump lists before it
         order = ruleset.iptables_nft if len(self.tables) == len(ruleset.tables) else ()

@@ -18,6 +18,7 @@ from .branches import merge_results
 from .fib import Fib
 from .nft_rules import compile_ops
 from .nft_sets import compile_lookup, set_tag
+from .nft_share import share_key
 from .state import Budget, WalkState, add_step, nat_done, with_prob
 from .targets import ChainResult
 
@@ -72,7 +73,10 @@ class _Sets(dict):
 class NftTableEval:
     """One nft table compiled for one node: walk a packet from any of its base chains."""
 
-    def __init__(self, table: n.NftTable, fib: Fib, source: str | None) -> None:
+    def __init__(self, table: n.NftTable, fib: Fib, source: str | None, shared: dict | None = None) -> None:
+        """``shared``: one dict for every node of a cluster, through which nodes share the compiled
+        chains that read nothing of the node (:mod:`.nft_share`)."""
+        self.shared = shared
         self.table = table
         self.label = f"{table.family} {table.name}"
         self.fib = fib
@@ -91,8 +95,20 @@ class NftTableEval:
             model = self._models.get(name)
             if model is None:
                 model = n.NftChain(name)
-            c = self._chains[name] = _Chain(model, self.fib, self.sets, self.table.family)
+            c = self._chains[name] = self._compiled(model)
         return c
+
+    def _compiled(self, model: n.NftChain) -> _Chain:
+        """``model`` compiled, or the compiled chain another node made of the same objects."""
+        found = share_key(model, self.table, self.shared.setdefault("nft-refs", {})) \
+            if self.shared is not None else None
+        if found is None:
+            return _Chain(model, self.fib, self.sets, self.table.family)
+        key, keep = found
+        hit = self.shared.get(("nft", key))
+        if hit is None:
+            hit = self.shared[("nft", key)] = (keep, _Chain(model, self.fib, self.sets, self.table.family))
+        return hit[1]
 
     def compile_all(self) -> None:
         """Compile every chain now (a tracer about to trace many packets: as iptables' tables).

@@ -79,7 +79,7 @@ class NodeTracer:
         # Per hook and list of tables, the tables whose walk can change something (not empty).
         self.active: dict[tuple, tuple[str, ...]] = {}
         nft = getattr(node, "nft", None)      # nftables base chains join the hooks (eval/nft_hooks.py)
-        self.nft = NftNode(nft, self.fib, self.tables) if nft is not None and nft.tables else None
+        self.nft = NftNode(nft, self.fib, self.tables, shared_chains) if nft is not None and nft.tables else None
         if compile_all and self.nft is not None:
             self.nft.compile_all()
 

@@ -140,3 +140,28 @@ def test_only_typed_positions_become_the_own_address_placeholder():
     assert nft_key(ruleset("192.168.0.10", "1"), a_ip) == nft_key(ruleset("192.168.0.11", "1"), b_ip)
     # a mark that happens to equal each node's own address is a mark, not an address: never alike
     assert nft_key(ruleset("10.0.0.1", hex(a_ip)), a_ip) != nft_key(ruleset("10.0.0.1", hex(b_ip)), b_ip)
+
+
+NODE_BOUND = [
+    "add rule ip extra post ip daddr != 10.1.0.0/16 masquerade",
+    "add rule ip extra pre tcp dport 8080 redirect to :9090",
+    "add rule ip extra fwd fib daddr type local drop",
+    "add rule ip extra fwd meta pkttype broadcast drop",
+]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(nft_clusters(SOUND + NODE_BOUND))
+def test_nodes_sharing_compiled_chains_answer_as_nodes_compiling_their_own(cluster):
+    # Nodes share the compiled nft chains that read nothing of the node (eval/nft_share.py): every
+    # invariant gives the same result, flow by flow, as when each node compiles its own.
+    from pktverify.check.invariants import check_all
+    from pktverify.eval.node_trace import NodeTracer
+
+    states = cluster_nodes(cluster)
+    shared = ClusterWalker(cluster, states)
+    alone = ClusterWalker(cluster, states)
+    alone.tracers = {name: NodeTracer(state) for name, state in states.items()}
+    for a, b in zip(check_all(cluster, shared, exhaustive=True), check_all(cluster, alone, exhaustive=True)):
+        assert (a.name, a.holds, a.checked) == (b.name, b.holds, b.checked)
+        assert [v.message for v in a.violations] == [v.message for v in b.violations]
