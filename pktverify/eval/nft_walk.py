@@ -56,17 +56,27 @@ def _fast(ops: tuple) -> tuple | None:
 
 
 class _Sets(dict):
-    """The table's named sets and maps, compiled when a rule first names them."""
+    """The table's named sets and maps, compiled when a rule first names them; ``shared``: the
+    compiled lookups of the same set objects on other nodes (a 10,000-element map once, not per node)."""
 
-    def __init__(self, table: n.NftTable) -> None:
+    def __init__(self, table: n.NftTable, shared: dict | None = None) -> None:
         super().__init__()
         self.table = table
+        self.shared = shared
 
     def __missing__(self, name: str):
         found = self.table.set(name)
-        tag = set_tag(self.table.family, self.table.name, name) if found is not None and \
-            "dynamic" in found.flags else None
+        dynamic = found is not None and "dynamic" in found.flags
+        key = ("nft-set", id(found), self.table.family, self.table.name) \
+            if self.shared is not None and found is not None and not dynamic else None
+        hit = self.shared.get(key) if key is not None else None
+        if hit is not None and hit[0] is found:
+            self[name] = hit[1]
+            return hit[1]
+        tag = set_tag(self.table.family, self.table.name, name) if dynamic else None
         lookup = self[name] = compile_lookup(found.elements if found is not None else (), tag)
+        if key is not None:
+            self.shared[key] = (found, lookup)
         return lookup
 
 
@@ -81,7 +91,7 @@ class NftTableEval:
         self.label = f"{table.family} {table.name}"
         self.fib = fib
         self.source = source
-        self.sets = _Sets(table)
+        self.sets = _Sets(table, shared)
         self._chains: dict[str, _Chain] = {}
         self._models: dict[str, n.NftChain] | None = None
         self._steps: dict[tuple, Step] = {}      # the steps of rules whose action is the same for every packet
