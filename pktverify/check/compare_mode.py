@@ -9,6 +9,12 @@ iptables chains (``KUBE-SERVICES``, ``KUBE-SVC-*``, ... and the jumps to them) o
 kube-proxy`` are taken out and the other mode's put in, the node's other rules kept. Differences
 that are kube-proxy's documented mode differences are labelled (:mod:`.diff.deliberate`).
 
+Each node's header space is cut destination first, and each rule cuts only the packets that can
+reach it (the boxes of the rules a destination's packets meet, met with the jumps on the way:
+:func:`.diff.region.cutting_boxes`, ``local``): a service's rules then cut only its own ClusterIP's
+packets, so the cells grow with the services, not with their product (the same classes as ``pktverify
+diff``'s cells, in far fewer cells).
+
 Nodes whose two sides are the same (same addresses, routes and both rule sets) are diffed once.
 Nodes of a real cluster differ in at least their own addresses and routes, which decide where a
 DNAT'd packet leaves; a per-node diff is the only sound answer there, each within ``max_cells``.
@@ -79,10 +85,12 @@ class ModeComparison:
 
 
 def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int = MAX_CELLS,
-                  nodes: Iterable[str] | None = None) -> ModeComparison:
+                  nodes: Iterable[str] | None = None, local_cuts: bool = True) -> ModeComparison:
     """Diff each node's rules in the cluster's kube-proxy mode against those of the other mode
     (iptables <-> nftables), labelling the documented differences; see the module docstring.
-    ``nodes``: only these nodes (default: every node); ``max_cells``: the bound of each node's diff."""
+    ``nodes``: only these nodes (default: every node); ``max_cells``: the bound of each node's diff;
+    ``local_cuts``: cut each destination's packets by the rules they can meet only (see
+    :func:`.diff.diff_rulesets`; False: as ``pktverify diff`` cuts, the same classes in more cells)."""
     if cluster.proxy_mode not in ("iptables", "nftables"):
         raise InvalidArgument(f"--compare-mode compares kube-proxy's iptables and nftables modes; this cluster "
                               f"runs kube-proxy in {cluster.proxy_mode} mode")
@@ -104,7 +112,8 @@ def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int
             out.nodes.append(NodeComparison(spec.name, first.result, done[key]))
             continue
         facts = mode_facts(own, switched, spec.ip)
-        result = diff_rulesets(own, switched, max_cells=max_cells, label=facts.label if facts else None)
+        result = diff_rulesets(own, switched, max_cells=max_cells, label=facts.label if facts else None,
+                               local_cuts=local_cuts)
         if facts is not None:
             result.modes = f"{cluster.proxy_mode} → {other}"
         done[key] = spec.name

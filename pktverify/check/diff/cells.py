@@ -173,25 +173,29 @@ def classes(values: Intervals, cuts: list[Intervals], work: Work) -> list[Interv
     return out
 
 
-def cells(box: Box, boxes: list[Box], fixed: dict[int, list[Intervals]], work: Work
-          ) -> Iterator[tuple[Intervals, ...]]:
+def cells(box: Box, boxes: list[Box], fixed: dict[int, list[Intervals]], work: Work,
+          first: tuple[int, ...] = (PROTO,)) -> Iterator[tuple[Intervals, ...]]:
     """Every cell of ``box`` as its five classes (source, destination, protocol, source port,
     destination port): cut by ``boxes`` (the rules' boxes) and ``fixed`` (per field: route, address
-    and NAT cuts), lazily. Raises :class:`WorkBound` past ``work``'s bound."""
+    and NAT cuts), lazily. ``first``: the fields split first, in order (then the field with the most
+    classes); ``(DST, PROTO)`` cuts by destination first, so that boxes met with one destination's
+    packets (:func:`.region.cutting_boxes`, ``local``) cut only that destination's other fields.
+    Raises :class:`WorkBound` past ``work``'s bound."""
     work.spend(len(boxes))
     touching = [b for b in boxes if intersects(box, b)]
     chosen: dict[int, Intervals] = {}
-    yield from _split(box, touching, fixed, chosen, work)
+    yield from _split(box, touching, fixed, chosen, work, first)
 
 
 def _split(box: Box, touching: list[Box], fixed: dict[int, list[Intervals]], chosen: dict[int, Intervals],
-           work: Work) -> Iterator[tuple[Intervals, ...]]:
+           work: Work, first: tuple[int, ...] = (PROTO,)) -> Iterator[tuple[Intervals, ...]]:
     remaining = [f for f in _FIVE if f not in chosen]
     if not remaining:
         yield tuple(chosen[f] for f in _FIVE)
         return
-    if PROTO in remaining:
-        field, split = PROTO, _field_classes(box, touching, fixed, PROTO, work)
+    lead = next((f for f in first if f in remaining), None)
+    if lead is not None:
+        field, split = lead, _field_classes(box, touching, fixed, lead, work)
     else:
         ports = any(lo <= p <= hi for p in PORT_PROTOS for lo, hi in chosen[PROTO])
         options = []
@@ -210,7 +214,7 @@ def _split(box: Box, touching: list[Box], fixed: dict[int, list[Intervals]], cho
             inner = box[:field] + (cls,) + box[field + 1:]
             work.spend(len(touching))
             sub = [b for b in touching if _intersect(b[field], cls)]
-        yield from _split(inner, sub, fixed, chosen, work)
+        yield from _split(inner, sub, fixed, chosen, work, first)
     del chosen[field]
 
 

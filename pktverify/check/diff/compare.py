@@ -143,7 +143,7 @@ def _only_here(mine: set, theirs: set, where: Callable[[str, int], str]) -> tupl
 
 def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = MAX_CELLS,
                   max_work: int = MAX_WORK, views: tuple[SideView, SideView] | None = None,
-                  label: Callable | None = None) -> DiffResult:
+                  label: Callable | None = None, local_cuts: bool = False) -> DiffResult:
     """Every class of packets whose fate differs between ``old_node`` and ``new_node`` (the same
     node with two rule sets: same interfaces and routes; each side's ``ruleset`` and ``nft``).
     ``views``: each side's rules as boxes see them (default :func:`.nft_side.side_view` of each
@@ -151,7 +151,9 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     ``max_work`` (see :mod:`.cells`) the rest is not compared: ``complete`` is then false and
     ``not_compared`` says what was left, so a bound reached never reads as "same". ``label``: per
     differing cell, ``label(atoms, in_iface, old outcomes, new outcomes, old fate, new fate)`` says
-    which deliberate difference it is ("" none; :mod:`.deliberate`); classes are split by it."""
+    which deliberate difference it is ("" none; :mod:`.deliberate`); classes are split by it.
+    ``local_cuts``: cut by each rule's box met with what can reach it (:func:`.region.cutting_boxes`):
+    coarser cells, the same classes of packets (``verify --compare-mode``; ``diff`` keeps its cells)."""
     sides = views or (side_view(old_node), side_view(new_node))
     views = (sides[0].ruleset, sides[1].ruleset)
     gone, added, policy, notes = _changes(old_node, new_node, sides)
@@ -165,7 +167,7 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
         cache = EntryCache(universe)
         region = whole_region(views, old_node, gone, added, policy, universe, work, cache)
         # The rules packets of the region can meet cut it (their own boxes; see region.cutting_boxes).
-        boxes = cut_boxes(views, old_node, [b for b, _o in region], universe, work, cache)
+        boxes = cut_boxes(views, old_node, [b for b, _o in region], universe, work, cache, local_cuts)
         # nft set lookups the view may leave opaque answer alike within a cell cut by their elements.
         boxes = list(dict.fromkeys(boxes + lookup_cuts(old_node.nft, universe) + lookup_cuts(new_node.nft, universe)))
     except WorkBound:
@@ -178,7 +180,7 @@ def diff_rulesets(old_node: NodeState, new_node: NodeState, *, max_cells: int = 
     changed = ({(r.source, r.line) for r in gone}, {(r.source, r.line) for r in added})
     fib = sides[0].fib_saddr or sides[1].fib_saddr
     groups, cells, stopped = _compare_cells((old_node, new_node), views, fib, tracers, region, boxes, universe,
-                                            changed, max_cells, work, label)
+                                            changed, max_cells, work, label, (DST, PROTO) if local_cuts else (PROTO,))
     result.cells = cells
     result.work = work.done
     if stopped is not None:
@@ -238,11 +240,12 @@ def _note_varying(result: DiffResult, views: tuple[m.Ruleset, m.Ruleset], nfts: 
 def _compare_cells(nodes: tuple[NodeState, NodeState], views: tuple[m.Ruleset, m.Ruleset], fib: bool,
                    tracers: tuple[NodeTracer, NodeTracer], region: list[tuple[Box, str]], boxes: list[Box],
                    universe: Universe, changed: tuple[set, set], max_cells: int, work: Work,
-                   label: Callable | None = None) -> tuple[dict[tuple, list], int, int | None]:
+                   label: Callable | None = None, first: tuple[int, ...] = (PROTO,)
+                   ) -> tuple[dict[tuple, list], int, int | None]:
     """One packet per cell of ``region`` traced through both sides: the cells whose fates differ,
     grouped by (old fate, new fate, deliberate label) as [cells, old deciders, new deciders]; the cells compared; the
     region box a bound stopped in (None: every cell compared). ``fib``: an nft rule reads the route
-    back to the source (its prefixes cut sources too)."""
+    back to the source (its prefixes cut sources too); ``first``: the fields cut first (:func:`.cells.cells`)."""
     src_cuts, dst_cuts = node_boundaries(nodes[0], views, fib)
     fixed: dict[int, list] = {SRC: [(e,) for e in src_cuts], DST: [(e,) for e in dst_cuts],
                               PROTO: [((p, p),) for p in (1,) + PORT_PROTOS]}
@@ -254,7 +257,7 @@ def _compare_cells(nodes: tuple[NodeState, NodeState], views: tuple[m.Ruleset, m
     cells = 0
     for at, (box, _origin) in enumerate(region):
         try:
-            for atoms in cell_classes(box, boxes, fixed, work):
+            for atoms in cell_classes(box, boxes, fixed, work, first):
                 for in_iface in interfaces_of(box, ifaces):
                     if (atoms, in_iface) in seen:         # the same cell from overlapping region boxes
                         continue

@@ -13,6 +13,8 @@ decide the cells of :mod:`.cells`.
 
 from __future__ import annotations
 
+import bisect
+
 from ...model import rules as m
 from ...model.node import NodeState
 from ..headerspace import DPORT, DST, SPORT, SRC, Box, Universe, _intersect, _norm, jumps_into, meet, rule_box
@@ -35,13 +37,14 @@ def whole_region(views: tuple[m.Ruleset, m.Ruleset], node: NodeState, gone: list
 
 
 def cut_boxes(views: tuple[m.Ruleset, m.Ruleset], node: NodeState, region: list[Box], universe: Universe,
-              work: Work, cache: EntryCache) -> list[Box]:
+              work: Work, cache: EntryCache, local: bool = False) -> list[Box]:
     """The boxes that cut ``region`` into cells: the rules packets of the region can meet (their own
     boxes: :func:`cutting_boxes`, also as the rules after a DNAT see them) and what decides each NAT;
-    rules with the same matches cut alike, so each box once."""
+    rules with the same matches cut alike, so each box once. ``local``: each rule's box met with the
+    packets that can reach it (see :func:`cutting_boxes`)."""
     old, new = views
-    boxes = cutting_boxes(old, region, universe, work) + cutting_boxes(new, region, universe, work) + \
-        translated_cuts((old, new), region, universe, node, work, cache) + \
+    boxes = cutting_boxes(old, region, universe, work, local) + cutting_boxes(new, region, universe, work, local) + \
+        translated_cuts((old, new), region, universe, node, work, cache, local) + \
         nat_cut_boxes(old, universe, cache) + nat_cut_boxes(new, universe, cache)
     return list(dict.fromkeys(boxes))
 
@@ -156,7 +159,7 @@ def _nat_chains(ruleset: m.Ruleset) -> list[tuple[str, m.Chain]]:
 
 
 def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Universe, node: NodeState,
-                     work: Work, cache: EntryCache) -> list:
+                     work: Work, cache: EntryCache, local: bool = False) -> list:
     """Boxes that cut the region as the rules after a DNAT or REDIRECT see it: every rule a
     translated packet of ``region`` can meet, with its destination (and port, when the NAT sets
     it) put back to the packets the NAT takes. Without them a cell could hold packets that the
@@ -183,7 +186,7 @@ def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Uni
                     continue
                 moved = [b[:DST] + ((dst or b[DST]),) + b[DST + 1:DPORT] + ((port or b[DPORT]),) + b[DPORT + 1:]
                          for b in taken]
-                hits = [h for rs in rulesets for h in cutting_boxes(rs, moved, universe, work)]
+                hits = [h for rs in rulesets for h in cutting_boxes(rs, moved, universe, work, local)]
                 work.spend(len(hits) * len(taken))
                 for h in hits:
                     for b in taken:
@@ -193,10 +196,20 @@ def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Uni
     return list(out)
 
 
-def cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Work | None = None) -> list:
+def cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Work | None = None,
+                  local: bool = False) -> list:
     """The boxes of every rule a packet of ``region`` can meet with its match true (a walk from the
     built-in chains into the chains those rules jump to); a rule for another destination address is
-    skipped without building its box (most of a kube-proxy dump). ``work`` counts the rules passed."""
+    skipped without building its box (most of a kube-proxy dump). ``work`` counts the rules passed.
+
+    ``local``: each rule's box met with the packets of ``region`` that can reach it (the region
+    met with the jumps on the way), not the box alone: a rule in a service's chain then cuts only
+    that service's packets, not every destination's (an endpoint's ``-s POD/32`` hairpin rule would
+    otherwise cut the sources of every ClusterIP). Sound: every jump on the way is itself a cut, so
+    by induction along the walk all packets of a cell reach the same rules; a rule's match matters
+    only to the packets that reach it, and those lie in what the walk met it with (a superset:
+    earlier rules are not taken away), where the met box and the box answer alike. The rules of a
+    chain for other destinations are then not passed at all (:class:`_DstIndex`)."""
     out = []
     for table in ruleset.tables.values():
         done: dict[str, set] = {}
@@ -208,10 +221,11 @@ def cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Wo
             if not reg:
                 continue
             seen.update(reg)
-            if work is not None:
-                work.spend(len(table.chains[chain].rules) * len(reg))
             dsts = [b[DST] for b in reg]
-            for rule in table.chains[chain].rules:
+            rules = _DstIndex.of(table.chains[chain]).near(dsts) if local else table.chains[chain].rules
+            if work is not None:
+                work.spend(len(rules) * len(reg))
+            for rule in rules:
                 point = _fixed_dst(rule)
                 if point is not None and not any(lo <= point[0] and point[1] <= hi or lo <= point[1] and point[0] <= hi
                                                  for d in dsts for lo, hi in d):
@@ -220,10 +234,61 @@ def cutting_boxes(ruleset: m.Ruleset, region: list, universe: Universe, work: Wo
                 hit = [b for b in (meet(box, r) for r in reg) if b is not None]
                 if not hit:
                     continue
-                out.append(box)
+                if local:
+                    out.extend(hit)
+                else:
+                    out.append(box)
                 if type(rule.target) is m.Jump and rule.target.chain in table.chains:
                     todo.append((rule.target.chain, hit))
     return out
+
+
+class _DstIndex:
+    """A chain's rules by the destination range they require (a plain ``-d``): those that can meet
+    some destination of a set of intervals, in chain order, without passing the others (a
+    kube-proxy ``KUBE-SERVICES`` chain holds one rule per service port)."""
+
+    _made: dict[int, tuple] = {}            # id(chain) -> (chain, index): the chain kept alive with it
+    _WIDE = 1 << 16                         # ranges wider than this are kept with the rules of no -d
+
+    def __init__(self, chain: m.Chain) -> None:
+        self.rules = chain.rules
+        self.free: list[int] = []
+        points = []
+        for i, rule in enumerate(chain.rules):
+            point = _fixed_dst(rule)
+            if point is None or point[1] - point[0] > self._WIDE:
+                self.free.append(i)
+            else:
+                points.append((point[0], point[1], i))
+        points.sort()
+        self.span = max((b - a for a, b, _i in points), default=0)
+        self.lows = [p[0] for p in points]
+        self.points = points
+
+    @classmethod
+    def of(cls, chain: m.Chain) -> "_DstIndex":
+        got = cls._made.get(id(chain))
+        if got is None or got[0] is not chain:
+            if len(cls._made) > 100_000:
+                cls._made.clear()
+            got = cls._made[id(chain)] = (chain, cls(chain))
+        return got[1]
+
+    def near(self, dsts: list) -> list[m.Rule]:
+        """The rules whose destination range may meet one of ``dsts`` (each an interval set), in order."""
+        if not self.points:
+            return list(self.rules)
+        picked = set(self.free)
+        for d in dsts:
+            for lo, hi in d:
+                # a range [a, b] meets [lo, hi] when a <= hi and b >= lo; b - a <= span
+                start = bisect.bisect_left(self.lows, lo - self.span)
+                for k in range(start, bisect.bisect_right(self.lows, hi)):
+                    a, b, i = self.points[k]
+                    if b >= lo:
+                        picked.add(i)
+        return [self.rules[i] for i in sorted(picked)]
 
 
 def _fixed_dst(rule: m.Rule) -> tuple[int, int] | None:
