@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from pktverify.check.compare_mode import compare_modes
+from pktverify.check.compare_mode import CELLS_PER_PORT, compare_modes
 from pktverify.check.diff import MAX_CELLS
 from pktverify.generate.synthetic_cluster import synthetic_cluster
 
@@ -24,7 +24,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10x100,100x100,10x1000,100x1000", help="NODESxSERVICES, comma-separated")
     ap.add_argument("--measure", type=int, default=0, help="diff only the first K nodes of each cluster (0: all)")
-    ap.add_argument("--max-cells", type=int, default=MAX_CELLS, help=f"bound per node (default {MAX_CELLS:,})")
+    ap.add_argument("--max-cells", type=int, default=None,
+                    help=f"bound per node (default compare_modes' own: {MAX_CELLS:,} or {CELLS_PER_PORT} per service port)")
     ap.add_argument("--global-cuts", action="store_true",
                     help="cut as `pktverify diff` does (every rule's box cuts every destination): the old way")
     args = ap.parse_args()

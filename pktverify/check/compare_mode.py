@@ -17,7 +17,8 @@ diff``'s cells, in far fewer cells).
 
 Nodes whose two sides are the same (same addresses, routes and both rule sets) are diffed once.
 Nodes of a real cluster differ in at least their own addresses and routes, which decide where a
-DNAT'd packet leaves; a per-node diff is the only sound answer there, each within ``max_cells``.
+DNAT'd packet leaves; a per-node diff is the only sound answer there, each within ``max_cells``
+(by default :func:`cell_bound`: it grows with the service ports).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from ..model.cluster import ClusterSpec
 from ..model.nft import NftRuleset
 from ..model.node import NodeState
 from ..parse.iptables_save import parse_iptables_save
+from .diff.cells import MAX_WORK
 from .diff.compare import MAX_CELLS, diff_rulesets
 from .diff.deliberate import mode_facts
 from .diff.result import DiffResult
 
-__all__ = ["ModeComparison", "NodeComparison", "compare_modes"]
+__all__ = ["ModeComparison", "NodeComparison", "compare_modes", "cell_bound", "CELLS_PER_PORT"]
 
 # kube-proxy's iptables-mode chains (kubelet's own KUBE-FIREWALL, KUBE-KUBELET-CANARY stay).
 _PROXY_CHAINS = ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
@@ -84,11 +86,24 @@ class ModeComparison:
         return self.complete and not any(n.unexplained for n in self.nodes)
 
 
-def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int = MAX_CELLS,
+# Cells per service port a node's diff is allowed beyond MAX_CELLS (cut destination first, a ClusterIP
+# port takes ~190 cells of kube-proxy's rules on a synthetic cluster: 14 sources x protocols, ports x 3
+# in-interfaces); the work bound grows with it.
+CELLS_PER_PORT = 500
+
+
+def cell_bound(cluster: ClusterSpec) -> int:
+    """The default bound of each node's diff: :data:`MAX_CELLS`, or :data:`CELLS_PER_PORT` per service
+    port when that is more (the cells grow with the services' destinations, not with their product)."""
+    return max(MAX_CELLS, CELLS_PER_PORT * sum(len(s.ports) for s in cluster.services))
+
+
+def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int | None = None,
                   nodes: Iterable[str] | None = None, local_cuts: bool = True) -> ModeComparison:
     """Diff each node's rules in the cluster's kube-proxy mode against those of the other mode
     (iptables <-> nftables), labelling the documented differences; see the module docstring.
-    ``nodes``: only these nodes (default: every node); ``max_cells``: the bound of each node's diff;
+    ``nodes``: only these nodes (default: every node); ``max_cells``: the bound of each node's diff
+    (default :func:`cell_bound`; the work bound scales with it);
     ``local_cuts``: cut each destination's packets by the rules they can meet only (see
     :func:`.diff.diff_rulesets`; False: as ``pktverify diff`` cuts, the same classes in more cells)."""
     if cluster.proxy_mode not in ("iptables", "nftables"):
@@ -97,6 +112,8 @@ def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int
     other = "nftables" if cluster.proxy_mode == "iptables" else "iptables"
     other_cluster = replace(cluster, proxy_mode=other)
     states = cluster_nodes(cluster, lenient=lenient)
+    max_cells = cell_bound(cluster) if max_cells is None else max_cells
+    max_work = MAX_WORK * max(1, max_cells // MAX_CELLS)
     out = ModeComparison(cluster.proxy_mode, other, [])
     done: dict[tuple, str] = {}
     wanted = set(nodes) if nodes is not None else None
@@ -112,8 +129,8 @@ def compare_modes(cluster: ClusterSpec, *, lenient: bool = False, max_cells: int
             out.nodes.append(NodeComparison(spec.name, first.result, done[key]))
             continue
         facts = mode_facts(own, switched, spec.ip)
-        result = diff_rulesets(own, switched, max_cells=max_cells, label=facts.label if facts else None,
-                               local_cuts=local_cuts)
+        result = diff_rulesets(own, switched, max_cells=max_cells, max_work=max_work,
+                               label=facts.label if facts else None, local_cuts=local_cuts)
         if facts is not None:
             result.modes = f"{cluster.proxy_mode} → {other}"
         done[key] = spec.name

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from pktverify.check.compare_mode import compare_modes
-from pktverify.check.diff import diff_rulesets
+from pktverify.check.compare_mode import CELLS_PER_PORT, cell_bound, compare_modes
+from pktverify.check.diff import MAX_CELLS, diff_rulesets
 from pktverify.check.diff.deliberate import mode_facts
 from pktverify.check.diff.region import _DstIndex
 from pktverify.check.diff.run import read_sides
@@ -114,7 +114,7 @@ def test_dst_index_passes_exactly_the_rules_that_may_meet_a_destination():
         "-A FORWARD -d 10.0.1.0/24 -j ACCEPT\n-A FORWARD -p tcp -j ACCEPT\n-A FORWARD -d 10.0.0.0/8 -j DROP\n" \
         "COMMIT\n"
     chain = parse_iptables_save(text, source="t").tables["filter"].chains["FORWARD"]
-    index = _DstIndex.of(chain)
+    index = _DstIndex(chain)
     ip = lambda s: int.from_bytes(bytes(int(x) for x in s.split(".")), "big")  # noqa: E731
     lines = lambda rules: [r.index for r in rules]  # noqa: E731
     assert lines(index.near([((ip("10.0.0.3"), ip("10.0.0.3")),)])) == [3, 10, 11]
@@ -123,3 +123,13 @@ def test_dst_index_passes_exactly_the_rules_that_may_meet_a_destination():
     assert lines(index.near([((ip("192.168.0.1"), ip("192.168.0.1")),)])) == [10, 11]
     assert lines(index.near([((0, 2 ** 32 - 1),)])) == list(range(1, 12))
     assert all(isinstance(r, m.Rule) for r in index.near([((0, 1),)]))
+    # a chain of fewer than _DstIndex._SMALL rules is passed whole
+    assert _DstIndex.of(chain).near([((ip("192.168.0.1"), ip("192.168.0.1")),)]) == list(chain.rules)
+
+
+def test_the_default_bound_grows_with_the_service_ports_and_a_given_bound_is_kept():
+    small, big = synthetic_cluster(2, 10, 30), synthetic_cluster(2, 1000, 500)
+    assert cell_bound(small) == MAX_CELLS
+    assert cell_bound(big) == CELLS_PER_PORT * sum(len(s.ports) for s in big.services) > MAX_CELLS
+    bounded = compare_modes(small, nodes=["node0"], max_cells=100)
+    assert bounded.nodes[0].result.cells == 100 and not bounded.complete

@@ -250,12 +250,14 @@ class _DstIndex:
 
     _made: dict[int, tuple] = {}            # id(chain) -> (chain, index): the chain kept alive with it
     _WIDE = 1 << 16                         # ranges wider than this are kept with the rules of no -d
+    _SMALL = 64                             # chains of fewer rules are passed whole, not indexed
+    _KEPT = 64                              # indexes kept (a diff's big chains), then forgotten
 
-    def __init__(self, chain: m.Chain) -> None:
+    def __init__(self, chain: m.Chain, indexed: bool = True) -> None:
         self.rules = chain.rules
         self.free: list[int] = []
         points = []
-        for i, rule in enumerate(chain.rules):
+        for i, rule in enumerate(chain.rules if indexed else ()):
             point = _fixed_dst(rule)
             if point is None or point[1] - point[0] > self._WIDE:
                 self.free.append(i)
@@ -270,7 +272,9 @@ class _DstIndex:
     def of(cls, chain: m.Chain) -> "_DstIndex":
         got = cls._made.get(id(chain))
         if got is None or got[0] is not chain:
-            if len(cls._made) > 100_000:
+            if len(chain.rules) < cls._SMALL:
+                return cls(chain, indexed=False)
+            if len(cls._made) >= cls._KEPT:
                 cls._made.clear()
             got = cls._made[id(chain)] = (chain, cls(chain))
         return got[1]
