@@ -101,12 +101,23 @@ class NftTableEval:
         c = self._chains.get(name)
         if c is None:
             if self._models is None:
-                self._models = {ch.name: ch for ch in self.table.chains}
+                self._models = self._chain_models()
             model = self._models.get(name)
             if model is None:
                 model = n.NftChain(name)
             c = self._chains[name] = self._compiled(model)
         return c
+
+    def _chain_models(self) -> dict[str, n.NftChain]:
+        """The table's chains by name: one dict for nodes whose tables hold the same chains tuple
+        (40,000 names per node add up over 1,000 nodes)."""
+        chains = self.table.chains
+        if self.shared is None:
+            return {ch.name: ch for ch in chains}
+        hit = self.shared.get(("nft-models", id(chains)))
+        if hit is None or hit[0] is not chains:
+            hit = self.shared[("nft-models", id(chains))] = (chains, {ch.name: ch for ch in chains})
+        return hit[1]
 
     def _compiled(self, model: n.NftChain) -> _Chain:
         """``model`` compiled, or the compiled chain another node made of the same objects."""

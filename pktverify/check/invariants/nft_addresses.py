@@ -46,7 +46,7 @@ class NftTableAddresses:
     can stand for what it tests."""
     whole: list[Interval] = field(default_factory=list)
     graph: NatGraph | None = None
-    tests: dict[str, list[Interval]] = field(default_factory=dict)
+    tests: object = None            # name -> what the chain names (a callable)
     unsound: str = ""
 
 
@@ -291,6 +291,38 @@ class _ChainReading:
         self.struct: object = self
 
 
+class _Static:
+    """The readings of a chains tuple's chains that name no set (the same on every node that
+    holds the tuple), and the chains that do."""
+    __slots__ = ("readings", "varying")
+
+    def __init__(self, readings: dict[str, _ChainReading], varying: list[n.NftChain]) -> None:
+        self.readings, self.varying = readings, varying
+
+
+class _Layered:
+    """A node's readings: its own for the chains that name sets, the shared ones for the rest."""
+    __slots__ = ("base", "own")
+
+    def __init__(self, base: dict[str, _ChainReading], own: dict[str, _ChainReading]) -> None:
+        self.base, self.own = base, own
+
+    def get(self, name: str) -> _ChainReading | None:
+        found = self.own.get(name)
+        return found if found is not None else self.base.get(name)
+
+    def __getitem__(self, name: str) -> _ChainReading:
+        found = self.own.get(name)
+        return found if found is not None else self.base[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.own or name in self.base
+
+    def tests(self, name: str) -> list[Interval]:
+        """What chain ``name`` names (the per-chain tests the address classes ask for)."""
+        return self[name].tests
+
+
 class NftReader:
     """Reads nft tables for the address classes (:func:`read_nft_table`), chain by chain, memoized
     by object: nodes whose rulesets were derived from one another (:mod:`...load.nft_derive`) share
@@ -302,7 +334,7 @@ class NftReader:
         self._graphs: dict[tuple, NatGraph] = {}
         self._refs: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._updated: dict[int, frozenset[str]] = {}
-        self._static: dict[int, tuple[dict[str, _ChainReading], list[n.NftChain]]] = {}
+        self._static: dict[int, _Static] = {}
         self._keep: list[object] = []       # what the memos' ids name stays alive
 
     def _refs_of(self, chain: n.NftChain) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -331,9 +363,9 @@ class NftReader:
             reading.struct = self._structs.setdefault(skey, reading)
         return reading
 
-    def _readings(self, reader: _TableReader, chains: tuple[n.NftChain, ...]) -> dict[str, _ChainReading]:
+    def _readings(self, reader: _TableReader, chains: tuple[n.NftChain, ...]) -> tuple[_Static, dict[str, _ChainReading]]:
         """Every chain's reading: those that name no set read once per chains tuple (nodes share
-        it), the others per node's sets."""
+        them: :class:`_Static`), the others per node's sets (returned apart)."""
         static = self._static.get(id(chains))
         if static is None:
             fixed: dict[str, _ChainReading] = {}
@@ -343,12 +375,9 @@ class NftReader:
                     varying.append(chain)
                 else:
                     fixed[chain.name] = self._chain_or_raise(reader, chain)
-            static = self._static[id(chains)] = (fixed, varying)
+            static = self._static[id(chains)] = _Static(fixed, varying)
             self._keep.append(chains)
-        readings = dict(static[0])
-        for chain in static[1]:
-            readings[chain.name] = self._chain_or_raise(reader, chain)
-        return readings
+        return static, {chain.name: self._chain_or_raise(reader, chain) for chain in static.varying}
 
     def _chain_or_raise(self, reader: _TableReader, chain: n.NftChain) -> _ChainReading:
         try:
@@ -365,25 +394,26 @@ class NftReader:
         reader = _TableReader(table, self._updated[id(table.chains)])
         out = NftTableAddresses()
         try:
-            readings = self._readings(reader, table.chains)
+            static, varying = self._readings(reader, table.chains)
         except _Unsound as exc:
             out.unsound = f"table {table.family} {table.name}, {exc}"
             return out
+        readings = _Layered(static.readings, varying)
         nat_starts = {c.name for c in table.chains if c.is_base and c.type == "nat"}
         other_starts = {c.name for c in table.chains if c.is_base and c.type != "nat"}
         for name in _closure(other_starts, readings):
             out.whole += readings[name].tests
         if nat_starts:
-            out.tests = {name: r.tests for name, r in readings.items()}
-            out.graph = self._graph(readings, nat_starts)
+            out.tests = readings.tests
+            out.graph = self._graph(static, varying, nat_starts)
         return out
 
-    def _graph(self, readings: dict[str, _ChainReading], starts: set[str]) -> NatGraph:
-        key = (tuple((name, id(r.struct)) for name, r in readings.items()), frozenset(starts))
+    def _graph(self, static: _Static, varying: dict[str, _ChainReading], starts: set[str]) -> NatGraph:
+        key = (id(static), tuple((name, id(r.struct)) for name, r in varying.items()), frozenset(starts))
         graph = self._graphs.get(key)
         if graph is None:
-            self._keep += [r.struct for r in readings.values()]
-            structs = {name: r.struct for name, r in readings.items()}
+            self._keep += [static, *(r.struct for r in varying.values())]
+            structs = {name: r.struct for name, r in {**static.readings, **varying}.items()}
             exact: dict[str, dict[int, list[str]]] = {}
             for name, s in structs.items():
                 for ip, target in s.exact:
@@ -413,7 +443,7 @@ def read_nft_table(table: n.NftTable) -> NftTableAddresses:
     return NftReader().read(table)
 
 
-def _closure(starts: set[str], readings: dict[str, _ChainReading]) -> set[str]:
+def _closure(starts: set[str], readings: _Layered) -> set[str]:
     """Chains reachable from ``starts`` by any jump (conditions ignored)."""
     seen = set(starts)
     todo = list(starts)
