@@ -159,11 +159,12 @@ def _nat_chains(ruleset: m.Ruleset) -> list[tuple[str, m.Chain]]:
 
 
 def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Universe, node: NodeState,
-                     work: Work, cache: EntryCache, local: bool = False) -> list:
+                     work: Work, cache: EntryCache, local_cuts: bool = False) -> list:
     """Boxes that cut the region as the rules after a DNAT or REDIRECT see it: every rule a
     translated packet of ``region`` can meet, with its destination (and port, when the NAT sets
     it) put back to the packets the NAT takes. Without them a cell could hold packets that the
-    rules after the NAT tell apart by source or port."""
+    rules after the NAT tell apart by source or port. ``local_cuts``: those rules' boxes met with the
+    translated packets that can reach them (:func:`cutting_boxes`, ``local``)."""
     local = _local(node)
     out: dict[Box, None] = {}
     region_dst = _norm([iv for r in region for iv in r[DST]])
@@ -186,7 +187,7 @@ def translated_cuts(rulesets: tuple[m.Ruleset, ...], region: list, universe: Uni
                     continue
                 moved = [b[:DST] + ((dst or b[DST]),) + b[DST + 1:DPORT] + ((port or b[DPORT]),) + b[DPORT + 1:]
                          for b in taken]
-                hits = [h for rs in rulesets for h in cutting_boxes(rs, moved, universe, work, local)]
+                hits = [h for rs in rulesets for h in cutting_boxes(rs, moved, universe, work, local_cuts)]
                 work.spend(len(hits) * len(taken))
                 for h in hits:
                     for b in taken:
