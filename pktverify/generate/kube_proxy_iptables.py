@@ -12,16 +12,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .rule_text import quote
 
-__all__ = ["ServicePort", "kube_proxy_iptables_rules", "chain_suffix"]
+__all__ = ["ServicePort", "kube_proxy_iptables_rules", "chain_suffix", "service_port_name"]
 
 
 @dataclass(frozen=True)
 class ServicePort:
-    """One service port: ``name`` is ``namespace/service:port``; endpoints are ``ip:port``.
+    """One service port: ``name`` is ``namespace/service:port`` (a port without a name:
+    ``namespace/service:`` or ``namespace/service``, see :func:`service_port_name`); endpoints are ``ip:port``.
 
     The rest is how the service is exposed and its policies: ``local_endpoints`` are the
     endpoints on the node the rules are for (what ``*TrafficPolicy: Local`` keeps), ``node_port``
@@ -45,6 +46,14 @@ class ServicePort:
     @property
     def external(self) -> bool:
         return bool(self.node_port or self.external_ips or self.lb_ips)
+
+
+def service_port_name(name: str) -> str:
+    """kube-proxy's ServicePortName.String() for our ``namespace/service:port``: the ``:`` only when
+    the port has a name (fmtPortName, pkg/proxy/types.go), so an unnamed port is ``namespace/service``.
+    It is what the iptables and userspace proxiers write in comments and hash into chain names
+    (servicePortName.String(), portProtoHash). Namespace, service and port names hold no ``:``."""
+    return name[:-1] if name.endswith(":") else name
 
 
 def chain_suffix(*parts: str) -> str:
@@ -84,7 +93,8 @@ def kube_proxy_iptables_rules(services: list[ServicePort], *, cluster_cidr: str,
                                 'balancer firewall" -j KUBE-PROXY-FIREWALL')
     out = _Rules(nat_chains, filter_rules, node_ip)
     for svc in services:
-        _service_rules(svc, cluster_cidr, out)
+        name = service_port_name(svc.name)
+        _service_rules(svc if name == svc.name else replace(svc, name=name), cluster_cidr, out)
     out.dispatch.append('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be '
                         'the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS')
     text = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",

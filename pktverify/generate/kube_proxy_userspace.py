@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .kube_proxy_iptables import service_port_name
 from .rule_text import quote
 
 __all__ = ["PortalPort", "kube_proxy_userspace_rules"]
@@ -17,7 +18,8 @@ __all__ = ["PortalPort", "kube_proxy_userspace_rules"]
 
 @dataclass(frozen=True)
 class PortalPort:
-    """One service port on one node: ``name`` is ``namespace/service:port``."""
+    """One service port on one node: ``name`` is ``namespace/service:port`` (``namespace/service:``
+    or ``namespace/service`` when the port has no name; its rules' comments say ``namespace/service``)."""
     name: str
     cluster_ip: str
     port: int
@@ -42,7 +44,8 @@ def kube_proxy_userspace_rules(portals: list[PortalPort], *, node_ip: str) -> st
     ]
     filter_rules: list[str] = []
     for p in portals:
-        head = f"-p {p.protocol} -m comment --comment {quote(p.name)} -m {p.protocol} --dport"
+        # the comment is the ServicePortName's String() (iptablesCommonPortalArgs, pkg/proxy/userspace/proxier.go)
+        head = f"-p {p.protocol} -m comment --comment {quote(service_port_name(p.name))} -m {p.protocol} --dport"
         redirect, dnat = f"-j REDIRECT --to-ports {p.proxy_port}", f"-j DNAT --to-destination {node_ip}:{p.proxy_port}"
         # The ClusterIP and each LoadBalancer ingress IP: from containers and from the host.
         for ip in (p.cluster_ip, *p.lb_ips):

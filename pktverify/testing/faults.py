@@ -274,7 +274,7 @@ def _plant_hairpin(draw, c: ClusterSpec) -> FaultyCluster:
 
     def edit(text: str) -> str:
         return "\n".join(line for line in text.split("\n") if not (
-            f'"{svc.key}:"' in line and "-j KUBE-MARK-MASQ" in line and " -s " in line))
+            f'"{svc.key}"' in line and "-j KUBE-MARK-MASQ" in line and " -s " in line))
 
     if c.proxy_mode == "nftables":
         return _faulty(_edit_nft(c, node, lambda text: faults_nft.without_hairpin_masquerade(text, svc.key)),
@@ -301,7 +301,7 @@ def _plant_skew(draw, c: ClusterSpec) -> FaultyCluster:
     def edit(text: str) -> str:
         lines = text.split("\n")
         for i, line in enumerate(lines):
-            if f'"{svc.key}:' in line and "--probability" in line:
+            if f'"{svc.key} -> ' in line and "--probability" in line:
                 words = line.split()
                 at = words.index("--probability") + 1
                 words[at] = "0.25000000000"
@@ -324,7 +324,8 @@ def _plant_unrejected(draw, c: ClusterSpec) -> FaultyCluster:
     c = replace(c, services=c.services + (svc,))
 
     def edit(text: str) -> str:
-        return "\n".join(line for line in text.split("\n") if not (f'"{svc.key}:' in line and "-j REJECT" in line))
+        return "\n".join(line for line in text.split("\n")
+                         if not (f'"{svc.key} has no endpoints"' in line and "-j REJECT" in line))
 
     if c.proxy_mode == "nftables":
         cip = format_ip(svc.cluster_ip)

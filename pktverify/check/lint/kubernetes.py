@@ -40,7 +40,8 @@ PV307 = Check(
     "kube-proxy's userspace mode opens one proxy port per service port and sends that service's connections "
     "there (REDIRECT for pods, DNAT to the node's own address for the node itself); the proxy on a port "
     "forwards to the endpoints of the one service it serves, so the other service's clients reach the wrong "
-    "pods. The services are told apart by kube-proxy's rule comment (namespace/name:port); DNATs count when "
+    "pods. The services are told apart by kube-proxy's rule comment (namespace/name:port, or namespace/name "
+    "for a port without a name); DNATs count when "
     "they go to the node's own address (with --cluster --node) or stand in KUBE-PORTALS-HOST/KUBE-NODEPORT-HOST.",
     "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-PORTALS-CONTAINER - [0:0]\n"
     "-A PREROUTING -j KUBE-PORTALS-CONTAINER\n"
@@ -56,7 +57,9 @@ PV307 = Check(
     "--dport 80 -j REDIRECT --to-ports 58263\nCOMMIT", "kubernetes")
 
 UNIFORMITY = 1e-6
-_SERVICE_PORT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[-a-z0-9]*")
+# namespace/name:port; a port without a name is namespace/name (kube-proxy v1.19 and later) or
+# namespace/name: (before): ServicePortName.String(), pkg/proxy/types.go
+_SERVICE_PORT = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[-a-z0-9]*)?")
 _PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
 # kube-proxy userspace's chains for the node's own connections: their DNATs go to the node's address.
 _HOST_CHAINS = ("KUBE-PORTALS-HOST", "KUBE-NODEPORT-HOST")
