@@ -28,10 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...model import nft as n
-from ...model.addresses import prefix_mask
+from ...model.addresses import is_prefix_mask, prefix_mask
 from .nat_graph import Interval, NatGraph
 
-__all__ = ["NftReader", "NftTableAddresses", "read_nft_table"]
+__all__ = ["NftReader", "NftTableAddresses"]
 
 _ADDR_FIELDS = frozenset({"saddr", "daddr"})
 _CT_ADDR_KEYS = frozenset({"saddr", "daddr", "ip saddr", "ip daddr"})
@@ -204,7 +204,7 @@ class _RuleReading:
             return
         if type(left) is n.Bitwise and _is_address(left.expr):
             mask = left.mask
-            if not _is_prefix(mask) or type(right) is not int:
+            if not is_prefix_mask(mask) or type(right) is not int:
                 raise _Unsound("an address compared under a mask that is not a prefix")
             want = (right ^ left.xor) & mask
             iv = (want, want | (~mask & 0xFFFFFFFF))
@@ -272,11 +272,6 @@ class _RuleReading:
         self.targets.append(iv)
 
 
-def _is_prefix(mask: int) -> bool:
-    inv = ~mask & 0xFFFFFFFF
-    return inv & (inv + 1) == 0
-
-
 class _ChainReading:
     """One chain's reading: what its rules name (``tests``, NAT targets included) and its
     structure (``jumps``, ``exact``, ``targets``), which nodes share when their chains and the maps
@@ -324,7 +319,7 @@ class _Layered:
 
 
 class NftReader:
-    """Reads nft tables for the address classes (:func:`read_nft_table`), chain by chain, memoized
+    """Reads nft tables for the address classes (see module), chain by chain, memoized
     by object: nodes whose rulesets were derived from one another (:mod:`...load.nft_derive`) share
     their chains, and so their readings and nat graphs."""
 
@@ -358,7 +353,11 @@ class NftReader:
         reading = self._chains.get(key)
         if reading is None:
             self._keep += [sets.get(r) for r in every]
-            reading = self._chains[key] = _ChainReading([_RuleReading(reader, r) for r in chain.rules])
+            try:
+                rules = [_RuleReading(reader, r) for r in chain.rules]
+            except _Unsound as exc:
+                raise _Unsound(f"chain {chain.name}: {exc}") from None
+            reading = self._chains[key] = _ChainReading(rules)
             skey = (id(chain), tuple(id(sets.get(r)) for r in struct))
             reading.struct = self._structs.setdefault(skey, reading)
         return reading
@@ -374,16 +373,10 @@ class NftReader:
                 if self._refs_of(chain)[0]:
                     varying.append(chain)
                 else:
-                    fixed[chain.name] = self._chain_or_raise(reader, chain)
+                    fixed[chain.name] = self._chain(reader, chain)
             static = self._static[id(chains)] = _Static(fixed, varying)
             self._keep.append(chains)
-        return static, {chain.name: self._chain_or_raise(reader, chain) for chain in static.varying}
-
-    def _chain_or_raise(self, reader: _TableReader, chain: n.NftChain) -> _ChainReading:
-        try:
-            return self._chain(reader, chain)
-        except _Unsound as exc:
-            raise _Unsound(f"chain {chain.name}: {exc}") from None
+        return static, {chain.name: self._chain(reader, chain) for chain in static.varying}
 
     def read(self, table: n.NftTable) -> NftTableAddresses:
         """The address classes' reading of ``table`` (see module)."""
@@ -436,11 +429,6 @@ def _set_refs(stmt: object):
                 yield part.data.name, True
     elif kind is n.Mangle and type(stmt.value) is n.MapLookup and type(stmt.value.data) is n.SetRef:
         yield stmt.value.data.name, False
-
-
-def read_nft_table(table: n.NftTable) -> NftTableAddresses:
-    """The address classes' reading of ``table`` (see module); :class:`NftReader` for many."""
-    return NftReader().read(table)
 
 
 def _closure(starts: set[str], readings: _Layered) -> set[str]:
