@@ -89,7 +89,7 @@ def test_a_loadbalancer_lets_its_own_ip_through_its_source_ranges_in_both_modes_
     path.write_text(EVERY.read_text().replace("load_balancer_source_ranges: [203.0.113.0/24]",
                                               "load_balancer_source_ranges: [203.0.113.0/24, 192.168.1.20/32]"))
     cluster = load_cluster(path)
-    lb_rule = "-s 198.51.100.20/32 -m comment --comment \"default/web-lb: loadbalancer IP\""
+    lb_rule = "-s 198.51.100.20/32 -m comment --comment \"default/web-lb loadbalancer IP\""
     assert [lb_rule in generate_node(cluster, n).iptables for n in cluster.nodes] == [False, True, False]
     nft = dataclasses.replace(cluster, proxy_mode="nftables")
     assert ["198.51.100.20 } drop" in generate_node(nft, n).nft for n in cluster.nodes] == [False, True, False]
