@@ -15,10 +15,7 @@ flow; so what verify reports about a planted fault is what the kernel does with 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import uuid
 
 import pytest
 
@@ -28,29 +25,16 @@ from pktverify.testing.faults import IN_NFT_TOO, NEEDS_NFTABLES
 
 from ..check.test_faults_nft import planted_on_node2
 from .conftest import require_lab
+from .nft_netns import netns_fixture, nft
 
 pytestmark = pytest.mark.kernel
 
 
-@pytest.fixture()
-def netns():
-    """A fresh network namespace (deleted afterwards)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces)")
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    name = f"pv-fnft-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
-    try:
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+netns = netns_fixture("pv-fnft", lab=False)          # a fresh namespace for each ruleset
 
 
 def _check(ns: str, script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", "netns", "exec", ns, "nft", "-c", "-f", "-"], check=False, input=script,
-                          capture_output=True, text=True, timeout=120)
+    return nft(ns, "-c", "-f", "-", script=script)
 
 
 def _scripts(name: str) -> list[str]:
