@@ -290,7 +290,10 @@ def test_cli_timeout_is_one_line_and_writes_nothing(big_cluster, tmp_path, capsy
     before = set(multiprocessing.active_children())
     start = time.monotonic()
     assert main(["verify", str(path), "--timeout", "1", "--html", str(html), "--jobs", "2"]) == 2
-    assert time.monotonic() - start < 8             # reading the YAML (one C call) may outlast the second
+    # It stops: exit 2 and the one-line "stopped after 1 s" below prove it. The time only guards against
+    # a run that waits for every task anyway (whole runs take minutes here on a loaded CI machine's
+    # 2 cores, so the guard is loose: under load, reading the YAML and loading 120 nodes took 9 s once).
+    assert time.monotonic() - start < 30
     err = _one_line_error(capsys, "pktverify: verification stopped after 1 s: ", "; nothing was judged")
     assert not html.exists() and set(multiprocessing.active_children()) <= before, err
     with pytest.raises(SystemExit) as refused:
@@ -303,7 +306,7 @@ def test_timeout_stops_a_dask_run_and_releases_its_tasks(dask_cluster, big_clust
     start = time.monotonic()
     with pytest.raises(VerificationStopped) as stopped:
         pktverify.verify(big_cluster, executor="dask", scheduler=client, timeout=1)
-    assert time.monotonic() - start < 4
+    assert time.monotonic() - start < 20             # loose: a loaded CI machine (see the CLI test above)
     assert _STOPPED_ANYWHERE.fullmatch(str(stopped.value).replace("while connecting to the Dask scheduler at "
                                                                   f"{cluster.scheduler_address}", "while planning the "
                                                                   "flow checks"))
@@ -313,7 +316,7 @@ def test_timeout_stops_a_dask_run_and_releases_its_tasks(dask_cluster, big_clust
     start = time.monotonic()
     assert main(["verify", str(path), "--executor", "dask", "--scheduler", cluster.scheduler_address,
                  "--timeout", "2"]) == 2
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 30             # loose: a loaded CI machine (see the CLI test above)
     err = _one_line_error(capsys)
     assert re.fullmatch(r"pktverify: verification stopped after 2 s: (\d+ of \d+ tasks done|while .+, before any "
                         r"flow was checked); nothing was judged\n", err), err
