@@ -16,7 +16,7 @@ from ..model.addresses import is_prefix_mask, prefix_mask
 from .headerspace import DPORT, DST, PROTO, SPORT, SRC, FieldSet
 
 __all__ = ["NEVER", "PORT_PROTOCOLS", "implied", "mangle_target", "nat_target", "resolve_th", "set_match",
-           "statement_implied", "value_match", "verdict_target"]
+           "statement_implied", "value_interval", "value_match", "verdict_target"]
 
 PORT_PROTOCOLS = frozenset({6, 17, 132})      # tcp, udp, sctp: what `th` ports read (eval.nft_exprs)
 _PROTO_OF = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}
@@ -136,7 +136,8 @@ def _field(left: object) -> tuple[str, int] | None:
     return None
 
 
-def _interval(v: object) -> tuple[int, int] | None:
+def value_interval(v: object) -> tuple[int, int] | None:
+    """A value, range or prefix as the interval of the numbers it holds (None: another kind)."""
     if type(v) is int:
         return v, v
     if isinstance(v, n.Range):
@@ -181,7 +182,7 @@ def value_match(left: object, op: str, right: object) -> list | None:
     """A match against one value (None: the box cannot say it)."""
     where = _field(left)
     if where is not None:
-        iv = _interval(right)
+        iv = value_interval(right)
         return _numbers(where[0], where[1], op, (iv,) if iv is not None else None)
     if type(left) is n.Meta and left.key in ("iifname", "iif", "oifname", "oif") and isinstance(right, str):
         if op not in ("==", "!=") or "\\" in right:
@@ -230,7 +231,7 @@ def set_match(left: object, op: str, elements: tuple[n.Element, ...]) -> list | 
     where = _field(left)
     if where is None:
         return None
-    values = [_interval(e.key) for e in elements]
+    values = [value_interval(e.key) for e in elements]
     if any(v is None for v in values):
         return None
     if where[0] == "th":

@@ -57,6 +57,7 @@ False and callers check every flow.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 
 from ...model import rules as m
 from ...model.addresses import format_ip, prefix_mask
@@ -107,9 +108,10 @@ class AddressClasses:
             scanned.add(id(node.ruleset))
             base += self._read_rules(node)
         # One jump graph per distinct nat table (iptables' nat table, an nft table with nat base
-        # chains): nodes that share a parsed rule set share it. Entries: (node, graph, table id).
-        graphs: dict[int, tuple[NatGraph, object]] = {}
-        self._nat: list[tuple[NatGraph, dict | object, int]] = []
+        # chains): nodes that share a parsed rule set share it. Entries: (graph, what each chain names,
+        # table id).
+        graphs: dict[int, tuple[NatGraph, Callable[[str], list[Interval]]]] = {}
+        self._nat: list[tuple[NatGraph, Callable[[str], list[Interval]], int]] = []
         for node in nodes.values():
             table = node.ruleset.tables["nat"]
             if id(table) not in graphs:
@@ -198,11 +200,11 @@ class AddressClasses:
             if new is None:                  # the same graph from the same start: the same chains
                 new = walked[key] = graph.walked(Points([]), start=self._reached[i], single=dst) - self._reached[i]
             # what those chains name, and whose own address it may name without setting it apart
-            found_key = (self._own.get(table_id), tuple(id(_tests_of(tests, c)) for c in sorted(new)))
+            found_key = (self._own.get(table_id), tuple(id(tests(c)) for c in sorted(new)))
             if found_key in done:
                 continue
             done.add(found_key)
-            found = [iv for c in new for iv in _tests_of(tests, c)]
+            found = [iv for c in new for iv in tests(c)]
             extra += found
             naming += _not_own(found, self._own.get(table_id))
         return _DestinationAtoms(self._classify, _Classifier(extra), naming)
@@ -223,7 +225,7 @@ class AddressClasses:
             if (id(graph), table_id) in done:   # a shared table: the same chains, tests already taken
                 continue
             done.add((id(graph), table_id))
-            found = [iv for c in chains for iv in _tests_of(chain_tests, c)]
+            found = [iv for c in chains for iv in chain_tests(c)]
             tests += found
             naming += _not_own(found, self._own.get(table_id))
         return reached, tests, naming
@@ -238,11 +240,6 @@ class AddressClasses:
                 and target.addr_low != target.addr_high:
             self.unsound_reason = (f"{node}: NAT to an address range picks by a hash of the packet's addresses"
                                    f" ({rule.location()})")
-
-
-def _tests_of(tests, chain: str) -> list[Interval]:
-    """What ``chain`` names, from a per-chain dict (nft) or a function (iptables)."""
-    return tests(chain) if callable(tests) else tests[chain]
 
 
 def _one_user_addresses(cluster: ClusterSpec, nodes: dict[str, NodeState]) -> dict[int, int]:

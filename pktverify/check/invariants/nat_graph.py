@@ -129,9 +129,15 @@ def iptables_nat_graph(table: m.Table) -> NatGraph:
 
 
 def iptables_chain_tests(table: m.Table):
-    """``name -> what the rules of chain name name`` (tests and NAT targets) for an iptables table."""
+    """``name -> what the rules of chain name name`` (tests and NAT targets) for an iptables table:
+    one list per chain, kept (callers tell chains' lists apart by identity, as nft readings' are)."""
+    made: dict[str, list[Interval]] = {}
+
     def tests(name: str) -> list[Interval]:
-        return [iv for rule in table.chains[name].rules for iv in rule_tests(rule) + rule_targets(rule)]
+        found = made.get(name)
+        if found is None:
+            found = made[name] = [iv for rule in table.chains[name].rules for iv in rule_tests(rule) + rule_targets(rule)]
+        return found
     return tests
 
 

@@ -25,13 +25,15 @@ expression or statement pktverify does not read, and iptables-nft's ``xt`` state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ...model import nft as n
-from ...model.addresses import is_prefix_mask, prefix_mask
+from ...model.addresses import is_prefix_mask
+from ..nft_view_match import value_interval
 from .nat_graph import Interval, NatGraph
 
-__all__ = ["NftReader", "NftTableAddresses"]
+__all__ = ["NftReader", "NftTableAddresses", "is_address"]
 
 _ADDR_FIELDS = frozenset({"saddr", "daddr"})
 _CT_ADDR_KEYS = frozenset({"saddr", "daddr", "ip saddr", "ip daddr"})
@@ -46,11 +48,12 @@ class NftTableAddresses:
     can stand for what it tests."""
     whole: list[Interval] = field(default_factory=list)
     graph: NatGraph | None = None
-    tests: object = None            # name -> what the chain names (a callable)
+    tests: Callable[[str], list[Interval]] | None = None      # chain name -> what the chain names
     unsound: str = ""
 
 
-def _is_address(expr: object) -> bool:
+def is_address(expr: object) -> bool:
+    """Whether ``expr`` is an IPv4 address itself: ``ip saddr|daddr`` or conntrack's."""
     kind = type(expr)
     if kind is n.Payload:
         return expr.protocol == "ip" and expr.field in _ADDR_FIELDS
@@ -60,7 +63,7 @@ def _is_address(expr: object) -> bool:
 def _reads_address(expr: object) -> bool:
     """Whether ``expr`` (an expression tree) reads an IPv4 address anywhere, or may (unknown)."""
     kind = type(expr)
-    if _is_address(expr):
+    if is_address(expr):
         return True
     if kind is n.Hash:
         return expr.expr is None or _reads_address(expr.expr)
@@ -73,24 +76,12 @@ def _reads_address(expr: object) -> bool:
     return kind is n.NftUnknown or (kind is n.Payload and expr.protocol.startswith("@"))
 
 
-def _interval(v: object) -> Interval | None:
-    if type(v) is int:
-        return v, v
-    if type(v) is n.Range:
-        return v.low, v.high
-    if type(v) is n.Prefix:
-        mask = prefix_mask(v.length)
-        return v.addr & mask, (v.addr & mask) | (~mask & 0xFFFFFFFF)
-    return None
-
-
 class _Unsound(Exception):
     """A statement reads an address in a way no interval can stand for."""
 
 
 class _TableReader:
-    """Reads one table (see module); ``positions`` caches, per key expression, which parts of a
-    key are addresses and how each is read."""
+    """One table's named sets, and the ones the packet path updates, as rule readings look them up."""
 
     def __init__(self, table: n.NftTable, updated: frozenset[str]) -> None:
         self.table = table
@@ -104,7 +95,7 @@ class _TableReader:
         items = key.items if type(key) is n.Concat else (key,)
         out = []
         for i, item in enumerate(items):
-            if _is_address(item):
+            if is_address(item):
                 out.append((i, item == _DADDR))
             elif _reads_address(item):
                 raise _Unsound(f"a key part reads an address ({type(item).__name__})")
@@ -115,7 +106,7 @@ class _TableReader:
         for e in elements:
             for i, _dst in parts:
                 value = e.key[i] if concat else e.key
-                iv = _interval(value)
+                iv = value_interval(value)
                 if iv is None:
                     raise _Unsound(f"a set element {value!r} in an address position")
                 out.append(iv)
@@ -146,7 +137,7 @@ class _TableReader:
                     continue
                 if dtypes is None and j > 0:
                     continue        # anonymous NAT map: address first, then port
-                iv = _interval(v)
+                iv = value_interval(v)
                 if iv is not None:
                     out.append(iv)
         return out
@@ -163,11 +154,6 @@ class _RuleReading:
         self.cond: Interval | None = None
         for stmt in rule.exprs:
             self.statement(reader, stmt)
-
-    def narrow(self, iv: Interval) -> None:
-        low, high = self.cond if self.cond is not None else (0, 0xFFFFFFFF)
-        low, high = max(low, iv[0]), min(high, iv[1])
-        self.cond = (low, high) if low <= high else (1, 0)
 
     def statement(self, reader: _TableReader, stmt: object) -> None:
         kind = type(stmt)
@@ -202,14 +188,14 @@ class _RuleReading:
             return
         if not _reads_address(left):
             return
-        if type(left) is n.Bitwise and _is_address(left.expr):
+        if type(left) is n.Bitwise and is_address(left.expr):
             mask = left.mask
             if not is_prefix_mask(mask) or type(right) is not int:
                 raise _Unsound("an address compared under a mask that is not a prefix")
             want = (right ^ left.xor) & mask
             iv = (want, want | (~mask & 0xFFFFFFFF))
-        elif _is_address(left):
-            iv = _interval(right)
+        elif is_address(left):
+            iv = value_interval(right)
             if iv is None:
                 raise _Unsound(f"an address compared with {right!r}")
             if stmt.op in ("<", "<=", ">", ">="):
@@ -221,7 +207,7 @@ class _RuleReading:
             raise _Unsound("an address read through an expression no interval can stand for")
         self.tests.append(iv)
         if left == _DADDR and stmt.op == "==":
-            self.narrow(iv)
+            self.cond = self._narrowed(iv)
 
     def lookup(self, reader: _TableReader, key: object, data: object) -> None:
         parts = reader.key_parts(key)
@@ -240,13 +226,14 @@ class _RuleReading:
             verdict = e.data
             if type(verdict) is not n.NftVerdict or verdict.kind not in ("jump", "goto") or verdict.chain is None:
                 continue
-            iv = _interval(e.key[dst] if concat else e.key) if dst is not None else None
+            iv = value_interval(e.key[dst] if concat else e.key) if dst is not None else None
             if iv is not None and iv[0] == iv[1] and self.cond is None:
                 self.exact.append((iv[0], verdict.chain))
             else:
                 self.jumps.append((self._narrowed(iv), verdict.chain))
 
     def _narrowed(self, iv: Interval | None) -> Interval | None:
+        """The rule's destination condition so far, met with ``iv`` ((1, 0): nothing)."""
         if iv is None:
             return self.cond
         if self.cond is None:
@@ -266,8 +253,8 @@ class _RuleReading:
             return
         if addr is None:
             return
-        iv = _interval(addr)
-        if iv is None or (iv[0] != iv[1] and "netmap" not in stmt.flags) or "netmap" in stmt.flags:
+        iv = value_interval(addr)
+        if iv is None or iv[0] != iv[1] or "netmap" in stmt.flags:
             raise _Unsound("a NAT to an address range or computed address picks by the packet's addresses")
         self.targets.append(iv)
 

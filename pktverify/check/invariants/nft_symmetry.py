@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...model import nft as n
+from .nft_addresses import is_address
 
 __all__ = ["nft_key"]
 
@@ -26,12 +27,8 @@ _ADDRESS = ("ipv4_addr",)
 
 
 def _is_address(expr: object) -> bool:
-    kind = type(expr)
-    if kind is n.Payload:
-        return expr.protocol == "ip" and expr.field in ("saddr", "daddr")
-    if kind is n.Bitwise:
-        return _is_address(expr.expr)
-    return kind is n.Ct and expr.key in ("saddr", "daddr", "ip saddr", "ip daddr")
+    """An address, or an address under a mask (its compared value is an address too)."""
+    return is_address(expr.expr if type(expr) is n.Bitwise else expr)
 
 
 def _value(v: object, own: int) -> object:
