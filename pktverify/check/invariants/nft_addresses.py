@@ -192,6 +192,8 @@ class _RuleReading:
             mask = left.mask
             if not is_prefix_mask(mask) or type(right) is not int:
                 raise _Unsound("an address compared under a mask that is not a prefix")
+            if stmt.op not in ("==", "!="):      # (x & mask) < v holds across many prefixes, not one
+                raise _Unsound(f"a masked address compared with {stmt.op}")
             want = (right ^ left.xor) & mask
             iv = (want, want | (~mask & 0xFFFFFFFF))
         elif is_address(left):
