@@ -11,31 +11,45 @@ same operations on every node, so the first node's compiled chain serves them al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields, is_dataclass
+from typing import TypeVar
 
 from ..model import nft as n
 
-__all__ = ["share_key"]
+__all__ = ["share_key", "shared_value"]
 
+T = TypeVar("T")
 _NODE_BOUND = (n.Fib, n.SetUpdate, n.Xt)
 _PKTTYPE = n.Meta("pkttype")
 
 
-def share_key(chain: n.NftChain, table: n.NftTable, memo: dict) -> tuple | None:
+def shared_value(shared: dict, key: tuple, keep: object, make: Callable[[], T]) -> T:
+    """``shared[key]``, made by ``make`` the first time; ``keep`` (the objects whose ids ``key``
+    holds) is stored beside it, so those ids stay theirs as long as the value is shared."""
+    hit = shared.get(key)
+    if hit is None:
+        hit = shared[key] = (keep, make())
+    return hit[1]
+
+
+def share_key(chain: n.NftChain, table: n.NftTable, shared: dict) -> tuple | None:
     """The key under which nodes share ``chain``'s compiled form (None: compile it per node), and
-    what must stay alive for the key's ids to stay theirs; ``memo`` keeps each chain's reading."""
-    refs = memo.get(id(chain))
-    if refs is None or refs[0] is not chain:
-        found: set[str] = set()
-        plain = all(_plain(stmt, found) for rule in chain.rules for stmt in rule.exprs)
-        refs = memo[id(chain)] = (chain, tuple(sorted(found)) if plain else None)
-    names = refs[1]
+    what must stay alive for the key's ids to stay theirs; ``shared`` keeps each chain's reading."""
+    names = shared_value(shared, ("nft-refs", id(chain)), chain, lambda: _set_names(chain))
     if names is None:
         return None
     sets = [table.set(name) for name in names]
     if any(s is None or "dynamic" in s.flags for s in sets):
         return None
     return (id(chain), table.family, tuple(id(s) for s in sets)), (chain, *sets)
+
+
+def _set_names(chain: n.NftChain) -> tuple[str, ...] | None:
+    """The named sets ``chain`` reads (None: it reads something node-bound)."""
+    found: set[str] = set()
+    plain = all(_plain(stmt, found) for rule in chain.rules for stmt in rule.exprs)
+    return tuple(sorted(found)) if plain else None
 
 
 def _plain(x: object, refs: set[str]) -> bool:

@@ -18,7 +18,7 @@ from .branches import merge_results
 from .fib import Fib
 from .nft_rules import compile_ops
 from .nft_sets import compile_lookup, set_tag
-from .nft_share import share_key
+from .nft_share import share_key, shared_value
 from .state import Budget, WalkState, add_step, nat_done, with_prob
 from .targets import ChainResult
 
@@ -67,16 +67,12 @@ class _Sets(dict):
     def __missing__(self, name: str):
         found = self.table.set(name)
         dynamic = found is not None and "dynamic" in found.flags
-        key = ("nft-set", id(found), self.table.family, self.table.name) \
-            if self.shared is not None and found is not None and not dynamic else None
-        hit = self.shared.get(key) if key is not None else None
-        if hit is not None and hit[0] is found:
-            self[name] = hit[1]
-            return hit[1]
         tag = set_tag(self.table.family, self.table.name, name) if dynamic else None
-        lookup = self[name] = compile_lookup(found.elements if found is not None else (), tag)
-        if key is not None:
-            self.shared[key] = (found, lookup)
+        if self.shared is None or found is None or dynamic:
+            lookup = compile_lookup(found.elements if found is not None else (), tag)
+        else:
+            lookup = shared_value(self.shared, ("nft-set", id(found)), found, lambda: compile_lookup(found.elements))
+        self[name] = lookup
         return lookup
 
 
@@ -114,22 +110,15 @@ class NftTableEval:
         chains = self.table.chains
         if self.shared is None:
             return {ch.name: ch for ch in chains}
-        hit = self.shared.get(("nft-models", id(chains)))
-        if hit is None or hit[0] is not chains:
-            hit = self.shared[("nft-models", id(chains))] = (chains, {ch.name: ch for ch in chains})
-        return hit[1]
+        return shared_value(self.shared, ("nft-models", id(chains)), chains, lambda: {ch.name: ch for ch in chains})
 
     def _compiled(self, model: n.NftChain) -> _Chain:
         """``model`` compiled, or the compiled chain another node made of the same objects."""
-        found = share_key(model, self.table, self.shared.setdefault("nft-refs", {})) \
-            if self.shared is not None else None
+        found = share_key(model, self.table, self.shared) if self.shared is not None else None
         if found is None:
             return _Chain(model, self.fib, self.sets, self.table.family)
         key, keep = found
-        hit = self.shared.get(("nft", key))
-        if hit is None:
-            hit = self.shared[("nft", key)] = (keep, _Chain(model, self.fib, self.sets, self.table.family))
-        return hit[1]
+        return shared_value(self.shared, ("nft", key), keep, lambda: _Chain(model, self.fib, self.sets, self.table.family))
 
     def compile_all(self) -> None:
         """Compile every chain now (a tracer about to trace many packets: as iptables' tables).

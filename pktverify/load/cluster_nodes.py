@@ -63,7 +63,8 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
     for node in cluster.nodes:
         gen = generated.get(node.name)
         given = {kind: _given(cluster, node, kind) for kind in DUMP_KINDS}
-        if given["nft"] is None and gen is not None and cluster.proxy_mode == "nftables":
+        made_nft = given["nft"] is None and gen is not None and cluster.proxy_mode == "nftables"
+        if made_nft:
             # kube-proxy's nftables mode: made here, one node at a time (its text is dropped once read)
             given["nft"] = (generate_nft(cluster, node), f"<generated nft of {node.name}>", 0)
         with _blamed_on(cluster, node, generated=gen is not None):
@@ -89,7 +90,7 @@ def cluster_nodes(cluster: ClusterSpec, *, lenient: bool = False, cache: ModelCa
                 text, source, offset = given["rules"]
                 with _shifted(source, offset):
                     policy = parse_ip_rules(text, source=source)[0]
-            nft, nft_notes = _nft(given, node, cache, scripts if gen is not None else None)
+            nft, nft_notes = _nft(given, node, cache, scripts if made_nft else None)
             out[node.name] = build_node(node.name, addrs, routes.routes, ruleset, legacy_routes=routes.legacy,
                                         ipsets=sets, notes=notes + routes.notes + nft_notes, rules=policy, nft=nft)
             sysctls = node_sysctls(node)        # an optional sysctl.txt beside the node's dumps
@@ -103,11 +104,11 @@ def _nft(given: dict[str, tuple[str, str, int] | None], node: NodeSpec, cache: M
     """The node's nftables tables (None: no nft dump) and the notes on what was left out; tables
     iptables-nft wrote are read from the node's own iptables-save when it gives one. An error in
     inline JSON (a JSON path, no line) names the line its text starts on in the cluster file.
-    ``scripts``: for the ruleset pktverify generated, read it as derived from the one before."""
+    ``scripts`` (given for a ruleset pktverify generated): read it as derived from the one before."""
     if given["nft"] is None:
         return None, ()
     text, source, _offset = given["nft"]
-    if scripts is not None and source.startswith("<generated nft of "):
+    if scripts is not None:
         return node_nft(scripts.parse(text, source=source), iptables_given=given["iptables"] is not None,
                         managed=managed_tables(text))
     try:
